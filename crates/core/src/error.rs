@@ -1,0 +1,95 @@
+//! The error type of ferroflow-core: every variant names what a user needs to fix the problem.
+
+use crate::dtype::{DType, Shape};
+
+/// Errors raised while building graphs, deriving gradients, compiling plans and running sessions.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum Error {
+    /// Static shape inference failed when a node was added.
+    #[error("shape error in node '{node}' (op {op}): {message}")]
+    Shape { node: String, op: String, message: String },
+
+    /// Static dtype inference failed when a node was added.
+    #[error("dtype error in node '{node}' (op {op}): {message}")]
+    DType { node: String, op: String, message: String },
+
+    /// An argument of a builder call or a kernel is invalid (bad axis, out-of-range label, ...).
+    #[error("invalid argument in node '{node}' (op {op}): {message}")]
+    InvalidArgument { node: String, op: String, message: String },
+
+    /// A name is not valid as a TF op or scope name.
+    #[error("invalid name '{name}': {message}")]
+    InvalidName { name: String, message: String },
+
+    /// `get_variable` without reuse found an existing variable.
+    #[error("Variable {name} already exists, disallowed. Did you mean to set reuse=True or reuse=AUTO_REUSE in VarScope?")]
+    VariableExists { name: String },
+
+    /// `get_variable` with reuse=true found no such variable.
+    #[error("Variable {name} does not exist, or was not created with get_variable(). Did you mean to set reuse=AUTO_REUSE in VarScope?")]
+    VariableMissing { name: String },
+
+    /// `get_variable` with reuse found the variable with another shape or dtype.
+    #[error("Trying to share variable {name}, but specified {requested} and found {found}.")]
+    VariableMismatch { name: String, requested: String, found: String },
+
+    /// A name or handle does not refer to anything in this graph.
+    #[error("not found in graph: {what}")]
+    NotFound { what: String },
+
+    /// A tensor name was expected but an operation name was given (`"x"` instead of `"x:0"`).
+    #[error("the name '{name}' refers to an Operation, not a Tensor. Tensor names must be of the form \"<op_name>:<output_index>\".")]
+    OperationNotTensor { name: String },
+
+    /// An operation without an output value was fetched or used as an input.
+    #[error("operation '{name}' (op {op}) has no output value; run it as a target instead")]
+    NoOutput { name: String, op: String },
+
+    /// A placeholder needed by the fetches was not fed.
+    #[error("You must feed a value for placeholder tensor '{placeholder}' with dtype {dtype} and shape {shape}")]
+    MissingFeed { placeholder: String, dtype: DType, shape: Shape },
+
+    /// A fed value does not match the tensor's dtype or static shape.
+    #[error("cannot feed value of dtype {got_dtype} and shape {got_shape:?} for tensor '{tensor}', which has dtype {dtype} and shape {shape}")]
+    FeedMismatch { tensor: String, dtype: DType, shape: Shape, got_dtype: DType, got_shape: Vec<usize> },
+
+    /// A variable was read before it was initialized.
+    #[error("Attempting to use uninitialized value {name}")]
+    UninitializedVariable { name: String },
+
+    /// The subgraph to run contains a cycle.
+    #[error("the graph contains a cycle through node '{node}'")]
+    Cycle { node: String },
+
+    /// No gradient rule exists for an op on the path between ys and xs.
+    #[error("No gradient defined for operation '{node}' (op type: {op})")]
+    NoGradient { node: String, op: String },
+
+    /// A gradient rule returned a tensor whose shape does not match its input.
+    #[error("gradient of op {op} (node '{node}') for input {input} has shape {grad_shape}, but the input has shape {input_shape}")]
+    GradientShape { node: String, op: String, input: usize, grad_shape: Shape, input_shape: Shape },
+
+    /// A kernel failed at run time (bad runtime shape, out-of-range index, ...).
+    #[error("error running node '{node}' (op {op}): {message}")]
+    Kernel { node: String, op: String, message: String },
+
+    /// A regular expression given as a collection scope does not compile.
+    #[error("invalid scope regex '{pattern}': {message}")]
+    BadRegex { pattern: String, message: String },
+
+    /// Anything else, with a message.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Result with ferroflow-core's error.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The error a kernel or shape rule returns before the graph adds the node name and op.
+pub type OpResult<T> = std::result::Result<T, String>;
+
+impl Error {
+    pub(crate) fn other(msg: impl Into<String>) -> Self {
+        Error::Other(msg.into())
+    }
+}

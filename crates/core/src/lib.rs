@@ -1,0 +1,22 @@
+//! ferroflow-core: the graph IR (nodes, dtypes, static shapes), TF1 naming and collections, ops
+//! (kernel + shape rule + gradient rule), symbolic autodiff, compiler passes, plans and the session.
+
+pub mod autodiff;
+pub mod dtype;
+pub mod error;
+pub mod graph;
+pub mod init;
+pub mod ops;
+mod passes;
+mod plan;
+pub mod session;
+pub mod testing;
+pub mod value;
+
+pub use autodiff::{GradientOptions, UnconnectedGradients};
+pub use dtype::{DType, Dim, Shape, TensorInfo};
+pub use error::{Error, Result};
+pub use graph::{keys, CollectionItem, Graph, Operation, Reuse, ScopeGuard, Tensor, VarOptions, Variable};
+pub use init::{FanMode, Initializer, VsDistribution};
+pub use session::{feed, Session, SessionOptions};
+pub use value::Value;

@@ -1,0 +1,455 @@
+//! Elementwise functions of two tensors with numpy broadcasting (arithmetic, comparisons, logic),
+//! `where` (select) and `AddN`.
+
+use super::kernels::{by_float, float_input, zip_broadcast, Float, FloatArray};
+use super::{expect_arity, GradContext, InferError, InferResult, OpDef};
+use crate::dtype::{DType, TensorInfo};
+use crate::error::{OpResult, Result};
+use crate::graph::{Graph, Tensor};
+use crate::value::Value;
+use serde::{Deserialize, Serialize};
+
+/// Which arithmetic a `Binary` node performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BinaryKind {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Maximum,
+    Minimum,
+    SquaredDifference,
+}
+
+impl BinaryKind {
+    fn apply<T: Float>(self, x: T, y: T) -> T {
+        match self {
+            BinaryKind::Add => x + y,
+            BinaryKind::Sub => x - y,
+            BinaryKind::Mul => x * y,
+            BinaryKind::Div => x / y,
+            BinaryKind::Pow => x.powf(y),
+            // NaN propagates, as in TF.
+            BinaryKind::Maximum => {
+                if x.is_nan() || x >= y {
+                    x
+                } else {
+                    y
+                }
+            }
+            BinaryKind::Minimum => {
+                if x.is_nan() || x <= y {
+                    x
+                } else {
+                    y
+                }
+            }
+            BinaryKind::SquaredDifference => (x - y) * (x - y),
+        }
+    }
+
+    fn apply_int(self, x: i64, y: i64) -> OpResult<i64> {
+        Ok(match self {
+            BinaryKind::Add => x.wrapping_add(y),
+            BinaryKind::Sub => x.wrapping_sub(y),
+            BinaryKind::Mul => x.wrapping_mul(y),
+            BinaryKind::Div => {
+                if y == 0 {
+                    return Err("integer division by zero".into());
+                }
+                x.wrapping_div(y)
+            }
+            BinaryKind::Pow => {
+                let e = u32::try_from(y).map_err(|_| format!("integer pow needs a small non-negative exponent, got {y}"))?;
+                x.wrapping_pow(e)
+            }
+            BinaryKind::Maximum => x.max(y),
+            BinaryKind::Minimum => x.min(y),
+            BinaryKind::SquaredDifference => (x.wrapping_sub(y)).wrapping_mul(x.wrapping_sub(y)),
+        })
+    }
+
+    fn type_name(self) -> &'static str {
+        match self {
+            BinaryKind::Add => "AddV2",
+            BinaryKind::Sub => "Sub",
+            BinaryKind::Mul => "Mul",
+            BinaryKind::Div => "RealDiv",
+            BinaryKind::Pow => "Pow",
+            BinaryKind::Maximum => "Maximum",
+            BinaryKind::Minimum => "Minimum",
+            BinaryKind::SquaredDifference => "SquaredDifference",
+        }
+    }
+}
+
+fn broadcast_infer(inputs: &[TensorInfo], op: &str, out_dtype: Option<DType>) -> InferResult {
+    expect_arity(inputs, 2, op)?;
+    if inputs[0].dtype != inputs[1].dtype {
+        return Err(InferError::DType(format!(
+            "both inputs must have the same dtype, got {} and {}",
+            inputs[0].dtype, inputs[1].dtype
+        )));
+    }
+    let shape = inputs[0].shape.broadcast(&inputs[1].shape).map_err(InferError::Shape)?;
+    Ok(Some(TensorInfo::new(out_dtype.unwrap_or(inputs[0].dtype), shape)))
+}
+
+/// Elementwise arithmetic with broadcasting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Binary {
+    pub kind: BinaryKind,
+}
+
+fn binary_float<T: FloatArray>(k: BinaryKind, inputs: &[&Value]) -> OpResult<Value> {
+    let a = float_input::<T>(inputs, 0, k.type_name())?;
+    let b = float_input::<T>(inputs, 1, k.type_name())?;
+    Ok(T::wrap(zip_broadcast(a, b, |x, y| k.apply(x, y))?))
+}
+
+impl OpDef for Binary {
+    fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        let out = broadcast_infer(inputs, self.type_name(), None)?;
+        if inputs[0].dtype == DType::Bool {
+            return Err(InferError::DType(format!("{} is not defined for bool", self.type_name())));
+        }
+        Ok(out)
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let k = self.kind;
+        if let (Some(Value::I64(a)), Some(Value::I64(b))) = (inputs.first(), inputs.get(1)) {
+            let mut err = None;
+            let out = zip_broadcast(a, b, |x, y| {
+                k.apply_int(x, y).unwrap_or_else(|e| {
+                    err = Some(e);
+                    0
+                })
+            })?;
+            return match err {
+                Some(e) => Err(e),
+                None => Ok(Value::I64(out)),
+            };
+        }
+        by_float(inputs, k.type_name(), || binary_float::<f32>(k, inputs), || binary_float::<f64>(k, inputs))
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        let g = ctx.graph;
+        let (x, y) = (ctx.input(0)?, ctx.input(1)?);
+        let (gx, gy) = match self.kind {
+            BinaryKind::Add => (grad, grad),
+            BinaryKind::Sub => (grad, g.neg(grad)?),
+            BinaryKind::Mul => (g.mul(grad, y)?, g.mul(grad, x)?),
+            BinaryKind::Div => (g.div(grad, y)?, g.mul(grad, g.div(g.div(g.neg(x)?, y)?, y)?)?),
+            BinaryKind::Pow => {
+                let one = g.scalar_like(x, 1.0)?;
+                let gx = g.mul(g.mul(grad, y)?, g.pow(x, g.sub(y, one)?)?)?;
+                // log(x) only where x > 0, as TF does, so that x <= 0 gives 0 instead of NaN.
+                let zero = g.zeros_like(x)?;
+                let positive = g.greater(x, zero)?;
+                let safe_x = g.select(positive, x, g.ones_like(x)?)?;
+                let log_x = g.select(positive, g.log(safe_x)?, zero)?;
+                (gx, g.mul(g.mul(grad, ctx.output)?, log_x)?)
+            }
+            BinaryKind::Maximum | BinaryKind::Minimum => {
+                let mask = if self.kind == BinaryKind::Maximum { g.greater_equal(x, y)? } else { g.less_equal(x, y)? };
+                let zeros = g.zeros_like(grad)?;
+                (g.select(mask, grad, zeros)?, g.select(mask, zeros, grad)?)
+            }
+            BinaryKind::SquaredDifference => {
+                let two = g.scalar_like(x, 2.0)?;
+                let gx = g.mul(grad, g.mul(two, g.sub(x, y)?)?)?;
+                (gx, g.neg(gx)?)
+            }
+        };
+        Ok(vec![Some(g.sum_to_shape_of(gx, x)?), Some(g.sum_to_shape_of(gy, y)?)])
+    }
+}
+
+/// Which comparison a `Compare` node performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareKind {
+    Equal,
+    NotEqual,
+    Greater,
+    GreaterEqual,
+    Less,
+    LessEqual,
+}
+
+impl CompareKind {
+    fn test<T: PartialOrd>(self, x: &T, y: &T) -> bool {
+        match self {
+            CompareKind::Equal => x == y,
+            CompareKind::NotEqual => x != y,
+            CompareKind::Greater => x > y,
+            CompareKind::GreaterEqual => x >= y,
+            CompareKind::Less => x < y,
+            CompareKind::LessEqual => x <= y,
+        }
+    }
+    fn type_name(self) -> &'static str {
+        match self {
+            CompareKind::Equal => "Equal",
+            CompareKind::NotEqual => "NotEqual",
+            CompareKind::Greater => "Greater",
+            CompareKind::GreaterEqual => "GreaterEqual",
+            CompareKind::Less => "Less",
+            CompareKind::LessEqual => "LessEqual",
+        }
+    }
+}
+
+/// Elementwise comparison with broadcasting; the output is bool. Not differentiable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Compare {
+    pub kind: CompareKind,
+}
+
+impl OpDef for Compare {
+    fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        broadcast_infer(inputs, self.type_name(), Some(DType::Bool))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let k = self.kind;
+        let out = match (super::kernels::input(inputs, 0, "Compare")?, super::kernels::input(inputs, 1, "Compare")?) {
+            (Value::F32(a), Value::F32(b)) => zip_broadcast(a, b, |x, y| k.test(&x, &y))?,
+            (Value::F64(a), Value::F64(b)) => zip_broadcast(a, b, |x, y| k.test(&x, &y))?,
+            (Value::I64(a), Value::I64(b)) => zip_broadcast(a, b, |x, y| k.test(&x, &y))?,
+            (Value::Bool(a), Value::Bool(b)) => zip_broadcast(a, b, |x, y| k.test(&x, &y))?,
+            (a, b) => return Err(format!("cannot compare {} with {}", a.dtype(), b.dtype())),
+        };
+        Ok(Value::Bool(out))
+    }
+    fn gradient(&self, _ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![None, None])
+    }
+}
+
+/// Which logical function a `Logical` node computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogicalKind {
+    And,
+    Or,
+    Not,
+}
+
+/// Elementwise logic on bool tensors (`logical_and`, `logical_or`, `logical_not`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Logical {
+    pub kind: LogicalKind,
+}
+
+impl OpDef for Logical {
+    fn type_name(&self) -> &'static str {
+        match self.kind {
+            LogicalKind::And => "LogicalAnd",
+            LogicalKind::Or => "LogicalOr",
+            LogicalKind::Not => "LogicalNot",
+        }
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        if inputs.iter().any(|i| i.dtype != DType::Bool) {
+            return Err(InferError::DType("logical ops take bool inputs".into()));
+        }
+        if self.kind == LogicalKind::Not {
+            expect_arity(inputs, 1, "LogicalNot")?;
+            return Ok(Some(inputs[0].clone()));
+        }
+        broadcast_infer(inputs, self.type_name(), None)
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let bool_in = |i: usize| -> OpResult<&ndarray::ArrayD<bool>> {
+            super::kernels::input(inputs, i, "Logical")?.as_bool().ok_or_else(|| "logical ops take bool inputs".to_string())
+        };
+        let out = match self.kind {
+            LogicalKind::Not => bool_in(0)?.mapv(|x| !x),
+            LogicalKind::And => zip_broadcast(bool_in(0)?, bool_in(1)?, |x, y| x && y)?,
+            LogicalKind::Or => zip_broadcast(bool_in(0)?, bool_in(1)?, |x, y| x || y)?,
+        };
+        Ok(Value::Bool(out))
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![None; ctx.inputs.len()])
+    }
+}
+
+/// `where(cond, a, b)` with broadcasting of all three (TF's `where_v2`/`SelectV2`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Select;
+
+fn select_typed<T: Clone>(c: &ndarray::ArrayD<bool>, a: &ndarray::ArrayD<T>, b: &ndarray::ArrayD<T>) -> OpResult<ndarray::ArrayD<T>> {
+    let ab_shape = super::kernels::broadcast_shapes(a.shape(), b.shape())?;
+    let shape = super::kernels::broadcast_shapes(c.shape(), &ab_shape)?;
+    let d = ndarray::IxDyn(&shape);
+    let cv = c.broadcast(d.clone()).ok_or("broadcast failed")?;
+    let av = a.broadcast(d.clone()).ok_or("broadcast failed")?;
+    let bv = b.broadcast(d.clone()).ok_or("broadcast failed")?;
+    let mut out = Vec::with_capacity(shape.iter().product());
+    ndarray::Zip::from(&cv).and(&av).and(&bv).for_each(|&c, x, y| out.push(if c { x.clone() } else { y.clone() }));
+    ndarray::ArrayD::from_shape_vec(d, out).map_err(|e| e.to_string())
+}
+
+impl OpDef for Select {
+    fn type_name(&self) -> &'static str {
+        "SelectV2"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 3, "SelectV2")?;
+        if inputs[0].dtype != DType::Bool {
+            return Err(InferError::DType(format!("the condition must be bool, got {}", inputs[0].dtype)));
+        }
+        let ab = broadcast_infer(&inputs[1..], "SelectV2", None)?.ok_or_else(|| InferError::Shape("no output".into()))?;
+        let shape = inputs[0].shape.broadcast(&ab.shape).map_err(InferError::Shape)?;
+        Ok(Some(TensorInfo::new(ab.dtype, shape)))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let c = super::kernels::input(inputs, 0, "SelectV2")?.as_bool().ok_or("the condition must be bool")?;
+        match (super::kernels::input(inputs, 1, "SelectV2")?, super::kernels::input(inputs, 2, "SelectV2")?) {
+            (Value::F32(a), Value::F32(b)) => Ok(Value::F32(select_typed(c, a, b)?)),
+            (Value::F64(a), Value::F64(b)) => Ok(Value::F64(select_typed(c, a, b)?)),
+            (Value::I64(a), Value::I64(b)) => Ok(Value::I64(select_typed(c, a, b)?)),
+            (Value::Bool(a), Value::Bool(b)) => Ok(Value::Bool(select_typed(c, a, b)?)),
+            (a, b) => Err(format!("branches must share a dtype, got {} and {}", a.dtype(), b.dtype())),
+        }
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        let g = ctx.graph;
+        let (c, a, b) = (ctx.input(0)?, ctx.input(1)?, ctx.input(2)?);
+        let zeros = g.zeros_like(grad)?;
+        let ga = g.sum_to_shape_of(g.select(c, grad, zeros)?, a)?;
+        let gb = g.sum_to_shape_of(g.select(c, zeros, grad)?, b)?;
+        Ok(vec![None, Some(ga), Some(gb)])
+    }
+}
+
+/// The sum of several tensors of one shape (TF's `AddN`, used to aggregate gradients).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AddN;
+
+fn add_n_float<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
+    let first = float_input::<T>(inputs, 0, "AddN")?;
+    let mut acc = first.clone();
+    for i in 1..inputs.len() {
+        let x = float_input::<T>(inputs, i, "AddN")?;
+        if x.shape() != acc.shape() {
+            return Err(format!("AddN inputs must share a shape, got {:?} and {:?}", acc.shape(), x.shape()));
+        }
+        acc.zip_mut_with(x, |a, &b| *a = *a + b);
+    }
+    Ok(T::wrap(acc))
+}
+
+impl OpDef for AddN {
+    fn type_name(&self) -> &'static str {
+        "AddN"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        let dt = super::same_dtype(inputs)?;
+        super::expect_float(&inputs[0], "AddN's inputs")?;
+        let mut shape = inputs[0].shape.clone();
+        for i in &inputs[1..] {
+            shape = shape
+                .merge(&i.shape)
+                .ok_or_else(|| InferError::Shape(format!("AddN inputs must share a shape, got {} and {}", shape, i.shape)))?;
+        }
+        Ok(Some(TensorInfo::new(dt, shape)))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        by_float(inputs, "AddN", || add_n_float::<f32>(inputs), || add_n_float::<f64>(inputs))
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(grad); ctx.inputs.len()])
+    }
+}
+
+impl Graph {
+    fn binary(&self, kind: BinaryKind, x: Tensor, y: Tensor, default_name: &str) -> Result<Tensor> {
+        self.add_node(Binary { kind }.into(), &[x, y], None, default_name)
+    }
+    /// `tf.add(x, y)` (op type AddV2, default name `Add`).
+    pub fn add(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.binary(BinaryKind::Add, x.into(), y.into(), "Add")
+    }
+    /// `tf.subtract(x, y)`.
+    pub fn sub(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.binary(BinaryKind::Sub, x.into(), y.into(), "Sub")
+    }
+    /// `tf.multiply(x, y)`.
+    pub fn mul(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.binary(BinaryKind::Mul, x.into(), y.into(), "Mul")
+    }
+    /// `tf.divide(x, y)` (op type RealDiv, default name `truediv`).
+    pub fn div(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.binary(BinaryKind::Div, x.into(), y.into(), "truediv")
+    }
+    /// `tf.pow(x, y)`.
+    pub fn pow(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.binary(BinaryKind::Pow, x.into(), y.into(), "Pow")
+    }
+    /// `tf.maximum(x, y)`.
+    pub fn maximum(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.binary(BinaryKind::Maximum, x.into(), y.into(), "Maximum")
+    }
+    /// `tf.minimum(x, y)`.
+    pub fn minimum(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.binary(BinaryKind::Minimum, x.into(), y.into(), "Minimum")
+    }
+    /// `tf.squared_difference(x, y)`: (x - y)².
+    pub fn squared_difference(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.binary(BinaryKind::SquaredDifference, x.into(), y.into(), "SquaredDifference")
+    }
+    fn compare(&self, kind: CompareKind, x: Tensor, y: Tensor) -> Result<Tensor> {
+        self.add_node(Compare { kind }.into(), &[x, y], None, kind.type_name())
+    }
+    /// `tf.equal(x, y)` (bool).
+    pub fn equal(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.compare(CompareKind::Equal, x.into(), y.into())
+    }
+    /// `tf.not_equal(x, y)` (bool).
+    pub fn not_equal(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.compare(CompareKind::NotEqual, x.into(), y.into())
+    }
+    /// `tf.greater(x, y)` (bool).
+    pub fn greater(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.compare(CompareKind::Greater, x.into(), y.into())
+    }
+    /// `tf.greater_equal(x, y)` (bool).
+    pub fn greater_equal(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.compare(CompareKind::GreaterEqual, x.into(), y.into())
+    }
+    /// `tf.less(x, y)` (bool).
+    pub fn less(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.compare(CompareKind::Less, x.into(), y.into())
+    }
+    /// `tf.less_equal(x, y)` (bool).
+    pub fn less_equal(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.compare(CompareKind::LessEqual, x.into(), y.into())
+    }
+    /// `tf.logical_and(x, y)`.
+    pub fn logical_and(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.add_node(Logical { kind: LogicalKind::And }.into(), &[x.into(), y.into()], None, "LogicalAnd")
+    }
+    /// `tf.logical_or(x, y)`.
+    pub fn logical_or(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
+        self.add_node(Logical { kind: LogicalKind::Or }.into(), &[x.into(), y.into()], None, "LogicalOr")
+    }
+    /// `tf.logical_not(x)`.
+    pub fn logical_not(&self, x: impl Into<Tensor>) -> Result<Tensor> {
+        self.add_node(Logical { kind: LogicalKind::Not }.into(), &[x.into()], None, "LogicalNot")
+    }
+    /// `tf.where(cond, a, b)`: elementwise choice, all three broadcast (TF2's `where_v2` semantics).
+    pub fn select(&self, cond: impl Into<Tensor>, a: impl Into<Tensor>, b: impl Into<Tensor>) -> Result<Tensor> {
+        self.add_node(Select.into(), &[cond.into(), a.into(), b.into()], None, "SelectV2")
+    }
+    /// `tf.add_n(xs)`: sum of same-shaped tensors.
+    pub fn add_n(&self, xs: &[Tensor]) -> Result<Tensor> {
+        self.add_node(AddN.into(), xs, None, "AddN")
+    }
+}

@@ -1,0 +1,197 @@
+//! Ops: each op's struct, shape/dtype rule, CPU kernel, gradient rule and `Graph` builder method
+//! live together in one section of one family file.
+
+pub mod binary;
+pub mod kernels;
+pub mod matmul;
+pub mod nn;
+pub mod random;
+pub mod reduce;
+pub mod shape_ops;
+pub mod state;
+pub mod unary;
+
+use crate::dtype::TensorInfo;
+use crate::error::{Error, OpResult, Result};
+use crate::graph::{Graph, Tensor};
+use crate::value::Value;
+use serde::{Deserialize, Serialize};
+
+/// Why a shape/dtype rule rejected its inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InferError {
+    /// The static shapes do not fit the op.
+    Shape(String),
+    /// The dtypes do not fit the op.
+    DType(String),
+}
+
+/// The result of a shape/dtype rule: the output's info, or `None` for ops without a value.
+pub type InferResult = std::result::Result<Option<TensorInfo>, InferError>;
+
+/// How the session treats an op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    /// A deterministic function of its inputs: may be deduplicated (CSE) and constant-folded.
+    Pure,
+    /// Reads or writes session state, or draws random numbers: executed by the session itself.
+    Stateful,
+}
+
+/// What a gradient rule sees of the node it differentiates.
+pub struct GradContext<'a> {
+    /// The graph to add gradient ops to (under `gradients/<op>_grad/`).
+    pub graph: &'a Graph,
+    /// The node's name.
+    pub name: String,
+    /// The node's data inputs.
+    pub inputs: Vec<Tensor>,
+    /// Static info of each input.
+    pub input_infos: Vec<TensorInfo>,
+    /// The node's output.
+    pub output: Tensor,
+}
+
+impl GradContext<'_> {
+    /// The `i`-th input, or an error naming the node.
+    pub fn input(&self, i: usize) -> Result<Tensor> {
+        self.inputs.get(i).copied().ok_or_else(|| Error::other(format!("node '{}' has no input {i}", self.name)))
+    }
+}
+
+/// The behaviour every op provides.
+pub trait OpDef {
+    /// TF's op type (`MatMul`, `AddV2`, `Relu`).
+    fn type_name(&self) -> &'static str;
+    /// Static dtype and shape of the output from those of the inputs.
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult;
+    /// The CPU kernel. Stateful ops are executed by the session and keep this default.
+    fn compute(&self, _inputs: &[&Value]) -> OpResult<Value> {
+        Err(format!("op {} has no stateless kernel", self.type_name()))
+    }
+    /// Pure or stateful.
+    fn kind(&self) -> OpKind {
+        OpKind::Pure
+    }
+    /// The gradient rule: one entry per input (`None` for no gradient), built from graph ops.
+    fn gradient(&self, ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        Err(Error::NoGradient { node: ctx.name.clone(), op: self.type_name().into() })
+    }
+}
+
+macro_rules! op_list {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        /// Every op ferroflow knows: the one list that maps op names to types for (de)serialization.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub enum Op { $($variant($ty)),* }
+
+        impl Op {
+            /// The op's behaviour.
+            pub fn def(&self) -> &dyn OpDef {
+                match self { $(Op::$variant(o) => o),* }
+            }
+        }
+        $(impl From<$ty> for Op { fn from(o: $ty) -> Self { Op::$variant(o) } })*
+    };
+}
+
+op_list! {
+    Const(state::Const),
+    Placeholder(state::Placeholder),
+    PlaceholderWithDefault(state::PlaceholderWithDefault),
+    Variable(state::VariableOp),
+    Assign(state::Assign),
+    NoOp(state::NoOp),
+    Identity(state::Identity),
+    StopGradient(state::StopGradient),
+    Random(random::Random),
+    Unary(unary::Unary),
+    FillLike(unary::FillLike),
+    Binary(binary::Binary),
+    Compare(binary::Compare),
+    Logical(binary::Logical),
+    Select(binary::Select),
+    AddN(binary::AddN),
+    MatMul(matmul::MatMul),
+    Reduce(reduce::Reduce),
+    ArgMax(reduce::ArgMax),
+    L2Loss(reduce::L2Loss),
+    Size(reduce::Size),
+    SumToShapeOf(reduce::SumToShapeOf),
+    BroadcastLike(reduce::BroadcastLike),
+    Reshape(shape_ops::Reshape),
+    ReshapeLike(shape_ops::ReshapeLike),
+    Transpose(shape_ops::Transpose),
+    ExpandDims(shape_ops::ExpandDims),
+    Squeeze(shape_ops::Squeeze),
+    Concat(shape_ops::Concat),
+    ConcatGrad(shape_ops::ConcatGrad),
+    Slice(shape_ops::Slice),
+    SliceGrad(shape_ops::SliceGrad),
+    Gather(shape_ops::Gather),
+    GatherGrad(shape_ops::GatherGrad),
+    OneHot(shape_ops::OneHot),
+    Cast(shape_ops::Cast),
+    Softmax(nn::Softmax),
+    SparseSoftmaxXent(nn::SparseSoftmaxXent),
+    SoftmaxXent(nn::SoftmaxXent),
+}
+
+impl Op {
+    /// TF's op type name.
+    pub fn type_name(&self) -> &'static str {
+        self.def().type_name()
+    }
+    /// Runs the shape/dtype rule.
+    pub fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        self.def().infer(inputs)
+    }
+    /// Runs the kernel.
+    pub fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        self.def().compute(inputs)
+    }
+    /// Pure or stateful.
+    pub fn kind(&self) -> OpKind {
+        self.def().kind()
+    }
+}
+
+/// Checks the number of inputs in a shape rule.
+pub(crate) fn expect_arity(inputs: &[TensorInfo], n: usize, op: &str) -> std::result::Result<(), InferError> {
+    if inputs.len() == n {
+        Ok(())
+    } else {
+        Err(InferError::Shape(format!("{op} takes {n} inputs, got {}", inputs.len())))
+    }
+}
+
+/// Checks that all inputs share one dtype, returning it.
+pub(crate) fn same_dtype(inputs: &[TensorInfo]) -> std::result::Result<crate::dtype::DType, InferError> {
+    let first = inputs.first().ok_or_else(|| InferError::Shape("op needs at least one input".into()))?.dtype;
+    for i in inputs {
+        if i.dtype != first {
+            return Err(InferError::DType(format!("inputs must share one dtype, got {} and {}", first, i.dtype)));
+        }
+    }
+    Ok(first)
+}
+
+/// Checks that an input is a float tensor.
+pub(crate) fn expect_float(info: &TensorInfo, what: &str) -> std::result::Result<(), InferError> {
+    if info.dtype.is_float() {
+        Ok(())
+    } else {
+        Err(InferError::DType(format!("{what} must be float32 or float64, got {}", info.dtype)))
+    }
+}
+
+/// Normalizes a possibly negative axis against a rank.
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> std::result::Result<usize, String> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a >= r {
+        Err(format!("axis {axis} is out of range for rank {rank}"))
+    } else {
+        Ok(a as usize)
+    }
+}

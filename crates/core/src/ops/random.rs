@@ -1,0 +1,142 @@
+//! Seeded random ops: uniform, normal and truncated normal (TF's `RandomUniform`,
+//! `RandomStandardNormal`, `TruncatedNormal`), with TF's graph-seed/op-seed rule.
+
+use super::{expect_arity, InferResult, OpDef, OpKind};
+use crate::dtype::{DType, Shape, TensorInfo};
+use crate::error::Result;
+use crate::graph::{Graph, Tensor};
+use crate::value::Value;
+use ndarray::{ArrayD, IxDyn};
+use rand::Rng;
+use rand_distr::{Distribution as _, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+/// TF's `DEFAULT_GRAPH_SEED`, used when only an op seed is given.
+pub const DEFAULT_GRAPH_SEED: u64 = 87654321;
+
+/// The unit distribution a random op draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Distribution {
+    /// Uniform on [0, 1).
+    Uniform,
+    /// Standard normal.
+    Normal,
+    /// Standard normal, redrawn while |x| > 2.
+    TruncatedNormal,
+}
+
+/// Draws a fresh tensor on every run; the sequence is reproducible when a seed is set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Random {
+    pub dist: Distribution,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// (graph seed, op seed), or `None` for a nondeterministic stream.
+    pub seed: Option<(u64, u64)>,
+}
+
+impl Random {
+    /// The seed of this op's random stream, combining graph and op seeds.
+    pub fn stream_seed(&self) -> Option<u64> {
+        self.seed.map(|(g, o)| g.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ o.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ o)
+    }
+
+    /// Draws one tensor from `rng`.
+    pub fn sample<R: Rng>(&self, rng: &mut R) -> Value {
+        let n: usize = self.shape.iter().product();
+        let mut data = Vec::with_capacity(n);
+        for _ in 0..n {
+            let x: f64 = match self.dist {
+                Distribution::Uniform => rng.gen::<f64>(),
+                Distribution::Normal => StandardNormal.sample(rng),
+                Distribution::TruncatedNormal => loop {
+                    let x: f64 = StandardNormal.sample(rng);
+                    if x.abs() <= 2.0 {
+                        break x;
+                    }
+                },
+            };
+            data.push(x);
+        }
+        let a = ArrayD::from_shape_vec(IxDyn(&self.shape), data).unwrap_or_else(|_| ArrayD::zeros(IxDyn(&[0])));
+        Value::F64(a).cast(self.dtype)
+    }
+}
+
+impl OpDef for Random {
+    fn type_name(&self) -> &'static str {
+        match self.dist {
+            Distribution::Uniform => "RandomUniform",
+            Distribution::Normal => "RandomStandardNormal",
+            Distribution::TruncatedNormal => "TruncatedNormal",
+        }
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 0, self.type_name())?;
+        super::expect_float(&TensorInfo::new(self.dtype, Shape::scalar()), "a random op's dtype")?;
+        Ok(Some(TensorInfo::new(self.dtype, Shape::known(&self.shape))))
+    }
+    fn kind(&self) -> OpKind {
+        OpKind::Stateful
+    }
+}
+
+impl Graph {
+    /// TF's `get_seed`: the (graph seed, op seed) pair for a new random op.
+    pub fn resolve_seed(&self, op_seed: Option<u64>) -> Option<(u64, u64)> {
+        match (self.random_seed(), op_seed) {
+            (Some(gs), Some(os)) => Some((gs, os)),
+            (Some(gs), None) => Some((gs, self.len() as u64)),
+            (None, Some(os)) => Some((DEFAULT_GRAPH_SEED, os)),
+            (None, None) => None,
+        }
+    }
+
+    /// Builds `unit_draw * scale + offset` under a `scope` name scope, the final op named as the scope
+    /// (TF's layout: `random_uniform/RandomUniform`, `random_uniform/mul`, `random_uniform`).
+    #[allow(clippy::too_many_arguments)]
+    fn random_scaled(
+        &self,
+        dist: Distribution,
+        scope: &str,
+        shape: &[usize],
+        dtype: DType,
+        scale: f64,
+        offset: f64,
+        seed: Option<u64>,
+    ) -> Result<Tensor> {
+        let name = self.take_pending_name();
+        let guard = self.name_scope(name.as_deref().unwrap_or(scope))?;
+        let scope_name = guard.scope().to_string();
+        let seed = self.resolve_seed(seed);
+        let rnd = Random { dist, dtype, shape: shape.to_vec(), seed };
+        let type_name = rnd.type_name();
+        let unit = self.add_node(rnd.into(), &[], None, type_name)?;
+        let scale = self.scalar(dtype, scale)?;
+        let scaled = self.mul(unit, scale)?;
+        let offset = self.scalar(dtype, offset)?;
+        let out = self.add_node(
+            super::binary::Binary { kind: super::binary::BinaryKind::Add }.into(),
+            &[scaled, offset],
+            Some(&scope_name),
+            "add",
+        )?;
+        drop(guard);
+        Ok(out)
+    }
+
+    /// `tf.random_uniform(shape, minval, maxval, dtype, seed)`: U[minval, maxval).
+    pub fn random_uniform(&self, shape: &[usize], minval: f64, maxval: f64, dtype: DType, seed: Option<u64>) -> Result<Tensor> {
+        self.random_scaled(Distribution::Uniform, "random_uniform", shape, dtype, maxval - minval, minval, seed)
+    }
+
+    /// `tf.random_normal(shape, mean, stddev, dtype, seed)`.
+    pub fn random_normal(&self, shape: &[usize], mean: f64, stddev: f64, dtype: DType, seed: Option<u64>) -> Result<Tensor> {
+        self.random_scaled(Distribution::Normal, "random_normal", shape, dtype, stddev, mean, seed)
+    }
+
+    /// `tf.truncated_normal(shape, mean, stddev, dtype, seed)`: draws beyond 2 stddev are redrawn.
+    pub fn truncated_normal(&self, shape: &[usize], mean: f64, stddev: f64, dtype: DType, seed: Option<u64>) -> Result<Tensor> {
+        self.random_scaled(Distribution::TruncatedNormal, "truncated_normal", shape, dtype, stddev, mean, seed)
+    }
+}

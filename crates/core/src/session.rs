@@ -1,0 +1,244 @@
+//! The session: owns variable values, random streams and the plan cache, and runs plans with
+//! feeds and fetches (TF's `tf.Session`).
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Operation, Tensor, Variable};
+use crate::ops::binary::{Binary, BinaryKind};
+use crate::ops::state::AssignMode;
+use crate::ops::OpDef;
+use crate::plan::{self, Plan, StepKind};
+use crate::value::Value;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Session settings.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// Run the compiler passes (CSE and constant folding). On by default; they never change results.
+    pub optimize: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions { optimize: true }
+    }
+}
+
+type PlanKey = (Vec<usize>, Vec<usize>, Vec<usize>);
+
+struct State {
+    vars: HashMap<usize, Arc<Value>>,
+    rngs: HashMap<usize, StdRng>,
+    plans: HashMap<PlanKey, Arc<Plan>>,
+    graph_version: u64,
+}
+
+/// Runs a graph. Variables live here, not in the graph, so two sessions over one graph have
+/// independent values. `run` takes `&self` and may be called from several threads; runs are
+/// serialized, so each run (and so each train op) sees and updates the variables atomically.
+pub struct Session {
+    graph: Graph,
+    options: SessionOptions,
+    state: Mutex<State>,
+}
+
+/// A slot's value during a run: computed (shared) or borrowed from the caller's feeds.
+enum Slot<'a> {
+    Owned(Arc<Value>),
+    Fed(&'a Value),
+}
+
+impl Slot<'_> {
+    fn get(&self) -> &Value {
+        match self {
+            Slot::Owned(v) => v,
+            Slot::Fed(v) => v,
+        }
+    }
+}
+
+impl Session {
+    /// A session over `graph` with default options.
+    pub fn new(graph: &Graph) -> Self {
+        Self::with_options(graph, SessionOptions::default())
+    }
+
+    /// A session with explicit options.
+    pub fn with_options(graph: &Graph, options: SessionOptions) -> Self {
+        Session {
+            graph: graph.clone(),
+            options,
+            state: Mutex::new(State { vars: HashMap::new(), rngs: HashMap::new(), plans: HashMap::new(), graph_version: 0 }),
+        }
+    }
+
+    /// The session's graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Runs `targets` and computes `fetches`, with `feeds` replacing the values of their tensors
+    /// (`sess.run(fetches, feed_dict)` plus target ops). Only what the fetches and targets need runs.
+    pub fn run(&self, fetches: &[Tensor], feeds: &[(Tensor, Value)], targets: &[Operation]) -> Result<Vec<Value>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = self.plan_for(&mut state, fetches, feeds, targets)?;
+        Self::execute(&mut state, &plan, feeds)
+    }
+
+    /// Computes one tensor.
+    pub fn run_one(&self, fetch: Tensor, feeds: &[(Tensor, Value)]) -> Result<Value> {
+        let mut v = self.run(&[fetch], feeds, &[])?;
+        v.pop().ok_or_else(|| Error::other("run returned no value"))
+    }
+
+    /// Runs ops for their effects (an initializer, a train op).
+    pub fn run_targets(&self, targets: &[Operation], feeds: &[(Tensor, Value)]) -> Result<()> {
+        self.run(&[], feeds, targets).map(|_| ())
+    }
+
+    fn plan_for(&self, state: &mut State, fetches: &[Tensor], feeds: &[(Tensor, Value)], targets: &[Operation]) -> Result<Arc<Plan>> {
+        let version = self.graph.version();
+        if version != state.graph_version {
+            state.plans.clear();
+            state.graph_version = version;
+        }
+        let key: PlanKey = (
+            fetches.iter().map(|t| t.index()).collect(),
+            feeds.iter().map(|(t, _)| t.index()).collect(),
+            targets.iter().map(|o| o.index()).collect(),
+        );
+        if let Some(p) = state.plans.get(&key) {
+            return Ok(p.clone());
+        }
+        let plan = self.graph.with_inner(|g| plan::compile(g, &key.0, &key.1, &key.2, self.options.optimize))?;
+        let plan = Arc::new(plan);
+        state.plans.insert(key, plan.clone());
+        Ok(plan)
+    }
+
+    fn execute(state: &mut State, plan: &Plan, feeds: &[(Tensor, Value)]) -> Result<Vec<Value>> {
+        let mut slots: Vec<Option<Slot<'_>>> = Vec::with_capacity(plan.n_slots);
+        slots.resize_with(plan.n_slots, || None);
+        for ((slot, name, info), (_, value)) in plan.feeds.iter().zip(feeds) {
+            if value.dtype() != info.dtype || !info.shape.accepts(value.shape()) {
+                return Err(Error::FeedMismatch {
+                    tensor: format!("{name}:0"),
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    got_dtype: value.dtype(),
+                    got_shape: value.shape().to_vec(),
+                });
+            }
+            if let Some(s) = slot {
+                slots[*s] = Some(Slot::Fed(value));
+            }
+        }
+        for step in &plan.steps {
+            let kernel_err = |message: String| Error::Kernel { node: step.name.clone(), op: step.op_type.into(), message };
+            let out: Option<Arc<Value>> = match &step.kind {
+                StepKind::Kernel(op) => {
+                    let mut inputs: Vec<&Value> = Vec::with_capacity(step.inputs.len());
+                    for &i in &step.inputs {
+                        inputs.push(slots[i].as_ref().ok_or_else(|| kernel_err("input not computed".into()))?.get());
+                    }
+                    Some(Arc::new(op.compute(&inputs).map_err(kernel_err)?))
+                }
+                StepKind::Const(v) => Some(v.clone()),
+                StepKind::ReadVar => Some(
+                    state.vars.get(&step.node).cloned().ok_or_else(|| Error::UninitializedVariable { name: step.name.clone() })?,
+                ),
+                StepKind::Assign { var, mode } => {
+                    let value = slots[step.inputs[0]].as_ref().ok_or_else(|| kernel_err("input not computed".into()))?.get();
+                    let info = step.var_info.as_ref().ok_or_else(|| kernel_err("missing variable info".into()))?;
+                    if value.dtype() != info.dtype || !info.shape.accepts(value.shape()) {
+                        return Err(kernel_err(format!(
+                            "Assign requires shapes of both tensors to match. lhs shape= {} rhs shape= {:?} (dtypes {} and {})",
+                            info.shape,
+                            value.shape(),
+                            info.dtype,
+                            value.dtype()
+                        )));
+                    }
+                    let new = match mode {
+                        AssignMode::Set => Arc::new(value.clone()),
+                        AssignMode::Add | AssignMode::Sub => {
+                            let cur = state.vars.get(var).ok_or_else(|| Error::UninitializedVariable {
+                                name: step.name.rsplit_once('/').map(|p| p.0).unwrap_or(&step.name).to_string(),
+                            })?;
+                            let kind = if *mode == AssignMode::Add { BinaryKind::Add } else { BinaryKind::Sub };
+                            let v = Binary { kind }.compute(&[cur.as_ref(), value]).map_err(kernel_err)?;
+                            if v.shape() != cur.shape() {
+                                return Err(kernel_err(format!("update of shape {:?} does not fit the variable's shape {:?}", value.shape(), cur.shape())));
+                            }
+                            Arc::new(v)
+                        }
+                    };
+                    state.vars.insert(*var, new.clone());
+                    Some(new)
+                }
+                StepKind::Random(r) => {
+                    let rng = state.rngs.entry(step.node).or_insert_with(|| match r.stream_seed() {
+                        Some(s) => StdRng::seed_from_u64(s),
+                        None => StdRng::from_entropy(),
+                    });
+                    Some(Arc::new(r.sample(rng)))
+                }
+                StepKind::NoOp => None,
+            };
+            if let Some(v) = out {
+                slots[step.out] = Some(Slot::Owned(v));
+            }
+            for &f in &step.free {
+                slots[f] = None;
+            }
+        }
+        plan.fetch_slots
+            .iter()
+            .map(|&s| match &slots[s] {
+                Some(v) => Ok(v.get().clone()),
+                None => Err(Error::other("a fetched value was not computed")),
+            })
+            .collect()
+    }
+
+    /// The current value of a variable, without running the graph.
+    pub fn variable_value(&self, v: Variable) -> Result<Value> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.vars.get(&v.index()).map(|x| x.as_ref().clone()).ok_or_else(|| Error::UninitializedVariable { name: v.op_name(&self.graph) })
+    }
+
+    /// Sets a variable's value directly (used by `Saver::restore`); the dtype and shape must match.
+    pub fn set_variable_value(&self, v: Variable, value: Value) -> Result<()> {
+        let info = self.graph.info(v.var_tensor())?;
+        if value.dtype() != info.dtype || !info.shape.accepts(value.shape()) {
+            return Err(Error::FeedMismatch {
+                tensor: v.name(&self.graph),
+                dtype: info.dtype,
+                shape: info.shape,
+                got_dtype: value.dtype(),
+                got_shape: value.shape().to_vec(),
+            });
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.vars.insert(v.index(), Arc::new(value));
+        Ok(())
+    }
+
+    /// True when the variable has a value in this session.
+    pub fn is_initialized(&self, v: Variable) -> bool {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.vars.contains_key(&v.index())
+    }
+
+    /// Number of cached plans (each distinct signature compiles once).
+    pub fn cached_plans(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).plans.len()
+    }
+}
+
+/// Convenience: a feed pair.
+pub fn feed(t: Tensor, v: impl Into<Value>) -> (Tensor, Value) {
+    (t, v.into())
+}

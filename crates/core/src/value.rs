@@ -1,0 +1,180 @@
+//! Concrete tensor values that cross the session API: ndarray arrays wrapped in a small enum.
+
+use crate::dtype::DType;
+use ndarray::{ArrayD, IxDyn};
+use serde::{Deserialize, Serialize};
+
+/// A concrete tensor: an n-dimensional array of one of ferroflow's dtypes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    F32(ArrayD<f32>),
+    F64(ArrayD<f64>),
+    I64(ArrayD<i64>),
+    Bool(ArrayD<bool>),
+}
+
+impl Value {
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Value::F32(_) => DType::F32,
+            Value::F64(_) => DType::F64,
+            Value::I64(_) => DType::I64,
+            Value::Bool(_) => DType::Bool,
+        }
+    }
+    /// The concrete shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Value::F32(a) => a.shape(),
+            Value::F64(a) => a.shape(),
+            Value::I64(a) => a.shape(),
+            Value::Bool(a) => a.shape(),
+        }
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape().iter().product()
+    }
+    /// True when the value has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// A scalar f32.
+    pub fn scalar_f32(x: f32) -> Self {
+        Value::F32(ArrayD::from_elem(IxDyn(&[]), x))
+    }
+    /// A scalar of the given float or integer dtype holding `x` (bool: `x != 0`).
+    pub fn scalar(dtype: DType, x: f64) -> Self {
+        Self::filled(dtype, &[], x)
+    }
+    /// A tensor of the given shape with every element `x` converted to `dtype`.
+    pub fn filled(dtype: DType, shape: &[usize], x: f64) -> Self {
+        let d = IxDyn(shape);
+        match dtype {
+            DType::F32 => Value::F32(ArrayD::from_elem(d, x as f32)),
+            DType::F64 => Value::F64(ArrayD::from_elem(d, x)),
+            DType::I64 => Value::I64(ArrayD::from_elem(d, x as i64)),
+            DType::Bool => Value::Bool(ArrayD::from_elem(d, x != 0.0)),
+        }
+    }
+    /// An f32 tensor from a shape and row-major data; `Err` when the sizes disagree.
+    pub fn from_f32(shape: &[usize], data: Vec<f32>) -> Result<Self, String> {
+        ArrayD::from_shape_vec(IxDyn(shape), data).map(Value::F32).map_err(|e| e.to_string())
+    }
+    /// An f64 tensor from a shape and row-major data.
+    pub fn from_f64(shape: &[usize], data: Vec<f64>) -> Result<Self, String> {
+        ArrayD::from_shape_vec(IxDyn(shape), data).map(Value::F64).map_err(|e| e.to_string())
+    }
+    /// An i64 tensor from a shape and row-major data.
+    pub fn from_i64(shape: &[usize], data: Vec<i64>) -> Result<Self, String> {
+        ArrayD::from_shape_vec(IxDyn(shape), data).map(Value::I64).map_err(|e| e.to_string())
+    }
+    /// The f32 array, if this is one.
+    pub fn as_f32(&self) -> Option<&ArrayD<f32>> {
+        match self {
+            Value::F32(a) => Some(a),
+            _ => None,
+        }
+    }
+    /// The f64 array, if this is one.
+    pub fn as_f64(&self) -> Option<&ArrayD<f64>> {
+        match self {
+            Value::F64(a) => Some(a),
+            _ => None,
+        }
+    }
+    /// The i64 array, if this is one.
+    pub fn as_i64(&self) -> Option<&ArrayD<i64>> {
+        match self {
+            Value::I64(a) => Some(a),
+            _ => None,
+        }
+    }
+    /// The bool array, if this is one.
+    pub fn as_bool(&self) -> Option<&ArrayD<bool>> {
+        match self {
+            Value::Bool(a) => Some(a),
+            _ => None,
+        }
+    }
+    /// Every element converted to f64, in row-major order (for tests, summaries and printing).
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        match self {
+            Value::F32(a) => a.iter().map(|&x| x as f64).collect(),
+            Value::F64(a) => a.iter().copied().collect(),
+            Value::I64(a) => a.iter().map(|&x| x as f64).collect(),
+            Value::Bool(a) => a.iter().map(|&x| if x { 1.0 } else { 0.0 }).collect(),
+        }
+    }
+    /// The single element of a one-element tensor as f64.
+    pub fn scalar_value(&self) -> Option<f64> {
+        if self.len() == 1 {
+            self.to_f64_vec().first().copied()
+        } else {
+            None
+        }
+    }
+    /// Converts to another dtype (TF's `cast`: float→int truncates toward zero, nonzero→true).
+    pub fn cast(&self, to: DType) -> Value {
+        match (self, to) {
+            (Value::F32(a), DType::F32) => Value::F32(a.clone()),
+            (Value::F64(a), DType::F64) => Value::F64(a.clone()),
+            (Value::I64(a), DType::I64) => Value::I64(a.clone()),
+            (Value::Bool(a), DType::Bool) => Value::Bool(a.clone()),
+            (Value::F32(a), DType::F64) => Value::F64(a.mapv(|x| x as f64)),
+            (Value::F32(a), DType::I64) => Value::I64(a.mapv(|x| x as i64)),
+            (Value::F32(a), DType::Bool) => Value::Bool(a.mapv(|x| x != 0.0)),
+            (Value::F64(a), DType::F32) => Value::F32(a.mapv(|x| x as f32)),
+            (Value::F64(a), DType::I64) => Value::I64(a.mapv(|x| x as i64)),
+            (Value::F64(a), DType::Bool) => Value::Bool(a.mapv(|x| x != 0.0)),
+            (Value::I64(a), DType::F32) => Value::F32(a.mapv(|x| x as f32)),
+            (Value::I64(a), DType::F64) => Value::F64(a.mapv(|x| x as f64)),
+            (Value::I64(a), DType::Bool) => Value::Bool(a.mapv(|x| x != 0)),
+            (Value::Bool(a), DType::F32) => Value::F32(a.mapv(|x| x as u8 as f32)),
+            (Value::Bool(a), DType::F64) => Value::F64(a.mapv(|x| x as u8 as f64)),
+            (Value::Bool(a), DType::I64) => Value::I64(a.mapv(|x| x as i64)),
+        }
+    }
+}
+
+impl From<ArrayD<f32>> for Value {
+    fn from(a: ArrayD<f32>) -> Self {
+        Value::F32(a)
+    }
+}
+impl From<ArrayD<f64>> for Value {
+    fn from(a: ArrayD<f64>) -> Self {
+        Value::F64(a)
+    }
+}
+impl From<ArrayD<i64>> for Value {
+    fn from(a: ArrayD<i64>) -> Self {
+        Value::I64(a)
+    }
+}
+impl From<ArrayD<bool>> for Value {
+    fn from(a: ArrayD<bool>) -> Self {
+        Value::Bool(a)
+    }
+}
+impl From<f32> for Value {
+    fn from(x: f32) -> Self {
+        Value::scalar_f32(x)
+    }
+}
+impl From<f64> for Value {
+    fn from(x: f64) -> Self {
+        Value::F64(ArrayD::from_elem(IxDyn(&[]), x))
+    }
+}
+impl From<i64> for Value {
+    fn from(x: i64) -> Self {
+        Value::I64(ArrayD::from_elem(IxDyn(&[]), x))
+    }
+}
+impl From<bool> for Value {
+    fn from(x: bool) -> Self {
+        Value::Bool(ArrayD::from_elem(IxDyn(&[]), x))
+    }
+}
