@@ -91,7 +91,15 @@ impl Graph {
             }
             let seed = match &opts.grad_ys {
                 Some(gy) => *gy.get(i).ok_or_else(|| Error::other(format!("grad_ys has {} entries but there are {} ys", gy.len(), ys.len())))?,
-                None => self.named(&format!("grad_ys_{i}")).ones_like(*y)?,
+                // Like TF's `ones(shape(y))`: a constant when the shape is static, so the seed does not
+                // make y itself a dependency of its gradients.
+                None => match self.info(*y)?.shape.to_known() {
+                    Some(shape) => {
+                        let dt = self.dtype(*y)?;
+                        self.named(&format!("grad_ys_{i}")).constant(crate::value::Value::filled(dt, &shape, 1.0))?
+                    }
+                    None => self.named(&format!("grad_ys_{i}")).ones_like(*y)?,
+                },
             };
             pending.entry(y.index()).or_default().push(seed);
         }

@@ -159,6 +159,9 @@ impl Graph {
 
     /// Names the next op a builder creates (TF's `name=` argument): `g.named("logits").matmul(a, b)`.
     /// Composite builders use the name for their scope and final op, as TF's composites do.
+    ///
+    /// The name goes to the *next node created*, so build the inputs first:
+    /// `g.named("y").relu(g.matmul(a, b)?)` would name the MatMul, not the Relu.
     pub fn named(&self, name: &str) -> &Self {
         self.with_inner_mut(|g| g.pending_name = Some(name.to_string()));
         self

@@ -118,12 +118,11 @@ impl Graph {
         Ok(v)
     }
 
-    /// `tf.Variable(initial_value, name, trainable)`: honours name scopes (`ns/w:0`); unnamed variables
-    /// are `Variable`, `Variable_1`, ... Name it with `g.named("w")`.
-    pub fn variable(&self, initial_value: impl Into<Tensor>, trainable: bool) -> Result<Variable> {
+    /// `tf.Variable(initial_value, name=name, trainable=trainable)`: honours name scopes (`ns/w:0`);
+    /// an empty name gives `Variable`, `Variable_1`, ...
+    pub fn variable(&self, name: &str, initial_value: impl Into<Tensor>, trainable: bool) -> Result<Variable> {
         let init = initial_value.into();
-        let name = self.take_pending_name().unwrap_or_else(|| "Variable".into());
-        let scope = self.name_scope(&name)?;
+        let scope = self.name_scope(if name.is_empty() { "Variable" } else { name })?;
         let full = scope.scope().trim_end_matches('/').to_string();
         drop(scope);
         self.make_variable(&full, init, trainable, None)

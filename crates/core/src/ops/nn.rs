@@ -151,6 +151,9 @@ impl OpDef for SparseSoftmaxXent {
 
 /// Per-example cross-entropy between dense label distributions and logits, both `[N, C]`
 /// (TF's `SoftmaxCrossEntropyWithLogits`; gradients flow to the labels too, as in the v2 API).
+///
+/// TF's trap, reproduced: the logits' gradient is `softmax - labels`, which is the true derivative
+/// only when every label row sums to 1. Feed distributions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoftmaxXent;
 

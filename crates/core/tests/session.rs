@@ -1,0 +1,208 @@
+//! Session behaviour: pruning, plan caching, variables, control dependencies and every error a run
+//! can report.
+
+use ferroflow_core::{feed, DType, Error, Graph, Session, Shape, Value};
+use ndarray::{arr1, arr2};
+
+fn f32s(v: &Value) -> Vec<f32> {
+    v.as_f32().unwrap().iter().copied().collect()
+}
+
+#[test]
+fn runs_fetches_with_feeds_and_prunes_unneeded_placeholders() {
+    let g = Graph::new();
+    let x = g.named("x").placeholder(DType::F32, [None, Some(2)]).unwrap();
+    let unused = g.named("unused").placeholder(DType::F32, Shape::unknown()).unwrap();
+    let _other = g.add(unused, unused).unwrap();
+    let two = g.constant(2.0f32).unwrap();
+    let y = g.mul(x, two).unwrap();
+    let sess = Session::new(&g);
+    let out = sess.run_one(y, &[feed(x, arr2(&[[1.0f32, 2.0], [3.0, 4.0]]).into_dyn())]).unwrap();
+    assert_eq!(f32s(&out), [2.0, 4.0, 6.0, 8.0]);
+    // Same signature: one cached plan.
+    sess.run_one(y, &[feed(x, arr2(&[[1.0f32, 1.0]]).into_dyn())]).unwrap();
+    assert_eq!(sess.cached_plans(), 1);
+    // Feeding an intermediate tensor replaces its computation.
+    let z = g.add(y, two).unwrap();
+    assert_eq!(f32s(&sess.run_one(z, &[feed(y, arr2(&[[10.0f32, 20.0]]).into_dyn())]).unwrap()), [12.0, 22.0]);
+}
+
+#[test]
+fn variables_initializers_and_assignments() {
+    let g = Graph::new();
+    let v = g.variable("v", g.constant(arr1(&[1.0f32, 2.0]).into_dyn()).unwrap(), true).unwrap();
+    let sess = Session::new(&g);
+    let e = sess.run_one(v.value(), &[]).unwrap_err();
+    assert_eq!(e, Error::UninitializedVariable { name: "v".into() });
+    assert_eq!(e.to_string(), "Attempting to use uninitialized value v");
+    let init = g.global_variables_initializer().unwrap();
+    assert_eq!(g.op_name(init), "init");
+    sess.run_targets(&[init], &[]).unwrap();
+    let add = g.assign_add(v, g.constant(arr1(&[1.0f32, 1.0]).into_dyn()).unwrap()).unwrap();
+    let sub = g.assign_sub(v, g.constant(arr1(&[0.5f32, 0.5]).into_dyn()).unwrap()).unwrap();
+    assert_eq!(f32s(&sess.run_one(add, &[]).unwrap()), [2.0, 3.0]);
+    assert_eq!(f32s(&sess.run_one(add, &[]).unwrap()), [3.0, 4.0]);
+    assert_eq!(f32s(&sess.run_one(sub, &[]).unwrap()), [2.5, 3.5]);
+    assert_eq!(f32s(&sess.variable_value(v).unwrap()), [2.5, 3.5]);
+    // A second session has its own values.
+    let other = Session::new(&g);
+    assert!(!other.is_initialized(v));
+    let e = other.run_one(add, &[]).unwrap_err();
+    assert!(matches!(e, Error::UninitializedVariable { .. }), "{e}");
+}
+
+#[test]
+fn control_dependencies_order_effects() {
+    let g = Graph::new();
+    let v = g.variable("counter", g.constant(0.0f32).unwrap(), false).unwrap();
+    let sess = Session::new(&g);
+    sess.run_targets(&[v.initializer()], &[]).unwrap();
+    let inc = g.assign_add(v, g.constant(1.0f32).unwrap()).unwrap();
+    let read_after = {
+        let _c = g.control_dependencies(&[inc.op()]).unwrap();
+        g.identity(v.value()).unwrap()
+    };
+    // The identity waits for the increment; its input is the read taken at the start of the run.
+    sess.run_one(read_after, &[]).unwrap();
+    assert_eq!(sess.variable_value(v).unwrap().scalar_value(), Some(1.0));
+    let group = g.group(&[inc.op()]).unwrap();
+    sess.run_targets(&[group], &[]).unwrap();
+    assert_eq!(sess.variable_value(v).unwrap().scalar_value(), Some(2.0));
+}
+
+#[test]
+fn one_run_reads_every_variable_before_any_assignment() {
+    // w1 ← w1 + w2 and w2 ← w2 + w1 in one run use the old values of both (a train step's semantics).
+    let g = Graph::new();
+    let w1 = g.variable("w1", g.constant(1.0f32).unwrap(), true).unwrap();
+    let w2 = g.variable("w2", g.constant(10.0f32).unwrap(), true).unwrap();
+    let a = g.assign_add(w1, w2.value()).unwrap();
+    let b = g.assign_add(w2, w1.value()).unwrap();
+    let sess = Session::new(&g);
+    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[]).unwrap();
+    sess.run_targets(&[a.op(), b.op()], &[]).unwrap();
+    assert_eq!(sess.variable_value(w1).unwrap().scalar_value(), Some(11.0));
+    assert_eq!(sess.variable_value(w2).unwrap().scalar_value(), Some(11.0));
+}
+
+#[test]
+fn placeholder_with_default_is_used_unless_fed() {
+    let g = Graph::new();
+    let f = g.constant(false).unwrap();
+    let training = g.named("training").placeholder_with_default(f, Shape::scalar()).unwrap();
+    let one = g.constant(1.0f32).unwrap();
+    let two = g.constant(2.0f32).unwrap();
+    let y = g.select(training, one, two).unwrap();
+    let sess = Session::new(&g);
+    assert_eq!(sess.run_one(y, &[]).unwrap().scalar_value(), Some(2.0));
+    assert_eq!(sess.run_one(y, &[feed(training, true)]).unwrap().scalar_value(), Some(1.0));
+}
+
+#[test]
+fn missing_feed_names_the_placeholder() {
+    let g = Graph::new();
+    let x = g.named("X").placeholder(DType::F32, [None, Some(784)]).unwrap();
+    let y = g.relu(x).unwrap();
+    let e = Session::new(&g).run_one(y, &[]).unwrap_err();
+    assert_eq!(
+        e,
+        Error::MissingFeed { placeholder: "X".into(), dtype: DType::F32, shape: Shape::new(vec![None, Some(784)]) }
+    );
+    assert!(e.to_string().contains("You must feed a value for placeholder tensor 'X' with dtype float32 and shape (?, 784)"));
+}
+
+#[test]
+fn wrong_feed_dtype_or_shape_names_both() {
+    let g = Graph::new();
+    let x = g.named("X").placeholder(DType::F32, [None, Some(3)]).unwrap();
+    let y = g.relu(x).unwrap();
+    let sess = Session::new(&g);
+    let e = sess.run_one(y, &[feed(x, arr2(&[[1.0f32, 2.0]]).into_dyn())]).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::FeedMismatch { .. }));
+    assert!(msg.contains("[1, 2]") && msg.contains("(?, 3)") && msg.contains("X:0"), "{msg}");
+    let e = sess.run_one(y, &[feed(x, arr2(&[[1.0f64, 2.0, 3.0]]).into_dyn())]).unwrap_err();
+    assert!(e.to_string().contains("float64") && e.to_string().contains("float32"), "{e}");
+}
+
+#[test]
+fn fetching_unknown_or_valueless_nodes_is_an_error() {
+    let g = Graph::new();
+    let other = Graph::new();
+    for _ in 0..5 {
+        other.constant(1.0f32).unwrap();
+    }
+    let foreign = other.constant(1.0f32).unwrap();
+    let sess = Session::new(&g);
+    assert!(matches!(sess.run_one(foreign, &[]), Err(Error::NotFound { .. })));
+    let noop = g.no_op().unwrap();
+    let as_tensor = g.get_tensor_by_name("NoOp:0");
+    assert!(as_tensor.is_err());
+    sess.run_targets(&[noop], &[]).unwrap();
+}
+
+#[test]
+fn cycles_are_reported_with_a_node_name() {
+    let g = Graph::new();
+    let a = g.named("a").constant(1.0f32).unwrap();
+    let b = g.named("b").neg(a).unwrap();
+    let c = g.named("c").neg(b).unwrap();
+    g.add_control_input(b.op(), c.op()).unwrap();
+    let e = Session::new(&g).run_one(c, &[]).unwrap_err();
+    match e {
+        Error::Cycle { node } => assert!(node == "b" || node == "c", "{node}"),
+        other => panic!("expected a cycle error, got {other}"),
+    }
+}
+
+#[test]
+fn kernel_errors_name_the_node() {
+    let g = Graph::new();
+    let logits = g.placeholder(DType::F32, [None, Some(3)]).unwrap();
+    let labels = g.placeholder(DType::I64, [None]).unwrap();
+    let loss = g.named("xent").sparse_softmax_cross_entropy_with_logits(labels, logits).unwrap();
+    let e = Session::new(&g)
+        .run_one(
+            loss,
+            &[feed(logits, arr2(&[[1.0f32, 2.0, 3.0]]).into_dyn()), feed(labels, arr1(&[5i64]).into_dyn())],
+        )
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("'xent'") && msg.contains("Received a label value of 5 which is outside the valid range of [0, 3)"), "{msg}");
+}
+
+#[test]
+fn seeded_random_ops_are_reproducible_and_advance() {
+    let make = || {
+        let g = Graph::new();
+        g.set_random_seed(42);
+        let r = g.random_normal(&[4], 0.0, 1.0, DType::F32, None).unwrap();
+        (g, r)
+    };
+    let (g1, r1) = make();
+    let (g2, r2) = make();
+    let (s1, s2) = (Session::new(&g1), Session::new(&g2));
+    let a1 = s1.run_one(r1, &[]).unwrap();
+    let b1 = s1.run_one(r1, &[]).unwrap();
+    assert_eq!(a1, s2.run_one(r2, &[]).unwrap());
+    assert_eq!(b1, s2.run_one(r2, &[]).unwrap());
+    assert_ne!(a1, b1, "successive runs draw new values");
+}
+
+#[test]
+fn passes_fold_constants_and_share_subexpressions_without_changing_results() {
+    let g = Graph::new();
+    let x = g.placeholder(DType::F64, [Some(3)]).unwrap();
+    let c = g.add(g.constant(2.0f64).unwrap(), g.constant(3.0f64).unwrap()).unwrap();
+    let a = g.mul(g.exp(x).unwrap(), c).unwrap();
+    let b = g.mul(g.exp(x).unwrap(), c).unwrap();
+    let y = g.add(a, b).unwrap();
+    let xv = Value::from(arr1(&[0.0f64, 1.0, -1.0]).into_dyn());
+    let on = Session::new(&g).run_one(y, &[feed(x, xv.clone())]).unwrap();
+    let off = Session::with_options(&g, ferroflow_core::SessionOptions { optimize: false }).run_one(y, &[feed(x, xv)]).unwrap();
+    assert_eq!(on, off);
+    let want: Vec<f64> = [0.0f64, 1.0, -1.0].iter().map(|v| 10.0 * v.exp()).collect();
+    for (o, w) in on.to_f64_vec().iter().zip(want) {
+        assert!((o - w).abs() < 1e-12);
+    }
+}
