@@ -159,7 +159,12 @@ pub(crate) fn compile(g: &GraphInner, fetches: &[usize], feeds: &[usize], target
                     inputs.push(slot(n.inputs[1])?);
                     StepKind::Assign { var: n.inputs[0], mode: a.mode }
                 }
-                Op::Random(r) => StepKind::Random(r.clone()),
+                Op::Random(r) => {
+                    for &i in &n.inputs {
+                        inputs.push(slot(i)?);
+                    }
+                    StepKind::Random(r.clone())
+                }
                 Op::NoOp(_) => StepKind::NoOp,
                 op => {
                     debug_assert_eq!(op.kind(), OpKind::Pure);

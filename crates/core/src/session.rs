@@ -183,7 +183,11 @@ impl Session {
                         Some(s) => StdRng::seed_from_u64(s),
                         None => StdRng::from_entropy(),
                     });
-                    Some(Arc::new(r.sample(rng)))
+                    let shape = match step.inputs.first() {
+                        Some(&i) => slots[i].as_ref().ok_or_else(|| kernel_err("input not computed".into()))?.get().shape().to_vec(),
+                        None => r.shape.clone(),
+                    };
+                    Some(Arc::new(r.sample(rng, &shape)))
                 }
                 StepKind::NoOp => None,
             };

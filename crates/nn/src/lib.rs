@@ -1,1 +1,18 @@
-//! placeholder
+//! ferroflow-nn: layers (dense, batch normalization, dropout), initializers, activations,
+//! regularizers, losses, metrics, optimizers, gradient clipping and learning-rate schedules, with
+//! TF1's names, defaults and formulas. Built only on ferroflow-core's public API.
+
+pub mod batch_norm;
+pub mod clip;
+pub mod layers;
+pub mod losses;
+pub mod optimizers;
+pub mod regularizers;
+pub mod schedules;
+
+pub use batch_norm::{batch_normalization, BatchNormOptions};
+pub use clip::{clip_by_global_norm, clip_by_norm, global_norm};
+pub use ferroflow_core::init::{compute_fans, FanMode, Initializer, VsDistribution};
+pub use layers::{dense, dense_with, dropout, Activation, DenseOptions, Training};
+pub use optimizers::{get_or_create_global_step, LearningRate, Optimizer, OptimizerKind};
+pub use regularizers::Regularizer;

@@ -175,6 +175,20 @@ impl Graph {
         Ok(v)
     }
 
+    /// Creates a variable named `name` from the root (ignoring every scope), uniquified if taken, with
+    /// its initializer under `<name>/Initializer/`. Optimizers make their slots this way
+    /// (`hidden1/kernel/Adam`, then `hidden1/kernel/Adam_1`), as TF's slot creator does.
+    pub fn root_variable(&self, name: &str, shape: &[usize], dtype: DType, initializer: &Initializer, trainable: bool) -> Result<Variable> {
+        let _root = self.name_scope("")?;
+        let full = self.unique_name(name, false);
+        let init_value = {
+            let _abs = self.name_scope(&format!("{full}/"))?;
+            let _init = self.name_scope("Initializer")?;
+            initializer.build(self, shape, dtype)?
+        };
+        self.make_variable(&full, init_value, trainable, None)
+    }
+
     /// `tf.variables_initializer(vars)`: one op that runs every variable's initializer (named `init`).
     pub fn variables_initializer(&self, vars: &[Variable]) -> Result<Operation> {
         let ops: Vec<Operation> = vars.iter().map(|v| v.initializer()).collect();

@@ -30,6 +30,7 @@ pub enum Distribution {
 pub struct Random {
     pub dist: Distribution,
     pub dtype: DType,
+    /// The static shape; ignored when the op has an input, whose run-time shape is used instead.
     pub shape: Vec<usize>,
     /// (graph seed, op seed), or `None` for a nondeterministic stream.
     pub seed: Option<(u64, u64)>,
@@ -41,9 +42,9 @@ impl Random {
         self.seed.map(|(g, o)| g.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ o.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ o)
     }
 
-    /// Draws one tensor from `rng`.
-    pub fn sample<R: Rng>(&self, rng: &mut R) -> Value {
-        let n: usize = self.shape.iter().product();
+    /// Draws one tensor of `shape` from `rng`.
+    pub fn sample<R: Rng>(&self, rng: &mut R, shape: &[usize]) -> Value {
+        let n: usize = shape.iter().product();
         let mut data = Vec::with_capacity(n);
         for _ in 0..n {
             let x: f64 = match self.dist {
@@ -58,7 +59,7 @@ impl Random {
             };
             data.push(x);
         }
-        let a = ArrayD::from_shape_vec(IxDyn(&self.shape), data).unwrap_or_else(|_| ArrayD::zeros(IxDyn(&[0])));
+        let a = ArrayD::from_shape_vec(IxDyn(shape), data).unwrap_or_else(|_| ArrayD::zeros(IxDyn(&[0])));
         Value::F64(a).cast(self.dtype)
     }
 }
@@ -72,9 +73,18 @@ impl OpDef for Random {
         }
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
-        expect_arity(inputs, 0, self.type_name())?;
         super::expect_float(&TensorInfo::new(self.dtype, Shape::scalar()), "a random op's dtype")?;
-        Ok(Some(TensorInfo::new(self.dtype, Shape::known(&self.shape))))
+        match inputs {
+            [] => Ok(Some(TensorInfo::new(self.dtype, Shape::known(&self.shape)))),
+            [like] => Ok(Some(TensorInfo::new(self.dtype, like.shape.clone()))),
+            _ => {
+                expect_arity(inputs, 1, self.type_name())?;
+                Ok(None)
+            }
+        }
+    }
+    fn gradient(&self, ctx: &super::GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![None; ctx.inputs.len()])
     }
     fn kind(&self) -> OpKind {
         OpKind::Stateful
@@ -123,6 +133,14 @@ impl Graph {
         )?;
         drop(guard);
         Ok(out)
+    }
+
+    /// U[0, 1) with the run-time shape of `like` (for dropout masks over a batch of unknown size).
+    pub fn random_uniform_like(&self, like: impl Into<Tensor>, seed: Option<u64>) -> Result<Tensor> {
+        let like = like.into();
+        let dtype = self.dtype(like)?;
+        let seed = self.resolve_seed(seed);
+        self.add_node(Random { dist: Distribution::Uniform, dtype, shape: vec![], seed }.into(), &[like], None, "random_uniform")
     }
 
     /// `tf.random_uniform(shape, minval, maxval, dtype, seed)`: U[minval, maxval).

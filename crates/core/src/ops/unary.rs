@@ -33,6 +33,7 @@ pub enum UnaryKind {
     Elu,
     Selu,
     Softplus,
+    Floor,
 }
 
 impl UnaryKind {
@@ -91,6 +92,7 @@ impl UnaryKind {
             }
             // log(1 + e^x) computed without overflow: max(x, 0) + log1p(e^-|x|).
             UnaryKind::Softplus => x.max(zero) + (-x.abs()).exp().ln_1p(),
+            UnaryKind::Floor => x.floor(),
         }
     }
 
@@ -112,6 +114,7 @@ impl UnaryKind {
             UnaryKind::Elu => "Elu",
             UnaryKind::Selu => "Selu",
             UnaryKind::Softplus => "Softplus",
+            UnaryKind::Floor => "Floor",
         }
     }
 }
@@ -159,7 +162,7 @@ impl OpDef for Unary {
             UnaryKind::Exp => g.mul(grad, y)?,
             UnaryKind::Log => g.div(grad, x)?,
             UnaryKind::Abs => g.mul(grad, g.sign(x)?)?,
-            UnaryKind::Sign => g.zeros_like(x)?,
+            UnaryKind::Sign | UnaryKind::Floor => g.zeros_like(x)?,
             UnaryKind::Reciprocal => g.neg(g.mul(grad, g.square(y)?)?)?,
             UnaryKind::Sigmoid => g.mul(grad, g.mul(y, g.sub(c(1.0)?, y)?)?)?,
             UnaryKind::Tanh => g.mul(grad, g.sub(c(1.0)?, g.square(y)?)?)?,
@@ -285,6 +288,10 @@ impl Graph {
     /// `tf.nn.softplus`: log(1 + e^x), computed stably.
     pub fn softplus(&self, x: impl Into<Tensor>) -> Result<Tensor> {
         self.unary(UnaryKind::Softplus, x.into())
+    }
+    /// `tf.floor`.
+    pub fn floor(&self, x: impl Into<Tensor>) -> Result<Tensor> {
+        self.unary(UnaryKind::Floor, x.into())
     }
     /// `tf.zeros_like`.
     pub fn zeros_like(&self, x: impl Into<Tensor>) -> Result<Tensor> {

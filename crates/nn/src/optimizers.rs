@@ -1,0 +1,253 @@
+//! Optimizers with TF1's three calls (`compute_gradients`, `apply_gradients`, `minimize`), TF's update
+//! rules and slot names, and the global step.
+
+use ferroflow_core::{keys, DType, Error, Graph, Initializer, Operation, Result, Tensor, VarOptions, Variable};
+
+/// A learning rate: a number or a tensor (e.g. a schedule of the global step).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LearningRate {
+    Const(f64),
+    Tensor(Tensor),
+}
+impl From<f64> for LearningRate {
+    fn from(x: f64) -> Self {
+        LearningRate::Const(x)
+    }
+}
+impl From<Tensor> for LearningRate {
+    fn from(t: Tensor) -> Self {
+        LearningRate::Tensor(t)
+    }
+}
+
+/// The update rule (tf1-reference.md §8).
+#[derive(Clone, Debug, PartialEq)]
+pub enum OptimizerKind {
+    /// `w -= lr·g`
+    GradientDescent,
+    /// `a = μa + g`; plain `w -= lr·a`, Nesterov `w -= lr·(g + μa)`. Slot `Momentum` (zeros).
+    Momentum { momentum: f64, nesterov: bool },
+    /// `acc += g²; w -= lr·g/√acc`. Slot `Adagrad` starting at `initial_accumulator_value` (0.1).
+    Adagrad { initial_accumulator_value: f64 },
+    /// `ms = ρ·ms + (1-ρ)g²; mom = μ·mom + lr·g/√(ms [- mg²] + ε); w -= mom`. Slots `RMSProp` (ones),
+    /// [`mg`], `momentum`.
+    RMSProp { decay: f64, momentum: f64, epsilon: f64, centered: bool },
+    /// TF's bias-corrected Adam: `lr_t = lr·√(1-β2ᵗ)/(1-β1ᵗ)`, `w -= lr_t·m/(√v + ε)`. Slots `Adam`,
+    /// `Adam_1`; non-slot `beta1_power`, `beta2_power`.
+    Adam { beta1: f64, beta2: f64, epsilon: f64 },
+}
+
+/// A TF1 optimizer.
+#[derive(Clone, Debug)]
+pub struct Optimizer {
+    pub kind: OptimizerKind,
+    pub learning_rate: LearningRate,
+    /// Name of the train op and of the slots (`GradientDescent`, `Adam`, ...).
+    pub name: String,
+}
+
+impl Optimizer {
+    /// `tf.train.GradientDescentOptimizer(lr)`.
+    pub fn gradient_descent(lr: impl Into<LearningRate>) -> Self {
+        Optimizer { kind: OptimizerKind::GradientDescent, learning_rate: lr.into(), name: "GradientDescent".into() }
+    }
+    /// `tf.train.MomentumOptimizer(lr, momentum, use_nesterov)`.
+    pub fn momentum(lr: impl Into<LearningRate>, momentum: f64, nesterov: bool) -> Self {
+        Optimizer { kind: OptimizerKind::Momentum { momentum, nesterov }, learning_rate: lr.into(), name: "Momentum".into() }
+    }
+    /// `tf.train.AdagradOptimizer(lr)` (initial accumulator 0.1).
+    pub fn adagrad(lr: impl Into<LearningRate>) -> Self {
+        Optimizer { kind: OptimizerKind::Adagrad { initial_accumulator_value: 0.1 }, learning_rate: lr.into(), name: "Adagrad".into() }
+    }
+    /// `tf.train.RMSPropOptimizer(lr)` with decay 0.9, momentum 0, epsilon 1e-10, not centered.
+    pub fn rmsprop(lr: impl Into<LearningRate>) -> Self {
+        Self::rmsprop_with(lr, 0.9, 0.0, 1e-10, false)
+    }
+    /// `tf.train.RMSPropOptimizer(lr, decay, momentum, epsilon, centered)`.
+    pub fn rmsprop_with(lr: impl Into<LearningRate>, decay: f64, momentum: f64, epsilon: f64, centered: bool) -> Self {
+        Optimizer { kind: OptimizerKind::RMSProp { decay, momentum, epsilon, centered }, learning_rate: lr.into(), name: "RMSProp".into() }
+    }
+    /// `tf.train.AdamOptimizer(lr)` with β1 0.9, β2 0.999, ε 1e-8 (TF's default lr is 0.001).
+    pub fn adam(lr: impl Into<LearningRate>) -> Self {
+        Self::adam_with(lr, 0.9, 0.999, 1e-8)
+    }
+    /// `tf.train.AdamOptimizer(lr, beta1, beta2, epsilon)`.
+    pub fn adam_with(lr: impl Into<LearningRate>, beta1: f64, beta2: f64, epsilon: f64) -> Self {
+        Optimizer { kind: OptimizerKind::Adam { beta1, beta2, epsilon }, learning_rate: lr.into(), name: "Adam".into() }
+    }
+
+    /// `opt.compute_gradients(loss, var_list)`: `(gradient or None, variable)` per variable; the
+    /// default list is TRAINABLE_VARIABLES.
+    pub fn compute_gradients(&self, g: &Graph, loss: Tensor, var_list: Option<&[Variable]>) -> Result<Vec<(Option<Tensor>, Variable)>> {
+        let vars: Vec<Variable> = match var_list {
+            Some(v) => v.to_vec(),
+            None => g.get_collection(keys::TRAINABLE_VARIABLES, None)?,
+        };
+        if vars.is_empty() {
+            return Err(self.error("No variables to optimize."));
+        }
+        let xs: Vec<Tensor> = vars.iter().map(|v| v.var_tensor()).collect();
+        let grads = g.gradients(&[loss], &xs)?;
+        if grads.iter().all(|x| x.is_none()) {
+            return Err(self.no_gradients(g, &vars, loss));
+        }
+        Ok(grads.into_iter().zip(vars).collect())
+    }
+
+    fn error(&self, message: &str) -> Error {
+        Error::InvalidArgument { node: self.name.clone(), op: "Optimizer".into(), message: message.into() }
+    }
+
+    fn no_gradients(&self, g: &Graph, vars: &[Variable], loss: Tensor) -> Error {
+        let names: Vec<String> = vars.iter().map(|v| v.op_name(g)).collect();
+        self.error(&format!(
+            "No gradients provided for any variable, check your graph for ops that do not support gradients, between variables {names:?} and loss {}.",
+            g.tensor_name(loss)
+        ))
+    }
+
+    fn lr(&self, g: &Graph, like: Tensor) -> Result<Tensor> {
+        match self.learning_rate {
+            LearningRate::Const(x) => g.scalar_like(like, x),
+            LearningRate::Tensor(t) => {
+                let dt = g.dtype(like)?;
+                if g.dtype(t)? == dt {
+                    Ok(t)
+                } else {
+                    g.cast(t, dt)
+                }
+            }
+        }
+    }
+
+    fn slot(&self, g: &Graph, var: Variable, fill: f64) -> Result<Variable> {
+        let shape = var.shape(g).to_known().ok_or_else(|| self.error("slot variables need a fully known shape"))?;
+        g.root_variable(&format!("{}/{}", var.op_name(g), self.name), &shape, var.dtype(g), &Initializer::Constant(fill), false)
+    }
+
+    /// The update ops of one variable.
+    fn apply_dense(&self, g: &Graph, grad: Tensor, var: Variable, powers: Option<(Variable, Variable)>) -> Result<Vec<Operation>> {
+        let lr = self.lr(g, grad)?;
+        let c = |x: f64| g.scalar_like(grad, x);
+        Ok(match &self.kind {
+            OptimizerKind::GradientDescent => vec![g.assign_sub(var, g.mul(lr, grad)?)?.op()],
+            OptimizerKind::Momentum { momentum, nesterov } => {
+                let acc = self.slot(g, var, 0.0)?;
+                let a = g.add(g.mul(c(*momentum)?, acc.value())?, grad)?;
+                let step = if *nesterov { g.mul(lr, g.add(grad, g.mul(c(*momentum)?, a)?)?)? } else { g.mul(lr, a)? };
+                vec![g.assign(acc, a)?.op(), g.assign_sub(var, step)?.op()]
+            }
+            OptimizerKind::Adagrad { initial_accumulator_value } => {
+                let acc = self.slot(g, var, *initial_accumulator_value)?;
+                let new = g.add(acc.value(), g.square(grad)?)?;
+                vec![g.assign(acc, new)?.op(), g.assign_sub(var, g.div(g.mul(lr, grad)?, g.sqrt(new)?)?)?.op()]
+            }
+            OptimizerKind::RMSProp { decay, momentum, epsilon, centered } => {
+                let rms = self.slot(g, var, 1.0)?;
+                let mg = if *centered { Some(self.slot(g, var, 0.0)?) } else { None };
+                let mom = self.slot(g, var, 0.0)?;
+                let ms = g.add(g.mul(c(*decay)?, rms.value())?, g.mul(c(1.0 - decay)?, g.square(grad)?)?)?;
+                let mut ops = vec![g.assign(rms, ms)?.op()];
+                let denom = match mg {
+                    Some(mgv) => {
+                        let mg_new = g.add(g.mul(c(*decay)?, mgv.value())?, g.mul(c(1.0 - decay)?, grad)?)?;
+                        ops.push(g.assign(mgv, mg_new)?.op());
+                        g.sub(ms, g.square(mg_new)?)?
+                    }
+                    None => ms,
+                };
+                let m_new = g.add(g.mul(c(*momentum)?, mom.value())?, g.div(g.mul(lr, grad)?, g.sqrt(g.add(denom, c(*epsilon)?)?)?)?)?;
+                ops.push(g.assign(mom, m_new)?.op());
+                ops.push(g.assign_sub(var, m_new)?.op());
+                ops
+            }
+            OptimizerKind::Adam { beta1, beta2, epsilon } => {
+                let (b1p, b2p) = powers.ok_or_else(|| self.error("Adam needs its beta powers"))?;
+                let m = self.slot(g, var, 0.0)?;
+                let v = self.slot(g, var, 0.0)?;
+                let m_new = g.add(g.mul(c(*beta1)?, m.value())?, g.mul(c(1.0 - beta1)?, grad)?)?;
+                let v_new = g.add(g.mul(c(*beta2)?, v.value())?, g.mul(c(1.0 - beta2)?, g.square(grad)?)?)?;
+                let one = c(1.0)?;
+                let b1 = g.cast(b1p.value(), g.dtype(grad)?)?;
+                let b2 = g.cast(b2p.value(), g.dtype(grad)?)?;
+                let lr_t = g.div(g.mul(lr, g.sqrt(g.sub(one, b2)?)?)?, g.sub(one, b1)?)?;
+                let step = g.div(g.mul(lr_t, m_new)?, g.add(g.sqrt(v_new)?, c(*epsilon)?)?)?;
+                vec![g.assign(m, m_new)?.op(), g.assign(v, v_new)?.op(), g.assign_sub(var, step)?.op()]
+            }
+        })
+    }
+
+    /// `opt.apply_gradients(grads_and_vars, global_step)`: the train op. `None` gradients are skipped;
+    /// all of them `None` is an error. With a global step the op is the step's increment (run after every
+    /// update); otherwise a grouped no-op. Every update of one run reads the variables' values from
+    /// before the run, so the whole train op is one step.
+    pub fn apply_gradients(&self, g: &Graph, grads_and_vars: &[(Option<Tensor>, Variable)], global_step: Option<Variable>) -> Result<Operation> {
+        let pairs: Vec<(Tensor, Variable)> = grads_and_vars.iter().filter_map(|(gr, v)| gr.map(|gr| (gr, *v))).collect();
+        if pairs.is_empty() {
+            let vars: Vec<Variable> = grads_and_vars.iter().map(|p| p.1).collect();
+            let names: Vec<String> = vars.iter().map(|v| v.op_name(g)).collect();
+            return Err(self.error(&format!("No gradients provided for any variable: {names:?}")));
+        }
+        let powers = match &self.kind {
+            OptimizerKind::Adam { beta1, beta2, .. } => {
+                let dt = pairs[0].1.dtype(g);
+                Some((
+                    g.root_variable("beta1_power", &[], dt, &Initializer::Constant(*beta1), false)?,
+                    g.root_variable("beta2_power", &[], dt, &Initializer::Constant(*beta2), false)?,
+                ))
+            }
+            _ => None,
+        };
+        let scope = g.name_scope(&self.name)?;
+        let final_name = scope.scope().to_string();
+        let mut updates = Vec::new();
+        for (grad, var) in &pairs {
+            let _u = g.name_scope(&format!("update_{}", var.op_name(g)))?;
+            updates.extend(self.apply_dense(g, *grad, *var, powers)?);
+        }
+        if let (Some((b1p, b2p)), OptimizerKind::Adam { beta1, beta2, .. }) = (powers, &self.kind) {
+            let _c = g.control_dependencies(&updates)?;
+            let u1 = g.assign(b1p, g.mul(b1p.value(), g.scalar_like(b1p.value(), *beta1)?)?)?;
+            let u2 = g.assign(b2p, g.mul(b2p.value(), g.scalar_like(b2p.value(), *beta2)?)?)?;
+            updates.push(u1.op());
+            updates.push(u2.op());
+        }
+        let op = match global_step {
+            Some(gs) => {
+                let _c = g.control_dependencies(&updates)?;
+                let one = g.scalar(gs.dtype(g), 1.0)?;
+                g.named(&final_name).assign_add(gs, one)?.op()
+            }
+            None => g.named(&final_name).group(&updates)?,
+        };
+        drop(scope);
+        g.add_to_collection(keys::TRAIN_OP, op);
+        Ok(op)
+    }
+
+    /// `opt.minimize(loss, var_list, global_step)`: compute_gradients then apply_gradients.
+    pub fn minimize(&self, g: &Graph, loss: Tensor, var_list: Option<&[Variable]>, global_step: Option<Variable>) -> Result<Operation> {
+        let gv = self.compute_gradients(g, loss, var_list)?;
+        self.apply_gradients(g, &gv, global_step)
+    }
+}
+
+/// `tf.train.get_or_create_global_step()`: `global_step:0`, int64, value 0, not trainable, in the
+/// GLOBAL_STEP and GLOBAL_VARIABLES collections.
+pub fn get_or_create_global_step(g: &Graph) -> Result<Variable> {
+    let existing: Vec<Variable> = g.get_collection(keys::GLOBAL_STEP, None)?;
+    if let Some(v) = existing.first() {
+        return Ok(*v);
+    }
+    let _root = g.name_scope("")?;
+    g.get_variable_with(
+        "global_step",
+        &[],
+        DType::I64,
+        VarOptions {
+            initializer: Some(Initializer::Zeros),
+            trainable: false,
+            collections: Some(vec![keys::GLOBAL_VARIABLES.into(), keys::GLOBAL_STEP.into()]),
+        },
+    )
+}
