@@ -285,6 +285,8 @@ impl GraphInner {
 
     pub(crate) fn add_node(&mut self, op: Op, inputs: &[Tensor], name: Option<&str>, default_name: &str) -> Result<Tensor> {
         let at_root = self.name_stack.is_empty();
+        let pending = if name.is_none() { self.pending_name.take() } else { None };
+        let name = name.or(pending.as_deref());
         // A name ending in '/' is an exact absolute op name (TF's convention for naming the final op of
         // a composite after its scope).
         let exact = name.and_then(|n| n.strip_suffix('/'));
@@ -292,8 +294,7 @@ impl GraphInner {
             naming::validate_name(n, at_root)?;
         }
         let infos = inputs.iter().map(|t| self.info(t.id)).collect::<Result<Vec<_>>>()?;
-        let pending = if name.is_none() { self.pending_name.take() } else { None };
-        let base = name.or(pending.as_deref()).unwrap_or(default_name);
+        let base = name.unwrap_or(default_name);
         // Infer before reserving the name so a failed build leaves the graph's names unchanged.
         let provisional = if self.name_stack.is_empty() { base.to_string() } else { format!("{}/{}", self.name_stack, base) };
         let output = op.infer(&infos).map_err(|e| {
