@@ -1,1 +1,40 @@
-//! placeholder
+//! ferroflow-io: the Saver and ferroflow's checkpoint format (checksummed, atomic, streaming),
+//! partial restore by scope regex or key map, and meta-graphs for reusing a model without its code.
+
+pub mod checkpoint;
+pub mod meta_graph;
+pub mod saver;
+
+pub use checkpoint::{CheckpointReader, TensorEntry};
+pub use meta_graph::{export_meta_graph, import_meta_graph};
+pub use saver::{get_checkpoint_state, latest_checkpoint, Saver, VarList};
+
+use std::path::PathBuf;
+
+/// Errors of checkpoints and meta-graphs; each names the path, key or variable involved.
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    #[error("cannot access {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a valid checkpoint: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("The passed save_path is not a valid checkpoint: {path}")]
+    NotACheckpoint { path: PathBuf },
+    #[error("Restoring from checkpoint failed: Key {key} not found in checkpoint {path}")]
+    KeyNotFound { key: String, path: PathBuf },
+    #[error("Restoring from checkpoint failed for key {key}: Assign requires shapes of both tensors to match. lhs shape= {var_shape} rhs shape= {ckpt_shape:?} (dtypes {var_dtype} and {ckpt_dtype})")]
+    Mismatch { key: String, var_shape: String, var_dtype: String, ckpt_shape: Vec<usize>, ckpt_dtype: String },
+    #[error("No variables to save")]
+    NoVariables,
+    #[error("The same saveable will be restored with two names: {key}")]
+    SameVariableTwice { key: String },
+    #[error("At least two variables have the same name: {name}")]
+    DuplicateName { name: String },
+    #[error("{path}: {message}")]
+    MetaGraph { path: PathBuf, message: String },
+    #[error(transparent)]
+    Core(#[from] ferroflow_core::Error),
+}
+
+/// Result with the io error.
+pub type Result<T> = std::result::Result<T, IoError>;

@@ -36,6 +36,10 @@ impl Tensor {
     pub fn index(self) -> usize {
         self.id
     }
+    /// The handle of node `index` (checked by every API that uses it).
+    pub fn from_index(index: usize) -> Tensor {
+        Tensor { id: index }
+    }
 }
 
 impl Operation {
@@ -182,6 +186,27 @@ impl Graph {
     /// `name` is the user's explicit name; `default_name` is used when it is `None`.
     pub fn add_node(&self, op: Op, inputs: &[Tensor], name: Option<&str>, default_name: &str) -> Result<Tensor> {
         self.with_inner_mut(|g| g.add_node(op, inputs, name, default_name))
+    }
+
+    /// Adds a node with an exact name and explicit control inputs, running shape inference (meta-graph
+    /// import). An existing name is an error.
+    pub fn import_node(&self, name: &str, op: Op, inputs: &[Tensor], control_inputs: &[Operation]) -> Result<Tensor> {
+        let t = self.with_inner_mut(|g| {
+            let saved = std::mem::take(&mut g.name_stack);
+            let saved_ctrl = std::mem::take(&mut g.control_stack);
+            let r = g.add_node(op, inputs, Some(&format!("{name}/")), "");
+            g.name_stack = saved;
+            g.control_stack = saved_ctrl;
+            r
+        })?;
+        self.with_inner_mut(|g| -> Result<()> {
+            for c in control_inputs {
+                g.node_ref(c.id)?;
+            }
+            g.nodes[t.id].control_inputs = control_inputs.iter().map(|c| c.id).collect();
+            Ok(())
+        })?;
+        Ok(t)
     }
 
     /// A snapshot of node `id` (name, op, inputs, control inputs, output info).

@@ -189,6 +189,33 @@ impl Graph {
         self.make_variable(&full, init_value, trainable, None)
     }
 
+    /// Rebuilds a variable handle from the names of its storage, read and initializer nodes (meta-graph
+    /// import).
+    pub fn variable_from_names(&self, var: &str, read: &str, init: &str) -> Result<Variable> {
+        Ok(Variable {
+            var: self.get_operation_by_name(var)?.index(),
+            read: self.get_operation_by_name(read)?.index(),
+            init: self.get_operation_by_name(init)?.index(),
+        })
+    }
+
+    /// The variables made by `get_variable`, by full name (so that imported graphs keep reuse working).
+    pub fn get_variable_store(&self) -> Vec<(String, Variable)> {
+        let mut v: Vec<(String, Variable)> = self.with_inner(|g| g.variables.iter().map(|(k, v)| (k.clone(), *v)).collect());
+        v.sort_by_key(|(_, var)| var.var);
+        v
+    }
+
+    /// Registers a variable under a full name for `get_variable` reuse (meta-graph import).
+    pub fn register_variable(&self, full_name: &str, v: Variable) {
+        self.with_inner_mut(|g| g.variables.insert(full_name.to_string(), v));
+    }
+
+    /// The names of a variable's storage, read and initializer nodes.
+    pub fn variable_names(&self, v: Variable) -> (String, String, String) {
+        (self.op_name(v.var_tensor()), self.op_name(v.value()), self.op_name(v.initializer()))
+    }
+
     /// `tf.variables_initializer(vars)`: one op that runs every variable's initializer (named `init`).
     pub fn variables_initializer(&self, vars: &[Variable]) -> Result<Operation> {
         let ops: Vec<Operation> = vars.iter().map(|v| v.initializer()).collect();
