@@ -17,6 +17,8 @@
 //! assert_eq!(out.shape(), &[1, 1]);
 //! ```
 
+pub mod demos;
+
 pub use ferroflow_core as core;
 pub use ferroflow_core::*;
 pub use ferroflow_data as data;

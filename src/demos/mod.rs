@@ -1,0 +1,93 @@
+//! The lecture's experiments as library code: the examples are thin wrappers around these, and the
+//! integration tests run small, fast configurations of the same code.
+
+pub mod transfer;
+
+use crate::prelude::*;
+use ferroflow_data::Dataset;
+use ferroflow_nn::layers::{dense_with, Activation, DenseOptions};
+use ferroflow_nn::{batch_normalization, BatchNormOptions, Training};
+use std::time::Duration;
+
+/// How each hidden layer of an MLP is built.
+#[derive(Clone, Debug)]
+pub struct MlpSpec {
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    pub initializer: Initializer,
+    /// Batch normalization before each activation (the dense layer then has no bias).
+    pub batch_norm: Option<f64>,
+}
+
+/// Builds `hidden1..hiddenN` and `outputs` (TF1 names) on `x`; returns (logits, hidden outputs).
+pub fn build_mlp(g: &Graph, x: Tensor, spec: &MlpSpec, classes: usize, training: Option<Tensor>) -> Result<(Tensor, Vec<Tensor>)> {
+    let mut h = x;
+    let mut hidden = Vec::new();
+    for (i, &units) in spec.hidden.iter().enumerate() {
+        let name = format!("hidden{}", i + 1);
+        h = match spec.batch_norm {
+            None => dense_with(
+                g,
+                h,
+                units,
+                DenseOptions { activation: Some(spec.activation), kernel_initializer: Some(spec.initializer.clone()), name: Some(name), ..Default::default() },
+            )?,
+            Some(momentum) => {
+                let z = dense_with(
+                    g,
+                    h,
+                    units,
+                    DenseOptions { use_bias: false, kernel_initializer: Some(spec.initializer.clone()), name: Some(name.clone()), ..Default::default() },
+                )?;
+                let t: Training = training.map(Training::Tensor).unwrap_or(Training::Bool(true));
+                let bn = batch_normalization(g, z, t, BatchNormOptions { momentum, name: Some(format!("{name}_bn")), ..Default::default() })?;
+                spec.activation.apply(g, bn)?
+            }
+        };
+        hidden.push(h);
+    }
+    let logits = dense_with(g, h, classes, DenseOptions { name: Some("outputs".into()), ..Default::default() })?;
+    Ok((logits, hidden))
+}
+
+/// Feeds for a data set: images as `[n, features]` f32 and labels as i64.
+pub fn feeds_for(x: Tensor, y: Tensor, images: ndarray::Array2<f32>, labels: ndarray::Array1<i64>) -> Vec<(Tensor, Value)> {
+    vec![feed(x, images.into_dyn()), feed(y, labels.into_dyn())]
+}
+
+/// Accuracy of `logits` on a whole data set.
+pub fn accuracy(sess: &Session, x: Tensor, logits: Tensor, data: &Dataset) -> Result<f64> {
+    let out = sess.run_one(logits, &[feed(x, data.images.clone().into_dyn())])?;
+    let l = out.as_f32().ok_or_else(|| Error::Other("logits are not f32".into()))?;
+    let mut correct = 0usize;
+    for (row, &label) in l.outer_iter().zip(data.labels.iter()) {
+        let mut best = 0;
+        for (j, v) in row.iter().enumerate() {
+            if *v > row[best] {
+                best = j;
+            }
+        }
+        correct += usize::from(best as i64 == label);
+    }
+    Ok(correct as f64 / data.len().max(1) as f64)
+}
+
+/// A progress bar for `n` epochs (hidden when `quiet`).
+pub fn progress(n: u64, label: &str, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(n);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} epochs {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+/// Formats a duration in seconds with two decimals.
+pub fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
