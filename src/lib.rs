@@ -17,6 +17,7 @@
 //! assert_eq!(out.shape(), &[1, 1]);
 //! ```
 
+pub mod bench;
 pub mod demos;
 
 pub use ferroflow_core as core;

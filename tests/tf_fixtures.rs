@@ -90,7 +90,7 @@ fn run_fixtures(optimize: bool) -> usize {
         let (out, ph) = build(&g, case);
         let feeds: Vec<(Tensor, Value)> =
             ph.iter().map(|(n, p)| (*p, tensor(&case["inputs"][n.as_str()]))).collect();
-        let sess = Session::with_options(&g, SessionOptions { optimize });
+        let sess = Session::with_options(&g, SessionOptions { optimize, ..Default::default() });
         let got = sess.run_one(out, &feeds).unwrap();
         assert_close(name, "output", &got, &tensor(&case["output"]));
         checked += 1;

@@ -18,11 +18,13 @@ use std::sync::{Arc, Mutex};
 pub struct SessionOptions {
     /// Run the compiler passes (CSE and constant folding). On by default; they never change results.
     pub optimize: bool,
+    /// Threads one kernel may use (TF's intra-op parallelism); defaults to the machine's cores.
+    pub threads: usize,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { optimize: true }
+        SessionOptions { optimize: true, threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
     }
 }
 
@@ -84,6 +86,7 @@ impl Session {
     pub fn run(&self, fetches: &[Tensor], feeds: &[(Tensor, Value)], targets: &[Operation]) -> Result<Vec<Value>> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let plan = self.plan_for(&mut state, fetches, feeds, targets)?;
+        crate::ops::kernels::set_intra_op_threads(self.options.threads);
         Self::execute(&mut state, &plan, feeds)
     }
 

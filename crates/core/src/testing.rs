@@ -22,7 +22,7 @@ pub struct GradCheck {
 /// `xs` gives each input tensor (usually an f64 placeholder) and the point to check at. Use f64
 /// inputs for tight tolerances.
 pub fn check_gradients(g: &Graph, y: Tensor, xs: &[(Tensor, Value)], eps: f64) -> Result<GradCheck> {
-    let sess = Session::with_options(g, SessionOptions { optimize: false });
+    let sess = Session::with_options(g, SessionOptions { optimize: false, ..SessionOptions::default() });
     let y_val = sess.run_one(y, xs)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let w_data: Vec<f64> = (0..y_val.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();

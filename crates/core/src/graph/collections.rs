@@ -102,6 +102,24 @@ impl From<Operation> for CollectionItem {
     }
 }
 
+/// TF's collection scope filter: a regex matched at the **start** of a name (Python's `re.match`),
+/// not anchored at the end.
+#[derive(Clone, Debug)]
+pub struct ScopeRegex(regex::Regex);
+
+impl ScopeRegex {
+    /// Compiles the pattern; an invalid one is an error naming it.
+    pub fn new(pattern: &str) -> Result<Self> {
+        regex::Regex::new(&format!("^(?:{pattern})"))
+            .map(ScopeRegex)
+            .map_err(|e| Error::BadRegex { pattern: pattern.to_string(), message: e.to_string() })
+    }
+    /// True when the pattern matches at the start of `name`.
+    pub fn matches(&self, name: &str) -> bool {
+        self.0.is_match(name)
+    }
+}
+
 impl Graph {
     /// Appends an item to the collection `key` (TF's `tf.add_to_collection`).
     pub fn add_to_collection(&self, key: &str, item: impl Into<CollectionItem>) {
@@ -135,18 +153,12 @@ impl Graph {
     /// An invalid regex is an error naming the pattern.
     pub fn get_collection<T: FromCollectionItem>(&self, key: &str, scope: Option<&str>) -> Result<Vec<T>> {
         let items = self.with_inner(|g| g.collections.get(key).cloned().unwrap_or_default());
-        let re = match scope {
-            None => None,
-            Some(p) => Some(
-                regex::Regex::new(&format!("^(?:{p})"))
-                    .map_err(|e| Error::BadRegex { pattern: p.to_string(), message: e.to_string() })?,
-            ),
-        };
+        let re = scope.map(ScopeRegex::new).transpose()?;
         let mut out = Vec::new();
         for item in &items {
             if let Some(re) = &re {
                 match self.collection_item_name(item) {
-                    Some(name) if re.is_match(&name) => {}
+                    Some(name) if re.matches(&name) => {}
                     _ => continue,
                 }
             }

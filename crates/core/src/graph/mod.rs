@@ -5,7 +5,7 @@ mod collections;
 mod naming;
 mod variables;
 
-pub use collections::{keys, CollectionItem, FromCollectionItem};
+pub use collections::{keys, CollectionItem, FromCollectionItem, ScopeRegex};
 pub use naming::{Reuse, ScopeGuard};
 pub use variables::{VarOptions, Variable};
 

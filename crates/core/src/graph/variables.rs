@@ -98,11 +98,12 @@ impl Graph {
                 message: "a variable's initial value must have a known rank".into(),
             });
         }
-        let scope = self.name_scope(&format!("{full_name}/"))?;
-        let var = self.add_node(VariableOp { dtype: info.dtype, shape: info.shape.clone() }.into(), &[], Some(&format!("{full_name}/")), "")?;
-        let init = self.add_node(Assign { mode: AssignMode::Set }.into(), &[var, init_value], Some("Assign"), "Assign")?;
-        let read = self.add_node(Identity.into(), &[var], Some("read"), "read")?;
-        drop(scope);
+        // TF's init_scope: a variable and its initializer never inherit the active control dependencies
+        // (a slot created inside `control_dependencies(UPDATE_OPS)` must be initializable on its own).
+        let saved_ctrl = self.with_inner_mut(|g| std::mem::take(&mut g.control_stack));
+        let made = self.make_variable_nodes(full_name, init_value, &info);
+        self.with_inner_mut(|g| g.control_stack = saved_ctrl);
+        let (var, init, read) = made?;
         let v = Variable { var: var.id, read: read.id, init: init.id };
         match collections {
             Some(cs) => {
@@ -116,6 +117,15 @@ impl Graph {
             self.add_to_collection(keys::TRAINABLE_VARIABLES, v);
         }
         Ok(v)
+    }
+
+    fn make_variable_nodes(&self, full_name: &str, init_value: Tensor, info: &crate::dtype::TensorInfo) -> Result<(Tensor, Tensor, Tensor)> {
+        let scope = self.name_scope(&format!("{full_name}/"))?;
+        let var = self.add_node(VariableOp { dtype: info.dtype, shape: info.shape.clone() }.into(), &[], Some(&format!("{full_name}/")), "")?;
+        let init = self.add_node(Assign { mode: AssignMode::Set }.into(), &[var, init_value], Some("Assign"), "Assign")?;
+        let read = self.add_node(Identity.into(), &[var], Some("read"), "read")?;
+        drop(scope);
+        Ok((var, init, read))
     }
 
     /// `tf.Variable(initial_value, name=name, trainable=trainable)`: honours name scopes (`ns/w:0`);
@@ -165,11 +175,7 @@ impl Graph {
             return Err(Error::VariableMissing { name: full });
         }
         let initializer = opts.initializer.clone().unwrap_or(if dtype.is_float() { Initializer::glorot_uniform() } else { Initializer::Zeros });
-        let init_value = {
-            let _abs = self.name_scope(&format!("{full}/"))?;
-            let _init = self.name_scope("Initializer")?;
-            initializer.build(self, shape, dtype)?
-        };
+        let init_value = self.initial_value(&full, &initializer, shape, dtype)?;
         let v = self.make_variable(&full, init_value, opts.trainable, opts.collections.as_deref())?;
         self.with_inner_mut(|g| g.variables.insert(full, v));
         Ok(v)
@@ -181,12 +187,20 @@ impl Graph {
     pub fn root_variable(&self, name: &str, shape: &[usize], dtype: DType, initializer: &Initializer, trainable: bool) -> Result<Variable> {
         let _root = self.name_scope("")?;
         let full = self.unique_name(name, false);
-        let init_value = {
+        let init_value = self.initial_value(&full, initializer, shape, dtype)?;
+        self.make_variable(&full, init_value, trainable, None)
+    }
+
+    /// Builds an initial value under `<full>/Initializer/`, outside any control-dependency scope.
+    fn initial_value(&self, full: &str, initializer: &Initializer, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let saved_ctrl = self.with_inner_mut(|g| std::mem::take(&mut g.control_stack));
+        let built = (|| {
             let _abs = self.name_scope(&format!("{full}/"))?;
             let _init = self.name_scope("Initializer")?;
-            initializer.build(self, shape, dtype)?
-        };
-        self.make_variable(&full, init_value, trainable, None)
+            initializer.build(self, shape, dtype)
+        })();
+        self.with_inner_mut(|g| g.control_stack = saved_ctrl);
+        built
     }
 
     /// Rebuilds a variable handle from the names of its storage, read and initializer nodes (meta-graph

@@ -4,6 +4,20 @@ use crate::error::OpResult;
 use crate::value::Value;
 use ndarray::{ArrayD, Axis, IxDyn, Zip};
 
+thread_local! {
+    static INTRA_OP_THREADS: std::cell::Cell<usize> = const { std::cell::Cell::new(1) };
+}
+
+/// Sets how many threads kernels started from this thread may use (the session sets it per run).
+pub fn set_intra_op_threads(n: usize) {
+    INTRA_OP_THREADS.with(|c| c.set(n.max(1)));
+}
+
+/// How many threads kernels started from this thread may use.
+pub fn intra_op_threads() -> usize {
+    INTRA_OP_THREADS.with(|c| c.get())
+}
+
 /// The float element types kernels are generic over (f32 and f64).
 pub trait Float:
     num_traits::Float + ndarray::LinalgScalar + ndarray::ScalarOperand + std::fmt::Debug + Send + Sync + 'static

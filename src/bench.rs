@@ -1,0 +1,172 @@
+//! `ferroflow bench`: the benchmark models of ../shared/bench/README.md (`book`, `deep`, `deep_bn`)
+//! built with the public API exactly as the TensorFlow reference script builds them, trained on a
+//! fixed random batch; one JSON line per model and batch in the reference format.
+
+use crate::prelude::*;
+use ferroflow_nn::layers::{dense_with, Activation, DenseOptions};
+use ferroflow_nn::{clip_by_global_norm, losses, Optimizer};
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+/// A built benchmark model.
+pub struct BenchModel {
+    pub graph: Graph,
+    pub x: Tensor,
+    pub y: Tensor,
+    pub train: Operation,
+    pub loss: Tensor,
+    /// Floating-point operations of one training step at batch 1 (matmuls only: 6·in·out per layer).
+    pub flop_per_example: f64,
+}
+
+fn dense(g: &Graph, h: Tensor, units: usize, name: &str, act: Option<Activation>, bias: bool) -> Result<Tensor> {
+    dense_with(
+        g,
+        h,
+        units,
+        DenseOptions {
+            activation: act,
+            use_bias: bias,
+            kernel_initializer: Some(Initializer::variance_scaling(2.0, ferroflow_nn::FanMode::FanIn, ferroflow_nn::VsDistribution::TruncatedNormal)),
+            name: Some(name.into()),
+            ..Default::default()
+        },
+    )
+}
+
+/// TF's `tf.nn.moments` + `tf.nn.batch_normalization` with the two moving-average updates in UPDATE_OPS,
+/// exactly as the reference script writes it.
+fn batch_norm(g: &Graph, z: Tensor, name: &str, momentum: f64, eps: f64) -> Result<Tensor> {
+    let n = g.shape(z)?.dims().and_then(|d| d.get(1).copied().flatten()).unwrap_or(0);
+    let (gamma, beta, mm, mv) = {
+        let _vs = g.variable_scope(name)?;
+        let v = |n2: &str, init: Initializer, trainable: bool| {
+            g.get_variable_with(n2, &[n], DType::F32, VarOptions { initializer: Some(init), trainable, collections: None })
+        };
+        (v("gamma", Initializer::Ones, true)?, v("beta", Initializer::Zeros, true)?, v("moving_mean", Initializer::Zeros, false)?, v("moving_variance", Initializer::Ones, false)?)
+    };
+    let _m = g.name_scope("moments")?;
+    let mean = g.reduce_mean(z, Some(&[0]), false)?;
+    let var = g.reduce_mean(g.squared_difference(z, g.stop_gradient(mean)?)?, Some(&[0]), false)?;
+    drop(_m);
+    let decay = g.scalar(DType::F32, 1.0 - momentum)?;
+    let u1 = g.assign_sub(mm, g.mul(decay, g.sub(mm.value(), mean)?)?)?;
+    let u2 = g.assign_sub(mv, g.mul(decay, g.sub(mv.value(), var)?)?)?;
+    g.add_to_collection(keys::UPDATE_OPS, u1.op());
+    g.add_to_collection(keys::UPDATE_OPS, u2.op());
+    let inv = g.mul(g.div(g.scalar(DType::F32, 1.0)?, g.sqrt(g.add(var, g.scalar(DType::F32, eps)?)?)?)?, gamma.value())?;
+    g.add(g.mul(z, inv)?, g.sub(beta.value(), g.mul(mean, inv)?)?)
+}
+
+/// Builds a benchmark model by name.
+pub fn build(model: &str) -> Result<BenchModel> {
+    let g = Graph::new();
+    g.set_random_seed(42);
+    let x = g.named("X").placeholder(DType::F32, [None, Some(784)])?;
+    let y = g.named("y").placeholder(DType::I64, [None])?;
+    let (layers, act, width) = match model {
+        "book" => (5, Activation::Elu, 100),
+        "deep" | "deep_bn" => (12, Activation::Relu, 300),
+        other => return Err(Error::Other(format!("unknown benchmark model '{other}' (book, deep, deep_bn)"))),
+    };
+    let mut h = x;
+    let mut flop = 0.0;
+    let mut n_in = 784;
+    for i in 1..=layers {
+        let name = format!("hidden{i}");
+        h = if model == "deep_bn" {
+            let z = dense(&g, h, width, &name, None, false)?;
+            act.apply(&g, batch_norm(&g, z, &format!("bn{i}"), 0.9, 1e-3)?)?
+        } else {
+            dense(&g, h, width, &name, Some(act), true)?
+        };
+        flop += 6.0 * (n_in * width) as f64;
+        n_in = width;
+    }
+    let logits = dense(&g, h, 10, "outputs", None, true)?;
+    flop += 6.0 * (n_in * 10) as f64;
+    let loss = g.reduce_mean(g.sparse_softmax_cross_entropy_with_logits(y, logits)?, None, false)?;
+    let _ = losses::accuracy;
+    let train = if model == "book" {
+        Optimizer::adam(0.001).minimize(&g, loss, None, None)?
+    } else {
+        let opt = Optimizer::momentum(0.01, 0.9, false);
+        let gv = opt.compute_gradients(&g, loss, None)?;
+        let grads: Vec<Option<Tensor>> = gv.iter().map(|p| p.0).collect();
+        let (clipped, _) = clip_by_global_norm(&g, &grads, 5.0)?;
+        let gv2: Vec<(Option<Tensor>, Variable)> = clipped.into_iter().zip(gv.iter().map(|p| p.1)).collect();
+        let updates: Vec<Operation> = g.get_collection(keys::UPDATE_OPS, None)?;
+        let _c = g.control_dependencies(&updates)?;
+        opt.apply_gradients(&g, &gv2, None)?
+    };
+    Ok(BenchModel { graph: g, x, y, train, loss, flop_per_example: flop })
+}
+
+/// One benchmark result.
+#[derive(Clone, Debug)]
+pub struct BenchResult {
+    pub model: String,
+    pub batch: usize,
+    pub threads: usize,
+    pub steps_per_s: f64,
+    pub gflops: f64,
+}
+
+impl BenchResult {
+    /// The reference JSON line (plus `gflops`).
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"engine\": \"ferroflow {}\", \"model\": \"{}\", \"batch\": {}, \"threads\": {}, \"steps_per_s\": {:.2}, \"samples_per_s\": {:.1}, \"gflops\": {:.1}}}",
+            env!("CARGO_PKG_VERSION"),
+            self.model,
+            self.batch,
+            self.threads,
+            self.steps_per_s,
+            self.steps_per_s * self.batch as f64,
+            self.gflops
+        )
+    }
+}
+
+/// Trains `model` at `batch` for 20 warm-up steps and then `seconds` of counted steps.
+pub fn run(model: &str, batch: usize, threads: usize, seconds: f64) -> Result<BenchResult> {
+    let m = build(model)?;
+    let sess = Session::with_options(&m.graph, SessionOptions { threads, ..SessionOptions::default() });
+    sess.run_targets(&[m.graph.global_variables_initializer()?], &[])?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let xs: Vec<f32> = (0..batch * 784).map(|_| rng.gen::<f32>()).collect();
+    let ys: Vec<i64> = (0..batch).map(|_| rng.gen_range(0..10)).collect();
+    let feeds = [feed(m.x, Value::from_f32(&[batch, 784], xs).map_err(Error::Other)?), feed(m.y, Value::from_i64(&[batch], ys).map_err(Error::Other)?)];
+    for _ in 0..20 {
+        sess.run_targets(&[m.train], &feeds)?;
+    }
+    let t0 = Instant::now();
+    let mut n = 0usize;
+    while t0.elapsed().as_secs_f64() < seconds || n == 0 {
+        sess.run_targets(&[m.train], &feeds)?;
+        n += 1;
+    }
+    let sps = n as f64 / t0.elapsed().as_secs_f64();
+    Ok(BenchResult { model: model.into(), batch, threads, steps_per_s: sps, gflops: sps * m.flop_per_example * batch as f64 / 1e9 })
+}
+
+/// Measures the single-precision matmul rate of this machine (2048×2048, the kernel the session uses).
+pub fn matmul_peak_gflops(threads: usize) -> Result<f64> {
+    let n = 1024;
+    let g = Graph::new();
+    let a = g.random_uniform(&[n, n], 0.0, 1.0, DType::F32, Some(1))?;
+    let b = g.random_uniform(&[n, n], 0.0, 1.0, DType::F32, Some(2))?;
+    let sess = Session::with_options(&g, SessionOptions { threads, ..SessionOptions::default() });
+    let (av, bv) = (sess.run_one(a, &[])?, sess.run_one(b, &[])?);
+    let pa = g.placeholder(DType::F32, [Some(n), Some(n)])?;
+    let pb = g.placeholder(DType::F32, [Some(n), Some(n)])?;
+    let c = g.matmul(pa, pb)?;
+    let feeds = [feed(pa, av), feed(pb, bv)];
+    sess.run_one(c, &feeds)?;
+    let t0 = Instant::now();
+    let reps = 10;
+    for _ in 0..reps {
+        sess.run_one(c, &feeds)?;
+    }
+    Ok(2.0 * (n as f64).powi(3) * reps as f64 / t0.elapsed().as_secs_f64() / 1e9)
+}
