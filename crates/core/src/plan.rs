@@ -27,6 +27,8 @@ pub(crate) enum StepKind {
     Random(Random),
     /// Nothing (NoOp, group): only ordering.
     NoOp,
+    /// The output is the input value itself, shared without a copy (Identity, StopGradient, ...).
+    Alias,
 }
 
 /// One step: a node to execute, its input slots, its output slot and the slots freed after it.
@@ -166,6 +168,10 @@ pub(crate) fn compile(g: &GraphInner, fetches: &[usize], feeds: &[usize], target
                     StepKind::Random(r.clone())
                 }
                 Op::NoOp(_) => StepKind::NoOp,
+                Op::Identity(_) | Op::StopGradient(_) | Op::PlaceholderWithDefault(_) => {
+                    inputs.push(slot(n.inputs[0])?);
+                    StepKind::Alias
+                }
                 op => {
                     debug_assert_eq!(op.kind(), OpKind::Pure);
                     for &i in &n.inputs {

@@ -146,8 +146,12 @@ impl Session {
                     for &i in &step.inputs {
                         inputs.push(slots[i].as_ref().ok_or_else(|| kernel_err("input not computed".into()))?.get());
                     }
-                    Some(Arc::new(op.compute(&inputs).map_err(kernel_err)?))
+                    match op.alias_input(&inputs).and_then(|k| step.inputs.get(k)) {
+                        Some(&src) => Some(Self::share(&slots, src).ok_or_else(|| kernel_err("input not computed".into()))?),
+                        None => Some(Arc::new(op.compute(&inputs).map_err(kernel_err)?)),
+                    }
                 }
+                StepKind::Alias => Some(Self::share(&slots, step.inputs[0]).ok_or_else(|| kernel_err("input not computed".into()))?),
                 StepKind::Const(v) => Some(v.clone()),
                 StepKind::ReadVar => Some(
                     state.vars.get(&step.node).cloned().ok_or_else(|| Error::UninitializedVariable { name: step.name.clone() })?,
@@ -165,7 +169,8 @@ impl Session {
                         )));
                     }
                     let new = match mode {
-                        AssignMode::Set => Arc::new(value.clone()),
+                        // Values are immutable once computed: the variable shares the value, no copy.
+                        AssignMode::Set => Self::share(&slots, step.inputs[0]).ok_or_else(|| kernel_err("input not computed".into()))?,
                         AssignMode::Add | AssignMode::Sub => {
                             let cur = state.vars.get(var).ok_or_else(|| Error::UninitializedVariable {
                                 name: step.name.rsplit_once('/').map(|p| p.0).unwrap_or(&step.name).to_string(),
@@ -208,6 +213,14 @@ impl Session {
                 None => Err(Error::other("a fetched value was not computed")),
             })
             .collect()
+    }
+
+    /// The value in `slot` as a shared `Arc` (copied only when it was borrowed from the caller's feeds).
+    fn share(slots: &[Option<Slot<'_>>], slot: usize) -> Option<Arc<Value>> {
+        match slots.get(slot)?.as_ref()? {
+            Slot::Owned(a) => Some(a.clone()),
+            Slot::Fed(v) => Some(Arc::new((*v).clone())),
+        }
     }
 
     /// The current value of a variable, without running the graph.

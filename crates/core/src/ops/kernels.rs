@@ -72,6 +72,34 @@ pub fn zip_broadcast<A: Clone, B: Clone, C>(a: &ArrayD<A>, b: &ArrayD<B>, mut f:
         }
     }
     let shape = broadcast_shapes(a.shape(), b.shape())?;
+    // Fast paths for the common broadcasts: a scalar on either side, and a row vector (a bias) over the
+    // trailing dimensions of the other operand.
+    if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
+        let n: usize = shape.iter().product();
+        let trailing = |big: &[usize], small: &[usize]| small.len() <= big.len() && big[big.len() - small.len()..] == *small;
+        let v: Option<Vec<C>> = if sb.len() == 1 && a.shape() == &shape[..] {
+            Some(sa.iter().map(|x| f(x.clone(), sb[0].clone())).collect())
+        } else if sa.len() == 1 && b.shape() == &shape[..] {
+            Some(sb.iter().map(|y| f(sa[0].clone(), y.clone())).collect())
+        } else if !sb.is_empty() && a.shape() == &shape[..] && trailing(a.shape(), b.shape()) {
+            let mut out = Vec::with_capacity(n);
+            for row in sa.chunks_exact(sb.len()) {
+                out.extend(row.iter().zip(sb).map(|(x, y)| f(x.clone(), y.clone())));
+            }
+            Some(out)
+        } else if !sa.is_empty() && b.shape() == &shape[..] && trailing(b.shape(), a.shape()) {
+            let mut out = Vec::with_capacity(n);
+            for row in sb.chunks_exact(sa.len()) {
+                out.extend(sa.iter().zip(row).map(|(x, y)| f(x.clone(), y.clone())));
+            }
+            Some(out)
+        } else {
+            None
+        };
+        if let Some(v) = v {
+            return ArrayD::from_shape_vec(IxDyn(&shape), v).map_err(|e| e.to_string());
+        }
+    }
     let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
     let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
     let mut out = Vec::with_capacity(shape.iter().product());

@@ -6,7 +6,8 @@ use crate::dtype::{Shape, TensorInfo};
 use crate::error::{OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
-use ndarray::{Array2, Ix2};
+use super::gemm::{gemm, MatRef};
+use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
 /// `C = op(A) · op(B)` for rank-2 float tensors, `op` transposing when its flag is set.
@@ -17,24 +18,46 @@ pub struct MatMul {
 }
 
 fn matmul_typed<T: FloatArray>(m: &MatMul, inputs: &[&Value]) -> OpResult<Value> {
-    let a = float_input::<T>(inputs, 0, "MatMul")?.view().into_dimensionality::<Ix2>().map_err(|_| "MatMul: a must be rank 2")?;
-    let b = float_input::<T>(inputs, 1, "MatMul")?.view().into_dimensionality::<Ix2>().map_err(|_| "MatMul: b must be rank 2")?;
-    let a = if m.transpose_a { a.reversed_axes() } else { a };
-    let b = if m.transpose_b { b.reversed_axes() } else { b };
-    if a.ncols() != b.nrows() {
+    let a = float_input::<T>(inputs, 0, "MatMul")?;
+    let b = float_input::<T>(inputs, 1, "MatMul")?;
+    let (&[ar, ac], &[br, bc]) = (a.shape(), b.shape()) else {
+        return Err(format!("MatMul needs rank-2 inputs, got shapes {:?} and {:?}", a.shape(), b.shape()));
+    };
+    let (mm, ka) = if m.transpose_a { (ac, ar) } else { (ar, ac) };
+    let (kb, n) = if m.transpose_b { (bc, br) } else { (br, bc) };
+    if ka != kb {
         return Err(format!(
-            "Matrix size-incompatible: In[0]: {:?}, In[1]: {:?} (after transposes: {}x{} times {}x{})",
-            float_input::<T>(inputs, 0, "MatMul")?.shape(),
-            float_input::<T>(inputs, 1, "MatMul")?.shape(),
-            a.nrows(),
-            a.ncols(),
-            b.nrows(),
-            b.ncols()
+            "Matrix size-incompatible: In[0]: {:?}, In[1]: {:?} (transpose_a={}, transpose_b={})",
+            a.shape(),
+            b.shape(),
+            m.transpose_a,
+            m.transpose_b
         ));
     }
-    let mut c = Array2::<T>::zeros((a.nrows(), b.ncols()));
-    ndarray::linalg::general_mat_mul(T::one(), &a, &b, T::zero(), &mut c);
-    Ok(T::wrap(c.into_dyn()))
+    let (a_owned, b_owned);
+    let sa = match a.as_slice() {
+        Some(s) => s,
+        None => {
+            a_owned = a.iter().copied().collect::<Vec<T>>();
+            &a_owned
+        }
+    };
+    let sb = match b.as_slice() {
+        Some(s) => s,
+        None => {
+            b_owned = b.iter().copied().collect::<Vec<T>>();
+            &b_owned
+        }
+    };
+    let mut c = vec![T::zero(); mm * n];
+    gemm(
+        &mut c,
+        MatRef::row_major(sa, ar, ac, m.transpose_a),
+        MatRef::row_major(sb, br, bc, m.transpose_b),
+        false,
+        super::kernels::intra_op_threads(),
+    )?;
+    Ok(T::wrap(ArrayD::from_shape_vec(IxDyn(&[mm, n]), c).map_err(|e| e.to_string())?))
 }
 
 impl OpDef for MatMul {

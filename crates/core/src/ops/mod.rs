@@ -2,6 +2,7 @@
 //! live together in one section of one family file.
 
 pub mod binary;
+pub mod gemm;
 pub mod kernels;
 pub mod matmul;
 pub mod nn;
@@ -72,6 +73,11 @@ pub trait OpDef {
     /// Pure or stateful.
     fn kind(&self) -> OpKind {
         OpKind::Pure
+    }
+    /// When the output is exactly input `i` for these run-time inputs (e.g. summing a gradient to the
+    /// shape it already has), the session shares that input instead of running the kernel.
+    fn alias_input(&self, _inputs: &[&Value]) -> Option<usize> {
+        None
     }
     /// The gradient rule: one entry per input (`None` for no gradient), built from graph ops.
     fn gradient(&self, ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -153,6 +159,10 @@ impl Op {
     /// Pure or stateful.
     pub fn kind(&self) -> OpKind {
         self.def().kind()
+    }
+    /// See [`OpDef::alias_input`].
+    pub fn alias_input(&self, inputs: &[&Value]) -> Option<usize> {
+        self.def().alias_input(inputs)
     }
 }
 

@@ -235,6 +235,14 @@ impl OpDef for Size {
     }
 }
 
+/// `Some(0)` when inputs 0 and 1 have the same run-time shape.
+pub(crate) fn same_shape(inputs: &[&Value]) -> Option<usize> {
+    match inputs {
+        [a, b, ..] if a.shape() == b.shape() => Some(0),
+        _ => None,
+    }
+}
+
 /// Sums input 0 down to the runtime shape of input 1 (undoes broadcasting in gradients).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SumToShapeOf;
@@ -256,6 +264,9 @@ impl OpDef for SumToShapeOf {
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
         by_float(inputs, "SumToShapeOf", || sum_to_typed::<f32>(inputs), || sum_to_typed::<f64>(inputs))
+    }
+    fn alias_input(&self, inputs: &[&Value]) -> Option<usize> {
+        same_shape(inputs)
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(ctx.graph.broadcast_like(grad, ctx.input(0)?)?), None])
@@ -286,6 +297,9 @@ impl OpDef for BroadcastLike {
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
         by_float(inputs, "BroadcastLike", || broadcast_typed::<f32>(inputs), || broadcast_typed::<f64>(inputs))
+    }
+    fn alias_input(&self, inputs: &[&Value]) -> Option<usize> {
+        same_shape(inputs)
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(ctx.graph.sum_to_shape_of(grad, ctx.input(0)?)?), None])

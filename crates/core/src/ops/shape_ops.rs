@@ -111,6 +111,9 @@ impl OpDef for ReshapeLike {
         }
         Ok(Some(TensorInfo::new(inputs[0].dtype, inputs[1].shape.clone())))
     }
+    fn alias_input(&self, inputs: &[&Value]) -> Option<usize> {
+        super::reduce::same_shape(inputs)
+    }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
         let like = input(inputs, 1, "ReshapeLike")?.shape().to_vec();
         apply_any(input(inputs, 0, "ReshapeLike")?, &ReshapeTo(like))
