@@ -1,10 +1,12 @@
 //! Compiling a (fetches, feeds, targets) signature into an immutable `Plan`: pruning to what the
-//! fetches need, topological order (petgraph), the optimization passes, and buffer freeing by liveness.
+//! fetches need, a prioritized topological order (reads first, writes last), the optimization passes,
+//! and buffer freeing by liveness.
 
 use crate::dtype::TensorInfo;
 use crate::error::{Error, Result};
 use crate::graph::GraphInner;
 use crate::ops::random::Random;
+use crate::ops::apply::ApplyRule;
 use crate::ops::state::AssignMode;
 use crate::ops::{Op, OpKind};
 use crate::passes;
@@ -22,7 +24,10 @@ pub(crate) enum StepKind {
     /// Read a variable's current value.
     ReadVar,
     /// Write a variable; `var` is its storage node.
-    Assign { var: usize, mode: AssignMode },
+    Assign { var: usize, mode: AssignMode, var_name: String },
+    /// A fused optimizer update of `var` and `slots` in place; inputs are the gradient and learning rate.
+    /// `names` are the variable's and the slots' names, for errors.
+    Apply { var: usize, slots: Vec<usize>, rule: ApplyRule, names: Vec<String> },
     /// Draw from a random op's stream.
     Random(Random),
     /// Nothing (NoOp, group): only ordering.
@@ -60,10 +65,24 @@ pub(crate) struct Plan {
 /// `Assign`) and control inputs.
 pub(crate) fn dependencies(g: &GraphInner, id: usize) -> Vec<usize> {
     let n = &g.nodes[id];
-    let skip_first = matches!(n.op.as_ref(), Op::Assign(_));
-    let mut d: Vec<usize> = n.inputs.iter().skip(usize::from(skip_first)).copied().collect();
+    let skip = ref_inputs(n.op.as_ref());
+    let mut d: Vec<usize> = n.inputs.iter().skip(skip).copied().collect();
     d.extend(&n.control_inputs);
     d
+}
+
+/// How many leading inputs of an op are variable references (written, not read).
+fn ref_inputs(op: &Op) -> usize {
+    match op {
+        Op::Assign(_) => 1,
+        Op::ApplyUpdate(a) => 1 + a.rule.slot_count(),
+        _ => 0,
+    }
+}
+
+/// True for ops that write variables: scheduled as late as their dependencies allow.
+fn is_write(op: &Op) -> bool {
+    matches!(op, Op::Assign(_) | Op::ApplyUpdate(_))
 }
 
 fn collect_needed(g: &GraphInner, roots: &[usize], is_leaf: &dyn Fn(usize) -> bool, resolve: &dyn Fn(usize) -> usize) -> HashSet<usize> {
@@ -83,30 +102,50 @@ fn collect_needed(g: &GraphInner, roots: &[usize], is_leaf: &dyn Fn(usize) -> bo
     needed
 }
 
+/// Kahn's algorithm with priorities: variable reads first, then every other op, and writes
+/// (assignments, optimizer updates) only when nothing else is ready. So within a run every read sees
+/// the values from before the run, and a variable is updated in place once no reader holds it.
 fn toposort(g: &GraphInner, needed: &HashSet<usize>, fed: &HashMap<usize, usize>) -> Result<Vec<usize>> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
     let mut ids: Vec<usize> = needed.iter().copied().collect();
     ids.sort_unstable();
-    let mut pg = petgraph::graph::DiGraph::<usize, ()>::with_capacity(ids.len(), ids.len() * 2);
-    let idx: HashMap<usize, petgraph::graph::NodeIndex> = ids.iter().map(|&i| (i, pg.add_node(i))).collect();
+    let mut pending: HashMap<usize, usize> = HashMap::with_capacity(ids.len());
+    let mut consumers: HashMap<usize, Vec<usize>> = HashMap::with_capacity(ids.len());
     for &i in &ids {
-        if fed.contains_key(&i) {
-            continue;
+        let deps: Vec<usize> = if fed.contains_key(&i) { vec![] } else { dependencies(g, i).into_iter().filter(|d| needed.contains(d)).collect() };
+        pending.insert(i, deps.len());
+        for d in deps {
+            consumers.entry(d).or_default().push(i);
         }
-        for d in dependencies(g, i) {
-            if let Some(&from) = idx.get(&d) {
-                pg.add_edge(from, idx[&i], ());
+    }
+    let rank = |i: usize| -> u8 {
+        let op = g.nodes[i].op.as_ref();
+        if matches!(op, Op::Variable(_)) && !fed.contains_key(&i) {
+            0
+        } else if is_write(op) {
+            2
+        } else {
+            1
+        }
+    };
+    let mut ready: BinaryHeap<Reverse<(u8, usize)>> = ids.iter().filter(|i| pending[i] == 0).map(|&i| Reverse((rank(i), i))).collect();
+    let mut order = Vec::with_capacity(ids.len());
+    while let Some(Reverse((_, i))) = ready.pop() {
+        order.push(i);
+        for &c in consumers.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
+            if let Some(p) = pending.get_mut(&c) {
+                *p -= 1;
+                if *p == 0 {
+                    ready.push(Reverse((rank(c), c)));
+                }
             }
         }
     }
-    let order = petgraph::algo::toposort(&pg, None)
-        .map_err(|c| Error::Cycle { node: g.nodes[pg[c.node_id()]].name.clone() })?;
-    let mut order: Vec<usize> = order.into_iter().map(|n| pg[n]).collect();
-    // Variable reads without control inputs go first, so that every read in a run sees the values
-    // from before any assignment of that run (one train op = one step).
-    order.sort_by_key(|&i| {
-        let n = &g.nodes[i];
-        !(matches!(n.op.as_ref(), Op::Variable(_)) && n.control_inputs.is_empty() && !fed.contains_key(&i))
-    });
+    if order.len() < ids.len() {
+        let stuck = ids.iter().find(|i| pending[i] > 0).copied().unwrap_or(ids[0]);
+        return Err(Error::Cycle { node: g.nodes[stuck].name.clone() });
+    }
     Ok(order)
 }
 
@@ -159,7 +198,14 @@ pub(crate) fn compile(g: &GraphInner, fetches: &[usize], feeds: &[usize], target
                 Op::Variable(_) => StepKind::ReadVar,
                 Op::Assign(a) => {
                     inputs.push(slot(n.inputs[1])?);
-                    StepKind::Assign { var: n.inputs[0], mode: a.mode }
+                    StepKind::Assign { var: n.inputs[0], mode: a.mode, var_name: g.nodes[n.inputs[0]].name.clone() }
+                }
+                Op::ApplyUpdate(a) => {
+                    let k = a.rule.slot_count();
+                    inputs.push(slot(n.inputs[k + 1])?);
+                    inputs.push(slot(n.inputs[k + 2])?);
+                    let names = n.inputs[..=k].iter().map(|&i| g.nodes[i].name.clone()).collect();
+                    StepKind::Apply { var: n.inputs[0], slots: n.inputs[1..=k].to_vec(), rule: a.rule.clone(), names }
                 }
                 Op::Random(r) => {
                     for &i in &n.inputs {
@@ -182,7 +228,7 @@ pub(crate) fn compile(g: &GraphInner, fetches: &[usize], feeds: &[usize], target
             }
         };
         let var_info = match &kind {
-            StepKind::Assign { var, .. } => Some(g.info(*var)?),
+            StepKind::Assign { var, .. } | StepKind::Apply { var, .. } => Some(g.info(*var)?),
             _ => None,
         };
         steps.push(Step { node: id, name: n.name.clone(), op_type: n.op.type_name(), kind, inputs, out: slot(id)?, var_info, free: vec![] });

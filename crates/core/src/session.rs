@@ -3,9 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Operation, Tensor, Variable};
-use crate::ops::binary::{Binary, BinaryKind};
+use crate::ops::apply::ApplyRule;
 use crate::ops::state::AssignMode;
-use crate::ops::OpDef;
 use crate::plan::{self, Plan, StepKind};
 use crate::value::Value;
 use rand::rngs::StdRng;
@@ -156,7 +155,7 @@ impl Session {
                 StepKind::ReadVar => Some(
                     state.vars.get(&step.node).cloned().ok_or_else(|| Error::UninitializedVariable { name: step.name.clone() })?,
                 ),
-                StepKind::Assign { var, mode } => {
+                StepKind::Assign { var, mode, var_name } => {
                     let value = slots[step.inputs[0]].as_ref().ok_or_else(|| kernel_err("input not computed".into()))?.get();
                     let info = step.var_info.as_ref().ok_or_else(|| kernel_err("missing variable info".into()))?;
                     if value.dtype() != info.dtype || !info.shape.accepts(value.shape()) {
@@ -172,19 +171,35 @@ impl Session {
                         // Values are immutable once computed: the variable shares the value, no copy.
                         AssignMode::Set => Self::share(&slots, step.inputs[0]).ok_or_else(|| kernel_err("input not computed".into()))?,
                         AssignMode::Add | AssignMode::Sub => {
-                            let cur = state.vars.get(var).ok_or_else(|| Error::UninitializedVariable {
-                                name: step.name.rsplit_once('/').map(|p| p.0).unwrap_or(&step.name).to_string(),
-                            })?;
-                            let kind = if *mode == AssignMode::Add { BinaryKind::Add } else { BinaryKind::Sub };
-                            let v = Binary { kind }.compute(&[cur.as_ref(), value]).map_err(kernel_err)?;
-                            if v.shape() != cur.shape() {
-                                return Err(kernel_err(format!("update of shape {:?} does not fit the variable's shape {:?}", value.shape(), cur.shape())));
-                            }
-                            Arc::new(v)
+                            let mut cur = state.vars.remove(var).ok_or_else(|| Error::UninitializedVariable { name: var_name.clone() })?;
+                            let r = update_in_place(&mut cur, value, *mode == AssignMode::Add);
+                            let out = cur.clone();
+                            state.vars.insert(*var, cur);
+                            r.map_err(kernel_err)?;
+                            out
                         }
                     };
                     state.vars.insert(*var, new.clone());
                     Some(new)
+                }
+                StepKind::Apply { var, slots: slot_vars, rule, names } => {
+                    let get = |i: usize| slots[step.inputs[i]].as_ref().map(|s| s.get()).ok_or_else(|| kernel_err("input not computed".into()));
+                    let (grad, lr) = (get(0)?, get(1)?);
+                    for (id, name) in std::iter::once(var).chain(slot_vars).zip(names) {
+                        if !state.vars.contains_key(id) {
+                            return Err(Error::UninitializedVariable { name: name.clone() });
+                        }
+                    }
+                    let mut w = state.vars.remove(var).ok_or_else(|| kernel_err("variable vanished".into()))?;
+                    let mut ss: Vec<Arc<Value>> = slot_vars.iter().filter_map(|s| state.vars.remove(s)).collect();
+                    let r = apply_in_place(rule, &mut w, &mut ss, grad, lr);
+                    let out = w.clone();
+                    state.vars.insert(*var, w);
+                    for (id, v) in slot_vars.iter().zip(ss) {
+                        state.vars.insert(*id, v);
+                    }
+                    r.map_err(kernel_err)?;
+                    Some(out)
                 }
                 StepKind::Random(r) => {
                     let rng = state.rngs.entry(step.node).or_insert_with(|| match r.stream_seed() {
@@ -255,6 +270,57 @@ impl Session {
     /// Number of cached plans (each distinct signature compiles once).
     pub fn cached_plans(&self) -> usize {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).plans.len()
+    }
+}
+
+/// `var += value` (or `-=`) in place when no one else holds the variable's value, else on a copy.
+fn update_in_place(cur: &mut Arc<Value>, value: &Value, add: bool) -> crate::error::OpResult<()> {
+    if cur.shape() != value.shape() {
+        return Err(format!("update of shape {:?} does not fit the variable's shape {:?}", value.shape(), cur.shape()));
+    }
+    match (Arc::make_mut(cur), value) {
+        (Value::F32(a), Value::F32(b)) => a.zip_mut_with(b, |x, &y| *x = if add { *x + y } else { *x - y }),
+        (Value::F64(a), Value::F64(b)) => a.zip_mut_with(b, |x, &y| *x = if add { *x + y } else { *x - y }),
+        (Value::I64(a), Value::I64(b)) => a.zip_mut_with(b, |x, &y| *x = if add { x.wrapping_add(y) } else { x.wrapping_sub(y) }),
+        (a, b) => return Err(format!("cannot update a {} variable with a {} value", a.dtype(), b.dtype())),
+    }
+    Ok(())
+}
+
+fn slice_mut<T>(a: &mut ndarray::ArrayD<T>) -> crate::error::OpResult<&mut [T]> {
+    a.as_slice_mut().ok_or_else(|| "variable storage is not contiguous".to_string())
+}
+
+/// Runs a fused optimizer rule on a variable and its slots, in place where no reader holds them.
+fn apply_in_place(rule: &ApplyRule, w: &mut Arc<Value>, slots: &mut [Arc<Value>], grad: &Value, lr: &Value) -> crate::error::OpResult<()> {
+    if slots.len() != rule.slot_count() {
+        return Err("missing slot variables".into());
+    }
+    let lr = lr.scalar_value().ok_or("the learning rate must be a scalar")?;
+    match (Arc::make_mut(w), grad) {
+        (Value::F32(wa), Value::F32(ga)) => {
+            let mut ss = Vec::with_capacity(slots.len());
+            for s in slots.iter_mut() {
+                match Arc::make_mut(s) {
+                    Value::F32(a) => ss.push(slice_mut(a)?),
+                    other => return Err(format!("slot of dtype {} for a float32 variable", other.dtype())),
+                }
+            }
+            let g = ga.as_slice().ok_or("gradient is not contiguous")?;
+            rule.apply(slice_mut(wa)?, &mut ss, g, lr as f32)
+        }
+        (Value::F64(wa), Value::F64(ga)) => {
+            let mut ss = Vec::with_capacity(slots.len());
+            for s in slots.iter_mut() {
+                match Arc::make_mut(s) {
+                    Value::F64(a) => ss.push(slice_mut(a)?),
+                    other => return Err(format!("slot of dtype {} for a float64 variable", other.dtype())),
+                }
+            }
+            let g = ga.as_slice().ok_or("gradient is not contiguous")?;
+            rule.apply(slice_mut(wa)?, &mut ss, g, lr)
+        }
+        (a, g) => Err(format!("cannot update a {} variable with a {} gradient", a.dtype(), g.dtype())),
     }
 }
 

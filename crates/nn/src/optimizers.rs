@@ -1,6 +1,7 @@
 //! Optimizers with TF1's three calls (`compute_gradients`, `apply_gradients`, `minimize`), TF's update
 //! rules and slot names, and the global step.
 
+use ferroflow_core::ops::apply::ApplyRule;
 use ferroflow_core::{keys, DType, Error, Graph, Initializer, Operation, Result, Tensor, VarOptions, Variable};
 
 /// A learning rate: a number or a tensor (e.g. a schedule of the global step).
@@ -125,56 +126,36 @@ impl Optimizer {
         g.root_variable(&format!("{}/{}", var.op_name(g), self.name), &shape, var.dtype(g), &Initializer::Constant(fill), false)
     }
 
-    /// The update ops of one variable.
+    /// The update op of one variable: one fused in-place kernel (TF's `Apply*` ops).
     fn apply_dense(&self, g: &Graph, grad: Tensor, var: Variable, powers: Option<(Variable, Variable)>) -> Result<Vec<Operation>> {
         let lr = self.lr(g, grad)?;
-        let c = |x: f64| g.scalar_like(grad, x);
-        Ok(match &self.kind {
-            OptimizerKind::GradientDescent => vec![g.assign_sub(var, g.mul(lr, grad)?)?.op()],
+        let (rule, slots, lr) = match &self.kind {
+            OptimizerKind::GradientDescent => (ApplyRule::GradientDescent, vec![], lr),
             OptimizerKind::Momentum { momentum, nesterov } => {
-                let acc = self.slot(g, var, 0.0)?;
-                let a = g.add(g.mul(c(*momentum)?, acc.value())?, grad)?;
-                let step = if *nesterov { g.mul(lr, g.add(grad, g.mul(c(*momentum)?, a)?)?)? } else { g.mul(lr, a)? };
-                vec![g.assign(acc, a)?.op(), g.assign_sub(var, step)?.op()]
+                (ApplyRule::Momentum { momentum: *momentum, nesterov: *nesterov }, vec![self.slot(g, var, 0.0)?], lr)
             }
-            OptimizerKind::Adagrad { initial_accumulator_value } => {
-                let acc = self.slot(g, var, *initial_accumulator_value)?;
-                let new = g.add(acc.value(), g.square(grad)?)?;
-                vec![g.assign(acc, new)?.op(), g.assign_sub(var, g.div(g.mul(lr, grad)?, g.sqrt(new)?)?)?.op()]
-            }
+            OptimizerKind::Adagrad { initial_accumulator_value } => (ApplyRule::Adagrad, vec![self.slot(g, var, *initial_accumulator_value)?], lr),
             OptimizerKind::RMSProp { decay, momentum, epsilon, centered } => {
-                let rms = self.slot(g, var, 1.0)?;
-                let mg = if *centered { Some(self.slot(g, var, 0.0)?) } else { None };
-                let mom = self.slot(g, var, 0.0)?;
-                let ms = g.add(g.mul(c(*decay)?, rms.value())?, g.mul(c(1.0 - decay)?, g.square(grad)?)?)?;
-                let mut ops = vec![g.assign(rms, ms)?.op()];
-                let denom = match mg {
-                    Some(mgv) => {
-                        let mg_new = g.add(g.mul(c(*decay)?, mgv.value())?, g.mul(c(1.0 - decay)?, grad)?)?;
-                        ops.push(g.assign(mgv, mg_new)?.op());
-                        g.sub(ms, g.square(mg_new)?)?
-                    }
-                    None => ms,
-                };
-                let m_new = g.add(g.mul(c(*momentum)?, mom.value())?, g.div(g.mul(lr, grad)?, g.sqrt(g.add(denom, c(*epsilon)?)?)?)?)?;
-                ops.push(g.assign(mom, m_new)?.op());
-                ops.push(g.assign_sub(var, m_new)?.op());
-                ops
+                let mut slots = vec![self.slot(g, var, 1.0)?];
+                if *centered {
+                    slots.push(self.slot(g, var, 0.0)?);
+                }
+                slots.push(self.slot(g, var, 0.0)?);
+                (ApplyRule::RMSProp { decay: *decay, momentum: *momentum, epsilon: *epsilon, centered: *centered }, slots, lr)
             }
             OptimizerKind::Adam { beta1, beta2, epsilon } => {
                 let (b1p, b2p) = powers.ok_or_else(|| self.error("Adam needs its beta powers"))?;
-                let m = self.slot(g, var, 0.0)?;
-                let v = self.slot(g, var, 0.0)?;
-                let m_new = g.add(g.mul(c(*beta1)?, m.value())?, g.mul(c(1.0 - beta1)?, grad)?)?;
-                let v_new = g.add(g.mul(c(*beta2)?, v.value())?, g.mul(c(1.0 - beta2)?, g.square(grad)?)?)?;
-                let one = c(1.0)?;
-                let b1 = g.cast(b1p.value(), g.dtype(grad)?)?;
-                let b2 = g.cast(b2p.value(), g.dtype(grad)?)?;
+                let slots = vec![self.slot(g, var, 0.0)?, self.slot(g, var, 0.0)?];
+                let dt = g.dtype(grad)?;
+                let one = g.scalar_like(grad, 1.0)?;
+                let b1 = g.cast(b1p.value(), dt)?;
+                let b2 = g.cast(b2p.value(), dt)?;
+                // lr_t = lr·√(1-β2ᵗ)/(1-β1ᵗ), from the powers' values before this step.
                 let lr_t = g.div(g.mul(lr, g.sqrt(g.sub(one, b2)?)?)?, g.sub(one, b1)?)?;
-                let step = g.div(g.mul(lr_t, m_new)?, g.add(g.sqrt(v_new)?, c(*epsilon)?)?)?;
-                vec![g.assign(m, m_new)?.op(), g.assign(v, v_new)?.op(), g.assign_sub(var, step)?.op()]
+                (ApplyRule::Adam { beta1: *beta1, beta2: *beta2, epsilon: *epsilon }, slots, lr_t)
             }
-        })
+        };
+        Ok(vec![g.apply_update(rule, var, &slots, grad, lr)?.op()])
     }
 
     /// `opt.apply_gradients(grads_and_vars, global_step)`: the train op. `None` gradients are skipped;

@@ -1,6 +1,7 @@
 //! Ops: each op's struct, shape/dtype rule, CPU kernel, gradient rule and `Graph` builder method
 //! live together in one section of one family file.
 
+pub mod apply;
 pub mod binary;
 pub mod gemm;
 pub mod kernels;
@@ -107,6 +108,7 @@ op_list! {
     PlaceholderWithDefault(state::PlaceholderWithDefault),
     Variable(state::VariableOp),
     Assign(state::Assign),
+    ApplyUpdate(apply::ApplyUpdate),
     NoOp(state::NoOp),
     Identity(state::Identity),
     StopGradient(state::StopGradient),

@@ -1,0 +1,145 @@
+//! Fused optimizer updates (TF's `ApplyGradientDescent`, `ApplyMomentum`, `ApplyAdagrad`,
+//! `ApplyRMSProp`, `ApplyCenteredRMSProp`, `ApplyAdam`): one in-place pass over a variable and its
+//! slots per step. Inputs: the variable and its slots (references, not read), then the gradient and the
+//! learning rate. The session runs them after every other op of the run, so the update happens in place
+//! once nothing else reads the old value.
+
+use super::kernels::Float;
+use super::{expect_float, InferError, InferResult, OpDef, OpKind};
+use crate::dtype::TensorInfo;
+use crate::error::Result;
+use crate::graph::{Graph, Tensor, Variable};
+use serde::{Deserialize, Serialize};
+
+/// The update rule with its hyperparameters (tf1-reference.md §8).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ApplyRule {
+    /// `w -= lr·g`
+    GradientDescent,
+    /// slots `[accum]`: `a = μa + g; w -= lr·a` (Nesterov: `w -= lr·(g + μa)`).
+    Momentum { momentum: f64, nesterov: bool },
+    /// slots `[accum]`: `acc += g²; w -= lr·g/√acc`.
+    Adagrad,
+    /// slots `[ms, mom]` or `[ms, mg, mom]` when centered.
+    RMSProp { decay: f64, momentum: f64, epsilon: f64, centered: bool },
+    /// slots `[m, v]`; the learning-rate input is the bias-corrected `lr_t`.
+    Adam { beta1: f64, beta2: f64, epsilon: f64 },
+}
+
+impl ApplyRule {
+    /// Number of slot variables the rule updates.
+    pub fn slot_count(&self) -> usize {
+        match self {
+            ApplyRule::GradientDescent => 0,
+            ApplyRule::Momentum { .. } | ApplyRule::Adagrad => 1,
+            ApplyRule::RMSProp { centered, .. } => 2 + usize::from(*centered),
+            ApplyRule::Adam { .. } => 2,
+        }
+    }
+
+    /// Applies the rule in place to `w` and its slots with gradient `g` and learning rate `lr`.
+    pub fn apply<T: Float>(&self, w: &mut [T], slots: &mut [&mut [T]], g: &[T], lr: T) -> std::result::Result<(), String> {
+        let n = w.len();
+        if g.len() != n || slots.iter().any(|s| s.len() != n) || slots.len() != self.slot_count() {
+            return Err(format!("update of {} elements with a gradient of {} elements", n, g.len()));
+        }
+        let c = T::from_f64;
+        match (self, slots) {
+            (ApplyRule::GradientDescent, []) => {
+                for (w, &g) in w.iter_mut().zip(g) {
+                    *w = *w - lr * g;
+                }
+            }
+            (ApplyRule::Momentum { momentum, nesterov }, [a]) => {
+                let mu = c(*momentum);
+                for ((w, a), &g) in w.iter_mut().zip(a.iter_mut()).zip(g) {
+                    *a = mu * *a + g;
+                    *w = *w - if *nesterov { lr * (g + mu * *a) } else { lr * *a };
+                }
+            }
+            (ApplyRule::Adagrad, [acc]) => {
+                for ((w, acc), &g) in w.iter_mut().zip(acc.iter_mut()).zip(g) {
+                    *acc = *acc + g * g;
+                    *w = *w - lr * g / acc.sqrt();
+                }
+            }
+            (ApplyRule::RMSProp { decay, momentum, epsilon, centered: false }, [ms, mom]) => {
+                let (rho, mu, eps) = (c(*decay), c(*momentum), c(*epsilon));
+                for i in 0..n {
+                    ms[i] = rho * ms[i] + (T::one() - rho) * g[i] * g[i];
+                    mom[i] = mu * mom[i] + lr * g[i] / (ms[i] + eps).sqrt();
+                    w[i] = w[i] - mom[i];
+                }
+            }
+            (ApplyRule::RMSProp { decay, momentum, epsilon, centered: true }, [ms, mg, mom]) => {
+                let (rho, mu, eps) = (c(*decay), c(*momentum), c(*epsilon));
+                for i in 0..n {
+                    ms[i] = rho * ms[i] + (T::one() - rho) * g[i] * g[i];
+                    mg[i] = rho * mg[i] + (T::one() - rho) * g[i];
+                    mom[i] = mu * mom[i] + lr * g[i] / (ms[i] - mg[i] * mg[i] + eps).sqrt();
+                    w[i] = w[i] - mom[i];
+                }
+            }
+            (ApplyRule::Adam { beta1, beta2, epsilon }, [m, v]) => {
+                let (b1, b2, eps) = (c(*beta1), c(*beta2), c(*epsilon));
+                for i in 0..n {
+                    m[i] = b1 * m[i] + (T::one() - b1) * g[i];
+                    v[i] = b2 * v[i] + (T::one() - b2) * g[i] * g[i];
+                    w[i] = w[i] - lr * m[i] / (v[i].sqrt() + eps);
+                }
+            }
+            _ => return Err("slot count does not match the rule".into()),
+        }
+        Ok(())
+    }
+}
+
+/// The fused update op. Inputs: `[var, slots..., grad, lr]`; the output is the variable's new value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApplyUpdate {
+    pub rule: ApplyRule,
+}
+
+impl OpDef for ApplyUpdate {
+    fn type_name(&self) -> &'static str {
+        match &self.rule {
+            ApplyRule::GradientDescent => "ApplyGradientDescent",
+            ApplyRule::Momentum { .. } => "ApplyMomentum",
+            ApplyRule::Adagrad => "ApplyAdagrad",
+            ApplyRule::RMSProp { centered: false, .. } => "ApplyRMSProp",
+            ApplyRule::RMSProp { centered: true, .. } => "ApplyCenteredRMSProp",
+            ApplyRule::Adam { .. } => "ApplyAdam",
+        }
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        let k = self.rule.slot_count();
+        super::expect_arity(inputs, k + 3, self.type_name())?;
+        let var = &inputs[0];
+        expect_float(var, "the variable")?;
+        for t in &inputs[1..=k + 1] {
+            if t.dtype != var.dtype || !t.shape.compatible_with(&var.shape) {
+                return Err(InferError::Shape(format!("slot or gradient {} {} does not match the variable {} {}", t.dtype, t.shape, var.dtype, var.shape)));
+            }
+        }
+        if inputs[k + 2].dtype != var.dtype || inputs[k + 2].shape.rank().is_some_and(|r| r != 0) {
+            return Err(InferError::DType(format!("the learning rate must be a {} scalar, got {} {}", var.dtype, inputs[k + 2].dtype, inputs[k + 2].shape)));
+        }
+        Ok(Some(var.clone()))
+    }
+    fn kind(&self) -> OpKind {
+        OpKind::Stateful
+    }
+}
+
+impl Graph {
+    /// A fused in-place optimizer update of `var` and its `slots` (see [`ApplyRule`]).
+    pub fn apply_update(&self, rule: ApplyRule, var: Variable, slots: &[Variable], grad: Tensor, lr: Tensor) -> Result<Tensor> {
+        let mut inputs = vec![var.var_tensor()];
+        inputs.extend(slots.iter().map(|s| s.var_tensor()));
+        inputs.push(grad);
+        inputs.push(lr);
+        let op = ApplyUpdate { rule };
+        let name = op.type_name();
+        self.add_node(op.into(), &inputs, None, name)
+    }
+}
