@@ -217,3 +217,18 @@ fn losses_regularizers_and_metrics() {
     assert_eq!(sess.run_one(acc, &[]).unwrap().scalar_value(), Some(0.5));
     assert_eq!(sess.run_one(top1, &[]).unwrap().to_f64_vec(), [1.0, 0.0]);
 }
+
+#[test]
+fn max_norm_clips_rows_in_place_of_the_variable() {
+    let g = Graph::new();
+    let w = g.variable("w", g.constant(Value::from(arr2(&[[3.0f32, 4.0], [0.3, 0.4]]).into_dyn())).unwrap(), true).unwrap();
+    let clip = ferroflow_nn::regularizers::max_norm(&g, w, 1.0, &[1]).unwrap();
+    let s = Session::new(&g);
+    s.run_targets(&[g.global_variables_initializer().unwrap()], &[]).unwrap();
+    s.run_targets(&[clip], &[]).unwrap();
+    // Row norms 5 and 0.5: the first row is scaled to norm 1, the second is left alone.
+    let v = s.variable_value(w).unwrap().to_f64_vec();
+    for (a, b) in v.iter().zip([0.6, 0.8, 0.3, 0.4]) {
+        assert!((a - b).abs() < 1e-6, "{v:?}");
+    }
+}
