@@ -114,6 +114,7 @@ op_list! {
     StopGradient(state::StopGradient),
     Random(random::Random),
     Unary(unary::Unary),
+    ActivationGrad(unary::ActivationGrad),
     FillLike(unary::FillLike),
     Binary(binary::Binary),
     Compare(binary::Compare),

@@ -38,6 +38,7 @@ pub enum UnaryKind {
 
 impl UnaryKind {
     /// The function itself, for one element.
+    #[inline(always)]
     pub fn apply<T: Float>(self, x: T) -> T {
         let zero = T::zero();
         let one = T::one();
@@ -195,27 +196,122 @@ impl OpDef for Unary {
             UnaryKind::Abs => g.mul(grad, g.sign(x)?)?,
             UnaryKind::Sign | UnaryKind::Floor => g.zeros_like(x)?,
             UnaryKind::Reciprocal => g.neg(g.mul(grad, g.square(y)?)?)?,
-            UnaryKind::Sigmoid => g.mul(grad, g.mul(y, g.sub(c(1.0)?, y)?)?)?,
-            UnaryKind::Tanh => g.mul(grad, g.sub(c(1.0)?, g.square(y)?)?)?,
-            // 0 at x = 0, as TF's ReluGrad.
-            UnaryKind::Relu => g.mul(grad, g.cast(g.greater(x, c(0.0)?)?, g.dtype(x)?)?)?,
-            UnaryKind::Relu6 => {
-                let inside = g.logical_and(g.greater(x, c(0.0)?)?, g.less(x, c(6.0)?)?)?;
-                g.mul(grad, g.cast(inside, g.dtype(x)?)?)?
-            }
-            // alpha at x = 0.
-            UnaryKind::LeakyRelu { alpha } => g.select(g.greater(x, c(0.0)?)?, grad, g.mul(grad, c(alpha)?)?)?,
-            // From the output: y < 0 ? g·(y+1) : g, so 1 at x = 0.
-            UnaryKind::Elu => g.select(g.less(y, c(0.0)?)?, g.mul(grad, g.add(y, c(1.0)?)?)?, grad)?,
-            // y < 0 ? g·(y + scale·alpha) : g·scale, so scale at x = 0.
-            UnaryKind::Selu => g.select(
-                g.less(y, c(0.0)?)?,
-                g.mul(grad, g.add(y, c(SELU_SCALE * SELU_ALPHA)?)?)?,
-                g.mul(grad, c(SELU_SCALE)?)?,
-            )?,
+            UnaryKind::Sigmoid | UnaryKind::Tanh => g.activation_grad(self.kind, grad, y)?,
+            // Fused one-pass kernels (TF's ReluGrad, EluGrad, ...): see `ActivationGrad` for the values at
+            // the kinks (relu/relu6 0 at 0, leaky_relu alpha, elu 1, selu scale).
+            UnaryKind::Relu | UnaryKind::Relu6 | UnaryKind::LeakyRelu { .. } => g.activation_grad(self.kind, grad, x)?,
+            UnaryKind::Elu | UnaryKind::Selu => g.activation_grad(self.kind, grad, y)?,
             UnaryKind::Softplus => g.mul(grad, g.sigmoid(x)?)?,
         };
         Ok(vec![Some(dx)])
+    }
+}
+
+/// The fused backward pass of an activation: `g · f'` in one pass, from the input x (relu, relu6,
+/// leaky_relu) or the output y (sigmoid, tanh, elu, selu), as TF's `ReluGrad`, `SigmoidGrad`, ...
+/// Inputs: `(g, x or y)`. It is itself differentiable, for second-order gradients.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActivationGrad {
+    pub kind: UnaryKind,
+}
+
+impl ActivationGrad {
+    /// f' in terms of the stored input (x for the piecewise-linear kinds, y otherwise).
+    #[inline(always)]
+    fn derivative<T: Float>(kind: UnaryKind, v: T) -> T {
+        let (zero, one) = (T::zero(), T::one());
+        match kind {
+            UnaryKind::Relu => if v > zero { one } else { zero },
+            UnaryKind::Relu6 => if v > zero && v < T::from_f64(6.0) { one } else { zero },
+            UnaryKind::LeakyRelu { alpha } => if v > zero { one } else { T::from_f64(alpha) },
+            UnaryKind::Sigmoid => v * (one - v),
+            UnaryKind::Tanh => one - v * v,
+            UnaryKind::Elu => if v < zero { v + one } else { one },
+            UnaryKind::Selu => if v < zero { v + T::from_f64(SELU_SCALE * SELU_ALPHA) } else { T::from_f64(SELU_SCALE) },
+            _ => one,
+        }
+    }
+
+    fn run<T: super::kernels::FloatArray>(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let g = super::kernels::float_input::<T>(inputs, 0, "ActivationGrad")?;
+        let v = super::kernels::float_input::<T>(inputs, 1, "ActivationGrad")?;
+        if g.shape() != v.shape() {
+            return Err(format!("gradient {:?} and activation {:?} differ in shape", g.shape(), v.shape()));
+        }
+        let k = self.kind;
+        macro_rules! each {
+            ($($kind:pat),*) => {
+                match k {
+                    $($kind => super::kernels::zip_broadcast(g, v, |g, v| g * Self::derivative(k, v))?,)*
+                }
+            };
+        }
+        let out = each!(
+            UnaryKind::Relu,
+            UnaryKind::Relu6,
+            UnaryKind::LeakyRelu { .. },
+            UnaryKind::Sigmoid,
+            UnaryKind::Tanh,
+            UnaryKind::Elu,
+            UnaryKind::Selu,
+            _
+        );
+        Ok(T::wrap(out))
+    }
+}
+
+impl OpDef for ActivationGrad {
+    fn type_name(&self) -> &'static str {
+        match self.kind {
+            UnaryKind::Relu => "ReluGrad",
+            UnaryKind::Relu6 => "Relu6Grad",
+            UnaryKind::LeakyRelu { .. } => "LeakyReluGrad",
+            UnaryKind::Sigmoid => "SigmoidGrad",
+            UnaryKind::Tanh => "TanhGrad",
+            UnaryKind::Elu => "EluGrad",
+            UnaryKind::Selu => "SeluGrad",
+            _ => "ActivationGrad",
+        }
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 2, self.type_name())?;
+        super::same_dtype(inputs)?;
+        expect_float(&inputs[0], "the gradient")?;
+        let shape = inputs[0].shape.merge(&inputs[1].shape).ok_or_else(|| {
+            super::InferError::Shape(format!("gradient {} and activation {} differ in shape", inputs[0].shape, inputs[1].shape))
+        })?;
+        Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        super::kernels::by_float(inputs, self.type_name(), || self.run::<f32>(inputs), || self.run::<f64>(inputs))
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        // out = g·f'(v): linear in g; d/dv = g·f''(v) in terms of v (0 for the piecewise-linear kinds,
+        // whose v is x). For y-based kinds the chain continues through y = f(x).
+        let g = ctx.graph;
+        let (up, v) = (ctx.input(0)?, ctx.input(1)?);
+        let d_up = g.activation_grad(self.kind, grad, v)?;
+        let c = |x: f64| g.scalar_like(v, x);
+        let d_v = match self.kind {
+            UnaryKind::Sigmoid => Some(g.mul(g.mul(grad, up)?, g.sub(c(1.0)?, g.mul(c(2.0)?, v)?)?)?),
+            UnaryKind::Tanh => Some(g.mul(g.mul(grad, up)?, g.mul(c(-2.0)?, v)?)?),
+            UnaryKind::Elu | UnaryKind::Selu => {
+                let neg = g.cast(g.less(v, c(0.0)?)?, g.dtype(v)?)?;
+                Some(g.mul(g.mul(grad, up)?, neg)?)
+            }
+            _ => None,
+        };
+        Ok(vec![Some(d_up), d_v])
+    }
+}
+
+impl Graph {
+    /// The fused activation backward `g · f'` (see [`ActivationGrad`]); `v` is x for relu, relu6 and
+    /// leaky_relu, and the activation's output y for sigmoid, tanh, elu and selu.
+    pub fn activation_grad(&self, kind: UnaryKind, grad: Tensor, v: Tensor) -> Result<Tensor> {
+        let op = ActivationGrad { kind };
+        let name = op.type_name();
+        self.add_node(op.into(), &[grad, v], None, name)
     }
 }
 
