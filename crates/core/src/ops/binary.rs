@@ -23,6 +23,7 @@ pub enum BinaryKind {
 }
 
 impl BinaryKind {
+    #[inline(always)]
     fn apply<T: Float>(self, x: T, y: T) -> T {
         match self {
             BinaryKind::Add => x + y,
@@ -105,7 +106,15 @@ pub struct Binary {
 fn binary_float<T: FloatArray>(k: BinaryKind, inputs: &[&Value]) -> OpResult<Value> {
     let a = float_input::<T>(inputs, 0, k.type_name())?;
     let b = float_input::<T>(inputs, 1, k.type_name())?;
-    Ok(T::wrap(zip_broadcast(a, b, |x, y| k.apply(x, y))?))
+    // One arm per kind, so each loop is specialized (and vectorized) for one function.
+    macro_rules! each {
+        ($($kind:ident),*) => {
+            match k {
+                $(BinaryKind::$kind => zip_broadcast(a, b, |x, y| BinaryKind::$kind.apply(x, y))?,)*
+            }
+        };
+    }
+    Ok(T::wrap(each!(Add, Sub, Mul, Div, Pow, Maximum, Minimum, SquaredDifference)))
 }
 
 impl OpDef for Binary {

@@ -192,9 +192,35 @@ impl OpDef for ArgMax {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct L2Loss;
 
+/// Σ f(x) with 16 independent partial sums, so the loop vectorizes (a single running sum cannot be
+/// reordered by the compiler).
+pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T) -> T {
+    let mut lanes = [T::zero(); 16];
+    let owned;
+    let s = match x.as_slice() {
+        Some(s) => s,
+        None => {
+            owned = x.iter().copied().collect::<Vec<T>>();
+            &owned
+        }
+    };
+    let chunks = s.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = *l + f(v);
+        }
+    }
+    let mut total = rest.iter().fold(T::zero(), |a, &v| a + f(v));
+    for l in lanes {
+        total = total + l;
+    }
+    total
+}
+
 fn l2_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let x = float_input::<T>(inputs, 0, "L2Loss")?;
-    let s = x.iter().fold(T::zero(), |acc, &v| acc + v * v) / T::from_f64(2.0);
+    let s = lane_sum(x, |v| v * v) / T::from_f64(2.0);
     Ok(T::wrap(ArrayD::from_elem(IxDyn(&[]), s)))
 }
 
