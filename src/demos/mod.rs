@@ -2,6 +2,7 @@
 //! integration tests run small, fast configurations of the same code.
 
 pub mod transfer;
+pub mod vanishing;
 
 use crate::prelude::*;
 use ferroflow_data::Dataset;
