@@ -47,6 +47,12 @@ fn graph(meta: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Prints a line; a closed pipe (`| head`) is an error, not a panic.
+fn say(line: &str) -> Result<(), String> {
+    use std::io::Write;
+    writeln!(std::io::stdout(), "{line}").map_err(|e| format!("cannot write to stdout: {e}"))
+}
+
 fn bench(args: &[String]) -> Result<(), String> {
     let threads: usize = arg(args, "--threads").unwrap_or("2").parse().map_err(|_| "--threads takes a number")?;
     let models = arg(args, "--models").unwrap_or("book,deep,deep_bn");
@@ -54,13 +60,13 @@ fn bench(args: &[String]) -> Result<(), String> {
     let seconds: f64 = arg(args, "--seconds").unwrap_or("3").parse().map_err(|_| "--seconds takes a number")?;
     if args.iter().any(|a| a == "--peak") {
         let p = ferroflow::bench::matmul_peak_gflops(threads).map_err(|e| e.to_string())?;
-        println!("# matmul peak (1024x1024 f32, {threads} threads): {p:.1} GFLOP/s");
+        say(&format!("# matmul peak (1024x1024 f32, {threads} threads): {p:.1} GFLOP/s"))?;
     }
     for model in models.split(',') {
         for b in batches.split(',') {
             let batch: usize = b.parse().map_err(|_| format!("bad batch size {b}"))?;
             let r = ferroflow::bench::run(model, batch, threads, seconds).map_err(|e| e.to_string())?;
-            println!("{}", r.json());
+            say(&r.json())?;
         }
     }
     Ok(())
