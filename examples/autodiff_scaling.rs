@@ -6,7 +6,10 @@ use ferroflow::prelude::*;
 use std::time::Instant;
 
 fn main() -> Result<()> {
-    println!("{:>7} {:>8} {:>14} {:>14}", "layers", "nodes", "gradients", "compile plan");
+    println!(
+        "{:>7} {:>8} {:>14} {:>14}",
+        "layers", "nodes", "gradients", "compile plan"
+    );
     for layers in [250, 500, 1000] {
         let g = Graph::new();
         let x = g.placeholder(DType::F32, [None, Some(8)])?;
@@ -29,9 +32,22 @@ fn main() -> Result<()> {
         sess.run_targets(&[g.global_variables_initializer()?], &[])?;
         let t1 = Instant::now();
         // The first run compiles the plan (pruning, ordering, CSE, folding, liveness) and runs it once.
-        sess.run(&fetches, &[feed(x, Value::from_f32(&[1, 8], vec![0.5; 8]).map_err(Error::Other)?)], &[])?;
+        sess.run(
+            &fetches,
+            &[feed(
+                x,
+                Value::from_f32(&[1, 8], vec![0.5; 8]).map_err(Error::Other)?,
+            )],
+            &[],
+        )?;
         let t_plan = t1.elapsed();
-        println!("{:>7} {:>8} {:>13.1}ms {:>13.1}ms", layers, g.len(), t_grad.as_secs_f64() * 1e3, t_plan.as_secs_f64() * 1e3);
+        println!(
+            "{:>7} {:>8} {:>13.1}ms {:>13.1}ms",
+            layers,
+            g.len(),
+            t_grad.as_secs_f64() * 1e3,
+            t_plan.as_secs_f64() * 1e3
+        );
     }
     Ok(())
 }

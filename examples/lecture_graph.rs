@@ -13,9 +13,12 @@ use ferroflow::nn::layers::{dense, Activation};
 use ferroflow::prelude::*;
 
 fn main() -> Result<()> {
-    let (n_inputs, n_hidden1, n_hidden2, n_hidden3, n_hidden4, n_hidden5, n_outputs) = (28 * 28, 300, 50, 50, 50, 50, 10);
+    let (n_inputs, n_hidden1, n_hidden2, n_hidden3, n_hidden4, n_hidden5, n_outputs) =
+        (28 * 28, 300, 50, 50, 50, 50, 10);
     let g = Graph::new();
-    let x = g.named("X").placeholder(DType::F32, [None, Some(n_inputs)])?;
+    let x = g
+        .named("X")
+        .placeholder(DType::F32, [None, Some(n_inputs)])?;
     let relu = Some(Activation::Relu);
     let logits = {
         let _dnn = g.name_scope("dnn")?;
@@ -26,7 +29,8 @@ fn main() -> Result<()> {
         let hidden5 = dense(&g, hidden4, n_hidden5, relu, "hidden5")?;
         dense(&g, hidden5, n_outputs, None, "outputs")?
     };
-    let reuse_vars: Vec<Variable> = g.get_collection(keys::GLOBAL_VARIABLES, Some("hidden[123]"))?;
+    let reuse_vars: Vec<Variable> =
+        g.get_collection(keys::GLOBAL_VARIABLES, Some("hidden[123]"))?;
     println!("logits: {}", g.tensor_name(logits));
     println!("get_collection(GLOBAL_VARIABLES, scope=\"hidden[123]\"):");
     for v in &reuse_vars {

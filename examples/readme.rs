@@ -14,7 +14,8 @@ fn main() -> Result<()> {
         dense(&g, h2, 10, None, "outputs")?
     };
     let loss = losses::sparse_softmax_cross_entropy(&g, y, logits)?;
-    let train_vars: Vec<Variable> = g.get_collection(keys::TRAINABLE_VARIABLES, Some("hidden2|outputs"))?;
+    let train_vars: Vec<Variable> =
+        g.get_collection(keys::TRAINABLE_VARIABLES, Some("hidden2|outputs"))?;
     let train = Optimizer::adam(0.001).minimize(&g, loss, Some(&train_vars), None)?;
     let sess = Session::new(&g);
     sess.run_targets(&[g.global_variables_initializer()?], &[])?;
@@ -22,7 +23,15 @@ fn main() -> Result<()> {
     for (xb, yb) in train_set.batches(32, 0) {
         sess.run_targets(&[train], &[feed(x, xb.into_dyn()), feed(y, yb.into_dyn())])?;
     }
-    let (xa, ya) = (train_set.images.clone().into_dyn(), train_set.labels.clone().into_dyn());
-    println!("loss after one epoch: {:.4}", sess.run_one(loss, &[feed(x, xa), feed(y, ya)])?.scalar_value().unwrap_or(f64::NAN));
+    let (xa, ya) = (
+        train_set.images.clone().into_dyn(),
+        train_set.labels.clone().into_dyn(),
+    );
+    println!(
+        "loss after one epoch: {:.4}",
+        sess.run_one(loss, &[feed(x, xa), feed(y, ya)])?
+            .scalar_value()
+            .unwrap_or(f64::NAN)
+    );
     Ok(())
 }

@@ -22,7 +22,10 @@ fn main() {
             let row: Vec<String> = g.iter().map(|v| format!("{v:.1e}")).collect();
             println!("  {e:>5}  {}", row.join(" "));
         }
-        let a: Vec<String> = t.activations[0].iter().map(|(m, s)| format!("{m:.2}±{s:.2}")).collect();
+        let a: Vec<String> = t.activations[0]
+            .iter()
+            .map(|(m, s)| format!("{m:.2}±{s:.2}"))
+            .collect();
         println!("  activations at init (mean±std): {}", a.join(" "));
     }
     println!("\n{}", vanishing::table(&traces));

@@ -19,7 +19,14 @@ pub struct BenchModel {
     pub flop_per_example: f64,
 }
 
-fn dense(g: &Graph, h: Tensor, units: usize, name: &str, act: Option<Activation>, bias: bool) -> Result<Tensor> {
+fn dense(
+    g: &Graph,
+    h: Tensor,
+    units: usize,
+    name: &str,
+    act: Option<Activation>,
+    bias: bool,
+) -> Result<Tensor> {
     dense_with(
         g,
         h,
@@ -27,7 +34,11 @@ fn dense(g: &Graph, h: Tensor, units: usize, name: &str, act: Option<Activation>
         DenseOptions {
             activation: act,
             use_bias: bias,
-            kernel_initializer: Some(Initializer::variance_scaling(2.0, ferroflow_nn::FanMode::FanIn, ferroflow_nn::VsDistribution::TruncatedNormal)),
+            kernel_initializer: Some(Initializer::variance_scaling(
+                2.0,
+                ferroflow_nn::FanMode::FanIn,
+                ferroflow_nn::VsDistribution::TruncatedNormal,
+            )),
             name: Some(name.into()),
             ..Default::default()
         },
@@ -37,24 +48,52 @@ fn dense(g: &Graph, h: Tensor, units: usize, name: &str, act: Option<Activation>
 /// TF's `tf.nn.moments` + `tf.nn.batch_normalization` with the two moving-average updates in UPDATE_OPS,
 /// exactly as the reference script writes it.
 fn batch_norm(g: &Graph, z: Tensor, name: &str, momentum: f64, eps: f64) -> Result<Tensor> {
-    let n = g.shape(z)?.dims().and_then(|d| d.get(1).copied().flatten()).unwrap_or(0);
+    let n = g
+        .shape(z)?
+        .dims()
+        .and_then(|d| d.get(1).copied().flatten())
+        .unwrap_or(0);
     let (gamma, beta, mm, mv) = {
         let _vs = g.variable_scope(name)?;
         let v = |n2: &str, init: Initializer, trainable: bool| {
-            g.get_variable_with(n2, &[n], DType::F32, VarOptions { initializer: Some(init), trainable, collections: None })
+            g.get_variable_with(
+                n2,
+                &[n],
+                DType::F32,
+                VarOptions {
+                    initializer: Some(init),
+                    trainable,
+                    collections: None,
+                },
+            )
         };
-        (v("gamma", Initializer::Ones, true)?, v("beta", Initializer::Zeros, true)?, v("moving_mean", Initializer::Zeros, false)?, v("moving_variance", Initializer::Ones, false)?)
+        (
+            v("gamma", Initializer::Ones, true)?,
+            v("beta", Initializer::Zeros, true)?,
+            v("moving_mean", Initializer::Zeros, false)?,
+            v("moving_variance", Initializer::Ones, false)?,
+        )
     };
     let _m = g.name_scope("moments")?;
     let mean = g.reduce_mean(z, Some(&[0]), false)?;
-    let var = g.reduce_mean(g.squared_difference(z, g.stop_gradient(mean)?)?, Some(&[0]), false)?;
+    let var = g.reduce_mean(
+        g.squared_difference(z, g.stop_gradient(mean)?)?,
+        Some(&[0]),
+        false,
+    )?;
     drop(_m);
     let decay = g.scalar(DType::F32, 1.0 - momentum)?;
     let u1 = g.assign_sub(mm, g.mul(decay, g.sub(mm.value(), mean)?)?)?;
     let u2 = g.assign_sub(mv, g.mul(decay, g.sub(mv.value(), var)?)?)?;
     g.add_to_collection(keys::UPDATE_OPS, u1.op());
     g.add_to_collection(keys::UPDATE_OPS, u2.op());
-    let inv = g.mul(g.div(g.scalar(DType::F32, 1.0)?, g.sqrt(g.add(var, g.scalar(DType::F32, eps)?)?)?)?, gamma.value())?;
+    let inv = g.mul(
+        g.div(
+            g.scalar(DType::F32, 1.0)?,
+            g.sqrt(g.add(var, g.scalar(DType::F32, eps)?)?)?,
+        )?,
+        gamma.value(),
+    )?;
     g.add(g.mul(z, inv)?, g.sub(beta.value(), g.mul(mean, inv)?)?)
 }
 
@@ -67,7 +106,11 @@ pub fn build(model: &str) -> Result<BenchModel> {
     let (layers, act, width) = match model {
         "book" => (5, Activation::Elu, 100),
         "deep" | "deep_bn" => (12, Activation::Relu, 300),
-        other => return Err(Error::Other(format!("unknown benchmark model '{other}' (book, deep, deep_bn)"))),
+        other => {
+            return Err(Error::Other(format!(
+                "unknown benchmark model '{other}' (book, deep, deep_bn)"
+            )))
+        }
     };
     let mut h = x;
     let mut flop = 0.0;
@@ -85,7 +128,11 @@ pub fn build(model: &str) -> Result<BenchModel> {
     }
     let logits = dense(&g, h, 10, "outputs", None, true)?;
     flop += 6.0 * (n_in * 10) as f64;
-    let loss = g.reduce_mean(g.sparse_softmax_cross_entropy_with_logits(y, logits)?, None, false)?;
+    let loss = g.reduce_mean(
+        g.sparse_softmax_cross_entropy_with_logits(y, logits)?,
+        None,
+        false,
+    )?;
     let _ = losses::accuracy;
     let train = if model == "book" {
         Optimizer::adam(0.001).minimize(&g, loss, None, None)?
@@ -94,12 +141,20 @@ pub fn build(model: &str) -> Result<BenchModel> {
         let gv = opt.compute_gradients(&g, loss, None)?;
         let grads: Vec<Option<Tensor>> = gv.iter().map(|p| p.0).collect();
         let (clipped, _) = clip_by_global_norm(&g, &grads, 5.0)?;
-        let gv2: Vec<(Option<Tensor>, Variable)> = clipped.into_iter().zip(gv.iter().map(|p| p.1)).collect();
+        let gv2: Vec<(Option<Tensor>, Variable)> =
+            clipped.into_iter().zip(gv.iter().map(|p| p.1)).collect();
         let updates: Vec<Operation> = g.get_collection(keys::UPDATE_OPS, None)?;
         let _c = g.control_dependencies(&updates)?;
         opt.apply_gradients(&g, &gv2, None)?
     };
-    Ok(BenchModel { graph: g, x, y, train, loss, flop_per_example: flop })
+    Ok(BenchModel {
+        graph: g,
+        x,
+        y,
+        train,
+        loss,
+        flop_per_example: flop,
+    })
 }
 
 /// One benchmark result.
@@ -131,12 +186,24 @@ impl BenchResult {
 /// Trains `model` at `batch` for 20 warm-up steps and then `seconds` of counted steps.
 pub fn run(model: &str, batch: usize, threads: usize, seconds: f64) -> Result<BenchResult> {
     let m = build(model)?;
-    let sess = Session::with_options(&m.graph, SessionOptions { threads, ..SessionOptions::default() });
+    let sess = Session::with_options(
+        &m.graph,
+        SessionOptions {
+            threads,
+            ..SessionOptions::default()
+        },
+    );
     sess.run_targets(&[m.graph.global_variables_initializer()?], &[])?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let xs: Vec<f32> = (0..batch * 784).map(|_| rng.gen::<f32>()).collect();
     let ys: Vec<i64> = (0..batch).map(|_| rng.gen_range(0..10)).collect();
-    let feeds = [feed(m.x, Value::from_f32(&[batch, 784], xs).map_err(Error::Other)?), feed(m.y, Value::from_i64(&[batch], ys).map_err(Error::Other)?)];
+    let feeds = [
+        feed(
+            m.x,
+            Value::from_f32(&[batch, 784], xs).map_err(Error::Other)?,
+        ),
+        feed(m.y, Value::from_i64(&[batch], ys).map_err(Error::Other)?),
+    ];
     for _ in 0..20 {
         sess.run_targets(&[m.train], &feeds)?;
     }
@@ -147,7 +214,13 @@ pub fn run(model: &str, batch: usize, threads: usize, seconds: f64) -> Result<Be
         n += 1;
     }
     let sps = n as f64 / t0.elapsed().as_secs_f64();
-    Ok(BenchResult { model: model.into(), batch, threads, steps_per_s: sps, gflops: sps * m.flop_per_example * batch as f64 / 1e9 })
+    Ok(BenchResult {
+        model: model.into(),
+        batch,
+        threads,
+        steps_per_s: sps,
+        gflops: sps * m.flop_per_example * batch as f64 / 1e9,
+    })
 }
 
 /// Measures the single-precision matmul rate of this machine (2048×2048, the kernel the session uses).
@@ -156,7 +229,13 @@ pub fn matmul_peak_gflops(threads: usize) -> Result<f64> {
     let g = Graph::new();
     let a = g.random_uniform(&[n, n], 0.0, 1.0, DType::F32, Some(1))?;
     let b = g.random_uniform(&[n, n], 0.0, 1.0, DType::F32, Some(2))?;
-    let sess = Session::with_options(&g, SessionOptions { threads, ..SessionOptions::default() });
+    let sess = Session::with_options(
+        &g,
+        SessionOptions {
+            threads,
+            ..SessionOptions::default()
+        },
+    );
     let (av, bv) = (sess.run_one(a, &[])?, sess.run_one(b, &[])?);
     let pa = g.placeholder(DType::F32, [Some(n), Some(n)])?;
     let pb = g.placeholder(DType::F32, [Some(n), Some(n)])?;

@@ -29,7 +29,7 @@ pub use ferroflow_nn as nn;
 /// Everything a TF1-style program usually needs in scope.
 pub mod prelude {
     pub use ferroflow_core::{
-        feed, keys, CollectionItem, DType, Error, Graph, Initializer, Operation, Result, Reuse, Session, SessionOptions, Shape,
-        Tensor, Value, VarOptions, Variable,
+        feed, keys, CollectionItem, DType, Error, Graph, Initializer, Operation, Result, Reuse,
+        Session, SessionOptions, Shape, Tensor, Value, VarOptions, Variable,
     };
 }

@@ -5,14 +5,34 @@ use ferroflow::demos::transfer;
 #[test]
 fn transfer_learning_reuses_frozen_lower_layers() {
     let dir = std::env::temp_dir().join(format!("ff-demo-transfer-{}", std::process::id()));
-    let cfg = transfer::Config { pretrain_epochs: 8, transfer_epochs: 15, per_class: 20, hidden_units: 32, quiet: true, dir: dir.clone(), ..Default::default() };
+    let cfg = transfer::Config {
+        pretrain_epochs: 8,
+        transfer_epochs: 15,
+        per_class: 20,
+        hidden_units: 32,
+        quiet: true,
+        dir: dir.clone(),
+        ..Default::default()
+    };
     let r = transfer::run(&cfg).unwrap();
-    assert!(r.pretrain_accuracy > 0.9, "pretraining on 0-4 reaches {:.3}", r.pretrain_accuracy);
+    assert!(
+        r.pretrain_accuracy > 0.9,
+        "pretraining on 0-4 reaches {:.3}",
+        r.pretrain_accuracy
+    );
     assert!(r.frozen_bit_identical, "hidden1-3 must stay bit-identical");
     assert_eq!(r.rows.len(), 3);
-    assert_eq!(r.rows[1].trained_variables, 6, "hidden4, hidden5, outputs: kernel and bias each");
+    assert_eq!(
+        r.rows[1].trained_variables, 6,
+        "hidden4, hidden5, outputs: kernel and bias each"
+    );
     for row in &r.rows {
-        assert!(row.test_accuracy > 0.5, "{}: {:.3} on 5 classes", row.name, row.test_accuracy);
+        assert!(
+            row.test_accuracy > 0.5,
+            "{}: {:.3} on 5 classes",
+            row.name,
+            row.test_accuracy
+        );
     }
     let table = transfer::table(&r, &cfg);
     assert!(table.contains("reuse hidden1-3, frozen"));
@@ -22,8 +42,16 @@ fn transfer_learning_reuses_frozen_lower_layers() {
 #[test]
 fn vanishing_gradients_and_their_remedies() {
     use ferroflow::demos::vanishing;
-    let cfg = vanishing::Config { epochs: 4, units: 64, quiet: true, ..Default::default() };
-    let traces: Vec<vanishing::Trace> = vanishing::setups().iter().map(|s| vanishing::run_setup(s, &cfg).unwrap()).collect();
+    let cfg = vanishing::Config {
+        epochs: 4,
+        units: 64,
+        quiet: true,
+        ..Default::default()
+    };
+    let traces: Vec<vanishing::Trace> = vanishing::setups()
+        .iter()
+        .map(|s| vanishing::run_setup(s, &cfg).unwrap())
+        .collect();
     let ratio = |t: &vanishing::Trace| t.grad_norms[0][0] / t.grad_norms[0][cfg.layers - 1];
     let acc = |t: &vanishing::Trace| *t.test_accuracy.last().unwrap();
     let (a, b, relu, elu, bn) = (&traces[0], &traces[1], &traces[2], &traces[3], &traces[4]);
@@ -32,11 +60,22 @@ fn vanishing_gradients_and_their_remedies() {
     assert!(ratio(b) < 1e-3, "sigmoid+Xavier ratio {}", ratio(b));
     // ReLU/ELU + He keep every layer's gradient within a small factor of the top layer's.
     for t in [relu, elu] {
-        assert!((0.1..10.0).contains(&ratio(t)), "{}: ratio {}", t.setup, ratio(t));
+        assert!(
+            (0.1..10.0).contains(&ratio(t)),
+            "{}: ratio {}",
+            t.setup,
+            ratio(t)
+        );
     }
     // The remedies learn clearly better than the lecture's baseline in the same epochs.
     for t in [relu, elu, bn] {
-        assert!(acc(t) > acc(a) + 0.1, "{} {:.3} vs baseline {:.3}", t.setup, acc(t), acc(a));
+        assert!(
+            acc(t) > acc(a) + 0.1,
+            "{} {:.3} vs baseline {:.3}",
+            t.setup,
+            acc(t),
+            acc(a)
+        );
     }
     // N(0, 1) saturates the sigmoids: activations pile up near 0 and 1 (std far above Xavier's).
     let sat = a.activations[0][cfg.layers - 1].1;

@@ -10,29 +10,49 @@ const USAGE: &str = "usage:
   ferroflow bench [--threads N] [--models book,deep,deep_bn] [--batches 32,256,2048] [--seconds S]";
 
 fn arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
-    args.windows(2).find(|w| w[0] == flag).map(|w| w[1].as_str())
+    args.windows(2)
+        .find(|w| w[0] == flag)
+        .map(|w| w[1].as_str())
 }
 
 fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), String> {
     let path = ferroflow::io::checkpoint::data_path(prefix);
     let mut r = ferroflow::io::CheckpointReader::open(&path).map_err(|e| e.to_string())?;
-    let re = scope.map(ferroflow::ScopeRegex::new).transpose().map_err(|e| e.to_string())?;
+    let re = scope
+        .map(ferroflow::ScopeRegex::new)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let entries = r.entries().to_vec();
-    println!("{:<40} {:<8} {:<16} {:>12} {:>12} {:>12} {:>12}", "name", "dtype", "shape", "mean", "std", "min", "max");
+    println!(
+        "{:<40} {:<8} {:<16} {:>12} {:>12} {:>12} {:>12}",
+        "name", "dtype", "shape", "mean", "std", "min", "max"
+    );
     for e in entries {
         if let Some(re) = &re {
             if !re.matches(&e.name) {
                 continue;
             }
         }
-        let v = r.read(&e.name).map_err(|e| e.to_string())?.ok_or("entry vanished")?;
+        let v = r
+            .read(&e.name)
+            .map_err(|e| e.to_string())?
+            .ok_or("entry vanished")?;
         let d = v.to_f64_vec();
         let n = d.len().max(1) as f64;
         let mean = d.iter().sum::<f64>() / n;
         let std = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
         let min = d.iter().cloned().fold(f64::INFINITY, f64::min);
         let max = d.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        println!("{:<40} {:<8} {:<16} {:>12.6} {:>12.6} {:>12.6} {:>12.6}", e.name, e.dtype.to_string(), format!("{:?}", e.shape), mean, std, min, max);
+        println!(
+            "{:<40} {:<8} {:<16} {:>12.6} {:>12.6} {:>12.6} {:>12.6}",
+            e.name,
+            e.dtype.to_string(),
+            format!("{:?}", e.shape),
+            mean,
+            std,
+            min,
+            max
+        );
     }
     Ok(())
 }
@@ -40,9 +60,23 @@ fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), String> {
 fn graph(meta: &str) -> Result<(), String> {
     let (g, _) = ferroflow::io::import_meta_graph(Path::new(meta)).map_err(|e| e.to_string())?;
     for op in g.operations() {
-        let inputs: Vec<String> = g.inputs(op).map_err(|e| e.to_string())?.iter().map(|t| g.tensor_name(*t)).collect();
-        let shape = g.shape(ferroflow::Tensor::from_index(op.index())).map(|s| s.to_string()).unwrap_or_else(|_| "-".into());
-        println!("{:<48} {:<22} {:<14} {}", g.op_name(op), g.op_type(op), shape, inputs.join(", "));
+        let inputs: Vec<String> = g
+            .inputs(op)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|t| g.tensor_name(*t))
+            .collect();
+        let shape = g
+            .shape(ferroflow::Tensor::from_index(op.index()))
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| "-".into());
+        println!(
+            "{:<48} {:<22} {:<14} {}",
+            g.op_name(op),
+            g.op_type(op),
+            shape,
+            inputs.join(", ")
+        );
     }
     Ok(())
 }
@@ -54,18 +88,27 @@ fn say(line: &str) -> Result<(), String> {
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
-    let threads: usize = arg(args, "--threads").unwrap_or("2").parse().map_err(|_| "--threads takes a number")?;
+    let threads: usize = arg(args, "--threads")
+        .unwrap_or("2")
+        .parse()
+        .map_err(|_| "--threads takes a number")?;
     let models = arg(args, "--models").unwrap_or("book,deep,deep_bn");
     let batches = arg(args, "--batches").unwrap_or("32,256,2048");
-    let seconds: f64 = arg(args, "--seconds").unwrap_or("3").parse().map_err(|_| "--seconds takes a number")?;
+    let seconds: f64 = arg(args, "--seconds")
+        .unwrap_or("3")
+        .parse()
+        .map_err(|_| "--seconds takes a number")?;
     if args.iter().any(|a| a == "--peak") {
         let p = ferroflow::bench::matmul_peak_gflops(threads).map_err(|e| e.to_string())?;
-        say(&format!("# matmul peak (1024x1024 f32, {threads} threads): {p:.1} GFLOP/s"))?;
+        say(&format!(
+            "# matmul peak (1024x1024 f32, {threads} threads): {p:.1} GFLOP/s"
+        ))?;
     }
     for model in models.split(',') {
         for b in batches.split(',') {
             let batch: usize = b.parse().map_err(|_| format!("bad batch size {b}"))?;
-            let r = ferroflow::bench::run(model, batch, threads, seconds).map_err(|e| e.to_string())?;
+            let r =
+                ferroflow::bench::run(model, batch, threads, seconds).map_err(|e| e.to_string())?;
             say(&r.json())?;
         }
     }

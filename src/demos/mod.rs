@@ -21,7 +21,13 @@ pub struct MlpSpec {
 }
 
 /// Builds `hidden1..hiddenN` and `outputs` (TF1 names) on `x`; returns (logits, hidden outputs).
-pub fn build_mlp(g: &Graph, x: Tensor, spec: &MlpSpec, classes: usize, training: Option<Tensor>) -> Result<(Tensor, Vec<Tensor>)> {
+pub fn build_mlp(
+    g: &Graph,
+    x: Tensor,
+    spec: &MlpSpec,
+    classes: usize,
+    training: Option<Tensor>,
+) -> Result<(Tensor, Vec<Tensor>)> {
     let mut h = x;
     let mut hidden = Vec::new();
     for (i, &units) in spec.hidden.iter().enumerate() {
@@ -31,35 +37,71 @@ pub fn build_mlp(g: &Graph, x: Tensor, spec: &MlpSpec, classes: usize, training:
                 g,
                 h,
                 units,
-                DenseOptions { activation: Some(spec.activation), kernel_initializer: Some(spec.initializer.clone()), name: Some(name), ..Default::default() },
+                DenseOptions {
+                    activation: Some(spec.activation),
+                    kernel_initializer: Some(spec.initializer.clone()),
+                    name: Some(name),
+                    ..Default::default()
+                },
             )?,
             Some(momentum) => {
                 let z = dense_with(
                     g,
                     h,
                     units,
-                    DenseOptions { use_bias: false, kernel_initializer: Some(spec.initializer.clone()), name: Some(name.clone()), ..Default::default() },
+                    DenseOptions {
+                        use_bias: false,
+                        kernel_initializer: Some(spec.initializer.clone()),
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    },
                 )?;
-                let t: Training = training.map(Training::Tensor).unwrap_or(Training::Bool(true));
-                let bn = batch_normalization(g, z, t, BatchNormOptions { momentum, name: Some(format!("{name}_bn")), ..Default::default() })?;
+                let t: Training = training
+                    .map(Training::Tensor)
+                    .unwrap_or(Training::Bool(true));
+                let bn = batch_normalization(
+                    g,
+                    z,
+                    t,
+                    BatchNormOptions {
+                        momentum,
+                        name: Some(format!("{name}_bn")),
+                        ..Default::default()
+                    },
+                )?;
                 spec.activation.apply(g, bn)?
             }
         };
         hidden.push(h);
     }
-    let logits = dense_with(g, h, classes, DenseOptions { name: Some("outputs".into()), ..Default::default() })?;
+    let logits = dense_with(
+        g,
+        h,
+        classes,
+        DenseOptions {
+            name: Some("outputs".into()),
+            ..Default::default()
+        },
+    )?;
     Ok((logits, hidden))
 }
 
 /// Feeds for a data set: images as `[n, features]` f32 and labels as i64.
-pub fn feeds_for(x: Tensor, y: Tensor, images: ndarray::Array2<f32>, labels: ndarray::Array1<i64>) -> Vec<(Tensor, Value)> {
+pub fn feeds_for(
+    x: Tensor,
+    y: Tensor,
+    images: ndarray::Array2<f32>,
+    labels: ndarray::Array1<i64>,
+) -> Vec<(Tensor, Value)> {
     vec![feed(x, images.into_dyn()), feed(y, labels.into_dyn())]
 }
 
 /// Accuracy of `logits` on a whole data set.
 pub fn accuracy(sess: &Session, x: Tensor, logits: Tensor, data: &Dataset) -> Result<f64> {
     let out = sess.run_one(logits, &[feed(x, data.images.clone().into_dyn())])?;
-    let l = out.as_f32().ok_or_else(|| Error::Other("logits are not f32".into()))?;
+    let l = out
+        .as_f32()
+        .ok_or_else(|| Error::Other("logits are not f32".into()))?;
     let mut correct = 0usize;
     for (row, &label) in l.outer_iter().zip(data.labels.iter()) {
         let mut best = 0;

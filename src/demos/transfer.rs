@@ -71,7 +71,12 @@ struct Net {
 }
 
 fn spec(cfg: &Config) -> MlpSpec {
-    MlpSpec { hidden: vec![cfg.hidden_units; 5], activation: Activation::Elu, initializer: Initializer::he_normal(), batch_norm: None }
+    MlpSpec {
+        hidden: vec![cfg.hidden_units; 5],
+        activation: Activation::Elu,
+        initializer: Initializer::he_normal(),
+        batch_norm: None,
+    }
 }
 
 fn build(cfg: &Config, seed: u64) -> Result<Net> {
@@ -84,10 +89,24 @@ fn build(cfg: &Config, seed: u64) -> Result<Net> {
         build_mlp(&g, x, &spec(cfg), 5, None)?.0
     };
     let loss = losses::sparse_softmax_cross_entropy(&g, y, logits)?;
-    Ok(Net { g, x, y, logits, loss })
+    Ok(Net {
+        g,
+        x,
+        y,
+        logits,
+        loss,
+    })
 }
 
-fn train(sess: &Session, net: &Net, train_op: Operation, data: &Dataset, epochs: usize, cfg: &Config, label: &str) -> Result<()> {
+fn train(
+    sess: &Session,
+    net: &Net,
+    train_op: Operation,
+    data: &Dataset,
+    epochs: usize,
+    cfg: &Config,
+    label: &str,
+) -> Result<()> {
     let bar = progress(epochs as u64, label, cfg.quiet);
     for epoch in 0..epochs {
         for (xb, yb) in data.batches(cfg.batch_size, cfg.seed + epoch as u64) {
@@ -118,7 +137,8 @@ fn io_err(e: ferroflow_io::IoError) -> Error {
 
 /// Runs the whole demo.
 pub fn run(cfg: &Config) -> Result<Report> {
-    std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::Other(format!("cannot create {}: {e}", cfg.dir.display())))?;
+    std::fs::create_dir_all(&cfg.dir)
+        .map_err(|e| Error::Other(format!("cannot create {}: {e}", cfg.dir.display())))?;
     let (train_all, test_all) = ferroflow_data::digits_split();
     let low = |d: &Dataset| d.filter_classes(|l| l < 5, |l| l);
     let high = |d: &Dataset| d.filter_classes(|l| l >= 5, |l| l - 5);
@@ -130,10 +150,25 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let train_op = Optimizer::adam(0.001).minimize(&pre.g, pre.loss, None, None)?;
     let sess = Session::new(&pre.g);
     sess.run_targets(&[pre.g.global_variables_initializer()?], &[])?;
-    train(&sess, &pre, train_op, &train_low, cfg.pretrain_epochs, cfg, "pretraining on 0-4")?;
+    train(
+        &sess,
+        &pre,
+        train_op,
+        &train_low,
+        cfg.pretrain_epochs,
+        cfg,
+        "pretraining on 0-4",
+    )?;
     let pretrain_accuracy = accuracy(&sess, pre.x, pre.logits, &test_low)?;
-    let prefix = cfg.dir.join("pretrained.ckpt").to_string_lossy().into_owned();
-    let checkpoint = Saver::new(&pre.g, VarList::All).map_err(io_err)?.save(&sess, &prefix, None).map_err(io_err)?;
+    let prefix = cfg
+        .dir
+        .join("pretrained.ckpt")
+        .to_string_lossy()
+        .into_owned();
+    let checkpoint = Saver::new(&pre.g, VarList::All)
+        .map_err(io_err)?
+        .save(&sess, &prefix, None)
+        .map_err(io_err)?;
     let pretrained_lower: Vec<Value> = pre
         .g
         .get_collection::<Variable>(keys::GLOBAL_VARIABLES, Some("hidden[123]"))?
@@ -148,7 +183,15 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let op = Optimizer::adam(0.001).minimize(&scratch.g, scratch.loss, None, None)?;
     let s = Session::new(&scratch.g);
     s.run_targets(&[scratch.g.global_variables_initializer()?], &[])?;
-    train(&s, &scratch, op, &train_high, cfg.transfer_epochs, cfg, "from scratch on 5-9")?;
+    train(
+        &s,
+        &scratch,
+        op,
+        &train_high,
+        cfg.transfer_epochs,
+        cfg,
+        "from scratch on 5-9",
+    )?;
     rows.push(Row {
         name: "from scratch".into(),
         test_accuracy: accuracy(&s, scratch.x, scratch.logits, &test_high)?,
@@ -160,16 +203,31 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let t0 = Instant::now();
     let tl = build(cfg, cfg.seed + 1)?;
     let g = &tl.g;
-    let reuse_vars: Vec<Variable> = g.get_collection(keys::GLOBAL_VARIABLES, Some("hidden[123]"))?;
-    let reuse_vars_dict: Vec<(String, Variable)> = reuse_vars.iter().map(|v| (v.op_name(g), *v)).collect();
+    let reuse_vars: Vec<Variable> =
+        g.get_collection(keys::GLOBAL_VARIABLES, Some("hidden[123]"))?;
+    let reuse_vars_dict: Vec<(String, Variable)> =
+        reuse_vars.iter().map(|v| (v.op_name(g), *v)).collect();
     let restore_saver = Saver::new(g, reuse_vars_dict).map_err(io_err)?;
-    let train_vars: Vec<Variable> = g.get_collection(keys::TRAINABLE_VARIABLES, Some("hidden[45]|outputs"))?;
+    let train_vars: Vec<Variable> =
+        g.get_collection(keys::TRAINABLE_VARIABLES, Some("hidden[45]|outputs"))?;
     let op = Optimizer::adam(0.001).minimize(g, tl.loss, Some(&train_vars), None)?;
     let s = Session::new(g);
     s.run_targets(&[g.global_variables_initializer()?], &[])?;
     restore_saver.restore(&s, &checkpoint).map_err(io_err)?;
-    train(&s, &tl, op, &train_high, cfg.transfer_epochs, cfg, "reusing hidden1-3 (frozen)")?;
-    let frozen_bit_identical = reuse_vars.iter().zip(&pretrained_lower).all(|(v, before)| s.variable_value(*v).map(|now| &now == before).unwrap_or(false));
+    train(
+        &s,
+        &tl,
+        op,
+        &train_high,
+        cfg.transfer_epochs,
+        cfg,
+        "reusing hidden1-3 (frozen)",
+    )?;
+    let frozen_bit_identical = reuse_vars.iter().zip(&pretrained_lower).all(|(v, before)| {
+        s.variable_value(*v)
+            .map(|now| &now == before)
+            .unwrap_or(false)
+    });
     rows.push(Row {
         name: "reuse hidden1-3, frozen".into(),
         test_accuracy: accuracy(&s, tl.x, tl.logits, &test_high)?,
@@ -179,7 +237,8 @@ pub fn run(cfg: &Config) -> Result<Report> {
 
     // 4. Reuse through the meta-graph, without the building code: new head on hidden3.
     let t0 = Instant::now();
-    let (mg, saver) = import_meta_graph(Path::new(&format!("{checkpoint}.meta"))).map_err(io_err)?;
+    let (mg, saver) =
+        import_meta_graph(Path::new(&format!("{checkpoint}.meta"))).map_err(io_err)?;
     let x = mg.get_tensor_by_name("X:0")?;
     let y = mg.get_tensor_by_name("y:0")?;
     let hidden3 = mg.get_tensor_by_name("dnn/hidden3/Elu:0")?;
@@ -191,7 +250,12 @@ pub fn run(cfg: &Config) -> Result<Report> {
             name: Some(name.into()),
             ..Default::default()
         };
-        let h4 = dense_with(&mg, hidden3, cfg.hidden_units, opts("new_hidden4", Some(Activation::Elu)))?;
+        let h4 = dense_with(
+            &mg,
+            hidden3,
+            cfg.hidden_units,
+            opts("new_hidden4", Some(Activation::Elu)),
+        )?;
         dense_with(&mg, h4, 5, opts("new_outputs", None))?
     };
     let new_loss = losses::sparse_softmax_cross_entropy(&mg, y, new_logits)?;
@@ -199,16 +263,38 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let op = Optimizer::adam(0.001).minimize(&mg, new_loss, Some(&new_vars), None)?;
     let s = Session::new(&mg);
     s.run_targets(&[mg.global_variables_initializer()?], &[])?;
-    saver.ok_or_else(|| Error::Other("the meta-graph has no saver".into()))?.restore(&s, &checkpoint).map_err(io_err)?;
-    let net = Net { g: mg.clone(), x, y, logits: new_logits, loss: new_loss };
-    train(&s, &net, op, &train_high, cfg.transfer_epochs, cfg, "meta-graph, new head on hidden3")?;
+    saver
+        .ok_or_else(|| Error::Other("the meta-graph has no saver".into()))?
+        .restore(&s, &checkpoint)
+        .map_err(io_err)?;
+    let net = Net {
+        g: mg.clone(),
+        x,
+        y,
+        logits: new_logits,
+        loss: new_loss,
+    };
+    train(
+        &s,
+        &net,
+        op,
+        &train_high,
+        cfg.transfer_epochs,
+        cfg,
+        "meta-graph, new head on hidden3",
+    )?;
     rows.push(Row {
         name: "import_meta_graph + new head".into(),
         test_accuracy: accuracy(&s, x, new_logits, &test_high)?,
         seconds: t0.elapsed().as_secs_f64(),
         trained_variables: new_vars.len(),
     });
-    Ok(Report { pretrain_accuracy, rows, frozen_bit_identical, checkpoint })
+    Ok(Report {
+        pretrain_accuracy,
+        rows,
+        frozen_bit_identical,
+        checkpoint,
+    })
 }
 
 /// The summary table as text.
@@ -219,7 +305,10 @@ pub fn table(r: &Report, cfg: &Config) -> String {
         r.checkpoint,
         cfg.per_class
     );
-    s.push_str(&format!("{:<32} {:>14} {:>10} {:>18}\n", "model", "test accuracy", "time", "trained variables"));
+    s.push_str(&format!(
+        "{:<32} {:>14} {:>10} {:>18}\n",
+        "model", "test accuracy", "time", "trained variables"
+    ));
     for row in &r.rows {
         s.push_str(&format!(
             "{:<32} {:>13.1}% {:>10} {:>18}\n",
@@ -229,6 +318,9 @@ pub fn table(r: &Report, cfg: &Config) -> String {
             row.trained_variables
         ));
     }
-    s.push_str(&format!("\nhidden1-3 bit-identical to the pretrained weights after transfer training: {}\n", r.frozen_bit_identical));
+    s.push_str(&format!(
+        "\nhidden1-3 bit-identical to the pretrained weights after transfer training: {}\n",
+        r.frozen_bit_identical
+    ));
     s
 }

@@ -21,13 +21,43 @@ pub struct Setup {
 /// The lecture's four setups: (a) sigmoid + N(0,1), (b) sigmoid + Xavier, (c) ReLU + He and ELU + He,
 /// (d) (a) with batch normalization.
 pub fn setups() -> Vec<Setup> {
-    let s = |name: &str, activation, initializer, batch_norm| Setup { name: name.into(), activation, initializer, batch_norm };
+    let s = |name: &str, activation, initializer, batch_norm| Setup {
+        name: name.into(),
+        activation,
+        initializer,
+        batch_norm,
+    };
     vec![
-        s("(a) sigmoid + N(0,1)", Activation::Sigmoid, Initializer::random_normal(), false),
-        s("(b) sigmoid + Xavier", Activation::Sigmoid, Initializer::glorot_uniform(), false),
-        s("(c) ReLU + He", Activation::Relu, Initializer::he_normal(), false),
-        s("(c) ELU + He", Activation::Elu, Initializer::he_normal(), false),
-        s("(d) sigmoid + N(0,1) + BN", Activation::Sigmoid, Initializer::random_normal(), true),
+        s(
+            "(a) sigmoid + N(0,1)",
+            Activation::Sigmoid,
+            Initializer::random_normal(),
+            false,
+        ),
+        s(
+            "(b) sigmoid + Xavier",
+            Activation::Sigmoid,
+            Initializer::glorot_uniform(),
+            false,
+        ),
+        s(
+            "(c) ReLU + He",
+            Activation::Relu,
+            Initializer::he_normal(),
+            false,
+        ),
+        s(
+            "(c) ELU + He",
+            Activation::Elu,
+            Initializer::he_normal(),
+            false,
+        ),
+        s(
+            "(d) sigmoid + N(0,1) + BN",
+            Activation::Sigmoid,
+            Initializer::random_normal(),
+            true,
+        ),
     ]
 }
 
@@ -45,7 +75,15 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { layers: 10, units: 100, epochs: 10, batch_size: 32, learning_rate: 0.05, quiet: false, seed: 42 }
+        Config {
+            layers: 10,
+            units: 100,
+            epochs: 10,
+            batch_size: 32,
+            learning_rate: 0.05,
+            quiet: false,
+            seed: 42,
+        }
     }
 }
 
@@ -64,7 +102,10 @@ fn mean_std(v: &Value) -> (f64, f64) {
     let d = v.to_f64_vec();
     let n = d.len().max(1) as f64;
     let m = d.iter().sum::<f64>() / n;
-    (m, (d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt())
+    (
+        m,
+        (d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt(),
+    )
 }
 
 /// Trains one setup with plain gradient descent and records its trace.
@@ -74,7 +115,9 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
     g.set_random_seed(cfg.seed);
     let x = g.named("X").placeholder(DType::F32, [None, Some(64)])?;
     let y = g.named("y").placeholder(DType::I64, [None])?;
-    let training = g.named("training").placeholder_with_default(g.constant(false)?, Shape::scalar())?;
+    let training = g
+        .named("training")
+        .placeholder_with_default(g.constant(false)?, Shape::scalar())?;
     let spec = MlpSpec {
         hidden: vec![cfg.units; cfg.layers],
         activation: setup.activation,
@@ -86,9 +129,20 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
         build_mlp(&g, x, &spec, 10, Some(training))?
     };
     let loss = losses::sparse_softmax_cross_entropy(&g, y, logits)?;
-    let kernels: Vec<Variable> = g.get_collection(keys::TRAINABLE_VARIABLES, Some("hidden[0-9]+/kernel"))?;
-    let grads: Vec<Tensor> = g.gradients(&[loss], &kernels.iter().map(|k| k.var_tensor()).collect::<Vec<_>>())?.into_iter().flatten().collect();
-    let norms: Vec<Tensor> = grads.iter().map(|&gr| g.sqrt(g.reduce_sum(g.square(gr)?, None, false)?)).collect::<Result<_>>()?;
+    let kernels: Vec<Variable> =
+        g.get_collection(keys::TRAINABLE_VARIABLES, Some("hidden[0-9]+/kernel"))?;
+    let grads: Vec<Tensor> = g
+        .gradients(
+            &[loss],
+            &kernels.iter().map(|k| k.var_tensor()).collect::<Vec<_>>(),
+        )?
+        .into_iter()
+        .flatten()
+        .collect();
+    let norms: Vec<Tensor> = grads
+        .iter()
+        .map(|&gr| g.sqrt(g.reduce_sum(g.square(gr)?, None, false)?))
+        .collect::<Result<_>>()?;
     let updates: Vec<Operation> = g.get_collection(keys::UPDATE_OPS, None)?;
     let train_op = {
         let _c = g.control_dependencies(&updates)?;
@@ -96,7 +150,12 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
     };
     let sess = Session::new(&g);
     sess.run_targets(&[g.global_variables_initializer()?], &[])?;
-    let mut trace = Trace { setup: setup.name.clone(), grad_norms: vec![], activations: vec![], test_accuracy: vec![] };
+    let mut trace = Trace {
+        setup: setup.name.clone(),
+        grad_norms: vec![],
+        activations: vec![],
+        test_accuracy: vec![],
+    };
     let bar = progress(cfg.epochs as u64, &setup.name, cfg.quiet);
     let all = feeds_for(x, y, train.images.clone(), train.labels.clone());
     for epoch in 0..cfg.epochs {
@@ -106,8 +165,15 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
         let mut feeds = all.clone();
         feeds.push(feed(training, setup.batch_norm));
         let out = sess.run(&fetches, &feeds, &[])?;
-        trace.grad_norms.push(out[..norms.len()].iter().map(|v| v.scalar_value().unwrap_or(f64::NAN)).collect());
-        trace.activations.push(out[norms.len()..].iter().map(mean_std).collect());
+        trace.grad_norms.push(
+            out[..norms.len()]
+                .iter()
+                .map(|v| v.scalar_value().unwrap_or(f64::NAN))
+                .collect(),
+        );
+        trace
+            .activations
+            .push(out[norms.len()..].iter().map(mean_std).collect());
         for (xb, yb) in train.batches(cfg.batch_size, cfg.seed + epoch as u64) {
             let mut f = feeds_for(x, y, xb, yb);
             f.push(feed(training, true));
@@ -123,7 +189,10 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
 /// The summary table: per setup, the gradient norm of the lowest and top hidden layers at the start,
 /// their ratio, and test accuracy after the last epoch.
 pub fn table(traces: &[Trace]) -> String {
-    let mut s = format!("{:<28} {:>14} {:>14} {:>12} {:>14}\n", "setup", "‖g‖ layer 1", "‖g‖ top layer", "ratio", "test accuracy");
+    let mut s = format!(
+        "{:<28} {:>14} {:>14} {:>12} {:>14}\n",
+        "setup", "‖g‖ layer 1", "‖g‖ top layer", "ratio", "test accuracy"
+    );
     for t in traces {
         let first = &t.grad_norms[0];
         let (lo, hi) = (first[0], first[first.len() - 1]);
@@ -144,29 +213,50 @@ pub fn plot(traces: &[Trace], path: &Path) -> Result<()> {
     use plotters::prelude::*;
     let err = |e: String| Error::Other(format!("cannot plot to {}: {e}", path.display()));
     let layers = traces.first().map(|t| t.grad_norms[0].len()).unwrap_or(1);
-    let all: Vec<f64> = traces.iter().flat_map(|t| t.grad_norms[0].iter().copied()).filter(|v| *v > 0.0 && v.is_finite()).collect();
+    let all: Vec<f64> = traces
+        .iter()
+        .flat_map(|t| t.grad_norms[0].iter().copied())
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .collect();
     let lo = all.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-30) / 2.0;
     let hi = all.iter().cloned().fold(0.0, f64::max) * 2.0;
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Gradient norm of each hidden layer's kernel at initialization", ("sans-serif", 22))
+        .caption(
+            "Gradient norm of each hidden layer's kernel at initialization",
+            ("sans-serif", 22),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(1usize..layers, (lo..hi).log_scale())
         .map_err(|e| err(e.to_string()))?;
-    chart.configure_mesh().x_desc("hidden layer (1 = lowest)").y_desc("‖∂loss/∂W‖").draw().map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc("hidden layer (1 = lowest)")
+        .y_desc("‖∂loss/∂W‖")
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
     let colors = [RED, BLUE, GREEN, MAGENTA, BLACK];
     for (t, &c) in traces.iter().zip(colors.iter().cycle()) {
-        let pts: Vec<(usize, f64)> = t.grad_norms[0].iter().enumerate().map(|(i, v)| (i + 1, v.max(lo))).collect();
+        let pts: Vec<(usize, f64)> = t.grad_norms[0]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i + 1, v.max(lo)))
+            .collect();
         chart
             .draw_series(LineSeries::new(pts, c.stroke_width(2)))
             .map_err(|e| err(e.to_string()))?
             .label(t.setup.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
 }

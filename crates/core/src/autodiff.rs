@@ -46,15 +46,29 @@ impl Graph {
     /// topological order; gradients arriving from several consumers are summed with `AddN`; integer and
     /// bool tensors get no gradient; ops marked `stop_gradient` (or listed in `stop_gradients`) pass none.
     /// The work is linear in the size of the graph between xs and ys.
-    pub fn gradients_with(&self, ys: &[Tensor], xs: &[Tensor], opts: GradientOptions) -> Result<Vec<Option<Tensor>>> {
+    pub fn gradients_with(
+        &self,
+        ys: &[Tensor],
+        xs: &[Tensor],
+        opts: GradientOptions,
+    ) -> Result<Vec<Option<Tensor>>> {
         let n = self.len();
         for t in ys.iter().chain(xs).chain(&opts.stop_gradients) {
             if t.index() >= n {
-                return Err(Error::NotFound { what: format!("tensor #{} (a handle from another graph?)", t.index()) });
+                return Err(Error::NotFound {
+                    what: format!("tensor #{} (a handle from another graph?)", t.index()),
+                });
             }
         }
         let view: Vec<NodeView> = self.with_inner(|g| {
-            g.nodes.iter().map(|nd| NodeView { name: nd.name.clone(), op: nd.op.clone(), inputs: nd.inputs.clone() }).collect()
+            g.nodes
+                .iter()
+                .map(|nd| NodeView {
+                    name: nd.name.clone(),
+                    op: nd.op.clone(),
+                    inputs: nd.inputs.clone(),
+                })
+                .collect()
         });
         // Forward reachability from the xs.
         let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -73,12 +87,22 @@ impl Graph {
         }
         // Backward reachability from the ys, restricted to the forward set.
         let mut between = vec![false; n];
-        let mut stack: Vec<usize> = ys.iter().map(|t| t.index()).filter(|&i| from_x[i]).collect();
+        let mut stack: Vec<usize> = ys
+            .iter()
+            .map(|t| t.index())
+            .filter(|&i| from_x[i])
+            .collect();
         while let Some(i) = stack.pop() {
             if std::mem::replace(&mut between[i], true) {
                 continue;
             }
-            stack.extend(view[i].inputs.iter().copied().filter(|&p| from_x[p] && !between[p]));
+            stack.extend(
+                view[i]
+                    .inputs
+                    .iter()
+                    .copied()
+                    .filter(|&p| from_x[p] && !between[p]),
+            );
         }
         let stops: HashSet<usize> = opts.stop_gradients.iter().map(|t| t.index()).collect();
         let x_set: HashSet<usize> = xs.iter().map(|t| t.index()).collect();
@@ -90,13 +114,20 @@ impl Graph {
                 continue;
             }
             let seed = match &opts.grad_ys {
-                Some(gy) => *gy.get(i).ok_or_else(|| Error::other(format!("grad_ys has {} entries but there are {} ys", gy.len(), ys.len())))?,
+                Some(gy) => *gy.get(i).ok_or_else(|| {
+                    Error::other(format!(
+                        "grad_ys has {} entries but there are {} ys",
+                        gy.len(),
+                        ys.len()
+                    ))
+                })?,
                 // Like TF's `ones(shape(y))`: a constant when the shape is static, so the seed does not
                 // make y itself a dependency of its gradients.
                 None => match self.info(*y)?.shape.to_known() {
                     Some(shape) => {
                         let dt = self.dtype(*y)?;
-                        self.named(&format!("grad_ys_{i}")).constant(crate::value::Value::filled(dt, &shape, 1.0))?
+                        self.named(&format!("grad_ys_{i}"))
+                            .constant(crate::value::Value::filled(dt, &shape, 1.0))?
                     }
                     None => self.named(&format!("grad_ys_{i}")).ones_like(*y)?,
                 },
@@ -108,8 +139,14 @@ impl Graph {
             if !between[id] {
                 continue;
             }
-            let Some(list) = pending.remove(&id) else { continue };
-            let grad = if list.len() == 1 { list[0] } else { self.add_n(&list)? };
+            let Some(list) = pending.remove(&id) else {
+                continue;
+            };
+            let grad = if list.len() == 1 {
+                list[0]
+            } else {
+                self.add_n(&list)?
+            };
             if x_set.contains(&id) {
                 final_grads.insert(id, grad);
             }
@@ -121,7 +158,11 @@ impl Graph {
             if !self.dtype(output)?.is_float() {
                 continue;
             }
-            let input_infos = nd.inputs.iter().map(|&i| self.info(Tensor { id: i })).collect::<Result<Vec<_>>>()?;
+            let input_infos = nd
+                .inputs
+                .iter()
+                .map(|&i| self.info(Tensor { id: i }))
+                .collect::<Result<Vec<_>>>()?;
             let ctx = GradContext {
                 graph: self,
                 name: nd.name.clone(),
@@ -155,7 +196,9 @@ impl Graph {
         for x in xs {
             out.push(match (final_grads.get(&x.index()), opts.unconnected) {
                 (Some(g), _) => Some(*g),
-                (None, UnconnectedGradients::Zero) if self.dtype(*x)?.is_float() => Some(self.zeros_like(*x)?),
+                (None, UnconnectedGradients::Zero) if self.dtype(*x)?.is_float() => {
+                    Some(self.zeros_like(*x)?)
+                }
                 (None, _) => None,
             });
         }

@@ -94,14 +94,22 @@ impl Shape {
     pub fn accepts(&self, concrete: &[usize]) -> bool {
         match &self.0 {
             None => true,
-            Some(d) => d.len() == concrete.len() && d.iter().zip(concrete).all(|(s, c)| s.is_none_or(|s| s == *c)),
+            Some(d) => {
+                d.len() == concrete.len()
+                    && d.iter()
+                        .zip(concrete)
+                        .all(|(s, c)| s.is_none_or(|s| s == *c))
+            }
         }
     }
     /// True when two static shapes could describe the same concrete shape.
     pub fn compatible_with(&self, other: &Shape) -> bool {
         match (&self.0, &other.0) {
             (Some(a), Some(b)) => {
-                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.is_none() || y.is_none() || x == y)
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| x.is_none() || y.is_none() || x == y)
             }
             _ => true,
         }
@@ -136,14 +144,25 @@ impl Shape {
         let n = a.len().max(b.len());
         let mut out = vec![None; n];
         for (i, slot) in out.iter_mut().enumerate() {
-            let da = if i + a.len() >= n { a[i + a.len() - n] } else { Some(1) };
-            let db = if i + b.len() >= n { b[i + b.len() - n] } else { Some(1) };
+            let da = if i + a.len() >= n {
+                a[i + a.len() - n]
+            } else {
+                Some(1)
+            };
+            let db = if i + b.len() >= n {
+                b[i + b.len() - n]
+            } else {
+                Some(1)
+            };
             *slot = match (da, db) {
                 (Some(x), Some(y)) if x == y => Some(x),
                 (Some(1), y) => y,
                 (x, Some(1)) => x,
                 (Some(x), Some(y)) => {
-                    return Err(format!("shapes {} and {} are incompatible for broadcasting ({x} vs {y})", self, other))
+                    return Err(format!(
+                        "shapes {} and {} are incompatible for broadcasting ({x} vs {y})",
+                        self, other
+                    ))
                 }
                 (Some(x), None) | (None, Some(x)) => Some(x),
                 (None, None) => None,
@@ -224,7 +243,9 @@ mod tests {
         let c = Shape::known(&[2, 1, 3]);
         let d = Shape::known(&[4, 1]);
         assert_eq!(c.broadcast(&d).unwrap(), Shape::known(&[2, 4, 3]));
-        assert!(Shape::known(&[2, 3]).broadcast(&Shape::known(&[4])).is_err());
+        assert!(Shape::known(&[2, 3])
+            .broadcast(&Shape::known(&[4]))
+            .is_err());
         assert_eq!(Shape::new(vec![None, Some(784)]).to_string(), "(?, 784)");
     }
 

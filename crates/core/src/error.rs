@@ -7,15 +7,27 @@ use crate::dtype::{DType, Shape};
 pub enum Error {
     /// Static shape inference failed when a node was added.
     #[error("shape error in node '{node}' (op {op}): {message}")]
-    Shape { node: String, op: String, message: String },
+    Shape {
+        node: String,
+        op: String,
+        message: String,
+    },
 
     /// Static dtype inference failed when a node was added.
     #[error("dtype error in node '{node}' (op {op}): {message}")]
-    DType { node: String, op: String, message: String },
+    DType {
+        node: String,
+        op: String,
+        message: String,
+    },
 
     /// An argument of a builder call or a kernel is invalid (bad axis, out-of-range label, ...).
     #[error("invalid argument in node '{node}' (op {op}): {message}")]
-    InvalidArgument { node: String, op: String, message: String },
+    InvalidArgument {
+        node: String,
+        op: String,
+        message: String,
+    },
 
     /// A name is not valid as a TF op or scope name.
     #[error("invalid name '{name}': {message}")]
@@ -31,7 +43,11 @@ pub enum Error {
 
     /// `get_variable` with reuse found the variable with another shape or dtype.
     #[error("Trying to share variable {name}, but specified {requested} and found {found}.")]
-    VariableMismatch { name: String, requested: String, found: String },
+    VariableMismatch {
+        name: String,
+        requested: String,
+        found: String,
+    },
 
     /// A name or handle does not refer to anything in this graph.
     #[error("not found in graph: {what}")]
@@ -47,11 +63,21 @@ pub enum Error {
 
     /// A placeholder needed by the fetches was not fed.
     #[error("You must feed a value for placeholder tensor '{placeholder}' with dtype {dtype} and shape {shape}")]
-    MissingFeed { placeholder: String, dtype: DType, shape: Shape },
+    MissingFeed {
+        placeholder: String,
+        dtype: DType,
+        shape: Shape,
+    },
 
     /// A fed value does not match the tensor's dtype or static shape.
     #[error("cannot feed value of dtype {got_dtype} and shape {got_shape:?} for tensor '{tensor}', which has dtype {dtype} and shape {shape}")]
-    FeedMismatch { tensor: String, dtype: DType, shape: Shape, got_dtype: DType, got_shape: Vec<usize> },
+    FeedMismatch {
+        tensor: String,
+        dtype: DType,
+        shape: Shape,
+        got_dtype: DType,
+        got_shape: Vec<usize>,
+    },
 
     /// A variable was read before it was initialized.
     #[error("Attempting to use uninitialized value {name}")]
@@ -67,11 +93,21 @@ pub enum Error {
 
     /// A gradient rule returned a tensor whose shape does not match its input.
     #[error("gradient of op {op} (node '{node}') for input {input} has shape {grad_shape}, but the input has shape {input_shape}")]
-    GradientShape { node: String, op: String, input: usize, grad_shape: Shape, input_shape: Shape },
+    GradientShape {
+        node: String,
+        op: String,
+        input: usize,
+        grad_shape: Shape,
+        input_shape: Shape,
+    },
 
     /// A kernel failed at run time (bad runtime shape, out-of-range index, ...).
     #[error("error running node '{node}' (op {op}): {message}")]
-    Kernel { node: String, op: String, message: String },
+    Kernel {
+        node: String,
+        op: String,
+        message: String,
+    },
 
     /// A regular expression given as a collection scope does not compile.
     #[error("invalid scope regex '{pattern}': {message}")]

@@ -7,7 +7,7 @@ use crate::graph::{Graph, Tensor};
 use crate::value::Value;
 
 /// Standard deviation of a standard normal truncated to ±2, TF's correction for truncated draws.
-pub const TRUNCATED_NORMAL_STD: f64 = 0.879_625_661_034_239_78;
+pub const TRUNCATED_NORMAL_STD: f64 = 0.879_625_661_034_239_8;
 
 /// Which fan a variance-scaling initializer divides by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,13 +37,30 @@ pub enum Initializer {
     /// A given value (its shape must match the variable's).
     Value(Value),
     /// `random_normal_initializer(mean, stddev)`; TF's default stddev is 1 (the lecture's bad baseline).
-    RandomNormal { mean: f64, stddev: f64, seed: Option<u64> },
+    RandomNormal {
+        mean: f64,
+        stddev: f64,
+        seed: Option<u64>,
+    },
     /// `truncated_normal_initializer(mean, stddev)`: draws beyond 2 stddev are redrawn.
-    TruncatedNormal { mean: f64, stddev: f64, seed: Option<u64> },
+    TruncatedNormal {
+        mean: f64,
+        stddev: f64,
+        seed: Option<u64>,
+    },
     /// `random_uniform_initializer(minval, maxval)`.
-    RandomUniform { minval: f64, maxval: f64, seed: Option<u64> },
+    RandomUniform {
+        minval: f64,
+        maxval: f64,
+        seed: Option<u64>,
+    },
     /// `VarianceScaling(scale, mode, distribution)`: s = scale / max(1, fan).
-    VarianceScaling { scale: f64, mode: FanMode, distribution: VsDistribution, seed: Option<u64> },
+    VarianceScaling {
+        scale: f64,
+        mode: FanMode,
+        distribution: VsDistribution,
+        seed: Option<u64>,
+    },
 }
 
 /// TF's `_compute_fans`: rank 0 → (1, 1); rank 1 → (n, n); rank 2 → (in, out); conv kernels
@@ -87,21 +104,50 @@ impl Initializer {
     }
     /// `VarianceScaling(scale, mode, distribution)` without a seed.
     pub fn variance_scaling(scale: f64, mode: FanMode, distribution: VsDistribution) -> Self {
-        Initializer::VarianceScaling { scale, mode, distribution, seed: None }
+        Initializer::VarianceScaling {
+            scale,
+            mode,
+            distribution,
+            seed: None,
+        }
     }
     /// `random_normal_initializer(mean=0, stddev=1)`, TF's defaults.
     pub fn random_normal() -> Self {
-        Initializer::RandomNormal { mean: 0.0, stddev: 1.0, seed: None }
+        Initializer::RandomNormal {
+            mean: 0.0,
+            stddev: 1.0,
+            seed: None,
+        }
     }
     /// Returns the initializer with an op seed (reproducible together with the graph seed).
     pub fn with_seed(self, s: u64) -> Self {
         match self {
-            Initializer::RandomNormal { mean, stddev, .. } => Initializer::RandomNormal { mean, stddev, seed: Some(s) },
-            Initializer::TruncatedNormal { mean, stddev, .. } => Initializer::TruncatedNormal { mean, stddev, seed: Some(s) },
-            Initializer::RandomUniform { minval, maxval, .. } => Initializer::RandomUniform { minval, maxval, seed: Some(s) },
-            Initializer::VarianceScaling { scale, mode, distribution, .. } => {
-                Initializer::VarianceScaling { scale, mode, distribution, seed: Some(s) }
-            }
+            Initializer::RandomNormal { mean, stddev, .. } => Initializer::RandomNormal {
+                mean,
+                stddev,
+                seed: Some(s),
+            },
+            Initializer::TruncatedNormal { mean, stddev, .. } => Initializer::TruncatedNormal {
+                mean,
+                stddev,
+                seed: Some(s),
+            },
+            Initializer::RandomUniform { minval, maxval, .. } => Initializer::RandomUniform {
+                minval,
+                maxval,
+                seed: Some(s),
+            },
+            Initializer::VarianceScaling {
+                scale,
+                mode,
+                distribution,
+                ..
+            } => Initializer::VarianceScaling {
+                scale,
+                mode,
+                distribution,
+                seed: Some(s),
+            },
             other => other,
         }
     }
@@ -113,10 +159,23 @@ impl Initializer {
             Initializer::Ones => g.named("ones").constant(Value::filled(dtype, shape, 1.0)),
             Initializer::Constant(c) => g.constant(Value::filled(dtype, shape, *c)),
             Initializer::Value(v) => g.constant(v.cast(dtype)),
-            Initializer::RandomNormal { mean, stddev, seed } => g.random_normal(shape, *mean, *stddev, dtype, *seed),
-            Initializer::TruncatedNormal { mean, stddev, seed } => g.truncated_normal(shape, *mean, *stddev, dtype, *seed),
-            Initializer::RandomUniform { minval, maxval, seed } => g.random_uniform(shape, *minval, *maxval, dtype, *seed),
-            Initializer::VarianceScaling { scale, mode, distribution, seed } => {
+            Initializer::RandomNormal { mean, stddev, seed } => {
+                g.random_normal(shape, *mean, *stddev, dtype, *seed)
+            }
+            Initializer::TruncatedNormal { mean, stddev, seed } => {
+                g.truncated_normal(shape, *mean, *stddev, dtype, *seed)
+            }
+            Initializer::RandomUniform {
+                minval,
+                maxval,
+                seed,
+            } => g.random_uniform(shape, *minval, *maxval, dtype, *seed),
+            Initializer::VarianceScaling {
+                scale,
+                mode,
+                distribution,
+                seed,
+            } => {
                 let (fan_in, fan_out) = compute_fans(shape);
                 let n = match mode {
                     FanMode::FanIn => fan_in,
@@ -125,8 +184,16 @@ impl Initializer {
                 };
                 let s = scale / n.max(1.0);
                 match distribution {
-                    VsDistribution::TruncatedNormal => g.truncated_normal(shape, 0.0, s.sqrt() / TRUNCATED_NORMAL_STD, dtype, *seed),
-                    VsDistribution::UntruncatedNormal => g.random_normal(shape, 0.0, s.sqrt(), dtype, *seed),
+                    VsDistribution::TruncatedNormal => g.truncated_normal(
+                        shape,
+                        0.0,
+                        s.sqrt() / TRUNCATED_NORMAL_STD,
+                        dtype,
+                        *seed,
+                    ),
+                    VsDistribution::UntruncatedNormal => {
+                        g.random_normal(shape, 0.0, s.sqrt(), dtype, *seed)
+                    }
                     VsDistribution::Uniform => {
                         let limit = (3.0 * s).sqrt();
                         g.random_uniform(shape, -limit, limit, dtype, *seed)

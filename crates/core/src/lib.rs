@@ -16,7 +16,10 @@ pub mod value;
 pub use autodiff::{GradientOptions, UnconnectedGradients};
 pub use dtype::{DType, Dim, Shape, TensorInfo};
 pub use error::{Error, Result};
-pub use graph::{keys, CollectionItem, Graph, ScopeRegex, Operation, Reuse, ScopeGuard, Tensor, VarOptions, Variable};
+pub use graph::{
+    keys, CollectionItem, Graph, Operation, Reuse, ScopeGuard, ScopeRegex, Tensor, VarOptions,
+    Variable,
+};
 pub use init::{FanMode, Initializer, VsDistribution};
 pub use session::{feed, Session, SessionOptions};
 pub use value::Value;

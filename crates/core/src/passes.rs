@@ -11,7 +11,11 @@ const MAX_FOLDED_ELEMENTS: usize = 1 << 20;
 
 /// Runs CSE and constant folding over `order` (a topological order). Returns the alias map
 /// (node → equivalent earlier node) and the folded constants (node → value).
-pub(crate) fn optimize(g: &GraphInner, order: &[usize], fed: &HashMap<usize, usize>) -> (HashMap<usize, usize>, HashMap<usize, Value>) {
+pub(crate) fn optimize(
+    g: &GraphInner,
+    order: &[usize],
+    fed: &HashMap<usize, usize>,
+) -> (HashMap<usize, usize>, HashMap<usize, Value>) {
     let mut alias: HashMap<usize, usize> = HashMap::new();
     let mut folded: HashMap<usize, Value> = HashMap::new();
     let mut seen: HashMap<(String, Vec<usize>), usize> = HashMap::new();
@@ -23,7 +27,11 @@ pub(crate) fn optimize(g: &GraphInner, order: &[usize], fed: &HashMap<usize, usi
         if n.op.kind() != OpKind::Pure || !n.control_inputs.is_empty() {
             continue;
         }
-        let inputs: Vec<usize> = n.inputs.iter().map(|i| alias.get(i).copied().unwrap_or(*i)).collect();
+        let inputs: Vec<usize> = n
+            .inputs
+            .iter()
+            .map(|i| alias.get(i).copied().unwrap_or(*i))
+            .collect();
         let is_const = matches!(n.op.as_ref(), Op::Const(_));
         // Constant folding: a pure op whose inputs are all constants.
         if !is_const && !inputs.is_empty() {
@@ -46,7 +54,12 @@ pub(crate) fn optimize(g: &GraphInner, order: &[usize], fed: &HashMap<usize, usi
         }
         // CSE: the same op with the same (canonical) inputs computes the same value. Constants are
         // keyed by their value only when small.
-        if is_const && n.output.as_ref().and_then(|o| o.shape.num_elements()).is_none_or(|e| e > 16) {
+        if is_const
+            && n.output
+                .as_ref()
+                .and_then(|o| o.shape.num_elements())
+                .is_none_or(|e| e > 16)
+        {
             continue;
         }
         let key = (format!("{:?}", n.op), inputs);

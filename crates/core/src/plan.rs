@@ -5,8 +5,8 @@
 use crate::dtype::TensorInfo;
 use crate::error::{Error, Result};
 use crate::graph::GraphInner;
-use crate::ops::random::Random;
 use crate::ops::apply::ApplyRule;
+use crate::ops::random::Random;
 use crate::ops::state::AssignMode;
 use crate::ops::{Op, OpKind};
 use crate::passes;
@@ -24,10 +24,19 @@ pub(crate) enum StepKind {
     /// Read a variable's current value.
     ReadVar,
     /// Write a variable; `var` is its storage node.
-    Assign { var: usize, mode: AssignMode, var_name: String },
+    Assign {
+        var: usize,
+        mode: AssignMode,
+        var_name: String,
+    },
     /// A fused optimizer update of `var` and `slots` in place; inputs are the gradient and learning rate.
     /// `names` are the variable's and the slots' names, for errors.
-    Apply { var: usize, slots: Vec<usize>, rule: ApplyRule, names: Vec<String> },
+    Apply {
+        var: usize,
+        slots: Vec<usize>,
+        rule: ApplyRule,
+        names: Vec<String>,
+    },
     /// Draw from a random op's stream.
     Random(Random),
     /// Nothing (NoOp, group): only ordering.
@@ -85,7 +94,12 @@ fn is_write(op: &Op) -> bool {
     matches!(op, Op::Assign(_) | Op::ApplyUpdate(_))
 }
 
-fn collect_needed(g: &GraphInner, roots: &[usize], is_leaf: &dyn Fn(usize) -> bool, resolve: &dyn Fn(usize) -> usize) -> HashSet<usize> {
+fn collect_needed(
+    g: &GraphInner,
+    roots: &[usize],
+    is_leaf: &dyn Fn(usize) -> bool,
+    resolve: &dyn Fn(usize) -> usize,
+) -> HashSet<usize> {
     let mut needed = HashSet::new();
     let mut stack: Vec<usize> = roots.iter().map(|&r| resolve(r)).collect();
     while let Some(id) = stack.pop() {
@@ -105,7 +119,11 @@ fn collect_needed(g: &GraphInner, roots: &[usize], is_leaf: &dyn Fn(usize) -> bo
 /// Kahn's algorithm with priorities: variable reads first, then every other op, and writes
 /// (assignments, optimizer updates) only when nothing else is ready. So within a run every read sees
 /// the values from before the run, and a variable is updated in place once no reader holds it.
-fn toposort(g: &GraphInner, needed: &HashSet<usize>, fed: &HashMap<usize, usize>) -> Result<Vec<usize>> {
+fn toposort(
+    g: &GraphInner,
+    needed: &HashSet<usize>,
+    fed: &HashMap<usize, usize>,
+) -> Result<Vec<usize>> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     let mut ids: Vec<usize> = needed.iter().copied().collect();
@@ -113,7 +131,14 @@ fn toposort(g: &GraphInner, needed: &HashSet<usize>, fed: &HashMap<usize, usize>
     let mut pending: HashMap<usize, usize> = HashMap::with_capacity(ids.len());
     let mut consumers: HashMap<usize, Vec<usize>> = HashMap::with_capacity(ids.len());
     for &i in &ids {
-        let deps: Vec<usize> = if fed.contains_key(&i) { vec![] } else { dependencies(g, i).into_iter().filter(|d| needed.contains(d)).collect() };
+        let deps: Vec<usize> = if fed.contains_key(&i) {
+            vec![]
+        } else {
+            dependencies(g, i)
+                .into_iter()
+                .filter(|d| needed.contains(d))
+                .collect()
+        };
         pending.insert(i, deps.len());
         for d in deps {
             consumers.entry(d).or_default().push(i);
@@ -129,7 +154,11 @@ fn toposort(g: &GraphInner, needed: &HashSet<usize>, fed: &HashMap<usize, usize>
             1
         }
     };
-    let mut ready: BinaryHeap<Reverse<(u8, usize)>> = ids.iter().filter(|i| pending[i] == 0).map(|&i| Reverse((rank(i), i))).collect();
+    let mut ready: BinaryHeap<Reverse<(u8, usize)>> = ids
+        .iter()
+        .filter(|i| pending[i] == 0)
+        .map(|&i| Reverse((rank(i), i)))
+        .collect();
     let mut order = Vec::with_capacity(ids.len());
     while let Some(Reverse((_, i))) = ready.pop() {
         order.push(i);
@@ -143,14 +172,26 @@ fn toposort(g: &GraphInner, needed: &HashSet<usize>, fed: &HashMap<usize, usize>
         }
     }
     if order.len() < ids.len() {
-        let stuck = ids.iter().find(|i| pending[i] > 0).copied().unwrap_or(ids[0]);
-        return Err(Error::Cycle { node: g.nodes[stuck].name.clone() });
+        let stuck = ids
+            .iter()
+            .find(|i| pending[i] > 0)
+            .copied()
+            .unwrap_or(ids[0]);
+        return Err(Error::Cycle {
+            node: g.nodes[stuck].name.clone(),
+        });
     }
     Ok(order)
 }
 
 /// Compiles a plan. `optimize` turns on common-subexpression elimination and constant folding.
-pub(crate) fn compile(g: &GraphInner, fetches: &[usize], feeds: &[usize], targets: &[usize], optimize: bool) -> Result<Plan> {
+pub(crate) fn compile(
+    g: &GraphInner,
+    fetches: &[usize],
+    feeds: &[usize],
+    targets: &[usize],
+    optimize: bool,
+) -> Result<Plan> {
     for &id in fetches.iter().chain(feeds).chain(targets) {
         g.node_ref(id)?;
     }
@@ -164,7 +205,11 @@ pub(crate) fn compile(g: &GraphInner, fetches: &[usize], feeds: &[usize], target
     let needed0 = collect_needed(g, &roots, &is_fed, &identity);
     let order0 = toposort(g, &needed0, &fed)?;
 
-    let (alias, folded) = if optimize { passes::optimize(g, &order0, &fed) } else { (HashMap::new(), HashMap::new()) };
+    let (alias, folded) = if optimize {
+        passes::optimize(g, &order0, &fed)
+    } else {
+        (HashMap::new(), HashMap::new())
+    };
     let resolve = |n: usize| alias.get(&n).copied().unwrap_or(n);
     let is_leaf = |n: usize| fed.contains_key(&n) || folded.contains_key(&n);
     let needed = collect_needed(g, &roots, &is_leaf, &resolve);
@@ -172,7 +217,9 @@ pub(crate) fn compile(g: &GraphInner, fetches: &[usize], feeds: &[usize], target
 
     let slot_of: HashMap<usize, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     let slot = |n: usize| -> Result<usize> {
-        slot_of.get(&resolve(n)).copied().ok_or_else(|| Error::other(format!("internal: node '{}' has no slot", g.nodes[n].name)))
+        slot_of.get(&resolve(n)).copied().ok_or_else(|| {
+            Error::other(format!("internal: node '{}' has no slot", g.nodes[n].name))
+        })
     };
 
     let mut steps = Vec::with_capacity(order.len());
@@ -193,19 +240,35 @@ pub(crate) fn compile(g: &GraphInner, fetches: &[usize], feeds: &[usize], target
             match n.op.as_ref() {
                 Op::Const(c) => StepKind::Const(Arc::new(c.value.clone())),
                 Op::Placeholder(p) => {
-                    return Err(Error::MissingFeed { placeholder: n.name.clone(), dtype: p.dtype, shape: p.shape.clone() })
+                    return Err(Error::MissingFeed {
+                        placeholder: n.name.clone(),
+                        dtype: p.dtype,
+                        shape: p.shape.clone(),
+                    })
                 }
                 Op::Variable(_) => StepKind::ReadVar,
                 Op::Assign(a) => {
                     inputs.push(slot(n.inputs[1])?);
-                    StepKind::Assign { var: n.inputs[0], mode: a.mode, var_name: g.nodes[n.inputs[0]].name.clone() }
+                    StepKind::Assign {
+                        var: n.inputs[0],
+                        mode: a.mode,
+                        var_name: g.nodes[n.inputs[0]].name.clone(),
+                    }
                 }
                 Op::ApplyUpdate(a) => {
                     let k = a.rule.slot_count();
                     inputs.push(slot(n.inputs[k + 1])?);
                     inputs.push(slot(n.inputs[k + 2])?);
-                    let names = n.inputs[..=k].iter().map(|&i| g.nodes[i].name.clone()).collect();
-                    StepKind::Apply { var: n.inputs[0], slots: n.inputs[1..=k].to_vec(), rule: a.rule.clone(), names }
+                    let names = n.inputs[..=k]
+                        .iter()
+                        .map(|&i| g.nodes[i].name.clone())
+                        .collect();
+                    StepKind::Apply {
+                        var: n.inputs[0],
+                        slots: n.inputs[1..=k].to_vec(),
+                        rule: a.rule.clone(),
+                        names,
+                    }
                 }
                 Op::Random(r) => {
                     for &i in &n.inputs {
@@ -231,9 +294,21 @@ pub(crate) fn compile(g: &GraphInner, fetches: &[usize], feeds: &[usize], target
             StepKind::Assign { var, .. } | StepKind::Apply { var, .. } => Some(g.info(*var)?),
             _ => None,
         };
-        steps.push(Step { node: id, name: n.name.clone(), op_type: n.op.type_name(), kind, inputs, out: slot(id)?, var_info, free: vec![] });
+        steps.push(Step {
+            node: id,
+            name: n.name.clone(),
+            op_type: n.op.type_name(),
+            kind,
+            inputs,
+            out: slot(id)?,
+            var_info,
+            free: vec![],
+        });
     }
-    let fetch_slots = fetches.iter().map(|&f| slot(f)).collect::<Result<Vec<_>>>()?;
+    let fetch_slots = fetches
+        .iter()
+        .map(|&f| slot(f))
+        .collect::<Result<Vec<_>>>()?;
     let n_slots = order.len();
     // Liveness: free each slot after its last reader, unless it is fetched.
     let mut last_use: HashMap<usize, usize> = HashMap::new();
@@ -248,5 +323,10 @@ pub(crate) fn compile(g: &GraphInner, fetches: &[usize], feeds: &[usize], target
             steps[si].free.push(slot_id);
         }
     }
-    Ok(Plan { steps, n_slots, fetch_slots, feeds: feed_list })
+    Ok(Plan {
+        steps,
+        n_slots,
+        fetch_slots,
+        feeds: feed_list,
+    })
 }

@@ -23,7 +23,12 @@ pub struct SessionOptions {
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { optimize: true, threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
+        SessionOptions {
+            optimize: true,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }
     }
 }
 
@@ -71,7 +76,12 @@ impl Session {
         Session {
             graph: graph.clone(),
             options,
-            state: Mutex::new(State { vars: HashMap::new(), rngs: HashMap::new(), plans: HashMap::new(), graph_version: 0 }),
+            state: Mutex::new(State {
+                vars: HashMap::new(),
+                rngs: HashMap::new(),
+                plans: HashMap::new(),
+                graph_version: 0,
+            }),
         }
     }
 
@@ -82,7 +92,12 @@ impl Session {
 
     /// Runs `targets` and computes `fetches`, with `feeds` replacing the values of their tensors
     /// (`sess.run(fetches, feed_dict)` plus target ops). Only what the fetches and targets need runs.
-    pub fn run(&self, fetches: &[Tensor], feeds: &[(Tensor, Value)], targets: &[Operation]) -> Result<Vec<Value>> {
+    pub fn run(
+        &self,
+        fetches: &[Tensor],
+        feeds: &[(Tensor, Value)],
+        targets: &[Operation],
+    ) -> Result<Vec<Value>> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let plan = self.plan_for(&mut state, fetches, feeds, targets)?;
         crate::ops::kernels::set_intra_op_threads(self.options.threads);
@@ -100,7 +115,13 @@ impl Session {
         self.run(&[], feeds, targets).map(|_| ())
     }
 
-    fn plan_for(&self, state: &mut State, fetches: &[Tensor], feeds: &[(Tensor, Value)], targets: &[Operation]) -> Result<Arc<Plan>> {
+    fn plan_for(
+        &self,
+        state: &mut State,
+        fetches: &[Tensor],
+        feeds: &[(Tensor, Value)],
+        targets: &[Operation],
+    ) -> Result<Arc<Plan>> {
         let version = self.graph.version();
         if version != state.graph_version {
             state.plans.clear();
@@ -114,7 +135,9 @@ impl Session {
         if let Some(p) = state.plans.get(&key) {
             return Ok(p.clone());
         }
-        let plan = self.graph.with_inner(|g| plan::compile(g, &key.0, &key.1, &key.2, self.options.optimize))?;
+        let plan = self
+            .graph
+            .with_inner(|g| plan::compile(g, &key.0, &key.1, &key.2, self.options.optimize))?;
         let plan = Arc::new(plan);
         state.plans.insert(key, plan.clone());
         Ok(plan)
@@ -138,26 +161,55 @@ impl Session {
             }
         }
         for step in &plan.steps {
-            let kernel_err = |message: String| Error::Kernel { node: step.name.clone(), op: step.op_type.into(), message };
+            let kernel_err = |message: String| Error::Kernel {
+                node: step.name.clone(),
+                op: step.op_type.into(),
+                message,
+            };
             let out: Option<Arc<Value>> = match &step.kind {
                 StepKind::Kernel(op) => {
                     let mut inputs: Vec<&Value> = Vec::with_capacity(step.inputs.len());
                     for &i in &step.inputs {
-                        inputs.push(slots[i].as_ref().ok_or_else(|| kernel_err("input not computed".into()))?.get());
+                        inputs.push(
+                            slots[i]
+                                .as_ref()
+                                .ok_or_else(|| kernel_err("input not computed".into()))?
+                                .get(),
+                        );
                     }
                     match op.alias_input(&inputs).and_then(|k| step.inputs.get(k)) {
-                        Some(&src) => Some(Self::share(&slots, src).ok_or_else(|| kernel_err("input not computed".into()))?),
+                        Some(&src) => Some(
+                            Self::share(&slots, src)
+                                .ok_or_else(|| kernel_err("input not computed".into()))?,
+                        ),
                         None => Some(Arc::new(op.compute(&inputs).map_err(kernel_err)?)),
                     }
                 }
-                StepKind::Alias => Some(Self::share(&slots, step.inputs[0]).ok_or_else(|| kernel_err("input not computed".into()))?),
-                StepKind::Const(v) => Some(v.clone()),
-                StepKind::ReadVar => Some(
-                    state.vars.get(&step.node).cloned().ok_or_else(|| Error::UninitializedVariable { name: step.name.clone() })?,
+                StepKind::Alias => Some(
+                    Self::share(&slots, step.inputs[0])
+                        .ok_or_else(|| kernel_err("input not computed".into()))?,
                 ),
-                StepKind::Assign { var, mode, var_name } => {
-                    let value = slots[step.inputs[0]].as_ref().ok_or_else(|| kernel_err("input not computed".into()))?.get();
-                    let info = step.var_info.as_ref().ok_or_else(|| kernel_err("missing variable info".into()))?;
+                StepKind::Const(v) => Some(v.clone()),
+                StepKind::ReadVar => {
+                    Some(state.vars.get(&step.node).cloned().ok_or_else(|| {
+                        Error::UninitializedVariable {
+                            name: step.name.clone(),
+                        }
+                    })?)
+                }
+                StepKind::Assign {
+                    var,
+                    mode,
+                    var_name,
+                } => {
+                    let value = slots[step.inputs[0]]
+                        .as_ref()
+                        .ok_or_else(|| kernel_err("input not computed".into()))?
+                        .get();
+                    let info = step
+                        .var_info
+                        .as_ref()
+                        .ok_or_else(|| kernel_err("missing variable info".into()))?;
                     if value.dtype() != info.dtype || !info.shape.accepts(value.shape()) {
                         return Err(kernel_err(format!(
                             "Assign requires shapes of both tensors to match. lhs shape= {} rhs shape= {:?} (dtypes {} and {})",
@@ -169,9 +221,14 @@ impl Session {
                     }
                     let new = match mode {
                         // Values are immutable once computed: the variable shares the value, no copy.
-                        AssignMode::Set => Self::share(&slots, step.inputs[0]).ok_or_else(|| kernel_err("input not computed".into()))?,
+                        AssignMode::Set => Self::share(&slots, step.inputs[0])
+                            .ok_or_else(|| kernel_err("input not computed".into()))?,
                         AssignMode::Add | AssignMode::Sub => {
-                            let mut cur = state.vars.remove(var).ok_or_else(|| Error::UninitializedVariable { name: var_name.clone() })?;
+                            let mut cur = state.vars.remove(var).ok_or_else(|| {
+                                Error::UninitializedVariable {
+                                    name: var_name.clone(),
+                                }
+                            })?;
                             let r = update_in_place(&mut cur, value, *mode == AssignMode::Add);
                             let out = cur.clone();
                             state.vars.insert(*var, cur);
@@ -182,16 +239,32 @@ impl Session {
                     state.vars.insert(*var, new.clone());
                     Some(new)
                 }
-                StepKind::Apply { var, slots: slot_vars, rule, names } => {
-                    let get = |i: usize| slots[step.inputs[i]].as_ref().map(|s| s.get()).ok_or_else(|| kernel_err("input not computed".into()));
+                StepKind::Apply {
+                    var,
+                    slots: slot_vars,
+                    rule,
+                    names,
+                } => {
+                    let get = |i: usize| {
+                        slots[step.inputs[i]]
+                            .as_ref()
+                            .map(|s| s.get())
+                            .ok_or_else(|| kernel_err("input not computed".into()))
+                    };
                     let (grad, lr) = (get(0)?, get(1)?);
                     for (id, name) in std::iter::once(var).chain(slot_vars).zip(names) {
                         if !state.vars.contains_key(id) {
                             return Err(Error::UninitializedVariable { name: name.clone() });
                         }
                     }
-                    let mut w = state.vars.remove(var).ok_or_else(|| kernel_err("variable vanished".into()))?;
-                    let mut ss: Vec<Arc<Value>> = slot_vars.iter().filter_map(|s| state.vars.remove(s)).collect();
+                    let mut w = state
+                        .vars
+                        .remove(var)
+                        .ok_or_else(|| kernel_err("variable vanished".into()))?;
+                    let mut ss: Vec<Arc<Value>> = slot_vars
+                        .iter()
+                        .filter_map(|s| state.vars.remove(s))
+                        .collect();
                     let r = apply_in_place(rule, &mut w, &mut ss, grad, lr);
                     let out = w.clone();
                     state.vars.insert(*var, w);
@@ -202,12 +275,21 @@ impl Session {
                     Some(out)
                 }
                 StepKind::Random(r) => {
-                    let rng = state.rngs.entry(step.node).or_insert_with(|| match r.stream_seed() {
-                        Some(s) => StdRng::seed_from_u64(s),
-                        None => StdRng::from_entropy(),
-                    });
+                    let rng =
+                        state
+                            .rngs
+                            .entry(step.node)
+                            .or_insert_with(|| match r.stream_seed() {
+                                Some(s) => StdRng::seed_from_u64(s),
+                                None => StdRng::from_entropy(),
+                            });
                     let shape = match step.inputs.first() {
-                        Some(&i) => slots[i].as_ref().ok_or_else(|| kernel_err("input not computed".into()))?.get().shape().to_vec(),
+                        Some(&i) => slots[i]
+                            .as_ref()
+                            .ok_or_else(|| kernel_err("input not computed".into()))?
+                            .get()
+                            .shape()
+                            .to_vec(),
                         None => r.shape.clone(),
                     };
                     Some(Arc::new(r.sample(rng, &shape)))
@@ -241,7 +323,13 @@ impl Session {
     /// The current value of a variable, without running the graph.
     pub fn variable_value(&self, v: Variable) -> Result<Value> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.vars.get(&v.index()).map(|x| x.as_ref().clone()).ok_or_else(|| Error::UninitializedVariable { name: v.op_name(&self.graph) })
+        state
+            .vars
+            .get(&v.index())
+            .map(|x| x.as_ref().clone())
+            .ok_or_else(|| Error::UninitializedVariable {
+                name: v.op_name(&self.graph),
+            })
     }
 
     /// Sets a variable's value directly (used by `Saver::restore`); the dtype and shape must match.
@@ -269,41 +357,79 @@ impl Session {
 
     /// Number of cached plans (each distinct signature compiles once).
     pub fn cached_plans(&self) -> usize {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).plans.len()
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .plans
+            .len()
     }
 }
 
 /// `var += value` (or `-=`) in place when no one else holds the variable's value, else on a copy.
 fn update_in_place(cur: &mut Arc<Value>, value: &Value, add: bool) -> crate::error::OpResult<()> {
     if cur.shape() != value.shape() {
-        return Err(format!("update of shape {:?} does not fit the variable's shape {:?}", value.shape(), cur.shape()));
+        return Err(format!(
+            "update of shape {:?} does not fit the variable's shape {:?}",
+            value.shape(),
+            cur.shape()
+        ));
     }
     match (Arc::make_mut(cur), value) {
-        (Value::F32(a), Value::F32(b)) => a.zip_mut_with(b, |x, &y| *x = if add { *x + y } else { *x - y }),
-        (Value::F64(a), Value::F64(b)) => a.zip_mut_with(b, |x, &y| *x = if add { *x + y } else { *x - y }),
-        (Value::I64(a), Value::I64(b)) => a.zip_mut_with(b, |x, &y| *x = if add { x.wrapping_add(y) } else { x.wrapping_sub(y) }),
-        (a, b) => return Err(format!("cannot update a {} variable with a {} value", a.dtype(), b.dtype())),
+        (Value::F32(a), Value::F32(b)) => {
+            a.zip_mut_with(b, |x, &y| *x = if add { *x + y } else { *x - y })
+        }
+        (Value::F64(a), Value::F64(b)) => {
+            a.zip_mut_with(b, |x, &y| *x = if add { *x + y } else { *x - y })
+        }
+        (Value::I64(a), Value::I64(b)) => a.zip_mut_with(b, |x, &y| {
+            *x = if add {
+                x.wrapping_add(y)
+            } else {
+                x.wrapping_sub(y)
+            }
+        }),
+        (a, b) => {
+            return Err(format!(
+                "cannot update a {} variable with a {} value",
+                a.dtype(),
+                b.dtype()
+            ))
+        }
     }
     Ok(())
 }
 
 fn slice_mut<T>(a: &mut ndarray::ArrayD<T>) -> crate::error::OpResult<&mut [T]> {
-    a.as_slice_mut().ok_or_else(|| "variable storage is not contiguous".to_string())
+    a.as_slice_mut()
+        .ok_or_else(|| "variable storage is not contiguous".to_string())
 }
 
 /// Runs a fused optimizer rule on a variable and its slots, in place where no reader holds them.
-fn apply_in_place(rule: &ApplyRule, w: &mut Arc<Value>, slots: &mut [Arc<Value>], grad: &Value, lr: &Value) -> crate::error::OpResult<()> {
+fn apply_in_place(
+    rule: &ApplyRule,
+    w: &mut Arc<Value>,
+    slots: &mut [Arc<Value>],
+    grad: &Value,
+    lr: &Value,
+) -> crate::error::OpResult<()> {
     if slots.len() != rule.slot_count() {
         return Err("missing slot variables".into());
     }
-    let lr = lr.scalar_value().ok_or("the learning rate must be a scalar")?;
+    let lr = lr
+        .scalar_value()
+        .ok_or("the learning rate must be a scalar")?;
     match (Arc::make_mut(w), grad) {
         (Value::F32(wa), Value::F32(ga)) => {
             let mut ss = Vec::with_capacity(slots.len());
             for s in slots.iter_mut() {
                 match Arc::make_mut(s) {
                     Value::F32(a) => ss.push(slice_mut(a)?),
-                    other => return Err(format!("slot of dtype {} for a float32 variable", other.dtype())),
+                    other => {
+                        return Err(format!(
+                            "slot of dtype {} for a float32 variable",
+                            other.dtype()
+                        ))
+                    }
                 }
             }
             let g = ga.as_slice().ok_or("gradient is not contiguous")?;
@@ -314,13 +440,22 @@ fn apply_in_place(rule: &ApplyRule, w: &mut Arc<Value>, slots: &mut [Arc<Value>]
             for s in slots.iter_mut() {
                 match Arc::make_mut(s) {
                     Value::F64(a) => ss.push(slice_mut(a)?),
-                    other => return Err(format!("slot of dtype {} for a float64 variable", other.dtype())),
+                    other => {
+                        return Err(format!(
+                            "slot of dtype {} for a float64 variable",
+                            other.dtype()
+                        ))
+                    }
                 }
             }
             let g = ga.as_slice().ok_or("gradient is not contiguous")?;
             rule.apply(slice_mut(wa)?, &mut ss, g, lr)
         }
-        (a, g) => Err(format!("cannot update a {} variable with a {} gradient", a.dtype(), g.dtype())),
+        (a, g) => Err(format!(
+            "cannot update a {} variable with a {} gradient",
+            a.dtype(),
+            g.dtype()
+        )),
     }
 }
 

@@ -21,17 +21,33 @@ pub struct GradCheck {
 ///
 /// `xs` gives each input tensor (usually an f64 placeholder) and the point to check at. Use f64
 /// inputs for tight tolerances.
-pub fn check_gradients(g: &Graph, y: Tensor, xs: &[(Tensor, Value)], eps: f64) -> Result<GradCheck> {
-    let sess = Session::with_options(g, SessionOptions { optimize: false, ..SessionOptions::default() });
+pub fn check_gradients(
+    g: &Graph,
+    y: Tensor,
+    xs: &[(Tensor, Value)],
+    eps: f64,
+) -> Result<GradCheck> {
+    let sess = Session::with_options(
+        g,
+        SessionOptions {
+            optimize: false,
+            ..SessionOptions::default()
+        },
+    );
     let y_val = sess.run_one(y, xs)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let w_data: Vec<f64> = (0..y_val.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let w = Value::from_f64(y_val.shape(), w_data).map_err(Error::Other)?.cast(y_val.dtype());
+    let w = Value::from_f64(y_val.shape(), w_data)
+        .map_err(Error::Other)?
+        .cast(y_val.dtype());
     let w = g.constant(w)?;
     let loss = g.reduce_sum(g.mul(y, w)?, None, false)?;
     let xt: Vec<Tensor> = xs.iter().map(|(t, _)| *t).collect();
     let grads = g.gradients(&[loss], &xt)?;
-    let mut report = GradCheck { max_abs_err: 0.0, max_rel_err: 0.0 };
+    let mut report = GradCheck {
+        max_abs_err: 0.0,
+        max_rel_err: 0.0,
+    };
     for (k, ((x, x0), gsym)) in xs.iter().zip(&grads).enumerate() {
         let sym: Vec<f64> = match gsym {
             Some(gt) => sess.run_one(*gt, xs)?.to_f64_vec(),
@@ -42,10 +58,14 @@ pub fn check_gradients(g: &Graph, y: Tensor, xs: &[(Tensor, Value)], eps: f64) -
             let eval = |delta: f64| -> Result<f64> {
                 let mut p = base.clone();
                 p[e] += delta;
-                let pv = Value::from_f64(x0.shape(), p).map_err(Error::Other)?.cast(x0.dtype());
+                let pv = Value::from_f64(x0.shape(), p)
+                    .map_err(Error::Other)?
+                    .cast(x0.dtype());
                 let mut feeds: Vec<(Tensor, Value)> = xs.to_vec();
                 feeds[k] = (*x, pv);
-                sess.run_one(loss, &feeds)?.scalar_value().ok_or_else(|| Error::other("loss is not a scalar"))
+                sess.run_one(loss, &feeds)?
+                    .scalar_value()
+                    .ok_or_else(|| Error::other("loss is not a scalar"))
             };
             let num = (eval(eps)? - eval(-eps)?) / (2.0 * eps);
             let abs = (num - s).abs();

@@ -60,15 +60,21 @@ impl Value {
     }
     /// An f32 tensor from a shape and row-major data; `Err` when the sizes disagree.
     pub fn from_f32(shape: &[usize], data: Vec<f32>) -> Result<Self, String> {
-        ArrayD::from_shape_vec(IxDyn(shape), data).map(Value::F32).map_err(|e| e.to_string())
+        ArrayD::from_shape_vec(IxDyn(shape), data)
+            .map(Value::F32)
+            .map_err(|e| e.to_string())
     }
     /// An f64 tensor from a shape and row-major data.
     pub fn from_f64(shape: &[usize], data: Vec<f64>) -> Result<Self, String> {
-        ArrayD::from_shape_vec(IxDyn(shape), data).map(Value::F64).map_err(|e| e.to_string())
+        ArrayD::from_shape_vec(IxDyn(shape), data)
+            .map(Value::F64)
+            .map_err(|e| e.to_string())
     }
     /// An i64 tensor from a shape and row-major data.
     pub fn from_i64(shape: &[usize], data: Vec<i64>) -> Result<Self, String> {
-        ArrayD::from_shape_vec(IxDyn(shape), data).map(Value::I64).map_err(|e| e.to_string())
+        ArrayD::from_shape_vec(IxDyn(shape), data)
+            .map(Value::I64)
+            .map_err(|e| e.to_string())
     }
     /// The f32 array, if this is one.
     pub fn as_f32(&self) -> Option<&ArrayD<f32>> {

@@ -21,7 +21,10 @@ fn uniquification_after_name_scopes() {
         assert_eq!(s.scope(), "hidden1_1/");
         assert_eq!(g.op_name(g.add(x, x).unwrap()), "hidden1_1/Add");
     }
-    assert_eq!(g.op_name(g.named("hidden1").add(x, x).unwrap()), "hidden1_2");
+    assert_eq!(
+        g.op_name(g.named("hidden1").add(x, x).unwrap()),
+        "hidden1_2"
+    );
 }
 
 #[test]
@@ -30,7 +33,10 @@ fn explicit_suffixed_name_collides_again() {
     let a = g.named("hidden1").constant(1.0f32).unwrap();
     let b = g.named("hidden1").constant(1.0f32).unwrap();
     let c = g.named("hidden1_1").constant(1.0f32).unwrap();
-    assert_eq!(names(&g, &[a, b, c]), ["hidden1", "hidden1_1", "hidden1_1_1"]);
+    assert_eq!(
+        names(&g, &[a, b, c]),
+        ["hidden1", "hidden1_1", "hidden1_1_1"]
+    );
 }
 
 #[test]
@@ -50,7 +56,9 @@ fn names_collide_case_insensitively() {
 fn default_op_names() {
     let g = Graph::new();
     let x = g.placeholder(DType::F32, [None, Some(3)]).unwrap();
-    let w = g.constant(Value::from_f32(&[3, 2], vec![0.0; 6]).unwrap()).unwrap();
+    let w = g
+        .constant(Value::from_f32(&[3, 2], vec![0.0; 6]).unwrap())
+        .unwrap();
     let cases = [
         (g.matmul(x, w).unwrap(), "MatMul", "MatMul"),
         (g.relu(x).unwrap(), "Relu", "Relu"),
@@ -76,16 +84,28 @@ fn default_op_names() {
 #[test]
 fn tensor_lookup_by_name() {
     let g = Graph::new();
-    let x = g.named("X").placeholder(DType::F32, Shape::unknown()).unwrap();
+    let x = g
+        .named("X")
+        .placeholder(DType::F32, Shape::unknown())
+        .unwrap();
     let _d = g.name_scope("dnn").unwrap();
     let _h = g.name_scope("hidden1").unwrap();
     let r = g.relu(x).unwrap();
     assert_eq!(g.tensor_name(r), "dnn/hidden1/Relu:0");
     assert_eq!(g.get_tensor_by_name("dnn/hidden1/Relu:0").unwrap(), r);
     assert_eq!(g.get_operation_by_name("dnn/hidden1/Relu").unwrap(), r.op());
-    assert!(matches!(g.get_tensor_by_name("nope:0"), Err(Error::NotFound { .. })));
-    assert!(matches!(g.get_tensor_by_name("X"), Err(Error::OperationNotTensor { .. })));
-    assert!(matches!(g.get_tensor_by_name("X:1"), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        g.get_tensor_by_name("nope:0"),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        g.get_tensor_by_name("X"),
+        Err(Error::OperationNotTensor { .. })
+    ));
+    assert!(matches!(
+        g.get_tensor_by_name("X:1"),
+        Err(Error::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -108,8 +128,14 @@ fn name_scope_absolute_root_and_slashes() {
     }
     // An explicit name with a slash is allowed.
     assert_eq!(g.tensor_name(g.named("x/y").neg(one).unwrap()), "x/y:0");
-    assert!(matches!(g.name_scope("_bad"), Err(Error::InvalidName { .. })));
-    assert!(matches!(g.name_scope("a b"), Err(Error::InvalidName { .. })));
+    assert!(matches!(
+        g.name_scope("_bad"),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        g.name_scope("a b"),
+        Err(Error::InvalidName { .. })
+    ));
 }
 
 #[test]
@@ -123,7 +149,10 @@ fn tf_variable_honours_name_scope() {
     assert_eq!(g.tensor_name(w.value()), "ns/w/read:0");
     let v = g.variable("", init, true).unwrap();
     let v1 = g.variable("", init, true).unwrap();
-    assert_eq!((v.op_name(&g), v1.op_name(&g)), ("ns/Variable".into(), "ns/Variable_1".into()));
+    assert_eq!(
+        (v.op_name(&g), v1.op_name(&g)),
+        ("ns/Variable".into(), "ns/Variable_1".into())
+    );
 }
 
 #[test]
@@ -141,7 +170,9 @@ fn get_variable_ignores_name_scope_and_uses_variable_scope() {
     let one = g.constant(1.0f32).unwrap();
     assert_eq!(g.op_name(g.identity(one).unwrap()), "vs/ns/Identity");
     // The default initializer is glorot_uniform, under <name>/Initializer/.
-    assert!(g.get_operation_by_name("vs/w/Initializer/random_uniform/RandomUniform").is_ok());
+    assert!(g
+        .get_operation_by_name("vs/w/Initializer/random_uniform/RandomUniform")
+        .is_ok());
 }
 
 #[test]
@@ -168,8 +199,15 @@ fn get_variable_reuse_rules() {
     {
         let _vs = g.variable_scope("vs").unwrap();
         let e = g.get_variable("gv", &[2], DType::F32).unwrap_err();
-        assert_eq!(e, Error::VariableExists { name: "vs/gv".into() });
-        assert!(e.to_string().starts_with("Variable vs/gv already exists, disallowed."));
+        assert_eq!(
+            e,
+            Error::VariableExists {
+                name: "vs/gv".into()
+            }
+        );
+        assert!(e
+            .to_string()
+            .starts_with("Variable vs/gv already exists, disallowed."));
     }
     {
         let _vs = g.variable_scope_with("vs", Reuse::Yes).unwrap();
@@ -177,7 +215,10 @@ fn get_variable_reuse_rules() {
         let e = g.get_variable("nope", &[2], DType::F32).unwrap_err();
         assert!(e.to_string().starts_with("Variable vs/nope does not exist"));
         let e = g.get_variable("gv", &[3], DType::F32).unwrap_err();
-        assert_eq!(e.to_string(), "Trying to share variable vs/gv, but specified shape (3,) and found shape (2,).");
+        assert_eq!(
+            e.to_string(),
+            "Trying to share variable vs/gv, but specified shape (3,) and found shape (2,)."
+        );
         // Reuse is inherited by nested scopes.
         let _inner = g.variable_scope("inner").unwrap();
         assert!(g.get_variable("x", &[1], DType::F32).is_err());
@@ -213,23 +254,45 @@ fn coll(g: &Graph, scope: Option<&str>) -> Vec<String> {
 
 #[test]
 fn get_collection_matches_at_the_start_only() {
-    let (g, _) = layer_graph(&["hidden1", "hidden2", "hidden3", "hidden4", "hidden10", "outputs"]);
+    let (g, _) = layer_graph(&[
+        "hidden1", "hidden2", "hidden3", "hidden4", "hidden10", "outputs",
+    ]);
     let prefixes = |scope: &str| -> Vec<String> {
-        let mut p: Vec<String> = coll(&g, Some(scope)).iter().map(|n| n.split('/').next().unwrap().to_string()).collect();
+        let mut p: Vec<String> = coll(&g, Some(scope))
+            .iter()
+            .map(|n| n.split('/').next().unwrap().to_string())
+            .collect();
         p.dedup();
         p
     };
-    assert_eq!(prefixes("hidden[123]"), ["hidden1", "hidden2", "hidden3", "hidden10"]);
+    assert_eq!(
+        prefixes("hidden[123]"),
+        ["hidden1", "hidden2", "hidden3", "hidden10"]
+    );
     assert_eq!(prefixes("hidden1"), ["hidden1", "hidden10"]);
-    assert_eq!(prefixes("hidden[34]|outputs"), ["hidden3", "hidden4", "outputs"]);
+    assert_eq!(
+        prefixes("hidden[34]|outputs"),
+        ["hidden3", "hidden4", "outputs"]
+    );
     assert!(coll(&g, Some("idden1")).is_empty());
     assert!(coll(&g, Some("kernel")).is_empty());
     assert_eq!(coll(&g, Some(".*kernel")).len(), 6);
     assert!(coll(&g, Some("hidden1/kernel$")).is_empty());
     assert_eq!(coll(&g, Some("")).len(), 12);
     // Insertion order, names with :0.
-    assert_eq!(coll(&g, None)[..4], ["hidden1/kernel:0", "hidden1/bias:0", "hidden2/kernel:0", "hidden2/bias:0"]);
-    assert!(matches!(g.get_collection::<Variable>(keys::GLOBAL_VARIABLES, Some("(")), Err(Error::BadRegex { .. })));
+    assert_eq!(
+        coll(&g, None)[..4],
+        [
+            "hidden1/kernel:0",
+            "hidden1/bias:0",
+            "hidden2/kernel:0",
+            "hidden2/bias:0"
+        ]
+    );
+    assert!(matches!(
+        g.get_collection::<Variable>(keys::GLOBAL_VARIABLES, Some("(")),
+        Err(Error::BadRegex { .. })
+    ));
 }
 
 #[test]
@@ -242,10 +305,17 @@ fn custom_collections_and_items_without_names() {
     let all: Vec<ferroflow_core::CollectionItem> = g.get_collection("mine", None).unwrap();
     assert_eq!(all.len(), 3);
     let scoped: Vec<ferroflow_core::CollectionItem> = g.get_collection("mine", Some("")).unwrap();
-    assert_eq!(scoped.len(), 2, "the string has no name and is skipped by a scoped query");
+    assert_eq!(
+        scoped.len(),
+        2,
+        "the string has no name and is skipped by a scoped query"
+    );
     let tensors: Vec<Tensor> = g.get_collection("mine", Some("loss:0")).unwrap();
     assert_eq!(tensors, vec![t]);
-    assert!(g.get_collection::<Tensor>("missing", None).unwrap().is_empty());
+    assert!(g
+        .get_collection::<Tensor>("missing", None)
+        .unwrap()
+        .is_empty());
     let trainable: Vec<Variable> = g.get_collection(keys::TRAINABLE_VARIABLES, None).unwrap();
     assert!(trainable.is_empty());
 }
@@ -258,7 +328,13 @@ fn shape_errors_name_node_op_and_shapes() {
     let e = g.named("bad").matmul(a, b).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::Shape { .. }));
-    assert!(msg.contains("'bad'") && msg.contains("MatMul") && msg.contains("(?, 3)") && msg.contains("(4, 2)"), "{msg}");
+    assert!(
+        msg.contains("'bad'")
+            && msg.contains("MatMul")
+            && msg.contains("(?, 3)")
+            && msg.contains("(4, 2)"),
+        "{msg}"
+    );
     let i = g.placeholder(DType::I64, [Some(3)]).unwrap();
     let e = g.add(a, i).unwrap_err();
     assert!(matches!(e, Error::DType { .. }), "{e}");

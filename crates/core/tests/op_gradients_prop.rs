@@ -7,8 +7,11 @@ use proptest::prelude::*;
 
 /// Values bounded away from every kink (0 for relu/abs/..., 6 for relu6) and positive when `positive`.
 fn values(n: usize, positive: bool) -> impl Strategy<Value = Vec<f64>> {
-    proptest::collection::vec((0.1f64..2.0, any::<bool>()), n)
-        .prop_map(move |v| v.into_iter().map(|(m, s)| if s && !positive { -m } else { m }).collect())
+    proptest::collection::vec((0.1f64..2.0, any::<bool>()), n).prop_map(move |v| {
+        v.into_iter()
+            .map(|(m, s)| if s && !positive { -m } else { m })
+            .collect()
+    })
 }
 
 fn shape_strategy() -> impl Strategy<Value = Vec<usize>> {
@@ -17,7 +20,10 @@ fn shape_strategy() -> impl Strategy<Value = Vec<usize>> {
 
 fn check(build: impl Fn(&Graph, Tensor) -> Tensor, shape: &[usize], data: Vec<f64>) {
     let g = Graph::new();
-    let x = g.named("x").placeholder(DType::F64, Shape::known(shape)).unwrap();
+    let x = g
+        .named("x")
+        .placeholder(DType::F64, Shape::known(shape))
+        .unwrap();
     let y = build(&g, x);
     let r = check_gradients(&g, y, &[(x, Value::from_f64(shape, data).unwrap())], 1e-6).unwrap();
     assert!(r.max_rel_err < 1e-6, "{} {:?}: {r:?}", g.op_type(y), shape);
@@ -44,27 +50,67 @@ fn unary_ops() -> Vec<(&'static str, UnaryBuilder, bool)> {
         ("softplus", |g, x| g.softplus(x).unwrap(), false),
         ("softmax", |g, x| g.softmax(x).unwrap(), false),
         ("log_softmax", |g, x| g.log_softmax(x).unwrap(), false),
-        ("reduce_sum", |g, x| g.reduce_sum(x, Some(&[0]), false).unwrap(), false),
-        ("reduce_mean", |g, x| g.reduce_mean(x, Some(&[-1]), true).unwrap(), false),
-        ("reduce_max", |g, x| g.reduce_max(x, None, false).unwrap(), false),
-        ("reduce_min", |g, x| g.reduce_min(x, Some(&[0]), true).unwrap(), false),
+        (
+            "reduce_sum",
+            |g, x| g.reduce_sum(x, Some(&[0]), false).unwrap(),
+            false,
+        ),
+        (
+            "reduce_mean",
+            |g, x| g.reduce_mean(x, Some(&[-1]), true).unwrap(),
+            false,
+        ),
+        (
+            "reduce_max",
+            |g, x| g.reduce_max(x, None, false).unwrap(),
+            false,
+        ),
+        (
+            "reduce_min",
+            |g, x| g.reduce_min(x, Some(&[0]), true).unwrap(),
+            false,
+        ),
         ("l2_loss", |g, x| g.l2_loss(x).unwrap(), false),
         ("reshape", |g, x| g.reshape(x, &[-1]).unwrap(), false),
         ("expand_dims", |g, x| g.expand_dims(x, 0).unwrap(), false),
         ("identity", |g, x| g.identity(x).unwrap(), false),
-        ("clip_by_value", |g, x| g.clip_by_value(x, -1.0, 1.05).unwrap(), false),
-        ("pow", |g, x| g.pow(x, g.scalar(DType::F64, 3.0).unwrap()).unwrap(), true),
-        ("pow_exponent", |g, x| g.pow(g.scalar(DType::F64, 1.7).unwrap(), x).unwrap(), false),
-        ("concat", |g, x| g.concat(&[x, g.square(x).unwrap()], 0).unwrap(), false),
-        ("slice", |g, x| {
-            let r = g.shape(x).unwrap().rank().unwrap();
-            g.slice(x, &vec![0; r], &vec![-1; r]).unwrap()
-        }, false),
-        ("transpose", |g, x| {
-            let r = g.shape(x).unwrap().rank().unwrap();
-            let perm: Vec<usize> = (0..r).rev().collect();
-            g.transpose(x, &perm).unwrap()
-        }, false),
+        (
+            "clip_by_value",
+            |g, x| g.clip_by_value(x, -1.0, 1.05).unwrap(),
+            false,
+        ),
+        (
+            "pow",
+            |g, x| g.pow(x, g.scalar(DType::F64, 3.0).unwrap()).unwrap(),
+            true,
+        ),
+        (
+            "pow_exponent",
+            |g, x| g.pow(g.scalar(DType::F64, 1.7).unwrap(), x).unwrap(),
+            false,
+        ),
+        (
+            "concat",
+            |g, x| g.concat(&[x, g.square(x).unwrap()], 0).unwrap(),
+            false,
+        ),
+        (
+            "slice",
+            |g, x| {
+                let r = g.shape(x).unwrap().rank().unwrap();
+                g.slice(x, &vec![0; r], &vec![-1; r]).unwrap()
+            },
+            false,
+        ),
+        (
+            "transpose",
+            |g, x| {
+                let r = g.shape(x).unwrap().rank().unwrap();
+                let perm: Vec<usize> = (0..r).rev().collect();
+                g.transpose(x, &perm).unwrap()
+            },
+            false,
+        ),
     ]
 }
 

@@ -11,26 +11,48 @@ fn f32s(v: &Value) -> Vec<f32> {
 #[test]
 fn runs_fetches_with_feeds_and_prunes_unneeded_placeholders() {
     let g = Graph::new();
-    let x = g.named("x").placeholder(DType::F32, [None, Some(2)]).unwrap();
-    let unused = g.named("unused").placeholder(DType::F32, Shape::unknown()).unwrap();
+    let x = g
+        .named("x")
+        .placeholder(DType::F32, [None, Some(2)])
+        .unwrap();
+    let unused = g
+        .named("unused")
+        .placeholder(DType::F32, Shape::unknown())
+        .unwrap();
     let _other = g.add(unused, unused).unwrap();
     let two = g.constant(2.0f32).unwrap();
     let y = g.mul(x, two).unwrap();
     let sess = Session::new(&g);
-    let out = sess.run_one(y, &[feed(x, arr2(&[[1.0f32, 2.0], [3.0, 4.0]]).into_dyn())]).unwrap();
+    let out = sess
+        .run_one(y, &[feed(x, arr2(&[[1.0f32, 2.0], [3.0, 4.0]]).into_dyn())])
+        .unwrap();
     assert_eq!(f32s(&out), [2.0, 4.0, 6.0, 8.0]);
     // Same signature: one cached plan.
-    sess.run_one(y, &[feed(x, arr2(&[[1.0f32, 1.0]]).into_dyn())]).unwrap();
+    sess.run_one(y, &[feed(x, arr2(&[[1.0f32, 1.0]]).into_dyn())])
+        .unwrap();
     assert_eq!(sess.cached_plans(), 1);
     // Feeding an intermediate tensor replaces its computation.
     let z = g.add(y, two).unwrap();
-    assert_eq!(f32s(&sess.run_one(z, &[feed(y, arr2(&[[10.0f32, 20.0]]).into_dyn())]).unwrap()), [12.0, 22.0]);
+    assert_eq!(
+        f32s(
+            &sess
+                .run_one(z, &[feed(y, arr2(&[[10.0f32, 20.0]]).into_dyn())])
+                .unwrap()
+        ),
+        [12.0, 22.0]
+    );
 }
 
 #[test]
 fn variables_initializers_and_assignments() {
     let g = Graph::new();
-    let v = g.variable("v", g.constant(arr1(&[1.0f32, 2.0]).into_dyn()).unwrap(), true).unwrap();
+    let v = g
+        .variable(
+            "v",
+            g.constant(arr1(&[1.0f32, 2.0]).into_dyn()).unwrap(),
+            true,
+        )
+        .unwrap();
     let sess = Session::new(&g);
     let e = sess.run_one(v.value(), &[]).unwrap_err();
     assert_eq!(e, Error::UninitializedVariable { name: "v".into() });
@@ -38,8 +60,12 @@ fn variables_initializers_and_assignments() {
     let init = g.global_variables_initializer().unwrap();
     assert_eq!(g.op_name(init), "init");
     sess.run_targets(&[init], &[]).unwrap();
-    let add = g.assign_add(v, g.constant(arr1(&[1.0f32, 1.0]).into_dyn()).unwrap()).unwrap();
-    let sub = g.assign_sub(v, g.constant(arr1(&[0.5f32, 0.5]).into_dyn()).unwrap()).unwrap();
+    let add = g
+        .assign_add(v, g.constant(arr1(&[1.0f32, 1.0]).into_dyn()).unwrap())
+        .unwrap();
+    let sub = g
+        .assign_sub(v, g.constant(arr1(&[0.5f32, 0.5]).into_dyn()).unwrap())
+        .unwrap();
     assert_eq!(f32s(&sess.run_one(add, &[]).unwrap()), [2.0, 3.0]);
     assert_eq!(f32s(&sess.run_one(add, &[]).unwrap()), [3.0, 4.0]);
     assert_eq!(f32s(&sess.run_one(sub, &[]).unwrap()), [2.5, 3.5]);
@@ -54,7 +80,9 @@ fn variables_initializers_and_assignments() {
 #[test]
 fn control_dependencies_order_effects() {
     let g = Graph::new();
-    let v = g.variable("counter", g.constant(0.0f32).unwrap(), false).unwrap();
+    let v = g
+        .variable("counter", g.constant(0.0f32).unwrap(), false)
+        .unwrap();
     let sess = Session::new(&g);
     sess.run_targets(&[v.initializer()], &[]).unwrap();
     let inc = g.assign_add(v, g.constant(1.0f32).unwrap()).unwrap();
@@ -75,11 +103,14 @@ fn one_run_reads_every_variable_before_any_assignment() {
     // w1 ← w1 + w2 and w2 ← w2 + w1 in one run use the old values of both (a train step's semantics).
     let g = Graph::new();
     let w1 = g.variable("w1", g.constant(1.0f32).unwrap(), true).unwrap();
-    let w2 = g.variable("w2", g.constant(10.0f32).unwrap(), true).unwrap();
+    let w2 = g
+        .variable("w2", g.constant(10.0f32).unwrap(), true)
+        .unwrap();
     let a = g.assign_add(w1, w2.value()).unwrap();
     let b = g.assign_add(w2, w1.value()).unwrap();
     let sess = Session::new(&g);
-    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[]).unwrap();
+    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
     sess.run_targets(&[a.op(), b.op()], &[]).unwrap();
     assert_eq!(sess.variable_value(w1).unwrap().scalar_value(), Some(11.0));
     assert_eq!(sess.variable_value(w2).unwrap().scalar_value(), Some(11.0));
@@ -89,40 +120,70 @@ fn one_run_reads_every_variable_before_any_assignment() {
 fn placeholder_with_default_is_used_unless_fed() {
     let g = Graph::new();
     let f = g.constant(false).unwrap();
-    let training = g.named("training").placeholder_with_default(f, Shape::scalar()).unwrap();
+    let training = g
+        .named("training")
+        .placeholder_with_default(f, Shape::scalar())
+        .unwrap();
     let one = g.constant(1.0f32).unwrap();
     let two = g.constant(2.0f32).unwrap();
     let y = g.select(training, one, two).unwrap();
     let sess = Session::new(&g);
     assert_eq!(sess.run_one(y, &[]).unwrap().scalar_value(), Some(2.0));
-    assert_eq!(sess.run_one(y, &[feed(training, true)]).unwrap().scalar_value(), Some(1.0));
+    assert_eq!(
+        sess.run_one(y, &[feed(training, true)])
+            .unwrap()
+            .scalar_value(),
+        Some(1.0)
+    );
 }
 
 #[test]
 fn missing_feed_names_the_placeholder() {
     let g = Graph::new();
-    let x = g.named("X").placeholder(DType::F32, [None, Some(784)]).unwrap();
+    let x = g
+        .named("X")
+        .placeholder(DType::F32, [None, Some(784)])
+        .unwrap();
     let y = g.relu(x).unwrap();
     let e = Session::new(&g).run_one(y, &[]).unwrap_err();
     assert_eq!(
         e,
-        Error::MissingFeed { placeholder: "X".into(), dtype: DType::F32, shape: Shape::new(vec![None, Some(784)]) }
+        Error::MissingFeed {
+            placeholder: "X".into(),
+            dtype: DType::F32,
+            shape: Shape::new(vec![None, Some(784)])
+        }
     );
-    assert!(e.to_string().contains("You must feed a value for placeholder tensor 'X' with dtype float32 and shape (?, 784)"));
+    assert!(e.to_string().contains(
+        "You must feed a value for placeholder tensor 'X' with dtype float32 and shape (?, 784)"
+    ));
 }
 
 #[test]
 fn wrong_feed_dtype_or_shape_names_both() {
     let g = Graph::new();
-    let x = g.named("X").placeholder(DType::F32, [None, Some(3)]).unwrap();
+    let x = g
+        .named("X")
+        .placeholder(DType::F32, [None, Some(3)])
+        .unwrap();
     let y = g.relu(x).unwrap();
     let sess = Session::new(&g);
-    let e = sess.run_one(y, &[feed(x, arr2(&[[1.0f32, 2.0]]).into_dyn())]).unwrap_err();
+    let e = sess
+        .run_one(y, &[feed(x, arr2(&[[1.0f32, 2.0]]).into_dyn())])
+        .unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::FeedMismatch { .. }));
-    assert!(msg.contains("[1, 2]") && msg.contains("(?, 3)") && msg.contains("X:0"), "{msg}");
-    let e = sess.run_one(y, &[feed(x, arr2(&[[1.0f64, 2.0, 3.0]]).into_dyn())]).unwrap_err();
-    assert!(e.to_string().contains("float64") && e.to_string().contains("float32"), "{e}");
+    assert!(
+        msg.contains("[1, 2]") && msg.contains("(?, 3)") && msg.contains("X:0"),
+        "{msg}"
+    );
+    let e = sess
+        .run_one(y, &[feed(x, arr2(&[[1.0f64, 2.0, 3.0]]).into_dyn())])
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("float64") && e.to_string().contains("float32"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -134,7 +195,10 @@ fn fetching_unknown_or_valueless_nodes_is_an_error() {
     }
     let foreign = other.constant(1.0f32).unwrap();
     let sess = Session::new(&g);
-    assert!(matches!(sess.run_one(foreign, &[]), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        sess.run_one(foreign, &[]),
+        Err(Error::NotFound { .. })
+    ));
     let noop = g.no_op().unwrap();
     let as_tensor = g.get_tensor_by_name("NoOp:0");
     assert!(as_tensor.is_err());
@@ -160,15 +224,26 @@ fn kernel_errors_name_the_node() {
     let g = Graph::new();
     let logits = g.placeholder(DType::F32, [None, Some(3)]).unwrap();
     let labels = g.placeholder(DType::I64, [None]).unwrap();
-    let loss = g.named("xent").sparse_softmax_cross_entropy_with_logits(labels, logits).unwrap();
+    let loss = g
+        .named("xent")
+        .sparse_softmax_cross_entropy_with_logits(labels, logits)
+        .unwrap();
     let e = Session::new(&g)
         .run_one(
             loss,
-            &[feed(logits, arr2(&[[1.0f32, 2.0, 3.0]]).into_dyn()), feed(labels, arr1(&[5i64]).into_dyn())],
+            &[
+                feed(logits, arr2(&[[1.0f32, 2.0, 3.0]]).into_dyn()),
+                feed(labels, arr1(&[5i64]).into_dyn()),
+            ],
         )
         .unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("'xent'") && msg.contains("Received a label value of 5 which is outside the valid range of [0, 3)"), "{msg}");
+    assert!(
+        msg.contains("'xent'")
+            && msg
+                .contains("Received a label value of 5 which is outside the valid range of [0, 3)"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -193,13 +268,23 @@ fn seeded_random_ops_are_reproducible_and_advance() {
 fn passes_fold_constants_and_share_subexpressions_without_changing_results() {
     let g = Graph::new();
     let x = g.placeholder(DType::F64, [Some(3)]).unwrap();
-    let c = g.add(g.constant(2.0f64).unwrap(), g.constant(3.0f64).unwrap()).unwrap();
+    let c = g
+        .add(g.constant(2.0f64).unwrap(), g.constant(3.0f64).unwrap())
+        .unwrap();
     let a = g.mul(g.exp(x).unwrap(), c).unwrap();
     let b = g.mul(g.exp(x).unwrap(), c).unwrap();
     let y = g.add(a, b).unwrap();
     let xv = Value::from(arr1(&[0.0f64, 1.0, -1.0]).into_dyn());
     let on = Session::new(&g).run_one(y, &[feed(x, xv.clone())]).unwrap();
-    let off = Session::with_options(&g, ferroflow_core::SessionOptions { optimize: false, ..Default::default() }).run_one(y, &[feed(x, xv)]).unwrap();
+    let off = Session::with_options(
+        &g,
+        ferroflow_core::SessionOptions {
+            optimize: false,
+            ..Default::default()
+        },
+    )
+    .run_one(y, &[feed(x, xv)])
+    .unwrap();
     assert_eq!(on, off);
     let want: Vec<f64> = [0.0f64, 1.0, -1.0].iter().map(|v| 10.0 * v.exp()).collect();
     for (o, w) in on.to_f64_vec().iter().zip(want) {

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
 }
@@ -41,10 +44,17 @@ impl Dataset {
     }
     /// The examples at `idx`, in that order.
     pub fn select(&self, idx: &[usize]) -> Dataset {
-        Dataset { images: self.images.select(Axis(0), idx), labels: self.labels.select(Axis(0), idx) }
+        Dataset {
+            images: self.images.select(Axis(0), idx),
+            labels: self.labels.select(Axis(0), idx),
+        }
     }
     /// The examples whose label satisfies `keep`, with labels mapped by `relabel`.
-    pub fn filter_classes(&self, keep: impl Fn(i64) -> bool, relabel: impl Fn(i64) -> i64) -> Dataset {
+    pub fn filter_classes(
+        &self,
+        keep: impl Fn(i64) -> bool,
+        relabel: impl Fn(i64) -> i64,
+    ) -> Dataset {
         let idx: Vec<usize> = (0..self.len()).filter(|&i| keep(self.labels[i])).collect();
         let mut d = self.select(&idx);
         d.labels.mapv_inplace(relabel);
@@ -67,7 +77,12 @@ impl Dataset {
     pub fn batches(&self, batch_size: usize, seed: u64) -> Batches<'_> {
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
-        Batches { data: self, order, pos: 0, batch_size: batch_size.max(1) }
+        Batches {
+            data: self,
+            order,
+            pos: 0,
+            batch_size: batch_size.max(1),
+        }
     }
 }
 
@@ -98,9 +113,15 @@ fn gunzip(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     GzDecoder::new(bytes)
         .take(MAX_DECOMPRESSED + 1)
         .read_to_end(&mut out)
-        .map_err(|e| DataError::Format { path: path.into(), message: format!("not a valid gzip file: {e}") })?;
+        .map_err(|e| DataError::Format {
+            path: path.into(),
+            message: format!("not a valid gzip file: {e}"),
+        })?;
     if out.len() as u64 > MAX_DECOMPRESSED {
-        return Err(DataError::Format { path: path.into(), message: "decompresses to more than 1 GiB".into() });
+        return Err(DataError::Format {
+            path: path.into(),
+            message: "decompresses to more than 1 GiB".into(),
+        });
     }
     Ok(out)
 }
@@ -108,15 +129,30 @@ fn gunzip(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
 fn parse_digits_csv(path: &Path, text: &str) -> Result<Dataset> {
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
-    for (line_no, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (line_no, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let fields: Vec<&str> = line.split(',').collect();
         if fields.len() != 65 {
-            return Err(DataError::Format { path: path.into(), message: format!("line {}: expected 65 fields, found {}", line_no + 1, fields.len()) });
+            return Err(DataError::Format {
+                path: path.into(),
+                message: format!(
+                    "line {}: expected 65 fields, found {}",
+                    line_no + 1,
+                    fields.len()
+                ),
+            });
         }
         for (k, f) in fields.iter().enumerate() {
             let v: f64 = f.trim().parse().map_err(|_| DataError::Format {
                 path: path.into(),
-                message: format!("line {}: field {} is not a number: {f:?}", line_no + 1, k + 1),
+                message: format!(
+                    "line {}: field {} is not a number: {f:?}",
+                    line_no + 1,
+                    k + 1
+                ),
             })?;
             if k < 64 {
                 pixels.push((v / 16.0) as f32);
@@ -127,7 +163,10 @@ fn parse_digits_csv(path: &Path, text: &str) -> Result<Dataset> {
     }
     let n = labels.len();
     Ok(Dataset {
-        images: Array2::from_shape_vec((n, 64), pixels).map_err(|e| DataError::Format { path: path.into(), message: e.to_string() })?,
+        images: Array2::from_shape_vec((n, 64), pixels).map_err(|e| DataError::Format {
+            path: path.into(),
+            message: e.to_string(),
+        })?,
         labels: Array1::from(labels),
     })
 }
@@ -137,8 +176,14 @@ pub fn digits() -> Dataset {
     const BYTES: &[u8] = include_bytes!("../data/digits.csv.gz");
     let path = Path::new("<bundled digits.csv.gz>");
     // The bundled file is part of the build and tested; a failure here is a build defect.
-    let text = gunzip(path, BYTES).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default();
-    parse_digits_csv(path, &text).unwrap_or(Dataset { images: Array2::zeros((0, 64)), labels: Array1::zeros(0) })
+    let text = gunzip(path, BYTES)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default();
+    parse_digits_csv(path, &text).unwrap_or(Dataset {
+        images: Array2::zeros((0, 64)),
+        labels: Array1::zeros(0),
+    })
 }
 
 /// The digits with a fixed split: 80% train, 20% test (seed 42).
@@ -148,26 +193,52 @@ pub fn digits_split() -> (Dataset, Dataset) {
 
 /// Loads a digits-format CSV (optionally gzipped) from a file.
 pub fn digits_csv(path: &Path) -> Result<Dataset> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.into(), source })?;
-    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) { gunzip(path, &bytes)? } else { bytes };
-    let text = String::from_utf8(bytes).map_err(|_| DataError::Format { path: path.into(), message: "not UTF-8 text".into() })?;
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+        gunzip(path, &bytes)?
+    } else {
+        bytes
+    };
+    let text = String::from_utf8(bytes).map_err(|_| DataError::Format {
+        path: path.into(),
+        message: "not UTF-8 text".into(),
+    })?;
     parse_digits_csv(path, &text)
 }
 
 /// Reads an IDX file (optionally gzipped): returns the dimensions and the u8 values.
 pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io { path: path.into(), source })?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) { gunzip(path, &raw)? } else { raw };
+    let raw = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        gunzip(path, &raw)?
+    } else {
+        raw
+    };
     parse_idx(path, &bytes)
 }
 
 /// Parses IDX bytes: a big-endian magic `0x000008NN` (u8 data, NN dimensions), the dimensions, the data.
 pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>)> {
-    let err = |m: String| DataError::Format { path: path.into(), message: m };
-    let word = |i: usize| -> Option<u32> { bytes.get(i * 4..i * 4 + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) };
+    let err = |m: String| DataError::Format {
+        path: path.into(),
+        message: m,
+    };
+    let word = |i: usize| -> Option<u32> {
+        bytes
+            .get(i * 4..i * 4 + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
     let magic = word(0).ok_or_else(|| err("too short for an IDX header".into()))?;
     if magic >> 8 != 0x08 {
-        return Err(err(format!("bad IDX magic 0x{magic:08x} (expected 0x000008NN, unsigned bytes)")));
+        return Err(err(format!(
+            "bad IDX magic 0x{magic:08x} (expected 0x000008NN, unsigned bytes)"
+        )));
     }
     let ndim = (magic & 0xff) as usize;
     if ndim == 0 || ndim > 4 {
@@ -177,11 +248,17 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>)> {
     for i in 0..ndim {
         dims.push(word(1 + i).ok_or_else(|| err("truncated IDX header".into()))? as usize);
     }
-    let count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| err(format!("dimensions {dims:?} overflow")))?;
+    let count = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| err(format!("dimensions {dims:?} overflow")))?;
     let start = 4 * (1 + ndim);
     let data = bytes.get(start..).unwrap_or(&[]);
     if data.len() != count {
-        return Err(err(format!("dimensions {dims:?} need {count} bytes of data, found {}", data.len())));
+        return Err(err(format!(
+            "dimensions {dims:?} need {count} bytes of data, found {}",
+            data.len()
+        )));
     }
     Ok((dims, data.to_vec()))
 }
@@ -191,13 +268,25 @@ pub fn idx_dataset(images: &Path, labels: &Path) -> Result<Dataset> {
     let (dims, pix) = read_idx(images)?;
     let (ldims, lab) = read_idx(labels)?;
     if ldims.len() != 1 || dims.first() != ldims.first() {
-        return Err(DataError::Format { path: labels.into(), message: format!("{} labels for images of dimensions {dims:?}", ldims.first().copied().unwrap_or(0)) });
+        return Err(DataError::Format {
+            path: labels.into(),
+            message: format!(
+                "{} labels for images of dimensions {dims:?}",
+                ldims.first().copied().unwrap_or(0)
+            ),
+        });
     }
     let n = dims[0];
     let features = dims[1..].iter().product();
     Ok(Dataset {
-        images: Array2::from_shape_vec((n, features), pix.iter().map(|&p| p as f32 / 255.0).collect())
-            .map_err(|e| DataError::Format { path: images.into(), message: e.to_string() })?,
+        images: Array2::from_shape_vec(
+            (n, features),
+            pix.iter().map(|&p| p as f32 / 255.0).collect(),
+        )
+        .map_err(|e| DataError::Format {
+            path: images.into(),
+            message: e.to_string(),
+        })?,
         labels: lab.iter().map(|&l| l as i64).collect(),
     })
 }
@@ -206,8 +295,14 @@ pub fn idx_dataset(images: &Path, labels: &Path) -> Result<Dataset> {
 pub fn mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
     let f = |n: &str| dir.join(n);
     Ok((
-        idx_dataset(&f("train-images-idx3-ubyte.gz"), &f("train-labels-idx1-ubyte.gz"))?,
-        idx_dataset(&f("t10k-images-idx3-ubyte.gz"), &f("t10k-labels-idx1-ubyte.gz"))?,
+        idx_dataset(
+            &f("train-images-idx3-ubyte.gz"),
+            &f("train-labels-idx1-ubyte.gz"),
+        )?,
+        idx_dataset(
+            &f("t10k-images-idx3-ubyte.gz"),
+            &f("t10k-labels-idx1-ubyte.gz"),
+        )?,
     ))
 }
 
@@ -236,7 +331,10 @@ mod tests {
     fn batches_cover_an_epoch_in_a_seeded_order() {
         let d = digits().take(10);
         let b: Vec<_> = d.batches(4, 1).collect();
-        assert_eq!(b.iter().map(|(x, _)| x.nrows()).collect::<Vec<_>>(), [4, 4, 2]);
+        assert_eq!(
+            b.iter().map(|(x, _)| x.nrows()).collect::<Vec<_>>(),
+            [4, 4, 2]
+        );
         let mut seen: Vec<i64> = Vec::new();
         for (_, l) in d.batches(3, 1) {
             seen.extend(l.iter());
@@ -252,14 +350,28 @@ mod tests {
     #[test]
     fn idx_subset_loads_and_bad_files_are_errors() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
-        let d = idx_dataset(&dir.join("t10k-first1000-images-idx3-ubyte.gz"), &dir.join("t10k-first1000-labels-idx1-ubyte.gz")).unwrap();
+        let d = idx_dataset(
+            &dir.join("t10k-first1000-images-idx3-ubyte.gz"),
+            &dir.join("t10k-first1000-labels-idx1-ubyte.gz"),
+        )
+        .unwrap();
         assert_eq!(d.images.dim(), (1000, 784));
         assert_eq!(&d.labels.to_vec()[..5], &[7, 2, 1, 0, 4]);
         let p = Path::new("x.idx");
         assert!(parse_idx(p, &[0, 0, 8]).is_err());
         assert!(parse_idx(p, &[0, 0, 9, 1, 0, 0, 0, 1, 5]).is_err());
-        assert!(parse_idx(p, &[0, 0, 8, 1, 0, 0, 0, 3, 5]).unwrap_err().to_string().contains("need 3 bytes"));
-        assert!(parse_idx(p, &[0, 0, 8, 3, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255]).is_err());
-        assert!(digits_csv(Path::new("/nonexistent/digits.csv")).unwrap_err().to_string().contains("/nonexistent/digits.csv"));
+        assert!(parse_idx(p, &[0, 0, 8, 1, 0, 0, 0, 3, 5])
+            .unwrap_err()
+            .to_string()
+            .contains("need 3 bytes"));
+        assert!(parse_idx(
+            p,
+            &[0, 0, 8, 3, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255]
+        )
+        .is_err());
+        assert!(digits_csv(Path::new("/nonexistent/digits.csv"))
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent/digits.csv"));
     }
 }

@@ -43,7 +43,10 @@ pub fn data_path(prefix: &str) -> PathBuf {
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> IoError + '_ {
-    move |source| IoError::Io { path: path.to_path_buf(), source }
+    move |source| IoError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn value_bytes(v: &Value) -> Vec<u8> {
@@ -58,12 +61,30 @@ fn value_bytes(v: &Value) -> Vec<u8> {
 fn bytes_value(dtype: DType, shape: &[usize], b: &[u8]) -> std::result::Result<Value, String> {
     let chunks = |n: usize| b.chunks_exact(n);
     match dtype {
-        DType::F32 => Value::from_f32(shape, chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
-        DType::F64 => Value::from_f64(shape, chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()),
-        DType::I64 => Value::from_i64(shape, chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()),
-        DType::Bool => ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), b.iter().map(|&x| x != 0).collect())
-            .map(Value::Bool)
-            .map_err(|e| e.to_string()),
+        DType::F32 => Value::from_f32(
+            shape,
+            chunks(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        DType::F64 => Value::from_f64(
+            shape,
+            chunks(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect(),
+        ),
+        DType::I64 => Value::from_i64(
+            shape,
+            chunks(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect(),
+        ),
+        DType::Bool => ndarray::ArrayD::from_shape_vec(
+            ndarray::IxDyn(shape),
+            b.iter().map(|&x| x != 0).collect(),
+        )
+        .map(Value::Bool)
+        .map_err(|e| e.to_string()),
     }
 }
 
@@ -89,37 +110,74 @@ pub(crate) fn write_checkpoint_inner(
     let mut entries = Vec::with_capacity(specs.len());
     let mut offset = 0u64;
     for (name, dtype, shape) in specs {
-        let n = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).and_then(|n| n.checked_mul(dtype.size_of() as u64));
-        let len = n.ok_or_else(|| IoError::Corrupt { path: path.into(), message: format!("tensor {name} is too large") })?;
-        entries.push(TensorEntry { name: name.clone(), dtype: *dtype, shape: shape.iter().map(|&d| d as u64).collect(), offset, len, crc32c: 0 });
+        let n = shape
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+            .and_then(|n| n.checked_mul(dtype.size_of() as u64));
+        let len = n.ok_or_else(|| IoError::Corrupt {
+            path: path.into(),
+            message: format!("tensor {name} is too large"),
+        })?;
+        entries.push(TensorEntry {
+            name: name.clone(),
+            dtype: *dtype,
+            shape: shape.iter().map(|&d| d as u64).collect(),
+            offset,
+            len,
+            crc32c: 0,
+        });
         offset += len;
     }
-    let header_len = bincode::serialized_size(&Header { entries: entries.clone() })
-        .map_err(|e| IoError::Corrupt { path: path.into(), message: e.to_string() })?;
+    let header_len = bincode::serialized_size(&Header {
+        entries: entries.clone(),
+    })
+    .map_err(|e| IoError::Corrupt {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
     let tmp = PathBuf::from(format!("{}.tmp-{}", path.display(), std::process::id()));
     let result = (|| -> Result<()> {
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut w = FailingWriter { inner: std::io::BufWriter::new(file), left: fail_after_bytes };
+        let mut w = FailingWriter {
+            inner: std::io::BufWriter::new(file),
+            left: fail_after_bytes,
+        };
         let preamble = 8 + 4 + 8;
         let data_start = preamble + header_len + 4;
         w.seek_data(data_start).map_err(io_err(&tmp))?;
         for (i, e) in entries.iter_mut().enumerate() {
             let v = next_tensor(i)?;
-            if v.dtype() != e.dtype || v.shape().iter().map(|&d| d as u64).collect::<Vec<_>>() != e.shape {
-                return Err(IoError::Corrupt { path: path.into(), message: format!("tensor {} changed shape while saving", e.name) });
+            if v.dtype() != e.dtype
+                || v.shape().iter().map(|&d| d as u64).collect::<Vec<_>>() != e.shape
+            {
+                return Err(IoError::Corrupt {
+                    path: path.into(),
+                    message: format!("tensor {} changed shape while saving", e.name),
+                });
             }
             let bytes = value_bytes(&v);
             e.crc32c = crc32c::crc32c(&bytes);
             w.write_all(&bytes).map_err(io_err(&tmp))?;
         }
-        let header = bincode::serialize(&Header { entries: entries.clone() }).map_err(|e| IoError::Corrupt { path: path.into(), message: e.to_string() })?;
+        let header = bincode::serialize(&Header {
+            entries: entries.clone(),
+        })
+        .map_err(|e| IoError::Corrupt {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
         w.seek_data(0).map_err(io_err(&tmp))?;
         w.write_all(&MAGIC).map_err(io_err(&tmp))?;
         w.write_all(&VERSION.to_le_bytes()).map_err(io_err(&tmp))?;
-        w.write_all(&(header.len() as u64).to_le_bytes()).map_err(io_err(&tmp))?;
+        w.write_all(&(header.len() as u64).to_le_bytes())
+            .map_err(io_err(&tmp))?;
         w.write_all(&header).map_err(io_err(&tmp))?;
-        w.write_all(&crc32c::crc32c(&header).to_le_bytes()).map_err(io_err(&tmp))?;
-        let file = w.inner.into_inner().map_err(|e| IoError::Io { path: tmp.clone(), source: e.into_error() })?;
+        w.write_all(&crc32c::crc32c(&header).to_le_bytes())
+            .map_err(io_err(&tmp))?;
+        let file = w.inner.into_inner().map_err(|e| IoError::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
         file.sync_all().map_err(io_err(&tmp))?;
         Ok(())
     })();
@@ -179,21 +237,34 @@ pub struct CheckpointReader {
 impl CheckpointReader {
     /// Opens and verifies the header of `path` (a checkpoint file, not a prefix).
     pub fn open(path: &Path) -> Result<Self> {
-        let corrupt = |m: String| IoError::Corrupt { path: path.into(), message: m };
+        let corrupt = |m: String| IoError::Corrupt {
+            path: path.into(),
+            message: m,
+        };
         let mut file = File::open(path).map_err(io_err(path))?;
         let file_len = file.metadata().map_err(io_err(path))?.len();
         let mut pre = [0u8; 20];
-        file.read_exact(&mut pre).map_err(|_| corrupt(format!("file of {file_len} bytes is too short for a header")))?;
+        file.read_exact(&mut pre).map_err(|_| {
+            corrupt(format!(
+                "file of {file_len} bytes is too short for a header"
+            ))
+        })?;
         if pre[..8] != MAGIC {
-            return Err(corrupt("bad magic number (not a ferroflow checkpoint)".into()));
+            return Err(corrupt(
+                "bad magic number (not a ferroflow checkpoint)".into(),
+            ));
         }
         let version = u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]);
         if version != VERSION {
-            return Err(corrupt(format!("format version {version} is not supported (this build reads version {VERSION})")));
+            return Err(corrupt(format!(
+                "format version {version} is not supported (this build reads version {VERSION})"
+            )));
         }
         let header_len = u64::from_le_bytes(pre[12..20].try_into().unwrap_or([0; 8]));
         if header_len > MAX_HEADER || header_len + 24 > file_len {
-            return Err(corrupt(format!("header length {header_len} does not fit a file of {file_len} bytes")));
+            return Err(corrupt(format!(
+                "header length {header_len} does not fit a file of {file_len} bytes"
+            )));
         }
         let mut header = vec![0u8; header_len as usize];
         file.read_exact(&mut header).map_err(io_err(path))?;
@@ -213,19 +284,39 @@ impl CheckpointReader {
         let data_len = file_len - data_start;
         let mut expected_end = 0u64;
         for e in &h.entries {
-            let n = e.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).and_then(|n| n.checked_mul(e.dtype.size_of() as u64));
+            let n = e
+                .shape
+                .iter()
+                .try_fold(1u64, |a, &d| a.checked_mul(d))
+                .and_then(|n| n.checked_mul(e.dtype.size_of() as u64));
             if n != Some(e.len) {
-                return Err(corrupt(format!("tensor {} has length {} for shape {:?} of {}", e.name, e.len, e.shape, e.dtype)));
+                return Err(corrupt(format!(
+                    "tensor {} has length {} for shape {:?} of {}",
+                    e.name, e.len, e.shape, e.dtype
+                )));
             }
-            if e.offset != expected_end || e.offset.checked_add(e.len).is_none_or(|end| end > data_len) {
-                return Err(corrupt(format!("tensor {} at offset {} (+{}) lies outside the {} data bytes", e.name, e.offset, e.len, data_len)));
+            if e.offset != expected_end
+                || e.offset.checked_add(e.len).is_none_or(|end| end > data_len)
+            {
+                return Err(corrupt(format!(
+                    "tensor {} at offset {} (+{}) lies outside the {} data bytes",
+                    e.name, e.offset, e.len, data_len
+                )));
             }
             expected_end = e.offset + e.len;
         }
         if expected_end != data_len {
-            return Err(corrupt(format!("{} data bytes, but the tensors cover {}", data_len, expected_end)));
+            return Err(corrupt(format!(
+                "{} data bytes, but the tensors cover {}",
+                data_len, expected_end
+            )));
         }
-        Ok(CheckpointReader { path: path.into(), file, entries: h.entries, data_start })
+        Ok(CheckpointReader {
+            path: path.into(),
+            file,
+            entries: h.entries,
+            data_start,
+        })
     }
 
     /// The tensor entries (name, dtype, shape) in file order.
@@ -235,16 +326,25 @@ impl CheckpointReader {
 
     /// Reads and verifies one tensor; `None` when the key is absent.
     pub fn read(&mut self, key: &str) -> Result<Option<Value>> {
-        let Some(e) = self.entries.iter().find(|e| e.name == key).cloned() else { return Ok(None) };
-        let corrupt = |m: String| IoError::Corrupt { path: self.path.clone(), message: m };
-        self.file.seek(SeekFrom::Start(self.data_start + e.offset)).map_err(io_err(&self.path))?;
+        let Some(e) = self.entries.iter().find(|e| e.name == key).cloned() else {
+            return Ok(None);
+        };
+        let corrupt = |m: String| IoError::Corrupt {
+            path: self.path.clone(),
+            message: m,
+        };
+        self.file
+            .seek(SeekFrom::Start(self.data_start + e.offset))
+            .map_err(io_err(&self.path))?;
         let mut buf = vec![0u8; e.len as usize];
         self.file.read_exact(&mut buf).map_err(io_err(&self.path))?;
         if crc32c::crc32c(&buf) != e.crc32c {
             return Err(corrupt(format!("checksum mismatch in tensor {key}")));
         }
         let shape: Vec<usize> = e.shape.iter().map(|&d| d as usize).collect();
-        bytes_value(e.dtype, &shape, &buf).map(Some).map_err(corrupt)
+        bytes_value(e.dtype, &shape, &buf)
+            .map(Some)
+            .map_err(corrupt)
     }
 }
 
@@ -253,7 +353,11 @@ mod tests {
     use super::*;
 
     fn specs() -> Vec<(String, DType, Vec<usize>)> {
-        vec![("a".into(), DType::F32, vec![2, 2]), ("b/c".into(), DType::I64, vec![3]), ("flag".into(), DType::Bool, vec![])]
+        vec![
+            ("a".into(), DType::F32, vec![2, 2]),
+            ("b/c".into(), DType::I64, vec![3]),
+            ("flag".into(), DType::Bool, vec![]),
+        ]
     }
 
     fn values(i: usize) -> Result<Value> {
@@ -292,7 +396,10 @@ mod tests {
         }
         for n in 0..bytes.len() {
             std::fs::write(&bad, &bytes[..n]).unwrap();
-            assert!(read_all(&bad).is_err(), "truncation to {n} bytes went unnoticed");
+            assert!(
+                read_all(&bad).is_err(),
+                "truncation to {n} bytes went unnoticed"
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -311,7 +418,8 @@ mod tests {
                     i => values(i)?,
                 })
             };
-            let e = write_checkpoint_inner(&path, &specs(), &mut { other }, Some(fail_after)).unwrap_err();
+            let e = write_checkpoint_inner(&path, &specs(), &mut { other }, Some(fail_after))
+                .unwrap_err();
             assert!(e.to_string().contains("simulated crash"), "{e}");
             assert_eq!(std::fs::read(&path).unwrap(), before);
             let mut r = CheckpointReader::open(&path).unwrap();

@@ -15,7 +15,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
     #[error("cannot access {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid checkpoint: {message}")]
     Corrupt { path: PathBuf, message: String },
     #[error("The passed save_path is not a valid checkpoint: {path}")]
@@ -23,7 +26,13 @@ pub enum IoError {
     #[error("Restoring from checkpoint failed: Key {key} not found in checkpoint {path}")]
     KeyNotFound { key: String, path: PathBuf },
     #[error("Restoring from checkpoint failed for key {key}: Assign requires shapes of both tensors to match. lhs shape= {var_shape} rhs shape= {ckpt_shape:?} (dtypes {var_dtype} and {ckpt_dtype})")]
-    Mismatch { key: String, var_shape: String, var_dtype: String, ckpt_shape: Vec<usize>, ckpt_dtype: String },
+    Mismatch {
+        key: String,
+        var_shape: String,
+        var_dtype: String,
+        ckpt_shape: Vec<usize>,
+        ckpt_dtype: String,
+    },
     #[error("No variables to save")]
     NoVariables,
     #[error("The same saveable will be restored with two names: {key}")]

@@ -44,7 +44,10 @@ struct MetaGraphDef {
 }
 
 fn meta_err(path: &Path, m: impl Into<String>) -> IoError {
-    IoError::MetaGraph { path: path.into(), message: m.into() }
+    IoError::MetaGraph {
+        path: path.into(),
+        message: m.into(),
+    }
 }
 
 /// `tf.train.export_meta_graph(path)`: writes the graph, collections and (optionally) a saver's list.
@@ -99,7 +102,13 @@ pub fn export_meta_graph(g: &Graph, path: &Path, saver: Option<&Saver>) -> Resul
             })
             .collect()
     });
-    let def = MetaGraphDef { nodes, collections, variables, seed: g.random_seed(), saver };
+    let def = MetaGraphDef {
+        nodes,
+        collections,
+        variables,
+        seed: g.random_seed(),
+        saver,
+    };
     let body = bincode::serialize(&def).map_err(|e| meta_err(path, e.to_string()))?;
     let mut bytes = Vec::with_capacity(body.len() + 24);
     bytes.extend_from_slice(&MAGIC);
@@ -115,21 +124,36 @@ pub fn export_meta_graph(g: &Graph, path: &Path, saver: Option<&Saver>) -> Resul
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    write().map_err(|source| IoError::Io { path: path.into(), source })
+    write().map_err(|source| IoError::Io {
+        path: path.into(),
+        source,
+    })
 }
 
 fn read_def(path: &Path) -> Result<MetaGraphDef> {
-    let bytes = std::fs::read(path).map_err(|source| IoError::Io { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| IoError::Io {
+        path: path.into(),
+        source,
+    })?;
     if bytes.len() < 24 || bytes[..8] != MAGIC {
         return Err(meta_err(path, "not a ferroflow meta-graph (bad magic)"));
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if version != VERSION {
-        return Err(meta_err(path, format!("meta-graph version {version} is not supported (this build reads {VERSION})")));
+        return Err(meta_err(
+            path,
+            format!("meta-graph version {version} is not supported (this build reads {VERSION})"),
+        ));
     }
     let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap_or([0; 8]));
     if len > MAX_BODY || len + 24 != bytes.len() as u64 {
-        return Err(meta_err(path, format!("body length {len} does not fit a file of {} bytes", bytes.len())));
+        return Err(meta_err(
+            path,
+            format!(
+                "body length {len} does not fit a file of {} bytes",
+                bytes.len()
+            ),
+        ));
     }
     let body = &bytes[20..20 + len as usize];
     let crc = u32::from_le_bytes(bytes[20 + len as usize..].try_into().unwrap_or([0; 4]));
@@ -157,27 +181,63 @@ pub fn import_meta_graph(path: &Path) -> Result<(Graph, Option<Saver>)> {
             .allow_trailing_bytes()
             .with_limit(n.op.len() as u64)
             .deserialize(&n.op)
-            .map_err(|e| meta_err(path, format!("node '{}': unknown or undecodable op type '{}' ({e})", n.name, n.op_type)))?;
+            .map_err(|e| {
+                meta_err(
+                    path,
+                    format!(
+                        "node '{}': unknown or undecodable op type '{}' ({e})",
+                        n.name, n.op_type
+                    ),
+                )
+            })?;
         if op.type_name() != n.op_type {
-            return Err(meta_err(path, format!("node '{}': op type '{}' is not known to this build", n.name, n.op_type)));
+            return Err(meta_err(
+                path,
+                format!(
+                    "node '{}': op type '{}' is not known to this build",
+                    n.name, n.op_type
+                ),
+            ));
         }
         let find = |name: &String| -> Result<Tensor> {
             g.get_operation_by_name(name)
                 .map(|o| Tensor::from_index(o.index()))
-                .map_err(|_| meta_err(path, format!("node '{}' refers to '{}', which is not defined before it", n.name, name)))
+                .map_err(|_| {
+                    meta_err(
+                        path,
+                        format!(
+                            "node '{}' refers to '{}', which is not defined before it",
+                            n.name, name
+                        ),
+                    )
+                })
         };
         let inputs = n.inputs.iter().map(find).collect::<Result<Vec<_>>>()?;
-        let controls = n.control_inputs.iter().map(|c| find(c).map(|t| t.op())).collect::<Result<Vec<_>>>()?;
-        g.import_node(&n.name, op, &inputs, &controls).map_err(|e| meta_err(path, format!("node '{}': {e}", n.name)))?;
+        let controls = n
+            .control_inputs
+            .iter()
+            .map(|c| find(c).map(|t| t.op()))
+            .collect::<Result<Vec<_>>>()?;
+        g.import_node(&n.name, op, &inputs, &controls)
+            .map_err(|e| meta_err(path, format!("node '{}': {e}", n.name)))?;
     }
-    let var = |a: &str, b: &str, c: &str| g.variable_from_names(a, b, c).map_err(|e| meta_err(path, e.to_string()));
+    let var = |a: &str, b: &str, c: &str| {
+        g.variable_from_names(a, b, c)
+            .map_err(|e| meta_err(path, e.to_string()))
+    };
     for (key, items) in &def.collections {
         let mut out = Vec::with_capacity(items.len());
         for it in items {
             out.push(match it {
                 ItemDef::Variable(a, b, c) => CollectionItem::Variable(var(a, b, c)?),
-                ItemDef::Tensor(n) => CollectionItem::Tensor(g.get_tensor_by_name(&format!("{n}:0")).map_err(|e| meta_err(path, e.to_string()))?),
-                ItemDef::Operation(n) => CollectionItem::Operation(g.get_operation_by_name(n).map_err(|e| meta_err(path, e.to_string()))?),
+                ItemDef::Tensor(n) => CollectionItem::Tensor(
+                    g.get_tensor_by_name(&format!("{n}:0"))
+                        .map_err(|e| meta_err(path, e.to_string()))?,
+                ),
+                ItemDef::Operation(n) => CollectionItem::Operation(
+                    g.get_operation_by_name(n)
+                        .map_err(|e| meta_err(path, e.to_string()))?,
+                ),
                 ItemDef::Str(s) => CollectionItem::Str(s.clone()),
             });
         }
@@ -192,7 +252,10 @@ pub fn import_meta_graph(path: &Path) -> Result<(Graph, Option<Saver>)> {
     let saver = match &def.saver {
         None => None,
         Some(list) => {
-            let map = list.iter().map(|(k, a, b, c)| Ok((k.clone(), var(a, b, c)?))).collect::<Result<Vec<_>>>()?;
+            let map = list
+                .iter()
+                .map(|(k, a, b, c)| Ok((k.clone(), var(a, b, c)?)))
+                .collect::<Result<Vec<_>>>()?;
             Some(Saver::new(&g, map)?)
         }
     };

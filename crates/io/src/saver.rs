@@ -56,7 +56,11 @@ impl Saver {
     /// variables with one name.
     pub fn new(g: &Graph, var_list: impl Into<VarList>) -> Result<Self> {
         let entries: Vec<(String, Variable)> = match var_list.into() {
-            VarList::All => g.global_variables().into_iter().map(|v| (v.op_name(g), v)).collect(),
+            VarList::All => g
+                .global_variables()
+                .into_iter()
+                .map(|v| (v.op_name(g), v))
+                .collect(),
             VarList::List(vs) => {
                 let mut seen = HashSet::new();
                 let mut out = Vec::new();
@@ -86,7 +90,13 @@ impl Saver {
         if entries.is_empty() {
             return Err(IoError::NoVariables);
         }
-        Ok(Saver { graph: g.clone(), entries, max_to_keep: Some(5), write_meta_graph: true, kept: Mutex::new(Vec::new()) })
+        Ok(Saver {
+            graph: g.clone(),
+            entries,
+            max_to_keep: Some(5),
+            write_meta_graph: true,
+            kept: Mutex::new(Vec::new()),
+        })
     }
 
     /// `max_to_keep` (default 5); `None` keeps every checkpoint (the state file then lists only the latest).
@@ -116,7 +126,10 @@ impl Saver {
         };
         let file = data_path(&prefix);
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| IoError::Io { path: dir.into(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| IoError::Io {
+                path: dir.into(),
+                source,
+            })?;
         }
         let g = &self.graph;
         let mut specs = Vec::with_capacity(self.entries.len());
@@ -127,9 +140,15 @@ impl Saver {
             };
             specs.push((key.clone(), v.dtype(g), shape));
         }
-        write_checkpoint(&file, &specs, |i| Ok(sess.variable_value(self.entries[i].1)?))?;
+        write_checkpoint(&file, &specs, |i| {
+            Ok(sess.variable_value(self.entries[i].1)?)
+        })?;
         if self.write_meta_graph {
-            crate::meta_graph::export_meta_graph(g, Path::new(&format!("{prefix}.meta")), Some(self))?;
+            crate::meta_graph::export_meta_graph(
+                g,
+                Path::new(&format!("{prefix}.meta")),
+                Some(self),
+            )?;
         }
         self.update_state(&prefix)?;
         Ok(prefix)
@@ -146,15 +165,25 @@ impl Saver {
                 let _ = std::fs::remove_file(format!("{old}.meta"));
             }
         }
-        let dir = Path::new(prefix).parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = Path::new(prefix)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let rel = |p: &str| -> String {
             if Path::new(p).is_absolute() {
                 p.to_string()
             } else {
-                Path::new(p).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| p.to_string())
+                Path::new(p)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| p.to_string())
             }
         };
-        let listed: Vec<String> = if self.max_to_keep.is_some() { kept.clone() } else { vec![prefix.to_string()] };
+        let listed: Vec<String> = if self.max_to_keep.is_some() {
+            kept.clone()
+        } else {
+            vec![prefix.to_string()]
+        };
         let mut text = format!("model_checkpoint_path: {:?}\n", rel(prefix));
         for p in &listed {
             text.push_str(&format!("all_model_checkpoint_paths: {:?}\n", rel(p)));
@@ -168,7 +197,10 @@ impl Saver {
             f.sync_all()?;
             std::fs::rename(&tmp, &state)
         };
-        write().map_err(|source| IoError::Io { path: state.clone(), source })?;
+        write().map_err(|source| IoError::Io {
+            path: state.clone(),
+            source,
+        })?;
         sync_dir(&state);
         Ok(())
     }
@@ -178,7 +210,9 @@ impl Saver {
     pub fn restore(&self, sess: &Session, prefix: &str) -> Result<()> {
         let file = data_path(prefix);
         if !file.exists() {
-            return Err(IoError::NotACheckpoint { path: PathBuf::from(prefix) });
+            return Err(IoError::NotACheckpoint {
+                path: PathBuf::from(prefix),
+            });
         }
         let mut reader = CheckpointReader::open(&file)?;
         let g = &self.graph;
@@ -188,7 +222,10 @@ impl Saver {
                 .entries()
                 .iter()
                 .find(|e| &e.name == key)
-                .ok_or_else(|| IoError::KeyNotFound { key: key.clone(), path: file.clone() })?;
+                .ok_or_else(|| IoError::KeyNotFound {
+                    key: key.clone(),
+                    path: file.clone(),
+                })?;
             let shape: Vec<usize> = e.shape.iter().map(|&d| d as usize).collect();
             if e.dtype != v.dtype(g) || !v.shape(g).accepts(&shape) {
                 return Err(IoError::Mismatch {
@@ -201,7 +238,10 @@ impl Saver {
             }
         }
         for (key, v) in &self.entries {
-            let value = reader.read(key)?.ok_or_else(|| IoError::KeyNotFound { key: key.clone(), path: file.clone() })?;
+            let value = reader.read(key)?.ok_or_else(|| IoError::KeyNotFound {
+                key: key.clone(),
+                path: file.clone(),
+            })?;
             sess.set_variable_value(*v, value)?;
         }
         Ok(())
@@ -214,14 +254,21 @@ fn parse_state(text: &str) -> Option<CheckpointState> {
     for line in text.lines() {
         let (k, v) = line.split_once(':')?;
         let v = v.trim();
-        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"'))?.replace("\\\"", "\"").replace("\\\\", "\\");
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))?
+            .replace("\\\"", "\"")
+            .replace("\\\\", "\\");
         match k.trim() {
             "model_checkpoint_path" => latest = Some(v),
             "all_model_checkpoint_paths" => all.push(v),
             _ => {}
         }
     }
-    Some(CheckpointState { model_checkpoint_path: latest?, all_model_checkpoint_paths: all })
+    Some(CheckpointState {
+        model_checkpoint_path: latest?,
+        all_model_checkpoint_paths: all,
+    })
 }
 
 /// `tf.train.get_checkpoint_state(dir)`: the state file with relative entries joined to `dir`;
@@ -233,10 +280,23 @@ pub fn get_checkpoint_state(dir: &Path) -> Result<Option<CheckpointState>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(IoError::Io { path, source }),
     };
-    let mut st = parse_state(&text).ok_or_else(|| IoError::Corrupt { path: path.clone(), message: "unparsable checkpoint state file".into() })?;
-    let join = |p: &str| if Path::new(p).is_absolute() { p.to_string() } else { dir.join(p).to_string_lossy().into_owned() };
+    let mut st = parse_state(&text).ok_or_else(|| IoError::Corrupt {
+        path: path.clone(),
+        message: "unparsable checkpoint state file".into(),
+    })?;
+    let join = |p: &str| {
+        if Path::new(p).is_absolute() {
+            p.to_string()
+        } else {
+            dir.join(p).to_string_lossy().into_owned()
+        }
+    };
     st.model_checkpoint_path = join(&st.model_checkpoint_path);
-    st.all_model_checkpoint_paths = st.all_model_checkpoint_paths.iter().map(|p| join(p)).collect();
+    st.all_model_checkpoint_paths = st
+        .all_model_checkpoint_paths
+        .iter()
+        .map(|p| join(p))
+        .collect();
     Ok(Some(st))
 }
 

@@ -1,7 +1,9 @@
 //! Saver round trips, partial restore by scope regex and key maps, every error, max_to_keep and the
 //! state file, and meta-graph export/import of a trained model.
 
-use ferroflow_core::{feed, keys, DType, Graph, Initializer, Session, Shape, Tensor, Value, VarOptions, Variable};
+use ferroflow_core::{
+    feed, keys, DType, Graph, Initializer, Session, Shape, Tensor, Value, VarOptions, Variable,
+};
 use ferroflow_io::{import_meta_graph, latest_checkpoint, IoError, Saver, VarList};
 use ferroflow_nn::layers::{dense, Activation};
 use ferroflow_nn::{losses, Optimizer};
@@ -9,7 +11,11 @@ use proptest::prelude::*;
 use std::path::PathBuf;
 
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ff-io-{tag}-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let d = std::env::temp_dir().join(format!(
+        "ff-io-{tag}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -17,7 +23,10 @@ fn tmpdir(tag: &str) -> PathBuf {
 
 fn lecture_net(g: &Graph, seed: u64) -> (Tensor, Tensor) {
     g.set_random_seed(seed);
-    let x = g.named("X").placeholder(DType::F32, [None, Some(8)]).unwrap();
+    let x = g
+        .named("X")
+        .placeholder(DType::F32, [None, Some(8)])
+        .unwrap();
     let _dnn = g.name_scope("dnn").unwrap();
     let mut h = x;
     for i in 1..=4 {
@@ -28,12 +37,16 @@ fn lecture_net(g: &Graph, seed: u64) -> (Tensor, Tensor) {
 
 fn init(g: &Graph) -> Session {
     let s = Session::new(g);
-    s.run_targets(&[g.global_variables_initializer().unwrap()], &[]).unwrap();
+    s.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
     s
 }
 
 fn values(g: &Graph, s: &Session) -> Vec<(String, Value)> {
-    g.global_variables().iter().map(|v| (v.op_name(g), s.variable_value(*v).unwrap())).collect()
+    g.global_variables()
+        .iter()
+        .map(|v| (v.op_name(g), s.variable_value(*v).unwrap()))
+        .collect()
 }
 
 #[test]
@@ -43,7 +56,10 @@ fn partial_restore_by_the_lectures_regex() {
     let g = Graph::new();
     lecture_net(&g, 1);
     let s = init(&g);
-    let saved = Saver::new(&g, VarList::All).unwrap().save(&s, &prefix, Some(1000)).unwrap();
+    let saved = Saver::new(&g, VarList::All)
+        .unwrap()
+        .save(&s, &prefix, Some(1000))
+        .unwrap();
     assert_eq!(saved, format!("{prefix}-1000"));
     let original = values(&g, &s);
 
@@ -51,11 +67,20 @@ fn partial_restore_by_the_lectures_regex() {
     lecture_net(&g2, 2);
     let s2 = init(&g2);
     let fresh = values(&g2, &s2);
-    let reuse_vars: Vec<Variable> = g2.get_collection(keys::GLOBAL_VARIABLES, Some("hidden[123]")).unwrap();
-    let reuse_vars_dict: Vec<(String, Variable)> = reuse_vars.iter().map(|v| (v.op_name(&g2), *v)).collect();
-    Saver::new(&g2, reuse_vars_dict).unwrap().restore(&s2, &saved).unwrap();
-    for ((name, now), ((_, orig), (_, before))) in values(&g2, &s2).iter().zip(original.iter().zip(&fresh)) {
-        if name.starts_with("hidden1") || name.starts_with("hidden2") || name.starts_with("hidden3") {
+    let reuse_vars: Vec<Variable> = g2
+        .get_collection(keys::GLOBAL_VARIABLES, Some("hidden[123]"))
+        .unwrap();
+    let reuse_vars_dict: Vec<(String, Variable)> =
+        reuse_vars.iter().map(|v| (v.op_name(&g2), *v)).collect();
+    Saver::new(&g2, reuse_vars_dict)
+        .unwrap()
+        .restore(&s2, &saved)
+        .unwrap();
+    for ((name, now), ((_, orig), (_, before))) in
+        values(&g2, &s2).iter().zip(original.iter().zip(&fresh))
+    {
+        if name.starts_with("hidden1") || name.starts_with("hidden2") || name.starts_with("hidden3")
+        {
             assert_eq!(now, orig, "{name} restored");
         } else {
             assert_eq!(now, before, "{name} untouched");
@@ -72,13 +97,31 @@ fn renaming_through_a_key_map() {
     let g = Graph::new();
     lecture_net(&g, 3);
     let s = init(&g);
-    let p = Saver::new(&g, VarList::All).unwrap().save(&s, &dir.join("m").to_string_lossy(), None).unwrap();
-    let kernel: Vec<Variable> = g.get_collection(keys::GLOBAL_VARIABLES, Some("outputs/kernel")).unwrap();
+    let p = Saver::new(&g, VarList::All)
+        .unwrap()
+        .save(&s, &dir.join("m").to_string_lossy(), None)
+        .unwrap();
+    let kernel: Vec<Variable> = g
+        .get_collection(keys::GLOBAL_VARIABLES, Some("outputs/kernel"))
+        .unwrap();
     let g2 = Graph::new();
-    let other = g2.get_variable_with("other", &[6, 3], DType::F32, VarOptions::init(Initializer::Zeros)).unwrap();
+    let other = g2
+        .get_variable_with(
+            "other",
+            &[6, 3],
+            DType::F32,
+            VarOptions::init(Initializer::Zeros),
+        )
+        .unwrap();
     let s2 = init(&g2);
-    Saver::new(&g2, vec![("outputs/kernel".to_string(), other)]).unwrap().restore(&s2, &p).unwrap();
-    assert_eq!(s2.variable_value(other).unwrap(), s.variable_value(kernel[0]).unwrap());
+    Saver::new(&g2, vec![("outputs/kernel".to_string(), other)])
+        .unwrap()
+        .restore(&s2, &p)
+        .unwrap();
+    assert_eq!(
+        s2.variable_value(other).unwrap(),
+        s.variable_value(kernel[0]).unwrap()
+    );
 }
 
 #[test]
@@ -87,21 +130,58 @@ fn saver_errors_name_the_key() {
     let g = Graph::new();
     let a = g.get_variable("a", &[2, 3], DType::F32).unwrap();
     let b = g.get_variable("b", &[2], DType::F32).unwrap();
-    assert!(matches!(Saver::new(&Graph::new(), VarList::All), Err(IoError::NoVariables)));
-    let e = Saver::new(&g, vec![("k1".to_string(), a), ("k2".to_string(), a)]).err().unwrap();
-    assert_eq!(e.to_string(), "The same saveable will be restored with two names: k2");
+    assert!(matches!(
+        Saver::new(&Graph::new(), VarList::All),
+        Err(IoError::NoVariables)
+    ));
+    let e = Saver::new(&g, vec![("k1".to_string(), a), ("k2".to_string(), a)])
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "The same saveable will be restored with two names: k2"
+    );
     let e = Saver::new(&g, vec![a, a]).err().unwrap();
-    assert_eq!(e.to_string(), "At least two variables have the same name: a");
+    assert_eq!(
+        e.to_string(),
+        "At least two variables have the same name: a"
+    );
     let s = init(&g);
-    let p = Saver::new(&g, vec![a]).unwrap().save(&s, &dir.join("m").to_string_lossy(), None).unwrap();
-    let e = Saver::new(&g, vec![b]).unwrap().restore(&s, &p).unwrap_err();
-    assert!(e.to_string().contains("Key b not found in checkpoint"), "{e}");
-    let e = Saver::new(&g, vec![("a".to_string(), b)]).unwrap().restore(&s, &p).unwrap_err();
-    assert!(e.to_string().contains("key a") && e.to_string().contains("lhs shape= (2,) rhs shape= [2, 3]"), "{e}");
-    let e = Saver::new(&g, vec![a]).unwrap().restore(&s, &dir.join("nope").to_string_lossy()).unwrap_err();
-    assert!(e.to_string().starts_with("The passed save_path is not a valid checkpoint"), "{e}");
+    let p = Saver::new(&g, vec![a])
+        .unwrap()
+        .save(&s, &dir.join("m").to_string_lossy(), None)
+        .unwrap();
+    let e = Saver::new(&g, vec![b])
+        .unwrap()
+        .restore(&s, &p)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("Key b not found in checkpoint"),
+        "{e}"
+    );
+    let e = Saver::new(&g, vec![("a".to_string(), b)])
+        .unwrap()
+        .restore(&s, &p)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("key a")
+            && e.to_string().contains("lhs shape= (2,) rhs shape= [2, 3]"),
+        "{e}"
+    );
+    let e = Saver::new(&g, vec![a])
+        .unwrap()
+        .restore(&s, &dir.join("nope").to_string_lossy())
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("The passed save_path is not a valid checkpoint"),
+        "{e}"
+    );
     std::fs::write(dir.join("junk.ffckpt"), b"not a checkpoint at all, really").unwrap();
-    let e = Saver::new(&g, vec![a]).unwrap().restore(&s, &dir.join("junk").to_string_lossy()).unwrap_err();
+    let e = Saver::new(&g, vec![a])
+        .unwrap()
+        .restore(&s, &dir.join("junk").to_string_lossy())
+        .unwrap_err();
     assert!(matches!(e, IoError::Corrupt { .. }), "{e}");
 }
 
@@ -120,7 +200,10 @@ fn max_to_keep_and_the_state_file() {
     let latest = latest_checkpoint(&dir).unwrap().unwrap();
     assert_eq!(latest, format!("{base}-3"));
     let state = std::fs::read_to_string(dir.join("checkpoint")).unwrap();
-    assert!(state.contains(&format!("model_checkpoint_path: \"{base}-3\"")), "{state}");
+    assert!(
+        state.contains(&format!("model_checkpoint_path: \"{base}-3\"")),
+        "{state}"
+    );
     assert!(!state.contains("m-1\""), "{state}");
     assert!(!dir.join("m-1.ffckpt").exists() && !dir.join("m-1.meta").exists());
     assert!(dir.join("m-2.ffckpt").exists() && dir.join("m-3.meta").exists());
@@ -132,7 +215,10 @@ fn max_to_keep_and_the_state_file() {
     std::env::set_current_dir(cwd).unwrap();
     let st = std::fs::read_to_string(dir.join("sub/checkpoint")).unwrap();
     assert!(st.starts_with("model_checkpoint_path: \"r-7\""), "{st}");
-    assert_eq!(latest_checkpoint(&dir.join("sub")).unwrap().unwrap(), dir.join("sub").join("r-7").to_string_lossy());
+    assert_eq!(
+        latest_checkpoint(&dir.join("sub")).unwrap().unwrap(),
+        dir.join("sub").join("r-7").to_string_lossy()
+    );
 }
 
 #[test]
@@ -142,15 +228,21 @@ fn trained_model_reused_through_its_meta_graph() {
     let (x, logits) = lecture_net(&g, 4);
     let y = g.named("y").placeholder(DType::I64, [None]).unwrap();
     let loss = losses::sparse_softmax_cross_entropy(&g, y, logits).unwrap();
-    let train = Optimizer::adam(0.01).minimize(&g, loss, None, None).unwrap();
+    let train = Optimizer::adam(0.01)
+        .minimize(&g, loss, None, None)
+        .unwrap();
     let s = init(&g);
     let xv = Value::from_f32(&[4, 8], (0..32).map(|i| (i as f32 * 0.37).sin()).collect()).unwrap();
     let yv = Value::from_i64(&[4], vec![0, 1, 2, 1]).unwrap();
     for _ in 0..5 {
-        s.run_targets(&[train], &[feed(x, xv.clone()), feed(y, yv.clone())]).unwrap();
+        s.run_targets(&[train], &[feed(x, xv.clone()), feed(y, yv.clone())])
+            .unwrap();
     }
     let want = s.run_one(logits, &[feed(x, xv.clone())]).unwrap();
-    let prefix = Saver::new(&g, VarList::All).unwrap().save(&s, &dir.join("model.ckpt").to_string_lossy(), None).unwrap();
+    let prefix = Saver::new(&g, VarList::All)
+        .unwrap()
+        .save(&s, &dir.join("model.ckpt").to_string_lossy(), None)
+        .unwrap();
 
     // A program with none of the building code.
     let (g2, saver) = import_meta_graph(std::path::Path::new(&format!("{prefix}.meta"))).unwrap();
@@ -159,25 +251,55 @@ fn trained_model_reused_through_its_meta_graph() {
     let s2 = Session::new(&g2);
     saver.unwrap().restore(&s2, &prefix).unwrap();
     assert_eq!(s2.run_one(logits2, &[feed(x2, xv.clone())]).unwrap(), want);
-    assert_eq!(g2.get_collection::<Variable>(keys::TRAINABLE_VARIABLES, None).unwrap().len(), 10);
-    assert_eq!(g2.get_collection::<Tensor>(keys::LOSSES, None).unwrap().len(), 1);
+    assert_eq!(
+        g2.get_collection::<Variable>(keys::TRAINABLE_VARIABLES, None)
+            .unwrap()
+            .len(),
+        10
+    );
+    assert_eq!(
+        g2.get_collection::<Tensor>(keys::LOSSES, None)
+            .unwrap()
+            .len(),
+        1
+    );
     // New layers on top of hidden3, trained alone.
     let h3 = g2.get_tensor_by_name("dnn/hidden3/Relu:0").unwrap();
     let new_out = dense(&g2, h3, 2, None, "new_outputs").unwrap();
     let y2 = g2.named("y2").placeholder(DType::I64, [None]).unwrap();
     let new_loss = losses::sparse_softmax_cross_entropy(&g2, y2, new_out).unwrap();
-    let new_vars: Vec<Variable> = g2.get_collection(keys::TRAINABLE_VARIABLES, Some("new_outputs")).unwrap();
-    let train2 = Optimizer::gradient_descent(0.1).minimize(&g2, new_loss, Some(&new_vars), None).unwrap();
-    s2.run_targets(&[g2.variables_initializer(&new_vars).unwrap()], &[]).unwrap();
+    let new_vars: Vec<Variable> = g2
+        .get_collection(keys::TRAINABLE_VARIABLES, Some("new_outputs"))
+        .unwrap();
+    let train2 = Optimizer::gradient_descent(0.1)
+        .minimize(&g2, new_loss, Some(&new_vars), None)
+        .unwrap();
+    s2.run_targets(&[g2.variables_initializer(&new_vars).unwrap()], &[])
+        .unwrap();
     let yv2 = Value::from_i64(&[4], vec![0, 1, 1, 0]).unwrap();
-    let l0 = s2.run_one(new_loss, &[feed(x2, xv.clone()), feed(y2, yv2.clone())]).unwrap().scalar_value().unwrap();
+    let l0 = s2
+        .run_one(new_loss, &[feed(x2, xv.clone()), feed(y2, yv2.clone())])
+        .unwrap()
+        .scalar_value()
+        .unwrap();
     for _ in 0..30 {
-        s2.run_targets(&[train2], &[feed(x2, xv.clone()), feed(y2, yv2.clone())]).unwrap();
+        s2.run_targets(&[train2], &[feed(x2, xv.clone()), feed(y2, yv2.clone())])
+            .unwrap();
     }
-    let l1 = s2.run_one(new_loss, &[feed(x2, xv.clone()), feed(y2, yv2)]).unwrap().scalar_value().unwrap();
+    let l1 = s2
+        .run_one(new_loss, &[feed(x2, xv.clone()), feed(y2, yv2)])
+        .unwrap()
+        .scalar_value()
+        .unwrap();
     assert!(l1 < l0, "{l0} → {l1}");
-    assert_eq!(s2.run_one(logits2, &[feed(x2, xv)]).unwrap(), want, "the reused layers did not move");
-    let e = import_meta_graph(&dir.join("model.ckpt.ffckpt")).err().unwrap();
+    assert_eq!(
+        s2.run_one(logits2, &[feed(x2, xv)]).unwrap(),
+        want,
+        "the reused layers did not move"
+    );
+    let e = import_meta_graph(&dir.join("model.ckpt.ffckpt"))
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("not a ferroflow meta-graph"), "{e}");
 }
 
@@ -187,11 +309,19 @@ fn arb_value() -> impl Strategy<Value = Value> {
         let n: usize = shape.iter().product();
         let s2 = shape.clone();
         match kind {
-            0 => proptest::collection::vec(any::<f32>(), n).prop_map(move |d| Value::from_f32(&s2, d).unwrap()).boxed(),
-            1 => proptest::collection::vec(any::<f64>(), n).prop_map(move |d| Value::from_f64(&s2, d).unwrap()).boxed(),
-            2 => proptest::collection::vec(any::<i64>(), n).prop_map(move |d| Value::from_i64(&s2, d).unwrap()).boxed(),
+            0 => proptest::collection::vec(any::<f32>(), n)
+                .prop_map(move |d| Value::from_f32(&s2, d).unwrap())
+                .boxed(),
+            1 => proptest::collection::vec(any::<f64>(), n)
+                .prop_map(move |d| Value::from_f64(&s2, d).unwrap())
+                .boxed(),
+            2 => proptest::collection::vec(any::<i64>(), n)
+                .prop_map(move |d| Value::from_i64(&s2, d).unwrap())
+                .boxed(),
             _ => proptest::collection::vec(any::<bool>(), n)
-                .prop_map(move |d| Value::Bool(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&s2), d).unwrap()))
+                .prop_map(move |d| {
+                    Value::Bool(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&s2), d).unwrap())
+                })
                 .boxed(),
         }
     })

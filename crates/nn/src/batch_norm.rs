@@ -2,7 +2,9 @@
 //! and moving averages whose update ops go into UPDATE_OPS and run only when asked.
 
 use crate::layers::{unique_layer_name, Training};
-use ferroflow_core::{keys, Error, Graph, Initializer, Result, Reuse, Tensor, VarOptions, Variable};
+use ferroflow_core::{
+    keys, Error, Graph, Initializer, Result, Reuse, Tensor, VarOptions, Variable,
+};
 
 /// Options of `batch_normalization` (TF's defaults).
 #[derive(Clone, Debug)]
@@ -22,13 +24,32 @@ pub struct BatchNormOptions {
 
 impl Default for BatchNormOptions {
     fn default() -> Self {
-        BatchNormOptions { momentum: 0.99, epsilon: 1e-3, center: true, scale: true, name: None, reuse: Reuse::No, trainable: true }
+        BatchNormOptions {
+            momentum: 0.99,
+            epsilon: 1e-3,
+            center: true,
+            scale: true,
+            name: None,
+            reuse: Reuse::No,
+            trainable: true,
+        }
     }
 }
 
-fn normalize(g: &Graph, x: Tensor, mean: Tensor, var: Tensor, gamma: Option<Tensor>, beta: Option<Tensor>, eps: f64) -> Result<Tensor> {
+fn normalize(
+    g: &Graph,
+    x: Tensor,
+    mean: Tensor,
+    var: Tensor,
+    gamma: Option<Tensor>,
+    beta: Option<Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
     // TF's formula: x·inv + (beta - mean·inv), inv = gamma / √(var + ε).
-    let mut inv = g.div(g.scalar_like(x, 1.0)?, g.sqrt(g.add(var, g.scalar_like(x, eps)?)?)?)?;
+    let mut inv = g.div(
+        g.scalar_like(x, 1.0)?,
+        g.sqrt(g.add(var, g.scalar_like(x, eps)?)?)?,
+    )?;
     if let Some(gm) = gamma {
         inv = g.mul(inv, gm)?;
     }
@@ -49,10 +70,18 @@ fn normalize(g: &Graph, x: Tensor, mean: Tensor, var: Tensor, gamma: Option<Tens
 /// They run only when fetched or made a control dependency of the train op, exactly as in TF.
 /// For rank-4 inputs TF's fused kernel feeds the **unbiased** variance into the moving average; ferroflow
 /// does the same.
-pub fn batch_normalization(g: &Graph, x: Tensor, training: impl Into<Training>, opts: BatchNormOptions) -> Result<Tensor> {
+pub fn batch_normalization(
+    g: &Graph,
+    x: Tensor,
+    training: impl Into<Training>,
+    opts: BatchNormOptions,
+) -> Result<Tensor> {
     let training = training.into();
     let info = g.info(x)?;
-    let name = opts.name.clone().unwrap_or_else(|| unique_layer_name(g, "batch_normalization", "gamma"));
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| unique_layer_name(g, "batch_normalization", "gamma"));
     let dims = info.shape.dims().ok_or_else(|| Error::Shape {
         node: name.clone(),
         op: "batch_normalization".into(),
@@ -62,20 +91,50 @@ pub fn batch_normalization(g: &Graph, x: Tensor, training: impl Into<Training>, 
     let channels = dims.last().copied().flatten().ok_or_else(|| Error::Shape {
         node: name.clone(),
         op: "batch_normalization".into(),
-        message: format!("the channel (last) dimension must be known, got {}", info.shape),
+        message: format!(
+            "the channel (last) dimension must be known, got {}",
+            info.shape
+        ),
     })?;
     let _vs = g.variable_scope_with(&name, opts.reuse)?;
     let var = |n: &str, init: Initializer, trainable: bool| -> Result<Variable> {
-        g.get_variable_with(n, &[channels], info.dtype, VarOptions { initializer: Some(init), trainable, collections: None })
+        g.get_variable_with(
+            n,
+            &[channels],
+            info.dtype,
+            VarOptions {
+                initializer: Some(init),
+                trainable,
+                collections: None,
+            },
+        )
     };
-    let gamma = if opts.scale { Some(var("gamma", Initializer::Ones, opts.trainable)?) } else { None };
-    let beta = if opts.center { Some(var("beta", Initializer::Zeros, opts.trainable)?) } else { None };
+    let gamma = if opts.scale {
+        Some(var("gamma", Initializer::Ones, opts.trainable)?)
+    } else {
+        None
+    };
+    let beta = if opts.center {
+        Some(var("beta", Initializer::Zeros, opts.trainable)?)
+    } else {
+        None
+    };
     let moving_mean = var("moving_mean", Initializer::Zeros, false)?;
     let moving_var = var("moving_variance", Initializer::Ones, false)?;
     let gamma_t = gamma.map(|v| v.value());
     let beta_t = beta.map(|v| v.value());
 
-    let inference = || normalize(g, x, moving_mean.value(), moving_var.value(), gamma_t, beta_t, opts.epsilon);
+    let inference = || {
+        normalize(
+            g,
+            x,
+            moving_mean.value(),
+            moving_var.value(),
+            gamma_t,
+            beta_t,
+            opts.epsilon,
+        )
+    };
     if training == Training::Bool(false) {
         return inference();
     }
@@ -83,7 +142,11 @@ pub fn batch_normalization(g: &Graph, x: Tensor, training: impl Into<Training>, 
     let (mean, variance) = {
         let _m = g.name_scope("moments")?;
         let mean = g.reduce_mean(x, Some(&axes), false)?;
-        let variance = g.reduce_mean(g.squared_difference(x, g.stop_gradient(mean)?)?, Some(&axes), false)?;
+        let variance = g.reduce_mean(
+            g.squared_difference(x, g.stop_gradient(mean)?)?,
+            Some(&axes),
+            false,
+        )?;
         (mean, variance)
     };
     let train_out = normalize(g, x, mean, variance, gamma_t, beta_t, opts.epsilon)?;
@@ -93,14 +156,24 @@ pub fn batch_normalization(g: &Graph, x: Tensor, training: impl Into<Training>, 
     };
     let stat_var = if rank == 4 {
         // Bessel's correction n/(n-1), n = elements per channel (TF's fused kernel).
-        let n = g.div(g.cast(g.size(x)?, info.dtype)?, g.scalar_like(x, channels as f64)?)?;
+        let n = g.div(
+            g.cast(g.size(x)?, info.dtype)?,
+            g.scalar_like(x, channels as f64)?,
+        )?;
         g.mul(variance, g.div(n, g.sub(n, g.scalar_like(x, 1.0)?)?)?)?
     } else {
         variance
     };
     let decay = g.scalar_like(x, 1.0 - opts.momentum)?;
-    for (k, (moving, batch)) in [(moving_mean, mean), (moving_var, stat_var)].into_iter().enumerate() {
-        let _s = g.name_scope(if k == 0 { "AssignMovingAvg" } else { "AssignMovingAvg_1" })?;
+    for (k, (moving, batch)) in [(moving_mean, mean), (moving_var, stat_var)]
+        .into_iter()
+        .enumerate()
+    {
+        let _s = g.name_scope(if k == 0 {
+            "AssignMovingAvg"
+        } else {
+            "AssignMovingAvg_1"
+        })?;
         let delta = g.mul(g.sub(moving.value(), batch)?, decay)?;
         let delta = match training {
             Training::Tensor(t) => g.select(t, delta, g.zeros_like(delta)?)?,

@@ -19,22 +19,37 @@ pub fn clip_by_norm(g: &Graph, t: Tensor, clip_norm: f64, axes: Option<&[i64]>) 
 /// `tf.global_norm(ts)`: √(Σ‖tᵢ‖²) over the non-`None` tensors.
 pub fn global_norm(g: &Graph, ts: &[Option<Tensor>]) -> Result<Tensor> {
     let _s = g.name_scope("global_norm")?;
-    let parts: Vec<Tensor> = ts.iter().flatten().map(|&t| g.mul(g.l2_loss(t)?, g.scalar_like(t, 2.0)?)).collect::<Result<_>>()?;
+    let parts: Vec<Tensor> = ts
+        .iter()
+        .flatten()
+        .map(|&t| g.mul(g.l2_loss(t)?, g.scalar_like(t, 2.0)?))
+        .collect::<Result<_>>()?;
     if parts.is_empty() {
         return g.constant(0.0f32);
     }
-    let sum = if parts.len() == 1 { parts[0] } else { g.add_n(&parts)? };
+    let sum = if parts.len() == 1 {
+        parts[0]
+    } else {
+        g.add_n(&parts)?
+    };
     g.named("global_norm").sqrt(sum)
 }
 
 /// `tf.clip_by_global_norm(t_list, clip_norm)`: returns the clipped list (`None` entries pass through)
 /// and the **pre-clip** global norm. Each t becomes `t · c · min(1/gn, 1/c)`; when the norm is inf or
 /// NaN every value becomes NaN, as in TF.
-pub fn clip_by_global_norm(g: &Graph, ts: &[Option<Tensor>], clip_norm: f64) -> Result<(Vec<Option<Tensor>>, Tensor)> {
+pub fn clip_by_global_norm(
+    g: &Graph,
+    ts: &[Option<Tensor>],
+    clip_norm: f64,
+) -> Result<(Vec<Option<Tensor>>, Tensor)> {
     let gn = global_norm(g, ts)?;
     let _s = g.name_scope("clip_by_global_norm")?;
     let one = g.scalar_like(gn, 1.0)?;
-    let scale = g.mul(g.scalar_like(gn, clip_norm)?, g.minimum(g.div(one, gn)?, g.scalar_like(gn, 1.0 / clip_norm)?)?)?;
+    let scale = g.mul(
+        g.scalar_like(gn, clip_norm)?,
+        g.minimum(g.div(one, gn)?, g.scalar_like(gn, 1.0 / clip_norm)?)?,
+    )?;
     // is_finite(gn) ⇔ gn - gn == 0.
     let finite = g.equal(g.sub(gn, gn)?, g.scalar_like(gn, 0.0)?)?;
     let scale = g.select(finite, scale, g.scalar_like(gn, f64::NAN)?)?;
@@ -43,7 +58,11 @@ pub fn clip_by_global_norm(g: &Graph, ts: &[Option<Tensor>], clip_norm: f64) -> 
         out.push(match t {
             None => None,
             Some(t) => {
-                let s = if g.dtype(*t)? == g.dtype(scale)? { scale } else { g.cast(scale, g.dtype(*t)?)? };
+                let s = if g.dtype(*t)? == g.dtype(scale)? {
+                    scale
+                } else {
+                    g.cast(scale, g.dtype(*t)?)?
+                };
                 Some(g.mul(*t, s)?)
             }
         });

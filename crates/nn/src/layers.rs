@@ -1,7 +1,9 @@
 //! `dense` (TF's `tf.layers.dense`), activations as a layer option, and `dropout`.
 
 use crate::regularizers::Regularizer;
-use ferroflow_core::{keys, Error, Graph, Initializer, Result, Reuse, Tensor, VarOptions, Variable};
+use ferroflow_core::{
+    keys, Error, Graph, Initializer, Result, Reuse, Tensor, VarOptions, Variable,
+};
 
 /// An activation function, as a function and as a `dense` option.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -87,11 +89,21 @@ impl Default for DenseOptions {
 /// Picks `base`, `base_1`, ... : the first name whose variables do not exist yet (TF's unique layer names).
 pub(crate) fn unique_layer_name(g: &Graph, base: &str, first_var: &str) -> String {
     let scope = g.current_variable_scope();
-    let prefix = if scope.is_empty() { String::new() } else { format!("{scope}/") };
+    let prefix = if scope.is_empty() {
+        String::new()
+    } else {
+        format!("{scope}/")
+    };
     let mut k = 0;
     loop {
-        let name = if k == 0 { base.to_string() } else { format!("{base}_{k}") };
-        if g.get_operation_by_name(&format!("{prefix}{name}/{first_var}")).is_err() {
+        let name = if k == 0 {
+            base.to_string()
+        } else {
+            format!("{base}_{k}")
+        };
+        if g.get_operation_by_name(&format!("{prefix}{name}/{first_var}"))
+            .is_err()
+        {
             return name;
         }
         k += 1;
@@ -110,8 +122,23 @@ fn add_regularizer(g: &Graph, reg: &Option<Regularizer>, v: Variable) -> Result<
 }
 
 /// `tf.layers.dense(input, units, activation, name=name)`.
-pub fn dense(g: &Graph, input: Tensor, units: usize, activation: Option<Activation>, name: &str) -> Result<Tensor> {
-    dense_with(g, input, units, DenseOptions { activation, name: Some(name.to_string()), ..Default::default() })
+pub fn dense(
+    g: &Graph,
+    input: Tensor,
+    units: usize,
+    activation: Option<Activation>,
+    name: &str,
+) -> Result<Tensor> {
+    dense_with(
+        g,
+        input,
+        units,
+        DenseOptions {
+            activation,
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+    )
 }
 
 /// `tf.layers.dense` with every option: variables `<name>/kernel` `[in, units]` then `<name>/bias`
@@ -119,18 +146,32 @@ pub fn dense(g: &Graph, input: Tensor, units: usize, activation: Option<Activati
 /// The same name again without reuse is an error naming the variable.
 pub fn dense_with(g: &Graph, input: Tensor, units: usize, opts: DenseOptions) -> Result<Tensor> {
     let info = g.info(input)?;
-    let name = opts.name.clone().unwrap_or_else(|| unique_layer_name(g, "dense", "kernel"));
-    let in_dim = info.shape.dims().and_then(|d| d.last().copied().flatten()).ok_or_else(|| Error::Shape {
-        node: name.clone(),
-        op: "dense".into(),
-        message: format!("the input's last dimension must be known, got shape {}", info.shape),
-    })?;
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| unique_layer_name(g, "dense", "kernel"));
+    let in_dim = info
+        .shape
+        .dims()
+        .and_then(|d| d.last().copied().flatten())
+        .ok_or_else(|| Error::Shape {
+            node: name.clone(),
+            op: "dense".into(),
+            message: format!(
+                "the input's last dimension must be known, got shape {}",
+                info.shape
+            ),
+        })?;
     let _vs = g.variable_scope_with(&name, opts.reuse)?;
     let kernel = g.get_variable_with(
         "kernel",
         &[in_dim, units],
         info.dtype,
-        VarOptions { initializer: opts.kernel_initializer.clone(), trainable: opts.trainable, collections: None },
+        VarOptions {
+            initializer: opts.kernel_initializer.clone(),
+            trainable: opts.trainable,
+            collections: None,
+        },
     )?;
     add_regularizer(g, &opts.kernel_regularizer, kernel)?;
     let mut out = g.named("MatMul").matmul(input, kernel)?;
@@ -139,7 +180,11 @@ pub fn dense_with(g: &Graph, input: Tensor, units: usize, opts: DenseOptions) ->
             "bias",
             &[units],
             info.dtype,
-            VarOptions { initializer: Some(opts.bias_initializer.clone()), trainable: opts.trainable, collections: None },
+            VarOptions {
+                initializer: Some(opts.bias_initializer.clone()),
+                trainable: opts.trainable,
+                collections: None,
+            },
         )?;
         add_regularizer(g, &opts.bias_regularizer, bias)?;
         out = g.named("BiasAdd").add(out, bias)?;
@@ -152,9 +197,19 @@ pub fn dense_with(g: &Graph, input: Tensor, units: usize, opts: DenseOptions) ->
 
 /// `tf.layers.dropout(x, rate, training)`: in training, each element is zeroed with probability `rate`
 /// and the rest scaled by 1/(1-rate); in inference, the identity.
-pub fn dropout(g: &Graph, x: Tensor, rate: f64, training: impl Into<Training>, seed: Option<u64>) -> Result<Tensor> {
+pub fn dropout(
+    g: &Graph,
+    x: Tensor,
+    rate: f64,
+    training: impl Into<Training>,
+    seed: Option<u64>,
+) -> Result<Tensor> {
     if !(0.0..1.0).contains(&rate) {
-        return Err(Error::InvalidArgument { node: "dropout".into(), op: "dropout".into(), message: format!("rate must be in [0, 1), got {rate}") });
+        return Err(Error::InvalidArgument {
+            node: "dropout".into(),
+            op: "dropout".into(),
+            message: format!("rate must be in [0, 1), got {rate}"),
+        });
     }
     let training = training.into();
     if training == Training::Bool(false) {

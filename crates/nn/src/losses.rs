@@ -3,7 +3,11 @@
 
 use ferroflow_core::{keys, DType, Graph, Result, Tensor};
 
-fn scoped_mean(g: &Graph, scope: &str, per_example: impl FnOnce() -> Result<Tensor>) -> Result<Tensor> {
+fn scoped_mean(
+    g: &Graph,
+    scope: &str,
+    per_example: impl FnOnce() -> Result<Tensor>,
+) -> Result<Tensor> {
     let s = g.name_scope(scope)?;
     let losses = per_example()?;
     // SUM_BY_NONZERO_WEIGHTS with unit weights: the mean over examples.
@@ -16,22 +20,30 @@ fn scoped_mean(g: &Graph, scope: &str, per_example: impl FnOnce() -> Result<Tens
 /// `tf.losses.sparse_softmax_cross_entropy(labels, logits)`: mean cross-entropy, named
 /// `sparse_softmax_cross_entropy_loss/value`.
 pub fn sparse_softmax_cross_entropy(g: &Graph, labels: Tensor, logits: Tensor) -> Result<Tensor> {
-    scoped_mean(g, "sparse_softmax_cross_entropy_loss", || g.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    scoped_mean(g, "sparse_softmax_cross_entropy_loss", || {
+        g.sparse_softmax_cross_entropy_with_logits(labels, logits)
+    })
 }
 
 /// `tf.losses.softmax_cross_entropy(onehot_labels, logits)`.
 pub fn softmax_cross_entropy(g: &Graph, onehot_labels: Tensor, logits: Tensor) -> Result<Tensor> {
-    scoped_mean(g, "softmax_cross_entropy_loss", || g.softmax_cross_entropy_with_logits(onehot_labels, logits))
+    scoped_mean(g, "softmax_cross_entropy_loss", || {
+        g.softmax_cross_entropy_with_logits(onehot_labels, logits)
+    })
 }
 
 /// `tf.losses.sigmoid_cross_entropy(multi_class_labels, logits)`.
 pub fn sigmoid_cross_entropy(g: &Graph, labels: Tensor, logits: Tensor) -> Result<Tensor> {
-    scoped_mean(g, "sigmoid_cross_entropy_loss", || g.sigmoid_cross_entropy_with_logits(labels, logits))
+    scoped_mean(g, "sigmoid_cross_entropy_loss", || {
+        g.sigmoid_cross_entropy_with_logits(labels, logits)
+    })
 }
 
 /// `tf.losses.mean_squared_error(labels, predictions)`.
 pub fn mean_squared_error(g: &Graph, labels: Tensor, predictions: Tensor) -> Result<Tensor> {
-    scoped_mean(g, "mean_squared_error", || g.squared_difference(predictions, labels))
+    scoped_mean(g, "mean_squared_error", || {
+        g.squared_difference(predictions, labels)
+    })
 }
 
 /// `tf.losses.huber_loss(labels, predictions, delta)`: ½e² for |e| ≤ δ, δ(|e| - ½δ) beyond.
@@ -41,7 +53,10 @@ pub fn huber_loss(g: &Graph, labels: Tensor, predictions: Tensor, delta: f64) ->
         let d = g.scalar_like(abs, delta)?;
         let quadratic = g.minimum(abs, d)?;
         let linear = g.sub(abs, quadratic)?;
-        g.add(g.mul(g.scalar_like(abs, 0.5)?, g.square(quadratic)?)?, g.mul(d, linear)?)
+        g.add(
+            g.mul(g.scalar_like(abs, 0.5)?, g.square(quadratic)?)?,
+            g.mul(d, linear)?,
+        )
     })
 }
 
@@ -80,11 +95,25 @@ pub fn accuracy(g: &Graph, labels: Tensor, logits: Tensor) -> Result<Tensor> {
 /// (bool `[N]`; ties counted in the target's favour, as TF does).
 pub fn in_top_k(g: &Graph, predictions: Tensor, targets: Tensor, k: usize) -> Result<Tensor> {
     let _s = g.name_scope("in_top_k")?;
-    let classes = g.shape(predictions)?.dims().and_then(|d| d.last().copied().flatten()).ok_or_else(|| {
-        ferroflow_core::Error::Shape { node: "in_top_k".into(), op: "InTopK".into(), message: "the number of classes must be known".into() }
-    })?;
+    let classes = g
+        .shape(predictions)?
+        .dims()
+        .and_then(|d| d.last().copied().flatten())
+        .ok_or_else(|| ferroflow_core::Error::Shape {
+            node: "in_top_k".into(),
+            op: "InTopK".into(),
+            message: "the number of classes must be known".into(),
+        })?;
     let dt = g.dtype(predictions)?;
-    let target_score = g.reduce_sum(g.mul(predictions, g.one_hot_with(targets, classes, 1.0, 0.0, dt)?)?, Some(&[-1]), true)?;
-    let better = g.reduce_sum(g.cast(g.greater(predictions, target_score)?, dt)?, Some(&[-1]), false)?;
+    let target_score = g.reduce_sum(
+        g.mul(predictions, g.one_hot_with(targets, classes, 1.0, 0.0, dt)?)?,
+        Some(&[-1]),
+        true,
+    )?;
+    let better = g.reduce_sum(
+        g.cast(g.greater(predictions, target_score)?, dt)?,
+        Some(&[-1]),
+        false,
+    )?;
     g.less(better, g.scalar_like(better, k as f64)?)
 }

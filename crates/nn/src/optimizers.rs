@@ -2,7 +2,9 @@
 //! rules and slot names, and the global step.
 
 use ferroflow_core::ops::apply::ApplyRule;
-use ferroflow_core::{keys, DType, Error, Graph, Initializer, Operation, Result, Tensor, VarOptions, Variable};
+use ferroflow_core::{
+    keys, DType, Error, Graph, Initializer, Operation, Result, Tensor, VarOptions, Variable,
+};
 
 /// A learning rate: a number or a tensor (e.g. a schedule of the global step).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -32,10 +34,19 @@ pub enum OptimizerKind {
     Adagrad { initial_accumulator_value: f64 },
     /// `ms = ρ·ms + (1-ρ)g²; mom = μ·mom + lr·g/√(ms [- mg²] + ε); w -= mom`. Slots `RMSProp` (ones),
     /// [`mg`], `momentum`.
-    RMSProp { decay: f64, momentum: f64, epsilon: f64, centered: bool },
+    RMSProp {
+        decay: f64,
+        momentum: f64,
+        epsilon: f64,
+        centered: bool,
+    },
     /// TF's bias-corrected Adam: `lr_t = lr·√(1-β2ᵗ)/(1-β1ᵗ)`, `w -= lr_t·m/(√v + ε)`. Slots `Adam`,
     /// `Adam_1`; non-slot `beta1_power`, `beta2_power`.
-    Adam { beta1: f64, beta2: f64, epsilon: f64 },
+    Adam {
+        beta1: f64,
+        beta2: f64,
+        epsilon: f64,
+    },
 }
 
 /// A TF1 optimizer.
@@ -50,23 +61,52 @@ pub struct Optimizer {
 impl Optimizer {
     /// `tf.train.GradientDescentOptimizer(lr)`.
     pub fn gradient_descent(lr: impl Into<LearningRate>) -> Self {
-        Optimizer { kind: OptimizerKind::GradientDescent, learning_rate: lr.into(), name: "GradientDescent".into() }
+        Optimizer {
+            kind: OptimizerKind::GradientDescent,
+            learning_rate: lr.into(),
+            name: "GradientDescent".into(),
+        }
     }
     /// `tf.train.MomentumOptimizer(lr, momentum, use_nesterov)`.
     pub fn momentum(lr: impl Into<LearningRate>, momentum: f64, nesterov: bool) -> Self {
-        Optimizer { kind: OptimizerKind::Momentum { momentum, nesterov }, learning_rate: lr.into(), name: "Momentum".into() }
+        Optimizer {
+            kind: OptimizerKind::Momentum { momentum, nesterov },
+            learning_rate: lr.into(),
+            name: "Momentum".into(),
+        }
     }
     /// `tf.train.AdagradOptimizer(lr)` (initial accumulator 0.1).
     pub fn adagrad(lr: impl Into<LearningRate>) -> Self {
-        Optimizer { kind: OptimizerKind::Adagrad { initial_accumulator_value: 0.1 }, learning_rate: lr.into(), name: "Adagrad".into() }
+        Optimizer {
+            kind: OptimizerKind::Adagrad {
+                initial_accumulator_value: 0.1,
+            },
+            learning_rate: lr.into(),
+            name: "Adagrad".into(),
+        }
     }
     /// `tf.train.RMSPropOptimizer(lr)` with decay 0.9, momentum 0, epsilon 1e-10, not centered.
     pub fn rmsprop(lr: impl Into<LearningRate>) -> Self {
         Self::rmsprop_with(lr, 0.9, 0.0, 1e-10, false)
     }
     /// `tf.train.RMSPropOptimizer(lr, decay, momentum, epsilon, centered)`.
-    pub fn rmsprop_with(lr: impl Into<LearningRate>, decay: f64, momentum: f64, epsilon: f64, centered: bool) -> Self {
-        Optimizer { kind: OptimizerKind::RMSProp { decay, momentum, epsilon, centered }, learning_rate: lr.into(), name: "RMSProp".into() }
+    pub fn rmsprop_with(
+        lr: impl Into<LearningRate>,
+        decay: f64,
+        momentum: f64,
+        epsilon: f64,
+        centered: bool,
+    ) -> Self {
+        Optimizer {
+            kind: OptimizerKind::RMSProp {
+                decay,
+                momentum,
+                epsilon,
+                centered,
+            },
+            learning_rate: lr.into(),
+            name: "RMSProp".into(),
+        }
     }
     /// `tf.train.AdamOptimizer(lr)` with β1 0.9, β2 0.999, ε 1e-8 (TF's default lr is 0.001).
     pub fn adam(lr: impl Into<LearningRate>) -> Self {
@@ -74,12 +114,25 @@ impl Optimizer {
     }
     /// `tf.train.AdamOptimizer(lr, beta1, beta2, epsilon)`.
     pub fn adam_with(lr: impl Into<LearningRate>, beta1: f64, beta2: f64, epsilon: f64) -> Self {
-        Optimizer { kind: OptimizerKind::Adam { beta1, beta2, epsilon }, learning_rate: lr.into(), name: "Adam".into() }
+        Optimizer {
+            kind: OptimizerKind::Adam {
+                beta1,
+                beta2,
+                epsilon,
+            },
+            learning_rate: lr.into(),
+            name: "Adam".into(),
+        }
     }
 
     /// `opt.compute_gradients(loss, var_list)`: `(gradient or None, variable)` per variable; the
     /// default list is TRAINABLE_VARIABLES.
-    pub fn compute_gradients(&self, g: &Graph, loss: Tensor, var_list: Option<&[Variable]>) -> Result<Vec<(Option<Tensor>, Variable)>> {
+    pub fn compute_gradients(
+        &self,
+        g: &Graph,
+        loss: Tensor,
+        var_list: Option<&[Variable]>,
+    ) -> Result<Vec<(Option<Tensor>, Variable)>> {
         let vars: Vec<Variable> = match var_list {
             Some(v) => v.to_vec(),
             None => g.get_collection(keys::TRAINABLE_VARIABLES, None)?,
@@ -96,7 +149,11 @@ impl Optimizer {
     }
 
     fn error(&self, message: &str) -> Error {
-        Error::InvalidArgument { node: self.name.clone(), op: "Optimizer".into(), message: message.into() }
+        Error::InvalidArgument {
+            node: self.name.clone(),
+            op: "Optimizer".into(),
+            message: message.into(),
+        }
     }
 
     fn no_gradients(&self, g: &Graph, vars: &[Variable], loss: Tensor) -> Error {
@@ -122,28 +179,72 @@ impl Optimizer {
     }
 
     fn slot(&self, g: &Graph, var: Variable, fill: f64) -> Result<Variable> {
-        let shape = var.shape(g).to_known().ok_or_else(|| self.error("slot variables need a fully known shape"))?;
-        g.root_variable(&format!("{}/{}", var.op_name(g), self.name), &shape, var.dtype(g), &Initializer::Constant(fill), false)
+        let shape = var
+            .shape(g)
+            .to_known()
+            .ok_or_else(|| self.error("slot variables need a fully known shape"))?;
+        g.root_variable(
+            &format!("{}/{}", var.op_name(g), self.name),
+            &shape,
+            var.dtype(g),
+            &Initializer::Constant(fill),
+            false,
+        )
     }
 
     /// The update op of one variable: one fused in-place kernel (TF's `Apply*` ops).
-    fn apply_dense(&self, g: &Graph, grad: Tensor, var: Variable, powers: Option<(Variable, Variable)>) -> Result<Vec<Operation>> {
+    fn apply_dense(
+        &self,
+        g: &Graph,
+        grad: Tensor,
+        var: Variable,
+        powers: Option<(Variable, Variable)>,
+    ) -> Result<Vec<Operation>> {
         let lr = self.lr(g, grad)?;
         let (rule, slots, lr) = match &self.kind {
             OptimizerKind::GradientDescent => (ApplyRule::GradientDescent, vec![], lr),
-            OptimizerKind::Momentum { momentum, nesterov } => {
-                (ApplyRule::Momentum { momentum: *momentum, nesterov: *nesterov }, vec![self.slot(g, var, 0.0)?], lr)
-            }
-            OptimizerKind::Adagrad { initial_accumulator_value } => (ApplyRule::Adagrad, vec![self.slot(g, var, *initial_accumulator_value)?], lr),
-            OptimizerKind::RMSProp { decay, momentum, epsilon, centered } => {
+            OptimizerKind::Momentum { momentum, nesterov } => (
+                ApplyRule::Momentum {
+                    momentum: *momentum,
+                    nesterov: *nesterov,
+                },
+                vec![self.slot(g, var, 0.0)?],
+                lr,
+            ),
+            OptimizerKind::Adagrad {
+                initial_accumulator_value,
+            } => (
+                ApplyRule::Adagrad,
+                vec![self.slot(g, var, *initial_accumulator_value)?],
+                lr,
+            ),
+            OptimizerKind::RMSProp {
+                decay,
+                momentum,
+                epsilon,
+                centered,
+            } => {
                 let mut slots = vec![self.slot(g, var, 1.0)?];
                 if *centered {
                     slots.push(self.slot(g, var, 0.0)?);
                 }
                 slots.push(self.slot(g, var, 0.0)?);
-                (ApplyRule::RMSProp { decay: *decay, momentum: *momentum, epsilon: *epsilon, centered: *centered }, slots, lr)
+                (
+                    ApplyRule::RMSProp {
+                        decay: *decay,
+                        momentum: *momentum,
+                        epsilon: *epsilon,
+                        centered: *centered,
+                    },
+                    slots,
+                    lr,
+                )
             }
-            OptimizerKind::Adam { beta1, beta2, epsilon } => {
+            OptimizerKind::Adam {
+                beta1,
+                beta2,
+                epsilon,
+            } => {
                 let (b1p, b2p) = powers.ok_or_else(|| self.error("Adam needs its beta powers"))?;
                 let slots = vec![self.slot(g, var, 0.0)?, self.slot(g, var, 0.0)?];
                 let dt = g.dtype(grad)?;
@@ -152,7 +253,15 @@ impl Optimizer {
                 let b2 = g.cast(b2p.value(), dt)?;
                 // lr_t = lr·√(1-β2ᵗ)/(1-β1ᵗ), from the powers' values before this step.
                 let lr_t = g.div(g.mul(lr, g.sqrt(g.sub(one, b2)?)?)?, g.sub(one, b1)?)?;
-                (ApplyRule::Adam { beta1: *beta1, beta2: *beta2, epsilon: *epsilon }, slots, lr_t)
+                (
+                    ApplyRule::Adam {
+                        beta1: *beta1,
+                        beta2: *beta2,
+                        epsilon: *epsilon,
+                    },
+                    slots,
+                    lr_t,
+                )
             }
         };
         Ok(vec![g.apply_update(rule, var, &slots, grad, lr)?.op()])
@@ -162,19 +271,41 @@ impl Optimizer {
     /// all of them `None` is an error. With a global step the op is the step's increment (run after every
     /// update); otherwise a grouped no-op. Every update of one run reads the variables' values from
     /// before the run, so the whole train op is one step.
-    pub fn apply_gradients(&self, g: &Graph, grads_and_vars: &[(Option<Tensor>, Variable)], global_step: Option<Variable>) -> Result<Operation> {
-        let pairs: Vec<(Tensor, Variable)> = grads_and_vars.iter().filter_map(|(gr, v)| gr.map(|gr| (gr, *v))).collect();
+    pub fn apply_gradients(
+        &self,
+        g: &Graph,
+        grads_and_vars: &[(Option<Tensor>, Variable)],
+        global_step: Option<Variable>,
+    ) -> Result<Operation> {
+        let pairs: Vec<(Tensor, Variable)> = grads_and_vars
+            .iter()
+            .filter_map(|(gr, v)| gr.map(|gr| (gr, *v)))
+            .collect();
         if pairs.is_empty() {
             let vars: Vec<Variable> = grads_and_vars.iter().map(|p| p.1).collect();
             let names: Vec<String> = vars.iter().map(|v| v.op_name(g)).collect();
-            return Err(self.error(&format!("No gradients provided for any variable: {names:?}")));
+            return Err(self.error(&format!(
+                "No gradients provided for any variable: {names:?}"
+            )));
         }
         let powers = match &self.kind {
             OptimizerKind::Adam { beta1, beta2, .. } => {
                 let dt = pairs[0].1.dtype(g);
                 Some((
-                    g.root_variable("beta1_power", &[], dt, &Initializer::Constant(*beta1), false)?,
-                    g.root_variable("beta2_power", &[], dt, &Initializer::Constant(*beta2), false)?,
+                    g.root_variable(
+                        "beta1_power",
+                        &[],
+                        dt,
+                        &Initializer::Constant(*beta1),
+                        false,
+                    )?,
+                    g.root_variable(
+                        "beta2_power",
+                        &[],
+                        dt,
+                        &Initializer::Constant(*beta2),
+                        false,
+                    )?,
                 ))
             }
             _ => None,
@@ -188,8 +319,14 @@ impl Optimizer {
         }
         if let (Some((b1p, b2p)), OptimizerKind::Adam { beta1, beta2, .. }) = (powers, &self.kind) {
             let _c = g.control_dependencies(&updates)?;
-            let u1 = g.assign(b1p, g.mul(b1p.value(), g.scalar_like(b1p.value(), *beta1)?)?)?;
-            let u2 = g.assign(b2p, g.mul(b2p.value(), g.scalar_like(b2p.value(), *beta2)?)?)?;
+            let u1 = g.assign(
+                b1p,
+                g.mul(b1p.value(), g.scalar_like(b1p.value(), *beta1)?)?,
+            )?;
+            let u2 = g.assign(
+                b2p,
+                g.mul(b2p.value(), g.scalar_like(b2p.value(), *beta2)?)?,
+            )?;
             updates.push(u1.op());
             updates.push(u2.op());
         }
@@ -207,7 +344,13 @@ impl Optimizer {
     }
 
     /// `opt.minimize(loss, var_list, global_step)`: compute_gradients then apply_gradients.
-    pub fn minimize(&self, g: &Graph, loss: Tensor, var_list: Option<&[Variable]>, global_step: Option<Variable>) -> Result<Operation> {
+    pub fn minimize(
+        &self,
+        g: &Graph,
+        loss: Tensor,
+        var_list: Option<&[Variable]>,
+        global_step: Option<Variable>,
+    ) -> Result<Operation> {
         let gv = self.compute_gradients(g, loss, var_list)?;
         self.apply_gradients(g, &gv, global_step)
     }
@@ -228,7 +371,10 @@ pub fn get_or_create_global_step(g: &Graph) -> Result<Variable> {
         VarOptions {
             initializer: Some(Initializer::Zeros),
             trainable: false,
-            collections: Some(vec![keys::GLOBAL_VARIABLES.into(), keys::GLOBAL_STEP.into()]),
+            collections: Some(vec![
+                keys::GLOBAL_VARIABLES.into(),
+                keys::GLOBAL_STEP.into(),
+            ]),
         },
     )
 }

@@ -18,7 +18,9 @@ pub enum Regularizer {
 impl Regularizer {
     /// Builds the penalty of `w`.
     pub fn apply(self, g: &Graph, w: Tensor) -> Result<Tensor> {
-        let l1 = |s: f64| -> Result<Tensor> { g.mul(g.scalar_like(w, s)?, g.reduce_sum(g.abs(w)?, None, false)?) };
+        let l1 = |s: f64| -> Result<Tensor> {
+            g.mul(g.scalar_like(w, s)?, g.reduce_sum(g.abs(w)?, None, false)?)
+        };
         let l2 = |s: f64| -> Result<Tensor> { g.mul(g.scalar_like(w, s)?, g.l2_loss(w)?) };
         match self {
             Regularizer::L1(s) => l1(s),

@@ -12,7 +12,14 @@ fn c(g: &Graph, x: f64) -> Result<Tensor> {
 }
 
 /// `tf.train.exponential_decay`: `lr · rate^(step / decay_steps)`, the exponent floored when `staircase`.
-pub fn exponential_decay(g: &Graph, lr: f64, global_step: Variable, decay_steps: f64, decay_rate: f64, staircase: bool) -> Result<Tensor> {
+pub fn exponential_decay(
+    g: &Graph,
+    lr: f64,
+    global_step: Variable,
+    decay_steps: f64,
+    decay_rate: f64,
+    staircase: bool,
+) -> Result<Tensor> {
     let _s = g.name_scope("ExponentialDecay")?;
     let mut p = g.div(step_f32(g, global_step)?, c(g, decay_steps)?)?;
     if staircase {
@@ -22,7 +29,14 @@ pub fn exponential_decay(g: &Graph, lr: f64, global_step: Variable, decay_steps:
 }
 
 /// `tf.train.inverse_time_decay`: `lr / (1 + rate · step / decay_steps)` (floored when `staircase`).
-pub fn inverse_time_decay(g: &Graph, lr: f64, global_step: Variable, decay_steps: f64, decay_rate: f64, staircase: bool) -> Result<Tensor> {
+pub fn inverse_time_decay(
+    g: &Graph,
+    lr: f64,
+    global_step: Variable,
+    decay_steps: f64,
+    decay_rate: f64,
+    staircase: bool,
+) -> Result<Tensor> {
     let _s = g.name_scope("InverseTimeDecay")?;
     let mut p = g.div(step_f32(g, global_step)?, c(g, decay_steps)?)?;
     if staircase {
@@ -32,21 +46,40 @@ pub fn inverse_time_decay(g: &Graph, lr: f64, global_step: Variable, decay_steps
 }
 
 /// `tf.train.polynomial_decay` (no cycle): `(lr - end)·(1 - min(step, decay_steps)/decay_steps)^power + end`.
-pub fn polynomial_decay(g: &Graph, lr: f64, global_step: Variable, decay_steps: f64, end_lr: f64, power: f64) -> Result<Tensor> {
+pub fn polynomial_decay(
+    g: &Graph,
+    lr: f64,
+    global_step: Variable,
+    decay_steps: f64,
+    end_lr: f64,
+    power: f64,
+) -> Result<Tensor> {
     let _s = g.name_scope("PolynomialDecay")?;
     let step = g.minimum(step_f32(g, global_step)?, c(g, decay_steps)?)?;
     let frac = g.sub(c(g, 1.0)?, g.div(step, c(g, decay_steps)?)?)?;
-    g.add(g.mul(c(g, lr - end_lr)?, g.pow(frac, c(g, power)?)?)?, c(g, end_lr)?)
+    g.add(
+        g.mul(c(g, lr - end_lr)?, g.pow(frac, c(g, power)?)?)?,
+        c(g, end_lr)?,
+    )
 }
 
 /// `tf.train.piecewise_constant(step, boundaries, values)`: `values[0]` while step ≤ boundaries[0],
 /// `values[i]` while boundaries[i-1] < step ≤ boundaries[i], the last value beyond.
-pub fn piecewise_constant(g: &Graph, global_step: Variable, boundaries: &[i64], values: &[f64]) -> Result<Tensor> {
+pub fn piecewise_constant(
+    g: &Graph,
+    global_step: Variable,
+    boundaries: &[i64],
+    values: &[f64],
+) -> Result<Tensor> {
     if values.len() != boundaries.len() + 1 {
         return Err(Error::InvalidArgument {
             node: "PiecewiseConstant".into(),
             op: "piecewise_constant".into(),
-            message: format!("need one more value than boundaries, got {} values and {} boundaries", values.len(), boundaries.len()),
+            message: format!(
+                "need one more value than boundaries, got {} values and {} boundaries",
+                values.len(),
+                boundaries.len()
+            ),
         });
     }
     let _s = g.name_scope("PiecewiseConstant")?;

@@ -1,6 +1,8 @@
 //! Initializer formulas, dense/batch-norm/dropout naming and values, regularizers and losses.
 
-use ferroflow_core::{feed, keys, DType, Error, Graph, Initializer, Reuse, Session, Shape, Tensor, Value, Variable};
+use ferroflow_core::{
+    feed, keys, DType, Error, Graph, Initializer, Reuse, Session, Shape, Tensor, Value, Variable,
+};
 use ferroflow_nn::batch_norm::{batch_normalization, BatchNormOptions};
 use ferroflow_nn::layers::{dense, dense_with, dropout, Activation, DenseOptions};
 use ferroflow_nn::{losses, FanMode, Regularizer, VsDistribution};
@@ -30,23 +32,42 @@ fn initializer_formulas() {
     let limit = (6.0f64 / 1084.0).sqrt();
     assert!((limit - 0.0743980).abs() < 1e-7);
     assert!(min >= -limit && max <= limit && max > 0.99 * limit && min < -0.99 * limit);
-    assert!(mean.abs() < 1e-3 && (std - limit / 3f64.sqrt()).abs() < 1e-3, "{mean} {std}");
+    assert!(
+        mean.abs() < 1e-3 && (std - limit / 3f64.sqrt()).abs() < 1e-3,
+        "{mean} {std}"
+    );
     // He normal for [3,3,16,32]: fan_in = 144, target std √(2/144) = 0.1179 after the truncation correction.
     let v = sample(Initializer::he_normal(), &[3, 3, 16, 32]);
     let (_, std, min, max) = stats(&v);
     let target = (2.0f64 / 144.0).sqrt();
-    assert!((std - target).abs() < 0.01 * target + 0.003, "{std} vs {target}");
+    assert!(
+        (std - target).abs() < 0.01 * target + 0.003,
+        "{std} vs {target}"
+    );
     // Truncated at 2·(target/0.8796).
-    let bound = 2.0 * target / 0.879_625_661_034_239_78;
+    let bound = 2.0 * target / 0.879_625_661_034_239_8;
     assert!(min >= -bound - 1e-6 && max <= bound + 1e-6);
     // random_normal: the lecture's N(0, 1).
     let (mean, std, _, _) = stats(&sample(Initializer::random_normal(), &[100_000]));
     assert!(mean.abs() < 0.02 && (std - 1.0).abs() < 0.02);
     // truncated_normal(mean 1, stddev 2): range [-3, 5], std 0.8796·2.
-    let (mean, std, min, max) = stats(&sample(Initializer::TruncatedNormal { mean: 1.0, stddev: 2.0, seed: None }, &[100_000]));
-    assert!(min >= -3.0 && max <= 5.0 && (mean - 1.0).abs() < 0.03 && (std - 0.8796 * 2.0).abs() < 0.03, "{std}");
+    let (mean, std, min, max) = stats(&sample(
+        Initializer::TruncatedNormal {
+            mean: 1.0,
+            stddev: 2.0,
+            seed: None,
+        },
+        &[100_000],
+    ));
+    assert!(
+        min >= -3.0 && max <= 5.0 && (mean - 1.0).abs() < 0.03 && (std - 0.8796 * 2.0).abs() < 0.03,
+        "{std}"
+    );
     // variance scaling variants.
-    let (_, std, _, _) = stats(&sample(Initializer::variance_scaling(1.0, FanMode::FanOut, VsDistribution::UntruncatedNormal), &[50, 400]));
+    let (_, std, _, _) = stats(&sample(
+        Initializer::variance_scaling(1.0, FanMode::FanOut, VsDistribution::UntruncatedNormal),
+        &[50, 400],
+    ));
     assert!((std - (1.0f64 / 400.0).sqrt()).abs() < 0.002);
     let (_, _, min, max) = stats(&sample(Initializer::lecun_uniform(), &[100, 10]));
     assert!(max <= (3.0f64 / 100.0).sqrt() && min >= -(3.0f64 / 100.0).sqrt());
@@ -54,13 +75,19 @@ fn initializer_formulas() {
     assert!(max <= (6.0f64 / 50.0).sqrt() && max > 0.9 * (6.0f64 / 50.0).sqrt() && min < 0.0);
     assert_eq!(sample(Initializer::Constant(0.5), &[3]), [0.5, 0.5, 0.5]);
     // Same graph seed and op seed: same values.
-    assert_eq!(sample(Initializer::glorot_normal().with_seed(3), &[4, 4]), sample(Initializer::glorot_normal().with_seed(3), &[4, 4]));
+    assert_eq!(
+        sample(Initializer::glorot_normal().with_seed(3), &[4, 4]),
+        sample(Initializer::glorot_normal().with_seed(3), &[4, 4])
+    );
     assert_eq!(ferroflow_nn::compute_fans(&[3, 3, 16, 32]), (144.0, 288.0));
 }
 
 /// The lecture's slide 27 network, as written there.
 fn lecture_net(g: &Graph) -> Tensor {
-    let x = g.named("X").placeholder(DType::F32, [None, Some(784)]).unwrap();
+    let x = g
+        .named("X")
+        .placeholder(DType::F32, [None, Some(784)])
+        .unwrap();
     let _dnn = g.name_scope("dnn").unwrap();
     let relu = Some(Activation::Relu);
     let h1 = dense(g, x, 300, relu, "hidden1").unwrap();
@@ -78,14 +105,25 @@ fn lecture_slide_27_names_and_collection() {
     assert_eq!(g.tensor_name(logits), "dnn/outputs/BiasAdd:0");
     assert!(g.get_tensor_by_name("dnn/hidden1/Relu:0").is_ok());
     assert!(g.get_operation_by_name("dnn/hidden1/MatMul").is_ok());
-    let reuse: Vec<Variable> = g.get_collection(keys::GLOBAL_VARIABLES, Some("hidden[123]")).unwrap();
+    let reuse: Vec<Variable> = g
+        .get_collection(keys::GLOBAL_VARIABLES, Some("hidden[123]"))
+        .unwrap();
     let names: Vec<String> = reuse.iter().map(|v| v.name(&g)).collect();
     assert_eq!(
         names,
-        ["hidden1/kernel:0", "hidden1/bias:0", "hidden2/kernel:0", "hidden2/bias:0", "hidden3/kernel:0", "hidden3/bias:0"]
+        [
+            "hidden1/kernel:0",
+            "hidden1/bias:0",
+            "hidden2/kernel:0",
+            "hidden2/bias:0",
+            "hidden3/kernel:0",
+            "hidden3/bias:0"
+        ]
     );
     assert_eq!(reuse[0].shape(&g), Shape::known(&[784, 300]));
-    let train: Vec<Variable> = g.get_collection(keys::TRAINABLE_VARIABLES, Some("hidden[34]|outputs")).unwrap();
+    let train: Vec<Variable> = g
+        .get_collection(keys::TRAINABLE_VARIABLES, Some("hidden[34]|outputs"))
+        .unwrap();
     assert_eq!(train.len(), 6);
 }
 
@@ -99,20 +137,57 @@ fn dense_naming_reuse_and_errors() {
     assert_eq!(g.op_name(b), "dense_1/BiasAdd");
     dense(&g, x, 3, Some(Activation::Elu), "hidden1").unwrap();
     let e = dense(&g, x, 3, Some(Activation::Elu), "hidden1").unwrap_err();
-    assert_eq!(e, Error::VariableExists { name: "hidden1/kernel".into() });
-    let shared =
-        dense_with(&g, x, 3, DenseOptions { name: Some("hidden1".into()), reuse: Reuse::Yes, activation: Some(Activation::Elu), ..Default::default() })
-            .unwrap();
-    assert_eq!(g.op_name(shared), "hidden1_2/Elu", "ops of a reused layer go to a new name scope");
-    let kernels: Vec<Variable> = g.get_collection(keys::GLOBAL_VARIABLES, Some("hidden1/kernel")).unwrap();
+    assert_eq!(
+        e,
+        Error::VariableExists {
+            name: "hidden1/kernel".into()
+        }
+    );
+    let shared = dense_with(
+        &g,
+        x,
+        3,
+        DenseOptions {
+            name: Some("hidden1".into()),
+            reuse: Reuse::Yes,
+            activation: Some(Activation::Elu),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        g.op_name(shared),
+        "hidden1_2/Elu",
+        "ops of a reused layer go to a new name scope"
+    );
+    let kernels: Vec<Variable> = g
+        .get_collection(keys::GLOBAL_VARIABLES, Some("hidden1/kernel"))
+        .unwrap();
     assert_eq!(kernels.len(), 1, "the variables are shared");
     // Regularizers land in REGULARIZATION_LOSSES.
-    dense_with(&g, x, 2, DenseOptions { name: Some("reg".into()), kernel_regularizer: Some(Regularizer::L2(0.5)), ..Default::default() }).unwrap();
+    dense_with(
+        &g,
+        x,
+        2,
+        DenseOptions {
+            name: Some("reg".into()),
+            kernel_regularizer: Some(Regularizer::L2(0.5)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let regs: Vec<Tensor> = g.get_collection(keys::REGULARIZATION_LOSSES, None).unwrap();
     assert_eq!(regs.len(), 1);
-    assert!(g.op_name(regs[0]).starts_with("reg/kernel/Regularizer/"), "{}", g.op_name(regs[0]));
+    assert!(
+        g.op_name(regs[0]).starts_with("reg/kernel/Regularizer/"),
+        "{}",
+        g.op_name(regs[0])
+    );
     let unknown = g.placeholder(DType::F32, Shape::unknown()).unwrap();
-    assert!(matches!(dense(&g, unknown, 2, None, "u"), Err(Error::Shape { .. })));
+    assert!(matches!(
+        dense(&g, unknown, 2, None, "u"),
+        Err(Error::Shape { .. })
+    ));
 }
 
 #[test]
@@ -121,21 +196,44 @@ fn batch_norm_training_inference_and_moving_averages() {
     let x = g.placeholder(DType::F32, [None, Some(2)]).unwrap();
     let training = {
         let f = g.constant(false).unwrap();
-        g.named("training").placeholder_with_default(f, Shape::scalar()).unwrap()
+        g.named("training")
+            .placeholder_with_default(f, Shape::scalar())
+            .unwrap()
     };
-    let y = batch_normalization(&g, x, training, BatchNormOptions { momentum: 0.9, ..Default::default() }).unwrap();
+    let y = batch_normalization(
+        &g,
+        x,
+        training,
+        BatchNormOptions {
+            momentum: 0.9,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let vars: Vec<Variable> = g.get_collection(keys::GLOBAL_VARIABLES, None).unwrap();
     let names: Vec<String> = vars.iter().map(|v| v.op_name(&g)).collect();
-    assert_eq!(names, ["batch_normalization/gamma", "batch_normalization/beta", "batch_normalization/moving_mean", "batch_normalization/moving_variance"]);
+    assert_eq!(
+        names,
+        [
+            "batch_normalization/gamma",
+            "batch_normalization/beta",
+            "batch_normalization/moving_mean",
+            "batch_normalization/moving_variance"
+        ]
+    );
     let trainable: Vec<Variable> = g.get_collection(keys::TRAINABLE_VARIABLES, None).unwrap();
     assert_eq!(trainable.len(), 2);
     let updates: Vec<ferroflow_core::Operation> = g.get_collection(keys::UPDATE_OPS, None).unwrap();
     assert_eq!(updates.len(), 2);
     let sess = Session::new(&g);
-    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[]).unwrap();
+    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
     // Column 0: [1, 3] → mean 2, biased var 1; column 1: [2, 6] → mean 4, var 4.
     let xv: Value = arr2(&[[1.0f32, 2.0], [3.0, 6.0]]).into_dyn().into();
-    let out = sess.run_one(y, &[feed(x, xv.clone()), feed(training, true)]).unwrap().to_f64_vec();
+    let out = sess
+        .run_one(y, &[feed(x, xv.clone()), feed(training, true)])
+        .unwrap()
+        .to_f64_vec();
     let s0 = 1.0 / (1.0f64 + 1e-3).sqrt();
     let s1 = 2.0 / (4.0f64 + 1e-3).sqrt();
     let want = [-s0, -s1, s0, s1];
@@ -147,7 +245,8 @@ fn batch_norm_training_inference_and_moving_averages() {
     let mv = vars[3];
     assert_eq!(sess.variable_value(mm).unwrap().to_f64_vec(), [0.0, 0.0]);
     // Running the update ops: mean ← 0.1·μ_B, var ← 0.9 + 0.1·σ²_B.
-    sess.run(&[], &[feed(x, xv.clone()), feed(training, true)], &updates).unwrap();
+    sess.run(&[], &[feed(x, xv.clone()), feed(training, true)], &updates)
+        .unwrap();
     let m = sess.variable_value(mm).unwrap().to_f64_vec();
     let v = sess.variable_value(mv).unwrap().to_f64_vec();
     for (a, b) in m.iter().zip([0.2, 0.4]) {
@@ -160,13 +259,22 @@ fn batch_norm_training_inference_and_moving_averages() {
     sess.run(&[], &[feed(x, xv.clone())], &updates).unwrap();
     assert_eq!(sess.variable_value(mm).unwrap().to_f64_vec(), m);
     let inf = sess.run_one(y, &[feed(x, xv)]).unwrap().to_f64_vec();
-    let want = [(1.0 - 0.2) / (1.0f64 + 1e-3).sqrt(), (2.0 - 0.4) / (1.3f64 + 1e-3).sqrt()];
-    assert!((inf[0] - want[0]).abs() < 1e-5 && (inf[1] - want[1]).abs() < 1e-5, "{inf:?}");
+    let want = [
+        (1.0 - 0.2) / (1.0f64 + 1e-3).sqrt(),
+        (2.0 - 0.4) / (1.3f64 + 1e-3).sqrt(),
+    ];
+    assert!(
+        (inf[0] - want[0]).abs() < 1e-5 && (inf[1] - want[1]).abs() < 1e-5,
+        "{inf:?}"
+    );
     // A Python-style `false` makes no update ops.
     let g2 = Graph::new();
     let x2 = g2.placeholder(DType::F32, [None, Some(2)]).unwrap();
     batch_normalization(&g2, x2, false, BatchNormOptions::default()).unwrap();
-    assert!(g2.get_collection::<ferroflow_core::Operation>(keys::UPDATE_OPS, None).unwrap().is_empty());
+    assert!(g2
+        .get_collection::<ferroflow_core::Operation>(keys::UPDATE_OPS, None)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -178,11 +286,18 @@ fn dropout_scales_kept_units_in_training_only() {
     let y = dropout(&g, x, 0.25, training, None).unwrap();
     let sess = Session::new(&g);
     let ones: Value = ndarray::Array2::<f32>::ones((4, 1000)).into_dyn().into();
-    let out = sess.run_one(y, &[feed(x, ones.clone()), feed(training, true)]).unwrap().to_f64_vec();
+    let out = sess
+        .run_one(y, &[feed(x, ones.clone()), feed(training, true)])
+        .unwrap()
+        .to_f64_vec();
     let kept = out.iter().filter(|v| **v != 0.0).count() as f64 / 4000.0;
     assert!((kept - 0.75).abs() < 0.03, "kept {kept}");
-    assert!(out.iter().all(|v| *v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
-    let inf = sess.run_one(y, &[feed(x, ones), feed(training, false)]).unwrap();
+    assert!(out
+        .iter()
+        .all(|v| *v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
+    let inf = sess
+        .run_one(y, &[feed(x, ones), feed(training, false)])
+        .unwrap();
     assert!(inf.to_f64_vec().iter().all(|v| *v == 1.0));
     assert!(dropout(&g, x, 1.0, true, None).is_err());
 }
@@ -190,20 +305,48 @@ fn dropout_scales_kept_units_in_training_only() {
 #[test]
 fn losses_regularizers_and_metrics() {
     let g = Graph::new();
-    let logits = g.constant(Value::from(arr2(&[[2.0f32, 0.0], [0.0, 1.0]]).into_dyn())).unwrap();
-    let labels = g.constant(Value::from(arr1(&[0i64, 0]).into_dyn())).unwrap();
+    let logits = g
+        .constant(Value::from(arr2(&[[2.0f32, 0.0], [0.0, 1.0]]).into_dyn()))
+        .unwrap();
+    let labels = g
+        .constant(Value::from(arr1(&[0i64, 0]).into_dyn()))
+        .unwrap();
     let loss = losses::sparse_softmax_cross_entropy(&g, labels, logits).unwrap();
-    assert_eq!(g.tensor_name(loss), "sparse_softmax_cross_entropy_loss/value:0");
-    let w = g.variable("w", g.constant(Value::from(arr1(&[1.0f32, -2.0]).into_dyn())).unwrap(), true).unwrap();
+    assert_eq!(
+        g.tensor_name(loss),
+        "sparse_softmax_cross_entropy_loss/value:0"
+    );
+    let w = g
+        .variable(
+            "w",
+            g.constant(Value::from(arr1(&[1.0f32, -2.0]).into_dyn()))
+                .unwrap(),
+            true,
+        )
+        .unwrap();
     let reg = Regularizer::L1L2(0.1, 0.5).apply(&g, w.value()).unwrap();
     g.add_to_collection(keys::REGULARIZATION_LOSSES, reg);
     let total = losses::get_total_loss(&g, true).unwrap();
     let acc = losses::accuracy(&g, labels, logits).unwrap();
     let top1 = losses::in_top_k(&g, logits, labels, 1).unwrap();
-    let mse = losses::mean_squared_error(&g, g.constant(Value::from(arr1(&[1.0f32, 2.0]).into_dyn())).unwrap(), w.value()).unwrap();
-    let huber = losses::huber_loss(&g, g.constant(Value::from(arr1(&[0.0f32, 0.0]).into_dyn())).unwrap(), w.value(), 1.0).unwrap();
+    let mse = losses::mean_squared_error(
+        &g,
+        g.constant(Value::from(arr1(&[1.0f32, 2.0]).into_dyn()))
+            .unwrap(),
+        w.value(),
+    )
+    .unwrap();
+    let huber = losses::huber_loss(
+        &g,
+        g.constant(Value::from(arr1(&[0.0f32, 0.0]).into_dyn()))
+            .unwrap(),
+        w.value(),
+        1.0,
+    )
+    .unwrap();
     let sess = Session::new(&g);
-    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[]).unwrap();
+    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
     // xent row 0: log(1+e^-2) = 0.126928; row 1: log(1+e^1) = 1.313262; mean 0.720095.
     let l = sess.run_one(loss, &[]).unwrap().scalar_value().unwrap();
     assert!((l - 0.720_095).abs() < 1e-5, "{l}");
@@ -221,10 +364,18 @@ fn losses_regularizers_and_metrics() {
 #[test]
 fn max_norm_clips_rows_in_place_of_the_variable() {
     let g = Graph::new();
-    let w = g.variable("w", g.constant(Value::from(arr2(&[[3.0f32, 4.0], [0.3, 0.4]]).into_dyn())).unwrap(), true).unwrap();
+    let w = g
+        .variable(
+            "w",
+            g.constant(Value::from(arr2(&[[3.0f32, 4.0], [0.3, 0.4]]).into_dyn()))
+                .unwrap(),
+            true,
+        )
+        .unwrap();
     let clip = ferroflow_nn::regularizers::max_norm(&g, w, 1.0, &[1]).unwrap();
     let s = Session::new(&g);
-    s.run_targets(&[g.global_variables_initializer().unwrap()], &[]).unwrap();
+    s.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
     s.run_targets(&[clip], &[]).unwrap();
     // Row norms 5 and 0.5: the first row is scaled to norm 1, the second is left alone.
     let v = s.variable_value(w).unwrap().to_f64_vec();

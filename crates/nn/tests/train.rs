@@ -1,9 +1,15 @@
 //! Optimizers against TF's update rules (written out below and checked step by step), clipping,
 //! global step, schedules, freezing, and a deep MLP trained by each optimizer.
 
-use ferroflow_core::{feed, keys, DType, Graph, Initializer, Operation, Session, Shape, Tensor, Value, VarOptions, Variable};
+use ferroflow_core::{
+    feed, keys, DType, Graph, Initializer, Operation, Session, Shape, Tensor, Value, VarOptions,
+    Variable,
+};
 use ferroflow_nn::layers::{dense_with, Activation, DenseOptions};
-use ferroflow_nn::{clip_by_global_norm, clip_by_norm, get_or_create_global_step, global_norm, losses, schedules, Optimizer};
+use ferroflow_nn::{
+    clip_by_global_norm, clip_by_norm, get_or_create_global_step, global_norm, losses, schedules,
+    Optimizer,
+};
 use ndarray::{arr1, arr2};
 
 const W0: [f64; 2] = [1.0, -2.0];
@@ -12,12 +18,21 @@ const C: [f64; 2] = [0.5, 3.0];
 /// loss = Σ c·w², so g = 2·c·w.
 fn quadratic(opt: &Optimizer, steps: usize) -> (Vec<Vec<f64>>, Graph, Session, Variable) {
     let g = Graph::new();
-    let w = g.variable("w", g.constant(Value::from(arr1(&W0).into_dyn())).unwrap(), true).unwrap();
+    let w = g
+        .variable(
+            "w",
+            g.constant(Value::from(arr1(&W0).into_dyn())).unwrap(),
+            true,
+        )
+        .unwrap();
     let c = g.constant(Value::from(arr1(&C).into_dyn())).unwrap();
-    let loss = g.reduce_sum(g.mul(c, g.square(w.value()).unwrap()).unwrap(), None, false).unwrap();
+    let loss = g
+        .reduce_sum(g.mul(c, g.square(w.value()).unwrap()).unwrap(), None, false)
+        .unwrap();
     let train = opt.minimize(&g, loss, None, None).unwrap();
     let sess = Session::new(&g);
-    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[]).unwrap();
+    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
     let mut traj = Vec::new();
     for _ in 0..steps {
         sess.run_targets(&[train], &[]).unwrap();
@@ -60,7 +75,11 @@ fn momentum_ref(lr: f64, mu: f64, nesterov: bool, steps: usize) -> Vec<Vec<f64>>
         let gr = grad(&w);
         for i in 0..2 {
             a[i] = mu * a[i] + gr[i];
-            w[i] -= if nesterov { lr * (gr[i] + mu * a[i]) } else { lr * a[i] };
+            w[i] -= if nesterov {
+                lr * (gr[i] + mu * a[i])
+            } else {
+                lr * a[i]
+            };
         }
         out.push(w.clone());
     }
@@ -83,7 +102,14 @@ fn momentum_and_nesterov_rules() {
 fn adagrad_rule() {
     // acc = 0.1 + g²; step 1: w = 1 - 0.1·1/√1.1 = 0.904654, -2 + 0.1·12/√144.1 = -1.900035.
     let (t, ..) = quadratic(&Optimizer::adagrad(0.1), 3);
-    assert_traj("adagrad", &t[..1], &[vec![1.0 - 0.1 / 1.1f64.sqrt(), -2.0 + 1.2 / 144.1f64.sqrt()]]);
+    assert_traj(
+        "adagrad",
+        &t[..1],
+        &[vec![
+            1.0 - 0.1 / 1.1f64.sqrt(),
+            -2.0 + 1.2 / 144.1f64.sqrt(),
+        ]],
+    );
     let (mut w, mut acc) = (W0.to_vec(), vec![0.1; 2]);
     let mut want = vec![];
     for _ in 0..3 {
@@ -97,7 +123,14 @@ fn adagrad_rule() {
     assert_traj("adagrad", &t, &want);
 }
 
-fn rmsprop_ref(lr: f64, decay: f64, mu: f64, eps: f64, centered: bool, steps: usize) -> Vec<Vec<f64>> {
+fn rmsprop_ref(
+    lr: f64,
+    decay: f64,
+    mu: f64,
+    eps: f64,
+    centered: bool,
+    steps: usize,
+) -> Vec<Vec<f64>> {
     let (mut w, mut ms, mut mg, mut mom) = (W0.to_vec(), vec![1.0; 2], vec![0.0; 2], vec![0.0; 2]);
     let mut out = vec![];
     for _ in 0..steps {
@@ -105,7 +138,11 @@ fn rmsprop_ref(lr: f64, decay: f64, mu: f64, eps: f64, centered: bool, steps: us
         for i in 0..2 {
             ms[i] = decay * ms[i] + (1.0 - decay) * gr[i] * gr[i];
             mg[i] = decay * mg[i] + (1.0 - decay) * gr[i];
-            let denom = if centered { ms[i] - mg[i] * mg[i] } else { ms[i] };
+            let denom = if centered {
+                ms[i] - mg[i] * mg[i]
+            } else {
+                ms[i]
+            };
             mom[i] = mu * mom[i] + lr * gr[i] / (denom + eps).sqrt();
             w[i] -= mom[i];
         }
@@ -118,13 +155,28 @@ fn rmsprop_ref(lr: f64, decay: f64, mu: f64, eps: f64, centered: bool, steps: us
 fn rmsprop_plain_momentum_and_centered_rules() {
     // ms starts at 1: step 1, ms = 0.9 + 0.1·g² = [1.0, 15.3]; w = [1 - 0.01/√1.0, -2 + 0.12/√15.3].
     let (t, g, ..) = quadratic(&Optimizer::rmsprop(0.01), 3);
-    assert_traj("rmsprop", &t[..1], &[vec![0.99, -2.0 + 0.12 / 15.3f64.sqrt()]]);
+    assert_traj(
+        "rmsprop",
+        &t[..1],
+        &[vec![0.99, -2.0 + 0.12 / 15.3f64.sqrt()]],
+    );
     assert_traj("rmsprop", &t, &rmsprop_ref(0.01, 0.9, 0.0, 1e-10, false, 3));
-    assert!(g.get_operation_by_name("w/RMSProp").is_ok() && g.get_operation_by_name("w/RMSProp_1").is_ok());
+    assert!(
+        g.get_operation_by_name("w/RMSProp").is_ok()
+            && g.get_operation_by_name("w/RMSProp_1").is_ok()
+    );
     let (t, ..) = quadratic(&Optimizer::rmsprop_with(0.01, 0.9, 0.5, 1e-10, false), 4);
-    assert_traj("rmsprop+momentum", &t, &rmsprop_ref(0.01, 0.9, 0.5, 1e-10, false, 4));
+    assert_traj(
+        "rmsprop+momentum",
+        &t,
+        &rmsprop_ref(0.01, 0.9, 0.5, 1e-10, false, 4),
+    );
     let (t, ..) = quadratic(&Optimizer::rmsprop_with(0.01, 0.9, 0.5, 1e-10, true), 4);
-    assert_traj("centered rmsprop", &t, &rmsprop_ref(0.01, 0.9, 0.5, 1e-10, true, 4));
+    assert_traj(
+        "centered rmsprop",
+        &t,
+        &rmsprop_ref(0.01, 0.9, 0.5, 1e-10, true, 4),
+    );
 }
 
 #[test]
@@ -147,11 +199,16 @@ fn adam_rule_slots_and_powers() {
     assert!((t[0][0] - 0.9).abs() < 1e-6 && (t[0][1] + 1.9).abs() < 1e-6);
     assert_traj("adam", &t, &want);
     let names: Vec<String> = g.global_variables().iter().map(|v| v.op_name(&g)).collect();
-    assert_eq!(names, ["w", "beta1_power", "beta2_power", "w/Adam", "w/Adam_1"]);
+    assert_eq!(
+        names,
+        ["w", "beta1_power", "beta2_power", "w/Adam", "w/Adam_1"]
+    );
     let trainable: Vec<Variable> = g.get_collection(keys::TRAINABLE_VARIABLES, None).unwrap();
     assert_eq!(trainable.len(), 1, "slots are not trainable");
     let b1p = g.global_variables()[1];
-    assert!((sess.variable_value(b1p).unwrap().scalar_value().unwrap() - 0.9f64.powi(6)).abs() < 1e-6);
+    assert!(
+        (sess.variable_value(b1p).unwrap().scalar_value().unwrap() - 0.9f64.powi(6)).abs() < 1e-6
+    );
 }
 
 #[test]
@@ -162,7 +219,9 @@ fn global_step_and_none_gradients() {
     assert_eq!(get_or_create_global_step(&g).unwrap(), gs);
     assert_eq!(gs.dtype(&g), DType::I64);
     let w = g.variable("w", g.constant(2.0f32).unwrap(), true).unwrap();
-    let unused = g.variable("unused", g.constant(2.0f32).unwrap(), true).unwrap();
+    let unused = g
+        .variable("unused", g.constant(2.0f32).unwrap(), true)
+        .unwrap();
     let loss = g.square(w.value()).unwrap();
     let opt = Optimizer::gradient_descent(0.25);
     let gv = opt.compute_gradients(&g, loss, None).unwrap();
@@ -170,33 +229,59 @@ fn global_step_and_none_gradients() {
     let train = opt.apply_gradients(&g, &gv, Some(gs)).unwrap();
     assert_eq!(g.op_name(train), "GradientDescent");
     let sess = Session::new(&g);
-    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[]).unwrap();
+    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
     for _ in 0..3 {
         sess.run_targets(&[train], &[]).unwrap();
     }
     assert_eq!(sess.variable_value(gs).unwrap().scalar_value(), Some(3.0));
     // w: 2 → 1 → 0.5 → 0.25 (w -= 0.25·2w).
     assert_eq!(sess.variable_value(w).unwrap().scalar_value(), Some(0.25));
-    let e = opt.apply_gradients(&g, &[(None, unused)], None).unwrap_err();
-    assert!(e.to_string().contains("No gradients provided for any variable"), "{e}");
-    assert!(opt.minimize(&g, g.square(unused.value()).unwrap(), Some(&[w]), None).is_err());
-    assert_eq!(g.op_name(Optimizer::gradient_descent(0.1).minimize(&g, loss, None, None).unwrap()), "GradientDescent_1");
+    let e = opt
+        .apply_gradients(&g, &[(None, unused)], None)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("No gradients provided for any variable"),
+        "{e}"
+    );
+    assert!(opt
+        .minimize(&g, g.square(unused.value()).unwrap(), Some(&[w]), None)
+        .is_err());
+    assert_eq!(
+        g.op_name(
+            Optimizer::gradient_descent(0.1)
+                .minimize(&g, loss, None, None)
+                .unwrap()
+        ),
+        "GradientDescent_1"
+    );
 }
 
 #[test]
 fn clipping_values() {
     let g = Graph::new();
-    let t = g.constant(Value::from(arr1(&[3.0f32, -4.0, 0.5]).into_dyn())).unwrap();
+    let t = g
+        .constant(Value::from(arr1(&[3.0f32, -4.0, 0.5]).into_dyn()))
+        .unwrap();
     let v = g.clip_by_value(t, -1.0, 1.0).unwrap();
-    let m = g.constant(Value::from(arr2(&[[1.0f32, 2.0], [2.0, 0.0]]).into_dyn())).unwrap();
+    let m = g
+        .constant(Value::from(arr2(&[[1.0f32, 2.0], [2.0, 0.0]]).into_dyn()))
+        .unwrap();
     let n1 = clip_by_norm(&g, m, 1.0, Some(&[1])).unwrap();
     let big = clip_by_norm(&g, m, 10.0, None).unwrap();
     let zero = clip_by_norm(&g, g.zeros_like(m).unwrap(), 1.0, None).unwrap();
-    let a = g.constant(Value::from(arr1(&[1.0f32, 2.0]).into_dyn())).unwrap();
-    let b = g.constant(Value::from(arr1(&[3.0f32, 4.0, 1.0]).into_dyn())).unwrap();
+    let a = g
+        .constant(Value::from(arr1(&[1.0f32, 2.0]).into_dyn()))
+        .unwrap();
+    let b = g
+        .constant(Value::from(arr1(&[3.0f32, 4.0, 1.0]).into_dyn()))
+        .unwrap();
     let (clipped, gn) = clip_by_global_norm(&g, &[Some(a), None, Some(b)], 2.0).unwrap();
     assert!(clipped[1].is_none());
-    let inf = g.constant(Value::from(arr1(&[f32::INFINITY, 1.0]).into_dyn())).unwrap();
+    let inf = g
+        .constant(Value::from(arr1(&[f32::INFINITY, 1.0]).into_dyn()))
+        .unwrap();
     let (nan_list, _) = clip_by_global_norm(&g, &[Some(inf), Some(a)], 2.0).unwrap();
     let s = Session::new(&g);
     assert_eq!(s.run_one(v, &[]).unwrap().to_f64_vec(), [1.0, -1.0, 0.5]);
@@ -204,14 +289,22 @@ fn clipping_values() {
     for (x, y) in r.iter().zip([0.447214, 0.894427, 1.0, 0.0]) {
         assert!((x - y).abs() < 1e-6);
     }
-    assert_eq!(s.run_one(big, &[]).unwrap().to_f64_vec(), [1.0, 2.0, 2.0, 0.0]);
+    assert_eq!(
+        s.run_one(big, &[]).unwrap().to_f64_vec(),
+        [1.0, 2.0, 2.0, 0.0]
+    );
     assert_eq!(s.run_one(zero, &[]).unwrap().to_f64_vec(), [0.0; 4]);
     // Global norm √(1+4+9+16+1) = √31 = 5.567764; scale 2/√31.
     let gnv = s.run_one(gn, &[]).unwrap().scalar_value().unwrap();
     assert!((gnv - 31f64.sqrt()).abs() < 1e-5);
     let ca = s.run_one(clipped[0].unwrap(), &[]).unwrap().to_f64_vec();
     assert!((ca[1] - 2.0 * 2.0 / 31f64.sqrt()).abs() < 1e-6);
-    assert!(s.run_one(nan_list[1].unwrap(), &[]).unwrap().to_f64_vec().iter().all(|x| x.is_nan()));
+    assert!(s
+        .run_one(nan_list[1].unwrap(), &[])
+        .unwrap()
+        .to_f64_vec()
+        .iter()
+        .all(|x| x.is_nan()));
     let gn2 = global_norm(&g, &[Some(a)]).unwrap();
     assert!((s.run_one(gn2, &[]).unwrap().scalar_value().unwrap() - 5f64.sqrt()).abs() < 1e-6);
 }
@@ -226,20 +319,34 @@ fn schedules_follow_the_global_step() {
     let poly = schedules::polynomial_decay(&g, 0.1, gs, 10.0, 0.01, 2.0).unwrap();
     let pw = schedules::piecewise_constant(&g, gs, &[5, 10], &[1.0, 0.5, 0.1]).unwrap();
     let s = Session::new(&g);
-    let at = |step: i64, t: Tensor| s.run_one(t, &[feed(gs.value(), step)]).unwrap().scalar_value().unwrap();
+    let at = |step: i64, t: Tensor| {
+        s.run_one(t, &[feed(gs.value(), step)])
+            .unwrap()
+            .scalar_value()
+            .unwrap()
+    };
     assert!((at(15, exp) - 0.1 * 0.5f64.powf(1.5)).abs() < 1e-7);
     assert!((at(15, stair) - 0.05).abs() < 1e-7);
     assert!((at(15, inv) - 0.1 / 1.75).abs() < 1e-7);
     assert!((at(5, poly) - (0.09 * 0.25 + 0.01)).abs() < 1e-7);
     assert!((at(20, poly) - 0.01).abs() < 1e-7);
-    assert_eq!([at(5, pw), at(6, pw), at(10, pw), at(11, pw)].map(|x| (x * 10.0).round()), [10.0, 5.0, 5.0, 1.0]);
+    assert_eq!(
+        [at(5, pw), at(6, pw), at(10, pw), at(11, pw)].map(|x| (x * 10.0).round()),
+        [10.0, 5.0, 5.0, 1.0]
+    );
 }
 
 /// A small deep MLP on synthetic data: returns (graph, loss, train op, X, y, data).
-fn mlp(opt: &Optimizer, var_list_scope: Option<&str>) -> (Graph, Tensor, Operation, Tensor, Tensor) {
+fn mlp(
+    opt: &Optimizer,
+    var_list_scope: Option<&str>,
+) -> (Graph, Tensor, Operation, Tensor, Tensor) {
     let g = Graph::new();
     g.set_random_seed(0);
-    let x = g.named("X").placeholder(DType::F32, [None, Some(4)]).unwrap();
+    let x = g
+        .named("X")
+        .placeholder(DType::F32, [None, Some(4)])
+        .unwrap();
     let y = g.named("y").placeholder(DType::I64, [None]).unwrap();
     let mut h = x;
     for i in 1..=4 {
@@ -247,13 +354,30 @@ fn mlp(opt: &Optimizer, var_list_scope: Option<&str>) -> (Graph, Tensor, Operati
             &g,
             h,
             16,
-            DenseOptions { activation: Some(Activation::Elu), kernel_initializer: Some(Initializer::he_normal()), name: Some(format!("hidden{i}")), ..Default::default() },
+            DenseOptions {
+                activation: Some(Activation::Elu),
+                kernel_initializer: Some(Initializer::he_normal()),
+                name: Some(format!("hidden{i}")),
+                ..Default::default()
+            },
         )
         .unwrap();
     }
-    let logits = dense_with(&g, h, 3, DenseOptions { name: Some("outputs".into()), ..Default::default() }).unwrap();
+    let logits = dense_with(
+        &g,
+        h,
+        3,
+        DenseOptions {
+            name: Some("outputs".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let loss = losses::sparse_softmax_cross_entropy(&g, y, logits).unwrap();
-    let vars: Option<Vec<Variable>> = var_list_scope.map(|s| g.get_collection(keys::TRAINABLE_VARIABLES, Some(s)).unwrap());
+    let vars: Option<Vec<Variable>> = var_list_scope.map(|s| {
+        g.get_collection(keys::TRAINABLE_VARIABLES, Some(s))
+            .unwrap()
+    });
     let train = opt.minimize(&g, loss, vars.as_deref(), None).unwrap();
     (g, loss, train, x, y)
 }
@@ -268,7 +392,10 @@ fn data() -> (Value, Value) {
         xs.extend([c as f32 + j, -(c as f32) + j, (c as f32) * 0.5 - j, 1.0 - j]);
         ys.push(c as i64);
     }
-    (Value::from_f32(&[30, 4], xs).unwrap(), Value::from_i64(&[30], ys).unwrap())
+    (
+        Value::from_f32(&[30, 4], xs).unwrap(),
+        Value::from_i64(&[30], ys).unwrap(),
+    )
 }
 
 #[test]
@@ -285,14 +412,19 @@ fn each_optimizer_trains_a_deep_mlp_to_near_zero_loss() {
     for (opt, steps) in opts {
         let (g, loss, train, x, y) = mlp(&opt, None);
         let s = Session::new(&g);
-        s.run_targets(&[g.global_variables_initializer().unwrap()], &[]).unwrap();
+        s.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+            .unwrap();
         let feeds = [feed(x, xv.clone()), feed(y, yv.clone())];
         let before = s.run_one(loss, &feeds).unwrap().scalar_value().unwrap();
         for _ in 0..steps {
             s.run_targets(&[train], &feeds).unwrap();
         }
         let after = s.run_one(loss, &feeds).unwrap().scalar_value().unwrap();
-        assert!(after < 0.02 && after < before / 20.0, "{}: loss {before} → {after}", opt.name);
+        assert!(
+            after < 0.02 && after < before / 20.0,
+            "{}: loss {before} → {after}",
+            opt.name
+        );
     }
 }
 
@@ -301,11 +433,13 @@ fn freezing_lower_layers_leaves_them_bit_identical() {
     let (xv, yv) = data();
     let (g, _loss, train, x, y) = mlp(&Optimizer::adam(0.01), Some("hidden[34]|outputs"));
     let s = Session::new(&g);
-    s.run_targets(&[g.global_variables_initializer().unwrap()], &[]).unwrap();
+    s.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
     let all = g.trainable_variables();
     let before: Vec<Value> = all.iter().map(|v| s.variable_value(*v).unwrap()).collect();
     for _ in 0..20 {
-        s.run_targets(&[train], &[feed(x, xv.clone()), feed(y, yv.clone())]).unwrap();
+        s.run_targets(&[train], &[feed(x, xv.clone()), feed(y, yv.clone())])
+            .unwrap();
     }
     for (v, b) in all.iter().zip(&before) {
         let now = s.variable_value(*v).unwrap();
@@ -319,11 +453,17 @@ fn freezing_lower_layers_leaves_them_bit_identical() {
     // stop_gradient gives the same: nothing below it gets a gradient.
     let g2 = Graph::new();
     let x2 = g2.placeholder(DType::F32, [None, Some(2)]).unwrap();
-    let w1 = g2.get_variable_with("w1", &[2, 2], DType::F32, VarOptions::default()).unwrap();
+    let w1 = g2
+        .get_variable_with("w1", &[2, 2], DType::F32, VarOptions::default())
+        .unwrap();
     let w2 = g2.get_variable("w2", &[2, 1], DType::F32).unwrap();
     let h = g2.stop_gradient(g2.matmul(x2, w1).unwrap()).unwrap();
-    let l = g2.reduce_sum(g2.matmul(h, w2).unwrap(), None, false).unwrap();
-    let gv = Optimizer::gradient_descent(0.1).compute_gradients(&g2, l, None).unwrap();
+    let l = g2
+        .reduce_sum(g2.matmul(h, w2).unwrap(), None, false)
+        .unwrap();
+    let gv = Optimizer::gradient_descent(0.1)
+        .compute_gradients(&g2, l, None)
+        .unwrap();
     assert!(gv[0].0.is_none() && gv[1].0.is_some());
     let _ = Shape::scalar();
 }

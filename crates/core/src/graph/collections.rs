@@ -112,7 +112,10 @@ impl ScopeRegex {
     pub fn new(pattern: &str) -> Result<Self> {
         regex::Regex::new(&format!("^(?:{pattern})"))
             .map(ScopeRegex)
-            .map_err(|e| Error::BadRegex { pattern: pattern.to_string(), message: e.to_string() })
+            .map_err(|e| Error::BadRegex {
+                pattern: pattern.to_string(),
+                message: e.to_string(),
+            })
     }
     /// True when the pattern matches at the start of `name`.
     pub fn matches(&self, name: &str) -> bool {
@@ -151,7 +154,11 @@ impl Graph {
     ///
     /// With `scope = None` every item is returned, strings included. A missing key gives an empty list.
     /// An invalid regex is an error naming the pattern.
-    pub fn get_collection<T: FromCollectionItem>(&self, key: &str, scope: Option<&str>) -> Result<Vec<T>> {
+    pub fn get_collection<T: FromCollectionItem>(
+        &self,
+        key: &str,
+        scope: Option<&str>,
+    ) -> Result<Vec<T>> {
         let items = self.with_inner(|g| g.collections.get(key).cloned().unwrap_or_default());
         let re = scope.map(ScopeRegex::new).transpose()?;
         let mut out = Vec::new();
@@ -185,11 +192,13 @@ impl Graph {
 
     /// `tf.global_variables()`.
     pub fn global_variables(&self) -> Vec<Variable> {
-        self.get_collection(keys::GLOBAL_VARIABLES, None).unwrap_or_default()
+        self.get_collection(keys::GLOBAL_VARIABLES, None)
+            .unwrap_or_default()
     }
 
     /// `tf.trainable_variables()`.
     pub fn trainable_variables(&self) -> Vec<Variable> {
-        self.get_collection(keys::TRAINABLE_VARIABLES, None).unwrap_or_default()
+        self.get_collection(keys::TRAINABLE_VARIABLES, None)
+            .unwrap_or_default()
     }
 }

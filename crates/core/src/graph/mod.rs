@@ -184,13 +184,25 @@ impl Graph {
     /// op's dtype/shape inference and attaches the active control dependencies.
     ///
     /// `name` is the user's explicit name; `default_name` is used when it is `None`.
-    pub fn add_node(&self, op: Op, inputs: &[Tensor], name: Option<&str>, default_name: &str) -> Result<Tensor> {
+    pub fn add_node(
+        &self,
+        op: Op,
+        inputs: &[Tensor],
+        name: Option<&str>,
+        default_name: &str,
+    ) -> Result<Tensor> {
         self.with_inner_mut(|g| g.add_node(op, inputs, name, default_name))
     }
 
     /// Adds a node with an exact name and explicit control inputs, running shape inference (meta-graph
     /// import). An existing name is an error.
-    pub fn import_node(&self, name: &str, op: Op, inputs: &[Tensor], control_inputs: &[Operation]) -> Result<Tensor> {
+    pub fn import_node(
+        &self,
+        name: &str,
+        op: Op,
+        inputs: &[Tensor],
+        control_inputs: &[Operation],
+    ) -> Result<Tensor> {
         let t = self.with_inner_mut(|g| {
             let saved = std::mem::take(&mut g.name_stack);
             let saved_ctrl = std::mem::take(&mut g.control_stack);
@@ -217,7 +229,12 @@ impl Graph {
     /// The op name of a node.
     pub fn op_name(&self, op: impl Into<Operation>) -> String {
         let id = op.into().id;
-        self.with_inner(|g| g.nodes.get(id).map(|n| n.name.clone()).unwrap_or_else(|| format!("<unknown node #{id}>")))
+        self.with_inner(|g| {
+            g.nodes
+                .get(id)
+                .map(|n| n.name.clone())
+                .unwrap_or_else(|| format!("<unknown node #{id}>"))
+        })
     }
 
     /// The tensor name (`dnn/hidden1/Relu:0`).
@@ -228,7 +245,12 @@ impl Graph {
     /// The op type of a node (`MatMul`, `AddV2`, ...).
     pub fn op_type(&self, op: impl Into<Operation>) -> String {
         let id = op.into().id;
-        self.with_inner(|g| g.nodes.get(id).map(|n| n.op.type_name().to_string()).unwrap_or_default())
+        self.with_inner(|g| {
+            g.nodes
+                .get(id)
+                .map(|n| n.op.type_name().to_string())
+                .unwrap_or_default()
+        })
     }
 
     /// Static dtype and shape of a tensor.
@@ -249,25 +271,39 @@ impl Graph {
     /// The data inputs of an operation.
     pub fn inputs(&self, op: impl Into<Operation>) -> Result<Vec<Tensor>> {
         let id = op.into().id;
-        self.with_inner(|g| Ok(g.node_ref(id)?.inputs.iter().map(|&i| Tensor { id: i }).collect()))
+        self.with_inner(|g| {
+            Ok(g.node_ref(id)?
+                .inputs
+                .iter()
+                .map(|&i| Tensor { id: i })
+                .collect())
+        })
     }
 
     /// Looks up a tensor by name (`"dnn/hidden1/Relu:0"`). An op name without `:0` is an error, as in TF.
     pub fn get_tensor_by_name(&self, name: &str) -> Result<Tensor> {
         let Some((op, idx)) = name.rsplit_once(':') else {
-            return Err(Error::OperationNotTensor { name: name.to_string() });
+            return Err(Error::OperationNotTensor {
+                name: name.to_string(),
+            });
         };
         let id = self.with_inner(|g| g.by_name.get(op).copied());
         match (id, idx) {
             (Some(id), "0") => {
                 if self.with_inner(|g| g.nodes[id].output.is_none()) {
-                    Err(Error::NotFound { what: format!("tensor '{name}' (operation '{op}' has no outputs)") })
+                    Err(Error::NotFound {
+                        what: format!("tensor '{name}' (operation '{op}' has no outputs)"),
+                    })
                 } else {
                     Ok(Tensor { id })
                 }
             }
-            (Some(_), _) => Err(Error::NotFound { what: format!("tensor '{name}' (operation '{op}' has one output, :0)") }),
-            (None, _) => Err(Error::NotFound { what: format!("tensor '{name}' (no operation named '{op}')") }),
+            (Some(_), _) => Err(Error::NotFound {
+                what: format!("tensor '{name}' (operation '{op}' has one output, :0)"),
+            }),
+            (None, _) => Err(Error::NotFound {
+                what: format!("tensor '{name}' (no operation named '{op}')"),
+            }),
         }
     }
 
@@ -275,7 +311,9 @@ impl Graph {
     pub fn get_operation_by_name(&self, name: &str) -> Result<Operation> {
         self.with_inner(|g| g.by_name.get(name).copied())
             .map(|id| Operation { id })
-            .ok_or_else(|| Error::NotFound { what: format!("operation '{name}'") })
+            .ok_or_else(|| Error::NotFound {
+                what: format!("operation '{name}'"),
+            })
     }
 
     /// Every operation in creation order.
@@ -288,7 +326,9 @@ impl Graph {
     pub fn add_control_input(&self, op: Operation, dep: Operation) -> Result<()> {
         self.with_inner_mut(|g| {
             g.node_ref(dep.id)?;
-            let node = g.nodes.get_mut(op.id).ok_or_else(|| Error::NotFound { what: format!("operation #{}", op.id) })?;
+            let node = g.nodes.get_mut(op.id).ok_or_else(|| Error::NotFound {
+                what: format!("operation #{}", op.id),
+            })?;
             if !node.control_inputs.contains(&dep.id) {
                 node.control_inputs.push(dep.id);
             }
@@ -300,17 +340,32 @@ impl Graph {
 
 impl GraphInner {
     pub(crate) fn node_ref(&self, id: usize) -> Result<&Node> {
-        self.nodes.get(id).ok_or_else(|| Error::NotFound { what: format!("node #{id} (a handle from another graph?)") })
+        self.nodes.get(id).ok_or_else(|| Error::NotFound {
+            what: format!("node #{id} (a handle from another graph?)"),
+        })
     }
 
     pub(crate) fn info(&self, id: usize) -> Result<TensorInfo> {
         let n = self.node_ref(id)?;
-        n.output.clone().ok_or_else(|| Error::NoOutput { name: n.name.clone(), op: n.op.type_name().into() })
+        n.output.clone().ok_or_else(|| Error::NoOutput {
+            name: n.name.clone(),
+            op: n.op.type_name().into(),
+        })
     }
 
-    pub(crate) fn add_node(&mut self, op: Op, inputs: &[Tensor], name: Option<&str>, default_name: &str) -> Result<Tensor> {
+    pub(crate) fn add_node(
+        &mut self,
+        op: Op,
+        inputs: &[Tensor],
+        name: Option<&str>,
+        default_name: &str,
+    ) -> Result<Tensor> {
         let at_root = self.name_stack.is_empty();
-        let pending = if name.is_none() { self.pending_name.take() } else { None };
+        let pending = if name.is_none() {
+            self.pending_name.take()
+        } else {
+            None
+        };
         let name = name.or(pending.as_deref());
         // A name ending in '/' is an exact absolute op name (TF's convention for naming the final op of
         // a composite after its scope).
@@ -318,27 +373,44 @@ impl GraphInner {
         if let Some(n) = name.filter(|_| exact.is_none()) {
             naming::validate_name(n, at_root)?;
         }
-        let infos = inputs.iter().map(|t| self.info(t.id)).collect::<Result<Vec<_>>>()?;
+        let infos = inputs
+            .iter()
+            .map(|t| self.info(t.id))
+            .collect::<Result<Vec<_>>>()?;
         let base = name.unwrap_or(default_name);
         // Infer before reserving the name so a failed build leaves the graph's names unchanged.
-        let provisional = if self.name_stack.is_empty() { base.to_string() } else { format!("{}/{}", self.name_stack, base) };
+        let provisional = if self.name_stack.is_empty() {
+            base.to_string()
+        } else {
+            format!("{}/{}", self.name_stack, base)
+        };
         let output = op.infer(&infos).map_err(|e| {
             let op_name = op.type_name().to_string();
-            let shapes: Vec<String> = infos.iter().map(|i| format!("{} {}", i.dtype, i.shape)).collect();
+            let shapes: Vec<String> = infos
+                .iter()
+                .map(|i| format!("{} {}", i.dtype, i.shape))
+                .collect();
             let inputs = shapes.join(", ");
             match e {
-                InferError::DType(m) => {
-                    Error::DType { node: provisional.clone(), op: op_name, message: format!("{m} (inputs: [{inputs}])") }
-                }
-                InferError::Shape(m) => {
-                    Error::Shape { node: provisional.clone(), op: op_name, message: format!("{m} (inputs: [{inputs}])") }
-                }
+                InferError::DType(m) => Error::DType {
+                    node: provisional.clone(),
+                    op: op_name,
+                    message: format!("{m} (inputs: [{inputs}])"),
+                },
+                InferError::Shape(m) => Error::Shape {
+                    node: provisional.clone(),
+                    op: op_name,
+                    message: format!("{m} (inputs: [{inputs}])"),
+                },
             }
         })?;
         let unique = match exact {
             Some(e) => {
                 if self.by_name.contains_key(e) {
-                    return Err(Error::InvalidName { name: e.to_string(), message: "an op with this name already exists".into() });
+                    return Err(Error::InvalidName {
+                        name: e.to_string(),
+                        message: "an op with this name already exists".into(),
+                    });
                 }
                 self.names_in_use.entry(e.to_lowercase()).or_insert(1);
                 e.to_string()

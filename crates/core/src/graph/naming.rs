@@ -76,7 +76,11 @@ pub(crate) fn validate_name(name: &str, at_root: bool) -> Result<()> {
 impl super::GraphInner {
     /// TF's `Graph.unique_name`: prefixes the name stack, then appends `_k` on a case-insensitive collision.
     pub(crate) fn unique_name(&mut self, name: &str, mark_as_used: bool) -> String {
-        let mut name = if self.name_stack.is_empty() { name.to_string() } else { format!("{}/{}", self.name_stack, name) };
+        let mut name = if self.name_stack.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{}", self.name_stack, name)
+        };
         let mut key = name.to_lowercase();
         let mut i = self.names_in_use.get(&key).copied().unwrap_or(0);
         if mark_as_used {
@@ -97,7 +101,10 @@ impl super::GraphInner {
     }
 
     pub(crate) fn current_var_scope(&self) -> (String, Reuse) {
-        self.var_scopes.last().map(|f| (f.name.clone(), f.reuse)).unwrap_or((String::new(), Reuse::No))
+        self.var_scopes
+            .last()
+            .map(|f| (f.name.clone(), f.reuse))
+            .unwrap_or((String::new(), Reuse::No))
     }
 }
 
@@ -118,10 +125,20 @@ impl Graph {
                 g.unique_name(name, true)
             };
             g.name_stack = new_stack.clone();
-            let scope = if new_stack.is_empty() { String::new() } else { format!("{new_stack}/") };
+            let scope = if new_stack.is_empty() {
+                String::new()
+            } else {
+                format!("{new_stack}/")
+            };
             Ok((saved, scope))
         })?;
-        Ok(ScopeGuard { graph: self.clone(), saved_stack: Some(saved), pop_var_scope: false, pop_control: false, scope })
+        Ok(ScopeGuard {
+            graph: self.clone(),
+            saved_stack: Some(saved),
+            pop_var_scope: false,
+            pop_control: false,
+            scope,
+        })
     }
 
     /// Opens a variable scope that inherits the enclosing scope's reuse (TF's `tf.variable_scope(name)`).
@@ -139,7 +156,11 @@ impl Graph {
         let (saved, scope) = self.with_inner_mut(|g| -> Result<(String, String)> {
             validate_name(name, true)?;
             let (outer, outer_reuse) = g.current_var_scope();
-            let full = if outer.is_empty() { name.to_string() } else { format!("{outer}/{name}") };
+            let full = if outer.is_empty() {
+                name.to_string()
+            } else {
+                format!("{outer}/{name}")
+            };
             let reuse = match (outer_reuse, reuse) {
                 (Reuse::Yes, _) => Reuse::Yes,
                 (Reuse::Auto, Reuse::No) => Reuse::Auto,
@@ -151,7 +172,13 @@ impl Graph {
             g.name_stack = stack.clone();
             Ok((saved, format!("{stack}/")))
         })?;
-        Ok(ScopeGuard { graph: self.clone(), saved_stack: Some(saved), pop_var_scope: true, pop_control: false, scope })
+        Ok(ScopeGuard {
+            graph: self.clone(),
+            saved_stack: Some(saved),
+            pop_var_scope: true,
+            pop_control: false,
+            scope,
+        })
     }
 
     /// Turns on reuse for the innermost variable scope (TF's `scope.reuse_variables()`).
@@ -165,7 +192,13 @@ impl Graph {
 
     /// The current name scope with a trailing slash (`"dnn/hidden1/"`), or `""` at the root.
     pub fn current_name_scope(&self) -> String {
-        self.with_inner(|g| if g.name_stack.is_empty() { String::new() } else { format!("{}/", g.name_stack) })
+        self.with_inner(|g| {
+            if g.name_stack.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", g.name_stack)
+            }
+        })
     }
 
     /// The current variable scope path (`"hidden1"`), or `""` at the root.
@@ -180,13 +213,21 @@ impl Graph {
         self.with_inner_mut(|g| -> Result<()> {
             for &i in &ids {
                 if i >= g.nodes.len() {
-                    return Err(Error::NotFound { what: format!("operation #{i} (from another graph?)") });
+                    return Err(Error::NotFound {
+                        what: format!("operation #{i} (from another graph?)"),
+                    });
                 }
             }
             g.control_stack.push(ids);
             Ok(())
         })?;
-        Ok(ScopeGuard { graph: self.clone(), saved_stack: None, pop_var_scope: false, pop_control: true, scope: String::new() })
+        Ok(ScopeGuard {
+            graph: self.clone(),
+            saved_stack: None,
+            pop_var_scope: false,
+            pop_control: true,
+            scope: String::new(),
+        })
     }
 
     /// Returns a name that is unique in the graph given the current name stack, without creating an op.

@@ -40,7 +40,8 @@ impl Variable {
     }
     /// The static shape.
     pub fn shape(self, g: &Graph) -> Shape {
-        g.shape(self.var_tensor()).unwrap_or_else(|_| Shape::unknown())
+        g.shape(self.var_tensor())
+            .unwrap_or_else(|_| Shape::unknown())
     }
     /// The dtype.
     pub fn dtype(self, g: &Graph) -> DType {
@@ -71,14 +72,21 @@ pub struct VarOptions {
 
 impl Default for VarOptions {
     fn default() -> Self {
-        VarOptions { initializer: None, trainable: true, collections: None }
+        VarOptions {
+            initializer: None,
+            trainable: true,
+            collections: None,
+        }
     }
 }
 
 impl VarOptions {
     /// Options with the given initializer.
     pub fn init(initializer: Initializer) -> Self {
-        VarOptions { initializer: Some(initializer), ..Default::default() }
+        VarOptions {
+            initializer: Some(initializer),
+            ..Default::default()
+        }
     }
     /// Marks the variable trainable or not.
     pub fn trainable(mut self, trainable: bool) -> Self {
@@ -89,7 +97,13 @@ impl VarOptions {
 
 impl Graph {
     /// Creates the storage, `Assign` and `read` nodes of a variable whose op name is exactly `full_name`.
-    fn make_variable(&self, full_name: &str, init_value: Tensor, trainable: bool, collections: Option<&[String]>) -> Result<Variable> {
+    fn make_variable(
+        &self,
+        full_name: &str,
+        init_value: Tensor,
+        trainable: bool,
+        collections: Option<&[String]>,
+    ) -> Result<Variable> {
         let info = self.info(init_value)?;
         if info.shape.rank().is_none() {
             return Err(Error::Shape {
@@ -104,7 +118,11 @@ impl Graph {
         let made = self.make_variable_nodes(full_name, init_value, &info);
         self.with_inner_mut(|g| g.control_stack = saved_ctrl);
         let (var, init, read) = made?;
-        let v = Variable { var: var.id, read: read.id, init: init.id };
+        let v = Variable {
+            var: var.id,
+            read: read.id,
+            init: init.id,
+        };
         match collections {
             Some(cs) => {
                 for c in cs {
@@ -119,10 +137,32 @@ impl Graph {
         Ok(v)
     }
 
-    fn make_variable_nodes(&self, full_name: &str, init_value: Tensor, info: &crate::dtype::TensorInfo) -> Result<(Tensor, Tensor, Tensor)> {
+    fn make_variable_nodes(
+        &self,
+        full_name: &str,
+        init_value: Tensor,
+        info: &crate::dtype::TensorInfo,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let scope = self.name_scope(&format!("{full_name}/"))?;
-        let var = self.add_node(VariableOp { dtype: info.dtype, shape: info.shape.clone() }.into(), &[], Some(&format!("{full_name}/")), "")?;
-        let init = self.add_node(Assign { mode: AssignMode::Set }.into(), &[var, init_value], Some("Assign"), "Assign")?;
+        let var = self.add_node(
+            VariableOp {
+                dtype: info.dtype,
+                shape: info.shape.clone(),
+            }
+            .into(),
+            &[],
+            Some(&format!("{full_name}/")),
+            "",
+        )?;
+        let init = self.add_node(
+            Assign {
+                mode: AssignMode::Set,
+            }
+            .into(),
+            &[var, init_value],
+            Some("Assign"),
+            "Assign",
+        )?;
         let read = self.add_node(Identity.into(), &[var], Some("read"), "read")?;
         drop(scope);
         Ok((var, init, read))
@@ -130,7 +170,12 @@ impl Graph {
 
     /// `tf.Variable(initial_value, name=name, trainable=trainable)`: honours name scopes (`ns/w:0`);
     /// an empty name gives `Variable`, `Variable_1`, ...
-    pub fn variable(&self, name: &str, initial_value: impl Into<Tensor>, trainable: bool) -> Result<Variable> {
+    pub fn variable(
+        &self,
+        name: &str,
+        initial_value: impl Into<Tensor>,
+        trainable: bool,
+    ) -> Result<Variable> {
         let init = initial_value.into();
         let scope = self.name_scope(if name.is_empty() { "Variable" } else { name })?;
         let full = scope.scope().trim_end_matches('/').to_string();
@@ -149,10 +194,20 @@ impl Graph {
     /// Reuse follows the innermost variable scope: without reuse an existing name is an error; with
     /// reuse a missing name, or a different shape or dtype, is an error; AUTO_REUSE creates or returns.
     /// The initializer's ops go under `<name>/Initializer/`.
-    pub fn get_variable_with(&self, name: &str, shape: &[usize], dtype: DType, opts: VarOptions) -> Result<Variable> {
+    pub fn get_variable_with(
+        &self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        opts: VarOptions,
+    ) -> Result<Variable> {
         super::naming::validate_name(name, false)?;
         let (vs, reuse) = self.with_inner(|g| g.current_var_scope());
-        let full = if vs.is_empty() { name.to_string() } else { format!("{vs}/{name}") };
+        let full = if vs.is_empty() {
+            name.to_string()
+        } else {
+            format!("{vs}/{name}")
+        };
         let existing = self.with_inner(|g| g.variables.get(&full).copied());
         if let Some(v) = existing {
             if reuse == Reuse::No {
@@ -167,16 +222,29 @@ impl Graph {
                 });
             }
             if found_dtype != dtype {
-                return Err(Error::VariableMismatch { name: full, requested: format!("dtype {dtype}"), found: format!("dtype {found_dtype}") });
+                return Err(Error::VariableMismatch {
+                    name: full,
+                    requested: format!("dtype {dtype}"),
+                    found: format!("dtype {found_dtype}"),
+                });
             }
             return Ok(v);
         }
         if reuse == Reuse::Yes {
             return Err(Error::VariableMissing { name: full });
         }
-        let initializer = opts.initializer.clone().unwrap_or(if dtype.is_float() { Initializer::glorot_uniform() } else { Initializer::Zeros });
+        let initializer = opts.initializer.clone().unwrap_or(if dtype.is_float() {
+            Initializer::glorot_uniform()
+        } else {
+            Initializer::Zeros
+        });
         let init_value = self.initial_value(&full, &initializer, shape, dtype)?;
-        let v = self.make_variable(&full, init_value, opts.trainable, opts.collections.as_deref())?;
+        let v = self.make_variable(
+            &full,
+            init_value,
+            opts.trainable,
+            opts.collections.as_deref(),
+        )?;
         self.with_inner_mut(|g| g.variables.insert(full, v));
         Ok(v)
     }
@@ -184,7 +252,14 @@ impl Graph {
     /// Creates a variable named `name` from the root (ignoring every scope), uniquified if taken, with
     /// its initializer under `<name>/Initializer/`. Optimizers make their slots this way
     /// (`hidden1/kernel/Adam`, then `hidden1/kernel/Adam_1`), as TF's slot creator does.
-    pub fn root_variable(&self, name: &str, shape: &[usize], dtype: DType, initializer: &Initializer, trainable: bool) -> Result<Variable> {
+    pub fn root_variable(
+        &self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        initializer: &Initializer,
+        trainable: bool,
+    ) -> Result<Variable> {
         let _root = self.name_scope("")?;
         let full = self.unique_name(name, false);
         let init_value = self.initial_value(&full, initializer, shape, dtype)?;
@@ -192,7 +267,13 @@ impl Graph {
     }
 
     /// Builds an initial value under `<full>/Initializer/`, outside any control-dependency scope.
-    fn initial_value(&self, full: &str, initializer: &Initializer, shape: &[usize], dtype: DType) -> Result<Tensor> {
+    fn initial_value(
+        &self,
+        full: &str,
+        initializer: &Initializer,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
         let saved_ctrl = self.with_inner_mut(|g| std::mem::take(&mut g.control_stack));
         let built = (|| {
             let _abs = self.name_scope(&format!("{full}/"))?;
@@ -215,7 +296,8 @@ impl Graph {
 
     /// The variables made by `get_variable`, by full name (so that imported graphs keep reuse working).
     pub fn get_variable_store(&self) -> Vec<(String, Variable)> {
-        let mut v: Vec<(String, Variable)> = self.with_inner(|g| g.variables.iter().map(|(k, v)| (k.clone(), *v)).collect());
+        let mut v: Vec<(String, Variable)> =
+            self.with_inner(|g| g.variables.iter().map(|(k, v)| (k.clone(), *v)).collect());
         v.sort_by_key(|(_, var)| var.var);
         v
     }
@@ -227,7 +309,11 @@ impl Graph {
 
     /// The names of a variable's storage, read and initializer nodes.
     pub fn variable_names(&self, v: Variable) -> (String, String, String) {
-        (self.op_name(v.var_tensor()), self.op_name(v.value()), self.op_name(v.initializer()))
+        (
+            self.op_name(v.var_tensor()),
+            self.op_name(v.value()),
+            self.op_name(v.initializer()),
+        )
     }
 
     /// `tf.variables_initializer(vars)`: one op that runs every variable's initializer (named `init`).

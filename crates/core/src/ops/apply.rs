@@ -21,9 +21,18 @@ pub enum ApplyRule {
     /// slots `[accum]`: `acc += g²; w -= lr·g/√acc`.
     Adagrad,
     /// slots `[ms, mom]` or `[ms, mg, mom]` when centered.
-    RMSProp { decay: f64, momentum: f64, epsilon: f64, centered: bool },
+    RMSProp {
+        decay: f64,
+        momentum: f64,
+        epsilon: f64,
+        centered: bool,
+    },
     /// slots `[m, v]`; the learning-rate input is the bias-corrected `lr_t`.
-    Adam { beta1: f64, beta2: f64, epsilon: f64 },
+    Adam {
+        beta1: f64,
+        beta2: f64,
+        epsilon: f64,
+    },
 }
 
 impl ApplyRule {
@@ -38,10 +47,20 @@ impl ApplyRule {
     }
 
     /// Applies the rule in place to `w` and its slots with gradient `g` and learning rate `lr`.
-    pub fn apply<T: Float>(&self, w: &mut [T], slots: &mut [&mut [T]], g: &[T], lr: T) -> std::result::Result<(), String> {
+    pub fn apply<T: Float>(
+        &self,
+        w: &mut [T],
+        slots: &mut [&mut [T]],
+        g: &[T],
+        lr: T,
+    ) -> std::result::Result<(), String> {
         let n = w.len();
         if g.len() != n || slots.iter().any(|s| s.len() != n) || slots.len() != self.slot_count() {
-            return Err(format!("update of {} elements with a gradient of {} elements", n, g.len()));
+            return Err(format!(
+                "update of {} elements with a gradient of {} elements",
+                n,
+                g.len()
+            ));
         }
         let c = T::from_f64;
         match (self, slots) {
@@ -54,7 +73,12 @@ impl ApplyRule {
                 let mu = c(*momentum);
                 for ((w, a), &g) in w.iter_mut().zip(a.iter_mut()).zip(g) {
                     *a = mu * *a + g;
-                    *w = *w - if *nesterov { lr * (g + mu * *a) } else { lr * *a };
+                    *w = *w
+                        - if *nesterov {
+                            lr * (g + mu * *a)
+                        } else {
+                            lr * *a
+                        };
                 }
             }
             (ApplyRule::Adagrad, [acc]) => {
@@ -63,7 +87,15 @@ impl ApplyRule {
                     *w = *w - lr * g / acc.sqrt();
                 }
             }
-            (ApplyRule::RMSProp { decay, momentum, epsilon, centered: false }, [ms, mom]) => {
+            (
+                ApplyRule::RMSProp {
+                    decay,
+                    momentum,
+                    epsilon,
+                    centered: false,
+                },
+                [ms, mom],
+            ) => {
                 let (rho, mu, eps) = (c(*decay), c(*momentum), c(*epsilon));
                 for i in 0..n {
                     ms[i] = rho * ms[i] + (T::one() - rho) * g[i] * g[i];
@@ -71,7 +103,15 @@ impl ApplyRule {
                     w[i] = w[i] - mom[i];
                 }
             }
-            (ApplyRule::RMSProp { decay, momentum, epsilon, centered: true }, [ms, mg, mom]) => {
+            (
+                ApplyRule::RMSProp {
+                    decay,
+                    momentum,
+                    epsilon,
+                    centered: true,
+                },
+                [ms, mg, mom],
+            ) => {
                 let (rho, mu, eps) = (c(*decay), c(*momentum), c(*epsilon));
                 for i in 0..n {
                     ms[i] = rho * ms[i] + (T::one() - rho) * g[i] * g[i];
@@ -80,7 +120,14 @@ impl ApplyRule {
                     w[i] = w[i] - mom[i];
                 }
             }
-            (ApplyRule::Adam { beta1, beta2, epsilon }, [m, v]) => {
+            (
+                ApplyRule::Adam {
+                    beta1,
+                    beta2,
+                    epsilon,
+                },
+                [m, v],
+            ) => {
                 let (b1, b2, eps) = (c(*beta1), c(*beta2), c(*epsilon));
                 for i in 0..n {
                     m[i] = b1 * m[i] + (T::one() - b1) * g[i];
@@ -106,7 +153,9 @@ impl OpDef for ApplyUpdate {
             ApplyRule::GradientDescent => "ApplyGradientDescent",
             ApplyRule::Momentum { .. } => "ApplyMomentum",
             ApplyRule::Adagrad => "ApplyAdagrad",
-            ApplyRule::RMSProp { centered: false, .. } => "ApplyRMSProp",
+            ApplyRule::RMSProp {
+                centered: false, ..
+            } => "ApplyRMSProp",
             ApplyRule::RMSProp { centered: true, .. } => "ApplyCenteredRMSProp",
             ApplyRule::Adam { .. } => "ApplyAdam",
         }
@@ -118,11 +167,19 @@ impl OpDef for ApplyUpdate {
         expect_float(var, "the variable")?;
         for t in &inputs[1..=k + 1] {
             if t.dtype != var.dtype || !t.shape.compatible_with(&var.shape) {
-                return Err(InferError::Shape(format!("slot or gradient {} {} does not match the variable {} {}", t.dtype, t.shape, var.dtype, var.shape)));
+                return Err(InferError::Shape(format!(
+                    "slot or gradient {} {} does not match the variable {} {}",
+                    t.dtype, t.shape, var.dtype, var.shape
+                )));
             }
         }
         if inputs[k + 2].dtype != var.dtype || inputs[k + 2].shape.rank().is_some_and(|r| r != 0) {
-            return Err(InferError::DType(format!("the learning rate must be a {} scalar, got {} {}", var.dtype, inputs[k + 2].dtype, inputs[k + 2].shape)));
+            return Err(InferError::DType(format!(
+                "the learning rate must be a {} scalar, got {} {}",
+                var.dtype,
+                inputs[k + 2].dtype,
+                inputs[k + 2].shape
+            )));
         }
         Ok(Some(var.clone()))
     }
@@ -133,7 +190,14 @@ impl OpDef for ApplyUpdate {
 
 impl Graph {
     /// A fused in-place optimizer update of `var` and its `slots` (see [`ApplyRule`]).
-    pub fn apply_update(&self, rule: ApplyRule, var: Variable, slots: &[Variable], grad: Tensor, lr: Tensor) -> Result<Tensor> {
+    pub fn apply_update(
+        &self,
+        rule: ApplyRule,
+        var: Variable,
+        slots: &[Variable],
+        grad: Tensor,
+        lr: Tensor,
+    ) -> Result<Tensor> {
         let mut inputs = vec![var.var_tensor()];
         inputs.extend(slots.iter().map(|s| s.var_tensor()));
         inputs.push(grad);

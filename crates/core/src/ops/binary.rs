@@ -62,7 +62,9 @@ impl BinaryKind {
                 x.wrapping_div(y)
             }
             BinaryKind::Pow => {
-                let e = u32::try_from(y).map_err(|_| format!("integer pow needs a small non-negative exponent, got {y}"))?;
+                let e = u32::try_from(y).map_err(|_| {
+                    format!("integer pow needs a small non-negative exponent, got {y}")
+                })?;
                 x.wrapping_pow(e)
             }
             BinaryKind::Maximum => x.max(y),
@@ -93,8 +95,14 @@ fn broadcast_infer(inputs: &[TensorInfo], op: &str, out_dtype: Option<DType>) ->
             inputs[0].dtype, inputs[1].dtype
         )));
     }
-    let shape = inputs[0].shape.broadcast(&inputs[1].shape).map_err(InferError::Shape)?;
-    Ok(Some(TensorInfo::new(out_dtype.unwrap_or(inputs[0].dtype), shape)))
+    let shape = inputs[0]
+        .shape
+        .broadcast(&inputs[1].shape)
+        .map_err(InferError::Shape)?;
+    Ok(Some(TensorInfo::new(
+        out_dtype.unwrap_or(inputs[0].dtype),
+        shape,
+    )))
 }
 
 /// Elementwise arithmetic with broadcasting.
@@ -114,7 +122,16 @@ fn binary_float<T: FloatArray>(k: BinaryKind, inputs: &[&Value]) -> OpResult<Val
             }
         };
     }
-    Ok(T::wrap(each!(Add, Sub, Mul, Div, Pow, Maximum, Minimum, SquaredDifference)))
+    Ok(T::wrap(each!(
+        Add,
+        Sub,
+        Mul,
+        Div,
+        Pow,
+        Maximum,
+        Minimum,
+        SquaredDifference
+    )))
 }
 
 impl OpDef for Binary {
@@ -124,7 +141,10 @@ impl OpDef for Binary {
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         let out = broadcast_infer(inputs, self.type_name(), None)?;
         if inputs[0].dtype == DType::Bool {
-            return Err(InferError::DType(format!("{} is not defined for bool", self.type_name())));
+            return Err(InferError::DType(format!(
+                "{} is not defined for bool",
+                self.type_name()
+            )));
         }
         Ok(out)
     }
@@ -143,7 +163,12 @@ impl OpDef for Binary {
                 None => Ok(Value::I64(out)),
             };
         }
-        by_float(inputs, k.type_name(), || binary_float::<f32>(k, inputs), || binary_float::<f64>(k, inputs))
+        by_float(
+            inputs,
+            k.type_name(),
+            || binary_float::<f32>(k, inputs),
+            || binary_float::<f64>(k, inputs),
+        )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = ctx.graph;
@@ -152,7 +177,10 @@ impl OpDef for Binary {
             BinaryKind::Add => (grad, grad),
             BinaryKind::Sub => (grad, g.neg(grad)?),
             BinaryKind::Mul => (g.mul(grad, y)?, g.mul(grad, x)?),
-            BinaryKind::Div => (g.div(grad, y)?, g.mul(grad, g.div(g.div(g.neg(x)?, y)?, y)?)?),
+            BinaryKind::Div => (
+                g.div(grad, y)?,
+                g.mul(grad, g.div(g.div(g.neg(x)?, y)?, y)?)?,
+            ),
             BinaryKind::Pow => {
                 let one = g.scalar_like(x, 1.0)?;
                 let gx = g.mul(g.mul(grad, y)?, g.pow(x, g.sub(y, one)?)?)?;
@@ -164,7 +192,11 @@ impl OpDef for Binary {
                 (gx, g.mul(g.mul(grad, ctx.output)?, log_x)?)
             }
             BinaryKind::Maximum | BinaryKind::Minimum => {
-                let mask = if self.kind == BinaryKind::Maximum { g.greater_equal(x, y)? } else { g.less_equal(x, y)? };
+                let mask = if self.kind == BinaryKind::Maximum {
+                    g.greater_equal(x, y)?
+                } else {
+                    g.less_equal(x, y)?
+                };
                 let zeros = g.zeros_like(grad)?;
                 (g.select(mask, grad, zeros)?, g.select(mask, zeros, grad)?)
             }
@@ -174,7 +206,10 @@ impl OpDef for Binary {
                 (gx, g.neg(gx)?)
             }
         };
-        Ok(vec![Some(g.sum_to_shape_of(gx, x)?), Some(g.sum_to_shape_of(gy, y)?)])
+        Ok(vec![
+            Some(g.sum_to_shape_of(gx, x)?),
+            Some(g.sum_to_shape_of(gy, y)?),
+        ])
     }
 }
 
@@ -227,7 +262,10 @@ impl OpDef for Compare {
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
         let k = self.kind;
-        let out = match (super::kernels::input(inputs, 0, "Compare")?, super::kernels::input(inputs, 1, "Compare")?) {
+        let out = match (
+            super::kernels::input(inputs, 0, "Compare")?,
+            super::kernels::input(inputs, 1, "Compare")?,
+        ) {
             (Value::F32(a), Value::F32(b)) => zip_broadcast(a, b, |x, y| k.test(&x, &y))?,
             (Value::F64(a), Value::F64(b)) => zip_broadcast(a, b, |x, y| k.test(&x, &y))?,
             (Value::I64(a), Value::I64(b)) => zip_broadcast(a, b, |x, y| k.test(&x, &y))?,
@@ -275,7 +313,9 @@ impl OpDef for Logical {
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
         let bool_in = |i: usize| -> OpResult<&ndarray::ArrayD<bool>> {
-            super::kernels::input(inputs, i, "Logical")?.as_bool().ok_or_else(|| "logical ops take bool inputs".to_string())
+            super::kernels::input(inputs, i, "Logical")?
+                .as_bool()
+                .ok_or_else(|| "logical ops take bool inputs".to_string())
         };
         let out = match self.kind {
             LogicalKind::Not => bool_in(0)?.mapv(|x| !x),
@@ -293,7 +333,11 @@ impl OpDef for Logical {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Select;
 
-fn select_typed<T: Clone>(c: &ndarray::ArrayD<bool>, a: &ndarray::ArrayD<T>, b: &ndarray::ArrayD<T>) -> OpResult<ndarray::ArrayD<T>> {
+fn select_typed<T: Clone>(
+    c: &ndarray::ArrayD<bool>,
+    a: &ndarray::ArrayD<T>,
+    b: &ndarray::ArrayD<T>,
+) -> OpResult<ndarray::ArrayD<T>> {
     let ab_shape = super::kernels::broadcast_shapes(a.shape(), b.shape())?;
     let shape = super::kernels::broadcast_shapes(c.shape(), &ab_shape)?;
     let d = ndarray::IxDyn(&shape);
@@ -301,7 +345,10 @@ fn select_typed<T: Clone>(c: &ndarray::ArrayD<bool>, a: &ndarray::ArrayD<T>, b: 
     let av = a.broadcast(d.clone()).ok_or("broadcast failed")?;
     let bv = b.broadcast(d.clone()).ok_or("broadcast failed")?;
     let mut out = Vec::with_capacity(shape.iter().product());
-    ndarray::Zip::from(&cv).and(&av).and(&bv).for_each(|&c, x, y| out.push(if c { x.clone() } else { y.clone() }));
+    ndarray::Zip::from(&cv)
+        .and(&av)
+        .and(&bv)
+        .for_each(|&c, x, y| out.push(if c { x.clone() } else { y.clone() }));
     ndarray::ArrayD::from_shape_vec(d, out).map_err(|e| e.to_string())
 }
 
@@ -312,20 +359,36 @@ impl OpDef for Select {
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 3, "SelectV2")?;
         if inputs[0].dtype != DType::Bool {
-            return Err(InferError::DType(format!("the condition must be bool, got {}", inputs[0].dtype)));
+            return Err(InferError::DType(format!(
+                "the condition must be bool, got {}",
+                inputs[0].dtype
+            )));
         }
-        let ab = broadcast_infer(&inputs[1..], "SelectV2", None)?.ok_or_else(|| InferError::Shape("no output".into()))?;
-        let shape = inputs[0].shape.broadcast(&ab.shape).map_err(InferError::Shape)?;
+        let ab = broadcast_infer(&inputs[1..], "SelectV2", None)?
+            .ok_or_else(|| InferError::Shape("no output".into()))?;
+        let shape = inputs[0]
+            .shape
+            .broadcast(&ab.shape)
+            .map_err(InferError::Shape)?;
         Ok(Some(TensorInfo::new(ab.dtype, shape)))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        let c = super::kernels::input(inputs, 0, "SelectV2")?.as_bool().ok_or("the condition must be bool")?;
-        match (super::kernels::input(inputs, 1, "SelectV2")?, super::kernels::input(inputs, 2, "SelectV2")?) {
+        let c = super::kernels::input(inputs, 0, "SelectV2")?
+            .as_bool()
+            .ok_or("the condition must be bool")?;
+        match (
+            super::kernels::input(inputs, 1, "SelectV2")?,
+            super::kernels::input(inputs, 2, "SelectV2")?,
+        ) {
             (Value::F32(a), Value::F32(b)) => Ok(Value::F32(select_typed(c, a, b)?)),
             (Value::F64(a), Value::F64(b)) => Ok(Value::F64(select_typed(c, a, b)?)),
             (Value::I64(a), Value::I64(b)) => Ok(Value::I64(select_typed(c, a, b)?)),
             (Value::Bool(a), Value::Bool(b)) => Ok(Value::Bool(select_typed(c, a, b)?)),
-            (a, b) => Err(format!("branches must share a dtype, got {} and {}", a.dtype(), b.dtype())),
+            (a, b) => Err(format!(
+                "branches must share a dtype, got {} and {}",
+                a.dtype(),
+                b.dtype()
+            )),
         }
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -348,7 +411,11 @@ fn add_n_float<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     for i in 1..inputs.len() {
         let x = float_input::<T>(inputs, i, "AddN")?;
         if x.shape() != acc.shape() {
-            return Err(format!("AddN inputs must share a shape, got {:?} and {:?}", acc.shape(), x.shape()));
+            return Err(format!(
+                "AddN inputs must share a shape, got {:?} and {:?}",
+                acc.shape(),
+                x.shape()
+            ));
         }
         acc.zip_mut_with(x, |a, &b| *a = *a + b);
     }
@@ -364,14 +431,22 @@ impl OpDef for AddN {
         super::expect_float(&inputs[0], "AddN's inputs")?;
         let mut shape = inputs[0].shape.clone();
         for i in &inputs[1..] {
-            shape = shape
-                .merge(&i.shape)
-                .ok_or_else(|| InferError::Shape(format!("AddN inputs must share a shape, got {} and {}", shape, i.shape)))?;
+            shape = shape.merge(&i.shape).ok_or_else(|| {
+                InferError::Shape(format!(
+                    "AddN inputs must share a shape, got {} and {}",
+                    shape, i.shape
+                ))
+            })?;
         }
         Ok(Some(TensorInfo::new(dt, shape)))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        by_float(inputs, "AddN", || add_n_float::<f32>(inputs), || add_n_float::<f64>(inputs))
+        by_float(
+            inputs,
+            "AddN",
+            || add_n_float::<f32>(inputs),
+            || add_n_float::<f64>(inputs),
+        )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(grad); ctx.inputs.len()])
@@ -412,7 +487,12 @@ impl Graph {
     }
     /// `tf.squared_difference(x, y)`: (x - y)².
     pub fn squared_difference(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
-        self.binary(BinaryKind::SquaredDifference, x.into(), y.into(), "SquaredDifference")
+        self.binary(
+            BinaryKind::SquaredDifference,
+            x.into(),
+            y.into(),
+            "SquaredDifference",
+        )
     }
     fn compare(&self, kind: CompareKind, x: Tensor, y: Tensor) -> Result<Tensor> {
         self.add_node(Compare { kind }.into(), &[x, y], None, kind.type_name())
@@ -443,19 +523,53 @@ impl Graph {
     }
     /// `tf.logical_and(x, y)`.
     pub fn logical_and(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
-        self.add_node(Logical { kind: LogicalKind::And }.into(), &[x.into(), y.into()], None, "LogicalAnd")
+        self.add_node(
+            Logical {
+                kind: LogicalKind::And,
+            }
+            .into(),
+            &[x.into(), y.into()],
+            None,
+            "LogicalAnd",
+        )
     }
     /// `tf.logical_or(x, y)`.
     pub fn logical_or(&self, x: impl Into<Tensor>, y: impl Into<Tensor>) -> Result<Tensor> {
-        self.add_node(Logical { kind: LogicalKind::Or }.into(), &[x.into(), y.into()], None, "LogicalOr")
+        self.add_node(
+            Logical {
+                kind: LogicalKind::Or,
+            }
+            .into(),
+            &[x.into(), y.into()],
+            None,
+            "LogicalOr",
+        )
     }
     /// `tf.logical_not(x)`.
     pub fn logical_not(&self, x: impl Into<Tensor>) -> Result<Tensor> {
-        self.add_node(Logical { kind: LogicalKind::Not }.into(), &[x.into()], None, "LogicalNot")
+        self.add_node(
+            Logical {
+                kind: LogicalKind::Not,
+            }
+            .into(),
+            &[x.into()],
+            None,
+            "LogicalNot",
+        )
     }
     /// `tf.where(cond, a, b)`: elementwise choice, all three broadcast (TF2's `where_v2` semantics).
-    pub fn select(&self, cond: impl Into<Tensor>, a: impl Into<Tensor>, b: impl Into<Tensor>) -> Result<Tensor> {
-        self.add_node(Select.into(), &[cond.into(), a.into(), b.into()], None, "SelectV2")
+    pub fn select(
+        &self,
+        cond: impl Into<Tensor>,
+        a: impl Into<Tensor>,
+        b: impl Into<Tensor>,
+    ) -> Result<Tensor> {
+        self.add_node(
+            Select.into(),
+            &[cond.into(), a.into(), b.into()],
+            None,
+            "SelectV2",
+        )
     }
     /// `tf.add_n(xs)`: sum of same-shaped tensors.
     pub fn add_n(&self, xs: &[Tensor]) -> Result<Tensor> {

@@ -20,9 +20,21 @@ impl<'a, T> MatRef<'a, T> {
     /// A row-major `rows×cols` matrix, transposed when `t` (a view with swapped strides, no copy).
     pub fn row_major(data: &'a [T], rows: usize, cols: usize, t: bool) -> Self {
         if t {
-            MatRef { data, rows: cols, cols: rows, rs: 1, cs: cols as isize }
+            MatRef {
+                data,
+                rows: cols,
+                cols: rows,
+                rs: 1,
+                cs: cols as isize,
+            }
         } else {
-            MatRef { data, rows, cols, rs: cols as isize, cs: 1 }
+            MatRef {
+                data,
+                rows,
+                cols,
+                rs: cols as isize,
+                cs: 1,
+            }
         }
     }
 
@@ -37,10 +49,20 @@ impl<'a, T> MatRef<'a, T> {
 
 /// `c = alpha·c + a·b` (`alpha` 0 overwrites `c`; 1 accumulates), with `threads` threads.
 /// Returns an error on mismatched shapes or out-of-bounds strides instead of touching memory.
-pub fn gemm<T: Float>(c: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>, accumulate: bool, threads: usize) -> Result<(), String> {
+pub fn gemm<T: Float>(
+    c: &mut [T],
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    accumulate: bool,
+    threads: usize,
+) -> Result<(), String> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k || c.len() != m * n || !a.in_bounds() || !b.in_bounds() {
-        return Err(format!("gemm: shapes {m}x{k} · {}x{n} into {} elements", b.rows, c.len()));
+        return Err(format!(
+            "gemm: shapes {m}x{k} · {}x{n} into {} elements",
+            b.rows,
+            c.len()
+        ));
     }
     if m == 0 || n == 0 {
         return Ok(());
@@ -51,7 +73,11 @@ pub fn gemm<T: Float>(c: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>, accumulat
         }
         return Ok(());
     }
-    let parallelism = if threads > 1 && m * n * k >= 64 * 64 * 64 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let parallelism = if threads > 1 && m * n * k >= 64 * 64 * 64 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: the bounds of a and b were checked above for every (row, col) the kernel reads; c is a
     // distinct, exclusively borrowed m×n row-major buffer (row stride n, column stride 1).
     unsafe {

@@ -20,7 +20,13 @@ pub fn intra_op_threads() -> usize {
 
 /// The float element types kernels are generic over (f32 and f64).
 pub trait Float:
-    num_traits::Float + ndarray::LinalgScalar + ndarray::ScalarOperand + std::fmt::Debug + Send + Sync + 'static
+    num_traits::Float
+    + ndarray::LinalgScalar
+    + ndarray::ScalarOperand
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
 {
     /// Converts from f64 (rounding for f32).
     fn from_f64(x: f64) -> Self;
@@ -49,25 +55,43 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for (i, slot) in out.iter_mut().enumerate() {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         *slot = if da == db || db == 1 {
             da
         } else if da == 1 {
             db
         } else {
-            return Err(format!("shapes {a:?} and {b:?} cannot be broadcast together"));
+            return Err(format!(
+                "shapes {a:?} and {b:?} cannot be broadcast together"
+            ));
         };
     }
     Ok(out)
 }
 
 /// Applies `f` elementwise over two arrays with numpy broadcasting; the result is row-major.
-pub fn zip_broadcast<A: Clone, B: Clone, C>(a: &ArrayD<A>, b: &ArrayD<B>, mut f: impl FnMut(A, B) -> C) -> OpResult<ArrayD<C>> {
+pub fn zip_broadcast<A: Clone, B: Clone, C>(
+    a: &ArrayD<A>,
+    b: &ArrayD<B>,
+    mut f: impl FnMut(A, B) -> C,
+) -> OpResult<ArrayD<C>> {
     if a.shape() == b.shape() && a.is_standard_layout() && b.is_standard_layout() {
         let (sa, sb) = (a.as_slice(), b.as_slice());
         if let (Some(sa), Some(sb)) = (sa, sb) {
-            let v: Vec<C> = sa.iter().zip(sb).map(|(x, y)| f(x.clone(), y.clone())).collect();
+            let v: Vec<C> = sa
+                .iter()
+                .zip(sb)
+                .map(|(x, y)| f(x.clone(), y.clone()))
+                .collect();
             return ArrayD::from_shape_vec(IxDyn(a.shape()), v).map_err(|e| e.to_string());
         }
     }
@@ -76,7 +100,9 @@ pub fn zip_broadcast<A: Clone, B: Clone, C>(a: &ArrayD<A>, b: &ArrayD<B>, mut f:
     // trailing dimensions of the other operand.
     if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
         let n: usize = shape.iter().product();
-        let trailing = |big: &[usize], small: &[usize]| small.len() <= big.len() && big[big.len() - small.len()..] == *small;
+        let trailing = |big: &[usize], small: &[usize]| {
+            small.len() <= big.len() && big[big.len() - small.len()..] == *small
+        };
         let v: Option<Vec<C>> = if sb.len() == 1 && a.shape() == &shape[..] {
             Some(sa.iter().map(|x| f(x.clone(), sb[0].clone())).collect())
         } else if sa.len() == 1 && b.shape() == &shape[..] {
@@ -103,7 +129,9 @@ pub fn zip_broadcast<A: Clone, B: Clone, C>(a: &ArrayD<A>, b: &ArrayD<B>, mut f:
     let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
     let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
     let mut out = Vec::with_capacity(shape.iter().product());
-    Zip::from(&av).and(&bv).for_each(|x, y| out.push(f(x.clone(), y.clone())));
+    Zip::from(&av)
+        .and(&bv)
+        .for_each(|x, y| out.push(f(x.clone(), y.clone())));
     ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())
 }
 
@@ -120,9 +148,18 @@ pub fn standard<T: Clone>(a: ArrayD<T>) -> ArrayD<T> {
 pub fn reshape<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> OpResult<ArrayD<T>> {
     let n: usize = shape.iter().product();
     if n != a.len() {
-        return Err(format!("cannot reshape a tensor with {} elements to shape {:?} ({} elements)", a.len(), shape, n));
+        return Err(format!(
+            "cannot reshape a tensor with {} elements to shape {:?} ({} elements)",
+            a.len(),
+            shape,
+            n
+        ));
     }
-    let data: Vec<T> = if let Some(s) = a.as_slice() { s.to_vec() } else { a.iter().cloned().collect() };
+    let data: Vec<T> = if let Some(s) = a.as_slice() {
+        s.to_vec()
+    } else {
+        a.iter().cloned().collect()
+    };
     ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|e| e.to_string())
 }
 
@@ -136,7 +173,11 @@ pub fn sum_to_shape<T: Clone + num_traits::Zero + std::ops::Add<Output = T>>(
         return Ok(g.clone());
     }
     let extra = g.ndim().checked_sub(target.len()).ok_or_else(|| {
-        format!("cannot sum a gradient of shape {:?} to the larger shape {:?}", g.shape(), target)
+        format!(
+            "cannot sum a gradient of shape {:?} to the larger shape {:?}",
+            g.shape(),
+            target
+        )
     })?;
     let mut out = g.clone();
     for _ in 0..extra {
@@ -146,14 +187,23 @@ pub fn sum_to_shape<T: Clone + num_traits::Zero + std::ops::Add<Output = T>>(
         if t == 1 && out.shape()[i] != 1 {
             out = out.sum_axis(Axis(i)).insert_axis(Axis(i));
         } else if out.shape()[i] != t {
-            return Err(format!("cannot sum a gradient of shape {:?} to shape {:?}", g.shape(), target));
+            return Err(format!(
+                "cannot sum a gradient of shape {:?} to shape {:?}",
+                g.shape(),
+                target
+            ));
         }
     }
     Ok(standard(out))
 }
 
 /// Applies a float function to an f32 or f64 value; other dtypes are an error naming the op.
-pub fn map_float(v: &Value, op: &str, f32f: impl Fn(f32) -> f32, f64f: impl Fn(f64) -> f64) -> OpResult<Value> {
+pub fn map_float(
+    v: &Value,
+    op: &str,
+    f32f: impl Fn(f32) -> f32,
+    f64f: impl Fn(f64) -> f64,
+) -> OpResult<Value> {
     match v {
         Value::F32(a) => Ok(Value::F32(a.mapv(f32f))),
         Value::F64(a) => Ok(Value::F64(a.mapv(f64f))),
@@ -186,14 +236,28 @@ impl FloatArray for f64 {
 }
 
 /// Gets the `i`-th input of a kernel as a float array of type `T`.
-pub fn float_input<'a, T: FloatArray>(inputs: &[&'a Value], i: usize, op: &str) -> OpResult<&'a ArrayD<T>> {
-    let v = inputs.get(i).ok_or_else(|| format!("{op}: missing input {i}"))?;
-    T::array(v).ok_or_else(|| format!("{op}: input {i} has dtype {}, expected a float of the op's dtype", v.dtype()))
+pub fn float_input<'a, T: FloatArray>(
+    inputs: &[&'a Value],
+    i: usize,
+    op: &str,
+) -> OpResult<&'a ArrayD<T>> {
+    let v = inputs
+        .get(i)
+        .ok_or_else(|| format!("{op}: missing input {i}"))?;
+    T::array(v).ok_or_else(|| {
+        format!(
+            "{op}: input {i} has dtype {}, expected a float of the op's dtype",
+            v.dtype()
+        )
+    })
 }
 
 /// Gets the `i`-th input of a kernel.
 pub fn input<'a>(inputs: &[&'a Value], i: usize, op: &str) -> OpResult<&'a Value> {
-    inputs.get(i).copied().ok_or_else(|| format!("{op}: missing input {i}"))
+    inputs
+        .get(i)
+        .copied()
+        .ok_or_else(|| format!("{op}: missing input {i}"))
 }
 
 /// Runs the f32 or the f64 instance of a generic kernel body, by the dtype of the first input.

@@ -1,12 +1,12 @@
 //! Matrix multiplication with transpose flags (TF's `MatMul`).
 
+use super::gemm::{gemm, MatRef};
 use super::kernels::{by_float, float_input, FloatArray};
 use super::{expect_arity, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{Shape, TensorInfo};
 use crate::error::{OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
-use super::gemm::{gemm, MatRef};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +21,11 @@ fn matmul_typed<T: FloatArray>(m: &MatMul, inputs: &[&Value]) -> OpResult<Value>
     let a = float_input::<T>(inputs, 0, "MatMul")?;
     let b = float_input::<T>(inputs, 1, "MatMul")?;
     let (&[ar, ac], &[br, bc]) = (a.shape(), b.shape()) else {
-        return Err(format!("MatMul needs rank-2 inputs, got shapes {:?} and {:?}", a.shape(), b.shape()));
+        return Err(format!(
+            "MatMul needs rank-2 inputs, got shapes {:?} and {:?}",
+            a.shape(),
+            b.shape()
+        ));
     };
     let (mm, ka) = if m.transpose_a { (ac, ar) } else { (ar, ac) };
     let (kb, n) = if m.transpose_b { (bc, br) } else { (br, bc) };
@@ -57,7 +61,9 @@ fn matmul_typed<T: FloatArray>(m: &MatMul, inputs: &[&Value]) -> OpResult<Value>
         false,
         super::kernels::intra_op_threads(),
     )?;
-    Ok(T::wrap(ArrayD::from_shape_vec(IxDyn(&[mm, n]), c).map_err(|e| e.to_string())?))
+    Ok(T::wrap(
+        ArrayD::from_shape_vec(IxDyn(&[mm, n]), c).map_err(|e| e.to_string())?,
+    ))
 }
 
 impl OpDef for MatMul {
@@ -68,11 +74,16 @@ impl OpDef for MatMul {
         expect_arity(inputs, 2, "MatMul")?;
         super::same_dtype(inputs)?;
         super::expect_float(&inputs[0], "MatMul's inputs")?;
-        let dims = |s: &Shape, t: bool| -> std::result::Result<(Option<usize>, Option<usize>), InferError> {
+        let dims = |s: &Shape,
+                    t: bool|
+         -> std::result::Result<(Option<usize>, Option<usize>), InferError> {
             match s.dims() {
                 None => Ok((None, None)),
                 Some([r, c]) => Ok(if t { (*c, *r) } else { (*r, *c) }),
-                Some(d) => Err(InferError::Shape(format!("MatMul needs rank-2 inputs, got rank {}", d.len()))),
+                Some(d) => Err(InferError::Shape(format!(
+                    "MatMul needs rank-2 inputs, got rank {}",
+                    d.len()
+                ))),
             }
         };
         let (m, ka) = dims(&inputs[0].shape, self.transpose_a)?;
@@ -85,19 +96,39 @@ impl OpDef for MatMul {
                 )));
             }
         }
-        Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(vec![m, n]))))
+        Ok(Some(TensorInfo::new(
+            inputs[0].dtype,
+            Shape::new(vec![m, n]),
+        )))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        by_float(inputs, "MatMul", || matmul_typed::<f32>(self, inputs), || matmul_typed::<f64>(self, inputs))
+        by_float(
+            inputs,
+            "MatMul",
+            || matmul_typed::<f32>(self, inputs),
+            || matmul_typed::<f64>(self, inputs),
+        )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = ctx.graph;
         let (a, b) = (ctx.input(0)?, ctx.input(1)?);
         let (da, db) = match (self.transpose_a, self.transpose_b) {
-            (false, false) => (g.matmul_t(grad, b, false, true)?, g.matmul_t(a, grad, true, false)?),
-            (true, false) => (g.matmul_t(b, grad, false, true)?, g.matmul_t(a, grad, false, false)?),
-            (false, true) => (g.matmul_t(grad, b, false, false)?, g.matmul_t(grad, a, true, false)?),
-            (true, true) => (g.matmul_t(b, grad, true, true)?, g.matmul_t(grad, a, true, true)?),
+            (false, false) => (
+                g.matmul_t(grad, b, false, true)?,
+                g.matmul_t(a, grad, true, false)?,
+            ),
+            (true, false) => (
+                g.matmul_t(b, grad, false, true)?,
+                g.matmul_t(a, grad, false, false)?,
+            ),
+            (false, true) => (
+                g.matmul_t(grad, b, false, false)?,
+                g.matmul_t(grad, a, true, false)?,
+            ),
+            (true, true) => (
+                g.matmul_t(b, grad, true, true)?,
+                g.matmul_t(grad, a, true, true)?,
+            ),
         };
         Ok(vec![Some(da), Some(db)])
     }
@@ -110,7 +141,22 @@ impl Graph {
     }
     /// `tf.matmul(a, b, transpose_a, transpose_b)`: the transposes are flags of the kernel, never
     /// materialized.
-    pub fn matmul_t(&self, a: impl Into<Tensor>, b: impl Into<Tensor>, transpose_a: bool, transpose_b: bool) -> Result<Tensor> {
-        self.add_node(MatMul { transpose_a, transpose_b }.into(), &[a.into(), b.into()], None, "MatMul")
+    pub fn matmul_t(
+        &self,
+        a: impl Into<Tensor>,
+        b: impl Into<Tensor>,
+        transpose_a: bool,
+        transpose_b: bool,
+    ) -> Result<Tensor> {
+        self.add_node(
+            MatMul {
+                transpose_a,
+                transpose_b,
+            }
+            .into(),
+            &[a.into(), b.into()],
+            None,
+            "MatMul",
+        )
     }
 }

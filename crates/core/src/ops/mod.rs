@@ -57,7 +57,10 @@ pub struct GradContext<'a> {
 impl GradContext<'_> {
     /// The `i`-th input, or an error naming the node.
     pub fn input(&self, i: usize) -> Result<Tensor> {
-        self.inputs.get(i).copied().ok_or_else(|| Error::other(format!("node '{}' has no input {i}", self.name)))
+        self.inputs
+            .get(i)
+            .copied()
+            .ok_or_else(|| Error::other(format!("node '{}' has no input {i}", self.name)))
     }
 }
 
@@ -82,7 +85,10 @@ pub trait OpDef {
     }
     /// The gradient rule: one entry per input (`None` for no gradient), built from graph ops.
     fn gradient(&self, ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
-        Err(Error::NoGradient { node: ctx.name.clone(), op: self.type_name().into() })
+        Err(Error::NoGradient {
+            node: ctx.name.clone(),
+            op: self.type_name().into(),
+        })
     }
 }
 
@@ -170,20 +176,35 @@ impl Op {
 }
 
 /// Checks the number of inputs in a shape rule.
-pub(crate) fn expect_arity(inputs: &[TensorInfo], n: usize, op: &str) -> std::result::Result<(), InferError> {
+pub(crate) fn expect_arity(
+    inputs: &[TensorInfo],
+    n: usize,
+    op: &str,
+) -> std::result::Result<(), InferError> {
     if inputs.len() == n {
         Ok(())
     } else {
-        Err(InferError::Shape(format!("{op} takes {n} inputs, got {}", inputs.len())))
+        Err(InferError::Shape(format!(
+            "{op} takes {n} inputs, got {}",
+            inputs.len()
+        )))
     }
 }
 
 /// Checks that all inputs share one dtype, returning it.
-pub(crate) fn same_dtype(inputs: &[TensorInfo]) -> std::result::Result<crate::dtype::DType, InferError> {
-    let first = inputs.first().ok_or_else(|| InferError::Shape("op needs at least one input".into()))?.dtype;
+pub(crate) fn same_dtype(
+    inputs: &[TensorInfo],
+) -> std::result::Result<crate::dtype::DType, InferError> {
+    let first = inputs
+        .first()
+        .ok_or_else(|| InferError::Shape("op needs at least one input".into()))?
+        .dtype;
     for i in inputs {
         if i.dtype != first {
-            return Err(InferError::DType(format!("inputs must share one dtype, got {} and {}", first, i.dtype)));
+            return Err(InferError::DType(format!(
+                "inputs must share one dtype, got {} and {}",
+                first, i.dtype
+            )));
         }
     }
     Ok(first)
@@ -194,7 +215,10 @@ pub(crate) fn expect_float(info: &TensorInfo, what: &str) -> std::result::Result
     if info.dtype.is_float() {
         Ok(())
     } else {
-        Err(InferError::DType(format!("{what} must be float32 or float64, got {}", info.dtype)))
+        Err(InferError::DType(format!(
+            "{what} must be float32 or float64, got {}",
+            info.dtype
+        )))
     }
 }
 

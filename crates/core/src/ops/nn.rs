@@ -54,17 +54,28 @@ impl OpDef for Softmax {
         Ok(Some(inputs[0].clone()))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        by_float(inputs, self.type_name(), || softmax_typed::<f32>(self.log, inputs), || softmax_typed::<f64>(self.log, inputs))
+        by_float(
+            inputs,
+            self.type_name(),
+            || softmax_typed::<f32>(self.log, inputs),
+            || softmax_typed::<f64>(self.log, inputs),
+        )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = ctx.graph;
         let y = ctx.output;
         let dx = if self.log {
             // d/dx log_softmax: g - softmax(x) · sum(g)
-            g.sub(grad, g.mul(g.exp(y)?, g.reduce_sum(grad, Some(&[-1]), true)?)?)?
+            g.sub(
+                grad,
+                g.mul(g.exp(y)?, g.reduce_sum(grad, Some(&[-1]), true)?)?,
+            )?
         } else {
             // y · (g - sum(g·y))
-            g.mul(y, g.sub(grad, g.reduce_sum(g.mul(grad, y)?, Some(&[-1]), true)?)?)?
+            g.mul(
+                y,
+                g.sub(grad, g.reduce_sum(g.mul(grad, y)?, Some(&[-1]), true)?)?,
+            )?
         };
         Ok(vec![Some(dx)])
     }
@@ -77,22 +88,34 @@ pub struct SparseSoftmaxXent;
 
 fn sparse_xent_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let logits = float_input::<T>(inputs, 0, "SparseSoftmaxCrossEntropyWithLogits")?;
-    let labels = super::kernels::input(inputs, 1, "SparseSoftmaxCrossEntropyWithLogits")?.as_i64().ok_or("labels must be int64")?;
-    let l2 = logits.view().into_dimensionality::<Ix2>().map_err(|_| "logits must be rank 2")?;
+    let labels = super::kernels::input(inputs, 1, "SparseSoftmaxCrossEntropyWithLogits")?
+        .as_i64()
+        .ok_or("labels must be int64")?;
+    let l2 = logits
+        .view()
+        .into_dimensionality::<Ix2>()
+        .map_err(|_| "logits must be rank 2")?;
     let (n, c) = l2.dim();
     if labels.len() != n || labels.ndim() != 1 {
-        return Err(format!("labels of shape {:?} do not match logits of shape [{n}, {c}]", labels.shape()));
+        return Err(format!(
+            "labels of shape {:?} do not match logits of shape [{n}, {c}]",
+            labels.shape()
+        ));
     }
     let mut out = Vec::with_capacity(n);
     for (row, &lab) in l2.outer_iter().zip(labels.iter()) {
         if lab < 0 || lab as usize >= c {
-            return Err(format!("Received a label value of {lab} which is outside the valid range of [0, {c})"));
+            return Err(format!(
+                "Received a label value of {lab} which is outside the valid range of [0, {c})"
+            ));
         }
         let m = row.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
         let lse = row.iter().fold(T::zero(), |a, &b| a + (b - m).exp()).ln() + m;
         out.push(lse - row[lab as usize]);
     }
-    Ok(T::wrap(ArrayD::from_shape_vec(ndarray::IxDyn(&[n]), out).map_err(|e| e.to_string())?))
+    Ok(T::wrap(
+        ArrayD::from_shape_vec(ndarray::IxDyn(&[n]), out).map_err(|e| e.to_string())?,
+    ))
 }
 
 fn xent_infer(inputs: &[TensorInfo], label_dtype: Option<DType>, op: &str) -> InferResult {
@@ -100,26 +123,41 @@ fn xent_infer(inputs: &[TensorInfo], label_dtype: Option<DType>, op: &str) -> In
     expect_float(&inputs[0], "logits")?;
     match label_dtype {
         Some(dt) if inputs[1].dtype != dt => {
-            return Err(InferError::DType(format!("labels must be {dt}, got {}", inputs[1].dtype)))
+            return Err(InferError::DType(format!(
+                "labels must be {dt}, got {}",
+                inputs[1].dtype
+            )))
         }
         None if inputs[1].dtype != inputs[0].dtype => {
-            return Err(InferError::DType(format!("labels must have the logits' dtype {}, got {}", inputs[0].dtype, inputs[1].dtype)))
+            return Err(InferError::DType(format!(
+                "labels must have the logits' dtype {}, got {}",
+                inputs[0].dtype, inputs[1].dtype
+            )))
         }
         _ => {}
     }
     let n = match inputs[0].shape.dims() {
         Some([n, _]) => *n,
         None => None,
-        Some(d) => return Err(InferError::Shape(format!("logits must be rank 2 [batch, classes], got rank {}", d.len()))),
+        Some(d) => {
+            return Err(InferError::Shape(format!(
+                "logits must be rank 2 [batch, classes], got rank {}",
+                d.len()
+            )))
+        }
     };
     Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(vec![n]))))
 }
 
 fn class_count(ctx: &GradContext<'_>) -> Result<usize> {
-    ctx.input_infos[0].shape.dims().and_then(|d| d.get(1).copied().flatten()).ok_or_else(|| Error::NoGradient {
-        node: ctx.name.clone(),
-        op: "cross-entropy (the gradient needs a static number of classes)".into(),
-    })
+    ctx.input_infos[0]
+        .shape
+        .dims()
+        .and_then(|d| d.get(1).copied().flatten())
+        .ok_or_else(|| Error::NoGradient {
+            node: ctx.name.clone(),
+            op: "cross-entropy (the gradient needs a static number of classes)".into(),
+        })
 }
 
 impl OpDef for SparseSoftmaxXent {
@@ -128,15 +166,25 @@ impl OpDef for SparseSoftmaxXent {
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         let out = xent_infer(inputs, Some(DType::I64), self.type_name())?;
-        if let (Some(l), Some(Some(n))) = (inputs[1].shape.dims(), inputs[0].shape.dims().map(|d| d[0])) {
+        if let (Some(l), Some(Some(n))) =
+            (inputs[1].shape.dims(), inputs[0].shape.dims().map(|d| d[0]))
+        {
             if l.len() != 1 || l[0].is_some_and(|x| x != n) {
-                return Err(InferError::Shape(format!("labels must be [batch] = [{n}], got {}", inputs[1].shape)));
+                return Err(InferError::Shape(format!(
+                    "labels must be [batch] = [{n}], got {}",
+                    inputs[1].shape
+                )));
             }
         }
         Ok(out)
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        by_float(inputs, self.type_name(), || sparse_xent_typed::<f32>(inputs), || sparse_xent_typed::<f64>(inputs))
+        by_float(
+            inputs,
+            self.type_name(),
+            || sparse_xent_typed::<f32>(inputs),
+            || sparse_xent_typed::<f64>(inputs),
+        )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = ctx.graph;
@@ -161,17 +209,33 @@ fn xent_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let logits = float_input::<T>(inputs, 0, "SoftmaxCrossEntropyWithLogits")?;
     let labels = float_input::<T>(inputs, 1, "SoftmaxCrossEntropyWithLogits")?;
     if logits.shape() != labels.shape() || logits.ndim() != 2 {
-        return Err(format!("logits {:?} and labels {:?} must be the same rank-2 shape", logits.shape(), labels.shape()));
+        return Err(format!(
+            "logits {:?} and labels {:?} must be the same rank-2 shape",
+            logits.shape(),
+            labels.shape()
+        ));
     }
-    let l2 = logits.view().into_dimensionality::<Ix2>().map_err(|e| e.to_string())?;
-    let y2 = labels.view().into_dimensionality::<Ix2>().map_err(|e| e.to_string())?;
+    let l2 = logits
+        .view()
+        .into_dimensionality::<Ix2>()
+        .map_err(|e| e.to_string())?;
+    let y2 = labels
+        .view()
+        .into_dimensionality::<Ix2>()
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(l2.nrows());
     for (row, lab) in l2.outer_iter().zip(y2.outer_iter()) {
         let m = row.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
         let lse = row.iter().fold(T::zero(), |a, &b| a + (b - m).exp()).ln() + m;
-        out.push(row.iter().zip(lab.iter()).fold(T::zero(), |a, (&x, &y)| a - y * (x - lse)));
+        out.push(
+            row.iter()
+                .zip(lab.iter())
+                .fold(T::zero(), |a, (&x, &y)| a - y * (x - lse)),
+        );
     }
-    Ok(T::wrap(ArrayD::from_shape_vec(ndarray::IxDyn(&[l2.nrows()]), out).map_err(|e| e.to_string())?))
+    Ok(T::wrap(
+        ArrayD::from_shape_vec(ndarray::IxDyn(&[l2.nrows()]), out).map_err(|e| e.to_string())?,
+    ))
 }
 
 impl OpDef for SoftmaxXent {
@@ -181,12 +245,20 @@ impl OpDef for SoftmaxXent {
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         let out = xent_infer(inputs, None, self.type_name())?;
         if !inputs[0].shape.compatible_with(&inputs[1].shape) {
-            return Err(InferError::Shape(format!("logits {} and labels {} must have the same shape", inputs[0].shape, inputs[1].shape)));
+            return Err(InferError::Shape(format!(
+                "logits {} and labels {} must have the same shape",
+                inputs[0].shape, inputs[1].shape
+            )));
         }
         Ok(out)
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        by_float(inputs, self.type_name(), || xent_typed::<f32>(inputs), || xent_typed::<f64>(inputs))
+        by_float(
+            inputs,
+            self.type_name(),
+            || xent_typed::<f32>(inputs),
+            || xent_typed::<f64>(inputs),
+        )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = ctx.graph;
@@ -201,24 +273,56 @@ impl OpDef for SoftmaxXent {
 impl Graph {
     /// `tf.nn.softmax(logits)` over the last axis.
     pub fn softmax(&self, logits: impl Into<Tensor>) -> Result<Tensor> {
-        self.add_node(Softmax { log: false }.into(), &[logits.into()], None, "Softmax")
+        self.add_node(
+            Softmax { log: false }.into(),
+            &[logits.into()],
+            None,
+            "Softmax",
+        )
     }
     /// `tf.nn.log_softmax(logits)` over the last axis.
     pub fn log_softmax(&self, logits: impl Into<Tensor>) -> Result<Tensor> {
-        self.add_node(Softmax { log: true }.into(), &[logits.into()], None, "LogSoftmax")
+        self.add_node(
+            Softmax { log: true }.into(),
+            &[logits.into()],
+            None,
+            "LogSoftmax",
+        )
     }
     /// `tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)`: per-example loss `[N]`.
     /// An out-of-range label is a run-time error naming the label and the valid range.
-    pub fn sparse_softmax_cross_entropy_with_logits(&self, labels: impl Into<Tensor>, logits: impl Into<Tensor>) -> Result<Tensor> {
-        self.add_node(SparseSoftmaxXent.into(), &[logits.into(), labels.into()], None, "SparseSoftmaxCrossEntropyWithLogits")
+    pub fn sparse_softmax_cross_entropy_with_logits(
+        &self,
+        labels: impl Into<Tensor>,
+        logits: impl Into<Tensor>,
+    ) -> Result<Tensor> {
+        self.add_node(
+            SparseSoftmaxXent.into(),
+            &[logits.into(), labels.into()],
+            None,
+            "SparseSoftmaxCrossEntropyWithLogits",
+        )
     }
     /// `tf.nn.softmax_cross_entropy_with_logits_v2(labels, logits)`: gradients reach the labels too.
-    pub fn softmax_cross_entropy_with_logits_v2(&self, labels: impl Into<Tensor>, logits: impl Into<Tensor>) -> Result<Tensor> {
-        self.add_node(SoftmaxXent.into(), &[logits.into(), labels.into()], None, "softmax_cross_entropy_with_logits")
+    pub fn softmax_cross_entropy_with_logits_v2(
+        &self,
+        labels: impl Into<Tensor>,
+        logits: impl Into<Tensor>,
+    ) -> Result<Tensor> {
+        self.add_node(
+            SoftmaxXent.into(),
+            &[logits.into(), labels.into()],
+            None,
+            "softmax_cross_entropy_with_logits",
+        )
     }
     /// `tf.nn.softmax_cross_entropy_with_logits(labels, logits)` (v1): the labels are wrapped in
     /// `stop_gradient`, so they receive no gradient.
-    pub fn softmax_cross_entropy_with_logits(&self, labels: impl Into<Tensor>, logits: impl Into<Tensor>) -> Result<Tensor> {
+    pub fn softmax_cross_entropy_with_logits(
+        &self,
+        labels: impl Into<Tensor>,
+        logits: impl Into<Tensor>,
+    ) -> Result<Tensor> {
         let name = self.take_pending_name();
         let labels = self.stop_gradient(labels.into())?;
         if let Some(n) = name {
@@ -228,7 +332,11 @@ impl Graph {
     }
     /// `tf.nn.sigmoid_cross_entropy_with_logits(labels, logits)`:
     /// `max(x, 0) - x·z + log(1 + e^-|x|)`, under the scope `logistic_loss` as in TF.
-    pub fn sigmoid_cross_entropy_with_logits(&self, labels: impl Into<Tensor>, logits: impl Into<Tensor>) -> Result<Tensor> {
+    pub fn sigmoid_cross_entropy_with_logits(
+        &self,
+        labels: impl Into<Tensor>,
+        logits: impl Into<Tensor>,
+    ) -> Result<Tensor> {
         let (labels, logits) = (labels.into(), logits.into());
         let name = self.take_pending_name();
         let scope = self.name_scope(name.as_deref().unwrap_or("logistic_loss"))?;
@@ -240,7 +348,10 @@ impl Graph {
         let a = self.sub(relu_logits, self.mul(logits, labels)?)?;
         let b = self.softplus(neg_abs)?;
         let out = self.add_node(
-            super::binary::Binary { kind: super::binary::BinaryKind::Add }.into(),
+            super::binary::Binary {
+                kind: super::binary::BinaryKind::Add,
+            }
+            .into(),
             &[a, b],
             Some(&final_name),
             "add",
@@ -258,7 +369,10 @@ impl Graph {
         let lo = self.scalar_like(t, min)?;
         let t_min = self.minimum(t, hi)?;
         let out = self.add_node(
-            super::binary::Binary { kind: super::binary::BinaryKind::Maximum }.into(),
+            super::binary::Binary {
+                kind: super::binary::BinaryKind::Maximum,
+            }
+            .into(),
             &[t_min, lo],
             Some(&final_name),
             "Maximum",

@@ -39,7 +39,9 @@ pub struct Random {
 impl Random {
     /// The seed of this op's random stream, combining graph and op seeds.
     pub fn stream_seed(&self) -> Option<u64> {
-        self.seed.map(|(g, o)| g.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ o.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ o)
+        self.seed.map(|(g, o)| {
+            g.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ o.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ o
+        })
     }
 
     /// Draws one tensor of `shape` from `rng`.
@@ -59,7 +61,8 @@ impl Random {
             };
             data.push(x);
         }
-        let a = ArrayD::from_shape_vec(IxDyn(shape), data).unwrap_or_else(|_| ArrayD::zeros(IxDyn(&[0])));
+        let a = ArrayD::from_shape_vec(IxDyn(shape), data)
+            .unwrap_or_else(|_| ArrayD::zeros(IxDyn(&[0])));
         Value::F64(a).cast(self.dtype)
     }
 }
@@ -73,7 +76,10 @@ impl OpDef for Random {
         }
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
-        super::expect_float(&TensorInfo::new(self.dtype, Shape::scalar()), "a random op's dtype")?;
+        super::expect_float(
+            &TensorInfo::new(self.dtype, Shape::scalar()),
+            "a random op's dtype",
+        )?;
         match inputs {
             [] => Ok(Some(TensorInfo::new(self.dtype, Shape::known(&self.shape)))),
             [like] => Ok(Some(TensorInfo::new(self.dtype, like.shape.clone()))),
@@ -119,14 +125,22 @@ impl Graph {
         let guard = self.name_scope(name.as_deref().unwrap_or(scope))?;
         let scope_name = guard.scope().to_string();
         let seed = self.resolve_seed(seed);
-        let rnd = Random { dist, dtype, shape: shape.to_vec(), seed };
+        let rnd = Random {
+            dist,
+            dtype,
+            shape: shape.to_vec(),
+            seed,
+        };
         let type_name = rnd.type_name();
         let unit = self.add_node(rnd.into(), &[], None, type_name)?;
         let scale = self.scalar(dtype, scale)?;
         let scaled = self.mul(unit, scale)?;
         let offset = self.scalar(dtype, offset)?;
         let out = self.add_node(
-            super::binary::Binary { kind: super::binary::BinaryKind::Add }.into(),
+            super::binary::Binary {
+                kind: super::binary::BinaryKind::Add,
+            }
+            .into(),
             &[scaled, offset],
             Some(&scope_name),
             "add",
@@ -136,25 +150,85 @@ impl Graph {
     }
 
     /// U[0, 1) with the run-time shape of `like` (for dropout masks over a batch of unknown size).
-    pub fn random_uniform_like(&self, like: impl Into<Tensor>, seed: Option<u64>) -> Result<Tensor> {
+    pub fn random_uniform_like(
+        &self,
+        like: impl Into<Tensor>,
+        seed: Option<u64>,
+    ) -> Result<Tensor> {
         let like = like.into();
         let dtype = self.dtype(like)?;
         let seed = self.resolve_seed(seed);
-        self.add_node(Random { dist: Distribution::Uniform, dtype, shape: vec![], seed }.into(), &[like], None, "random_uniform")
+        self.add_node(
+            Random {
+                dist: Distribution::Uniform,
+                dtype,
+                shape: vec![],
+                seed,
+            }
+            .into(),
+            &[like],
+            None,
+            "random_uniform",
+        )
     }
 
     /// `tf.random_uniform(shape, minval, maxval, dtype, seed)`: U[minval, maxval).
-    pub fn random_uniform(&self, shape: &[usize], minval: f64, maxval: f64, dtype: DType, seed: Option<u64>) -> Result<Tensor> {
-        self.random_scaled(Distribution::Uniform, "random_uniform", shape, dtype, maxval - minval, minval, seed)
+    pub fn random_uniform(
+        &self,
+        shape: &[usize],
+        minval: f64,
+        maxval: f64,
+        dtype: DType,
+        seed: Option<u64>,
+    ) -> Result<Tensor> {
+        self.random_scaled(
+            Distribution::Uniform,
+            "random_uniform",
+            shape,
+            dtype,
+            maxval - minval,
+            minval,
+            seed,
+        )
     }
 
     /// `tf.random_normal(shape, mean, stddev, dtype, seed)`.
-    pub fn random_normal(&self, shape: &[usize], mean: f64, stddev: f64, dtype: DType, seed: Option<u64>) -> Result<Tensor> {
-        self.random_scaled(Distribution::Normal, "random_normal", shape, dtype, stddev, mean, seed)
+    pub fn random_normal(
+        &self,
+        shape: &[usize],
+        mean: f64,
+        stddev: f64,
+        dtype: DType,
+        seed: Option<u64>,
+    ) -> Result<Tensor> {
+        self.random_scaled(
+            Distribution::Normal,
+            "random_normal",
+            shape,
+            dtype,
+            stddev,
+            mean,
+            seed,
+        )
     }
 
     /// `tf.truncated_normal(shape, mean, stddev, dtype, seed)`: draws beyond 2 stddev are redrawn.
-    pub fn truncated_normal(&self, shape: &[usize], mean: f64, stddev: f64, dtype: DType, seed: Option<u64>) -> Result<Tensor> {
-        self.random_scaled(Distribution::TruncatedNormal, "truncated_normal", shape, dtype, stddev, mean, seed)
+    pub fn truncated_normal(
+        &self,
+        shape: &[usize],
+        mean: f64,
+        stddev: f64,
+        dtype: DType,
+        seed: Option<u64>,
+    ) -> Result<Tensor> {
+        self.random_scaled(
+            Distribution::TruncatedNormal,
+            "truncated_normal",
+            shape,
+            dtype,
+            stddev,
+            mean,
+            seed,
+        )
     }
 }

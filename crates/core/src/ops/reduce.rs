@@ -28,10 +28,16 @@ pub struct Reduce {
 }
 
 /// Normalizes and deduplicates axes against a rank; `None` means every axis.
-pub(crate) fn normalize_axes(axes: &Option<Vec<i64>>, rank: usize) -> std::result::Result<Vec<usize>, String> {
+pub(crate) fn normalize_axes(
+    axes: &Option<Vec<i64>>,
+    rank: usize,
+) -> std::result::Result<Vec<usize>, String> {
     let mut out = match axes {
         None => (0..rank).collect::<Vec<_>>(),
-        Some(a) => a.iter().map(|&x| norm_axis(x, rank)).collect::<std::result::Result<Vec<_>, _>>()?,
+        Some(a) => a
+            .iter()
+            .map(|&x| norm_axis(x, rank))
+            .collect::<std::result::Result<Vec<_>, _>>()?,
     };
     out.sort_unstable();
     out.dedup();
@@ -47,8 +53,20 @@ fn reduce_typed<T: FloatArray>(r: &Reduce, inputs: &[&Value]) -> OpResult<Value>
         count *= x.shape()[ax];
         out = match r.kind {
             ReduceKind::Sum | ReduceKind::Mean => out.sum_axis(Axis(ax)),
-            ReduceKind::Max => out.fold_axis(Axis(ax), T::neg_infinity(), |&a, &b| if b > a || b.is_nan() { b } else { a }),
-            ReduceKind::Min => out.fold_axis(Axis(ax), T::infinity(), |&a, &b| if b < a || b.is_nan() { b } else { a }),
+            ReduceKind::Max => out.fold_axis(Axis(ax), T::neg_infinity(), |&a, &b| {
+                if b > a || b.is_nan() {
+                    b
+                } else {
+                    a
+                }
+            }),
+            ReduceKind::Min => out.fold_axis(Axis(ax), T::infinity(), |&a, &b| {
+                if b < a || b.is_nan() {
+                    b
+                } else {
+                    a
+                }
+            }),
         };
     }
     if r.kind == ReduceKind::Mean {
@@ -92,17 +110,28 @@ impl OpDef for Reduce {
         Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(out))))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        by_float(inputs, self.type_name(), || reduce_typed::<f32>(self, inputs), || reduce_typed::<f64>(self, inputs))
+        by_float(
+            inputs,
+            self.type_name(),
+            || reduce_typed::<f32>(self, inputs),
+            || reduce_typed::<f64>(self, inputs),
+        )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = ctx.graph;
         let x = ctx.input(0)?;
-        let rank = ctx.input_infos[0].shape.rank().ok_or_else(|| Error::NoGradient {
+        let rank = ctx.input_infos[0]
+            .shape
+            .rank()
+            .ok_or_else(|| Error::NoGradient {
+                node: ctx.name.clone(),
+                op: format!("{} (the gradient needs the input's rank)", self.type_name()),
+            })?;
+        let axes = normalize_axes(&self.axes, rank).map_err(|m| Error::InvalidArgument {
             node: ctx.name.clone(),
-            op: format!("{} (the gradient needs the input's rank)", self.type_name()),
+            op: self.type_name().into(),
+            message: m,
         })?;
-        let axes = normalize_axes(&self.axes, rank)
-            .map_err(|m| Error::InvalidArgument { node: ctx.name.clone(), op: self.type_name().into(), message: m })?;
         let keep = |t: Tensor| -> Result<Tensor> {
             let mut t = t;
             if !self.keepdims {
@@ -116,7 +145,10 @@ impl OpDef for Reduce {
         let dx = match self.kind {
             ReduceKind::Sum => g.broadcast_like(g_keep, x)?,
             ReduceKind::Mean => {
-                let count = match (ctx.input_infos[0].shape.num_elements(), g.shape(ctx.output)?.num_elements()) {
+                let count = match (
+                    ctx.input_infos[0].shape.num_elements(),
+                    g.shape(ctx.output)?.num_elements(),
+                ) {
                     (Some(n), Some(m)) if m > 0 => g.scalar_like(x, (n / m) as f64)?,
                     _ => {
                         let dt = g.dtype(x)?;
@@ -181,7 +213,12 @@ impl OpDef for ArgMax {
         Ok(Some(TensorInfo::new(DType::I64, shape)))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        by_float(inputs, "ArgMax", || argmax_typed::<f32>(self.axis, inputs), || argmax_typed::<f64>(self.axis, inputs))
+        by_float(
+            inputs,
+            "ArgMax",
+            || argmax_typed::<f32>(self.axis, inputs),
+            || argmax_typed::<f64>(self.axis, inputs),
+        )
     }
     fn gradient(&self, _ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![None])
@@ -234,7 +271,12 @@ impl OpDef for L2Loss {
         Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::scalar())))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        by_float(inputs, "L2Loss", || l2_typed::<f32>(inputs), || l2_typed::<f64>(inputs))
+        by_float(
+            inputs,
+            "L2Loss",
+            || l2_typed::<f32>(inputs),
+            || l2_typed::<f64>(inputs),
+        )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(ctx.graph.mul(ctx.input(0)?, grad)?)])
@@ -254,7 +296,9 @@ impl OpDef for Size {
         Ok(Some(TensorInfo::new(DType::I64, Shape::scalar())))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        Ok(Value::from(super::kernels::input(inputs, 0, "Size")?.len() as i64))
+        Ok(Value::from(
+            super::kernels::input(inputs, 0, "Size")?.len() as i64
+        ))
     }
     fn gradient(&self, _ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![None])
@@ -286,16 +330,27 @@ impl OpDef for SumToShapeOf {
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 2, "SumToShapeOf")?;
         expect_float(&inputs[0], "the gradient")?;
-        Ok(Some(TensorInfo::new(inputs[0].dtype, inputs[1].shape.clone())))
+        Ok(Some(TensorInfo::new(
+            inputs[0].dtype,
+            inputs[1].shape.clone(),
+        )))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        by_float(inputs, "SumToShapeOf", || sum_to_typed::<f32>(inputs), || sum_to_typed::<f64>(inputs))
+        by_float(
+            inputs,
+            "SumToShapeOf",
+            || sum_to_typed::<f32>(inputs),
+            || sum_to_typed::<f64>(inputs),
+        )
     }
     fn alias_input(&self, inputs: &[&Value]) -> Option<usize> {
         same_shape(inputs)
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(ctx.graph.broadcast_like(grad, ctx.input(0)?)?), None])
+        Ok(vec![
+            Some(ctx.graph.broadcast_like(grad, ctx.input(0)?)?),
+            None,
+        ])
     }
 }
 
@@ -318,38 +373,86 @@ impl OpDef for BroadcastLike {
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 2, "BroadcastLike")?;
         expect_float(&inputs[0], "the input")?;
-        let shape = inputs[0].shape.broadcast(&inputs[1].shape).map_err(InferError::Shape)?;
+        let shape = inputs[0]
+            .shape
+            .broadcast(&inputs[1].shape)
+            .map_err(InferError::Shape)?;
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        by_float(inputs, "BroadcastLike", || broadcast_typed::<f32>(inputs), || broadcast_typed::<f64>(inputs))
+        by_float(
+            inputs,
+            "BroadcastLike",
+            || broadcast_typed::<f32>(inputs),
+            || broadcast_typed::<f64>(inputs),
+        )
     }
     fn alias_input(&self, inputs: &[&Value]) -> Option<usize> {
         same_shape(inputs)
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(ctx.graph.sum_to_shape_of(grad, ctx.input(0)?)?), None])
+        Ok(vec![
+            Some(ctx.graph.sum_to_shape_of(grad, ctx.input(0)?)?),
+            None,
+        ])
     }
 }
 
 impl Graph {
-    fn reduce(&self, kind: ReduceKind, x: Tensor, axes: Option<&[i64]>, keepdims: bool, name: &str) -> Result<Tensor> {
-        self.add_node(Reduce { kind, axes: axes.map(|a| a.to_vec()), keepdims }.into(), &[x], None, name)
+    fn reduce(
+        &self,
+        kind: ReduceKind,
+        x: Tensor,
+        axes: Option<&[i64]>,
+        keepdims: bool,
+        name: &str,
+    ) -> Result<Tensor> {
+        self.add_node(
+            Reduce {
+                kind,
+                axes: axes.map(|a| a.to_vec()),
+                keepdims,
+            }
+            .into(),
+            &[x],
+            None,
+            name,
+        )
     }
     /// `tf.reduce_sum(x, axis, keepdims)`; `axes = None` reduces everything.
-    pub fn reduce_sum(&self, x: impl Into<Tensor>, axes: Option<&[i64]>, keepdims: bool) -> Result<Tensor> {
+    pub fn reduce_sum(
+        &self,
+        x: impl Into<Tensor>,
+        axes: Option<&[i64]>,
+        keepdims: bool,
+    ) -> Result<Tensor> {
         self.reduce(ReduceKind::Sum, x.into(), axes, keepdims, "Sum")
     }
     /// `tf.reduce_mean(x, axis, keepdims)`.
-    pub fn reduce_mean(&self, x: impl Into<Tensor>, axes: Option<&[i64]>, keepdims: bool) -> Result<Tensor> {
+    pub fn reduce_mean(
+        &self,
+        x: impl Into<Tensor>,
+        axes: Option<&[i64]>,
+        keepdims: bool,
+    ) -> Result<Tensor> {
         self.reduce(ReduceKind::Mean, x.into(), axes, keepdims, "Mean")
     }
     /// `tf.reduce_max(x, axis, keepdims)`.
-    pub fn reduce_max(&self, x: impl Into<Tensor>, axes: Option<&[i64]>, keepdims: bool) -> Result<Tensor> {
+    pub fn reduce_max(
+        &self,
+        x: impl Into<Tensor>,
+        axes: Option<&[i64]>,
+        keepdims: bool,
+    ) -> Result<Tensor> {
         self.reduce(ReduceKind::Max, x.into(), axes, keepdims, "Max")
     }
     /// `tf.reduce_min(x, axis, keepdims)`.
-    pub fn reduce_min(&self, x: impl Into<Tensor>, axes: Option<&[i64]>, keepdims: bool) -> Result<Tensor> {
+    pub fn reduce_min(
+        &self,
+        x: impl Into<Tensor>,
+        axes: Option<&[i64]>,
+        keepdims: bool,
+    ) -> Result<Tensor> {
         self.reduce(ReduceKind::Min, x.into(), axes, keepdims, "Min")
     }
     /// `tf.argmax(x, axis)` (int64).

@@ -36,20 +36,24 @@ pub(crate) fn resolve_reshape(target: &[i64], count: usize) -> OpResult<Vec<usiz
         } else if d < 0 {
             return Err(format!("invalid reshape dimension {d}"));
         } else {
-            known = known.checked_mul(d as usize).ok_or("reshape size overflows")?;
+            known = known
+                .checked_mul(d as usize)
+                .ok_or("reshape size overflows")?;
         }
     }
     let mut out: Vec<usize> = target.iter().map(|&d| d.max(0) as usize).collect();
     match unknown {
         Some(i) => {
-            if known == 0 || count % known != 0 {
-                return Err(format!("cannot reshape a tensor with {count} elements to shape {target:?}"));
+            if known == 0 || !count.is_multiple_of(known) {
+                return Err(format!(
+                    "cannot reshape a tensor with {count} elements to shape {target:?}"
+                ));
             }
             out[i] = count / known;
         }
-        None if known != count => {
-            return Err(format!("cannot reshape a tensor with {count} elements to shape {target:?} ({known} elements)"))
-        }
+        None if known != count => return Err(format!(
+            "cannot reshape a tensor with {count} elements to shape {target:?} ({known} elements)"
+        )),
         None => {}
     }
     Ok(out)
@@ -77,10 +81,20 @@ impl OpDef for Reshape {
         let shape = match inputs[0].shape.num_elements() {
             Some(n) => Shape::known(&resolve_reshape(&self.shape, n).map_err(InferError::Shape)?),
             None => {
-                if self.shape.iter().filter(|&&d| d == -1).count() > 1 || self.shape.iter().any(|&d| d < -1) {
-                    return Err(InferError::Shape(format!("invalid reshape target {:?}", self.shape)));
+                if self.shape.iter().filter(|&&d| d == -1).count() > 1
+                    || self.shape.iter().any(|&d| d < -1)
+                {
+                    return Err(InferError::Shape(format!(
+                        "invalid reshape target {:?}",
+                        self.shape
+                    )));
                 }
-                Shape::new(self.shape.iter().map(|&d| if d < 0 { None } else { Some(d as usize) }).collect())
+                Shape::new(
+                    self.shape
+                        .iter()
+                        .map(|&d| if d < 0 { None } else { Some(d as usize) })
+                        .collect(),
+                )
             }
         };
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
@@ -104,12 +118,21 @@ impl OpDef for ReshapeLike {
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 2, "ReshapeLike")?;
-        if let (Some(a), Some(b)) = (inputs[0].shape.num_elements(), inputs[1].shape.num_elements()) {
+        if let (Some(a), Some(b)) = (
+            inputs[0].shape.num_elements(),
+            inputs[1].shape.num_elements(),
+        ) {
             if a != b {
-                return Err(InferError::Shape(format!("cannot reshape {} elements to {} elements", a, b)));
+                return Err(InferError::Shape(format!(
+                    "cannot reshape {} elements to {} elements",
+                    a, b
+                )));
             }
         }
-        Ok(Some(TensorInfo::new(inputs[0].dtype, inputs[1].shape.clone())))
+        Ok(Some(TensorInfo::new(
+            inputs[0].dtype,
+            inputs[1].shape.clone(),
+        )))
     }
     fn alias_input(&self, inputs: &[&Value]) -> Option<usize> {
         super::reduce::same_shape(inputs)
@@ -119,7 +142,10 @@ impl OpDef for ReshapeLike {
         apply_any(input(inputs, 0, "ReshapeLike")?, &ReshapeTo(like))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(ctx.graph.reshape_like(grad, ctx.input(0)?)?), None])
+        Ok(vec![
+            Some(ctx.graph.reshape_like(grad, ctx.input(0)?)?),
+            None,
+        ])
     }
 }
 
@@ -133,7 +159,11 @@ struct Permute<'a>(&'a [usize]);
 impl AnyArrayFn for Permute<'_> {
     fn call<T: Clone + Default>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
         if a.ndim() != self.0.len() {
-            return Err(format!("transpose perm {:?} does not fit rank {}", self.0, a.ndim()));
+            return Err(format!(
+                "transpose perm {:?} does not fit rank {}",
+                self.0,
+                a.ndim()
+            ));
         }
         Ok(standard(a.view().permuted_axes(IxDyn(self.0)).to_owned()))
     }
@@ -159,8 +189,16 @@ impl OpDef for Transpose {
         check_perm(&self.perm).map_err(InferError::Shape)?;
         let shape = match inputs[0].shape.dims() {
             None => Shape::unknown_dims(self.perm.len()),
-            Some(d) if d.len() == self.perm.len() => Shape::new(self.perm.iter().map(|&p| d[p]).collect()),
-            Some(d) => return Err(InferError::Shape(format!("perm {:?} does not fit rank {}", self.perm, d.len()))),
+            Some(d) if d.len() == self.perm.len() => {
+                Shape::new(self.perm.iter().map(|&p| d[p]).collect())
+            }
+            Some(d) => {
+                return Err(InferError::Shape(format!(
+                    "perm {:?} does not fit rank {}",
+                    self.perm,
+                    d.len()
+                )))
+            }
         };
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
     }
@@ -223,10 +261,18 @@ pub struct Squeeze {
 
 impl Squeeze {
     fn kept(&self, dims: &[Dim]) -> std::result::Result<Vec<Dim>, String> {
-        let axes: Vec<usize> = self.axes.iter().map(|&a| norm_axis(a, dims.len())).collect::<std::result::Result<_, _>>()?;
+        let axes: Vec<usize> = self
+            .axes
+            .iter()
+            .map(|&a| norm_axis(a, dims.len()))
+            .collect::<std::result::Result<_, _>>()?;
         let mut out = Vec::new();
         for (i, d) in dims.iter().enumerate() {
-            let squeeze = if axes.is_empty() { *d == Some(1) } else { axes.contains(&i) };
+            let squeeze = if axes.is_empty() {
+                *d == Some(1)
+            } else {
+                axes.contains(&i)
+            };
             if squeeze {
                 match d {
                     Some(1) => {}
@@ -251,7 +297,9 @@ impl OpDef for Squeeze {
             None => Shape::unknown(),
             Some(d) => {
                 if self.axes.is_empty() && d.iter().any(|x| x.is_none()) {
-                    return Err(InferError::Shape("squeeze without axes needs a fully known shape".into()));
+                    return Err(InferError::Shape(
+                        "squeeze without axes needs a fully known shape".into(),
+                    ));
                 }
                 Shape::new(self.kept(d).map_err(InferError::Shape)?)
             }
@@ -261,7 +309,11 @@ impl OpDef for Squeeze {
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
         let x = input(inputs, 0, "Squeeze")?;
         let dims: Vec<Dim> = x.shape().iter().map(|&d| Some(d)).collect();
-        let kept: Vec<usize> = self.kept(&dims)?.into_iter().map(|d| d.unwrap_or(0)).collect();
+        let kept: Vec<usize> = self
+            .kept(&dims)?
+            .into_iter()
+            .map(|d| d.unwrap_or(0))
+            .collect();
         apply_any(x, &ReshapeTo(kept))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -272,7 +324,9 @@ impl OpDef for Squeeze {
 fn concat_infer(inputs: &[TensorInfo], axis: i64) -> InferResult {
     let dt = super::same_dtype(inputs)?;
     let rank = inputs.iter().find_map(|i| i.shape.rank());
-    let Some(rank) = rank else { return Ok(Some(TensorInfo::new(dt, Shape::unknown()))) };
+    let Some(rank) = rank else {
+        return Ok(Some(TensorInfo::new(dt, Shape::unknown())));
+    };
     let ax = norm_axis(axis, rank).map_err(InferError::Shape)?;
     let mut out: Vec<Dim> = vec![None; rank];
     let mut total = Some(0usize);
@@ -282,7 +336,10 @@ fn concat_infer(inputs: &[TensorInfo], axis: i64) -> InferResult {
             continue;
         };
         if d.len() != rank {
-            return Err(InferError::Shape(format!("concat inputs must share a rank, input {k} has rank {}", d.len())));
+            return Err(InferError::Shape(format!(
+                "concat inputs must share a rank, input {k} has rank {}",
+                d.len()
+            )));
         }
         for (j, x) in d.iter().enumerate() {
             if j == ax {
@@ -290,7 +347,9 @@ fn concat_infer(inputs: &[TensorInfo], axis: i64) -> InferResult {
             } else if let Some(x) = x {
                 match out[j] {
                     Some(o) if o != *x => {
-                        return Err(InferError::Shape(format!("concat inputs differ in dimension {j}: {o} vs {x}")))
+                        return Err(InferError::Shape(format!(
+                            "concat inputs differ in dimension {j}: {o} vs {x}"
+                        )))
                     }
                     _ => out[j] = Some(*x),
                 }
@@ -308,16 +367,24 @@ pub struct Concat {
 }
 
 fn concat_typed<T: Clone>(arrays: &[&ArrayD<T>], axis: i64) -> OpResult<ArrayD<T>> {
-    let rank = arrays.first().map(|a| a.ndim()).ok_or("concat needs at least one input")?;
+    let rank = arrays
+        .first()
+        .map(|a| a.ndim())
+        .ok_or("concat needs at least one input")?;
     let ax = norm_axis(axis, rank)?;
     let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
-    ndarray::concatenate(Axis(ax), &views).map(standard).map_err(|e| format!("concat: {e}"))
+    ndarray::concatenate(Axis(ax), &views)
+        .map(standard)
+        .map_err(|e| format!("concat: {e}"))
 }
 
 fn concat_values(inputs: &[&Value], axis: i64) -> OpResult<Value> {
     macro_rules! gather_as {
         ($method:ident) => {
-            inputs.iter().map(|v| v.$method().ok_or("concat inputs must share a dtype")).collect::<std::result::Result<Vec<_>, _>>()?
+            inputs
+                .iter()
+                .map(|v| v.$method().ok_or("concat inputs must share a dtype"))
+                .collect::<std::result::Result<Vec<_>, _>>()?
         };
     }
     match input(inputs, 0, "ConcatV2")? {
@@ -347,7 +414,18 @@ impl OpDef for Concat {
             }
             let mut ins = vec![grad];
             ins.extend(&ctx.inputs);
-            out.push(Some(ctx.graph.add_node(ConcatGrad { axis: self.axis, index: i }.into(), &ins, None, "ConcatGrad")?));
+            out.push(Some(
+                ctx.graph.add_node(
+                    ConcatGrad {
+                        axis: self.axis,
+                        index: i,
+                    }
+                    .into(),
+                    &ins,
+                    None,
+                    "ConcatGrad",
+                )?,
+            ));
         }
         Ok(out)
     }
@@ -371,7 +449,10 @@ impl AnyArrayFn for SliceAlong {
         if self.start + self.len > a.shape().get(self.axis).copied().unwrap_or(0) {
             return Err("slice out of range".into());
         }
-        let v = a.slice_axis(Axis(self.axis), NdSlice::from(self.start..self.start + self.len));
+        let v = a.slice_axis(
+            Axis(self.axis),
+            NdSlice::from(self.start..self.start + self.len),
+        );
         Ok(standard(v.to_owned()))
     }
 }
@@ -381,7 +462,9 @@ impl OpDef for ConcatGrad {
         "ConcatGrad"
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
-        let part = inputs.get(self.index + 1).ok_or_else(|| InferError::Shape("ConcatGrad: index out of range".into()))?;
+        let part = inputs
+            .get(self.index + 1)
+            .ok_or_else(|| InferError::Shape("ConcatGrad: index out of range".into()))?;
         Ok(Some(TensorInfo::new(inputs[0].dtype, part.shape.clone())))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
@@ -393,14 +476,25 @@ impl OpDef for ConcatGrad {
         }
         let part = input(inputs, self.index + 1, "ConcatGrad")?;
         let len = part.shape().get(ax).copied().unwrap_or(0);
-        apply_any(g, &SliceAlong { axis: ax, start, len })
+        apply_any(
+            g,
+            &SliceAlong {
+                axis: ax,
+                start,
+                len,
+            },
+        )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         // Linear in input 0: the adjoint puts `grad` at this part's place and zeros elsewhere.
         let g = ctx.graph;
         let mut parts = Vec::new();
         for (j, &x) in ctx.inputs.iter().enumerate().skip(1) {
-            parts.push(if j == self.index + 1 { grad } else { g.zeros_like(x)? });
+            parts.push(if j == self.index + 1 {
+                grad
+            } else {
+                g.zeros_like(x)?
+            });
         }
         let mut out = vec![Some(g.concat(&parts, self.axis)?)];
         out.extend(std::iter::repeat_n(None, ctx.inputs.len() - 1));
@@ -418,13 +512,22 @@ pub struct Slice {
 impl Slice {
     fn ranges(&self, shape: &[usize]) -> OpResult<Vec<(usize, usize)>> {
         if self.begin.len() != shape.len() || self.size.len() != shape.len() {
-            return Err(format!("slice begin {:?} / size {:?} do not fit shape {:?}", self.begin, self.size, shape));
+            return Err(format!(
+                "slice begin {:?} / size {:?} do not fit shape {:?}",
+                self.begin, self.size, shape
+            ));
         }
         let mut out = Vec::new();
         for ((&b, &s), &d) in self.begin.iter().zip(&self.size).zip(shape) {
-            let len = if s < 0 { d.checked_sub(b).ok_or("slice begin beyond the end")? } else { s as usize };
+            let len = if s < 0 {
+                d.checked_sub(b).ok_or("slice begin beyond the end")?
+            } else {
+                s as usize
+            };
             if b.checked_add(len).is_none_or(|e| e > d) {
-                return Err(format!("slice [{b}, {b}+{len}) is out of range for a dimension of size {d}"));
+                return Err(format!(
+                    "slice [{b}, {b}+{len}) is out of range for a dimension of size {d}"
+                ));
             }
             out.push((b, len));
         }
@@ -450,26 +553,42 @@ impl OpDef for Slice {
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "Slice")?;
         if self.begin.len() != self.size.len() {
-            return Err(InferError::Shape("slice begin and size must have the same length".into()));
+            return Err(InferError::Shape(
+                "slice begin and size must have the same length".into(),
+            ));
         }
         let dims: Vec<Dim> = match inputs[0].shape.dims() {
             Some(d) => {
                 if d.len() != self.begin.len() {
-                    return Err(InferError::Shape(format!("slice of rank {} on a rank-{} input", self.begin.len(), d.len())));
+                    return Err(InferError::Shape(format!(
+                        "slice of rank {} on a rank-{} input",
+                        self.begin.len(),
+                        d.len()
+                    )));
                 }
                 let mut out = Vec::new();
                 for ((&b, &s), &dim) in self.begin.iter().zip(&self.size).zip(d) {
                     if let Some(dim) = dim {
                         let end = if s < 0 { dim } else { b + s as usize };
                         if b > dim || end > dim {
-                            return Err(InferError::Shape(format!("slice [{b}, {end}) is out of range for a dimension of size {dim}")));
+                            return Err(InferError::Shape(format!(
+                                "slice [{b}, {end}) is out of range for a dimension of size {dim}"
+                            )));
                         }
                     }
-                    out.push(if s >= 0 { Some(s as usize) } else { dim.map(|x| x - b) });
+                    out.push(if s >= 0 {
+                        Some(s as usize)
+                    } else {
+                        dim.map(|x| x - b)
+                    });
                 }
                 out
             }
-            None => self.size.iter().map(|&s| if s >= 0 { Some(s as usize) } else { None }).collect(),
+            None => self
+                .size
+                .iter()
+                .map(|&s| if s >= 0 { Some(s as usize) } else { None })
+                .collect(),
         };
         Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(dims))))
     }
@@ -479,7 +598,17 @@ impl OpDef for Slice {
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let x = ctx.input(0)?;
-        Ok(vec![Some(ctx.graph.add_node(SliceGrad { begin: self.begin.clone() }.into(), &[grad, x], None, "SliceGrad")?)])
+        Ok(vec![Some(
+            ctx.graph.add_node(
+                SliceGrad {
+                    begin: self.begin.clone(),
+                }
+                .into(),
+                &[grad, x],
+                None,
+                "SliceGrad",
+            )?,
+        )])
     }
 }
 
@@ -489,7 +618,11 @@ pub struct SliceGrad {
     pub begin: Vec<usize>,
 }
 
-fn slice_grad_typed<T: Clone + num_traits::Zero>(g: &ArrayD<T>, like: &[usize], begin: &[usize]) -> OpResult<ArrayD<T>> {
+fn slice_grad_typed<T: Clone + num_traits::Zero>(
+    g: &ArrayD<T>,
+    like: &[usize],
+    begin: &[usize],
+) -> OpResult<ArrayD<T>> {
     if g.ndim() != like.len() || begin.len() != like.len() {
         return Err("SliceGrad: rank mismatch".into());
     }
@@ -513,22 +646,31 @@ impl OpDef for SliceGrad {
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 2, "SliceGrad")?;
-        Ok(Some(TensorInfo::new(inputs[0].dtype, inputs[1].shape.clone())))
+        Ok(Some(TensorInfo::new(
+            inputs[0].dtype,
+            inputs[1].shape.clone(),
+        )))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
         let like = input(inputs, 1, "SliceGrad")?.shape().to_vec();
         match input(inputs, 0, "SliceGrad")? {
             Value::F32(g) => Ok(Value::F32(slice_grad_typed(g, &like, &self.begin)?)),
             Value::F64(g) => Ok(Value::F64(slice_grad_typed(g, &like, &self.begin)?)),
-            other => Err(format!("SliceGrad needs a float gradient, got {}", other.dtype())),
+            other => Err(format!(
+                "SliceGrad needs a float gradient, got {}",
+                other.dtype()
+            )),
         }
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = ctx.graph;
-        let size = g.shape(ctx.input(0)?)?.to_known().ok_or_else(|| Error::NoGradient {
-            node: ctx.name.clone(),
-            op: "SliceGrad (second-order gradient needs a static slice size)".into(),
-        })?;
+        let size = g
+            .shape(ctx.input(0)?)?
+            .to_known()
+            .ok_or_else(|| Error::NoGradient {
+                node: ctx.name.clone(),
+                op: "SliceGrad (second-order gradient needs a static slice size)".into(),
+            })?;
         let size: Vec<i64> = size.iter().map(|&s| s as i64).collect();
         Ok(vec![Some(g.slice(grad, &self.begin, &size)?), None])
     }
@@ -541,7 +683,10 @@ pub struct Gather;
 struct GatherRows<'a>(&'a ArrayD<i64>);
 impl AnyArrayFn for GatherRows<'_> {
     fn call<T: Clone + Default>(&self, p: &ArrayD<T>) -> OpResult<ArrayD<T>> {
-        let rows = *p.shape().first().ok_or("gather needs params of rank >= 1")?;
+        let rows = *p
+            .shape()
+            .first()
+            .ok_or("gather needs params of rank >= 1")?;
         let mut shape = self.0.shape().to_vec();
         shape.extend_from_slice(&p.shape()[1..]);
         let mut data = Vec::with_capacity(shape.iter().product());
@@ -562,7 +707,10 @@ impl OpDef for Gather {
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 2, "GatherV2")?;
         if inputs[1].dtype != DType::I64 {
-            return Err(InferError::DType(format!("indices must be int64, got {}", inputs[1].dtype)));
+            return Err(InferError::DType(format!(
+                "indices must be int64, got {}",
+                inputs[1].dtype
+            )));
         }
         let shape = match (inputs[0].shape.dims(), inputs[1].shape.dims()) {
             (Some(p), Some(i)) => {
@@ -578,12 +726,20 @@ impl OpDef for Gather {
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        let idx = input(inputs, 1, "GatherV2")?.as_i64().ok_or("indices must be int64")?;
+        let idx = input(inputs, 1, "GatherV2")?
+            .as_i64()
+            .ok_or("indices must be int64")?;
         apply_any(input(inputs, 0, "GatherV2")?, &GatherRows(idx))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let (p, i) = (ctx.input(0)?, ctx.input(1)?);
-        Ok(vec![Some(ctx.graph.add_node(GatherGrad.into(), &[grad, i, p], None, "GatherGrad")?), None])
+        Ok(vec![
+            Some(
+                ctx.graph
+                    .add_node(GatherGrad.into(), &[grad, i, p], None, "GatherGrad")?,
+            ),
+            None,
+        ])
     }
 }
 
@@ -597,7 +753,9 @@ fn gather_grad_typed<T: Clone + num_traits::Zero + std::ops::AddAssign>(
     idx: &ArrayD<i64>,
     like: &[usize],
 ) -> OpResult<ArrayD<T>> {
-    let rows = *like.first().ok_or("GatherGrad: params must have rank >= 1")?;
+    let rows = *like
+        .first()
+        .ok_or("GatherGrad: params must have rank >= 1")?;
     let row_len: usize = like[1..].iter().product();
     let mut out = vec![T::zero(); rows * row_len];
     let gs = standard(g.clone());
@@ -623,19 +781,31 @@ impl OpDef for GatherGrad {
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 3, "GatherGrad")?;
-        Ok(Some(TensorInfo::new(inputs[0].dtype, inputs[2].shape.clone())))
+        Ok(Some(TensorInfo::new(
+            inputs[0].dtype,
+            inputs[2].shape.clone(),
+        )))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        let idx = input(inputs, 1, "GatherGrad")?.as_i64().ok_or("indices must be int64")?;
+        let idx = input(inputs, 1, "GatherGrad")?
+            .as_i64()
+            .ok_or("indices must be int64")?;
         let like = input(inputs, 2, "GatherGrad")?.shape().to_vec();
         match input(inputs, 0, "GatherGrad")? {
             Value::F32(g) => Ok(Value::F32(gather_grad_typed(g, idx, &like)?)),
             Value::F64(g) => Ok(Value::F64(gather_grad_typed(g, idx, &like)?)),
-            other => Err(format!("GatherGrad needs a float gradient, got {}", other.dtype())),
+            other => Err(format!(
+                "GatherGrad needs a float gradient, got {}",
+                other.dtype()
+            )),
         }
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(ctx.graph.gather(grad, ctx.input(1)?)?), None, None])
+        Ok(vec![
+            Some(ctx.graph.gather(grad, ctx.input(1)?)?),
+            None,
+            None,
+        ])
     }
 }
 
@@ -655,7 +825,10 @@ impl OpDef for OneHot {
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "OneHot")?;
         if inputs[0].dtype != DType::I64 {
-            return Err(InferError::DType(format!("one_hot indices must be int64, got {}", inputs[0].dtype)));
+            return Err(InferError::DType(format!(
+                "one_hot indices must be int64, got {}",
+                inputs[0].dtype
+            )));
         }
         let shape = match inputs[0].shape.dims() {
             None => Shape::unknown(),
@@ -668,7 +841,9 @@ impl OpDef for OneHot {
         Ok(Some(TensorInfo::new(self.dtype, shape)))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        let idx = input(inputs, 0, "OneHot")?.as_i64().ok_or("one_hot indices must be int64")?;
+        let idx = input(inputs, 0, "OneHot")?
+            .as_i64()
+            .ok_or("one_hot indices must be int64")?;
         let mut shape = idx.shape().to_vec();
         shape.push(self.depth);
         let mut data = vec![self.off_value; idx.len() * self.depth];
@@ -714,7 +889,15 @@ impl OpDef for Cast {
 impl Graph {
     /// `tf.reshape(x, shape)`; one dimension may be -1.
     pub fn reshape(&self, x: impl Into<Tensor>, shape: &[i64]) -> Result<Tensor> {
-        self.add_node(Reshape { shape: shape.to_vec() }.into(), &[x.into()], None, "Reshape")
+        self.add_node(
+            Reshape {
+                shape: shape.to_vec(),
+            }
+            .into(),
+            &[x.into()],
+            None,
+            "Reshape",
+        )
     }
     /// Reshapes `t` to the runtime shape of `like` (no op when the static shapes are known and equal).
     pub fn reshape_like(&self, t: Tensor, like: Tensor) -> Result<Tensor> {
@@ -726,7 +909,15 @@ impl Graph {
     }
     /// `tf.transpose(x, perm)`.
     pub fn transpose(&self, x: impl Into<Tensor>, perm: &[usize]) -> Result<Tensor> {
-        self.add_node(Transpose { perm: perm.to_vec() }.into(), &[x.into()], None, "transpose")
+        self.add_node(
+            Transpose {
+                perm: perm.to_vec(),
+            }
+            .into(),
+            &[x.into()],
+            None,
+            "transpose",
+        )
     }
     /// `tf.expand_dims(x, axis)`.
     pub fn expand_dims(&self, x: impl Into<Tensor>, axis: i64) -> Result<Tensor> {
@@ -734,7 +925,15 @@ impl Graph {
     }
     /// `tf.squeeze(x, axis)`; empty `axes` removes every size-1 axis.
     pub fn squeeze(&self, x: impl Into<Tensor>, axes: &[i64]) -> Result<Tensor> {
-        self.add_node(Squeeze { axes: axes.to_vec() }.into(), &[x.into()], None, "Squeeze")
+        self.add_node(
+            Squeeze {
+                axes: axes.to_vec(),
+            }
+            .into(),
+            &[x.into()],
+            None,
+            "Squeeze",
+        )
     }
     /// `tf.concat(values, axis)`.
     pub fn concat(&self, values: &[Tensor], axis: i64) -> Result<Tensor> {
@@ -742,19 +941,51 @@ impl Graph {
     }
     /// `tf.slice(x, begin, size)`; a size of -1 takes the rest of that dimension.
     pub fn slice(&self, x: impl Into<Tensor>, begin: &[usize], size: &[i64]) -> Result<Tensor> {
-        self.add_node(Slice { begin: begin.to_vec(), size: size.to_vec() }.into(), &[x.into()], None, "Slice")
+        self.add_node(
+            Slice {
+                begin: begin.to_vec(),
+                size: size.to_vec(),
+            }
+            .into(),
+            &[x.into()],
+            None,
+            "Slice",
+        )
     }
     /// `tf.gather(params, indices)` along axis 0; indices are int64.
     pub fn gather(&self, params: impl Into<Tensor>, indices: impl Into<Tensor>) -> Result<Tensor> {
-        self.add_node(Gather.into(), &[params.into(), indices.into()], None, "GatherV2")
+        self.add_node(
+            Gather.into(),
+            &[params.into(), indices.into()],
+            None,
+            "GatherV2",
+        )
     }
     /// `tf.one_hot(indices, depth)` as float32 with on 1 and off 0.
     pub fn one_hot(&self, indices: impl Into<Tensor>, depth: usize) -> Result<Tensor> {
         self.one_hot_with(indices, depth, 1.0, 0.0, DType::F32)
     }
     /// `tf.one_hot(indices, depth, on_value, off_value, dtype)`.
-    pub fn one_hot_with(&self, indices: impl Into<Tensor>, depth: usize, on_value: f64, off_value: f64, dtype: DType) -> Result<Tensor> {
-        self.add_node(OneHot { depth, on_value, off_value, dtype }.into(), &[indices.into()], None, "one_hot")
+    pub fn one_hot_with(
+        &self,
+        indices: impl Into<Tensor>,
+        depth: usize,
+        on_value: f64,
+        off_value: f64,
+        dtype: DType,
+    ) -> Result<Tensor> {
+        self.add_node(
+            OneHot {
+                depth,
+                on_value,
+                off_value,
+                dtype,
+            }
+            .into(),
+            &[indices.into()],
+            None,
+            "one_hot",
+        )
     }
     /// `tf.cast(x, dtype)`.
     pub fn cast(&self, x: impl Into<Tensor>, dtype: DType) -> Result<Tensor> {

@@ -20,7 +20,10 @@ impl OpDef for Const {
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 0, "Const")?;
-        Ok(Some(TensorInfo::new(self.value.dtype(), Shape::known(self.value.shape()))))
+        Ok(Some(TensorInfo::new(
+            self.value.dtype(),
+            Shape::known(self.value.shape()),
+        )))
     }
     fn compute(&self, _inputs: &[&Value]) -> OpResult<Value> {
         Ok(self.value.clone())
@@ -205,7 +208,15 @@ impl OpDef for StopGradient {
 impl Graph {
     /// A constant (`tf.constant`), named `Const` by default.
     pub fn constant(&self, value: impl Into<Value>) -> Result<Tensor> {
-        self.add_node(Const { value: value.into() }.into(), &[], None, "Const")
+        self.add_node(
+            Const {
+                value: value.into(),
+            }
+            .into(),
+            &[],
+            None,
+            "Const",
+        )
     }
 
     /// A scalar constant of the given dtype.
@@ -221,13 +232,34 @@ impl Graph {
 
     /// A placeholder (`tf.placeholder(dtype, shape)`); name it with `g.named("X")`.
     pub fn placeholder(&self, dtype: DType, shape: impl Into<Shape>) -> Result<Tensor> {
-        self.add_node(Placeholder { dtype, shape: shape.into() }.into(), &[], None, "Placeholder")
+        self.add_node(
+            Placeholder {
+                dtype,
+                shape: shape.into(),
+            }
+            .into(),
+            &[],
+            None,
+            "Placeholder",
+        )
     }
 
     /// A placeholder that yields `default` when not fed (`tf.placeholder_with_default`), the pattern of
     /// a `training` flag that is false unless fed.
-    pub fn placeholder_with_default(&self, default: impl Into<Tensor>, shape: impl Into<Shape>) -> Result<Tensor> {
-        self.add_node(PlaceholderWithDefault { shape: shape.into() }.into(), &[default.into()], None, "PlaceholderWithDefault")
+    pub fn placeholder_with_default(
+        &self,
+        default: impl Into<Tensor>,
+        shape: impl Into<Shape>,
+    ) -> Result<Tensor> {
+        self.add_node(
+            PlaceholderWithDefault {
+                shape: shape.into(),
+            }
+            .into(),
+            &[default.into()],
+            None,
+            "PlaceholderWithDefault",
+        )
     }
 
     /// `tf.identity`.
@@ -249,16 +281,28 @@ impl Graph {
     pub fn group(&self, ops: &[Operation]) -> Result<Operation> {
         let name = self.take_pending_name();
         let _c = self.control_dependencies(ops)?;
-        Ok(self.add_node(NoOp.into(), &[], name.as_deref(), "group_deps")?.op())
+        Ok(self
+            .add_node(NoOp.into(), &[], name.as_deref(), "group_deps")?
+            .op())
     }
 
-    pub(crate) fn assign_mode(&self, var: crate::graph::Variable, value: Tensor, mode: AssignMode) -> Result<Tensor> {
+    pub(crate) fn assign_mode(
+        &self,
+        var: crate::graph::Variable,
+        value: Tensor,
+        mode: AssignMode,
+    ) -> Result<Tensor> {
         let default = match mode {
             AssignMode::Set => "Assign",
             AssignMode::Add => "AssignAdd",
             AssignMode::Sub => "AssignSub",
         };
-        self.add_node(Assign { mode }.into(), &[var.var_tensor(), value], None, default)
+        self.add_node(
+            Assign { mode }.into(),
+            &[var.var_tensor(), value],
+            None,
+            default,
+        )
     }
 
     /// `tf.assign(var, value)`: the op that sets the variable when run; its output is the new value.
@@ -267,12 +311,20 @@ impl Graph {
     }
 
     /// `tf.assign_add(var, delta)`.
-    pub fn assign_add(&self, var: crate::graph::Variable, delta: impl Into<Tensor>) -> Result<Tensor> {
+    pub fn assign_add(
+        &self,
+        var: crate::graph::Variable,
+        delta: impl Into<Tensor>,
+    ) -> Result<Tensor> {
         self.assign_mode(var, delta.into(), AssignMode::Add)
     }
 
     /// `tf.assign_sub(var, delta)`.
-    pub fn assign_sub(&self, var: crate::graph::Variable, delta: impl Into<Tensor>) -> Result<Tensor> {
+    pub fn assign_sub(
+        &self,
+        var: crate::graph::Variable,
+        delta: impl Into<Tensor>,
+    ) -> Result<Tensor> {
         self.assign_mode(var, delta.into(), AssignMode::Sub)
     }
 }

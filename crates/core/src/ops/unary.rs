@@ -29,7 +29,9 @@ pub enum UnaryKind {
     Relu,
     Relu6,
     /// `x > 0 ? x : alpha·x`
-    LeakyRelu { alpha: f64 },
+    LeakyRelu {
+        alpha: f64,
+    },
     Elu,
     Selu,
     Softplus,
@@ -163,7 +165,10 @@ impl OpDef for Unary {
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, self.type_name())?;
-        if !matches!(self.kind, UnaryKind::Neg | UnaryKind::Abs | UnaryKind::Square | UnaryKind::Sign) {
+        if !matches!(
+            self.kind,
+            UnaryKind::Neg | UnaryKind::Abs | UnaryKind::Square | UnaryKind::Sign
+        ) {
             expect_float(&inputs[0], "the input")?;
         }
         Ok(Some(inputs[0].clone()))
@@ -177,7 +182,10 @@ impl OpDef for Unary {
                 UnaryKind::Abs => Ok(Value::I64(a.mapv(|v| v.wrapping_abs()))),
                 UnaryKind::Square => Ok(Value::I64(a.mapv(|v| v.wrapping_mul(v)))),
                 UnaryKind::Sign => Ok(Value::I64(a.mapv(i64::signum))),
-                _ => Err(format!("{} needs a float input, got int64", self.type_name())),
+                _ => Err(format!(
+                    "{} needs a float input, got int64",
+                    self.type_name()
+                )),
             },
             _ => map_float_kind(x, k, self.type_name()),
         }
@@ -199,7 +207,9 @@ impl OpDef for Unary {
             UnaryKind::Sigmoid | UnaryKind::Tanh => g.activation_grad(self.kind, grad, y)?,
             // Fused one-pass kernels (TF's ReluGrad, EluGrad, ...): see `ActivationGrad` for the values at
             // the kinks (relu/relu6 0 at 0, leaky_relu alpha, elu 1, selu scale).
-            UnaryKind::Relu | UnaryKind::Relu6 | UnaryKind::LeakyRelu { .. } => g.activation_grad(self.kind, grad, x)?,
+            UnaryKind::Relu | UnaryKind::Relu6 | UnaryKind::LeakyRelu { .. } => {
+                g.activation_grad(self.kind, grad, x)?
+            }
             UnaryKind::Elu | UnaryKind::Selu => g.activation_grad(self.kind, grad, y)?,
             UnaryKind::Softplus => g.mul(grad, g.sigmoid(x)?)?,
         };
@@ -221,13 +231,43 @@ impl ActivationGrad {
     fn derivative<T: Float>(kind: UnaryKind, v: T) -> T {
         let (zero, one) = (T::zero(), T::one());
         match kind {
-            UnaryKind::Relu => if v > zero { one } else { zero },
-            UnaryKind::Relu6 => if v > zero && v < T::from_f64(6.0) { one } else { zero },
-            UnaryKind::LeakyRelu { alpha } => if v > zero { one } else { T::from_f64(alpha) },
+            UnaryKind::Relu => {
+                if v > zero {
+                    one
+                } else {
+                    zero
+                }
+            }
+            UnaryKind::Relu6 => {
+                if v > zero && v < T::from_f64(6.0) {
+                    one
+                } else {
+                    zero
+                }
+            }
+            UnaryKind::LeakyRelu { alpha } => {
+                if v > zero {
+                    one
+                } else {
+                    T::from_f64(alpha)
+                }
+            }
             UnaryKind::Sigmoid => v * (one - v),
             UnaryKind::Tanh => one - v * v,
-            UnaryKind::Elu => if v < zero { v + one } else { one },
-            UnaryKind::Selu => if v < zero { v + T::from_f64(SELU_SCALE * SELU_ALPHA) } else { T::from_f64(SELU_SCALE) },
+            UnaryKind::Elu => {
+                if v < zero {
+                    v + one
+                } else {
+                    one
+                }
+            }
+            UnaryKind::Selu => {
+                if v < zero {
+                    v + T::from_f64(SELU_SCALE * SELU_ALPHA)
+                } else {
+                    T::from_f64(SELU_SCALE)
+                }
+            }
             _ => one,
         }
     }
@@ -236,7 +276,11 @@ impl ActivationGrad {
         let g = super::kernels::float_input::<T>(inputs, 0, "ActivationGrad")?;
         let v = super::kernels::float_input::<T>(inputs, 1, "ActivationGrad")?;
         if g.shape() != v.shape() {
-            return Err(format!("gradient {:?} and activation {:?} differ in shape", g.shape(), v.shape()));
+            return Err(format!(
+                "gradient {:?} and activation {:?} differ in shape",
+                g.shape(),
+                v.shape()
+            ));
         }
         let k = self.kind;
         macro_rules! each {
@@ -278,12 +322,20 @@ impl OpDef for ActivationGrad {
         super::same_dtype(inputs)?;
         expect_float(&inputs[0], "the gradient")?;
         let shape = inputs[0].shape.merge(&inputs[1].shape).ok_or_else(|| {
-            super::InferError::Shape(format!("gradient {} and activation {} differ in shape", inputs[0].shape, inputs[1].shape))
+            super::InferError::Shape(format!(
+                "gradient {} and activation {} differ in shape",
+                inputs[0].shape, inputs[1].shape
+            ))
         })?;
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        super::kernels::by_float(inputs, self.type_name(), || self.run::<f32>(inputs), || self.run::<f64>(inputs))
+        super::kernels::by_float(
+            inputs,
+            self.type_name(),
+            || self.run::<f32>(inputs),
+            || self.run::<f64>(inputs),
+        )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         // out = g·f'(v): linear in g; d/dv = g·f''(v) in terms of v (0 for the piecewise-linear kinds,
@@ -293,7 +345,9 @@ impl OpDef for ActivationGrad {
         let d_up = g.activation_grad(self.kind, grad, v)?;
         let c = |x: f64| g.scalar_like(v, x);
         let d_v = match self.kind {
-            UnaryKind::Sigmoid => Some(g.mul(g.mul(grad, up)?, g.sub(c(1.0)?, g.mul(c(2.0)?, v)?)?)?),
+            UnaryKind::Sigmoid => {
+                Some(g.mul(g.mul(grad, up)?, g.sub(c(1.0)?, g.mul(c(2.0)?, v)?)?)?)
+            }
             UnaryKind::Tanh => Some(g.mul(g.mul(grad, up)?, g.mul(c(-2.0)?, v)?)?),
             UnaryKind::Elu | UnaryKind::Selu => {
                 let neg = g.cast(g.less(v, c(0.0)?)?, g.dtype(v)?)?;
@@ -422,10 +476,20 @@ impl Graph {
     }
     /// `tf.zeros_like`.
     pub fn zeros_like(&self, x: impl Into<Tensor>) -> Result<Tensor> {
-        self.add_node(FillLike { value: 0.0 }.into(), &[x.into()], None, "zeros_like")
+        self.add_node(
+            FillLike { value: 0.0 }.into(),
+            &[x.into()],
+            None,
+            "zeros_like",
+        )
     }
     /// `tf.ones_like`.
     pub fn ones_like(&self, x: impl Into<Tensor>) -> Result<Tensor> {
-        self.add_node(FillLike { value: 1.0 }.into(), &[x.into()], None, "ones_like")
+        self.add_node(
+            FillLike { value: 1.0 }.into(),
+            &[x.into()],
+            None,
+            "ones_like",
+        )
     }
 }
