@@ -51,9 +51,11 @@ pub(crate) fn resolve_reshape(target: &[i64], count: usize) -> OpResult<Vec<usiz
             }
             out[i] = count / known;
         }
-        None if known != count => return Err(format!(
+        None if known != count => {
+            return Err(format!(
             "cannot reshape a tensor with {count} elements to shape {target:?} ({known} elements)"
-        )),
+        ))
+        }
         None => {}
     }
     Ok(out)
