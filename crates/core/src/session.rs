@@ -1,9 +1,11 @@
 //! The session: owns variable values, random streams and the plan cache, and runs plans with
 //! feeds and fetches (TF's `tf.Session`).
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Operation, Tensor, Variable};
 use crate::ops::apply::ApplyRule;
+use crate::ops::kernels::FloatArray;
 use crate::ops::state::AssignMode;
 use crate::plan::{self, Plan, StepKind};
 use crate::value::Value;
@@ -418,45 +420,37 @@ fn apply_in_place(
     let lr = lr
         .scalar_value()
         .ok_or("the learning rate must be a scalar")?;
-    match (Arc::make_mut(w), grad) {
-        (Value::F32(wa), Value::F32(ga)) => {
-            let mut ss = Vec::with_capacity(slots.len());
-            for s in slots.iter_mut() {
-                match Arc::make_mut(s) {
-                    Value::F32(a) => ss.push(slice_mut(a)?),
-                    other => {
-                        return Err(format!(
-                            "slot of dtype {} for a float32 variable",
-                            other.dtype()
-                        ))
-                    }
-                }
-            }
-            let g = ga.as_slice().ok_or("gradient is not contiguous")?;
-            rule.apply(slice_mut(wa)?, &mut ss, g, lr as f32)
-        }
-        (Value::F64(wa), Value::F64(ga)) => {
-            let mut ss = Vec::with_capacity(slots.len());
-            for s in slots.iter_mut() {
-                match Arc::make_mut(s) {
-                    Value::F64(a) => ss.push(slice_mut(a)?),
-                    other => {
-                        return Err(format!(
-                            "slot of dtype {} for a float64 variable",
-                            other.dtype()
-                        ))
-                    }
-                }
-            }
-            let g = ga.as_slice().ok_or("gradient is not contiguous")?;
-            rule.apply(slice_mut(wa)?, &mut ss, g, lr)
-        }
-        (a, g) => Err(format!(
-            "cannot update a {} variable with a {} gradient",
-            a.dtype(),
-            g.dtype()
+    match w.dtype() {
+        DType::F32 => apply_typed::<f32>(rule, w, slots, grad, lr),
+        DType::F64 => apply_typed::<f64>(rule, w, slots, grad, lr),
+        d => Err(format!(
+            "cannot apply an optimizer update to a {d} variable"
         )),
     }
+}
+
+fn apply_typed<T: FloatArray>(
+    rule: &ApplyRule,
+    w: &mut Arc<Value>,
+    slots: &mut [Arc<Value>],
+    grad: &Value,
+    lr: f64,
+) -> crate::error::OpResult<()> {
+    let mut ss = Vec::with_capacity(slots.len());
+    for s in slots.iter_mut() {
+        let dt = s.dtype();
+        let a = T::array_mut(Arc::make_mut(s))
+            .ok_or_else(|| format!("a slot of dtype {dt} does not match the variable"))?;
+        ss.push(slice_mut(a)?);
+    }
+    let g = T::array(grad).and_then(|a| a.as_slice()).ok_or_else(|| {
+        format!(
+            "the gradient ({}) does not match the variable's dtype",
+            grad.dtype()
+        )
+    })?;
+    let wa = T::array_mut(Arc::make_mut(w)).ok_or("variable dtype changed")?;
+    rule.apply(slice_mut(wa)?, &mut ss, g, T::from_f64(lr))
 }
 
 /// Convenience: a feed pair.

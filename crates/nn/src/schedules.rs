@@ -11,6 +11,16 @@ fn c(g: &Graph, x: f64) -> Result<Tensor> {
     g.scalar(DType::F32, x)
 }
 
+/// `step / decay_steps`, floored when `staircase`.
+fn progress(g: &Graph, global_step: Variable, decay_steps: f64, staircase: bool) -> Result<Tensor> {
+    let p = g.div(step_f32(g, global_step)?, c(g, decay_steps)?)?;
+    if staircase {
+        g.floor(p)
+    } else {
+        Ok(p)
+    }
+}
+
 /// `tf.train.exponential_decay`: `lr · rate^(step / decay_steps)`, the exponent floored when `staircase`.
 pub fn exponential_decay(
     g: &Graph,
@@ -21,10 +31,7 @@ pub fn exponential_decay(
     staircase: bool,
 ) -> Result<Tensor> {
     let _s = g.name_scope("ExponentialDecay")?;
-    let mut p = g.div(step_f32(g, global_step)?, c(g, decay_steps)?)?;
-    if staircase {
-        p = g.floor(p)?;
-    }
+    let p = progress(g, global_step, decay_steps, staircase)?;
     g.mul(c(g, lr)?, g.pow(c(g, decay_rate)?, p)?)
 }
 
@@ -38,10 +45,7 @@ pub fn inverse_time_decay(
     staircase: bool,
 ) -> Result<Tensor> {
     let _s = g.name_scope("InverseTimeDecay")?;
-    let mut p = g.div(step_f32(g, global_step)?, c(g, decay_steps)?)?;
-    if staircase {
-        p = g.floor(p)?;
-    }
+    let p = progress(g, global_step, decay_steps, staircase)?;
     g.div(c(g, lr)?, g.add(c(g, 1.0)?, g.mul(c(g, decay_rate)?, p)?)?)
 }
 

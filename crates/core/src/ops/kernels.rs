@@ -217,6 +217,8 @@ pub trait FloatArray: Float {
     fn array(v: &Value) -> Option<&ArrayD<Self>>;
     /// Wraps an array into a value.
     fn wrap(a: ArrayD<Self>) -> Value;
+    /// Mutably borrows the array when the value has this dtype.
+    fn array_mut(v: &mut Value) -> Option<&mut ArrayD<Self>>;
 }
 impl FloatArray for f32 {
     fn array(v: &Value) -> Option<&ArrayD<f32>> {
@@ -225,6 +227,12 @@ impl FloatArray for f32 {
     fn wrap(a: ArrayD<f32>) -> Value {
         Value::F32(a)
     }
+    fn array_mut(v: &mut Value) -> Option<&mut ArrayD<f32>> {
+        match v {
+            Value::F32(a) => Some(a),
+            _ => None,
+        }
+    }
 }
 impl FloatArray for f64 {
     fn array(v: &Value) -> Option<&ArrayD<f64>> {
@@ -232,6 +240,12 @@ impl FloatArray for f64 {
     }
     fn wrap(a: ArrayD<f64>) -> Value {
         Value::F64(a)
+    }
+    fn array_mut(v: &mut Value) -> Option<&mut ArrayD<f64>> {
+        match v {
+            Value::F64(a) => Some(a),
+            _ => None,
+        }
     }
 }
 
