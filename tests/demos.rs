@@ -83,3 +83,60 @@ fn vanishing_gradients_and_their_remedies() {
     assert!(sat > 3.0 * xav, "saturation std {sat} vs {xav}");
     assert!(vanishing::table(&traces).contains("(d) sigmoid + N(0,1) + BN"));
 }
+
+#[test]
+fn clipping_prevents_divergence() {
+    use ferroflow::demos::clipping::{self, Clipping};
+    let cfg = clipping::Config {
+        epochs: 3,
+        quiet: true,
+        ..Default::default()
+    };
+    let none = clipping::run(Clipping::None, &cfg).unwrap();
+    let norm = clipping::run(Clipping::GlobalNorm(1.0), &cfg).unwrap();
+    let value = clipping::run(Clipping::Value(1.0), &cfg).unwrap();
+    assert!(
+        none.initial_grad_norm > 100.0,
+        "the setup explodes: ‖g‖ = {}",
+        none.initial_grad_norm
+    );
+    assert!(none.diverged(), "without clipping: {:?}", none.losses);
+    for o in [&norm, &value] {
+        assert!(!o.diverged(), "{:?}: {:?}", o.clipping, o.losses);
+        assert!(o.losses.iter().all(|l| l.is_finite()));
+    }
+    assert!(
+        value.test_accuracy > 0.5,
+        "clip_by_value loop: {:.3}",
+        value.test_accuracy
+    );
+}
+
+#[test]
+fn batch_norm_trains_faster_and_tolerates_a_10x_learning_rate() {
+    use ferroflow::demos::batch_norm;
+    let cfg = batch_norm::Config {
+        activation: ferroflow::nn::Activation::Relu,
+        max_epochs: 4,
+        quiet: true,
+        ..Default::default()
+    };
+    let plain_big = batch_norm::run(false, 0.5, &cfg).unwrap();
+    let bn_big = batch_norm::run(true, 0.5, &cfg).unwrap();
+    let bn = batch_norm::run(true, 0.05, &cfg).unwrap();
+    assert!(
+        plain_big.epochs_to_target.is_none(),
+        "ReLU without BN at lr 0.5: {:?}",
+        plain_big.accuracy
+    );
+    assert!(
+        bn_big.epochs_to_target.is_some_and(|e| e <= 3),
+        "BN at lr 0.5: {:?}",
+        bn_big.accuracy
+    );
+    assert!(
+        bn.epochs_to_target.is_some_and(|e| e <= 3),
+        "BN at lr 0.05: {:?}",
+        bn.accuracy
+    );
+}

@@ -1,6 +1,8 @@
 //! The lecture's experiments as library code: the examples are thin wrappers around these, and the
 //! integration tests run small, fast configurations of the same code.
 
+pub mod batch_norm;
+pub mod clipping;
 pub mod transfer;
 pub mod vanishing;
 

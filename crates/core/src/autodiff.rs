@@ -1,6 +1,7 @@
 //! Symbolic differentiation (TF's `tf.gradients`): gradient ops are added to the same graph under
 //! `gradients/<op>_grad/`, so they can be fetched, clipped, saved and differentiated again.
 
+use crate::dtype::Shape;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Tensor};
 use crate::ops::{GradContext, Op};
@@ -26,6 +27,27 @@ pub struct GradientOptions {
     pub stop_gradients: Vec<Tensor>,
     /// What unconnected xs get.
     pub unconnected: UnconnectedGradients,
+}
+
+/// The shape check on every gradient rule's result: the gradient of an input must fit its shape.
+fn check_gradient_shape(
+    node: &str,
+    op: &str,
+    input: usize,
+    grad: &Shape,
+    input_shape: &Shape,
+) -> Result<()> {
+    if grad.compatible_with(input_shape) {
+        Ok(())
+    } else {
+        Err(Error::GradientShape {
+            node: node.into(),
+            op: op.into(),
+            input,
+            grad_shape: grad.clone(),
+            input_shape: input_shape.clone(),
+        })
+    }
 }
 
 struct NodeView {
@@ -179,16 +201,13 @@ impl Graph {
                 if !between[inp] || !input_infos[k].dtype.is_float() {
                     continue;
                 }
-                let gs = self.shape(g_in)?;
-                if !gs.compatible_with(&input_infos[k].shape) {
-                    return Err(Error::GradientShape {
-                        node: nd.name.clone(),
-                        op: nd.op.type_name().into(),
-                        input: k,
-                        grad_shape: gs,
-                        input_shape: input_infos[k].shape.clone(),
-                    });
-                }
+                check_gradient_shape(
+                    &nd.name,
+                    nd.op.type_name(),
+                    k,
+                    &self.shape(g_in)?,
+                    &input_infos[k].shape,
+                )?;
                 pending.entry(inp).or_default().push(g_in);
             }
         }
@@ -204,5 +223,34 @@ impl Graph {
         }
         drop(scope);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gradient_of_the_wrong_shape_is_an_error_naming_the_op() {
+        let e = check_gradient_shape(
+            "dnn/h/MatMul",
+            "MatMul",
+            1,
+            &Shape::known(&[3, 2]),
+            &Shape::known(&[2, 3]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "gradient of op MatMul (node 'dnn/h/MatMul') for input 1 has shape (3, 2), but the input has shape (2, 3)"
+        );
+        assert!(check_gradient_shape(
+            "n",
+            "Relu",
+            0,
+            &Shape::new(vec![None, Some(3)]),
+            &Shape::known(&[5, 3])
+        )
+        .is_ok());
     }
 }

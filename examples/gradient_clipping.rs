@@ -1,0 +1,23 @@
+//! Exploding gradients and gradient clipping on the digits (see src/demos/clipping.rs).
+//! Run: `cargo run --release --example gradient_clipping`
+
+use ferroflow::demos::clipping::{self, Clipping};
+
+fn main() {
+    let cfg = clipping::Config::default();
+    let mut outcomes = Vec::new();
+    for c in [
+        Clipping::None,
+        Clipping::GlobalNorm(1.0),
+        Clipping::Value(1.0),
+    ] {
+        match clipping::run(c, &cfg) {
+            Ok(o) => outcomes.push(o),
+            Err(e) => {
+                eprintln!("{c:?}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    print!("{}", clipping::table(&outcomes));
+}

@@ -1,0 +1,124 @@
+//! Batch normalization (slides 17-19): the same deep net with and without BN, at a normal and a 10×
+//! learning rate; epochs to reach a target test accuracy.
+
+use super::{accuracy, build_mlp, feeds_for, progress, MlpSpec};
+use crate::prelude::*;
+use ferroflow_nn::layers::Activation;
+use ferroflow_nn::{losses, Optimizer};
+
+/// Sizes of a run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub layers: usize,
+    pub units: usize,
+    pub activation: Activation,
+    pub learning_rate: f64,
+    pub target_accuracy: f64,
+    pub max_epochs: usize,
+    pub batch_size: usize,
+    pub quiet: bool,
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            layers: 10,
+            units: 100,
+            activation: Activation::Sigmoid,
+            learning_rate: 0.05,
+            target_accuracy: 0.9,
+            max_epochs: 30,
+            batch_size: 32,
+            quiet: false,
+            seed: 42,
+        }
+    }
+}
+
+/// One run's result.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub batch_norm: bool,
+    pub learning_rate: f64,
+    /// Test accuracy after each epoch.
+    pub accuracy: Vec<f64>,
+    /// First epoch (1-based) at which the target was reached.
+    pub epochs_to_target: Option<usize>,
+}
+
+/// Trains the net with or without BN at `learning_rate`.
+pub fn run(batch_norm: bool, learning_rate: f64, cfg: &Config) -> Result<Outcome> {
+    let (train, test) = ferroflow_data::digits_split();
+    let g = Graph::new();
+    g.set_random_seed(cfg.seed);
+    let x = g.named("X").placeholder(DType::F32, [None, Some(64)])?;
+    let y = g.named("y").placeholder(DType::I64, [None])?;
+    let training = g
+        .named("training")
+        .placeholder_with_default(g.constant(false)?, Shape::scalar())?;
+    let spec = MlpSpec {
+        hidden: vec![cfg.units; cfg.layers],
+        activation: cfg.activation,
+        initializer: Initializer::he_normal(),
+        batch_norm: batch_norm.then_some(0.9),
+    };
+    let (logits, _) = build_mlp(&g, x, &spec, 10, Some(training))?;
+    let loss = losses::sparse_softmax_cross_entropy(&g, y, logits)?;
+    let updates: Vec<Operation> = g.get_collection(keys::UPDATE_OPS, None)?;
+    let train_op = {
+        let _c = g.control_dependencies(&updates)?;
+        Optimizer::gradient_descent(learning_rate).minimize(&g, loss, None, None)?
+    };
+    let sess = Session::new(&g);
+    sess.run_targets(&[g.global_variables_initializer()?], &[])?;
+    let mut out = Outcome {
+        batch_norm,
+        learning_rate,
+        accuracy: vec![],
+        epochs_to_target: None,
+    };
+    let bar = progress(
+        cfg.max_epochs as u64,
+        &format!("BN={batch_norm} lr={learning_rate}"),
+        cfg.quiet,
+    );
+    for epoch in 0..cfg.max_epochs {
+        for (xb, yb) in train.batches(cfg.batch_size, cfg.seed + epoch as u64) {
+            let mut f = feeds_for(x, y, xb, yb);
+            f.push(feed(training, true));
+            sess.run_targets(&[train_op], &f)?;
+        }
+        let acc = accuracy(&sess, x, logits, &test)?;
+        out.accuracy.push(acc);
+        bar.inc(1);
+        if acc >= cfg.target_accuracy && out.epochs_to_target.is_none() {
+            out.epochs_to_target = Some(epoch + 1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// The summary table.
+pub fn table(outcomes: &[Outcome], cfg: &Config) -> String {
+    let mut s = format!(
+        "{:<6} {:>8} {:>22} {:>16}\n",
+        "BN",
+        "lr",
+        format!("epochs to {:.0}%", 100.0 * cfg.target_accuracy),
+        "final accuracy"
+    );
+    for o in outcomes {
+        s.push_str(&format!(
+            "{:<6} {:>8} {:>22} {:>15.1}%\n",
+            o.batch_norm,
+            o.learning_rate,
+            o.epochs_to_target
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| format!("not in {}", cfg.max_epochs)),
+            100.0 * o.accuracy.last().copied().unwrap_or(0.0)
+        ));
+    }
+    s
+}
