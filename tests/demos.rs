@@ -140,3 +140,44 @@ fn batch_norm_trains_faster_and_tolerates_a_10x_learning_rate() {
         bn.accuracy
     );
 }
+
+#[test]
+fn mnist_0_4_with_early_stopping_on_the_bundled_subset() {
+    use ferroflow::demos::mnist;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let all = ferroflow::data::idx_dataset(
+        &dir.join("t10k-first1000-images-idx3-ubyte.gz"),
+        &dir.join("t10k-first1000-labels-idx1-ubyte.gz"),
+    )
+    .unwrap()
+    .filter_classes(|l| l < 5, |l| l);
+    let n = all.len();
+    let pick = |r: std::ops::Range<usize>| all.select(&r.collect::<Vec<_>>());
+    let data = (
+        pick(0..n * 6 / 10),
+        pick(n * 6 / 10..n * 8 / 10),
+        pick(n * 8 / 10..n),
+    );
+    let ck = std::env::temp_dir().join(format!("ff-mnist-{}", std::process::id()));
+    let cfg = mnist::Config {
+        max_epochs: 12,
+        patience: 3,
+        checkpoint_dir: ck.clone(),
+        quiet: true,
+        ..Default::default()
+    };
+    for bn in [false, true] {
+        let o = mnist::run(bn, &data, &cfg).unwrap();
+        assert!(
+            o.best_epoch >= 1 && o.best_epoch <= o.epochs_run && o.epochs_run <= 12,
+            "{o:?}"
+        );
+        assert!(
+            o.test_accuracy > 0.85,
+            "BN={bn}: {:.3} on {} test images",
+            o.test_accuracy,
+            data.2.len()
+        );
+    }
+    std::fs::remove_dir_all(ck).unwrap();
+}

@@ -3,6 +3,7 @@
 
 pub mod batch_norm;
 pub mod clipping;
+pub mod mnist;
 pub mod transfer;
 pub mod vanishing;
 
