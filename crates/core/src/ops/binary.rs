@@ -1,7 +1,7 @@
 //! Elementwise functions of two tensors with numpy broadcasting (arithmetic, comparisons, logic),
 //! `where` (select) and `AddN`.
 
-use super::kernels::{by_float, float_input, zip_broadcast, Float, FloatArray};
+use super::kernels::{by_float, float_input, zip_broadcast, zip_broadcast_par, Float, FloatArray};
 use super::{expect_arity, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{DType, TensorInfo};
 use crate::error::{OpResult, Result};
@@ -118,7 +118,7 @@ fn binary_float<T: FloatArray>(k: BinaryKind, inputs: &[&Value]) -> OpResult<Val
     macro_rules! each {
         ($($kind:ident),*) => {
             match k {
-                $(BinaryKind::$kind => zip_broadcast(a, b, |x, y| BinaryKind::$kind.apply(x, y))?,)*
+                $(BinaryKind::$kind => zip_broadcast_par(a, b, |x, y| BinaryKind::$kind.apply(x, y))?,)*
             }
         };
     }

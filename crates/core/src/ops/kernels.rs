@@ -23,6 +23,7 @@ pub trait Float:
     num_traits::Float
     + ndarray::LinalgScalar
     + ndarray::ScalarOperand
+    + Default
     + std::fmt::Debug
     + Send
     + Sync
@@ -197,16 +198,115 @@ pub fn sum_to_shape<T: Clone + num_traits::Zero + std::ops::Add<Output = T>>(
     Ok(standard(out))
 }
 
+/// Elementwise kernels split their work across the session's threads above this many elements.
+pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 17;
+
+/// `out[i] = f(a[i])`, split into one contiguous chunk per session thread when large.
+pub fn par_map<A: Sync, C: Copy + Default + Send + Sync>(
+    a: &[A],
+    f: impl Fn(&A) -> C + Sync + Send,
+) -> Vec<C> {
+    let threads = intra_op_threads();
+    if threads > 1 && a.len() >= PARALLEL_MIN_ELEMENTS {
+        use rayon::prelude::*;
+        let chunk = a.len().div_ceil(threads);
+        let mut out = vec![C::default(); a.len()];
+        out.par_chunks_mut(chunk)
+            .zip(a.par_chunks(chunk))
+            .for_each(|(o, x)| {
+                for (o, x) in o.iter_mut().zip(x) {
+                    *o = f(x);
+                }
+            });
+        out
+    } else {
+        a.iter().map(f).collect()
+    }
+}
+
+/// `out[i] = f(a[i], b[i])` for equal-length slices, split across the session's threads when large.
+pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync>(
+    a: &[A],
+    b: &[B],
+    f: impl Fn(&A, &B) -> C + Sync + Send,
+) -> Vec<C> {
+    let threads = intra_op_threads();
+    if threads > 1 && a.len() >= PARALLEL_MIN_ELEMENTS && a.len() == b.len() {
+        use rayon::prelude::*;
+        let chunk = a.len().div_ceil(threads);
+        let mut out = vec![C::default(); a.len()];
+        out.par_chunks_mut(chunk)
+            .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
+            .for_each(|(o, (x, y))| {
+                for ((o, p), q) in o.iter_mut().zip(x).zip(y) {
+                    *o = f(p, q);
+                }
+            });
+        out
+    } else {
+        a.iter().zip(b).map(|(p, q)| f(p, q)).collect()
+    }
+}
+
+/// Like [`zip_broadcast`] for pure functions: equal shapes and scalars run on the session's threads.
+pub fn zip_broadcast_par<
+    A: Clone + Sync + Send,
+    B: Clone + Sync + Send,
+    C: Copy + Default + Send + Sync,
+>(
+    a: &ArrayD<A>,
+    b: &ArrayD<B>,
+    f: impl Fn(A, B) -> C + Sync + Send,
+) -> OpResult<ArrayD<C>> {
+    if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
+        let v = if a.shape() == b.shape() {
+            Some(par_zip(sa, sb, |x, y| f(x.clone(), y.clone())))
+        } else if sb.len() == 1 && a.ndim() >= b.ndim() {
+            Some(par_map(sa, |x| f(x.clone(), sb[0].clone())))
+        } else if sa.len() == 1 && b.ndim() >= a.ndim() {
+            Some(par_map(sb, |y| f(sa[0].clone(), y.clone())))
+        } else {
+            None
+        };
+        if let Some(v) = v {
+            let shape = if a.len() >= b.len() && a.ndim() >= b.ndim() {
+                a.shape()
+            } else {
+                b.shape()
+            };
+            return ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| e.to_string());
+        }
+    }
+    zip_broadcast(a, b, f)
+}
+
 /// Applies a float function to an f32 or f64 value; other dtypes are an error naming the op.
 pub fn map_float(
     v: &Value,
     op: &str,
-    f32f: impl Fn(f32) -> f32,
-    f64f: impl Fn(f64) -> f64,
+    f32f: impl Fn(f32) -> f32 + Sync + Send,
+    f64f: impl Fn(f64) -> f64 + Sync + Send,
 ) -> OpResult<Value> {
+    let run = |shape: &[usize], data: Option<&[f32]>, a: &ArrayD<f32>| -> OpResult<Value> {
+        let v = match data {
+            Some(s) => par_map(s, |x| f32f(*x)),
+            None => a.iter().map(|x| f32f(*x)).collect(),
+        };
+        ArrayD::from_shape_vec(IxDyn(shape), v)
+            .map(Value::F32)
+            .map_err(|e| e.to_string())
+    };
     match v {
-        Value::F32(a) => Ok(Value::F32(a.mapv(f32f))),
-        Value::F64(a) => Ok(Value::F64(a.mapv(f64f))),
+        Value::F32(a) => run(a.shape(), a.as_slice(), a),
+        Value::F64(a) => {
+            let v: Vec<f64> = match a.as_slice() {
+                Some(s) => par_map(s, |x| f64f(*x)),
+                None => a.iter().map(|x| f64f(*x)).collect(),
+            };
+            ArrayD::from_shape_vec(IxDyn(a.shape()), v)
+                .map(Value::F64)
+                .map_err(|e| e.to_string())
+        }
         other => Err(format!("{op} needs a float input, got {}", other.dtype())),
     }
 }

@@ -286,7 +286,7 @@ impl ActivationGrad {
         macro_rules! each {
             ($($kind:pat),*) => {
                 match k {
-                    $($kind => super::kernels::zip_broadcast(g, v, |g, v| g * Self::derivative(k, v))?,)*
+                    $($kind => super::kernels::zip_broadcast_par(g, v, |g, v| g * Self::derivative(k, v))?,)*
                 }
             };
         }
