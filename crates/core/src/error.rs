@@ -109,6 +109,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A tensor held NaN or infinite values where numerics are checked (`check_numerics`).
+    #[error("{message}: Tensor had {what} values (node '{node}', op {op})")]
+    NonFinite {
+        node: String,
+        op: String,
+        what: String,
+        message: String,
+    },
+
     /// A regular expression given as a collection scope does not compile.
     #[error("invalid scope regex '{pattern}': {message}")]
     BadRegex { pattern: String, message: String },

@@ -21,6 +21,9 @@ pub struct SessionOptions {
     pub optimize: bool,
     /// Threads one kernel may use (TF's intra-op parallelism); defaults to the machine's cores.
     pub threads: usize,
+    /// Stop a run at the first op whose float output holds NaN or infinity, with an error naming that
+    /// node and its op (the exploding-gradient debugging tool). Off by default: it scans every output.
+    pub check_numerics: bool,
 }
 
 impl Default for SessionOptions {
@@ -30,6 +33,7 @@ impl Default for SessionOptions {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            check_numerics: false,
         }
     }
 }
@@ -103,7 +107,7 @@ impl Session {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let plan = self.plan_for(&mut state, fetches, feeds, targets)?;
         crate::ops::kernels::set_intra_op_threads(self.options.threads);
-        Self::execute(&mut state, &plan, feeds)
+        Self::execute(&mut state, &plan, feeds, self.options.check_numerics)
     }
 
     /// Computes one tensor.
@@ -145,7 +149,12 @@ impl Session {
         Ok(plan)
     }
 
-    fn execute(state: &mut State, plan: &Plan, feeds: &[(Tensor, Value)]) -> Result<Vec<Value>> {
+    fn execute(
+        state: &mut State,
+        plan: &Plan,
+        feeds: &[(Tensor, Value)],
+        check_numerics: bool,
+    ) -> Result<Vec<Value>> {
         let mut slots: Vec<Option<Slot<'_>>> = Vec::with_capacity(plan.n_slots);
         slots.resize_with(plan.n_slots, || None);
         for ((slot, name, info), (_, value)) in plan.feeds.iter().zip(feeds) {
@@ -299,6 +308,16 @@ impl Session {
                 StepKind::NoOp => None,
             };
             if let Some(v) = out {
+                if check_numerics {
+                    if let Some(what) = crate::ops::state::non_finite(&v) {
+                        return Err(Error::NonFinite {
+                            node: step.name.clone(),
+                            op: step.op_type.into(),
+                            what: what.into(),
+                            message: "check_numerics".into(),
+                        });
+                    }
+                }
                 slots[step.out] = Some(Slot::Owned(v));
             }
             for &f in &step.free {

@@ -291,3 +291,57 @@ fn passes_fold_constants_and_share_subexpressions_without_changing_results() {
         assert!((o - w).abs() < 1e-12);
     }
 }
+
+#[test]
+fn check_numerics_names_the_first_node_that_makes_a_nan() {
+    // A deep net whose third layer takes the log of a negative number on purpose.
+    let g = Graph::new();
+    let x = g
+        .named("X")
+        .placeholder(DType::F64, [None, Some(2)])
+        .unwrap();
+    let w = g
+        .constant(Value::from(
+            arr2(&[[0.5f64, -0.25], [0.125, 1.0]]).into_dyn(),
+        ))
+        .unwrap();
+    let h1 = g.named("h1").tanh(g.matmul(x, w).unwrap()).unwrap();
+    let h2 = g.named("h2").sigmoid(g.matmul(h1, w).unwrap()).unwrap();
+    let shifted = g.sub(h2, g.scalar(DType::F64, 2.0).unwrap()).unwrap();
+    let bad = g.named("bad_log").log(shifted).unwrap();
+    let h4 = g.named("h4").relu(g.matmul(bad, w).unwrap()).unwrap();
+    let loss = g.named("loss").reduce_mean(h4, None, false).unwrap();
+    let xv = feed(x, arr2(&[[1.0f64, 2.0], [3.0, -1.0]]).into_dyn());
+    // Without the option the NaN flows silently to the loss.
+    let plain = Session::new(&g).run_one(loss, &[xv.clone()]).unwrap();
+    assert!(plain.scalar_value().unwrap().is_nan());
+    let checked = Session::with_options(
+        &g,
+        ferroflow_core::SessionOptions {
+            check_numerics: true,
+            ..Default::default()
+        },
+    );
+    let e = checked.run_one(loss, &[xv.clone()]).unwrap_err();
+    assert_eq!(
+        e,
+        Error::NonFinite {
+            node: "bad_log".into(),
+            op: "Log".into(),
+            what: "NaN".into(),
+            message: "check_numerics".into()
+        }
+    );
+    // The op form, and add_check_numerics_ops for the whole graph.
+    let c = g.check_numerics(bad, "after the log").unwrap();
+    let e = Session::new(&g).run_one(c, &[xv.clone()]).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("after the log: Tensor had NaN values")
+            && e.to_string().contains("CheckNumerics"),
+        "{e}"
+    );
+    let all = g.add_check_numerics_ops().unwrap();
+    let e = Session::new(&g).run_targets(&[all], &[xv]).unwrap_err();
+    assert!(e.to_string().contains("Tensor had NaN values"), "{e}");
+}

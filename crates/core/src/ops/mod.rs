@@ -118,6 +118,7 @@ op_list! {
     NoOp(state::NoOp),
     Identity(state::Identity),
     StopGradient(state::StopGradient),
+    CheckNumerics(state::CheckNumerics),
     Random(random::Random),
     Unary(unary::Unary),
     ActivationGrad(unary::ActivationGrad),

@@ -1,7 +1,7 @@
 //! Constants, placeholders, variables and assignment, identity, stop_gradient and no-ops:
 //! the nodes the session matches by kind.
 
-use super::{expect_arity, same_dtype, GradContext, InferError, InferResult, OpDef, OpKind};
+use super::{expect_arity, same_dtype, GradContext, InferError, InferResult, Op, OpDef, OpKind};
 use crate::dtype::{DType, Shape, TensorInfo};
 use crate::error::{OpResult, Result};
 use crate::graph::{Graph, Operation, Tensor};
@@ -205,7 +205,92 @@ impl OpDef for StopGradient {
     }
 }
 
+/// Passes a float tensor through, failing the run if it holds NaN or infinity (TF's `CheckNumerics`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckNumerics {
+    pub message: String,
+}
+
+/// "NaN" or "Inf" when a value holds one (NaN first), else `None`.
+pub fn non_finite(v: &Value) -> Option<&'static str> {
+    fn scan<T: num_traits::Float>(a: &ndarray::ArrayD<T>) -> Option<&'static str> {
+        if a.iter().any(|x| x.is_nan()) {
+            Some("NaN")
+        } else if a.iter().any(|x| x.is_infinite()) {
+            Some("Inf")
+        } else {
+            None
+        }
+    }
+    match v {
+        Value::F32(a) => scan(a),
+        Value::F64(a) => scan(a),
+        _ => None,
+    }
+}
+
+impl OpDef for CheckNumerics {
+    fn type_name(&self) -> &'static str {
+        "CheckNumerics"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 1, "CheckNumerics")?;
+        super::expect_float(&inputs[0], "the checked tensor")?;
+        Ok(Some(inputs[0].clone()))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let x = super::kernels::input(inputs, 0, "CheckNumerics")?;
+        match non_finite(x) {
+            Some(what) => Err(format!("{}: Tensor had {what} values", self.message)),
+            None => Ok(x.clone()),
+        }
+    }
+    fn gradient(&self, _ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(grad)])
+    }
+}
+
 impl Graph {
+    /// `tf.debugging.check_numerics(t, message)`: identity that fails the run, naming this node, when `t`
+    /// holds NaN or infinity.
+    pub fn check_numerics(&self, t: impl Into<Tensor>, message: &str) -> Result<Tensor> {
+        self.add_node(
+            CheckNumerics {
+                message: message.into(),
+            }
+            .into(),
+            &[t.into()],
+            None,
+            "CheckNumerics",
+        )
+    }
+
+    /// `tf.add_check_numerics_ops()`: a check for every float tensor of the graph so far, grouped into one
+    /// op (running it computes and checks them all, so it needs every placeholder they depend on).
+    pub fn add_check_numerics_ops(&self) -> Result<Operation> {
+        let mut checks = Vec::new();
+        for op in self.operations() {
+            let node = self.node(op.index())?;
+            let float = node.output.as_ref().is_some_and(|o| o.dtype.is_float());
+            if float
+                && !matches!(
+                    node.op.as_ref(),
+                    Op::CheckNumerics(_) | Op::Assign(_) | Op::ApplyUpdate(_)
+                )
+            {
+                let t = Tensor::from_index(op.index());
+                checks.push(
+                    self.check_numerics(
+                        t,
+                        &format!("{} : checked by add_check_numerics_ops", node.name),
+                    )?
+                    .op(),
+                );
+            }
+        }
+        self.named("CheckNumericsOps").group(&checks)
+    }
+
     /// A constant (`tf.constant`), named `Const` by default.
     pub fn constant(&self, value: impl Into<Value>) -> Result<Tensor> {
         self.add_node(

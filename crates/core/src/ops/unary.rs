@@ -63,14 +63,24 @@ impl UnaryKind {
             UnaryKind::Reciprocal => one / x,
             UnaryKind::Sigmoid => one / (one + (-x).exp()),
             UnaryKind::Tanh => x.tanh(),
+            // NaN passes through, as in TF.
             UnaryKind::Relu => {
-                if x > zero {
-                    x
-                } else {
+                if x < zero {
                     zero
+                } else {
+                    x
                 }
             }
-            UnaryKind::Relu6 => x.max(zero).min(T::from_f64(6.0)),
+            UnaryKind::Relu6 => {
+                let six = T::from_f64(6.0);
+                if x < zero {
+                    zero
+                } else if x > six {
+                    six
+                } else {
+                    x
+                }
+            }
             UnaryKind::LeakyRelu { alpha } => {
                 if x > zero {
                     x
