@@ -313,7 +313,9 @@ fn check_numerics_names_the_first_node_that_makes_a_nan() {
     let loss = g.named("loss").reduce_mean(h4, None, false).unwrap();
     let xv = feed(x, arr2(&[[1.0f64, 2.0], [3.0, -1.0]]).into_dyn());
     // Without the option the NaN flows silently to the loss.
-    let plain = Session::new(&g).run_one(loss, &[xv.clone()]).unwrap();
+    let plain = Session::new(&g)
+        .run_one(loss, std::slice::from_ref(&xv))
+        .unwrap();
     assert!(plain.scalar_value().unwrap().is_nan());
     let checked = Session::with_options(
         &g,
@@ -322,7 +324,9 @@ fn check_numerics_names_the_first_node_that_makes_a_nan() {
             ..Default::default()
         },
     );
-    let e = checked.run_one(loss, &[xv.clone()]).unwrap_err();
+    let e = checked
+        .run_one(loss, std::slice::from_ref(&xv))
+        .unwrap_err();
     assert_eq!(
         e,
         Error::NonFinite {
@@ -334,7 +338,9 @@ fn check_numerics_names_the_first_node_that_makes_a_nan() {
     );
     // The op form, and add_check_numerics_ops for the whole graph.
     let c = g.check_numerics(bad, "after the log").unwrap();
-    let e = Session::new(&g).run_one(c, &[xv.clone()]).unwrap_err();
+    let e = Session::new(&g)
+        .run_one(c, std::slice::from_ref(&xv))
+        .unwrap_err();
     assert!(
         e.to_string()
             .contains("after the log: Tensor had NaN values")
