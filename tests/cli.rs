@@ -53,6 +53,12 @@ fn inspect_and_graph() {
         out.contains("hidden1/kernel/Assign") && out.contains("VariableV2"),
         "{out}"
     );
+    let (ok, dot, err) = ferroflow(&["graph", &format!("{prefix}.meta"), "--dot"]);
+    assert!(ok, "{err}");
+    assert!(
+        dot.starts_with("digraph ferroflow {") && dot.contains("label=\"hidden1\""),
+        "{dot}"
+    );
     let (ok, _, err) = ferroflow(&["inspect", "/nonexistent/prefix"]);
     assert!(!ok && err.contains("/nonexistent/prefix"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   ferroflow inspect CKPT_PREFIX [--scope REGEX]   list variables: name, dtype, shape, mean/std/min/max
-  ferroflow graph META                            list the ops of a meta-graph
+  ferroflow graph META [--dot [--hide-gradients]] list the ops of a meta-graph, or print it as Graphviz DOT
   ferroflow bench [--threads N] [--models book,deep,deep_bn] [--batches 32,256,2048] [--seconds S]";
 
 fn arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
@@ -57,8 +57,11 @@ fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
-fn graph(meta: &str) -> Result<(), String> {
+fn graph(meta: &str, dot: bool, hide_gradients: bool) -> Result<(), String> {
     let (g, _) = ferroflow::io::import_meta_graph(Path::new(meta)).map_err(|e| e.to_string())?;
+    if dot {
+        return say(g.to_dot(hide_gradients).trim_end());
+    }
     for op in g.operations() {
         let inputs: Vec<String> = g
             .inputs(op)
@@ -119,7 +122,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("inspect") if args.len() >= 2 => inspect(&args[1], arg(&args, "--scope")),
-        Some("graph") if args.len() >= 2 => graph(&args[1]),
+        Some("graph") if args.len() >= 2 => graph(
+            &args[1],
+            args.iter().any(|a| a == "--dot"),
+            args.iter().any(|a| a == "--hide-gradients"),
+        ),
         Some("bench") => bench(&args[1..]),
         _ => Err(USAGE.to_string()),
     };

@@ -2,6 +2,7 @@
 //! operations and variables.
 
 mod collections;
+mod dot;
 mod naming;
 mod variables;
 
