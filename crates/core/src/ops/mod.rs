@@ -108,6 +108,8 @@ macro_rules! op_list {
     };
 }
 
+// The position of each op in this list is its tag in meta-graph files (bincode's variant index):
+// append new ops at the end, never reorder. `tests::meta_graph_tags_are_stable` pins a few.
 op_list! {
     Const(state::Const),
     Placeholder(state::Placeholder),
@@ -231,5 +233,48 @@ pub(crate) fn norm_axis(axis: i64, rank: usize) -> std::result::Result<usize, St
         Err(format!("axis {axis} is out of range for rank {rank}"))
     } else {
         Ok(a as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The variant index bincode writes first for an enum: the op's tag in meta-graph files.
+    fn tag(op: &Op) -> u32 {
+        let bytes = bincode::serialize(op).unwrap();
+        u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+    }
+
+    #[test]
+    fn meta_graph_tags_are_stable() {
+        use crate::dtype::{DType, Shape};
+        assert_eq!(
+            tag(&Op::Const(state::Const {
+                value: crate::value::Value::from(1.0f32)
+            })),
+            0
+        );
+        assert_eq!(
+            tag(&Op::Placeholder(state::Placeholder {
+                dtype: DType::F32,
+                shape: Shape::scalar()
+            })),
+            1
+        );
+        assert_eq!(
+            tag(&Op::Assign(state::Assign {
+                mode: state::AssignMode::Set
+            })),
+            4
+        );
+        assert_eq!(
+            tag(&Op::MatMul(matmul::MatMul {
+                transpose_a: false,
+                transpose_b: false
+            })),
+            19
+        );
+        assert_eq!(tag(&Op::SoftmaxXent(nn::SoftmaxXent)), 41);
     }
 }
