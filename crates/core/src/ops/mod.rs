@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod binary;
 pub mod gemm;
+pub mod indexing;
 pub mod kernels;
 pub mod matmul;
 pub mod nn;
@@ -142,13 +143,13 @@ op_list! {
     Transpose(shape_ops::Transpose),
     ExpandDims(shape_ops::ExpandDims),
     Squeeze(shape_ops::Squeeze),
-    Concat(shape_ops::Concat),
-    ConcatGrad(shape_ops::ConcatGrad),
-    Slice(shape_ops::Slice),
-    SliceGrad(shape_ops::SliceGrad),
-    Gather(shape_ops::Gather),
-    GatherGrad(shape_ops::GatherGrad),
-    OneHot(shape_ops::OneHot),
+    Concat(indexing::Concat),
+    ConcatGrad(indexing::ConcatGrad),
+    Slice(indexing::Slice),
+    SliceGrad(indexing::SliceGrad),
+    Gather(indexing::Gather),
+    GatherGrad(indexing::GatherGrad),
+    OneHot(indexing::OneHot),
     Cast(shape_ops::Cast),
     Softmax(nn::Softmax),
     SparseSoftmaxXent(nn::SparseSoftmaxXent),

@@ -1,0 +1,605 @@
+//! Ops that select and combine parts of tensors: concat, slice, gather and one_hot, with the
+//! gradient helpers `ConcatGrad`, `SliceGrad` and `GatherGrad`.
+
+use super::kernels::{input, standard};
+use super::shape_ops::{apply_any, AnyArrayFn};
+use super::{expect_arity, norm_axis, GradContext, InferError, InferResult, OpDef};
+use crate::dtype::{DType, Dim, Shape, TensorInfo};
+use crate::error::{Error, OpResult, Result};
+use crate::graph::{Graph, Tensor};
+use crate::value::Value;
+use ndarray::{ArrayD, Axis, IxDyn, Slice as NdSlice};
+use serde::{Deserialize, Serialize};
+
+fn concat_infer(inputs: &[TensorInfo], axis: i64) -> InferResult {
+    let dt = super::same_dtype(inputs)?;
+    let rank = inputs.iter().find_map(|i| i.shape.rank());
+    let Some(rank) = rank else {
+        return Ok(Some(TensorInfo::new(dt, Shape::unknown())));
+    };
+    let ax = norm_axis(axis, rank).map_err(InferError::Shape)?;
+    let mut out: Vec<Dim> = vec![None; rank];
+    let mut total = Some(0usize);
+    for (k, i) in inputs.iter().enumerate() {
+        let Some(d) = i.shape.dims() else {
+            total = None;
+            continue;
+        };
+        if d.len() != rank {
+            return Err(InferError::Shape(format!(
+                "concat inputs must share a rank, input {k} has rank {}",
+                d.len()
+            )));
+        }
+        for (j, x) in d.iter().enumerate() {
+            if j == ax {
+                total = total.and_then(|t| x.map(|x| t + x));
+            } else if let Some(x) = x {
+                match out[j] {
+                    Some(o) if o != *x => {
+                        return Err(InferError::Shape(format!(
+                            "concat inputs differ in dimension {j}: {o} vs {x}"
+                        )))
+                    }
+                    _ => out[j] = Some(*x),
+                }
+            }
+        }
+    }
+    out[ax] = total;
+    Ok(Some(TensorInfo::new(dt, Shape::new(out))))
+}
+
+/// `tf.concat(values, axis)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Concat {
+    pub axis: i64,
+}
+
+fn concat_typed<T: Clone>(arrays: &[&ArrayD<T>], axis: i64) -> OpResult<ArrayD<T>> {
+    let rank = arrays
+        .first()
+        .map(|a| a.ndim())
+        .ok_or("concat needs at least one input")?;
+    let ax = norm_axis(axis, rank)?;
+    let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
+    ndarray::concatenate(Axis(ax), &views)
+        .map(standard)
+        .map_err(|e| format!("concat: {e}"))
+}
+
+fn concat_values(inputs: &[&Value], axis: i64) -> OpResult<Value> {
+    macro_rules! gather_as {
+        ($method:ident) => {
+            inputs
+                .iter()
+                .map(|v| v.$method().ok_or("concat inputs must share a dtype"))
+                .collect::<std::result::Result<Vec<_>, _>>()?
+        };
+    }
+    match input(inputs, 0, "ConcatV2")? {
+        Value::F32(_) => Ok(Value::F32(concat_typed(&gather_as!(as_f32), axis)?)),
+        Value::F64(_) => Ok(Value::F64(concat_typed(&gather_as!(as_f64), axis)?)),
+        Value::I64(_) => Ok(Value::I64(concat_typed(&gather_as!(as_i64), axis)?)),
+        Value::Bool(_) => Ok(Value::Bool(concat_typed(&gather_as!(as_bool), axis)?)),
+    }
+}
+
+impl OpDef for Concat {
+    fn type_name(&self) -> &'static str {
+        "ConcatV2"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        concat_infer(inputs, self.axis)
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        concat_values(inputs, self.axis)
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        let mut out = Vec::new();
+        for (i, info) in ctx.input_infos.iter().enumerate() {
+            if !info.dtype.is_float() {
+                out.push(None);
+                continue;
+            }
+            let mut ins = vec![grad];
+            ins.extend(&ctx.inputs);
+            out.push(Some(
+                ctx.graph.add_node(
+                    ConcatGrad {
+                        axis: self.axis,
+                        index: i,
+                    }
+                    .into(),
+                    &ins,
+                    None,
+                    "ConcatGrad",
+                )?,
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// The part of a concat's gradient (input 0) that belongs to input `index + 1`, located by the
+/// runtime shapes of the concatenated inputs (inputs 1..).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConcatGrad {
+    pub axis: i64,
+    pub index: usize,
+}
+
+struct SliceAlong {
+    axis: usize,
+    start: usize,
+    len: usize,
+}
+impl AnyArrayFn for SliceAlong {
+    fn call<T: Clone + Default>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+        if self.start + self.len > a.shape().get(self.axis).copied().unwrap_or(0) {
+            return Err("slice out of range".into());
+        }
+        let v = a.slice_axis(
+            Axis(self.axis),
+            NdSlice::from(self.start..self.start + self.len),
+        );
+        Ok(standard(v.to_owned()))
+    }
+}
+
+impl OpDef for ConcatGrad {
+    fn type_name(&self) -> &'static str {
+        "ConcatGrad"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        let part = inputs
+            .get(self.index + 1)
+            .ok_or_else(|| InferError::Shape("ConcatGrad: index out of range".into()))?;
+        Ok(Some(TensorInfo::new(inputs[0].dtype, part.shape.clone())))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let g = input(inputs, 0, "ConcatGrad")?;
+        let ax = norm_axis(self.axis, g.shape().len())?;
+        let mut start = 0;
+        for v in inputs.iter().skip(1).take(self.index) {
+            start += v.shape().get(ax).copied().unwrap_or(0);
+        }
+        let part = input(inputs, self.index + 1, "ConcatGrad")?;
+        let len = part.shape().get(ax).copied().unwrap_or(0);
+        apply_any(
+            g,
+            &SliceAlong {
+                axis: ax,
+                start,
+                len,
+            },
+        )
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        // Linear in input 0: the adjoint puts `grad` at this part's place and zeros elsewhere.
+        let g = ctx.graph;
+        let mut parts = Vec::new();
+        for (j, &x) in ctx.inputs.iter().enumerate().skip(1) {
+            parts.push(if j == self.index + 1 {
+                grad
+            } else {
+                g.zeros_like(x)?
+            });
+        }
+        let mut out = vec![Some(g.concat(&parts, self.axis)?)];
+        out.extend(std::iter::repeat_n(None, ctx.inputs.len() - 1));
+        Ok(out)
+    }
+}
+
+/// `tf.slice(x, begin, size)`; a size of -1 means "to the end".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slice {
+    pub begin: Vec<usize>,
+    pub size: Vec<i64>,
+}
+
+impl Slice {
+    fn ranges(&self, shape: &[usize]) -> OpResult<Vec<(usize, usize)>> {
+        if self.begin.len() != shape.len() || self.size.len() != shape.len() {
+            return Err(format!(
+                "slice begin {:?} / size {:?} do not fit shape {:?}",
+                self.begin, self.size, shape
+            ));
+        }
+        let mut out = Vec::new();
+        for ((&b, &s), &d) in self.begin.iter().zip(&self.size).zip(shape) {
+            let len = if s < 0 {
+                d.checked_sub(b).ok_or("slice begin beyond the end")?
+            } else {
+                s as usize
+            };
+            if b.checked_add(len).is_none_or(|e| e > d) {
+                return Err(format!(
+                    "slice [{b}, {b}+{len}) is out of range for a dimension of size {d}"
+                ));
+            }
+            out.push((b, len));
+        }
+        Ok(out)
+    }
+}
+
+struct SliceBox(Vec<(usize, usize)>);
+impl AnyArrayFn for SliceBox {
+    fn call<T: Clone + Default>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+        let v = a.slice_each_axis(|ax| {
+            let (b, l) = self.0[ax.axis.index()];
+            NdSlice::from(b..b + l)
+        });
+        Ok(standard(v.to_owned()))
+    }
+}
+
+impl OpDef for Slice {
+    fn type_name(&self) -> &'static str {
+        "Slice"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 1, "Slice")?;
+        if self.begin.len() != self.size.len() {
+            return Err(InferError::Shape(
+                "slice begin and size must have the same length".into(),
+            ));
+        }
+        let dims: Vec<Dim> = match inputs[0].shape.dims() {
+            Some(d) => {
+                if d.len() != self.begin.len() {
+                    return Err(InferError::Shape(format!(
+                        "slice of rank {} on a rank-{} input",
+                        self.begin.len(),
+                        d.len()
+                    )));
+                }
+                let mut out = Vec::new();
+                for ((&b, &s), &dim) in self.begin.iter().zip(&self.size).zip(d) {
+                    if let Some(dim) = dim {
+                        let end = if s < 0 { dim } else { b + s as usize };
+                        if b > dim || end > dim {
+                            return Err(InferError::Shape(format!(
+                                "slice [{b}, {end}) is out of range for a dimension of size {dim}"
+                            )));
+                        }
+                    }
+                    out.push(if s >= 0 {
+                        Some(s as usize)
+                    } else {
+                        dim.map(|x| x - b)
+                    });
+                }
+                out
+            }
+            None => self
+                .size
+                .iter()
+                .map(|&s| if s >= 0 { Some(s as usize) } else { None })
+                .collect(),
+        };
+        Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(dims))))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let x = input(inputs, 0, "Slice")?;
+        apply_any(x, &SliceBox(self.ranges(x.shape())?))
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        let x = ctx.input(0)?;
+        Ok(vec![Some(
+            ctx.graph.add_node(
+                SliceGrad {
+                    begin: self.begin.clone(),
+                }
+                .into(),
+                &[grad, x],
+                None,
+                "SliceGrad",
+            )?,
+        )])
+    }
+}
+
+/// Zeros of input 1's shape with input 0 placed at `begin` (the gradient of `Slice`, TF's Pad).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceGrad {
+    pub begin: Vec<usize>,
+}
+
+fn slice_grad_typed<T: Clone + num_traits::Zero>(
+    g: &ArrayD<T>,
+    like: &[usize],
+    begin: &[usize],
+) -> OpResult<ArrayD<T>> {
+    if g.ndim() != like.len() || begin.len() != like.len() {
+        return Err("SliceGrad: rank mismatch".into());
+    }
+    let mut out = ArrayD::<T>::zeros(IxDyn(like));
+    for ((&b, &l), &d) in begin.iter().zip(g.shape()).zip(like) {
+        if b + l > d {
+            return Err("SliceGrad: gradient does not fit".into());
+        }
+    }
+    out.slice_each_axis_mut(|ax| {
+        let i = ax.axis.index();
+        NdSlice::from(begin[i]..begin[i] + g.shape()[i])
+    })
+    .assign(g);
+    Ok(out)
+}
+
+impl OpDef for SliceGrad {
+    fn type_name(&self) -> &'static str {
+        "SliceGrad"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 2, "SliceGrad")?;
+        Ok(Some(TensorInfo::new(
+            inputs[0].dtype,
+            inputs[1].shape.clone(),
+        )))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let like = input(inputs, 1, "SliceGrad")?.shape().to_vec();
+        match input(inputs, 0, "SliceGrad")? {
+            Value::F32(g) => Ok(Value::F32(slice_grad_typed(g, &like, &self.begin)?)),
+            Value::F64(g) => Ok(Value::F64(slice_grad_typed(g, &like, &self.begin)?)),
+            other => Err(format!(
+                "SliceGrad needs a float gradient, got {}",
+                other.dtype()
+            )),
+        }
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        let g = ctx.graph;
+        let size = g
+            .shape(ctx.input(0)?)?
+            .to_known()
+            .ok_or_else(|| Error::NoGradient {
+                node: ctx.name.clone(),
+                op: "SliceGrad (second-order gradient needs a static slice size)".into(),
+            })?;
+        let size: Vec<i64> = size.iter().map(|&s| s as i64).collect();
+        Ok(vec![Some(g.slice(grad, &self.begin, &size)?), None])
+    }
+}
+
+/// `tf.gather(params, indices)` along axis 0 (rows).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gather;
+
+struct GatherRows<'a>(&'a ArrayD<i64>);
+impl AnyArrayFn for GatherRows<'_> {
+    fn call<T: Clone + Default>(&self, p: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+        let rows = *p
+            .shape()
+            .first()
+            .ok_or("gather needs params of rank >= 1")?;
+        let mut shape = self.0.shape().to_vec();
+        shape.extend_from_slice(&p.shape()[1..]);
+        let mut data = Vec::with_capacity(shape.iter().product());
+        for &i in self.0.iter() {
+            if i < 0 || i as usize >= rows {
+                return Err(format!("indices value {i} is not in [0, {rows})"));
+            }
+            data.extend(p.index_axis(Axis(0), i as usize).iter().cloned());
+        }
+        ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|e| e.to_string())
+    }
+}
+
+impl OpDef for Gather {
+    fn type_name(&self) -> &'static str {
+        "GatherV2"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 2, "GatherV2")?;
+        if inputs[1].dtype != DType::I64 {
+            return Err(InferError::DType(format!(
+                "indices must be int64, got {}",
+                inputs[1].dtype
+            )));
+        }
+        let shape = match (inputs[0].shape.dims(), inputs[1].shape.dims()) {
+            (Some(p), Some(i)) => {
+                if p.is_empty() {
+                    return Err(InferError::Shape("gather needs params of rank >= 1".into()));
+                }
+                let mut v = i.to_vec();
+                v.extend_from_slice(&p[1..]);
+                Shape::new(v)
+            }
+            _ => Shape::unknown(),
+        };
+        Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let idx = input(inputs, 1, "GatherV2")?
+            .as_i64()
+            .ok_or("indices must be int64")?;
+        apply_any(input(inputs, 0, "GatherV2")?, &GatherRows(idx))
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        let (p, i) = (ctx.input(0)?, ctx.input(1)?);
+        Ok(vec![
+            Some(
+                ctx.graph
+                    .add_node(GatherGrad.into(), &[grad, i, p], None, "GatherGrad")?,
+            ),
+            None,
+        ])
+    }
+}
+
+/// Scatter-adds rows of input 0 at indices (input 1) into zeros shaped like input 2
+/// (the gradient of `Gather`, TF's `UnsortedSegmentSum`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatherGrad;
+
+fn gather_grad_typed<T: Clone + num_traits::Zero + std::ops::AddAssign>(
+    g: &ArrayD<T>,
+    idx: &ArrayD<i64>,
+    like: &[usize],
+) -> OpResult<ArrayD<T>> {
+    let rows = *like
+        .first()
+        .ok_or("GatherGrad: params must have rank >= 1")?;
+    let row_len: usize = like[1..].iter().product();
+    let mut out = vec![T::zero(); rows * row_len];
+    let gs = standard(g.clone());
+    let gflat = gs.as_slice().ok_or("GatherGrad: non-contiguous gradient")?;
+    if gflat.len() != idx.len() * row_len {
+        return Err("GatherGrad: gradient shape does not match indices".into());
+    }
+    for (k, &i) in idx.iter().enumerate() {
+        if i < 0 || i as usize >= rows {
+            return Err(format!("indices value {i} is not in [0, {rows})"));
+        }
+        let dst = &mut out[i as usize * row_len..(i as usize + 1) * row_len];
+        for (d, s) in dst.iter_mut().zip(&gflat[k * row_len..(k + 1) * row_len]) {
+            *d += s.clone();
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(like), out).map_err(|e| e.to_string())
+}
+
+impl OpDef for GatherGrad {
+    fn type_name(&self) -> &'static str {
+        "GatherGrad"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 3, "GatherGrad")?;
+        Ok(Some(TensorInfo::new(
+            inputs[0].dtype,
+            inputs[2].shape.clone(),
+        )))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let idx = input(inputs, 1, "GatherGrad")?
+            .as_i64()
+            .ok_or("indices must be int64")?;
+        let like = input(inputs, 2, "GatherGrad")?.shape().to_vec();
+        match input(inputs, 0, "GatherGrad")? {
+            Value::F32(g) => Ok(Value::F32(gather_grad_typed(g, idx, &like)?)),
+            Value::F64(g) => Ok(Value::F64(gather_grad_typed(g, idx, &like)?)),
+            other => Err(format!(
+                "GatherGrad needs a float gradient, got {}",
+                other.dtype()
+            )),
+        }
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![
+            Some(ctx.graph.gather(grad, ctx.input(1)?)?),
+            None,
+            None,
+        ])
+    }
+}
+
+/// `tf.one_hot(indices, depth, on_value, off_value, dtype)`; out-of-range indices give all `off_value`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OneHot {
+    pub depth: usize,
+    pub on_value: f64,
+    pub off_value: f64,
+    pub dtype: DType,
+}
+
+impl OpDef for OneHot {
+    fn type_name(&self) -> &'static str {
+        "OneHot"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 1, "OneHot")?;
+        if inputs[0].dtype != DType::I64 {
+            return Err(InferError::DType(format!(
+                "one_hot indices must be int64, got {}",
+                inputs[0].dtype
+            )));
+        }
+        let shape = match inputs[0].shape.dims() {
+            None => Shape::unknown(),
+            Some(d) => {
+                let mut v = d.to_vec();
+                v.push(Some(self.depth));
+                Shape::new(v)
+            }
+        };
+        Ok(Some(TensorInfo::new(self.dtype, shape)))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let idx = input(inputs, 0, "OneHot")?
+            .as_i64()
+            .ok_or("one_hot indices must be int64")?;
+        let mut shape = idx.shape().to_vec();
+        shape.push(self.depth);
+        let mut data = vec![self.off_value; idx.len() * self.depth];
+        for (k, &i) in idx.iter().enumerate() {
+            if i >= 0 && (i as usize) < self.depth {
+                data[k * self.depth + i as usize] = self.on_value;
+            }
+        }
+        Ok(Value::from_f64(&shape, data)?.cast(self.dtype))
+    }
+    fn gradient(&self, _ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![None])
+    }
+}
+
+impl Graph {
+    /// `tf.concat(values, axis)`.
+    pub fn concat(&self, values: &[Tensor], axis: i64) -> Result<Tensor> {
+        self.add_node(Concat { axis }.into(), values, None, "concat")
+    }
+    /// `tf.slice(x, begin, size)`; a size of -1 takes the rest of that dimension.
+    pub fn slice(&self, x: impl Into<Tensor>, begin: &[usize], size: &[i64]) -> Result<Tensor> {
+        self.add_node(
+            Slice {
+                begin: begin.to_vec(),
+                size: size.to_vec(),
+            }
+            .into(),
+            &[x.into()],
+            None,
+            "Slice",
+        )
+    }
+    /// `tf.gather(params, indices)` along axis 0; indices are int64.
+    pub fn gather(&self, params: impl Into<Tensor>, indices: impl Into<Tensor>) -> Result<Tensor> {
+        self.add_node(
+            Gather.into(),
+            &[params.into(), indices.into()],
+            None,
+            "GatherV2",
+        )
+    }
+    /// `tf.one_hot(indices, depth)` as float32 with on 1 and off 0.
+    pub fn one_hot(&self, indices: impl Into<Tensor>, depth: usize) -> Result<Tensor> {
+        self.one_hot_with(indices, depth, 1.0, 0.0, DType::F32)
+    }
+    /// `tf.one_hot(indices, depth, on_value, off_value, dtype)`.
+    pub fn one_hot_with(
+        &self,
+        indices: impl Into<Tensor>,
+        depth: usize,
+        on_value: f64,
+        off_value: f64,
+        dtype: DType,
+    ) -> Result<Tensor> {
+        self.add_node(
+            OneHot {
+                depth,
+                on_value,
+                off_value,
+                dtype,
+            }
+            .into(),
+            &[indices.into()],
+            None,
+            "one_hot",
+        )
+    }
+}
