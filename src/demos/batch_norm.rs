@@ -1,10 +1,10 @@
 //! Batch normalization (slides 17-19): the same deep net with and without BN, at a normal and a 10×
 //! learning rate; epochs to reach a target test accuracy.
 
-use super::{accuracy, build_mlp, feeds_for, progress, MlpSpec};
+use super::{accuracy, progress, Classifier, MlpSpec};
 use crate::prelude::*;
 use ferroflow_nn::layers::Activation;
-use ferroflow_nn::{losses, Optimizer};
+use ferroflow_nn::Optimizer;
 
 /// Sizes of a run.
 #[derive(Clone, Debug)]
@@ -50,28 +50,15 @@ pub struct Outcome {
 /// Trains the net with or without BN at `learning_rate`.
 pub fn run(batch_norm: bool, learning_rate: f64, cfg: &Config) -> Result<Outcome> {
     let (train, test) = ferroflow_data::digits_split();
-    let g = Graph::new();
-    g.set_random_seed(cfg.seed);
-    let x = g.named("X").placeholder(DType::F32, [None, Some(64)])?;
-    let y = g.named("y").placeholder(DType::I64, [None])?;
-    let training = g
-        .named("training")
-        .placeholder_with_default(g.constant(false)?, Shape::scalar())?;
     let spec = MlpSpec {
         hidden: vec![cfg.units; cfg.layers],
         activation: cfg.activation,
         initializer: Initializer::he_normal(),
         batch_norm: batch_norm.then_some(0.9),
     };
-    let (logits, _) = build_mlp(&g, x, &spec, 10, Some(training))?;
-    let loss = losses::sparse_softmax_cross_entropy(&g, y, logits)?;
-    let updates: Vec<Operation> = g.get_collection(keys::UPDATE_OPS, None)?;
-    let train_op = {
-        let _c = g.control_dependencies(&updates)?;
-        Optimizer::gradient_descent(learning_rate).minimize(&g, loss, None, None)?
-    };
-    let sess = Session::new(&g);
-    sess.run_targets(&[g.global_variables_initializer()?], &[])?;
+    let net = Classifier::new(64, 10, &spec, cfg.seed, None)?;
+    let train_op = net.train_op(&Optimizer::gradient_descent(learning_rate))?;
+    let sess = net.session()?;
     let mut out = Outcome {
         batch_norm,
         learning_rate,
@@ -84,12 +71,14 @@ pub fn run(batch_norm: bool, learning_rate: f64, cfg: &Config) -> Result<Outcome
         cfg.quiet,
     );
     for epoch in 0..cfg.max_epochs {
-        for (xb, yb) in train.batches(cfg.batch_size, cfg.seed + epoch as u64) {
-            let mut f = feeds_for(x, y, xb, yb);
-            f.push(feed(training, true));
-            sess.run_targets(&[train_op], &f)?;
-        }
-        let acc = accuracy(&sess, x, logits, &test)?;
+        net.epoch(
+            &sess,
+            train_op,
+            &train,
+            cfg.batch_size,
+            cfg.seed + epoch as u64,
+        )?;
+        let acc = accuracy(&sess, net.x, net.logits, &test)?;
         out.accuracy.push(acc);
         bar.inc(1);
         if acc >= cfg.target_accuracy && out.epochs_to_target.is_none() {

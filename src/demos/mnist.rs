@@ -2,12 +2,12 @@
 //! 5 hidden layers of 100 ELU units, He initialization, Adam, early stopping on a validation split;
 //! then the same with batch normalization. Published: 97.3% test accuracy (98.9% tuned), 99.5% with BN.
 
-use super::{accuracy, build_mlp, feeds_for, progress, MlpSpec};
+use super::{accuracy, feeds_for, progress, Classifier, MlpSpec};
 use crate::prelude::*;
 use ferroflow_data::Dataset;
 use ferroflow_io::{Saver, VarList};
 use ferroflow_nn::layers::Activation;
-use ferroflow_nn::{losses, Optimizer};
+use ferroflow_nn::Optimizer;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -82,30 +82,16 @@ pub fn load(cfg: &Config) -> Result<(Dataset, Dataset, Dataset)> {
 pub fn run(batch_norm: bool, data: &(Dataset, Dataset, Dataset), cfg: &Config) -> Result<Outcome> {
     let (train, valid, test) = data;
     let t0 = Instant::now();
-    let g = Graph::new();
-    g.set_random_seed(cfg.seed);
-    let x = g.named("X").placeholder(DType::F32, [None, Some(784)])?;
-    let y = g.named("y").placeholder(DType::I64, [None])?;
-    let training = g
-        .named("training")
-        .placeholder_with_default(g.constant(false)?, Shape::scalar())?;
     let spec = MlpSpec {
         hidden: vec![100; 5],
         activation: Activation::Elu,
         initializer: Initializer::he_normal(),
         batch_norm: batch_norm.then_some(0.9),
     };
-    let (logits, _) = {
-        let _dnn = g.name_scope("dnn")?;
-        build_mlp(&g, x, &spec, 5, Some(training))?
-    };
-    let loss = losses::sparse_softmax_cross_entropy(&g, y, logits)?;
-    let updates: Vec<Operation> = g.get_collection(keys::UPDATE_OPS, None)?;
-    let train_op = {
-        let _c = g.control_dependencies(&updates)?;
-        Optimizer::adam(cfg.learning_rate).minimize(&g, loss, None, None)?
-    };
-    let saver = Saver::new(&g, VarList::All)
+    let net = Classifier::new(784, 5, &spec, cfg.seed, Some("dnn"))?;
+    let (g, x, y, logits, loss) = (&net.g, net.x, net.y, net.logits, net.loss);
+    let train_op = net.train_op(&Optimizer::adam(cfg.learning_rate))?;
+    let saver = Saver::new(g, VarList::All)
         .map_err(io_err)?
         .max_to_keep(Some(1))
         .write_meta_graph(false);
@@ -114,8 +100,7 @@ pub fn run(batch_norm: bool, data: &(Dataset, Dataset, Dataset), cfg: &Config) -
         .join(if batch_norm { "bn.ckpt" } else { "plain.ckpt" })
         .to_string_lossy()
         .into_owned();
-    let sess = Session::new(&g);
-    sess.run_targets(&[g.global_variables_initializer()?], &[])?;
+    let sess = net.session()?;
     let valid_feeds = feeds_for(x, y, valid.images.clone(), valid.labels.clone());
     let (mut best, mut best_epoch, mut epochs_run) = (f64::INFINITY, 0, 0);
     let bar = progress(
@@ -128,11 +113,13 @@ pub fn run(batch_norm: bool, data: &(Dataset, Dataset, Dataset), cfg: &Config) -
         cfg.quiet,
     );
     for epoch in 1..=cfg.max_epochs {
-        for (xb, yb) in train.batches(cfg.batch_size, cfg.seed + epoch as u64) {
-            let mut f = feeds_for(x, y, xb, yb);
-            f.push(feed(training, true));
-            sess.run_targets(&[train_op], &f)?;
-        }
+        net.epoch(
+            &sess,
+            train_op,
+            train,
+            cfg.batch_size,
+            cfg.seed + epoch as u64,
+        )?;
         epochs_run = epoch;
         let v = sess
             .run_one(loss, &valid_feeds)?

@@ -89,6 +89,85 @@ pub fn build_mlp(
     Ok((logits, hidden))
 }
 
+/// A classifier graph as the demos build it: `X` `[None, features]`, integer labels `y`, a `training`
+/// flag that is false unless fed, an MLP under an optional name scope, and the mean cross-entropy.
+pub struct Classifier {
+    pub g: Graph,
+    pub x: Tensor,
+    pub y: Tensor,
+    pub training: Tensor,
+    pub logits: Tensor,
+    pub hidden: Vec<Tensor>,
+    pub loss: Tensor,
+}
+
+impl Classifier {
+    /// Builds the graph with graph seed `seed`.
+    pub fn new(
+        features: usize,
+        classes: usize,
+        spec: &MlpSpec,
+        seed: u64,
+        scope: Option<&str>,
+    ) -> Result<Self> {
+        let g = Graph::new();
+        g.set_random_seed(seed);
+        let x = g
+            .named("X")
+            .placeholder(DType::F32, [None, Some(features)])?;
+        let y = g.named("y").placeholder(DType::I64, [None])?;
+        let training = g
+            .named("training")
+            .placeholder_with_default(g.constant(false)?, Shape::scalar())?;
+        let (logits, hidden) = {
+            let _s = scope.map(|s| g.name_scope(s)).transpose()?;
+            build_mlp(&g, x, spec, classes, Some(training))?
+        };
+        let loss = ferroflow_nn::losses::sparse_softmax_cross_entropy(&g, y, logits)?;
+        Ok(Classifier {
+            g,
+            x,
+            y,
+            training,
+            logits,
+            hidden,
+            loss,
+        })
+    }
+
+    /// `opt.minimize(loss)` behind `control_dependencies(UPDATE_OPS)`, so batch norm's moving averages
+    /// update with every step.
+    pub fn train_op(&self, opt: &ferroflow_nn::Optimizer) -> Result<Operation> {
+        let updates: Vec<Operation> = self.g.get_collection(keys::UPDATE_OPS, None)?;
+        let _c = self.g.control_dependencies(&updates)?;
+        opt.minimize(&self.g, self.loss, None, None)
+    }
+
+    /// A session with every variable initialized.
+    pub fn session(&self) -> Result<Session> {
+        let sess = Session::new(&self.g);
+        sess.run_targets(&[self.g.global_variables_initializer()?], &[])?;
+        Ok(sess)
+    }
+
+    /// One epoch of `train_op` over shuffled batches, with `training` fed true.
+    pub fn epoch(
+        &self,
+        sess: &Session,
+        train_op: Operation,
+        data: &Dataset,
+        batch_size: usize,
+        seed: u64,
+    ) -> Result<()> {
+        for (xb, yb) in data.batches(batch_size, seed) {
+            let mut f = feeds_for(self.x, self.y, xb, yb);
+            f.push(feed(self.training, true));
+            sess.run_targets(&[train_op], &f)?;
+        }
+        Ok(())
+    }
+}
+
 /// Feeds for a data set: images as `[n, features]` f32 and labels as i64.
 pub fn feeds_for(
     x: Tensor,

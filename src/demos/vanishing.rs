@@ -3,10 +3,10 @@
 //! normalization fix it. Records per layer and per epoch the gradient norm of each kernel and the
 //! activations' mean and std, and plots gradient norm by layer.
 
-use super::{accuracy, build_mlp, feeds_for, progress, MlpSpec};
+use super::{accuracy, feeds_for, progress, Classifier, MlpSpec};
 use crate::prelude::*;
 use ferroflow_nn::layers::Activation;
-use ferroflow_nn::{losses, Optimizer};
+use ferroflow_nn::Optimizer;
 use std::path::Path;
 
 /// One configuration of the experiment.
@@ -111,24 +111,22 @@ fn mean_std(v: &Value) -> (f64, f64) {
 /// Trains one setup with plain gradient descent and records its trace.
 pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
     let (train, test) = ferroflow_data::digits_split();
-    let g = Graph::new();
-    g.set_random_seed(cfg.seed);
-    let x = g.named("X").placeholder(DType::F32, [None, Some(64)])?;
-    let y = g.named("y").placeholder(DType::I64, [None])?;
-    let training = g
-        .named("training")
-        .placeholder_with_default(g.constant(false)?, Shape::scalar())?;
     let spec = MlpSpec {
         hidden: vec![cfg.units; cfg.layers],
         activation: setup.activation,
         initializer: setup.initializer.clone(),
         batch_norm: setup.batch_norm.then_some(0.9),
     };
-    let (logits, hidden) = {
-        let _dnn = g.name_scope("dnn")?;
-        build_mlp(&g, x, &spec, 10, Some(training))?
-    };
-    let loss = losses::sparse_softmax_cross_entropy(&g, y, logits)?;
+    let net = Classifier::new(64, 10, &spec, cfg.seed, Some("dnn"))?;
+    let (g, x, y, training, logits, loss, hidden) = (
+        &net.g,
+        net.x,
+        net.y,
+        net.training,
+        net.logits,
+        net.loss,
+        &net.hidden,
+    );
     let kernels: Vec<Variable> =
         g.get_collection(keys::TRAINABLE_VARIABLES, Some("hidden[0-9]+/kernel"))?;
     let grads: Vec<Tensor> = g
@@ -143,13 +141,8 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
         .iter()
         .map(|&gr| g.sqrt(g.reduce_sum(g.square(gr)?, None, false)?))
         .collect::<Result<_>>()?;
-    let updates: Vec<Operation> = g.get_collection(keys::UPDATE_OPS, None)?;
-    let train_op = {
-        let _c = g.control_dependencies(&updates)?;
-        Optimizer::gradient_descent(cfg.learning_rate).minimize(&g, loss, None, None)?
-    };
-    let sess = Session::new(&g);
-    sess.run_targets(&[g.global_variables_initializer()?], &[])?;
+    let train_op = net.train_op(&Optimizer::gradient_descent(cfg.learning_rate))?;
+    let sess = net.session()?;
     let mut trace = Trace {
         setup: setup.name.clone(),
         grad_norms: vec![],
@@ -161,7 +154,7 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
     for epoch in 0..cfg.epochs {
         // Measured before the epoch's updates: epoch 0 shows the network as initialized.
         let mut fetches = norms.clone();
-        fetches.extend(&hidden);
+        fetches.extend(hidden);
         let mut feeds = all.clone();
         feeds.push(feed(training, setup.batch_norm));
         let out = sess.run(&fetches, &feeds, &[])?;
