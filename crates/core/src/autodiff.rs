@@ -145,7 +145,10 @@ impl Graph {
                 })?,
                 // Like TF's `ones(shape(y))`: a constant when the shape is static, so the seed does not
                 // make y itself a dependency of its gradients.
-                None => match self.info(*y)?.shape.to_known() {
+                None => match self.info(*y)?.shape.to_known().filter(|s| {
+                    // Large seeds stay dynamic rather than becoming huge graph constants.
+                    crate::value::Value::checked_len(s).is_ok_and(|n| n <= 1 << 16)
+                }) {
                     Some(shape) => {
                         let dt = self.dtype(*y)?;
                         self.named(&format!("grad_ys_{i}"))

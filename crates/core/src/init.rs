@@ -153,7 +153,13 @@ impl Initializer {
     }
 
     /// Builds the ops that produce an initial value of `shape` and `dtype` in the current scope.
+    /// An absurd shape (overflowing, or more than `value::MAX_ELEMENTS`) is an error.
     pub fn build(&self, g: &Graph, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Value::checked_len(shape).map_err(|m| crate::error::Error::InvalidArgument {
+            node: g.current_name_scope(),
+            op: "initializer".into(),
+            message: m,
+        })?;
         match self {
             Initializer::Zeros => g.named("zeros").constant(Value::filled(dtype, shape, 0.0)),
             Initializer::Ones => g.named("ones").constant(Value::filled(dtype, shape, 1.0)),

@@ -4,6 +4,10 @@ use crate::dtype::DType;
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
+/// The largest tensor a kernel or initializer may create from a user-given shape (2^34 elements,
+/// 64 GiB of f32).
+pub const MAX_ELEMENTS: usize = 1 << 34;
+
 /// A concrete tensor: an n-dimensional array of one of ferroflow's dtypes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
@@ -48,6 +52,16 @@ impl Value {
     pub fn scalar(dtype: DType, x: f64) -> Self {
         Self::filled(dtype, &[], x)
     }
+    /// The element count of `shape`, or an error when it overflows or exceeds [`MAX_ELEMENTS`], so
+    /// that an absurd user-given shape is an error instead of an aborted allocation.
+    pub fn checked_len(shape: &[usize]) -> Result<usize, String> {
+        shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&n| n <= MAX_ELEMENTS)
+            .ok_or_else(|| format!("shape {shape:?} has more than {MAX_ELEMENTS} elements"))
+    }
+
     /// A tensor of the given shape with every element `x` converted to `dtype`.
     pub fn filled(dtype: DType, shape: &[usize], x: f64) -> Self {
         let d = IxDyn(shape);

@@ -351,3 +351,45 @@ fn check_numerics_names_the_first_node_that_makes_a_nan() {
     let e = Session::new(&g).run_targets(&[all], &[xv]).unwrap_err();
     assert!(e.to_string().contains("Tensor had NaN values"), "{e}");
 }
+
+#[test]
+fn concurrent_runs_from_two_threads_match_a_serial_run() {
+    // Two threads each run 500 steps of commuting updates (w += 1, w += 2) on one session; the result
+    // must equal the serial sum, and no run may deadlock or lose an update.
+    let g = Graph::new();
+    let w = g.variable("w", g.constant(0.0f64).unwrap(), true).unwrap();
+    let inc1 = g.assign_add(w, g.constant(1.0f64).unwrap()).unwrap();
+    let inc2 = g.assign_add(w, g.constant(2.0f64).unwrap()).unwrap();
+    let sess = std::sync::Arc::new(Session::new(&g));
+    sess.run_targets(&[w.initializer()], &[]).unwrap();
+    let handles: Vec<_> = [inc1, inc2]
+        .into_iter()
+        .map(|op| {
+            let s = sess.clone();
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    s.run_targets(&[op.op()], &[]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(sess.variable_value(w).unwrap().scalar_value(), Some(1500.0));
+}
+
+#[test]
+fn absurd_shapes_are_errors_not_aborts() {
+    let g = Graph::new();
+    assert!(g
+        .random_uniform(&[1 << 40, 1 << 40], 0.0, 1.0, DType::F32, None)
+        .is_err());
+    assert!(g
+        .get_variable("huge", &[usize::MAX, 2], DType::F32)
+        .is_err());
+    let e = g
+        .get_variable("big", &[1 << 20, 1 << 20], DType::F32)
+        .unwrap_err();
+    assert!(e.to_string().contains("more than"), "{e}");
+}

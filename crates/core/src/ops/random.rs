@@ -80,6 +80,7 @@ impl OpDef for Random {
             &TensorInfo::new(self.dtype, Shape::scalar()),
             "a random op's dtype",
         )?;
+        Value::checked_len(&self.shape).map_err(super::InferError::Shape)?;
         match inputs {
             [] => Ok(Some(TensorInfo::new(self.dtype, Shape::known(&self.shape)))),
             [like] => Ok(Some(TensorInfo::new(self.dtype, like.shape.clone()))),
