@@ -59,6 +59,19 @@ fn inspect_and_graph() {
         dot.starts_with("digraph ferroflow {") && dot.contains("label=\"hidden1\""),
         "{dot}"
     );
+    let tf = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/tf-checkpoint/model.ckpt-3");
+    let (ok, out, err) = ferroflow(&[
+        "inspect",
+        &tf.to_string_lossy(),
+        "--scope",
+        "hidden1/kernel$",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("hidden1/kernel ") && out.contains("[64, 32]") && !out.contains("Adam"),
+        "{out}"
+    );
     let (ok, _, err) = ferroflow(&["inspect", "/nonexistent/prefix"]);
     assert!(!ok && err.contains("/nonexistent/prefix"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   ferroflow inspect CKPT_PREFIX [--scope REGEX]   list variables: name, dtype, shape, mean/std/min/max
+                                                  (ferroflow or TensorFlow V2 checkpoints)
   ferroflow graph META [--dot [--hide-gradients]] list the ops of a meta-graph, or print it as Graphviz DOT
   ferroflow bench [--threads N] [--models book,deep,deep_bn] [--batches 32,256,2048] [--seconds S]";
 
@@ -15,44 +16,75 @@ fn arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
         .map(|w| w[1].as_str())
 }
 
+/// A checkpoint entry: name, dtype, shape.
+type Row = (String, String, Vec<usize>);
+/// Reads a checkpoint tensor by key.
+type Reader = Box<dyn FnMut(&str) -> Result<ferroflow::Value, String>>;
+
 fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), String> {
-    let path = ferroflow::io::checkpoint::data_path(prefix);
-    let mut r = ferroflow::io::CheckpointReader::open(&path).map_err(|e| e.to_string())?;
     let re = scope
         .map(ferroflow::ScopeRegex::new)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let entries = r.entries().to_vec();
-    println!(
+    let path = ferroflow::io::checkpoint::data_path(prefix);
+    // (name, dtype, shape) rows and a reader for the values, from our format or TensorFlow's.
+    let (rows, mut read): (Vec<Row>, Reader) =
+        if !path.exists() && ferroflow::io::TfCheckpointReader::exists(prefix) {
+            let r = ferroflow::io::TfCheckpointReader::open(prefix).map_err(|e| e.to_string())?;
+            let rows = r
+                .tensors()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|t| (t.name, t.dtype.to_string(), t.shape))
+                .collect();
+            (
+                rows,
+                Box::new(move |k: &str| {
+                    r.read(k)
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| format!("{k} vanished"))
+                }),
+            )
+        } else {
+            let mut r = ferroflow::io::CheckpointReader::open(&path).map_err(|e| e.to_string())?;
+            let rows = r
+                .entries()
+                .iter()
+                .map(|e| {
+                    (
+                        e.name.clone(),
+                        e.dtype.to_string(),
+                        e.shape.iter().map(|&d| d as usize).collect(),
+                    )
+                })
+                .collect();
+            (
+                rows,
+                Box::new(move |k: &str| {
+                    r.read(k)
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| format!("{k} vanished"))
+                }),
+            )
+        };
+    say(&format!(
         "{:<40} {:<8} {:<16} {:>12} {:>12} {:>12} {:>12}",
         "name", "dtype", "shape", "mean", "std", "min", "max"
-    );
-    for e in entries {
-        if let Some(re) = &re {
-            if !re.matches(&e.name) {
-                continue;
-            }
+    ))?;
+    for (name, dtype, shape) in rows {
+        if re.as_ref().is_some_and(|re| !re.matches(&name)) {
+            continue;
         }
-        let v = r
-            .read(&e.name)
-            .map_err(|e| e.to_string())?
-            .ok_or("entry vanished")?;
-        let d = v.to_f64_vec();
+        let d = read(&name)?.to_f64_vec();
         let n = d.len().max(1) as f64;
         let mean = d.iter().sum::<f64>() / n;
         let std = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
         let min = d.iter().cloned().fold(f64::INFINITY, f64::min);
         let max = d.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        println!(
-            "{:<40} {:<8} {:<16} {:>12.6} {:>12.6} {:>12.6} {:>12.6}",
-            e.name,
-            e.dtype.to_string(),
-            format!("{:?}", e.shape),
-            mean,
-            std,
-            min,
-            max
-        );
+        say(&format!(
+            "{name:<40} {dtype:<8} {:<16} {mean:>12.6} {std:>12.6} {min:>12.6} {max:>12.6}",
+            format!("{shape:?}")
+        ))?;
     }
     Ok(())
 }

@@ -2,8 +2,9 @@
 //! `checkpoint` state file, `restore` of exactly the saver's variables, `latest_checkpoint`.
 
 use crate::checkpoint::{data_path, sync_dir, write_checkpoint, CheckpointReader};
+use crate::tf_checkpoint::TfCheckpointReader;
 use crate::{IoError, Result};
-use ferroflow_core::{Graph, Session, Variable};
+use ferroflow_core::{DType, Graph, Session, Variable};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -206,45 +207,81 @@ impl Saver {
     }
 
     /// `saver.restore(sess, prefix)`: assigns exactly the saver's variables from the checkpoint; the
-    /// others keep their values. Errors name the key: missing, or of another shape or dtype.
+    /// others keep their values. The prefix may name a ferroflow checkpoint (`<prefix>.ffckpt`) or a
+    /// TensorFlow V2 checkpoint (`<prefix>.index` + data shards), with the same key semantics. Errors name
+    /// the key: missing, or of another shape or dtype; every key is checked before anything is assigned.
     pub fn restore(&self, sess: &Session, prefix: &str) -> Result<()> {
         let file = data_path(prefix);
-        if !file.exists() {
+        let mut source = if file.exists() {
+            Source::Ours(CheckpointReader::open(&file)?, file)
+        } else if TfCheckpointReader::exists(prefix) {
+            Source::Tf(
+                TfCheckpointReader::open(prefix)?,
+                PathBuf::from(format!("{prefix}.index")),
+            )
+        } else {
             return Err(IoError::NotACheckpoint {
                 path: PathBuf::from(prefix),
             });
-        }
-        let mut reader = CheckpointReader::open(&file)?;
+        };
         let g = &self.graph;
-        // Check every key first, so a failed restore changes nothing.
         for (key, v) in &self.entries {
-            let e = reader
-                .entries()
-                .iter()
-                .find(|e| &e.name == key)
-                .ok_or_else(|| IoError::KeyNotFound {
-                    key: key.clone(),
-                    path: file.clone(),
-                })?;
-            let shape: Vec<usize> = e.shape.iter().map(|&d| d as usize).collect();
-            if e.dtype != v.dtype(g) || !v.shape(g).accepts(&shape) {
+            let (dtype, shape) = source.entry(key)?.ok_or_else(|| IoError::KeyNotFound {
+                key: key.clone(),
+                path: source.path(),
+            })?;
+            if dtype != v.dtype(g) || !v.shape(g).accepts(&shape) {
                 return Err(IoError::Mismatch {
                     key: key.clone(),
                     var_shape: v.shape(g).to_string(),
                     var_dtype: v.dtype(g).to_string(),
                     ckpt_shape: shape,
-                    ckpt_dtype: e.dtype.to_string(),
+                    ckpt_dtype: dtype.to_string(),
                 });
             }
         }
         for (key, v) in &self.entries {
-            let value = reader.read(key)?.ok_or_else(|| IoError::KeyNotFound {
+            let value = source.read(key)?.ok_or_else(|| IoError::KeyNotFound {
                 key: key.clone(),
-                path: file.clone(),
+                path: source.path(),
             })?;
             sess.set_variable_value(*v, value)?;
         }
         Ok(())
+    }
+}
+
+/// Where `restore` reads from.
+enum Source {
+    Ours(CheckpointReader, PathBuf),
+    Tf(TfCheckpointReader, PathBuf),
+}
+
+impl Source {
+    fn path(&self) -> PathBuf {
+        match self {
+            Source::Ours(_, p) | Source::Tf(_, p) => p.clone(),
+        }
+    }
+    fn entry(&self, key: &str) -> Result<Option<(DType, Vec<usize>)>> {
+        Ok(match self {
+            Source::Ours(r, _) => r
+                .entries()
+                .iter()
+                .find(|e| e.name == key)
+                .map(|e| (e.dtype, e.shape.iter().map(|&d| d as usize).collect())),
+            Source::Tf(r, _) => r
+                .tensors()?
+                .into_iter()
+                .find(|t| t.name == key)
+                .map(|t| (t.dtype, t.shape)),
+        })
+    }
+    fn read(&mut self, key: &str) -> Result<Option<ferroflow_core::Value>> {
+        match self {
+            Source::Ours(r, _) => r.read(key),
+            Source::Tf(r, _) => r.read(key),
+        }
     }
 }
 

@@ -1,0 +1,372 @@
+//! Reading TensorFlow V2 checkpoints ("tensor bundles", tf1-reference.md §10): the `.index` SSTable
+//! (footer, blocks with masked CRC-32C, prefix-compressed entries, optional snappy) mapping keys to
+//! `BundleEntryProto`s, and the `.data-SSSSS-of-NNNNN` shards holding the tensor bytes.
+
+use crate::{IoError, Result};
+use ferroflow_core::{DType, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const TABLE_MAGIC: u64 = 0xdb47_7524_8b80_fb57;
+const MAX_INDEX: u64 = 1 << 30;
+
+/// `BundleHeaderProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct BundleHeader {
+    #[prost(int32, tag = "1")]
+    num_shards: i32,
+    #[prost(int32, tag = "2")]
+    endianness: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct DimProto {
+    #[prost(int64, tag = "1")]
+    size: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ShapeProto {
+    #[prost(message, repeated, tag = "2")]
+    dim: Vec<DimProto>,
+    #[prost(bool, tag = "3")]
+    unknown_rank: bool,
+}
+
+/// `BundleEntryProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct BundleEntry {
+    #[prost(int32, tag = "1")]
+    dtype: i32,
+    #[prost(message, optional, tag = "2")]
+    shape: Option<ShapeProto>,
+    #[prost(int32, tag = "3")]
+    shard_id: i32,
+    #[prost(int64, tag = "4")]
+    offset: i64,
+    #[prost(int64, tag = "5")]
+    size: i64,
+    #[prost(fixed32, tag = "6")]
+    crc32c: u32,
+}
+
+/// One tensor of a TF checkpoint: its key, dtype (as ferroflow reads it) and shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TfTensorInfo {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+/// TF's masked CRC-32C.
+pub fn masked_crc32c(data: &[u8]) -> u32 {
+    let c = crc32c::crc32c(data);
+    (c.rotate_right(15)).wrapping_add(0xa282_ead8)
+}
+
+fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// A reader over a TF checkpoint prefix.
+pub struct TfCheckpointReader {
+    prefix: String,
+    entries: BTreeMap<String, BundleEntry>,
+    num_shards: i32,
+}
+
+impl TfCheckpointReader {
+    /// True when `<prefix>.index` exists.
+    pub fn exists(prefix: &str) -> bool {
+        Path::new(&format!("{prefix}.index")).is_file()
+    }
+
+    /// Opens `<prefix>.index`, verifying every block's checksum and every entry.
+    pub fn open(prefix: &str) -> Result<Self> {
+        let path = PathBuf::from(format!("{prefix}.index"));
+        let corrupt = |m: String| IoError::Corrupt {
+            path: path.clone(),
+            message: m,
+        };
+        let len = std::fs::metadata(&path)
+            .map_err(|source| IoError::Io {
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        if len > MAX_INDEX {
+            return Err(corrupt(format!("index of {len} bytes is too large")));
+        }
+        let bytes = std::fs::read(&path).map_err(|source| IoError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if bytes.len() < 48 {
+            return Err(corrupt("too short for an SSTable footer".into()));
+        }
+        let footer = &bytes[bytes.len() - 48..];
+        if u64::from_le_bytes(footer[40..48].try_into().unwrap_or([0; 8])) != TABLE_MAGIC {
+            return Err(corrupt(
+                "bad SSTable magic (not a TensorFlow checkpoint index)".into(),
+            ));
+        }
+        let mut pos = 0;
+        let mut handle = || -> Option<(u64, u64)> {
+            Some((varint(footer, &mut pos)?, varint(footer, &mut pos)?))
+        };
+        let meta = handle().ok_or_else(|| corrupt("bad metaindex handle".into()))?;
+        let index = handle().ok_or_else(|| corrupt("bad index handle".into()))?;
+        // The handles are zero-padded to 40 bytes; the (empty) metaindex block is verified too.
+        if footer[pos..40].iter().any(|&b| b != 0) {
+            return Err(corrupt("footer padding is not zero".into()));
+        }
+        parse_block(&read_block(&bytes, meta).map_err(&corrupt)?).map_err(&corrupt)?;
+        let index_block = read_block(&bytes, index).map_err(&corrupt)?;
+        let mut entries = BTreeMap::new();
+        let mut header = None;
+        for (_, value) in parse_block(&index_block).map_err(&corrupt)? {
+            let mut p = 0;
+            let h = (|| Some((varint(&value, &mut p)?, varint(&value, &mut p)?)))()
+                .ok_or_else(|| corrupt("bad data block handle".into()))?;
+            let block = read_block(&bytes, h).map_err(&corrupt)?;
+            for (key, value) in parse_block(&block).map_err(&corrupt)? {
+                if key.is_empty() {
+                    header = Some(
+                        <BundleHeader as prost::Message>::decode(value.as_slice())
+                            .map_err(|e| corrupt(format!("bad bundle header: {e}")))?,
+                    );
+                } else {
+                    let name =
+                        String::from_utf8(key).map_err(|_| corrupt("a key is not UTF-8".into()))?;
+                    let e = <BundleEntry as prost::Message>::decode(value.as_slice())
+                        .map_err(|e| corrupt(format!("bad entry for {name}: {e}")))?;
+                    entries.insert(name, e);
+                }
+            }
+        }
+        let header = header.ok_or_else(|| corrupt("no bundle header (empty key)".into()))?;
+        if header.endianness != 0 {
+            return Err(corrupt("big-endian checkpoints are not supported".into()));
+        }
+        Ok(TfCheckpointReader {
+            prefix: prefix.into(),
+            entries,
+            num_shards: header.num_shards.max(1),
+        })
+    }
+
+    /// The tensors, sorted by key.
+    pub fn tensors(&self) -> Result<Vec<TfTensorInfo>> {
+        self.entries.iter().map(|(k, e)| self.info(k, e)).collect()
+    }
+
+    fn info(&self, name: &str, e: &BundleEntry) -> Result<TfTensorInfo> {
+        let path = PathBuf::from(format!("{}.index", self.prefix));
+        let dtype = match e.dtype {
+            1 => DType::F32,
+            2 => DType::F64,
+            3 | 9 => DType::I64,
+            10 => DType::Bool,
+            d => {
+                return Err(IoError::Corrupt {
+                    path,
+                    message: format!(
+                        "tensor {name} has TF dtype {d}, which ferroflow does not read"
+                    ),
+                })
+            }
+        };
+        let shape = e
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| usize::try_from(d.size))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(|_| IoError::Corrupt {
+                path,
+                message: format!("tensor {name} has a negative dimension"),
+            })?
+            .unwrap_or_default();
+        Ok(TfTensorInfo {
+            name: name.into(),
+            dtype,
+            shape,
+        })
+    }
+
+    /// Reads one tensor (checksum verified); `None` when the key is absent.
+    pub fn read(&self, key: &str) -> Result<Option<Value>> {
+        let Some(e) = self.entries.get(key) else {
+            return Ok(None);
+        };
+        let info = self.info(key, e)?;
+        let shard = format!(
+            "{}.data-{:05}-of-{:05}",
+            self.prefix, e.shard_id, self.num_shards
+        );
+        let path = PathBuf::from(&shard);
+        let corrupt = |m: String| IoError::Corrupt {
+            path: path.clone(),
+            message: m,
+        };
+        // int32 is stored in 4 bytes and read as int64.
+        let elem = if e.dtype == 3 {
+            4
+        } else {
+            info.dtype.size_of()
+        };
+        let n = Value::checked_len(&info.shape).map_err(&corrupt)?;
+        if e.size < 0 || e.offset < 0 || e.size as u64 != (n * elem) as u64 {
+            return Err(corrupt(format!(
+                "tensor {key}: size {} does not fit shape {:?}",
+                e.size, info.shape
+            )));
+        }
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&path).map_err(|source| IoError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let file_len = f
+            .metadata()
+            .map_err(|source| IoError::Io {
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        if (e.offset as u64)
+            .checked_add(e.size as u64)
+            .is_none_or(|end| end > file_len)
+        {
+            return Err(corrupt(format!(
+                "tensor {key} lies beyond the end of the data file"
+            )));
+        }
+        f.seek(SeekFrom::Start(e.offset as u64))
+            .map_err(|source| IoError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let mut buf = vec![0u8; e.size as usize];
+        f.read_exact(&mut buf).map_err(|source| IoError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if masked_crc32c(&buf) != e.crc32c {
+            return Err(corrupt(format!("checksum mismatch in tensor {key}")));
+        }
+        let s = &info.shape;
+        let v = match e.dtype {
+            1 => Value::from_f32(
+                s,
+                buf.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            2 => Value::from_f64(
+                s,
+                buf.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect(),
+            ),
+            3 => Value::from_i64(
+                s,
+                buf.chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+                    .collect(),
+            ),
+            9 => Value::from_i64(
+                s,
+                buf.chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect(),
+            ),
+            _ => ndarray::ArrayD::from_shape_vec(
+                ndarray::IxDyn(s),
+                buf.iter().map(|&b| b != 0).collect(),
+            )
+            .map(Value::Bool)
+            .map_err(|e| e.to_string()),
+        }
+        .map_err(corrupt)?;
+        Ok(Some(v))
+    }
+}
+
+/// Reads a block: contents, a compression byte (0 none, 1 snappy) and the masked CRC-32C of both.
+fn read_block(file: &[u8], (offset, size): (u64, u64)) -> std::result::Result<Vec<u8>, String> {
+    let start = usize::try_from(offset).map_err(|_| "block offset overflows")?;
+    let size = usize::try_from(size).map_err(|_| "block size overflows")?;
+    let end = start
+        .checked_add(size)
+        .and_then(|e| e.checked_add(5))
+        .filter(|&e| e <= file.len())
+        .ok_or("block lies outside the file")?;
+    let (contents, trailer) = (&file[start..start + size], &file[start + size..end]);
+    let crc = u32::from_le_bytes([trailer[1], trailer[2], trailer[3], trailer[4]]);
+    if masked_crc32c(&file[start..start + size + 1]) != crc {
+        return Err(format!("block at offset {offset}: checksum mismatch"));
+    }
+    match trailer[0] {
+        0 => Ok(contents.to_vec()),
+        1 => snap::raw::Decoder::new()
+            .decompress_vec(contents)
+            .map_err(|e| format!("bad snappy block: {e}")),
+        t => Err(format!("unknown block compression type {t}")),
+    }
+}
+
+/// A block's (key, value) entries.
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Parses a block's prefix-compressed entries into (key, value) pairs.
+fn parse_block(b: &[u8]) -> std::result::Result<Entries, String> {
+    let n = b.len().checked_sub(4).ok_or("block too short")?;
+    let restarts = u32::from_le_bytes([b[n], b[n + 1], b[n + 2], b[n + 3]]) as usize;
+    let data_end = restarts
+        .checked_mul(4)
+        .and_then(|r| n.checked_sub(r))
+        .ok_or("bad restart count")?;
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut key: Vec<u8> = Vec::new();
+    while pos < data_end {
+        let field = |pos: &mut usize| {
+            varint(&b[..data_end], pos)
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or("truncated entry")
+        };
+        let shared = field(&mut pos)?;
+        let non_shared = field(&mut pos)?;
+        let value_len = field(&mut pos)?;
+        if shared > key.len() {
+            return Err("entry shares more than the previous key".into());
+        }
+        let suffix_end = pos
+            .checked_add(non_shared)
+            .filter(|&e| e <= data_end)
+            .ok_or("entry key beyond block")?;
+        let value_end = suffix_end
+            .checked_add(value_len)
+            .filter(|&e| e <= data_end)
+            .ok_or("entry value beyond block")?;
+        key.truncate(shared);
+        key.extend_from_slice(&b[pos..suffix_end]);
+        out.push((key.clone(), b[suffix_end..value_end].to_vec()));
+        pos = value_end;
+    }
+    Ok(out)
+}
