@@ -29,6 +29,24 @@ fn main() {
         println!("  activations at init (mean±std): {}", a.join(" "));
     }
     println!("\n{}", vanishing::table(&traces));
+    // Per-layer gradient norms as TensorBoard scalars and histograms (`tensorboard --logdir target/logs`).
+    for (k, t) in traces.iter().enumerate() {
+        let dir = std::path::PathBuf::from(format!("target/logs/vanishing/setup{k}"));
+        let written = (|| -> Result<(), ferroflow::io::IoError> {
+            let mut w = ferroflow::io::summary::FileWriter::new(&dir, None)?;
+            for (epoch, norms) in t.grad_norms.iter().enumerate() {
+                for (layer, n) in norms.iter().enumerate() {
+                    w.add_scalar(&format!("grad_norm/hidden{}", layer + 1), *n, epoch as i64)?;
+                }
+                w.add_histogram("grad_norm/all_layers", norms, epoch as i64)?;
+            }
+            w.close()
+        })();
+        if let Err(e) = written {
+            eprintln!("{}: {e}", t.setup);
+        }
+    }
+    println!("TensorBoard logs: target/logs/vanishing (one run per setup, setup0 = (a))");
     let path = std::path::Path::new("target/vanishing_gradients.svg");
     match vanishing::plot(&traces, path) {
         Ok(()) => println!("plot: {}", path.display()),

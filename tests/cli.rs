@@ -113,3 +113,50 @@ fn bench_prints_reference_lines() {
         .unwrap();
     assert!(sps > 0.0);
 }
+
+#[test]
+fn event_files_are_framed_as_tfrecords_with_masked_crcs() {
+    use ferroflow::io::summary::FileWriter;
+    use ferroflow::io::tf_checkpoint::masked_crc32c;
+    let dir = std::env::temp_dir().join(format!("ff-events-{}", std::process::id()));
+    let g = Graph::new();
+    g.named("x")
+        .placeholder(DType::F32, [None, Some(2)])
+        .unwrap();
+    let mut w = FileWriter::new(&dir, Some(&g)).unwrap();
+    w.add_scalar("loss", 0.5, 3).unwrap();
+    w.add_histogram("h", &[1.0, 2.0], 3).unwrap();
+    let path = w.path().to_path_buf();
+    w.close().unwrap();
+    assert!(path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("events.out.tfevents."));
+    let b = std::fs::read(&path).unwrap();
+    let mut pos = 0;
+    let mut records = 0;
+    while pos < b.len() {
+        let len_bytes = &b[pos..pos + 8];
+        let len = u64::from_le_bytes(len_bytes.try_into().unwrap()) as usize;
+        assert_eq!(
+            u32::from_le_bytes(b[pos + 8..pos + 12].try_into().unwrap()),
+            masked_crc32c(len_bytes)
+        );
+        let data = &b[pos + 12..pos + 12 + len];
+        assert_eq!(
+            u32::from_le_bytes(b[pos + 12 + len..pos + 16 + len].try_into().unwrap()),
+            masked_crc32c(data)
+        );
+        if records == 0 {
+            assert!(
+                data.windows(13).any(|w| w == b"brain.Event:2"),
+                "the first record is the file version"
+            );
+        }
+        pos += 16 + len;
+        records += 1;
+    }
+    assert_eq!(records, 4, "file version, graph, scalar, histogram");
+    std::fs::remove_dir_all(dir).unwrap();
+}

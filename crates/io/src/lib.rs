@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod meta_graph;
 pub mod safetensors_io;
 pub mod saver;
+pub mod summary;
 pub mod tf_checkpoint;
 
 pub use checkpoint::{CheckpointReader, TensorEntry};

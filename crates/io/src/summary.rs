@@ -1,0 +1,414 @@
+//! TensorBoard summaries: event files framed and encoded exactly as TensorFlow writes them (TFRecord
+//! framing with masked CRC-32C, `Event`/`Summary`/`HistogramProto` protobufs via prost, TF's default
+//! histogram buckets), a `GraphDef` of the graph for the graph view, and summary ops collected in
+//! SUMMARIES.
+//!
+//! Difference from TF: ferroflow has no string tensors, so `scalar` and `histogram` return the tensor
+//! they watch (an identity named after the summary) and `merge_all` gives a [`MergedSummary`] that
+//! evaluates them in a session and builds the `Summary` proto.
+
+use crate::{IoError, Result};
+use ferroflow_core::{keys, CollectionItem, Graph, Session, Tensor, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HistogramProto {
+    #[prost(double, tag = "1")]
+    pub min: f64,
+    #[prost(double, tag = "2")]
+    pub max: f64,
+    #[prost(double, tag = "3")]
+    pub num: f64,
+    #[prost(double, tag = "4")]
+    pub sum: f64,
+    #[prost(double, tag = "5")]
+    pub sum_squares: f64,
+    #[prost(double, repeated, tag = "6")]
+    pub bucket_limit: Vec<f64>,
+    #[prost(double, repeated, tag = "7")]
+    pub bucket: Vec<f64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SummaryValue {
+    #[prost(string, tag = "1")]
+    pub tag: String,
+    #[prost(float, optional, tag = "2")]
+    pub simple_value: Option<f32>,
+    #[prost(message, optional, tag = "5")]
+    pub histo: Option<HistogramProto>,
+}
+
+/// TF's `Summary` message.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Summary {
+    #[prost(message, repeated, tag = "1")]
+    pub value: Vec<SummaryValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Event {
+    #[prost(double, tag = "1")]
+    wall_time: f64,
+    #[prost(int64, tag = "2")]
+    step: i64,
+    #[prost(string, optional, tag = "3")]
+    file_version: Option<String>,
+    #[prost(bytes = "vec", optional, tag = "4")]
+    graph_def: Option<Vec<u8>>,
+    #[prost(message, optional, tag = "5")]
+    summary: Option<Summary>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct NodeDef {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "2")]
+    op: String,
+    #[prost(string, repeated, tag = "3")]
+    input: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct GraphDef {
+    #[prost(message, repeated, tag = "1")]
+    node: Vec<NodeDef>,
+}
+
+/// TF's default histogram bucket limits: ±1e-12·1.1^k up to 1e20, then ±DBL_MAX, and 0.
+pub fn default_bucket_limits() -> Vec<f64> {
+    let mut pos = Vec::new();
+    let mut v = 1e-12;
+    while v < 1e20 {
+        pos.push(v);
+        v *= 1.1;
+    }
+    pos.push(f64::MAX);
+    let mut limits: Vec<f64> = pos.iter().rev().map(|x| -x).collect();
+    limits.push(0.0);
+    limits.extend(pos);
+    limits
+}
+
+/// A histogram of `values` in TF's encoding: each value counts in the first bucket whose limit exceeds
+/// it; runs of empty buckets collapse into one entry with the run's last limit and count 0.
+pub fn histogram_proto(values: &[f64]) -> HistogramProto {
+    let limits = default_bucket_limits();
+    let mut counts = vec![0f64; limits.len()];
+    let (mut min, mut max, mut sum, mut sq) = (f64::MAX, -f64::MAX, 0.0, 0.0);
+    for &x in values {
+        let i = limits.partition_point(|&l| l <= x).min(limits.len() - 1);
+        counts[i] += 1.0;
+        min = min.min(x);
+        max = max.max(x);
+        sum += x;
+        sq += x * x;
+    }
+    let mut h = HistogramProto {
+        min,
+        max,
+        num: values.len() as f64,
+        sum,
+        sum_squares: sq,
+        bucket_limit: vec![],
+        bucket: vec![],
+    };
+    let mut empty_run_end: Option<f64> = None;
+    for (l, c) in limits.iter().zip(&counts) {
+        if *c == 0.0 {
+            empty_run_end = Some(*l);
+        } else {
+            if let Some(e) = empty_run_end.take() {
+                h.bucket_limit.push(e);
+                h.bucket.push(0.0);
+            }
+            h.bucket_limit.push(*l);
+            h.bucket.push(*c);
+        }
+    }
+    if let Some(e) = empty_run_end {
+        h.bucket_limit.push(e);
+        h.bucket.push(0.0);
+    }
+    h
+}
+
+const KINDS: &str = "ferroflow_summary_kinds";
+
+fn watch(g: &Graph, name: &str, t: Tensor, kind: &str) -> ferroflow_core::Result<Tensor> {
+    let id = g.named(name).identity(t)?;
+    g.add_to_collection(keys::SUMMARIES, id);
+    g.add_to_collection(KINDS, CollectionItem::Str(kind.into()));
+    Ok(id)
+}
+
+/// `tf.summary.scalar(name, t)`: the tag is the summary's name including its name scope.
+pub fn scalar(g: &Graph, name: &str, t: Tensor) -> ferroflow_core::Result<Tensor> {
+    watch(g, name, t, "scalar")
+}
+
+/// `tf.summary.histogram(name, t)`.
+pub fn histogram(g: &Graph, name: &str, t: Tensor) -> ferroflow_core::Result<Tensor> {
+    watch(g, name, t, "histogram")
+}
+
+/// The summaries of a graph, evaluated together (TF's `merge_all`).
+#[derive(Clone, Debug)]
+pub struct MergedSummary {
+    entries: Vec<(String, bool, Tensor)>,
+}
+
+/// `tf.summary.merge_all()`: every scalar and histogram in SUMMARIES.
+pub fn merge_all(g: &Graph) -> ferroflow_core::Result<MergedSummary> {
+    let tensors: Vec<Tensor> = g.get_collection(keys::SUMMARIES, None)?;
+    let kinds: Vec<CollectionItem> = g.get_collection(KINDS, None)?;
+    let entries = tensors
+        .iter()
+        .zip(kinds)
+        .map(|(t, k)| {
+            (
+                g.op_name(*t),
+                k == CollectionItem::Str("histogram".into()),
+                *t,
+            )
+        })
+        .collect();
+    Ok(MergedSummary { entries })
+}
+
+impl MergedSummary {
+    /// Runs the watched tensors and builds the `Summary`.
+    pub fn run(
+        &self,
+        sess: &Session,
+        feeds: &[(Tensor, Value)],
+    ) -> ferroflow_core::Result<Summary> {
+        let fetches: Vec<Tensor> = self.entries.iter().map(|e| e.2).collect();
+        let values = sess.run(&fetches, feeds, &[])?;
+        let value = self
+            .entries
+            .iter()
+            .zip(values)
+            .map(|((tag, histo, _), v)| {
+                let data = v.to_f64_vec();
+                if *histo {
+                    SummaryValue {
+                        tag: tag.clone(),
+                        simple_value: None,
+                        histo: Some(histogram_proto(&data)),
+                    }
+                } else {
+                    let x = data.first().copied().unwrap_or(f64::NAN) as f32;
+                    SummaryValue {
+                        tag: tag.clone(),
+                        simple_value: Some(x),
+                        histo: None,
+                    }
+                }
+            })
+            .collect();
+        Ok(Summary { value })
+    }
+}
+
+fn masked_crc(data: &[u8]) -> u32 {
+    crate::tf_checkpoint::masked_crc32c(data)
+}
+
+/// Writes event files for TensorBoard (TF's `tf.summary.FileWriter`).
+pub struct FileWriter {
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl FileWriter {
+    /// Creates `<logdir>/events.out.tfevents.<seconds>.<hostname>`, writes the file-version event and,
+    /// with a graph, its `GraphDef`.
+    pub fn new(logdir: &Path, graph: Option<&Graph>) -> Result<Self> {
+        std::fs::create_dir_all(logdir).map_err(|source| IoError::Io {
+            path: logdir.into(),
+            source,
+        })?;
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        let secs = now();
+        let path = logdir.join(format!("events.out.tfevents.{:010}.{host}", secs as u64));
+        let file = std::fs::File::create(&path).map_err(|source| IoError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let mut w = FileWriter {
+            path,
+            out: std::io::BufWriter::new(file),
+        };
+        w.write_event(&Event {
+            wall_time: secs.floor(),
+            file_version: Some("brain.Event:2".into()),
+            ..Default::default()
+        })?;
+        if let Some(g) = graph {
+            w.add_graph(g)?;
+        }
+        Ok(w)
+    }
+
+    /// The event file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the graph's `GraphDef` (names, op types, inputs; control inputs as `^name`).
+    pub fn add_graph(&mut self, g: &Graph) -> Result<()> {
+        let mut node = Vec::with_capacity(g.len());
+        for op in g.operations() {
+            let n = g.node(op.index())?;
+            let mut input: Vec<String> = n
+                .inputs
+                .iter()
+                .map(|&i| g.op_name(Tensor::from_index(i)))
+                .collect();
+            input.extend(
+                n.control_inputs
+                    .iter()
+                    .map(|&i| format!("^{}", g.op_name(Tensor::from_index(i)))),
+            );
+            node.push(NodeDef {
+                name: n.name.clone(),
+                op: n.op.type_name().into(),
+                input,
+            });
+        }
+        let bytes = prost::Message::encode_to_vec(&GraphDef { node });
+        self.write_event(&Event {
+            wall_time: now(),
+            graph_def: Some(bytes),
+            ..Default::default()
+        })
+    }
+
+    /// `writer.add_summary(summary, step)`.
+    pub fn add_summary(&mut self, summary: Summary, step: i64) -> Result<()> {
+        self.write_event(&Event {
+            wall_time: now(),
+            step,
+            summary: Some(summary),
+            ..Default::default()
+        })
+    }
+
+    /// A scalar without a graph op.
+    pub fn add_scalar(&mut self, tag: &str, value: f64, step: i64) -> Result<()> {
+        let v = SummaryValue {
+            tag: tag.into(),
+            simple_value: Some(value as f32),
+            histo: None,
+        };
+        self.add_summary(Summary { value: vec![v] }, step)
+    }
+
+    /// A histogram without a graph op.
+    pub fn add_histogram(&mut self, tag: &str, values: &[f64], step: i64) -> Result<()> {
+        let v = SummaryValue {
+            tag: tag.into(),
+            simple_value: None,
+            histo: Some(histogram_proto(values)),
+        };
+        self.add_summary(Summary { value: vec![v] }, step)
+    }
+
+    fn write_event(&mut self, e: &Event) -> Result<()> {
+        let data = prost::Message::encode_to_vec(e);
+        let len = (data.len() as u64).to_le_bytes();
+        let io = |source| IoError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut rec = Vec::with_capacity(data.len() + 16);
+        rec.extend_from_slice(&len);
+        rec.extend_from_slice(&masked_crc(&len).to_le_bytes());
+        rec.extend_from_slice(&data);
+        rec.extend_from_slice(&masked_crc(&data).to_le_bytes());
+        self.out.write_all(&rec).map_err(io)
+    }
+
+    /// Flushes buffered events to the file.
+    pub fn flush(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        self.out
+            .flush()
+            .map_err(|source| IoError::Io { path, source })
+    }
+
+    /// Flushes and closes.
+    pub fn close(mut self) -> Result<()> {
+        self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_match_tensorflow() {
+        // tf1-reference.md §11's example.
+        let h = histogram_proto(&[1.0, 2.0, 2.5, -1.0, 0.0]);
+        let want = [
+            -1.00897,
+            -0.917246,
+            0.0,
+            1e-12,
+            0.917246,
+            1.00897,
+            1.96620,
+            2.16282,
+            2.37910,
+            2.61701,
+            f64::MAX,
+        ];
+        assert_eq!(h.bucket_limit.len(), want.len());
+        for (a, b) in h.bucket_limit.iter().zip(want) {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-12), "{a} vs {b}");
+        }
+        assert_eq!(
+            h.bucket,
+            [0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+        );
+        assert_eq!((h.min, h.max, h.num, h.sum), (-1.0, 2.5, 5.0, 4.5));
+    }
+
+    #[test]
+    fn scalar_event_bytes_match_tensorflow() {
+        // `09 <f64 wall> 10 05 2a 0c 0a 0a 0a 03 "mse" 15 <f32 3.0>`.
+        let e = Event {
+            wall_time: 1.5,
+            step: 5,
+            summary: Some(Summary {
+                value: vec![SummaryValue {
+                    tag: "mse".into(),
+                    simple_value: Some(3.0),
+                    histo: None,
+                }],
+            }),
+            ..Default::default()
+        };
+        let b = prost::Message::encode_to_vec(&e);
+        let mut want = vec![0x09];
+        want.extend_from_slice(&1.5f64.to_le_bytes());
+        want.extend_from_slice(&[
+            0x10, 0x05, 0x2a, 0x0c, 0x0a, 0x0a, 0x0a, 0x03, b'm', b's', b'e', 0x15,
+        ]);
+        want.extend_from_slice(&3.0f32.to_le_bytes());
+        assert_eq!(b, want);
+    }
+}
