@@ -249,3 +249,31 @@ pub fn matmul_peak_gflops(threads: usize) -> Result<f64> {
     }
     Ok(2.0 * (n as f64).powi(3) * reps as f64 / t0.elapsed().as_secs_f64() / 1e9)
 }
+
+/// Per-node cost of `Session::run` on a chain of `nodes` scalar additions (plan cached, passes off so
+/// nothing is folded away): microseconds per node.
+pub fn dispatch_overhead_us(nodes: usize) -> Result<f64> {
+    let g = Graph::new();
+    let x = g.placeholder(DType::F32, Shape::scalar())?;
+    let one = g.constant(1.0f32)?;
+    let mut h = x;
+    for _ in 0..nodes {
+        h = g.add(h, one)?;
+    }
+    let sess = Session::with_options(
+        &g,
+        SessionOptions {
+            optimize: false,
+            threads: 1,
+            ..SessionOptions::default()
+        },
+    );
+    let feeds = [feed(x, 0.0f32)];
+    sess.run_one(h, &feeds)?;
+    let reps = 50;
+    let t0 = Instant::now();
+    for _ in 0..reps {
+        sess.run_one(h, &feeds)?;
+    }
+    Ok(t0.elapsed().as_secs_f64() * 1e6 / (reps * nodes) as f64)
+}

@@ -8,7 +8,7 @@ const USAGE: &str = "usage:
   ferroflow inspect CKPT_PREFIX [--scope REGEX]   list variables: name, dtype, shape, mean/std/min/max
                                                   (ferroflow or TensorFlow V2 checkpoints)
   ferroflow graph META [--dot [--hide-gradients]] list the ops of a meta-graph, or print it as Graphviz DOT
-  ferroflow bench [--threads N] [--models book,deep,deep_bn] [--batches 32,256,2048] [--seconds S]";
+  ferroflow bench [--threads N] [--models book,deep,deep_bn] [--batches 32,256,2048] [--seconds S] [--peak] [--dispatch]";
 
 fn arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     args.windows(2)
@@ -133,6 +133,12 @@ fn bench(args: &[String]) -> Result<(), String> {
         .unwrap_or("3")
         .parse()
         .map_err(|_| "--seconds takes a number")?;
+    if args.iter().any(|a| a == "--dispatch") {
+        let us = ferroflow::bench::dispatch_overhead_us(5000).map_err(|e| e.to_string())?;
+        say(&format!(
+            "# dispatch: {us:.3} us per node (chain of 5000 scalar adds)"
+        ))?;
+    }
     if args.iter().any(|a| a == "--peak") {
         let p = ferroflow::bench::matmul_peak_gflops(threads).map_err(|e| e.to_string())?;
         say(&format!(
