@@ -49,7 +49,8 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> IoError + '_ {
     }
 }
 
-fn value_bytes(v: &Value) -> Vec<u8> {
+/// A value's elements as little-endian bytes (bool: one byte each), row-major.
+pub(crate) fn value_bytes(v: &Value) -> Vec<u8> {
     match v {
         Value::F32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
         Value::F64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
@@ -58,7 +59,12 @@ fn value_bytes(v: &Value) -> Vec<u8> {
     }
 }
 
-fn bytes_value(dtype: DType, shape: &[usize], b: &[u8]) -> std::result::Result<Value, String> {
+/// The inverse of [`value_bytes`]: `b` must hold exactly `shape`'s elements of `dtype`.
+pub(crate) fn bytes_value(
+    dtype: DType,
+    shape: &[usize],
+    b: &[u8],
+) -> std::result::Result<Value, String> {
     let chunks = |n: usize| b.chunks_exact(n);
     match dtype {
         DType::F32 => Value::from_f32(

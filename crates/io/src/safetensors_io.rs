@@ -1,8 +1,9 @@
 //! Export and import variables by name in the safetensors format (the `safetensors` crate), so
 //! weights move to and from PyTorch/JAX tooling.
 
+use crate::checkpoint::{bytes_value, value_bytes};
 use crate::{IoError, Result};
-use ferroflow_core::{DType, Graph, Session, Value, Variable};
+use ferroflow_core::{DType, Graph, Session, Variable};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::path::Path;
 
@@ -15,15 +16,6 @@ fn to_st(d: DType) -> Dtype {
     }
 }
 
-fn bytes_of(v: &Value) -> Vec<u8> {
-    match v {
-        Value::F32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Value::F64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Value::I64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Value::Bool(a) => a.iter().map(|&x| x as u8).collect(),
-    }
-}
-
 /// Writes the variables' current values to `path`, each under its op name (`hidden1/kernel`).
 pub fn export_safetensors(g: &Graph, sess: &Session, vars: &[Variable], path: &Path) -> Result<()> {
     let mut owned = Vec::with_capacity(vars.len());
@@ -33,7 +25,7 @@ pub fn export_safetensors(g: &Graph, sess: &Session, vars: &[Variable], path: &P
             v.op_name(g),
             value.dtype(),
             value.shape().to_vec(),
-            bytes_of(&value),
+            value_bytes(&value),
         ));
     }
     let corrupt = |m: String| IoError::Corrupt {
@@ -89,34 +81,7 @@ pub fn import_safetensors(
                 ckpt_dtype: format!("{:?}", t.dtype()),
             });
         }
-        let data = t.data();
-        let value = match dt {
-            DType::F32 => Value::from_f32(
-                &shape,
-                data.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            DType::F64 => Value::from_f64(
-                &shape,
-                data.chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect(),
-            ),
-            DType::I64 => Value::from_i64(
-                &shape,
-                data.chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect(),
-            ),
-            DType::Bool => ndarray::ArrayD::from_shape_vec(
-                ndarray::IxDyn(&shape),
-                data.iter().map(|&b| b != 0).collect(),
-            )
-            .map(Value::Bool)
-            .map_err(|e| e.to_string()),
-        }
-        .map_err(|m| IoError::Corrupt {
+        let value = bytes_value(dt, &shape, t.data()).map_err(|m| IoError::Corrupt {
             path: path.into(),
             message: format!("{key}: {m}"),
         })?;

@@ -2,6 +2,7 @@
 //! (footer, blocks with masked CRC-32C, prefix-compressed entries, optional snappy) mapping keys to
 //! `BundleEntryProto`s, and the `.data-SSSSS-of-NNNNN` shards holding the tensor bytes.
 
+use crate::checkpoint::bytes_value;
 use crate::{IoError, Result};
 use ferroflow_core::{DType, Value};
 use std::collections::BTreeMap;
@@ -268,38 +269,15 @@ impl TfCheckpointReader {
         if masked_crc32c(&buf) != e.crc32c {
             return Err(corrupt(format!("checksum mismatch in tensor {key}")));
         }
-        let s = &info.shape;
-        let v = match e.dtype {
-            1 => Value::from_f32(
-                s,
-                buf.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ),
-            2 => Value::from_f64(
-                s,
-                buf.chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect(),
-            ),
-            3 => Value::from_i64(
-                s,
-                buf.chunks_exact(4)
-                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
-                    .collect(),
-            ),
-            9 => Value::from_i64(
-                s,
-                buf.chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect(),
-            ),
-            _ => ndarray::ArrayD::from_shape_vec(
-                ndarray::IxDyn(s),
-                buf.iter().map(|&b| b != 0).collect(),
-            )
-            .map(Value::Bool)
-            .map_err(|e| e.to_string()),
+        // int32 widens to int64; every other dtype is stored as ferroflow stores it.
+        let v = if e.dtype == 3 {
+            let wide: Vec<u8> = buf
+                .chunks_exact(4)
+                .flat_map(|c| (i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).to_le_bytes())
+                .collect();
+            bytes_value(DType::I64, &info.shape, &wide)
+        } else {
+            bytes_value(info.dtype, &info.shape, &buf)
         }
         .map_err(corrupt)?;
         Ok(Some(v))
