@@ -13,6 +13,7 @@ pub mod schedules;
 pub use batch_norm::{batch_normalization, BatchNormOptions};
 pub use clip::{clip_by_global_norm, clip_by_norm, global_norm};
 pub use ferroflow_core::init::{compute_fans, FanMode, Initializer, VsDistribution};
+pub use ferroflow_core::ops::apply::ApplyRule;
 pub use layers::{dense, dense_with, dropout, Activation, DenseOptions, Training};
-pub use optimizers::{get_or_create_global_step, LearningRate, Optimizer, OptimizerKind};
+pub use optimizers::{get_or_create_global_step, LearningRate, Optimizer};
 pub use regularizers::Regularizer;

@@ -23,36 +23,13 @@ impl From<Tensor> for LearningRate {
     }
 }
 
-/// The update rule (tf1-reference.md §8).
-#[derive(Clone, Debug, PartialEq)]
-pub enum OptimizerKind {
-    /// `w -= lr·g`
-    GradientDescent,
-    /// `a = μa + g`; plain `w -= lr·a`, Nesterov `w -= lr·(g + μa)`. Slot `Momentum` (zeros).
-    Momentum { momentum: f64, nesterov: bool },
-    /// `acc += g²; w -= lr·g/√acc`. Slot `Adagrad` starting at `initial_accumulator_value` (0.1).
-    Adagrad { initial_accumulator_value: f64 },
-    /// `ms = ρ·ms + (1-ρ)g²; mom = μ·mom + lr·g/√(ms [- mg²] + ε); w -= mom`. Slots `RMSProp` (ones),
-    /// [`mg`], `momentum`.
-    RMSProp {
-        decay: f64,
-        momentum: f64,
-        epsilon: f64,
-        centered: bool,
-    },
-    /// TF's bias-corrected Adam: `lr_t = lr·√(1-β2ᵗ)/(1-β1ᵗ)`, `w -= lr_t·m/(√v + ε)`. Slots `Adam`,
-    /// `Adam_1`; non-slot `beta1_power`, `beta2_power`.
-    Adam {
-        beta1: f64,
-        beta2: f64,
-        epsilon: f64,
-    },
-}
-
-/// A TF1 optimizer.
+/// A TF1 optimizer: one of core's fused update rules ([`ApplyRule`], tf1-reference.md §8) with its
+/// learning rate and name.
 #[derive(Clone, Debug)]
 pub struct Optimizer {
-    pub kind: OptimizerKind,
+    pub rule: ApplyRule,
+    /// Adagrad's starting accumulator (TF's `initial_accumulator_value`, 0.1); unused by other rules.
+    pub initial_accumulator_value: f64,
     pub learning_rate: LearningRate,
     /// Name of the train op and of the slots (`GradientDescent`, `Adam`, ...).
     pub name: String,
@@ -62,7 +39,8 @@ impl Optimizer {
     /// `tf.train.GradientDescentOptimizer(lr)`.
     pub fn gradient_descent(lr: impl Into<LearningRate>) -> Self {
         Optimizer {
-            kind: OptimizerKind::GradientDescent,
+            rule: ApplyRule::GradientDescent,
+            initial_accumulator_value: 0.1,
             learning_rate: lr.into(),
             name: "GradientDescent".into(),
         }
@@ -70,7 +48,8 @@ impl Optimizer {
     /// `tf.train.MomentumOptimizer(lr, momentum, use_nesterov)`.
     pub fn momentum(lr: impl Into<LearningRate>, momentum: f64, nesterov: bool) -> Self {
         Optimizer {
-            kind: OptimizerKind::Momentum { momentum, nesterov },
+            rule: ApplyRule::Momentum { momentum, nesterov },
+            initial_accumulator_value: 0.1,
             learning_rate: lr.into(),
             name: "Momentum".into(),
         }
@@ -78,9 +57,8 @@ impl Optimizer {
     /// `tf.train.AdagradOptimizer(lr)` (initial accumulator 0.1).
     pub fn adagrad(lr: impl Into<LearningRate>) -> Self {
         Optimizer {
-            kind: OptimizerKind::Adagrad {
-                initial_accumulator_value: 0.1,
-            },
+            rule: ApplyRule::Adagrad,
+            initial_accumulator_value: 0.1,
             learning_rate: lr.into(),
             name: "Adagrad".into(),
         }
@@ -98,12 +76,13 @@ impl Optimizer {
         centered: bool,
     ) -> Self {
         Optimizer {
-            kind: OptimizerKind::RMSProp {
+            rule: ApplyRule::RMSProp {
                 decay,
                 momentum,
                 epsilon,
                 centered,
             },
+            initial_accumulator_value: 0.1,
             learning_rate: lr.into(),
             name: "RMSProp".into(),
         }
@@ -115,11 +94,12 @@ impl Optimizer {
     /// `tf.train.AdamOptimizer(lr, beta1, beta2, epsilon)`.
     pub fn adam_with(lr: impl Into<LearningRate>, beta1: f64, beta2: f64, epsilon: f64) -> Self {
         Optimizer {
-            kind: OptimizerKind::Adam {
+            rule: ApplyRule::Adam {
                 beta1,
                 beta2,
                 epsilon,
             },
+            initial_accumulator_value: 0.1,
             learning_rate: lr.into(),
             name: "Adam".into(),
         }
@@ -201,50 +181,20 @@ impl Optimizer {
         powers: Option<(Variable, Variable)>,
     ) -> Result<Vec<Operation>> {
         let lr = self.lr(g, grad)?;
-        let (rule, slots, lr) = match &self.kind {
-            OptimizerKind::GradientDescent => (ApplyRule::GradientDescent, vec![], lr),
-            OptimizerKind::Momentum { momentum, nesterov } => (
-                ApplyRule::Momentum {
-                    momentum: *momentum,
-                    nesterov: *nesterov,
-                },
-                vec![self.slot(g, var, 0.0)?],
-                lr,
-            ),
-            OptimizerKind::Adagrad {
-                initial_accumulator_value,
-            } => (
-                ApplyRule::Adagrad,
-                vec![self.slot(g, var, *initial_accumulator_value)?],
-                lr,
-            ),
-            OptimizerKind::RMSProp {
-                decay,
-                momentum,
-                epsilon,
-                centered,
-            } => {
+        // Slots in the order the rule takes them, named `<var>/<Name>`, `<var>/<Name>_1`, ... as in TF.
+        let (slots, lr) = match &self.rule {
+            ApplyRule::GradientDescent => (vec![], lr),
+            ApplyRule::Momentum { .. } => (vec![self.slot(g, var, 0.0)?], lr),
+            ApplyRule::Adagrad => (vec![self.slot(g, var, self.initial_accumulator_value)?], lr),
+            ApplyRule::RMSProp { centered, .. } => {
                 let mut slots = vec![self.slot(g, var, 1.0)?];
                 if *centered {
                     slots.push(self.slot(g, var, 0.0)?);
                 }
                 slots.push(self.slot(g, var, 0.0)?);
-                (
-                    ApplyRule::RMSProp {
-                        decay: *decay,
-                        momentum: *momentum,
-                        epsilon: *epsilon,
-                        centered: *centered,
-                    },
-                    slots,
-                    lr,
-                )
+                (slots, lr)
             }
-            OptimizerKind::Adam {
-                beta1,
-                beta2,
-                epsilon,
-            } => {
+            ApplyRule::Adam { .. } => {
                 let (b1p, b2p) = powers.ok_or_else(|| self.error("Adam needs its beta powers"))?;
                 let slots = vec![self.slot(g, var, 0.0)?, self.slot(g, var, 0.0)?];
                 let dt = g.dtype(grad)?;
@@ -253,17 +203,10 @@ impl Optimizer {
                 let b2 = g.cast(b2p.value(), dt)?;
                 // lr_t = lr·√(1-β2ᵗ)/(1-β1ᵗ), from the powers' values before this step.
                 let lr_t = g.div(g.mul(lr, g.sqrt(g.sub(one, b2)?)?)?, g.sub(one, b1)?)?;
-                (
-                    ApplyRule::Adam {
-                        beta1: *beta1,
-                        beta2: *beta2,
-                        epsilon: *epsilon,
-                    },
-                    slots,
-                    lr_t,
-                )
+                (slots, lr_t)
             }
         };
+        let rule = self.rule.clone();
         Ok(vec![g.apply_update(rule, var, &slots, grad, lr)?.op()])
     }
 
@@ -288,8 +231,8 @@ impl Optimizer {
                 "No gradients provided for any variable: {names:?}"
             )));
         }
-        let powers = match &self.kind {
-            OptimizerKind::Adam { beta1, beta2, .. } => {
+        let powers = match &self.rule {
+            ApplyRule::Adam { beta1, beta2, .. } => {
                 let dt = pairs[0].1.dtype(g);
                 Some((
                     g.root_variable(
@@ -317,7 +260,7 @@ impl Optimizer {
             let _u = g.name_scope(&format!("update_{}", var.op_name(g)))?;
             updates.extend(self.apply_dense(g, *grad, *var, powers)?);
         }
-        if let (Some((b1p, b2p)), OptimizerKind::Adam { beta1, beta2, .. }) = (powers, &self.kind) {
+        if let (Some((b1p, b2p)), ApplyRule::Adam { beta1, beta2, .. }) = (powers, &self.rule) {
             let _c = g.control_dependencies(&updates)?;
             let u1 = g.assign(
                 b1p,
