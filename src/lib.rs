@@ -19,6 +19,7 @@
 
 pub mod bench;
 pub mod demos;
+pub mod fuzzing;
 
 pub use ferroflow_core as core;
 pub use ferroflow_core::*;

@@ -86,9 +86,10 @@ impl Shape {
     pub fn is_fully_defined(&self) -> bool {
         self.to_known().is_some()
     }
-    /// Number of elements when fully known.
+    /// Number of elements when fully known (None when unknown or when the count overflows).
     pub fn num_elements(&self) -> Option<usize> {
-        self.to_known().map(|d| d.iter().product())
+        self.to_known()
+            .and_then(|d| d.iter().try_fold(1usize, |a, &x| a.checked_mul(x)))
     }
     /// True when a concrete shape is an instance of this static shape.
     pub fn accepts(&self, concrete: &[usize]) -> bool {

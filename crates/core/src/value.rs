@@ -54,12 +54,16 @@ impl Value {
     }
     /// The element count of `shape`, or an error when it overflows or exceeds [`MAX_ELEMENTS`], so
     /// that an absurd user-given shape is an error instead of an aborted allocation.
+    /// Zero-length dimensions do not excuse the others: `[0, 2^40]` is refused too (the array
+    /// library's own limit is on the product of the non-zero dimensions).
     pub fn checked_len(shape: &[usize]) -> Result<usize, String> {
-        shape
+        let nonzero = shape
             .iter()
+            .filter(|&&d| d != 0)
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .filter(|&n| n <= MAX_ELEMENTS)
-            .ok_or_else(|| format!("shape {shape:?} has more than {MAX_ELEMENTS} elements"))
+            .ok_or_else(|| format!("shape {shape:?} has more than {MAX_ELEMENTS} elements"))?;
+        Ok(if shape.contains(&0) { 0 } else { nonzero })
     }
 
     /// A tensor of the given shape with every element `x` converted to `dtype`.

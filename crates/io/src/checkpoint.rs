@@ -196,6 +196,27 @@ pub(crate) fn write_checkpoint_inner(
     Ok(())
 }
 
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsynced, renamed over
+/// `path`, then the directory fsynced.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = PathBuf::from(format!("{}.tmp-{}", path.display(), std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(source) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(IoError::Io {
+            path: path.into(),
+            source,
+        });
+    }
+    sync_dir(path);
+    Ok(())
+}
+
 /// Fsyncs the directory holding `path` so a rename survives a crash (best effort where unsupported).
 pub(crate) fn sync_dir(path: &Path) {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

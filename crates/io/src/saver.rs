@@ -2,7 +2,7 @@
 //! `checkpoint` state file, `restore` of exactly the saver's variables, `latest_checkpoint`.
 
 use crate::checkpoint::{data_path, sync_dir, write_checkpoint, CheckpointReader};
-use crate::tf_checkpoint::TfCheckpointReader;
+use crate::tf_checkpoint::{write_tf_checkpoint, TfCheckpointReader};
 use crate::{IoError, Result};
 use ferroflow_core::{DType, Graph, Session, Variable};
 use std::collections::HashSet;
@@ -43,10 +43,22 @@ pub struct CheckpointState {
     pub all_model_checkpoint_paths: Vec<String>,
 }
 
+/// The file format `Saver::save` writes (`restore` reads either).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SaveFormat {
+    /// `<prefix>.ffckpt`: one file, streamed, checksummed (docs/checkpoint-format.md).
+    #[default]
+    Ferroflow,
+    /// TensorFlow's V2 bundle, `<prefix>.index` + `<prefix>.data-00000-of-00001`, which Python
+    /// TensorFlow's `tf.train.Saver.restore` reads.
+    TensorFlow,
+}
+
 /// Saves and restores variables (TF's `tf.train.Saver`).
 pub struct Saver {
     graph: Graph,
     entries: Vec<(String, Variable)>,
+    format: SaveFormat,
     max_to_keep: Option<usize>,
     write_meta_graph: bool,
     kept: Mutex<Vec<String>>,
@@ -94,6 +106,7 @@ impl Saver {
         Ok(Saver {
             graph: g.clone(),
             entries,
+            format: SaveFormat::default(),
             max_to_keep: Some(5),
             write_meta_graph: true,
             kept: Mutex::new(Vec::new()),
@@ -103,6 +116,12 @@ impl Saver {
     /// `max_to_keep` (default 5); `None` keeps every checkpoint (the state file then lists only the latest).
     pub fn max_to_keep(mut self, n: Option<usize>) -> Self {
         self.max_to_keep = n;
+        self
+    }
+
+    /// The format `save` writes (default [`SaveFormat::Ferroflow`]).
+    pub fn format(mut self, format: SaveFormat) -> Self {
+        self.format = format;
         self
     }
 
@@ -117,7 +136,9 @@ impl Saver {
         &self.entries
     }
 
-    /// `saver.save(sess, path, global_step)`: writes `<prefix>.ffckpt` (and `<prefix>.meta`), updates
+    /// `saver.save(sess, path, global_step)`: writes `<prefix>.ffckpt` (or, with
+    /// [`SaveFormat::TensorFlow`], `<prefix>.index` and `<prefix>.data-00000-of-00001`) and
+    /// `<prefix>.meta`, updates
     /// `<dir>/checkpoint`, deletes checkpoints beyond `max_to_keep`, and returns the prefix
     /// (`path-<step>` with a step). Each file is written atomically; the state file last.
     pub fn save(&self, sess: &Session, path: &str, global_step: Option<i64>) -> Result<String> {
@@ -133,17 +154,28 @@ impl Saver {
             })?;
         }
         let g = &self.graph;
-        let mut specs = Vec::with_capacity(self.entries.len());
-        for (key, v) in &self.entries {
-            let shape = match v.shape(g).to_known() {
-                Some(s) => s,
-                None => sess.variable_value(*v)?.shape().to_vec(),
-            };
-            specs.push((key.clone(), v.dtype(g), shape));
+        match self.format {
+            SaveFormat::Ferroflow => {
+                let mut specs = Vec::with_capacity(self.entries.len());
+                for (key, v) in &self.entries {
+                    let shape = match v.shape(g).to_known() {
+                        Some(s) => s,
+                        None => sess.variable_value(*v)?.shape().to_vec(),
+                    };
+                    specs.push((key.clone(), v.dtype(g), shape));
+                }
+                write_checkpoint(&file, &specs, |i| {
+                    Ok(sess.variable_value(self.entries[i].1)?)
+                })?;
+            }
+            SaveFormat::TensorFlow => {
+                let mut tensors = Vec::with_capacity(self.entries.len());
+                for (key, v) in &self.entries {
+                    tensors.push((key.clone(), sess.variable_value(*v)?));
+                }
+                write_tf_checkpoint(&prefix, &tensors)?;
+            }
         }
-        write_checkpoint(&file, &specs, |i| {
-            Ok(sess.variable_value(self.entries[i].1)?)
-        })?;
         if self.write_meta_graph {
             crate::meta_graph::export_meta_graph(
                 g,
@@ -164,6 +196,8 @@ impl Saver {
                 let old = kept.remove(0);
                 let _ = std::fs::remove_file(data_path(&old));
                 let _ = std::fs::remove_file(format!("{old}.meta"));
+                let _ = std::fs::remove_file(format!("{old}.index"));
+                let _ = std::fs::remove_file(format!("{old}.data-00000-of-00001"));
             }
         }
         let dir = Path::new(prefix)

@@ -76,6 +76,7 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
             ));
         };
     }
+    crate::Value::checked_len(&out)?;
     Ok(out)
 }
 
@@ -147,7 +148,7 @@ pub fn standard<T: Clone>(a: ArrayD<T>) -> ArrayD<T> {
 
 /// Reshapes to a concrete shape with the same number of elements (row-major).
 pub fn reshape<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> OpResult<ArrayD<T>> {
-    let n: usize = shape.iter().product();
+    let n = crate::Value::checked_len(shape)?;
     if n != a.len() {
         return Err(format!(
             "cannot reshape a tensor with {} elements to shape {:?} ({} elements)",

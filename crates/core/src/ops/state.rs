@@ -46,6 +46,11 @@ impl OpDef for Placeholder {
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 0, "Placeholder")?;
+        // The known dimensions alone must fit a tensor, so that static shape arithmetic cannot overflow.
+        if let Some(dims) = self.shape.dims() {
+            let known: Vec<usize> = dims.iter().flatten().copied().collect();
+            crate::Value::checked_len(&known).map_err(InferError::Shape)?;
+        }
         Ok(Some(TensorInfo::new(self.dtype, self.shape.clone())))
     }
     fn kind(&self) -> OpKind {

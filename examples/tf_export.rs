@@ -1,0 +1,74 @@
+//! Trains a small network on the bundled digits with ferroflow and saves it as a TensorFlow V2
+//! checkpoint, with a probe file (inputs, ferroflow's logits, every variable's sum) for
+//! `scripts/check_tf_checkpoint.py`, which restores the checkpoint with Python TensorFlow's own
+//! `tf.compat.v1.train.Saver` into the same network and compares.
+//!
+//! `cargo run --release --example tf_export -- OUT_DIR`
+use ferroflow::io::{SaveFormat, Saver, VarList};
+use ferroflow::nn::layers::{dense, Activation};
+use ferroflow::nn::{losses, Optimizer};
+use ferroflow::prelude::*;
+use std::fmt::Write;
+
+fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let out = std::path::PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .ok_or("usage: tf_export OUT_DIR")?,
+    );
+    std::fs::create_dir_all(&out)?;
+    let g = Graph::new();
+    g.set_random_seed(42);
+    let x = g.named("X").placeholder(DType::F32, [None, Some(64)])?;
+    let y = g.named("y").placeholder(DType::I64, [None])?;
+    let logits = {
+        let _dnn = g.name_scope("dnn")?;
+        let h1 = dense(&g, x, 50, Some(Activation::Elu), "hidden1")?;
+        let h2 = dense(&g, h1, 30, Some(Activation::Relu), "hidden2")?;
+        dense(&g, h2, 10, None, "outputs")?
+    };
+    let loss = losses::sparse_softmax_cross_entropy(&g, y, logits)?;
+    let train = Optimizer::adam(0.01).minimize(&g, loss, None, None)?;
+    let sess = Session::new(&g);
+    sess.run_targets(&[g.global_variables_initializer()?], &[])?;
+    let (train_set, test_set) = ferroflow::data::digits_split();
+    for epoch in 0..3 {
+        for (xb, yb) in train_set.batches(32, epoch) {
+            sess.run_targets(&[train], &[feed(x, xb.into_dyn()), feed(y, yb.into_dyn())])?;
+        }
+    }
+    let saver = Saver::new(&g, VarList::All)?.format(SaveFormat::TensorFlow);
+    let prefix = saver.save(&sess, &out.join("model.ckpt").to_string_lossy(), Some(3))?;
+
+    let probe = test_set.take(8);
+    let xs = probe.images.clone().into_dyn();
+    let lv = sess.run_one(logits, &[feed(x, xs)])?;
+    let mut json = String::from("{\"prefix\": ");
+    write!(json, "{:?}, \"inputs\": [", prefix)?;
+    for (i, row) in probe.images.rows().into_iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let cells: Vec<String> = row.iter().map(|v| format!("{v:e}")).collect();
+        write!(json, "{sep}[{}]", cells.join(", "))?;
+    }
+    json.push_str("], \"logits\": [");
+    let lvals = lv.to_f64_vec();
+    for (i, row) in lvals.chunks(10).enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let cells: Vec<String> = row.iter().map(|v| format!("{v:e}")).collect();
+        write!(json, "{sep}[{}]", cells.join(", "))?;
+    }
+    json.push_str("], \"sums\": {");
+    for (i, (key, v)) in saver.entries().iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let sum: f64 = sess.variable_value(*v)?.to_f64_vec().iter().sum();
+        write!(json, "{sep}{key:?}: {sum:e}")?;
+    }
+    json.push_str("}}\n");
+    std::fs::write(out.join("probe.json"), json)?;
+    println!(
+        "saved {} variables to {prefix} (TensorFlow V2 format) and {}",
+        saver.entries().len(),
+        out.join("probe.json").display()
+    );
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Replays the fuzz targets' seed corpus (`fuzz/seeds/TARGET/`) and every input that once crashed a
+//! target (`fuzz/regressions/TARGET/`) through the same entry points the fuzzers call, on the stable
+//! toolchain: none may panic.
+
+use std::path::Path;
+
+fn replay(target: &str, f: fn(&[u8])) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut n = 0;
+    for dir in ["seeds", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            f(&bytes);
+            // Every truncation of a seed is an input too.
+            if dir == "seeds" {
+                let step = (bytes.len() / 64).max(1);
+                for cut in (0..bytes.len()).step_by(step) {
+                    f(&bytes[..cut]);
+                }
+            }
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn checkpoint_corpus() {
+    assert!(replay("checkpoint", ferroflow::fuzzing::checkpoint) >= 1);
+}
+
+#[test]
+fn meta_graph_corpus() {
+    assert!(replay("meta_graph", ferroflow::fuzzing::meta_graph) >= 1);
+}
+
+#[test]
+fn tf_checkpoint_corpus() {
+    assert!(replay("tf_checkpoint", ferroflow::fuzzing::tf_checkpoint) >= 1);
+}
+
+#[test]
+fn idx_corpus() {
+    assert!(replay("idx", ferroflow::fuzzing::idx) >= 3);
+}
+
+#[test]
+fn csv_corpus() {
+    assert!(replay("csv", ferroflow::fuzzing::csv) >= 2);
+}
+
+#[test]
+fn graph_ops_corpus() {
+    assert!(replay("graph_ops", ferroflow::fuzzing::graph_ops) >= 2);
+}
+
+/// The seeds are real inputs, not just bytes that fail early: each reader accepts its seed.
+#[test]
+fn seeds_are_valid_inputs() {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let r = ferroflow::io::CheckpointReader::open(&seeds.join("checkpoint/seed-1.ffckpt")).unwrap();
+    assert_eq!(r.entries().len(), 1);
+    let (dims, px) = ferroflow::data::read_idx(&seeds.join("idx/seed-2.idx.gz")).unwrap();
+    assert_eq!((dims, px.len()), (vec![2, 3, 3], 18));
+    let d = ferroflow::data::digits_csv(&seeds.join("csv/seed-1.csv")).unwrap();
+    assert_eq!(d.len(), 4);
+    let (g, saver) =
+        ferroflow::io::import_meta_graph(&seeds.join("meta_graph/seed-1.meta")).unwrap();
+    assert!(g.get_tensor_by_name("dnn/w:0").is_ok());
+    assert!(saver.is_some());
+}
