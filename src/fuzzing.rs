@@ -49,7 +49,7 @@ pub fn meta_graph(data: &[u8]) {
     };
     if let Ok((g, _saver)) = crate::io::meta_graph::import_meta_graph(&path) {
         let _ = g.to_dot(false);
-        exercise(&g, &mut Bytes::new(data));
+        let _ = exercise(&g, &mut Bytes::new(data));
     }
 }
 
@@ -164,6 +164,12 @@ impl<'a> Bytes<'a> {
 /// unary/binary/shape/reduction/nn ops on random earlier tensors, gradients and collection queries,
 /// then sessions that run random fetches with random feeds. Every call may fail; none may panic.
 pub fn graph_ops(data: &[u8]) {
+    graph_ops_count(data);
+}
+
+/// [`graph_ops`], returning how many calls succeeded and ran (for tests that the programs are real).
+pub fn graph_ops_count(data: &[u8]) -> usize {
+    let mut built = 0;
     let mut b = Bytes::new(data);
     let g = Graph::new();
     let mut pool: Vec<Tensor> = Vec::new();
@@ -324,21 +330,22 @@ pub fn graph_ops(data: &[u8]) {
             }
             38 => g.add_check_numerics_ops().map(|op| Tensor::from_index(op.index())),
             _ => {
-                exercise(&g, &mut b);
+                built += exercise(&g, &mut b);
                 continue;
             }
         };
         if let Ok(t) = made {
             pool.push(t);
+            built += 1;
         }
     }
     drop(scopes);
-    exercise(&g, &mut b);
+    built + exercise(&g, &mut b)
 }
 
 /// Runs the initializer and random fetches of `g` with random feeds for its placeholders, with and
 /// without the compiler passes and numerics checks.
-fn exercise(g: &Graph, b: &mut Bytes) {
+fn exercise(g: &Graph, b: &mut Bytes) -> usize {
     let ops = g.operations();
     let options = SessionOptions {
         optimize: b.byte() & 1 == 0,
@@ -349,6 +356,7 @@ fn exercise(g: &Graph, b: &mut Bytes) {
     if let Ok(init) = g.global_variables_initializer() {
         let _ = sess.run_targets(&[init], &[]);
     }
+    let mut ran = 0;
     for _ in 0..3 {
         let mut feeds = Vec::new();
         for &op in &ops {
@@ -364,6 +372,7 @@ fn exercise(g: &Graph, b: &mut Bytes) {
         let fetches: Vec<Tensor> = (0..b.below(3) + 1)
             .filter_map(|_| ops.get(b.below(ops.len())).map(|op| Tensor::from_index(op.index())))
             .collect();
-        let _ = sess.run(&fetches, &feeds, &[]);
+        ran += usize::from(sess.run(&fetches, &feeds, &[]).is_ok());
     }
+    ran
 }

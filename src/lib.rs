@@ -16,6 +16,8 @@
 //! let out = sess.run_one(y, &[feed(x, Value::from_f32(&[1, 2], vec![1.0, 2.0]).unwrap())]).unwrap();
 //! assert_eq!(out.shape(), &[1, 1]);
 //! ```
+// Panic audit: no unwrap/expect in library code (indexing is reviewed and fuzzed: docs/reliability.md).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bench;
 pub mod demos;

@@ -1,5 +1,7 @@
 //! ferroflow-data: data-set loaders (the bundled 8x8 digits CSV, MNIST/Fashion-MNIST IDX files),
 //! fixed splits, class filtering, and a seeded shuffling batch iterator.
+// Panic audit: these crates read user files; no unwrap/expect/unchecked indexing outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
 use flate2::read::GzDecoder;
 use ndarray::{Array1, Array2, Axis};
@@ -42,8 +44,11 @@ impl Dataset {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
-    /// The examples at `idx`, in that order.
+    /// The examples at `idx`, in that order; indices past the end are skipped.
     pub fn select(&self, idx: &[usize]) -> Dataset {
+        let n = self.len().min(self.images.nrows());
+        let idx: Vec<usize> = idx.iter().copied().filter(|&i| i < n).collect();
+        let idx = idx.as_slice();
         Dataset {
             images: self.images.select(Axis(0), idx),
             labels: self.labels.select(Axis(0), idx),
@@ -55,7 +60,9 @@ impl Dataset {
         keep: impl Fn(i64) -> bool,
         relabel: impl Fn(i64) -> i64,
     ) -> Dataset {
-        let idx: Vec<usize> = (0..self.len()).filter(|&i| keep(self.labels[i])).collect();
+        let idx: Vec<usize> = (0..self.len())
+            .filter(|&i| self.labels.get(i).is_some_and(|&l| keep(l)))
+            .collect();
         let mut d = self.select(&idx);
         d.labels.mapv_inplace(relabel);
         d
@@ -101,7 +108,7 @@ impl Iterator for Batches<'_> {
             return None;
         }
         let end = (self.pos + self.batch_size).min(self.order.len());
-        let idx = &self.order[self.pos..end];
+        let idx = self.order.get(self.pos..end)?;
         self.pos = end;
         let d = self.data.select(idx);
         Some((d.images, d.labels))
@@ -232,7 +239,8 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>)> {
     let word = |i: usize| -> Option<u32> {
         bytes
             .get(i * 4..i * 4 + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
     };
     let magic = word(0).ok_or_else(|| err("too short for an IDX header".into()))?;
     if magic >> 8 != 0x08 {
@@ -276,8 +284,10 @@ pub fn idx_dataset(images: &Path, labels: &Path) -> Result<Dataset> {
             ),
         });
     }
-    let n = dims[0];
-    let features = dims[1..].iter().product();
+    let (n, features) = match dims.split_first() {
+        Some((&n, rest)) => (n, rest.iter().product()),
+        None => (0, 0),
+    };
     Ok(Dataset {
         images: Array2::from_shape_vec(
             (n, features),

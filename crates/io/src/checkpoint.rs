@@ -70,7 +70,7 @@ pub(crate) fn bytes_value(
         DType::F32 => Value::from_f32(
             shape,
             chunks(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
                 .collect(),
         ),
         DType::F64 => Value::from_f64(

@@ -135,17 +135,18 @@ fn read_def(path: &Path) -> Result<MetaGraphDef> {
         path: path.into(),
         source,
     })?;
-    if bytes.len() < 24 || bytes[..8] != MAGIC {
+    let word = |range: std::ops::Range<usize>| bytes.get(range).unwrap_or(&[]);
+    if bytes.len() < 24 || word(0..8) != MAGIC {
         return Err(meta_err(path, "not a ferroflow meta-graph (bad magic)"));
     }
-    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let version = u32::from_le_bytes(word(8..12).try_into().unwrap_or([0; 4]));
     if version != VERSION {
         return Err(meta_err(
             path,
             format!("meta-graph version {version} is not supported (this build reads {VERSION})"),
         ));
     }
-    let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap_or([0; 8]));
+    let len = u64::from_le_bytes(word(12..20).try_into().unwrap_or([0; 8]));
     if len > MAX_BODY || len + 24 != bytes.len() as u64 {
         return Err(meta_err(
             path,
@@ -155,8 +156,8 @@ fn read_def(path: &Path) -> Result<MetaGraphDef> {
             ),
         ));
     }
-    let body = &bytes[20..20 + len as usize];
-    let crc = u32::from_le_bytes(bytes[20 + len as usize..].try_into().unwrap_or([0; 4]));
+    let body = word(20..20 + len as usize);
+    let crc = u32::from_le_bytes(word(20 + len as usize..bytes.len()).try_into().unwrap_or([0; 4]));
     if crc32c::crc32c(body) != crc {
         return Err(meta_err(path, "checksum mismatch"));
     }

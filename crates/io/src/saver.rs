@@ -165,7 +165,11 @@ impl Saver {
                     specs.push((key.clone(), v.dtype(g), shape));
                 }
                 write_checkpoint(&file, &specs, |i| {
-                    Ok(sess.variable_value(self.entries[i].1)?)
+                    let (key, v) = self.entries.get(i).ok_or(IoError::NoVariables)?;
+                    sess.variable_value(*v).map_err(|e| IoError::Corrupt {
+                        path: data_path(key),
+                        message: e.to_string(),
+                    })
                 })?;
             }
             SaveFormat::TensorFlow => {

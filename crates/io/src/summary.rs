@@ -99,8 +99,12 @@ pub fn histogram_proto(values: &[f64]) -> HistogramProto {
     let mut counts = vec![0f64; limits.len()];
     let (mut min, mut max, mut sum, mut sq) = (f64::MAX, -f64::MAX, 0.0, 0.0);
     for &x in values {
-        let i = limits.partition_point(|&l| l <= x).min(limits.len() - 1);
-        counts[i] += 1.0;
+        let i = limits
+            .partition_point(|&l| l <= x)
+            .min(limits.len().saturating_sub(1));
+        if let Some(c) = counts.get_mut(i) {
+            *c += 1.0;
+        }
         min = min.min(x);
         max = max.max(x);
         sum += x;

@@ -76,6 +76,14 @@ pub fn masked_crc32c(data: &[u8]) -> u32 {
     (c.rotate_right(15)).wrapping_add(0xa282_ead8)
 }
 
+fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+
+fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+}
+
 fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
@@ -125,8 +133,8 @@ impl TfCheckpointReader {
         if bytes.len() < 48 {
             return Err(corrupt("too short for an SSTable footer".into()));
         }
-        let footer = &bytes[bytes.len() - 48..];
-        if u64::from_le_bytes(footer[40..48].try_into().unwrap_or([0; 8])) != TABLE_MAGIC {
+        let footer = bytes.get(bytes.len() - 48..).unwrap_or(&[]);
+        if le_u64(footer, 40) != Some(TABLE_MAGIC) {
             return Err(corrupt(
                 "bad SSTable magic (not a TensorFlow checkpoint index)".into(),
             ));
@@ -138,7 +146,7 @@ impl TfCheckpointReader {
         let meta = handle().ok_or_else(|| corrupt("bad metaindex handle".into()))?;
         let index = handle().ok_or_else(|| corrupt("bad index handle".into()))?;
         // The handles are zero-padded to 40 bytes; the (empty) metaindex block is verified too.
-        if footer[pos..40].iter().any(|&b| b != 0) {
+        if footer.get(pos..40).is_none_or(|pad| pad.iter().any(|&b| b != 0)) {
             return Err(corrupt("footer padding is not zero".into()));
         }
         parse_block(&read_block(&bytes, meta).map_err(&corrupt)?).map_err(&corrupt)?;
@@ -284,7 +292,7 @@ impl TfCheckpointReader {
         let v = if e.dtype == 3 {
             let wide: Vec<u8> = buf
                 .chunks_exact(4)
-                .flat_map(|c| (i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).to_le_bytes())
+                .flat_map(|c| (i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as i64).to_le_bytes())
                 .collect();
             bytes_value(DType::I64, &info.shape, &wide)
         } else {
@@ -304,12 +312,13 @@ fn read_block(file: &[u8], (offset, size): (u64, u64)) -> std::result::Result<Ve
         .and_then(|e| e.checked_add(5))
         .filter(|&e| e <= file.len())
         .ok_or("block lies outside the file")?;
-    let (contents, trailer) = (&file[start..start + size], &file[start + size..end]);
-    let crc = u32::from_le_bytes([trailer[1], trailer[2], trailer[3], trailer[4]]);
-    if masked_crc32c(&file[start..start + size + 1]) != crc {
+    let whole = file.get(start..end).ok_or("block lies outside the file")?;
+    let (with_type, crc) = whole.split_at(size + 1);
+    let (contents, kind) = with_type.split_at(size);
+    if Some(masked_crc32c(with_type)) != le_u32(crc, 0) {
         return Err(format!("block at offset {offset}: checksum mismatch"));
     }
-    match trailer[0] {
+    match kind.first().copied().unwrap_or(0xff) {
         0 => Ok(contents.to_vec()),
         1 => snap::raw::Decoder::new()
             .decompress_vec(contents)
@@ -324,17 +333,18 @@ type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 /// Parses a block's prefix-compressed entries into (key, value) pairs.
 fn parse_block(b: &[u8]) -> std::result::Result<Entries, String> {
     let n = b.len().checked_sub(4).ok_or("block too short")?;
-    let restarts = u32::from_le_bytes([b[n], b[n + 1], b[n + 2], b[n + 3]]) as usize;
+    let restarts = le_u32(b, n).ok_or("block too short")? as usize;
     let data_end = restarts
         .checked_mul(4)
         .and_then(|r| n.checked_sub(r))
         .ok_or("bad restart count")?;
+    let entries = b.get(..data_end).ok_or("bad restart count")?;
     let mut out = Vec::new();
     let mut pos = 0;
     let mut key: Vec<u8> = Vec::new();
     while pos < data_end {
         let field = |pos: &mut usize| {
-            varint(&b[..data_end], pos)
+            varint(entries, pos)
                 .and_then(|v| usize::try_from(v).ok())
                 .ok_or("truncated entry")
         };
@@ -353,8 +363,11 @@ fn parse_block(b: &[u8]) -> std::result::Result<Entries, String> {
             .filter(|&e| e <= data_end)
             .ok_or("entry value beyond block")?;
         key.truncate(shared);
-        key.extend_from_slice(&b[pos..suffix_end]);
-        out.push((key.clone(), b[suffix_end..value_end].to_vec()));
+        key.extend_from_slice(entries.get(pos..suffix_end).unwrap_or(&[]));
+        out.push((
+            key.clone(),
+            entries.get(suffix_end..value_end).unwrap_or(&[]).to_vec(),
+        ));
         pos = value_end;
     }
     Ok(out)
@@ -386,7 +399,7 @@ fn build_block(entries: &[(&[u8], Vec<u8>)]) -> Vec<u8> {
         for n in [shared, key.len() - shared, value.len()] {
             prost::encoding::encode_varint(n as u64, &mut out);
         }
-        out.extend_from_slice(&key[shared..]);
+        out.extend_from_slice(key.get(shared..).unwrap_or(&[]));
         out.extend_from_slice(value);
         prev = key;
     }
@@ -425,10 +438,10 @@ pub fn write_tf_checkpoint(prefix: &str, tensors: &[(String, Value)]) -> Result<
     let mut sorted: Vec<&(String, Value)> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let index_path = PathBuf::from(format!("{prefix}.index"));
-    if let Some(w) = sorted.windows(2).find(|w| w[0].0 == w[1].0) {
+    if let Some((a, _)) = sorted.iter().zip(sorted.iter().skip(1)).find(|(a, b)| a.0 == b.0) {
         return Err(IoError::Corrupt {
             path: index_path,
-            message: format!("key {} is given twice", w[0].0),
+            message: format!("key {} is given twice", a.0),
         });
     }
     if let Some((k, _)) = sorted.iter().find(|(k, _)| k.is_empty()) {
@@ -475,8 +488,10 @@ pub fn write_tf_checkpoint(prefix: &str, tensors: &[(String, Value)]) -> Result<
     // of the last key (its first byte below 0xff incremented, the rest cut), as TF writes it.
     let mut last = entries.last().map(|(k, _)| k.to_vec()).unwrap_or_default();
     if let Some(i) = last.iter().position(|&b| b != 0xff) {
-        last[i] += 1;
         last.truncate(i + 1);
+        if let Some(b) = last.last_mut() {
+            *b += 1;
+        }
     }
     let mut handle_bytes = Vec::new();
     encode_handle(data_handle, &mut handle_bytes);
