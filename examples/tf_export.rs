@@ -11,11 +11,7 @@ use ferroflow::prelude::*;
 use std::fmt::Write;
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let out = std::path::PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .ok_or("usage: tf_export OUT_DIR")?,
-    );
+    let out = std::path::PathBuf::from(std::env::args().nth(1).ok_or("usage: tf_export OUT_DIR")?);
     std::fs::create_dir_all(&out)?;
     let g = Graph::new();
     g.set_random_seed(42);

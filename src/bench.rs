@@ -185,11 +185,23 @@ impl BenchResult {
 
 /// Trains `model` at `batch` for 20 warm-up steps and then `seconds` of counted steps.
 pub fn run(model: &str, batch: usize, threads: usize, seconds: f64) -> Result<BenchResult> {
+    run_profiled(model, batch, threads, seconds, false).map(|(r, _)| r)
+}
+
+/// [`run`], optionally with the session's per-op-type profile of the counted steps.
+pub fn run_profiled(
+    model: &str,
+    batch: usize,
+    threads: usize,
+    seconds: f64,
+    profile: bool,
+) -> Result<(BenchResult, Vec<ferroflow_core::OpProfile>)> {
     let m = build(model)?;
     let sess = Session::with_options(
         &m.graph,
         SessionOptions {
             threads,
+            profile,
             ..SessionOptions::default()
         },
     );
@@ -207,6 +219,7 @@ pub fn run(model: &str, batch: usize, threads: usize, seconds: f64) -> Result<Be
     for _ in 0..20 {
         sess.run_targets(&[m.train], &feeds)?;
     }
+    sess.reset_profile();
     let t0 = Instant::now();
     let mut n = 0usize;
     while t0.elapsed().as_secs_f64() < seconds || n == 0 {
@@ -214,13 +227,16 @@ pub fn run(model: &str, batch: usize, threads: usize, seconds: f64) -> Result<Be
         n += 1;
     }
     let sps = n as f64 / t0.elapsed().as_secs_f64();
-    Ok(BenchResult {
-        model: model.into(),
-        batch,
-        threads,
-        steps_per_s: sps,
-        gflops: sps * m.flop_per_example * batch as f64 / 1e9,
-    })
+    Ok((
+        BenchResult {
+            model: model.into(),
+            batch,
+            threads,
+            steps_per_s: sps,
+            gflops: sps * m.flop_per_example * batch as f64 / 1e9,
+        },
+        sess.profile(),
+    ))
 }
 
 /// Measures the single-precision matmul rate of this machine (2048×2048, the kernel the session uses).

@@ -154,7 +154,9 @@ impl<'a> Bytes<'a> {
     /// A value with a random dtype-compatible content; its shape is small.
     fn value(&mut self, dtype: DType, dims: &[usize]) -> Option<Value> {
         let n = Value::checked_len(dims).ok().filter(|&n| n <= 4096)?;
-        let data: Vec<f64> = (0..n).map(|_| f64::from(self.byte()) / 16.0 - 4.0).collect();
+        let data: Vec<f64> = (0..n)
+            .map(|_| f64::from(self.byte()) / 16.0 - 4.0)
+            .collect();
         let v = Value::from_f64(dims, data).ok()?;
         Some(v.cast(dtype))
     }
@@ -284,11 +286,13 @@ pub fn graph_ops_count(data: &[u8]) -> usize {
                     4 => g.squeeze(x, &axes),
                     5 => g.expand_dims(x, b.small_i64()),
                     6 => {
-                        let perm: Vec<usize> = axes.iter().map(|&a| a.unsigned_abs() as usize).collect();
+                        let perm: Vec<usize> =
+                            axes.iter().map(|&a| a.unsigned_abs() as usize).collect();
                         g.transpose(x, &perm)
                     }
                     7 => {
-                        let begin: Vec<usize> = axes.iter().map(|&a| a.unsigned_abs() as usize).collect();
+                        let begin: Vec<usize> =
+                            axes.iter().map(|&a| a.unsigned_abs() as usize).collect();
                         g.slice(x, &begin, &axes)
                     }
                     8 => g.argmax(x, b.small_i64()),
@@ -328,7 +332,9 @@ pub fn graph_ops_count(data: &[u8]) -> usize {
                     None => continue,
                 }
             }
-            38 => g.add_check_numerics_ops().map(|op| Tensor::from_index(op.index())),
+            38 => g
+                .add_check_numerics_ops()
+                .map(|op| Tensor::from_index(op.index())),
             _ => {
                 built += exercise(&g, &mut b);
                 continue;
@@ -370,7 +376,10 @@ fn exercise(g: &Graph, b: &mut Bytes) -> usize {
             }
         }
         let fetches: Vec<Tensor> = (0..b.below(3) + 1)
-            .filter_map(|_| ops.get(b.below(ops.len())).map(|op| Tensor::from_index(op.index())))
+            .filter_map(|_| {
+                ops.get(b.below(ops.len()))
+                    .map(|op| Tensor::from_index(op.index()))
+            })
             .collect();
         ran += usize::from(sess.run(&fetches, &feeds, &[]).is_ok());
     }

@@ -210,9 +210,14 @@ fn tf_format_round_trips_every_dtype() {
         ),
         (
             "flags".to_string(),
-            Value::from_f64(&[3], vec![1.0, 0.0, 1.0]).unwrap().cast(DType::Bool),
+            Value::from_f64(&[3], vec![1.0, 0.0, 1.0])
+                .unwrap()
+                .cast(DType::Bool),
         ),
-        ("empty".to_string(), Value::from_f32(&[0, 5], vec![]).unwrap()),
+        (
+            "empty".to_string(),
+            Value::from_f32(&[0, 5], vec![]).unwrap(),
+        ),
     ];
     for i in 0..20 {
         tensors.push((

@@ -8,7 +8,7 @@ const USAGE: &str = "usage:
   ferroflow inspect CKPT_PREFIX [--scope REGEX]   list variables: name, dtype, shape, mean/std/min/max
                                                   (ferroflow or TensorFlow V2 checkpoints)
   ferroflow graph META [--dot [--hide-gradients]] list the ops of a meta-graph, or print it as Graphviz DOT
-  ferroflow bench [--threads N] [--models book,deep,deep_bn] [--batches 32,256,2048] [--seconds S] [--peak] [--dispatch]";
+  ferroflow bench [--threads N] [--models book,deep,deep_bn] [--batches 32,256,2048] [--seconds S] [--peak] [--dispatch] [--profile]";
 
 fn arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     args.windows(2)
@@ -148,9 +148,20 @@ fn bench(args: &[String]) -> Result<(), String> {
     for model in models.split(',') {
         for b in batches.split(',') {
             let batch: usize = b.parse().map_err(|_| format!("bad batch size {b}"))?;
-            let r =
-                ferroflow::bench::run(model, batch, threads, seconds).map_err(|e| e.to_string())?;
+            let profile = args.iter().any(|a| a == "--profile");
+            let (r, ops) = ferroflow::bench::run_profiled(model, batch, threads, seconds, profile)
+                .map_err(|e| e.to_string())?;
             say(&r.json())?;
+            let total: f64 = ops.iter().map(|o| o.seconds).sum();
+            for o in ops.iter().take(15) {
+                say(&format!(
+                    "#   {:<28} {:>7} calls {:>9.3} s {:>5.1}%",
+                    o.op_type,
+                    o.calls,
+                    o.seconds,
+                    100.0 * o.seconds / total.max(1e-12)
+                ))?;
+            }
         }
     }
     Ok(())

@@ -23,5 +23,5 @@ pub use graph::{
     Variable,
 };
 pub use init::{FanMode, Initializer, VsDistribution};
-pub use session::{feed, Session, SessionOptions};
+pub use session::{feed, OpProfile, Session, SessionOptions};
 pub use value::Value;

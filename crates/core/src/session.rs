@@ -24,6 +24,17 @@ pub struct SessionOptions {
     /// Stop a run at the first op whose float output holds NaN or infinity, with an error naming that
     /// node and its op (the exploding-gradient debugging tool). Off by default: it scans every output.
     pub check_numerics: bool,
+    /// Time every step and add it up per op type (TF's `RunMetadata` step stats, summed), for
+    /// [`Session::profile`]. Off by default: it reads the clock twice per node.
+    pub profile: bool,
+}
+
+/// One line of [`Session::profile`]: an op type, how many nodes of it ran, and their total time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpProfile {
+    pub op_type: &'static str,
+    pub calls: u64,
+    pub seconds: f64,
 }
 
 impl Default for SessionOptions {
@@ -34,6 +45,7 @@ impl Default for SessionOptions {
                 .map(|n| n.get())
                 .unwrap_or(1),
             check_numerics: false,
+            profile: false,
         }
     }
 }
@@ -45,6 +57,7 @@ struct State {
     rngs: HashMap<usize, StdRng>,
     plans: HashMap<PlanKey, Arc<Plan>>,
     graph_version: u64,
+    profile: HashMap<&'static str, (u64, std::time::Duration)>,
 }
 
 /// Runs a graph. Variables live here, not in the graph, so two sessions over one graph have
@@ -87,6 +100,7 @@ impl Session {
                 rngs: HashMap::new(),
                 plans: HashMap::new(),
                 graph_version: 0,
+                profile: HashMap::new(),
             }),
         }
     }
@@ -107,7 +121,7 @@ impl Session {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let plan = self.plan_for(&mut state, fetches, feeds, targets)?;
         crate::ops::kernels::set_intra_op_threads(self.options.threads);
-        Self::execute(&mut state, &plan, feeds, self.options.check_numerics)
+        Self::execute(&mut state, &plan, feeds, &self.options)
     }
 
     /// Computes one tensor.
@@ -153,8 +167,9 @@ impl Session {
         state: &mut State,
         plan: &Plan,
         feeds: &[(Tensor, Value)],
-        check_numerics: bool,
+        options: &SessionOptions,
     ) -> Result<Vec<Value>> {
+        let check_numerics = options.check_numerics;
         let mut slots: Vec<Option<Slot<'_>>> = Vec::with_capacity(plan.n_slots);
         slots.resize_with(plan.n_slots, || None);
         for ((slot, name, info), (_, value)) in plan.feeds.iter().zip(feeds) {
@@ -172,6 +187,7 @@ impl Session {
             }
         }
         for step in &plan.steps {
+            let started = options.profile.then(std::time::Instant::now);
             let kernel_err = |message: String| Error::Kernel {
                 node: step.name.clone(),
                 op: step.op_type.into(),
@@ -323,6 +339,11 @@ impl Session {
             for &f in &step.free {
                 slots[f] = None;
             }
+            if let Some(t0) = started {
+                let e = state.profile.entry(step.op_type).or_default();
+                e.0 += 1;
+                e.1 += t0.elapsed();
+            }
         }
         plan.fetch_slots
             .iter()
@@ -377,6 +398,32 @@ impl Session {
     }
 
     /// Number of cached plans (each distinct signature compiles once).
+    /// Time per op type over every run since the session was made (or since [`Self::reset_profile`]),
+    /// most expensive first; empty unless [`SessionOptions::profile`] is on.
+    pub fn profile(&self) -> Vec<OpProfile> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<OpProfile> = state
+            .profile
+            .iter()
+            .map(|(&op_type, &(calls, d))| OpProfile {
+                op_type,
+                calls,
+                seconds: d.as_secs_f64(),
+            })
+            .collect();
+        v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        v
+    }
+
+    /// Clears the profile (after warm-up, say).
+    pub fn reset_profile(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .profile
+            .clear();
+    }
+
     pub fn cached_plans(&self) -> usize {
         self.state
             .lock()

@@ -393,3 +393,43 @@ fn absurd_shapes_are_errors_not_aborts() {
         .unwrap_err();
     assert!(e.to_string().contains("more than"), "{e}");
 }
+
+#[test]
+fn profile_counts_each_op_type() {
+    let g = Graph::new();
+    let x = g.placeholder(DType::F32, [None, Some(2)]).unwrap();
+    let h = g
+        .relu(
+            g.matmul(
+                x,
+                g.constant(Value::filled(DType::F32, &[2, 2], 1.0)).unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let y = g.reduce_sum(g.relu(h).unwrap(), None, false).unwrap();
+    let sess = Session::with_options(
+        &g,
+        ferroflow_core::SessionOptions {
+            profile: true,
+            optimize: false,
+            ..Default::default()
+        },
+    );
+    let xv = Value::filled(DType::F32, &[3, 2], 1.0);
+    for _ in 0..4 {
+        sess.run_one(y, &[feed(x, xv.clone())]).unwrap();
+    }
+    let p = sess.profile();
+    let calls = |t: &str| p.iter().find(|o| o.op_type == t).map(|o| o.calls);
+    assert_eq!(calls("Relu"), Some(8));
+    assert_eq!(calls("MatMul"), Some(4));
+    assert_eq!(calls("Sum"), Some(4));
+    assert!(p.windows(2).all(|w| w[0].seconds >= w[1].seconds));
+    sess.reset_profile();
+    assert!(sess.profile().is_empty());
+    // Off by default.
+    let quiet = Session::new(&g);
+    quiet.run_one(y, &[feed(x, xv)]).unwrap();
+    assert!(quiet.profile().is_empty());
+}

@@ -1,7 +1,10 @@
 //! ferroflow-data: data-set loaders (the bundled 8x8 digits CSV, MNIST/Fashion-MNIST IDX files),
 //! fixed splits, class filtering, and a seeded shuffling batch iterator.
 // Panic audit: these crates read user files; no unwrap/expect/unchecked indexing outside tests.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 use flate2::read::GzDecoder;
 use ndarray::{Array1, Array2, Axis};

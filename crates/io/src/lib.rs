@@ -1,7 +1,10 @@
 //! ferroflow-io: the Saver and ferroflow's checkpoint format (checksummed, atomic, streaming),
 //! partial restore by scope regex or key map, and meta-graphs for reusing a model without its code.
 // Panic audit: these crates read user files; no unwrap/expect/unchecked indexing outside tests.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 pub mod checkpoint;
 pub mod meta_graph;

@@ -157,7 +157,11 @@ fn read_def(path: &Path) -> Result<MetaGraphDef> {
         ));
     }
     let body = word(20..20 + len as usize);
-    let crc = u32::from_le_bytes(word(20 + len as usize..bytes.len()).try_into().unwrap_or([0; 4]));
+    let crc = u32::from_le_bytes(
+        word(20 + len as usize..bytes.len())
+            .try_into()
+            .unwrap_or([0; 4]),
+    );
     if crc32c::crc32c(body) != crc {
         return Err(meta_err(path, "checksum mismatch"));
     }

@@ -77,11 +77,15 @@ pub fn masked_crc32c(data: &[u8]) -> u32 {
 }
 
 fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
@@ -146,7 +150,10 @@ impl TfCheckpointReader {
         let meta = handle().ok_or_else(|| corrupt("bad metaindex handle".into()))?;
         let index = handle().ok_or_else(|| corrupt("bad index handle".into()))?;
         // The handles are zero-padded to 40 bytes; the (empty) metaindex block is verified too.
-        if footer.get(pos..40).is_none_or(|pad| pad.iter().any(|&b| b != 0)) {
+        if footer
+            .get(pos..40)
+            .is_none_or(|pad| pad.iter().any(|&b| b != 0))
+        {
             return Err(corrupt("footer padding is not zero".into()));
         }
         parse_block(&read_block(&bytes, meta).map_err(&corrupt)?).map_err(&corrupt)?;
@@ -292,7 +299,9 @@ impl TfCheckpointReader {
         let v = if e.dtype == 3 {
             let wide: Vec<u8> = buf
                 .chunks_exact(4)
-                .flat_map(|c| (i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as i64).to_le_bytes())
+                .flat_map(|c| {
+                    (i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as i64).to_le_bytes()
+                })
                 .collect();
             bytes_value(DType::I64, &info.shape, &wide)
         } else {
@@ -394,7 +403,10 @@ fn build_block(entries: &[(&[u8], Vec<u8>)]) -> Vec<u8> {
             restarts.push(out.len() as u32);
             0
         } else {
-            prev.iter().zip(key.iter()).take_while(|(a, b)| a == b).count()
+            prev.iter()
+                .zip(key.iter())
+                .take_while(|(a, b)| a == b)
+                .count()
         };
         for n in [shared, key.len() - shared, value.len()] {
             prost::encoding::encode_varint(n as u64, &mut out);
@@ -438,7 +450,11 @@ pub fn write_tf_checkpoint(prefix: &str, tensors: &[(String, Value)]) -> Result<
     let mut sorted: Vec<&(String, Value)> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let index_path = PathBuf::from(format!("{prefix}.index"));
-    if let Some((a, _)) = sorted.iter().zip(sorted.iter().skip(1)).find(|(a, b)| a.0 == b.0) {
+    if let Some((a, _)) = sorted
+        .iter()
+        .zip(sorted.iter().skip(1))
+        .find(|(a, b)| a.0 == b.0)
+    {
         return Err(IoError::Corrupt {
             path: index_path,
             message: format!("key {} is given twice", a.0),
