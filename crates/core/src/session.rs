@@ -27,6 +27,9 @@ pub struct SessionOptions {
     /// Time every step and add it up per op type (TF's `RunMetadata` step stats, summed), for
     /// [`Session::profile`]. Off by default: it reads the clock twice per node.
     pub profile: bool,
+    /// Let elementwise kernels write their output into an input buffer that no later node reads and
+    /// that nothing else holds (TF's buffer forwarding). On by default; results are identical.
+    pub reuse_buffers: bool,
 }
 
 /// One line of [`Session::profile`]: an op type, how many nodes of it ran, and their total time.
@@ -35,6 +38,8 @@ pub struct OpProfile {
     pub op_type: &'static str,
     pub calls: u64,
     pub seconds: f64,
+    /// How many of the calls wrote their output over a dying input (buffer forwarding).
+    pub in_place: u64,
 }
 
 impl Default for SessionOptions {
@@ -46,6 +51,7 @@ impl Default for SessionOptions {
                 .unwrap_or(1),
             check_numerics: false,
             profile: false,
+            reuse_buffers: true,
         }
     }
 }
@@ -57,7 +63,7 @@ struct State {
     rngs: HashMap<usize, StdRng>,
     plans: HashMap<PlanKey, Arc<Plan>>,
     graph_version: u64,
-    profile: HashMap<&'static str, (u64, std::time::Duration)>,
+    profile: HashMap<&'static str, (u64, std::time::Duration, u64)>,
 }
 
 /// Runs a graph. Variables live here, not in the graph, so two sessions over one graph have
@@ -188,12 +194,22 @@ impl Session {
         }
         for step in &plan.steps {
             let started = options.profile.then(std::time::Instant::now);
+            let mut forwarded = false;
             let kernel_err = |message: String| Error::Kernel {
                 node: step.name.clone(),
                 op: step.op_type.into(),
                 message,
             };
             let out: Option<Arc<Value>> = match &step.kind {
+                StepKind::Kernel(op) if options.reuse_buffers && !step.free.is_empty() => {
+                    match Self::try_in_place(op, step, &mut slots) {
+                        Some(r) => {
+                            forwarded = true;
+                            Some(Arc::new(r.map_err(kernel_err)?))
+                        }
+                        None => Some(Self::run_kernel(op, step, &slots).map_err(kernel_err)?),
+                    }
+                }
                 StepKind::Kernel(op) => {
                     let mut inputs: Vec<&Value> = Vec::with_capacity(step.inputs.len());
                     for &i in &step.inputs {
@@ -343,6 +359,7 @@ impl Session {
                 let e = state.profile.entry(step.op_type).or_default();
                 e.0 += 1;
                 e.1 += t0.elapsed();
+                e.2 += u64::from(forwarded);
             }
         }
         plan.fetch_slots
@@ -352,6 +369,74 @@ impl Session {
                 None => Err(Error::other("a fetched value was not computed")),
             })
             .collect()
+    }
+
+    /// Runs a kernel the ordinary way (or shares its aliased input).
+    fn run_kernel(
+        op: &crate::ops::Op,
+        step: &plan::Step,
+        slots: &[Option<Slot<'_>>],
+    ) -> std::result::Result<Arc<Value>, String> {
+        let mut inputs: Vec<&Value> = Vec::with_capacity(step.inputs.len());
+        for &i in &step.inputs {
+            inputs.push(
+                slots
+                    .get(i)
+                    .and_then(|s| s.as_ref())
+                    .ok_or("input not computed")?
+                    .get(),
+            );
+        }
+        match op.alias_input(&inputs).and_then(|k| step.inputs.get(k)) {
+            Some(&src) => Self::share(slots, src).ok_or_else(|| "input not computed".into()),
+            None => op.compute(&inputs).map(Arc::new),
+        }
+    }
+
+    /// Buffer forwarding: when the op can write its output over one of its inputs, that input dies at
+    /// this step (it is in `step.free`), appears once among the inputs, and the session holds the only
+    /// reference to it, the kernel runs in place on it. `None` when any of that does not hold.
+    fn try_in_place(
+        op: &crate::ops::Op,
+        step: &plan::Step,
+        slots: &mut [Option<Slot<'_>>],
+    ) -> Option<std::result::Result<Value, String>> {
+        let k = {
+            let mut inputs: Vec<&Value> = Vec::with_capacity(step.inputs.len());
+            for &i in &step.inputs {
+                inputs.push(slots.get(i)?.as_ref()?.get());
+            }
+            if op.alias_input(&inputs).is_some() {
+                return None;
+            }
+            op.in_place_input(&inputs)?
+        };
+        let src = *step.inputs.get(k)?;
+        if !step.free.contains(&src) || step.inputs.iter().filter(|&&i| i == src).count() != 1 {
+            return None;
+        }
+        match slots.get(src)?.as_ref()? {
+            Slot::Owned(a) if Arc::strong_count(a) == 1 && Arc::weak_count(a) == 0 => {}
+            _ => return None,
+        }
+        let Some(Slot::Owned(arc)) = slots.get_mut(src)?.take() else {
+            return None;
+        };
+        let mut target = match Arc::try_unwrap(arc) {
+            Ok(v) => v,
+            Err(arc) => {
+                slots[src] = Some(Slot::Owned(arc));
+                return None;
+            }
+        };
+        let mut others: Vec<&Value> = Vec::with_capacity(step.inputs.len());
+        for &i in step.inputs.iter().filter(|&&i| i != src) {
+            match slots.get(i).and_then(|s| s.as_ref()) {
+                Some(s) => others.push(s.get()),
+                None => return Some(Err("input not computed".into())),
+            }
+        }
+        Some(op.compute_in_place(k, &mut target, &others).map(|()| target))
     }
 
     /// The value in `slot` as a shared `Arc` (copied only when it was borrowed from the caller's feeds).
@@ -405,10 +490,11 @@ impl Session {
         let mut v: Vec<OpProfile> = state
             .profile
             .iter()
-            .map(|(&op_type, &(calls, d))| OpProfile {
+            .map(|(&op_type, &(calls, d, in_place))| OpProfile {
                 op_type,
                 calls,
                 seconds: d.as_secs_f64(),
+                in_place,
             })
             .collect();
         v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));

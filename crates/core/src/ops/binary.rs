@@ -134,6 +134,27 @@ fn binary_float<T: FloatArray>(k: BinaryKind, inputs: &[&Value]) -> OpResult<Val
     )))
 }
 
+/// `target = a ∘ b` where `target` holds input `k` and `others[0]` is the other input.
+fn binary_in_place<T: FloatArray>(
+    kind: BinaryKind,
+    k: usize,
+    target: &mut Value,
+    others: &[&Value],
+) -> OpResult<()> {
+    let other = float_input::<T>(others, 0, kind.type_name())?;
+    let t = T::array_mut(target)
+        .ok_or_else(|| format!("{}: inputs differ in dtype", kind.type_name()))?;
+    // One arm per kind, so each loop is specialized for one function.
+    macro_rules! each {
+        ($($kind:ident),*) => {
+            match kind {
+                $(BinaryKind::$kind => super::kernels::zip_into(t, other, k == 0, |x, y| BinaryKind::$kind.apply(x, y)),)*
+            }
+        };
+    }
+    each!(Add, Sub, Mul, Div, Pow, Maximum, Minimum, SquaredDifference)
+}
+
 impl OpDef for Binary {
     fn type_name(&self) -> &'static str {
         self.kind.type_name()
@@ -169,6 +190,29 @@ impl OpDef for Binary {
             || binary_float::<f32>(k, inputs),
             || binary_float::<f64>(k, inputs),
         )
+    }
+    fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
+        let (a, b) = (inputs.first()?, inputs.get(1)?);
+        if a.dtype() != b.dtype() || !a.dtype().is_float() {
+            return None;
+        }
+        let out = super::kernels::broadcast_shapes(a.shape(), b.shape()).ok()?;
+        let fits = |x: &Value| {
+            x.shape() == out.as_slice()
+                && match x {
+                    Value::F32(a) => a.is_standard_layout(),
+                    Value::F64(a) => a.is_standard_layout(),
+                    _ => false,
+                }
+        };
+        [a, b].iter().position(|x| fits(x))
+    }
+    fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+        match target.dtype() {
+            DType::F32 => binary_in_place::<f32>(self.kind, k, target, others),
+            DType::F64 => binary_in_place::<f64>(self.kind, k, target, others),
+            d => Err(format!("{} in place needs floats, got {d}", self.type_name())),
+        }
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = ctx.graph;

@@ -225,6 +225,74 @@ pub fn par_map<A: Sync, C: Copy + Default + Send + Sync>(
     }
 }
 
+/// `x[i] = f(x[i])` in place, split into one contiguous chunk per session thread when large.
+pub fn par_update<A: Copy + Send + Sync>(x: &mut [A], f: impl Fn(A) -> A + Sync + Send) {
+    let threads = intra_op_threads();
+    if threads > 1 && x.len() >= PARALLEL_MIN_ELEMENTS {
+        use rayon::prelude::*;
+        let chunk = x.len().div_ceil(threads);
+        x.par_chunks_mut(chunk).for_each(|c| {
+            for v in c {
+                *v = f(*v);
+            }
+        });
+    } else {
+        for v in x {
+            *v = f(*v);
+        }
+    }
+}
+
+/// `target = f(target, other)` (or `f(other, target)` when `!target_left`) in place, `other`
+/// broadcast to `target`'s shape (which must be the broadcast shape). Equal shapes, a scalar and a
+/// trailing row (a bias) run on the session's threads; other broadcasts go through ndarray.
+pub fn zip_into<T: Copy + Send + Sync>(
+    target: &mut ArrayD<T>,
+    other: &ArrayD<T>,
+    target_left: bool,
+    f: impl Fn(T, T) -> T + Sync + Send,
+) -> OpResult<()> {
+    if broadcast_shapes(target.shape(), other.shape())? != target.shape() {
+        return Err(format!(
+            "cannot write {:?} broadcast with {:?} into the first",
+            target.shape(),
+            other.shape()
+        ));
+    }
+    let g = |t: T, o: T| if target_left { f(t, o) } else { f(o, t) };
+    let trailing = other.ndim() <= target.ndim()
+        && target.shape()[target.ndim() - other.ndim()..] == *other.shape();
+    let threads = intra_op_threads();
+    let par = threads > 1 && target.len() >= PARALLEL_MIN_ELEMENTS;
+    if let (Some(t), Some(o)) = (target.as_slice_mut(), other.as_slice()) {
+        if let [s] = o {
+            par_update(t, |x| g(x, *s));
+            return Ok(());
+        }
+        if trailing && !o.is_empty() {
+            // Equal shapes are the one-row case.
+            use rayon::prelude::*;
+            let row = o.len();
+            let rows_per_chunk = (t.len() / row).div_ceil(threads).max(1);
+            let apply = |c: &mut [T]| {
+                for r in c.chunks_exact_mut(row) {
+                    for (x, y) in r.iter_mut().zip(o) {
+                        *x = g(*x, *y);
+                    }
+                }
+            };
+            if par {
+                t.par_chunks_mut(rows_per_chunk * row).for_each(apply);
+            } else {
+                apply(t);
+            }
+            return Ok(());
+        }
+    }
+    target.zip_mut_with(other, |x, y| *x = g(*x, *y));
+    Ok(())
+}
+
 /// `out[i] = f(a[i], b[i])` for equal-length slices, split across the session's threads when large.
 pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync>(
     a: &[A],

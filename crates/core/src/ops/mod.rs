@@ -84,6 +84,18 @@ pub trait OpDef {
     fn alias_input(&self, _inputs: &[&Value]) -> Option<usize> {
         None
     }
+    /// In-place execution: the input whose buffer this kernel can overwrite with its output for
+    /// these inputs (same dtype and shape as the output, contiguous), if any. When the session owns
+    /// that input exclusively and no later node reads it, it calls [`OpDef::compute_in_place`]
+    /// instead of [`OpDef::compute`], saving an allocation and a pass over fresh memory.
+    fn in_place_input(&self, _inputs: &[&Value]) -> Option<usize> {
+        None
+    }
+    /// Computes the output into `target`, which holds input `k`; `others` are the other inputs in
+    /// order. Must give exactly what `compute` gives.
+    fn compute_in_place(&self, _k: usize, _target: &mut Value, _others: &[&Value]) -> OpResult<()> {
+        Err(format!("op {} has no in-place kernel", self.type_name()))
+    }
     /// The gradient rule: one entry per input (`None` for no gradient), built from graph ops.
     fn gradient(&self, ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Err(Error::NoGradient {
@@ -176,6 +188,14 @@ impl Op {
     /// See [`OpDef::alias_input`].
     pub fn alias_input(&self, inputs: &[&Value]) -> Option<usize> {
         self.def().alias_input(inputs)
+    }
+    /// See [`OpDef::in_place_input`].
+    pub fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
+        self.def().in_place_input(inputs)
+    }
+    /// See [`OpDef::compute_in_place`].
+    pub fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+        self.def().compute_in_place(k, target, others)
     }
 }
 

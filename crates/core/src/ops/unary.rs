@@ -134,41 +134,61 @@ impl UnaryKind {
 
 /// Applies `k` with the match on the kind hoisted out of the loop, so each loop is specialized (and
 /// vectorized) for one function.
-fn map_float_kind(x: &Value, k: UnaryKind, op: &str) -> OpResult<Value> {
-    // Each arm calls `apply` on a constant kind, so the match inside it folds away and the loop
-    // vectorizes (a runtime `k.apply(v)` kept the match in the loop: relu ran at about 1 GB/s).
-    macro_rules! each {
-        ($($kind:expr),*) => {
-            match k {
-                $(kk if kk == $kind => map_float(x, op, |v| $kind.apply(v), |v| $kind.apply(v)),)*
-                UnaryKind::LeakyRelu { alpha } => map_float(
-                    x,
-                    op,
-                    |v| UnaryKind::LeakyRelu { alpha }.apply(v),
-                    |v| UnaryKind::LeakyRelu { alpha }.apply(v),
-                ),
-                other => map_float(x, op, |v| other.apply(v), |v| other.apply(v)),
+/// One arm of [`with_const_kind`]: binds the kind's f32 and f64 functions, then evaluates the body.
+macro_rules! const_kind_arm {
+    ($kind:expr, $a:ident, $b:ident, $body:expr) => {{
+        let $a = |v: f32| $kind.apply(v);
+        let $b = |v: f64| $kind.apply(v);
+        $body
+    }};
+}
+
+/// Evaluates `$body` with `$a`/`$b` bound to the kind's function (f32, f64) as closures that call
+/// `apply` on a constant kind, so the match inside `apply` folds away and each loop vectorizes (a
+/// runtime `k.apply(v)` kept the match in the loop: relu ran at about 1 GB/s).
+macro_rules! with_const_kind {
+    ($k:expr, |$a:ident, $b:ident| $body:expr) => {
+        match $k {
+            UnaryKind::Neg => const_kind_arm!(UnaryKind::Neg, $a, $b, $body),
+            UnaryKind::Square => const_kind_arm!(UnaryKind::Square, $a, $b, $body),
+            UnaryKind::Sqrt => const_kind_arm!(UnaryKind::Sqrt, $a, $b, $body),
+            UnaryKind::Exp => const_kind_arm!(UnaryKind::Exp, $a, $b, $body),
+            UnaryKind::Log => const_kind_arm!(UnaryKind::Log, $a, $b, $body),
+            UnaryKind::Abs => const_kind_arm!(UnaryKind::Abs, $a, $b, $body),
+            UnaryKind::Sign => const_kind_arm!(UnaryKind::Sign, $a, $b, $body),
+            UnaryKind::Reciprocal => const_kind_arm!(UnaryKind::Reciprocal, $a, $b, $body),
+            UnaryKind::Sigmoid => const_kind_arm!(UnaryKind::Sigmoid, $a, $b, $body),
+            UnaryKind::Tanh => const_kind_arm!(UnaryKind::Tanh, $a, $b, $body),
+            UnaryKind::Relu => const_kind_arm!(UnaryKind::Relu, $a, $b, $body),
+            UnaryKind::Relu6 => const_kind_arm!(UnaryKind::Relu6, $a, $b, $body),
+            UnaryKind::Elu => const_kind_arm!(UnaryKind::Elu, $a, $b, $body),
+            UnaryKind::Selu => const_kind_arm!(UnaryKind::Selu, $a, $b, $body),
+            UnaryKind::Softplus => const_kind_arm!(UnaryKind::Softplus, $a, $b, $body),
+            UnaryKind::Floor => const_kind_arm!(UnaryKind::Floor, $a, $b, $body),
+            UnaryKind::LeakyRelu { alpha } => {
+                const_kind_arm!(UnaryKind::LeakyRelu { alpha }, $a, $b, $body)
             }
-        };
-    }
-    each!(
-        UnaryKind::Neg,
-        UnaryKind::Square,
-        UnaryKind::Sqrt,
-        UnaryKind::Exp,
-        UnaryKind::Log,
-        UnaryKind::Abs,
-        UnaryKind::Sign,
-        UnaryKind::Reciprocal,
-        UnaryKind::Sigmoid,
-        UnaryKind::Tanh,
-        UnaryKind::Relu,
-        UnaryKind::Relu6,
-        UnaryKind::Elu,
-        UnaryKind::Selu,
-        UnaryKind::Softplus,
-        UnaryKind::Floor
-    )
+        }
+    };
+}
+
+fn map_float_kind(x: &Value, k: UnaryKind, op: &str) -> OpResult<Value> {
+    with_const_kind!(k, |f32f, f64f| map_float(x, op, f32f, f64f))
+}
+
+/// `x = f(x)` in place for an f32 or f64 value.
+fn map_float_kind_in_place(x: &mut Value, k: UnaryKind, op: &str) -> OpResult<()> {
+    with_const_kind!(k, |f32f, f64f| match x {
+        Value::F32(a) => a
+            .as_slice_mut()
+            .map(|s| super::kernels::par_update(s, f32f))
+            .ok_or_else(|| format!("{op}: non-contiguous buffer")),
+        Value::F64(a) => a
+            .as_slice_mut()
+            .map(|s| super::kernels::par_update(s, f64f))
+            .ok_or_else(|| format!("{op}: non-contiguous buffer")),
+        v => Err(format!("{op} needs a float input, got {}", v.dtype())),
+    })
 }
 
 /// An elementwise function of one float tensor.
@@ -208,6 +228,16 @@ impl OpDef for Unary {
             _ => map_float_kind(x, k, self.type_name()),
         }
     }
+    fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
+        match inputs.first()? {
+            Value::F32(a) if a.is_standard_layout() => Some(0),
+            Value::F64(a) if a.is_standard_layout() => Some(0),
+            _ => None,
+        }
+    }
+    fn compute_in_place(&self, _k: usize, target: &mut Value, _others: &[&Value]) -> OpResult<()> {
+        map_float_kind_in_place(target, self.kind, self.type_name())
+    }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = ctx.graph;
         let x = ctx.input(0)?;
@@ -224,10 +254,11 @@ impl OpDef for Unary {
             UnaryKind::Reciprocal => g.neg(g.mul(grad, g.square(y)?)?)?,
             UnaryKind::Sigmoid | UnaryKind::Tanh => g.activation_grad(self.kind, grad, y)?,
             // Fused one-pass kernels (TF's ReluGrad, EluGrad, ...): see `ActivationGrad` for the values at
-            // the kinks (relu/relu6 0 at 0, leaky_relu alpha, elu 1, selu scale).
-            UnaryKind::Relu | UnaryKind::Relu6 | UnaryKind::LeakyRelu { .. } => {
-                g.activation_grad(self.kind, grad, x)?
-            }
+            // the kinks (relu/relu6 0 at 0, leaky_relu alpha, elu 1, selu scale). Relu and relu6 read
+            // their output (y > 0 exactly where x > 0, and 0 < y < 6 where 0 < x < 6), so the
+            // pre-activation dies at the forward op and its buffer is reused for the output.
+            UnaryKind::Relu | UnaryKind::Relu6 => g.activation_grad(self.kind, grad, y)?,
+            UnaryKind::LeakyRelu { .. } => g.activation_grad(self.kind, grad, x)?,
             UnaryKind::Elu | UnaryKind::Selu => g.activation_grad(self.kind, grad, y)?,
             UnaryKind::Softplus => g.mul(grad, g.sigmoid(x)?)?,
         };
@@ -235,12 +266,39 @@ impl OpDef for Unary {
     }
 }
 
-/// The fused backward pass of an activation: `g · f'` in one pass, from the input x (relu, relu6,
-/// leaky_relu) or the output y (sigmoid, tanh, elu, selu), as TF's `ReluGrad`, `SigmoidGrad`, ...
+/// The fused backward pass of an activation: `g · f'` in one pass, from the input x (leaky_relu), the
+/// output y (sigmoid, tanh, elu, selu) or either (relu, relu6: the same sign pattern; the gradient
+/// builder passes y), as TF's `ReluGrad`, `SigmoidGrad`, ...
 /// Inputs: `(g, x or y)`. It is itself differentiable, for second-order gradients.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ActivationGrad {
     pub kind: UnaryKind,
+}
+
+/// One arm of [`with_derivative`].
+macro_rules! derivative_arm {
+    ($kind:expr, $d:ident, $body:expr) => {{
+        let $d = |v| ActivationGrad::derivative($kind, v);
+        $body
+    }};
+}
+
+/// Evaluates `$body` with `$d` bound to f' of a constant kind (see [`with_const_kind`]).
+macro_rules! with_derivative {
+    ($k:expr, |$d:ident| $body:expr) => {
+        match $k {
+            UnaryKind::Relu => derivative_arm!(UnaryKind::Relu, $d, $body),
+            UnaryKind::Relu6 => derivative_arm!(UnaryKind::Relu6, $d, $body),
+            UnaryKind::Sigmoid => derivative_arm!(UnaryKind::Sigmoid, $d, $body),
+            UnaryKind::Tanh => derivative_arm!(UnaryKind::Tanh, $d, $body),
+            UnaryKind::Elu => derivative_arm!(UnaryKind::Elu, $d, $body),
+            UnaryKind::Selu => derivative_arm!(UnaryKind::Selu, $d, $body),
+            UnaryKind::LeakyRelu { alpha } => {
+                derivative_arm!(UnaryKind::LeakyRelu { alpha }, $d, $body)
+            }
+            other => derivative_arm!(other, $d, $body),
+        }
+    };
 }
 
 impl ActivationGrad {
@@ -300,25 +358,31 @@ impl ActivationGrad {
                 v.shape()
             ));
         }
-        let k = self.kind;
-        macro_rules! each {
-            ($($kind:pat),*) => {
-                match k {
-                    $($kind => super::kernels::zip_broadcast_par(g, v, |g, v| g * Self::derivative(k, v))?,)*
-                }
-            };
-        }
-        let out = each!(
-            UnaryKind::Relu,
-            UnaryKind::Relu6,
-            UnaryKind::LeakyRelu { .. },
-            UnaryKind::Sigmoid,
-            UnaryKind::Tanh,
-            UnaryKind::Elu,
-            UnaryKind::Selu,
-            _
-        );
+        let out = with_derivative!(self.kind, |d| {
+            super::kernels::zip_broadcast_par(g, v, |g, v| g * d(v))
+        })?;
         Ok(T::wrap(out))
+    }
+
+    fn run_in_place<T: super::kernels::FloatArray>(
+        &self,
+        k: usize,
+        target: &mut Value,
+        others: &[&Value],
+    ) -> OpResult<()> {
+        let other = super::kernels::float_input::<T>(others, 0, "ActivationGrad")?;
+        let t = T::array_mut(target).ok_or("ActivationGrad: inputs differ in dtype")?;
+        if t.shape() != other.shape() {
+            return Err(format!(
+                "gradient and activation differ in shape: {:?} vs {:?}",
+                t.shape(),
+                other.shape()
+            ));
+        }
+        // out = g · f'(v); the target is g (k = 0) or v (k = 1).
+        with_derivative!(self.kind, |d| {
+            super::kernels::zip_into(t, other, k == 0, |a, b| a * d(b))
+        })
     }
 }
 
@@ -355,9 +419,28 @@ impl OpDef for ActivationGrad {
             || self.run::<f64>(inputs),
         )
     }
+    fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
+        let (g, v) = (inputs.first()?, inputs.get(1)?);
+        if g.dtype() != v.dtype() || g.shape() != v.shape() || !g.dtype().is_float() {
+            return None;
+        }
+        let standard = |x: &Value| match x {
+            Value::F32(a) => a.is_standard_layout(),
+            Value::F64(a) => a.is_standard_layout(),
+            _ => false,
+        };
+        [g, v].iter().position(|x| standard(x))
+    }
+    fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+        match target.dtype() {
+            crate::DType::F32 => self.run_in_place::<f32>(k, target, others),
+            crate::DType::F64 => self.run_in_place::<f64>(k, target, others),
+            d => Err(format!("{} needs float inputs, got {d}", self.type_name())),
+        }
+    }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         // out = g·f'(v): linear in g; d/dv = g·f''(v) in terms of v (0 for the piecewise-linear kinds,
-        // whose v is x). For y-based kinds the chain continues through y = f(x).
+        // whose v is x or y). For y-based kinds the chain continues through y = f(x).
         let g = ctx.graph;
         let (up, v) = (ctx.input(0)?, ctx.input(1)?);
         let d_up = g.activation_grad(self.kind, grad, v)?;
@@ -378,8 +461,8 @@ impl OpDef for ActivationGrad {
 }
 
 impl Graph {
-    /// The fused activation backward `g · f'` (see [`ActivationGrad`]); `v` is x for relu, relu6 and
-    /// leaky_relu, and the activation's output y for sigmoid, tanh, elu and selu.
+    /// The fused activation backward `g · f'` (see [`ActivationGrad`]); `v` is x for leaky_relu, x or
+    /// y for relu and relu6, and the activation's output y for sigmoid, tanh, elu and selu.
     pub fn activation_grad(&self, kind: UnaryKind, grad: Tensor, v: Tensor) -> Result<Tensor> {
         let op = ActivationGrad { kind };
         let name = op.type_name();
