@@ -87,7 +87,10 @@ fn elementwise_ops_run_in_place() {
     assert_eq!(get(&on, "Relu"), (12, 12));
     assert_eq!(get(&on, "ReluGrad"), (12, 12));
     let (adds, in_place_adds) = get(&on, "AddV2");
-    assert!(in_place_adds >= 13 && in_place_adds <= adds, "{in_place_adds} of {adds}");
+    assert!(
+        in_place_adds >= 13 && in_place_adds <= adds,
+        "{in_place_adds} of {adds}"
+    );
     let off = count(false);
     assert!(off.iter().all(|o| o.in_place == 0));
 }

@@ -436,7 +436,10 @@ impl Session {
                 None => return Some(Err("input not computed".into())),
             }
         }
-        Some(op.compute_in_place(k, &mut target, &others).map(|()| target))
+        Some(
+            op.compute_in_place(k, &mut target, &others)
+                .map(|()| target),
+        )
     }
 
     /// The value in `slot` as a shared `Arc` (copied only when it was borrowed from the caller's feeds).

@@ -211,7 +211,10 @@ impl OpDef for Binary {
         match target.dtype() {
             DType::F32 => binary_in_place::<f32>(self.kind, k, target, others),
             DType::F64 => binary_in_place::<f64>(self.kind, k, target, others),
-            d => Err(format!("{} in place needs floats, got {d}", self.type_name())),
+            d => Err(format!(
+                "{} in place needs floats, got {d}",
+                self.type_name()
+            )),
         }
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {

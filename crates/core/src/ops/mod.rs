@@ -194,7 +194,12 @@ impl Op {
         self.def().in_place_input(inputs)
     }
     /// See [`OpDef::compute_in_place`].
-    pub fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+    pub fn compute_in_place(
+        &self,
+        k: usize,
+        target: &mut Value,
+        others: &[&Value],
+    ) -> OpResult<()> {
         self.def().compute_in_place(k, target, others)
     }
 }
