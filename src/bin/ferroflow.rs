@@ -155,9 +155,10 @@ fn bench(args: &[String]) -> Result<(), String> {
             let total: f64 = ops.iter().map(|o| o.seconds).sum();
             for o in ops.iter().take(15) {
                 say(&format!(
-                    "#   {:<28} {:>7} calls {:>9.3} s {:>5.1}%",
+                    "#   {:<36} {:>7} calls {:>7} in place {:>9.3} s {:>5.1}%",
                     o.op_type,
                     o.calls,
+                    o.in_place,
                     o.seconds,
                     100.0 * o.seconds / total.max(1e-12)
                 ))?;

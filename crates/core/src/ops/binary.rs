@@ -254,10 +254,30 @@ impl OpDef for Binary {
             }
         };
         Ok(vec![
-            Some(g.sum_to_shape_of(gx, x)?),
-            Some(g.sum_to_shape_of(gy, y)?),
+            Some(reduce_to_operand(g, gx, x, y)?),
+            Some(reduce_to_operand(g, gy, y, x)?),
         ])
     }
+}
+
+/// Sums the gradient `gx` of broadcast operand `x` (whose partner is `y`) back to `x`'s shape. When
+/// the static shapes prove that `x` is never broadcast (every dimension `y` has is 1 or equal to a
+/// known dimension of `x`, and `x` has at least `y`'s rank), the gradient already has `x`'s shape and
+/// no node is made: `z + bias` then does not keep `z` alive until the backward pass just to read its
+/// shape, so `z`'s buffer can be reused by the add itself.
+fn reduce_to_operand(g: &Graph, gx: Tensor, x: Tensor, y: Tensor) -> Result<Tensor> {
+    let (sx, sy) = (g.shape(x)?, g.shape(y)?);
+    if let (Some(dx), Some(dy)) = (sx.dims(), sy.dims()) {
+        let passes = dx.len() >= dy.len()
+            && dy
+                .iter()
+                .zip(&dx[dx.len() - dy.len()..])
+                .all(|(b, a)| *b == Some(1) || (a.is_some() && a == b));
+        if passes && g.shape(gx)?.rank() == Some(dx.len()) {
+            return Ok(gx);
+        }
+    }
+    g.sum_to_shape_of(gx, x)
 }
 
 /// Which comparison a `Compare` node performs.

@@ -54,6 +54,21 @@ fn split_rows() -> bool {
     *SPLIT.get_or_init(|| std::env::var("FERROFLOW_GEMM_SPLIT").map_or(true, |v| v != "0"))
 }
 
+/// Products of fewer multiply-adds than this run on one thread: below it, waking a second thread and
+/// packing the shared operand twice cost more than they save (`FERROFLOW_GEMM_PAR_MIN` overrides it,
+/// for benchmarking).
+fn parallel_min_macs() -> usize {
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var("FERROFLOW_GEMM_PAR_MIN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_PARALLEL_MIN_MACS)
+    })
+}
+
+const DEFAULT_PARALLEL_MIN_MACS: usize = 64 * 64 * 64;
+
 /// `c = alpha·c + a·b` (`alpha` 0 overwrites `c`; 1 accumulates), with `threads` threads.
 /// Returns an error on mismatched shapes or out-of-bounds strides instead of touching memory.
 pub fn gemm<T: Float>(
@@ -80,7 +95,8 @@ pub fn gemm<T: Float>(
         }
         return Ok(());
     }
-    if threads > 1 && m * n * k >= 64 * 64 * 64 && m >= 2 * 16 && split_rows() {
+    let big = m.saturating_mul(n).saturating_mul(k) >= parallel_min_macs();
+    if threads > 1 && big && m >= 2 * 16 && split_rows() {
         // One band of rows of c (and a) per thread, each a single-threaded product: for the tall,
         // narrow products of training (2048×300·300×300) this scales better than the crate's own
         // parallel loop.
@@ -102,7 +118,7 @@ pub fn gemm<T: Float>(
             })
             .collect::<Result<(), String>>();
     }
-    let parallelism = if threads > 1 && m * n * k >= 64 * 64 * 64 {
+    let parallelism = if threads > 1 && big {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
