@@ -48,7 +48,7 @@ impl UnaryKind {
             UnaryKind::Neg => -x,
             UnaryKind::Square => x * x,
             UnaryKind::Sqrt => x.sqrt(),
-            UnaryKind::Exp => x.exp(),
+            UnaryKind::Exp => x.exp_fast(),
             UnaryKind::Log => x.ln(),
             UnaryKind::Abs => x.abs(),
             UnaryKind::Sign => {
@@ -61,7 +61,7 @@ impl UnaryKind {
                 }
             }
             UnaryKind::Reciprocal => one / x,
-            UnaryKind::Sigmoid => one / (one + (-x).exp()),
+            UnaryKind::Sigmoid => one / (one + (-x).exp_fast()),
             UnaryKind::Tanh => x.tanh(),
             // NaN passes through, as in TF.
             UnaryKind::Relu => {
@@ -88,19 +88,22 @@ impl UnaryKind {
                     x * T::from_f64(alpha)
                 }
             }
+            // Both sides computed, then chosen: a select the loop can vectorize.
             UnaryKind::Elu => {
+                let e = x.exp_m1_fast();
                 if x > zero {
                     x
                 } else {
-                    x.exp_m1()
+                    e
                 }
             }
             UnaryKind::Selu => {
                 let scale = T::from_f64(SELU_SCALE);
+                let e = scale * T::from_f64(SELU_ALPHA) * x.exp_m1_fast();
                 if x > zero {
                     scale * x
                 } else {
-                    scale * T::from_f64(SELU_ALPHA) * x.exp_m1()
+                    e
                 }
             }
             // log(1 + e^x) computed without overflow: max(x, 0) + log1p(e^-|x|).
