@@ -29,9 +29,40 @@ fn split_two(data: &[u8]) -> (&[u8], &[u8]) {
     rest.split_at(at.min(rest.len()))
 }
 
-/// The ferroflow checkpoint reader: open, list, read every entry.
+/// Frames `body` as a ferroflow file (magic, version, u64 length, body, CRC-32C of the body), so that
+/// mutations reach the decoder behind the checksum instead of stopping at it.
+fn framed(magic: [u8; 8], version: u32, body: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_vec();
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    out.extend_from_slice(rest);
+    out
+}
+
+/// Inputs whose first byte is even (real files start with `F`) are used as they are; odd ones have
+/// their header checksum fixed:
+/// `data[1..]` is split (see `split_two`) into a body and what follows, and framed.
+pub fn raw_or_framed(data: &[u8], magic: [u8; 8], version: u32) -> Vec<u8> {
+    match data.split_first() {
+        Some((mode, rest)) if mode % 2 == 1 => {
+            let (body, tail) = split_two(rest);
+            framed(magic, version, body, tail)
+        }
+        _ => data.to_vec(),
+    }
+}
+
+/// The ferroflow checkpoint reader: open, list, read every entry (raw files, or headers with a valid
+/// checksum, see `raw_or_framed`).
 pub fn checkpoint(data: &[u8]) {
-    let Some(path) = scratch("model.ffckpt", data) else {
+    let data = raw_or_framed(
+        data,
+        crate::io::checkpoint::MAGIC,
+        crate::io::checkpoint::VERSION,
+    );
+    let Some(path) = scratch("model.ffckpt", &data) else {
         return;
     };
     if let Ok(mut reader) = crate::io::checkpoint::CheckpointReader::open(&path) {
@@ -42,14 +73,20 @@ pub fn checkpoint(data: &[u8]) {
     }
 }
 
-/// The meta-graph importer: import, then compile and run whatever it gave (nothing may panic).
+/// The meta-graph importer: import, then compile and run whatever it gave (nothing may panic). Raw
+/// files, or bodies with a valid checksum (see `raw_or_framed`).
 pub fn meta_graph(data: &[u8]) {
-    let Some(path) = scratch("model.meta", data) else {
+    let data = raw_or_framed(
+        data,
+        crate::io::meta_graph::MAGIC,
+        crate::io::meta_graph::VERSION,
+    );
+    let Some(path) = scratch("model.meta", &data) else {
         return;
     };
     if let Ok((g, _saver)) = crate::io::meta_graph::import_meta_graph(&path) {
         let _ = g.to_dot(false);
-        let _ = exercise(&g, &mut Bytes::new(data));
+        let _ = exercise(&g, &mut Bytes::new(&data));
     }
 }
 

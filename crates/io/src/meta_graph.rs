@@ -13,8 +13,8 @@ use ferroflow_core::{CollectionItem, Graph, Operation, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-const MAGIC: [u8; 8] = *b"FFMETA\r\n";
-const VERSION: u32 = 1;
+pub const MAGIC: [u8; 8] = *b"FFMETA\r\n";
+pub const VERSION: u32 = 1;
 const MAX_BODY: u64 = 1 << 32;
 
 #[derive(Serialize, Deserialize)]
