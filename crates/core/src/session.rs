@@ -335,7 +335,7 @@ impl Session {
                             .to_vec(),
                         None => r.shape.clone(),
                     };
-                    Some(Arc::new(r.sample(rng, &shape)))
+                    Some(Arc::new(r.sample(rng, &shape).map_err(kernel_err)?))
                 }
                 StepKind::NoOp => None,
             };

@@ -66,6 +66,19 @@ impl Value {
         Ok(if shape.contains(&0) { 0 } else { nonzero })
     }
 
+    /// An empty vector with room for `n` elements, or an error when the allocator refuses it (a legal
+    /// but larger-than-memory tensor), instead of aborting the process.
+    pub fn try_vec<T>(n: usize) -> Result<Vec<T>, String> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|_| {
+            format!(
+                "cannot allocate a tensor of {n} elements ({} bytes)",
+                n.saturating_mul(std::mem::size_of::<T>())
+            )
+        })?;
+        Ok(v)
+    }
+
     /// A tensor of the given shape with every element `x` converted to `dtype`.
     pub fn filled(dtype: DType, shape: &[usize], x: f64) -> Self {
         let d = IxDyn(shape);

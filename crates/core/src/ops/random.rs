@@ -44,10 +44,11 @@ impl Random {
         })
     }
 
-    /// Draws one tensor of `shape` from `rng`.
-    pub fn sample<R: Rng>(&self, rng: &mut R, shape: &[usize]) -> Value {
-        let n: usize = shape.iter().product();
-        let mut data = Vec::with_capacity(n);
+    /// Draws one tensor of `shape` from `rng`; an absurd shape (from a hand-made meta-graph, say) is an
+    /// error.
+    pub fn sample<R: Rng>(&self, rng: &mut R, shape: &[usize]) -> crate::error::OpResult<Value> {
+        let n = Value::checked_len(shape)?;
+        let mut data = Value::try_vec(n)?;
         for _ in 0..n {
             let x: f64 = match self.dist {
                 Distribution::Uniform => rng.gen::<f64>(),
@@ -61,9 +62,8 @@ impl Random {
             };
             data.push(x);
         }
-        let a = ArrayD::from_shape_vec(IxDyn(shape), data)
-            .unwrap_or_else(|_| ArrayD::zeros(IxDyn(&[0])));
-        Value::F64(a).cast(self.dtype)
+        let a = ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|e| e.to_string())?;
+        Ok(Value::F64(a).cast(self.dtype))
     }
 }
 
