@@ -66,6 +66,16 @@ impl Value {
         Ok(if shape.contains(&0) { 0 } else { nonzero })
     }
 
+    /// True for an f32 or f64 tensor in row-major (standard) layout: one an elementwise kernel can
+    /// overwrite in place.
+    pub fn is_writable_float(&self) -> bool {
+        match self {
+            Value::F32(a) => a.is_standard_layout(),
+            Value::F64(a) => a.is_standard_layout(),
+            _ => false,
+        }
+    }
+
     /// An empty vector with room for `n` elements, or an error when the allocator refuses it (a legal
     /// but larger-than-memory tensor), instead of aborting the process.
     pub fn try_vec<T>(n: usize) -> Result<Vec<T>, String> {
@@ -76,6 +86,13 @@ impl Value {
                 n.saturating_mul(std::mem::size_of::<T>())
             )
         })?;
+        Ok(v)
+    }
+
+    /// `n` copies of `x`, allocated fallibly (see [`Value::try_vec`]).
+    pub fn try_filled_vec<T: Clone>(n: usize, x: T) -> Result<Vec<T>, String> {
+        let mut v = Self::try_vec(n)?;
+        v.resize(n, x);
         Ok(v)
     }
 

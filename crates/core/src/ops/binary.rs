@@ -197,15 +197,9 @@ impl OpDef for Binary {
             return None;
         }
         let out = super::kernels::broadcast_shapes(a.shape(), b.shape()).ok()?;
-        let fits = |x: &Value| {
-            x.shape() == out.as_slice()
-                && match x {
-                    Value::F32(a) => a.is_standard_layout(),
-                    Value::F64(a) => a.is_standard_layout(),
-                    _ => false,
-                }
-        };
-        [a, b].iter().position(|x| fits(x))
+        [a, b]
+            .iter()
+            .position(|x| x.shape() == out.as_slice() && x.is_writable_float())
     }
     fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
         match target.dtype() {
@@ -411,7 +405,7 @@ fn select_typed<T: Clone>(
     let cv = c.broadcast(d.clone()).ok_or("broadcast failed")?;
     let av = a.broadcast(d.clone()).ok_or("broadcast failed")?;
     let bv = b.broadcast(d.clone()).ok_or("broadcast failed")?;
-    let mut out = Vec::with_capacity(shape.iter().product());
+    let mut out = Value::try_vec(Value::checked_len(&shape)?)?;
     ndarray::Zip::from(&cv)
         .and(&av)
         .and(&bv)

@@ -67,7 +67,7 @@ fn parallel_min_macs() -> usize {
     })
 }
 
-const DEFAULT_PARALLEL_MIN_MACS: usize = 64 * 64 * 64;
+const DEFAULT_PARALLEL_MIN_MACS: usize = 1 << 22;
 
 /// `c = alpha·c + a·b` (`alpha` 0 overwrites `c`; 1 accumulates), with `threads` threads.
 /// Returns an error on mismatched shapes or out-of-bounds strides instead of touching memory.

@@ -379,7 +379,7 @@ impl AnyArrayFn for GatherRows<'_> {
             .ok_or("gather needs params of rank >= 1")?;
         let mut shape = self.0.shape().to_vec();
         shape.extend_from_slice(&p.shape()[1..]);
-        let mut data = Vec::with_capacity(crate::Value::checked_len(&shape)?);
+        let mut data = crate::Value::try_vec(crate::Value::checked_len(&shape)?)?;
         for &i in self.0.iter() {
             if i < 0 || i as usize >= rows {
                 return Err(format!("indices value {i} is not in [0, {rows})"));
@@ -447,7 +447,7 @@ fn gather_grad_typed<T: Clone + num_traits::Zero + std::ops::AddAssign>(
         .first()
         .ok_or("GatherGrad: params must have rank >= 1")?;
     let row_len: usize = like[1..].iter().product();
-    let mut out = vec![T::zero(); crate::Value::checked_len(like)?];
+    let mut out = crate::Value::try_filled_vec(crate::Value::checked_len(like)?, T::zero())?;
     let gs = standard(g.clone());
     let gflat = gs.as_slice().ok_or("GatherGrad: non-contiguous gradient")?;
     if gflat.len() != idx.len() * row_len {
@@ -536,7 +536,7 @@ impl OpDef for OneHot {
             .ok_or("one_hot indices must be int64")?;
         let mut shape = idx.shape().to_vec();
         shape.push(self.depth);
-        let mut data = vec![self.off_value; Value::checked_len(&shape)?];
+        let mut data = Value::try_filled_vec(Value::checked_len(&shape)?, self.off_value)?;
         for (k, &i) in idx.iter().enumerate() {
             if i >= 0 && (i as usize) < self.depth {
                 data[k * self.depth + i as usize] = self.on_value;

@@ -189,13 +189,13 @@ pub fn zip_broadcast<A: Clone, B: Clone, C>(
         } else if sa.len() == 1 && b.shape() == &shape[..] {
             Some(sb.iter().map(|y| f(sa[0].clone(), y.clone())).collect())
         } else if !sb.is_empty() && a.shape() == &shape[..] && trailing(a.shape(), b.shape()) {
-            let mut out = Vec::with_capacity(n);
+            let mut out = crate::Value::try_vec(n)?;
             for row in sa.chunks_exact(sb.len()) {
                 out.extend(row.iter().zip(sb).map(|(x, y)| f(x.clone(), y.clone())));
             }
             Some(out)
         } else if !sa.is_empty() && b.shape() == &shape[..] && trailing(b.shape(), a.shape()) {
-            let mut out = Vec::with_capacity(n);
+            let mut out = crate::Value::try_vec(n)?;
             for row in sb.chunks_exact(sa.len()) {
                 out.extend(sa.iter().zip(row).map(|(x, y)| f(x.clone(), y.clone())));
             }
@@ -209,7 +209,7 @@ pub fn zip_broadcast<A: Clone, B: Clone, C>(
     }
     let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
     let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
-    let mut out = Vec::with_capacity(shape.iter().product());
+    let mut out = crate::Value::try_vec(crate::Value::checked_len(&shape)?)?;
     Zip::from(&av)
         .and(&bv)
         .for_each(|x, y| out.push(f(x.clone(), y.clone())));

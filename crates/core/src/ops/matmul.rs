@@ -53,7 +53,7 @@ fn matmul_typed<T: FloatArray>(m: &MatMul, inputs: &[&Value]) -> OpResult<Value>
             &b_owned
         }
     };
-    let mut c = vec![T::zero(); crate::Value::checked_len(&[mm, n])?];
+    let mut c = crate::Value::try_filled_vec(crate::Value::checked_len(&[mm, n])?, T::zero())?;
     gemm(
         &mut c,
         MatRef::row_major(sa, ar, ac, m.transpose_a),

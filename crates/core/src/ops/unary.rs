@@ -232,11 +232,7 @@ impl OpDef for Unary {
         }
     }
     fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
-        match inputs.first()? {
-            Value::F32(a) if a.is_standard_layout() => Some(0),
-            Value::F64(a) if a.is_standard_layout() => Some(0),
-            _ => None,
-        }
+        inputs.first()?.is_writable_float().then_some(0)
     }
     fn compute_in_place(&self, _k: usize, target: &mut Value, _others: &[&Value]) -> OpResult<()> {
         map_float_kind_in_place(target, self.kind, self.type_name())
@@ -427,12 +423,7 @@ impl OpDef for ActivationGrad {
         if g.dtype() != v.dtype() || g.shape() != v.shape() || !g.dtype().is_float() {
             return None;
         }
-        let standard = |x: &Value| match x {
-            Value::F32(a) => a.is_standard_layout(),
-            Value::F64(a) => a.is_standard_layout(),
-            _ => false,
-        };
-        [g, v].iter().position(|x| standard(x))
+        [g, v].iter().position(|x| x.is_writable_float())
     }
     fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
         match target.dtype() {
