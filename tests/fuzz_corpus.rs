@@ -102,6 +102,9 @@ fn framed_seeds_rebuild_the_real_files() {
             real,
             "{dir}"
         );
-        assert_eq!(ferroflow::fuzzing::raw_or_framed(&real, magic, version), real);
+        assert_eq!(
+            ferroflow::fuzzing::raw_or_framed(&real, magic, version),
+            real
+        );
     }
 }
