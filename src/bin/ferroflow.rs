@@ -16,57 +16,14 @@ fn arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
         .map(|w| w[1].as_str())
 }
 
-/// A checkpoint entry: name, dtype, shape.
-type Row = (String, String, Vec<usize>);
-/// Reads a checkpoint tensor by key.
-type Reader = Box<dyn FnMut(&str) -> Result<ferroflow::Value, String>>;
-
 fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), String> {
     let re = scope
         .map(ferroflow::ScopeRegex::new)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let path = ferroflow::io::checkpoint::data_path(prefix);
-    // (name, dtype, shape) rows and a reader for the values, from our format or TensorFlow's.
-    let (rows, mut read): (Vec<Row>, Reader) =
-        if !path.exists() && ferroflow::io::TfCheckpointReader::exists(prefix) {
-            let r = ferroflow::io::TfCheckpointReader::open(prefix).map_err(|e| e.to_string())?;
-            let rows = r
-                .tensors()
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|t| (t.name, t.dtype.to_string(), t.shape))
-                .collect();
-            (
-                rows,
-                Box::new(move |k: &str| {
-                    r.read(k)
-                        .map_err(|e| e.to_string())?
-                        .ok_or_else(|| format!("{k} vanished"))
-                }),
-            )
-        } else {
-            let mut r = ferroflow::io::CheckpointReader::open(&path).map_err(|e| e.to_string())?;
-            let rows = r
-                .entries()
-                .iter()
-                .map(|e| {
-                    (
-                        e.name.clone(),
-                        e.dtype.to_string(),
-                        e.shape.iter().map(|&d| d as usize).collect(),
-                    )
-                })
-                .collect();
-            (
-                rows,
-                Box::new(move |k: &str| {
-                    r.read(k)
-                        .map_err(|e| e.to_string())?
-                        .ok_or_else(|| format!("{k} vanished"))
-                }),
-            )
-        };
+    // Our format or TensorFlow's, whichever the prefix names.
+    let mut ckpt = ferroflow::io::AnyCheckpoint::open(prefix).map_err(|e| e.to_string())?;
+    let rows = ckpt.entries().map_err(|e| e.to_string())?;
     say(&format!(
         "{:<40} {:<8} {:<16} {:>12} {:>12} {:>12} {:>12}",
         "name", "dtype", "shape", "mean", "std", "min", "max"
@@ -75,14 +32,19 @@ fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), String> {
         if re.as_ref().is_some_and(|re| !re.matches(&name)) {
             continue;
         }
-        let d = read(&name)?.to_f64_vec();
+        let d = ckpt
+            .read(&name)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{name} vanished"))?
+            .to_f64_vec();
         let n = d.len().max(1) as f64;
         let mean = d.iter().sum::<f64>() / n;
         let std = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
         let min = d.iter().cloned().fold(f64::INFINITY, f64::min);
         let max = d.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         say(&format!(
-            "{name:<40} {dtype:<8} {:<16} {mean:>12.6} {std:>12.6} {min:>12.6} {max:>12.6}",
+            "{name:<40} {:<8} {:<16} {mean:>12.6} {std:>12.6} {min:>12.6} {max:>12.6}",
+            dtype.to_string(),
             format!("{shape:?}")
         ))?;
     }

@@ -16,7 +16,9 @@ pub mod tf_checkpoint;
 pub use checkpoint::{CheckpointReader, TensorEntry};
 pub use meta_graph::{export_meta_graph, import_meta_graph};
 pub use safetensors_io::{export_safetensors, import_safetensors};
-pub use saver::{get_checkpoint_state, latest_checkpoint, SaveFormat, Saver, VarList};
+pub use saver::{
+    get_checkpoint_state, latest_checkpoint, AnyCheckpoint, SaveFormat, Saver, VarList,
+};
 pub use tf_checkpoint::{write_tf_checkpoint, TfCheckpointReader};
 
 use std::path::PathBuf;

@@ -249,25 +249,21 @@ impl Saver {
     /// TensorFlow V2 checkpoint (`<prefix>.index` + data shards), with the same key semantics. Errors name
     /// the key: missing, or of another shape or dtype; every key is checked before anything is assigned.
     pub fn restore(&self, sess: &Session, prefix: &str) -> Result<()> {
-        let file = data_path(prefix);
-        let mut source = if file.exists() {
-            Source::Ours(CheckpointReader::open(&file)?, file)
-        } else if TfCheckpointReader::exists(prefix) {
-            Source::Tf(
-                TfCheckpointReader::open(prefix)?,
-                PathBuf::from(format!("{prefix}.index")),
-            )
-        } else {
-            return Err(IoError::NotACheckpoint {
-                path: PathBuf::from(prefix),
-            });
-        };
+        let mut source = AnyCheckpoint::open(prefix)?;
         let g = &self.graph;
+        let listed: std::collections::HashMap<String, (DType, Vec<usize>)> = source
+            .entries()?
+            .into_iter()
+            .map(|(k, d, s)| (k, (d, s)))
+            .collect();
         for (key, v) in &self.entries {
-            let (dtype, shape) = source.entry(key)?.ok_or_else(|| IoError::KeyNotFound {
-                key: key.clone(),
-                path: source.path(),
-            })?;
+            let (dtype, shape) = listed
+                .get(key)
+                .cloned()
+                .ok_or_else(|| IoError::KeyNotFound {
+                    key: key.clone(),
+                    path: source.path(),
+                })?;
             if dtype != v.dtype(g) || !v.shape(g).accepts(&shape) {
                 return Err(IoError::Mismatch {
                     key: key.clone(),
@@ -289,36 +285,66 @@ impl Saver {
     }
 }
 
-/// Where `restore` reads from.
-enum Source {
-    Ours(CheckpointReader, PathBuf),
-    Tf(TfCheckpointReader, PathBuf),
+/// A checkpoint prefix in either format: ferroflow's (`<prefix>.ffckpt`, preferred when both exist) or
+/// TensorFlow's V2 bundle (`<prefix>.index` + shards). What `Saver::restore` and `ferroflow inspect`
+/// read from.
+pub enum AnyCheckpoint {
+    Ferroflow(CheckpointReader, PathBuf),
+    TensorFlow(TfCheckpointReader, PathBuf),
 }
 
-impl Source {
-    fn path(&self) -> PathBuf {
-        match self {
-            Source::Ours(_, p) | Source::Tf(_, p) => p.clone(),
+impl AnyCheckpoint {
+    /// Opens `prefix` in whichever format exists; neither is `IoError::NotACheckpoint`.
+    pub fn open(prefix: &str) -> Result<Self> {
+        let file = data_path(prefix);
+        if file.exists() {
+            Ok(AnyCheckpoint::Ferroflow(
+                CheckpointReader::open(&file)?,
+                file,
+            ))
+        } else if TfCheckpointReader::exists(prefix) {
+            Ok(AnyCheckpoint::TensorFlow(
+                TfCheckpointReader::open(prefix)?,
+                PathBuf::from(format!("{prefix}.index")),
+            ))
+        } else {
+            Err(IoError::NotACheckpoint {
+                path: PathBuf::from(prefix),
+            })
         }
     }
-    fn entry(&self, key: &str) -> Result<Option<(DType, Vec<usize>)>> {
+    /// The file the entries come from (for error messages).
+    pub fn path(&self) -> PathBuf {
+        match self {
+            AnyCheckpoint::Ferroflow(_, p) | AnyCheckpoint::TensorFlow(_, p) => p.clone(),
+        }
+    }
+    /// Every (key, dtype, shape), in the file's order.
+    pub fn entries(&self) -> Result<Vec<(String, DType, Vec<usize>)>> {
         Ok(match self {
-            Source::Ours(r, _) => r
+            AnyCheckpoint::Ferroflow(r, _) => r
                 .entries()
                 .iter()
-                .find(|e| e.name == key)
-                .map(|e| (e.dtype, e.shape.iter().map(|&d| d as usize).collect())),
-            Source::Tf(r, _) => r
+                .map(|e| {
+                    (
+                        e.name.clone(),
+                        e.dtype,
+                        e.shape.iter().map(|&d| d as usize).collect(),
+                    )
+                })
+                .collect(),
+            AnyCheckpoint::TensorFlow(r, _) => r
                 .tensors()?
                 .into_iter()
-                .find(|t| t.name == key)
-                .map(|t| (t.dtype, t.shape)),
+                .map(|t| (t.name, t.dtype, t.shape))
+                .collect(),
         })
     }
-    fn read(&mut self, key: &str) -> Result<Option<ferroflow_core::Value>> {
+    /// Reads one tensor (checksum verified); `None` when the key is absent.
+    pub fn read(&mut self, key: &str) -> Result<Option<ferroflow_core::Value>> {
         match self {
-            Source::Ours(r, _) => r.read(key),
-            Source::Tf(r, _) => r.read(key),
+            AnyCheckpoint::Ferroflow(r, _) => r.read(key),
+            AnyCheckpoint::TensorFlow(r, _) => r.read(key),
         }
     }
 }
