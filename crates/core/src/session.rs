@@ -401,6 +401,18 @@ impl Session {
         step: &plan::Step,
         slots: &mut [Option<Slot<'_>>],
     ) -> Option<std::result::Result<Value, String>> {
+        // Cheap test first (no allocation): is any input a candidate at all?
+        let candidate = |src: usize| {
+            step.free.contains(&src)
+                && step.inputs.iter().filter(|&&i| i == src).count() == 1
+                && matches!(
+                    slots.get(src).and_then(|s| s.as_ref()),
+                    Some(Slot::Owned(a)) if Arc::strong_count(a) == 1 && Arc::weak_count(a) == 0
+                )
+        };
+        if !step.inputs.iter().any(|&i| candidate(i)) {
+            return None;
+        }
         let k = {
             let mut inputs: Vec<&Value> = Vec::with_capacity(step.inputs.len());
             for &i in &step.inputs {
@@ -412,12 +424,8 @@ impl Session {
             op.in_place_input(&inputs)?
         };
         let src = *step.inputs.get(k)?;
-        if !step.free.contains(&src) || step.inputs.iter().filter(|&&i| i == src).count() != 1 {
+        if !candidate(src) {
             return None;
-        }
-        match slots.get(src)?.as_ref()? {
-            Slot::Owned(a) if Arc::strong_count(a) == 1 && Arc::weak_count(a) == 0 => {}
-            _ => return None,
         }
         let Some(Slot::Owned(arc)) = slots.get_mut(src)?.take() else {
             return None;
