@@ -74,27 +74,13 @@ fn batch_norm(g: &Graph, z: Tensor, name: &str, momentum: f64, eps: f64) -> Resu
             v("moving_variance", Initializer::Ones, false)?,
         )
     };
-    let _m = g.name_scope("moments")?;
-    let mean = g.reduce_mean(z, Some(&[0]), false)?;
-    let var = g.reduce_mean(
-        g.squared_difference(z, g.stop_gradient(mean)?)?,
-        Some(&[0]),
-        false,
-    )?;
-    drop(_m);
+    let (mean, var) = g.moments(z, &[0], false)?;
     let decay = g.scalar(DType::F32, 1.0 - momentum)?;
     let u1 = g.assign_sub(mm, g.mul(decay, g.sub(mm.value(), mean)?)?)?;
     let u2 = g.assign_sub(mv, g.mul(decay, g.sub(mv.value(), var)?)?)?;
     g.add_to_collection(keys::UPDATE_OPS, u1.op());
     g.add_to_collection(keys::UPDATE_OPS, u2.op());
-    let inv = g.mul(
-        g.div(
-            g.scalar(DType::F32, 1.0)?,
-            g.sqrt(g.add(var, g.scalar(DType::F32, eps)?)?)?,
-        )?,
-        gamma.value(),
-    )?;
-    g.add(g.mul(z, inv)?, g.sub(beta.value(), g.mul(mean, inv)?)?)
+    g.batch_normalization(z, mean, var, Some(beta.value()), Some(gamma.value()), eps)
 }
 
 /// Builds a benchmark model by name.

@@ -36,30 +36,6 @@ impl Default for BatchNormOptions {
     }
 }
 
-fn normalize(
-    g: &Graph,
-    x: Tensor,
-    mean: Tensor,
-    var: Tensor,
-    gamma: Option<Tensor>,
-    beta: Option<Tensor>,
-    eps: f64,
-) -> Result<Tensor> {
-    // TF's formula: x·inv + (beta - mean·inv), inv = gamma / √(var + ε).
-    let mut inv = g.div(
-        g.scalar_like(x, 1.0)?,
-        g.sqrt(g.add(var, g.scalar_like(x, eps)?)?)?,
-    )?;
-    if let Some(gm) = gamma {
-        inv = g.mul(inv, gm)?;
-    }
-    let shift = match beta {
-        Some(b) => g.sub(b, g.mul(mean, inv)?)?,
-        None => g.neg(g.mul(mean, inv)?)?,
-    };
-    g.add(g.mul(x, inv)?, shift)
-}
-
 /// `tf.layers.batch_normalization(x, training=...)`.
 ///
 /// Variables `<name>/gamma`, `beta` (trainable), `moving_mean`, `moving_variance` (global only).
@@ -125,13 +101,12 @@ pub fn batch_normalization(
     let beta_t = beta.map(|v| v.value());
 
     let inference = || {
-        normalize(
-            g,
+        g.batch_normalization(
             x,
             moving_mean.value(),
             moving_var.value(),
-            gamma_t,
             beta_t,
+            gamma_t,
             opts.epsilon,
         )
     };
@@ -139,17 +114,8 @@ pub fn batch_normalization(
         return inference();
     }
     let axes: Vec<i64> = (0..rank as i64 - 1).collect();
-    let (mean, variance) = {
-        let _m = g.name_scope("moments")?;
-        let mean = g.reduce_mean(x, Some(&axes), false)?;
-        let variance = g.reduce_mean(
-            g.squared_difference(x, g.stop_gradient(mean)?)?,
-            Some(&axes),
-            false,
-        )?;
-        (mean, variance)
-    };
-    let train_out = normalize(g, x, mean, variance, gamma_t, beta_t, opts.epsilon)?;
+    let (mean, variance) = g.moments(x, &axes, false)?;
+    let train_out = g.batch_normalization(x, mean, variance, beta_t, gamma_t, opts.epsilon)?;
     let out = match training {
         Training::Tensor(t) => g.select(t, train_out, inference()?)?,
         Training::Bool(_) => train_out,

@@ -281,6 +281,45 @@ pub fn sum_to_shape<T: Clone + num_traits::Zero + std::ops::Add<Output = T>>(
 /// Elementwise kernels split their work across the session's threads above this many elements.
 pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 17;
 
+/// Runs `f(first_column, accumulators)` over disjoint column ranges of `out` (one range per session
+/// thread when the pass covers `elements` values above [`PARALLEL_MIN_ELEMENTS`]). Each column's sum
+/// then runs over the rows in order whatever the split, so results do not depend on the thread count.
+pub fn par_columns<T: Send>(
+    out: &mut [T],
+    elements: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    let threads = intra_op_threads();
+    if threads > 1 && elements >= PARALLEL_MIN_ELEMENTS && out.len() >= 2 * threads {
+        use rayon::prelude::*;
+        let chunk = out.len().div_ceil(threads);
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, o)| f(i * chunk, o));
+    } else {
+        f(0, out);
+    }
+}
+
+/// Column sums of a row-major `rows × cols` slice: `Σ_r x[r·cols + j]`, adding the rows in order from
+/// zero (the order of ndarray's `sum_axis(Axis(0))`), split by columns across threads when large.
+pub fn column_sums<T: Float>(x: &[T], cols: usize) -> crate::error::OpResult<Vec<T>> {
+    let mut out = crate::Value::try_filled_vec(cols, T::zero())?;
+    if cols == 0 {
+        return Ok(out);
+    }
+    let rows = x.len() / cols;
+    par_columns(&mut out, x.len(), |c0, acc| {
+        for r in 0..rows {
+            let row = &x[r * cols + c0..r * cols + c0 + acc.len()];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a = *a + v;
+            }
+        }
+    });
+    Ok(out)
+}
+
 /// `out[i] = f(a[i])`, split into one contiguous chunk per session thread when large.
 pub fn par_map<A: Sync, C: Copy + Default + Send + Sync>(
     a: &[A],

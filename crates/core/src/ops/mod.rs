@@ -2,6 +2,7 @@
 //! live together in one section of one family file.
 
 pub mod apply;
+pub mod batch_norm;
 pub mod binary;
 pub mod gemm;
 pub mod indexing;
@@ -166,6 +167,11 @@ op_list! {
     Softmax(nn::Softmax),
     SparseSoftmaxXent(nn::SparseSoftmaxXent),
     SoftmaxXent(nn::SoftmaxXent),
+    MomentsVariance(batch_norm::MomentsVariance),
+    BatchNorm(batch_norm::BatchNorm),
+    BatchNormGradStats(batch_norm::BatchNormGradStats),
+    BatchNormParamGrad(batch_norm::BatchNormParamGrad),
+    BatchNormGradInput(batch_norm::BatchNormGradInput),
 }
 
 impl Op {

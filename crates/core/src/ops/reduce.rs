@@ -44,9 +44,48 @@ pub(crate) fn normalize_axes(
     Ok(out)
 }
 
+/// Sum or mean over the leading axes of a row-major array (a bias gradient, a batch mean), as column
+/// sums of `rows × rest`; `None` for other reductions.
+fn reduce_leading<T: FloatArray>(
+    r: &Reduce,
+    x: &ArrayD<T>,
+    axes: &[usize],
+) -> Option<OpResult<Value>> {
+    let k = axes.len();
+    let leading = k >= 1 && k < x.ndim() && axes.iter().enumerate().all(|(i, &a)| i == a);
+    if !leading || !matches!(r.kind, ReduceKind::Sum | ReduceKind::Mean) {
+        return None;
+    }
+    let data = x.as_slice()?;
+    let rest = &x.shape()[k..];
+    let cols: usize = rest.iter().product();
+    Some((|| {
+        let mut out = super::kernels::column_sums(data, cols)?;
+        if r.kind == ReduceKind::Mean {
+            let c = T::from_f64(x.shape()[..k].iter().product::<usize>() as f64);
+            for v in &mut out {
+                *v = *v / c;
+            }
+        }
+        let shape: Vec<usize> = if r.keepdims {
+            std::iter::repeat_n(1, k)
+                .chain(rest.iter().copied())
+                .collect()
+        } else {
+            rest.to_vec()
+        };
+        Ok(T::wrap(
+            ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())?,
+        ))
+    })())
+}
+
 fn reduce_typed<T: FloatArray>(r: &Reduce, inputs: &[&Value]) -> OpResult<Value> {
     let x = float_input::<T>(inputs, 0, "Reduce")?;
     let axes = normalize_axes(&r.axes, x.ndim())?;
+    if let Some(v) = reduce_leading(r, x, &axes) {
+        return v;
+    }
     let mut out = x.clone();
     let mut count = 1usize;
     for &ax in axes.iter().rev() {
@@ -320,6 +359,16 @@ pub struct SumToShapeOf;
 fn sum_to_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let g = float_input::<T>(inputs, 0, "SumToShapeOf")?;
     let like = super::kernels::input(inputs, 1, "SumToShapeOf")?;
+    // Summing leading axes away (a bias gradient): column sums, no copy of the gradient.
+    let extra = g.ndim().saturating_sub(like.shape().len());
+    if extra >= 1 && !like.shape().is_empty() && g.shape()[extra..] == *like.shape() {
+        if let Some(data) = g.as_slice() {
+            let out = super::kernels::column_sums(data, like.len())?;
+            return Ok(T::wrap(
+                ArrayD::from_shape_vec(IxDyn(like.shape()), out).map_err(|e| e.to_string())?,
+            ));
+        }
+    }
     Ok(T::wrap(sum_to_shape(g, like.shape())?))
 }
 

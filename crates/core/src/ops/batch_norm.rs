@@ -1,0 +1,774 @@
+//! Fused batch normalization: `tf.nn.moments` and `tf.nn.batch_normalization` as [`Graph::moments`]
+//! and [`Graph::batch_normalization`], each one pass over the data instead of TF's chain of small
+//! composite ops, and a backward pass of two kernels.
+//!
+//! The tensor `x` is seen as `rows × C`, C its last dimension; every statistic and parameter is a
+//! vector of C. In TF the forward is built from `Mean`, `SquaredDifference`, `Rsqrt`, `Mul`, `Sub`
+//! and `Add`, and its gradient from a dozen broadcasting ops per layer. Here:
+//!
+//! - `MomentsVariance(x, mean)`: Σ_r (x - mean)² / rows per channel (the `SquaredDifference` + `Mean`
+//!   of `tf.nn.moments`, in the same summation order, without the `rows × C` temporary). As in TF
+//!   the mean input is taken through `stop_gradient`: it gets no gradient.
+//! - `BatchNormalization(x, mean, variance, offset, scale)`: `x·inv + (offset - mean·inv)` with
+//!   `inv = scale / √(variance + ε)`, TF's formula term for term.
+//! - Its gradient: `BatchNormGradStats(g, x, mean)` = `[Σg, Σg·(x - mean)]` per channel (one pass),
+//!   `BatchNormParamGrad` turns those into the gradients of offset, scale, mean and variance (C
+//!   elements each), and `BatchNormGradInput` gives the gradient of x (one pass, over g's buffer when
+//!   g dies there). When the mean and variance inputs are the moments of x itself (built by
+//!   [`Graph::moments`] over the leading axes), `BatchNormGradInput` computes the *total* derivative
+//!   of x — directly and through the batch mean and variance — and the mean and variance inputs get
+//!   no gradient from this node: the sum the autodiff would have built from three paths, in one pass.
+//!   Gradients reaching the mean or variance from other consumers still flow back the ordinary way.
+
+use super::kernels::{
+    by_float, float_input, intra_op_threads, par_columns, FloatArray, PARALLEL_MIN_ELEMENTS,
+};
+use super::reduce::{normalize_axes, Reduce, ReduceKind};
+use super::{
+    expect_arity, expect_float, same_dtype, GradContext, InferError, InferResult, Op, OpDef,
+};
+use crate::dtype::{Shape, TensorInfo};
+use crate::error::{Error, OpResult, Result};
+use crate::graph::{Graph, Tensor};
+use crate::value::Value;
+use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Columns handled together by the elementwise kernels (their per-channel coefficients live on the
+/// stack, so a step allocates nothing for them).
+const BLOCK: usize = 64;
+
+/// `x` as rows × channels.
+fn rows_cols(shape: &[usize]) -> (usize, usize) {
+    let c = shape.last().copied().unwrap_or(1);
+    let n: usize = shape.iter().product();
+    (n.checked_div(c).unwrap_or(0), c)
+}
+
+/// The contiguous data of a float input of `C` channels (its last dimension).
+fn channel_data<'a, T: FloatArray>(
+    inputs: &[&'a Value],
+    i: usize,
+    c: usize,
+    op: &str,
+    what: &str,
+) -> OpResult<&'a [T]> {
+    let a = float_input::<T>(inputs, i, op)?;
+    let s = a
+        .as_slice()
+        .ok_or_else(|| format!("{op}: {what} is not contiguous"))?;
+    if s.len() != c {
+        return Err(format!(
+            "{op}: {what} has shape {:?}, expected [{c}] (the input's last dimension)",
+            a.shape()
+        ));
+    }
+    Ok(s)
+}
+
+/// The contiguous data of the big input and its rows × channels.
+fn big_data<'a, T: FloatArray>(
+    inputs: &[&'a Value],
+    i: usize,
+    op: &str,
+) -> OpResult<(&'a [T], usize, usize)> {
+    let a = float_input::<T>(inputs, i, op)?;
+    let (rows, c) = rows_cols(a.shape());
+    let s = a
+        .as_slice()
+        .ok_or_else(|| format!("{op}: input {i} is not contiguous"))?;
+    Ok((s, rows, c))
+}
+
+/// Whether a pass over `elements` values is split across the session's threads.
+fn parallel(elements: usize) -> Option<usize> {
+    let threads = intra_op_threads();
+    (threads > 1 && elements >= PARALLEL_MIN_ELEMENTS).then_some(threads)
+}
+
+/// Runs `f(first_row, rows)` over disjoint bands of whole rows of `data` (`c` values a row).
+fn per_rows<T: Send>(data: &mut [T], c: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    let rows = data.len().checked_div(c).unwrap_or(0);
+    match parallel(data.len()) {
+        Some(threads) if rows >= threads => {
+            let band = rows.div_ceil(threads) * c;
+            data.par_chunks_mut(band)
+                .enumerate()
+                .for_each(|(i, d)| f(i * band / c, d));
+        }
+        _ => f(0, data),
+    }
+}
+
+/// Copies a float array into a fresh row-major one (the out-of-place form of an in-place kernel).
+fn owned_copy<T: FloatArray>(a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+    let mut v = Value::try_vec(a.len())?;
+    match a.as_slice() {
+        Some(s) => v.extend_from_slice(s),
+        None => v.extend(a.iter().copied()),
+    }
+    ArrayD::from_shape_vec(IxDyn(a.shape()), v).map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// MomentsVariance
+
+/// `Σ_r (x - mean)² / rows` per channel: the variance half of `tf.nn.moments` over the leading axes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MomentsVariance;
+
+fn variance_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
+    let op = "MomentsVariance";
+    let (x, rows, c) = big_data::<T>(inputs, 0, op)?;
+    let mean = channel_data::<T>(inputs, 1, c, op, "the mean")?;
+    let mut out = Value::try_filled_vec(c, T::zero())?;
+    par_columns(&mut out, x.len(), |c0, acc| {
+        let m = &mean[c0..c0 + acc.len()];
+        for r in 0..rows {
+            let row = &x[r * c + c0..r * c + c0 + acc.len()];
+            for ((a, &v), &mu) in acc.iter_mut().zip(row).zip(m) {
+                *a = *a + (v - mu) * (v - mu);
+            }
+        }
+        let n = T::from_f64(rows as f64);
+        for a in acc.iter_mut() {
+            *a = *a / n;
+        }
+    });
+    Ok(T::wrap(
+        ArrayD::from_shape_vec(IxDyn(&[c]), out).map_err(|e| e.to_string())?,
+    ))
+}
+
+/// The static channel count of `x`'s info (its last dimension), when known.
+fn static_channels(info: &TensorInfo) -> Option<usize> {
+    info.shape.dims()?.last().copied().flatten()
+}
+
+/// Checks that a parameter's static shape can be `[C]`.
+fn expect_channels(
+    info: &TensorInfo,
+    c: Option<usize>,
+    what: &str,
+) -> std::result::Result<(), InferError> {
+    let want = Shape::new(vec![c]);
+    if info.shape.merge(&want).is_none() {
+        return Err(InferError::Shape(format!(
+            "{what} must have shape [{}], got {}",
+            c.map_or("?".to_string(), |c| c.to_string()),
+            info.shape
+        )));
+    }
+    Ok(())
+}
+
+/// The shared shape rule of the per-channel ops: `x` (rank ≥ 1) and `[C]` parameters.
+fn infer_channels(
+    inputs: &[TensorInfo],
+    n: usize,
+    op: &str,
+    names: &[&str],
+) -> std::result::Result<Option<usize>, InferError> {
+    expect_arity(inputs, n, op)?;
+    same_dtype(inputs)?;
+    expect_float(&inputs[0], "the input")?;
+    if inputs[0].shape.rank() == Some(0) {
+        return Err(InferError::Shape(format!(
+            "{op} needs an input of rank >= 1"
+        )));
+    }
+    let c = static_channels(&inputs[0]);
+    for (info, what) in inputs.iter().skip(1).zip(names) {
+        expect_channels(info, c, what)?;
+    }
+    Ok(c)
+}
+
+impl OpDef for MomentsVariance {
+    fn type_name(&self) -> &'static str {
+        "MomentsVariance"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        let c = infer_channels(inputs, 2, "MomentsVariance", &["the mean"])?;
+        Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(vec![c]))))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        by_float(
+            inputs,
+            self.type_name(),
+            || variance_typed::<f32>(inputs),
+            || variance_typed::<f64>(inputs),
+        )
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        // d/dx = 2·(x - mean)·grad / rows; the mean is under stop_gradient, as in tf.nn.moments.
+        let g = ctx.graph;
+        let (x, mean) = (ctx.input(0)?, ctx.input(1)?);
+        let dtype = g.dtype(x)?;
+        let rows = g.div(g.cast(g.size(x)?, dtype)?, g.cast(g.size(mean)?, dtype)?)?;
+        let scale = g.div(g.mul(g.scalar_like(x, 2.0)?, grad)?, rows)?;
+        Ok(vec![Some(g.mul(g.sub(x, mean)?, scale)?), None])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// BatchNormalization
+
+/// `x·inv + (offset - mean·inv)`, `inv = scale / √(variance + ε)`: `tf.nn.batch_normalization` with
+/// `[C]` parameters, in one pass.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchNorm {
+    pub epsilon: f64,
+}
+
+/// inv and shift of channel `c`, as TF's composite computes them.
+#[inline(always)]
+fn inv_shift<T: FloatArray>(eps: T, mean: T, var: T, offset: T, scale: T) -> (T, T) {
+    let inv = (T::one() / (var + eps).sqrt()) * scale;
+    (inv, offset - mean * inv)
+}
+
+impl BatchNorm {
+    fn run_in_place<T: FloatArray>(&self, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+        let op = "BatchNormalization";
+        let eps = T::from_f64(self.epsilon);
+        let x = T::array_mut(target).ok_or("BatchNormalization: inputs differ in dtype")?;
+        let (_, c) = rows_cols(x.shape());
+        let mean = channel_data::<T>(others, 0, c, op, "the mean")?;
+        let var = channel_data::<T>(others, 1, c, op, "the variance")?;
+        let offset = channel_data::<T>(others, 2, c, op, "the offset")?;
+        let scale = channel_data::<T>(others, 3, c, op, "the scale")?;
+        let data = x
+            .as_slice_mut()
+            .ok_or("BatchNormalization: the input is not contiguous")?;
+        per_rows(data, c, |_, band| {
+            let mut c0 = 0;
+            while c0 < c {
+                let w = BLOCK.min(c - c0);
+                let mut inv = [T::zero(); BLOCK];
+                let mut shift = [T::zero(); BLOCK];
+                for j in 0..w {
+                    (inv[j], shift[j]) = inv_shift(
+                        eps,
+                        mean[c0 + j],
+                        var[c0 + j],
+                        offset[c0 + j],
+                        scale[c0 + j],
+                    );
+                }
+                for row in band.chunks_exact_mut(c) {
+                    for ((y, &k), &s) in row[c0..c0 + w].iter_mut().zip(&inv[..w]).zip(&shift[..w])
+                    {
+                        *y = *y * k + s;
+                    }
+                }
+                c0 += w;
+            }
+        });
+        Ok(())
+    }
+
+    fn run<T: FloatArray>(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let x = float_input::<T>(inputs, 0, "BatchNormalization")?;
+        let mut out = T::wrap(owned_copy(x)?);
+        self.run_in_place::<T>(&mut out, inputs.get(1..).unwrap_or(&[]))?;
+        Ok(out)
+    }
+}
+
+/// In-place rule shared by the two elementwise batch-norm kernels: input 0 when it is a writable float.
+fn first_writable(inputs: &[&Value]) -> Option<usize> {
+    inputs.first()?.is_writable_float().then_some(0)
+}
+
+/// Dispatches an in-place kernel on the target's dtype.
+fn in_place_by_float(
+    target: &mut Value,
+    op: &str,
+    f32_body: impl FnOnce(&mut Value) -> OpResult<()>,
+    f64_body: impl FnOnce(&mut Value) -> OpResult<()>,
+) -> OpResult<()> {
+    match target.dtype() {
+        crate::DType::F32 => f32_body(target),
+        crate::DType::F64 => f64_body(target),
+        d => Err(format!("{op} needs float inputs, got {d}")),
+    }
+}
+
+/// True when `t` is `Mean(x)` over all leading axes (the mean [`Graph::moments`] builds).
+fn is_leading_mean(g: &Graph, t: Tensor, x: Tensor, rank: usize) -> bool {
+    let Ok(node) = g.node(t.index()) else {
+        return false;
+    };
+    let Op::Reduce(Reduce {
+        kind: ReduceKind::Mean,
+        axes,
+        keepdims: false,
+    }) = node.op.as_ref()
+    else {
+        return false;
+    };
+    node.inputs == [x.index()]
+        && normalize_axes(axes, rank).is_ok_and(|a| a == (0..rank - 1).collect::<Vec<_>>())
+}
+
+/// True when `var` is `MomentsVariance(x, mean)`.
+fn is_moments_variance(g: &Graph, var: Tensor, x: Tensor, mean: Tensor) -> bool {
+    g.node(var.index()).is_ok_and(|n| {
+        matches!(n.op.as_ref(), Op::MomentsVariance(_)) && n.inputs == [x.index(), mean.index()]
+    })
+}
+
+impl OpDef for BatchNorm {
+    fn type_name(&self) -> &'static str {
+        "BatchNormalization"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        infer_channels(
+            inputs,
+            5,
+            self.type_name(),
+            &["the mean", "the variance", "the offset", "the scale"],
+        )?;
+        Ok(Some(inputs[0].clone()))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        by_float(
+            inputs,
+            self.type_name(),
+            || self.run::<f32>(inputs),
+            || self.run::<f64>(inputs),
+        )
+    }
+    fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
+        first_writable(inputs)
+    }
+    fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+        if k != 0 {
+            return Err("BatchNormalization runs in place only over its input".into());
+        }
+        in_place_by_float(
+            target,
+            self.type_name(),
+            |t| self.run_in_place::<f32>(t, others),
+            |t| self.run_in_place::<f64>(t, others),
+        )
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        let g = ctx.graph;
+        let [x, mean, var, _offset, scale] = [0, 1, 2, 3, 4].map(|i| ctx.input(i));
+        let (x, mean, var, scale) = (x?, mean?, var?, scale?);
+        let rank = ctx.input_infos[0].shape.rank().unwrap_or(0);
+        let total =
+            rank >= 1 && is_leading_mean(g, mean, x, rank) && is_moments_variance(g, var, x, mean);
+        let eps = self.epsilon;
+        let stats = g.add_node(
+            BatchNormGradStats.into(),
+            &[grad, x, mean],
+            None,
+            "BatchNormGradStats",
+        )?;
+        let param = |which: BnParam| {
+            let op = BatchNormParamGrad {
+                epsilon: eps,
+                which,
+            };
+            let name = op.type_name();
+            g.add_node(op.into(), &[stats, var, scale], None, name)
+        };
+        let dx = g.add_node(
+            BatchNormGradInput {
+                epsilon: eps,
+                total,
+            }
+            .into(),
+            &[grad, x, mean, var, scale, stats],
+            None,
+            "BatchNormGradInput",
+        )?;
+        let (d_mean, d_var) = if total {
+            (None, None)
+        } else {
+            (Some(param(BnParam::Mean)?), Some(param(BnParam::Variance)?))
+        };
+        Ok(vec![
+            Some(dx),
+            d_mean,
+            d_var,
+            Some(param(BnParam::Offset)?),
+            Some(param(BnParam::Scale)?),
+        ])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The backward kernels
+
+/// `[Σ_r g, Σ_r g·(x - mean)]` per channel, shape `[2, C]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchNormGradStats;
+
+fn grad_stats_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
+    let op = "BatchNormGradStats";
+    let (gr, rows, c) = big_data::<T>(inputs, 0, op)?;
+    let (x, _, cx) = big_data::<T>(inputs, 1, op)?;
+    if cx != c || x.len() != gr.len() {
+        return Err(format!(
+            "{op}: the gradient has {} values of {c} channels, the input {} of {cx}",
+            gr.len(),
+            x.len()
+        ));
+    }
+    let mean = channel_data::<T>(inputs, 2, c, op, "the mean")?;
+    let mut out = Value::try_filled_vec(2 * c, T::zero())?;
+    let (s0, s1) = out.split_at_mut(c);
+    let pass = |c0: usize, a0: &mut [T], a1: &mut [T]| {
+        let w = a0.len();
+        let m = &mean[c0..c0 + w];
+        for r in 0..rows {
+            let base = r * c + c0;
+            let (gr, xr) = (&gr[base..base + w], &x[base..base + w]);
+            for ((((a, b), &gv), &xv), &mu) in
+                a0.iter_mut().zip(a1.iter_mut()).zip(gr).zip(xr).zip(m)
+            {
+                *a = *a + gv;
+                *b = *b + gv * (xv - mu);
+            }
+        }
+    };
+    match parallel(gr.len()) {
+        Some(threads) if c >= 2 * threads => {
+            let chunk = c.div_ceil(threads);
+            s0.par_chunks_mut(chunk)
+                .zip(s1.par_chunks_mut(chunk))
+                .enumerate()
+                .for_each(|(i, (a0, a1))| pass(i * chunk, a0, a1));
+        }
+        _ => pass(0, s0, s1),
+    }
+    Ok(T::wrap(
+        ArrayD::from_shape_vec(IxDyn(&[2, c]), out).map_err(|e| e.to_string())?,
+    ))
+}
+
+impl OpDef for BatchNormGradStats {
+    fn type_name(&self) -> &'static str {
+        "BatchNormGradStats"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 3, self.type_name())?;
+        let c = infer_channels(
+            &[inputs[1].clone(), inputs[2].clone()],
+            2,
+            self.type_name(),
+            &["the mean"],
+        )?;
+        same_dtype(inputs)?;
+        Ok(Some(TensorInfo::new(
+            inputs[0].dtype,
+            Shape::new(vec![Some(2), c]),
+        )))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        by_float(
+            inputs,
+            self.type_name(),
+            || grad_stats_typed::<f32>(inputs),
+            || grad_stats_typed::<f64>(inputs),
+        )
+    }
+}
+
+/// Which parameter [`BatchNormParamGrad`] gives the gradient of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BnParam {
+    /// Σg.
+    Offset,
+    /// Σg·(x - mean) / √(variance + ε).
+    Scale,
+    /// -inv·Σg (only when the mean is not the batch's own).
+    Mean,
+    /// -½·scale·(variance + ε)^(-3/2)·Σg·(x - mean).
+    Variance,
+}
+
+/// A parameter's gradient from the `[2, C]` statistics: inputs `(stats, variance, scale)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchNormParamGrad {
+    pub epsilon: f64,
+    pub which: BnParam,
+}
+
+impl BatchNormParamGrad {
+    fn run<T: FloatArray>(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let op = "BatchNormParamGrad";
+        let stats = float_input::<T>(inputs, 0, op)?;
+        let s = stats
+            .as_slice()
+            .ok_or("BatchNormParamGrad: the statistics are not contiguous")?;
+        let c = s.len() / 2;
+        if stats.shape() != [2, c] {
+            return Err(format!(
+                "{op}: the statistics have shape {:?}, expected [2, C]",
+                stats.shape()
+            ));
+        }
+        let var = channel_data::<T>(inputs, 1, c, op, "the variance")?;
+        let scale = channel_data::<T>(inputs, 2, c, op, "the scale")?;
+        let eps = T::from_f64(self.epsilon);
+        let (s0, s1) = s.split_at(c);
+        let mut out = Value::try_vec(c)?;
+        for j in 0..c {
+            let r = T::one() / (var[j] + eps).sqrt();
+            out.push(match self.which {
+                BnParam::Offset => s0[j],
+                BnParam::Scale => s1[j] * r,
+                BnParam::Mean => -(s0[j] * (r * scale[j])),
+                BnParam::Variance => T::from_f64(-0.5) * scale[j] * r * r * r * s1[j],
+            });
+        }
+        Ok(T::wrap(
+            ArrayD::from_shape_vec(IxDyn(&[c]), out).map_err(|e| e.to_string())?,
+        ))
+    }
+}
+
+impl OpDef for BatchNormParamGrad {
+    fn type_name(&self) -> &'static str {
+        "BatchNormParamGrad"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 3, self.type_name())?;
+        same_dtype(inputs)?;
+        expect_float(&inputs[0], "the statistics")?;
+        let c = inputs[0]
+            .shape
+            .dims()
+            .and_then(|d| d.get(1).copied().flatten());
+        expect_channels(&inputs[1], c, "the variance")?;
+        expect_channels(&inputs[2], c, "the scale")?;
+        Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(vec![c]))))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        by_float(
+            inputs,
+            self.type_name(),
+            || self.run::<f32>(inputs),
+            || self.run::<f64>(inputs),
+        )
+    }
+}
+
+/// The gradient of x: inputs `(g, x, mean, variance, scale, stats)`. With `total`, the derivative
+/// through the batch mean and variance too: `inv·(g - Σg/N - (x - mean)·Σg(x - mean)/(N·(var + ε)))`;
+/// without, `g·inv`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchNormGradInput {
+    pub epsilon: f64,
+    pub total: bool,
+}
+
+impl BatchNormGradInput {
+    fn run_in_place<T: FloatArray>(&self, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+        let op = "BatchNormGradInput";
+        let eps = T::from_f64(self.epsilon);
+        let gr = T::array_mut(target).ok_or("BatchNormGradInput: inputs differ in dtype")?;
+        let (rows, c) = rows_cols(gr.shape());
+        let (x, _, cx) = big_data::<T>(others, 0, op)?;
+        if cx != c || x.len() != gr.len() {
+            return Err(format!(
+                "{op}: the gradient has shape {:?}, the input {} values of {cx} channels",
+                gr.shape(),
+                x.len()
+            ));
+        }
+        let mean = channel_data::<T>(others, 1, c, op, "the mean")?;
+        let var = channel_data::<T>(others, 2, c, op, "the variance")?;
+        let scale = channel_data::<T>(others, 3, c, op, "the scale")?;
+        let stats = float_input::<T>(others, 4, op)?;
+        let s = stats
+            .as_slice()
+            .filter(|s| s.len() == 2 * c)
+            .ok_or_else(|| format!("{op}: the statistics must be [2, {c}]"))?;
+        let (s0, s1) = s.split_at(c);
+        let n = T::from_f64(rows as f64);
+        let total = self.total;
+        let data = gr
+            .as_slice_mut()
+            .ok_or("BatchNormGradInput: the gradient is not contiguous")?;
+        per_rows(data, c, |first_row, band| {
+            let mut c0 = 0;
+            while c0 < c {
+                let w = BLOCK.min(c - c0);
+                // dx = k1·g - k2 - k3·(x - mean)
+                let (mut k1, mut k2, mut k3) =
+                    ([T::zero(); BLOCK], [T::zero(); BLOCK], [T::zero(); BLOCK]);
+                for j in 0..w {
+                    let ch = c0 + j;
+                    let r = T::one() / (var[ch] + eps).sqrt();
+                    let inv = r * scale[ch];
+                    k1[j] = inv;
+                    if total {
+                        k2[j] = inv * s0[ch] / n;
+                        k3[j] = inv * r * r * s1[ch] / n;
+                    }
+                }
+                let m = &mean[c0..c0 + w];
+                for (i, row) in band.chunks_exact_mut(c).enumerate() {
+                    let g = &mut row[c0..c0 + w];
+                    if total {
+                        let base = (first_row + i) * c + c0;
+                        let xr = &x[base..base + w];
+                        for (j, (gv, &xv)) in g.iter_mut().zip(xr).enumerate() {
+                            *gv = k1[j] * *gv - k2[j] - k3[j] * (xv - m[j]);
+                        }
+                    } else {
+                        for (gv, &k) in g.iter_mut().zip(&k1[..w]) {
+                            *gv = *gv * k;
+                        }
+                    }
+                }
+                c0 += w;
+            }
+        });
+        Ok(())
+    }
+
+    fn run<T: FloatArray>(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let gr = float_input::<T>(inputs, 0, "BatchNormGradInput")?;
+        let mut out = T::wrap(owned_copy(gr)?);
+        self.run_in_place::<T>(&mut out, inputs.get(1..).unwrap_or(&[]))?;
+        Ok(out)
+    }
+}
+
+impl OpDef for BatchNormGradInput {
+    fn type_name(&self) -> &'static str {
+        "BatchNormGradInput"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 6, self.type_name())?;
+        infer_channels(
+            &inputs[1..5],
+            4,
+            self.type_name(),
+            &["the mean", "the variance", "the scale"],
+        )?;
+        same_dtype(inputs)?;
+        let shape = inputs[0].shape.merge(&inputs[1].shape).ok_or_else(|| {
+            InferError::Shape(format!(
+                "the gradient {} and the input {} differ in shape",
+                inputs[0].shape, inputs[1].shape
+            ))
+        })?;
+        Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        by_float(
+            inputs,
+            self.type_name(),
+            || self.run::<f32>(inputs),
+            || self.run::<f64>(inputs),
+        )
+    }
+    fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
+        first_writable(inputs)
+    }
+    fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+        if k != 0 {
+            return Err("BatchNormGradInput runs in place only over the gradient".into());
+        }
+        in_place_by_float(
+            target,
+            self.type_name(),
+            |t| self.run_in_place::<f32>(t, others),
+            |t| self.run_in_place::<f64>(t, others),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builders
+
+impl Graph {
+    /// `tf.nn.moments(x, axes, keep_dims)`: the mean and the (biased) variance over `axes`, the
+    /// variance computed against `stop_gradient(mean)` as in TF. Names `moments/mean` and
+    /// `moments/variance` under the current scope. Over all leading axes without `keep_dims` (the
+    /// batch-norm case) the variance is one fused pass (`MomentsVariance`); otherwise TF's composite.
+    pub fn moments(&self, x: Tensor, axes: &[i64], keep_dims: bool) -> Result<(Tensor, Tensor)> {
+        let _s = self.name_scope("moments")?;
+        let rank = self.shape(x)?.rank();
+        let leading = rank.is_some_and(|r| {
+            r >= 1
+                && normalize_axes(&Some(axes.to_vec()), r)
+                    .is_ok_and(|a| a == (0..r - 1).collect::<Vec<_>>())
+        });
+        if leading && !keep_dims {
+            let mean = self.named("mean").reduce_mean(x, Some(axes), false)?;
+            let var = self.add_node(MomentsVariance.into(), &[x, mean], Some("variance"), "")?;
+            return Ok((mean, var));
+        }
+        let mean = self.named("mean").reduce_mean(x, Some(axes), true)?;
+        let sq = self.squared_difference(x, self.stop_gradient(mean)?)?;
+        let var = self.named("variance").reduce_mean(sq, Some(axes), true)?;
+        if keep_dims {
+            return Ok((mean, var));
+        }
+        let squeeze = |t: Tensor| self.squeeze(t, axes);
+        Ok((squeeze(mean)?, squeeze(var)?))
+    }
+
+    /// `tf.nn.batch_normalization(x, mean, variance, offset, scale, variance_epsilon)`:
+    /// `x·inv + (offset - mean·inv)`, `inv = scale / √(variance + ε)` (offset 0 and scale 1 when
+    /// `None`). With `[C]` statistics and parameters for an input of C channels it is the fused
+    /// `BatchNormalization` op (see the module docs); otherwise TF's composite of broadcasting ops.
+    pub fn batch_normalization(
+        &self,
+        x: Tensor,
+        mean: Tensor,
+        variance: Tensor,
+        offset: Option<Tensor>,
+        scale: Option<Tensor>,
+        epsilon: f64,
+    ) -> Result<Tensor> {
+        let _s = self.name_scope("batchnorm")?;
+        let c = static_channels(&self.info(x)?);
+        let is_vec = |t: Tensor| -> Result<bool> {
+            Ok(c.is_some() && self.shape(t)?.dims() == Some(&[c][..]))
+        };
+        let params = [Some(mean), Some(variance), offset, scale];
+        let fused = params
+            .iter()
+            .flatten()
+            .try_fold(true, |ok, &t| Ok::<_, Error>(ok && is_vec(t)?))?;
+        if fused {
+            let offset = match offset {
+                Some(t) => t,
+                None => self.zeros_like(mean)?,
+            };
+            let scale = match scale {
+                Some(t) => t,
+                None => self.ones_like(mean)?,
+            };
+            return self.add_node(
+                BatchNorm { epsilon }.into(),
+                &[x, mean, variance, offset, scale],
+                None,
+                "BatchNormalization",
+            );
+        }
+        let mut inv = self.div(
+            self.scalar_like(x, 1.0)?,
+            self.sqrt(self.add(variance, self.scalar_like(x, epsilon)?)?)?,
+        )?;
+        if let Some(s) = scale {
+            inv = self.mul(inv, s)?;
+        }
+        let shift = match offset {
+            Some(b) => self.sub(b, self.mul(mean, inv)?)?,
+            None => self.neg(self.mul(mean, inv)?)?,
+        };
+        self.add(self.mul(x, inv)?, shift)
+    }
+}
