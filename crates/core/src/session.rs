@@ -8,7 +8,8 @@ use crate::ops::apply::ApplyRule;
 use crate::ops::kernels::FloatArray;
 use crate::ops::state::AssignMode;
 use crate::plan::{self, Plan, StepKind};
-use crate::value::Value;
+use crate::value::{Buffer, Value};
+use smallvec::SmallVec;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::HashMap;
@@ -28,7 +29,9 @@ pub struct SessionOptions {
     /// [`Session::profile`]. Off by default: it reads the clock twice per node.
     pub profile: bool,
     /// Let elementwise kernels write their output into an input buffer that no later node reads and
-    /// that nothing else holds (TF's buffer forwarding). On by default; results are identical.
+    /// that nothing else holds (TF's buffer forwarding), and keep the storage of each run's dead
+    /// values for the kernels that fill the same slots on the next run, so that a step allocates
+    /// nothing after warm-up. On by default; results are identical.
     pub reuse_buffers: bool,
 }
 
@@ -58,13 +61,32 @@ impl Default for SessionOptions {
 
 type PlanKey = (Vec<usize>, Vec<usize>, Vec<usize>);
 
+/// A compiled plan with the memory its runs reuse.
+struct Cached {
+    key: PlanKey,
+    plan: Arc<Plan>,
+    /// The slot table, empty between runs (kept for its allocation).
+    slots: Vec<Option<Slot>>,
+    /// Per slot, the value it held on the previous run (owned by nothing else): its storage is
+    /// offered to the kernel that fills the slot next time, and its `Arc` takes the new value, so
+    /// that after warm-up a step allocates nothing.
+    recycled: Vec<Option<Arc<Value>>>,
+}
+
 struct State {
     vars: HashMap<usize, Arc<Value>>,
     rngs: HashMap<usize, StdRng>,
-    plans: HashMap<PlanKey, Arc<Plan>>,
+    plans: Vec<Cached>,
+    plan_index: HashMap<PlanKey, usize>,
+    /// The plan of the previous run, found again without building its key.
+    last_plan: Option<usize>,
     graph_version: u64,
     profile: HashMap<&'static str, (u64, std::time::Duration, u64)>,
 }
+
+/// Input lists of one kernel call: on the stack for up to 64 inputs (the `AddN` of a global gradient
+/// norm has one per variable).
+type Inputs<'a> = SmallVec<[&'a Value; 64]>;
 
 /// Runs a graph. Variables live here, not in the graph, so two sessions over one graph have
 /// independent values. `run` takes `&self` and may be called from several threads; runs are
@@ -75,18 +97,21 @@ pub struct Session {
     state: Mutex<State>,
 }
 
-/// A slot's value during a run: computed (shared) or borrowed from the caller's feeds.
-enum Slot<'a> {
+/// A slot's value during a run: computed (shared) or the caller's feed number `i`.
+enum Slot {
     Owned(Arc<Value>),
-    Fed(&'a Value),
+    Fed(usize),
 }
 
-impl Slot<'_> {
-    fn get(&self) -> &Value {
-        match self {
-            Slot::Owned(v) => v,
-            Slot::Fed(v) => v,
-        }
+/// The value in slot `i`, if computed.
+fn slot_value<'a>(
+    slots: &'a [Option<Slot>],
+    feeds: &'a [(Tensor, Value)],
+    i: usize,
+) -> Option<&'a Value> {
+    match slots.get(i)?.as_ref()? {
+        Slot::Owned(v) => Some(v),
+        Slot::Fed(k) => feeds.get(*k).map(|(_, v)| v),
     }
 }
 
@@ -104,7 +129,9 @@ impl Session {
             state: Mutex::new(State {
                 vars: HashMap::new(),
                 rngs: HashMap::new(),
-                plans: HashMap::new(),
+                plans: Vec::new(),
+                plan_index: HashMap::new(),
+                last_plan: None,
                 graph_version: 0,
                 profile: HashMap::new(),
             }),
@@ -124,10 +151,20 @@ impl Session {
         feeds: &[(Tensor, Value)],
         targets: &[Operation],
     ) -> Result<Vec<Value>> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let plan = self.plan_for(&mut state, fetches, feeds, targets)?;
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *guard;
+        let at = self.plan_for(state, fetches, feeds, targets)?;
         crate::ops::kernels::set_intra_op_threads(self.options.threads);
-        Self::execute(&mut state, &plan, feeds, &self.options)
+        let cached = state
+            .plans
+            .get_mut(at)
+            .ok_or_else(|| Error::other("internal: plan cache entry vanished"))?;
+        let mut run = Run {
+            vars: &mut state.vars,
+            rngs: &mut state.rngs,
+            profile: &mut state.profile,
+        };
+        run.execute(cached, feeds, &self.options)
     }
 
     /// Computes one tensor.
@@ -141,44 +178,110 @@ impl Session {
         self.run(&[], feeds, targets).map(|_| ())
     }
 
+    /// The cache index of the plan for this signature, compiling it on first use. The previous run's
+    /// plan is recognized without allocating.
     fn plan_for(
         &self,
         state: &mut State,
         fetches: &[Tensor],
         feeds: &[(Tensor, Value)],
         targets: &[Operation],
-    ) -> Result<Arc<Plan>> {
+    ) -> Result<usize> {
         let version = self.graph.version();
         if version != state.graph_version {
             state.plans.clear();
+            state.plan_index.clear();
+            state.last_plan = None;
             state.graph_version = version;
+        }
+        if let Some(at) = state.last_plan {
+            if let Some(c) = state.plans.get(at) {
+                let (f, d, t) = &c.key;
+                if f.iter().copied().eq(fetches.iter().map(|t| t.index()))
+                    && d.iter().copied().eq(feeds.iter().map(|(t, _)| t.index()))
+                    && t.iter().copied().eq(targets.iter().map(|o| o.index()))
+                {
+                    return Ok(at);
+                }
+            }
         }
         let key: PlanKey = (
             fetches.iter().map(|t| t.index()).collect(),
             feeds.iter().map(|(t, _)| t.index()).collect(),
             targets.iter().map(|o| o.index()).collect(),
         );
-        if let Some(p) = state.plans.get(&key) {
-            return Ok(p.clone());
-        }
-        let plan = self
-            .graph
-            .with_inner(|g| plan::compile(g, &key.0, &key.1, &key.2, self.options.optimize))?;
-        let plan = Arc::new(plan);
-        state.plans.insert(key, plan.clone());
-        Ok(plan)
+        let at = match state.plan_index.get(&key) {
+            Some(&at) => at,
+            None => {
+                let plan = self.graph.with_inner(|g| {
+                    plan::compile(g, &key.0, &key.1, &key.2, self.options.optimize)
+                })?;
+                let n = plan.n_slots;
+                state.plans.push(Cached {
+                    key: key.clone(),
+                    plan: Arc::new(plan),
+                    slots: Vec::with_capacity(n),
+                    recycled: std::iter::repeat_with(|| None).take(n).collect(),
+                });
+                state.plan_index.insert(key, state.plans.len() - 1);
+                state.plans.len() - 1
+            }
+        };
+        state.last_plan = Some(at);
+        Ok(at)
     }
+}
 
+/// The session state one run works on (borrowed from [`State`] beside the plan cache).
+struct Run<'s> {
+    vars: &'s mut HashMap<usize, Arc<Value>>,
+    rngs: &'s mut HashMap<usize, StdRng>,
+    profile: &'s mut HashMap<&'static str, (u64, std::time::Duration, u64)>,
+}
+
+impl Run<'_> {
     fn execute(
-        state: &mut State,
-        plan: &Plan,
+        &mut self,
+        cached: &mut Cached,
         feeds: &[(Tensor, Value)],
         options: &SessionOptions,
     ) -> Result<Vec<Value>> {
-        let check_numerics = options.check_numerics;
-        let mut slots: Vec<Option<Slot<'_>>> = Vec::with_capacity(plan.n_slots);
+        let plan = cached.plan.clone();
+        let mut slots = std::mem::take(&mut cached.slots);
+        slots.clear();
         slots.resize_with(plan.n_slots, || None);
-        for ((slot, name, info), (_, value)) in plan.feeds.iter().zip(feeds) {
+        let r = self.execute_steps(&plan, &mut slots, &mut cached.recycled, feeds, options);
+        let out = r.and_then(|()| {
+            plan.fetch_slots
+                .iter()
+                .map(|&s| {
+                    slot_value(&slots, feeds, s)
+                        .cloned()
+                        .ok_or_else(|| Error::other("a fetched value was not computed"))
+                })
+                .collect()
+        });
+        // Whatever is left (fetched values, or everything after an error) goes back for reuse.
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let dead = slot.take();
+            if options.reuse_buffers {
+                recycle(&mut cached.recycled, i, dead);
+            }
+        }
+        cached.slots = slots;
+        out
+    }
+
+    fn execute_steps(
+        &mut self,
+        plan: &Plan,
+        slots: &mut [Option<Slot>],
+        recycled: &mut [Option<Arc<Value>>],
+        feeds: &[(Tensor, Value)],
+        options: &SessionOptions,
+    ) -> Result<()> {
+        let check_numerics = options.check_numerics;
+        for (k, ((slot, name, info), (_, value))) in plan.feeds.iter().zip(feeds).enumerate() {
             if value.dtype() != info.dtype || !info.shape.accepts(value.shape()) {
                 return Err(Error::FeedMismatch {
                     tensor: format!("{name}:0"),
@@ -188,8 +291,8 @@ impl Session {
                     got_shape: value.shape().to_vec(),
                 });
             }
-            if let Some(s) = slot {
-                slots[*s] = Some(Slot::Fed(value));
+            if let Some(s) = slot.and_then(|s| slots.get_mut(s)) {
+                *s = Some(Slot::Fed(k));
             }
         }
         for step in &plan.steps {
@@ -200,55 +303,77 @@ impl Session {
                 op: step.op_type.into(),
                 message,
             };
+            let missing = || kernel_err("input not computed".into());
             let out: Option<Arc<Value>> = match &step.kind {
-                StepKind::Kernel(op) if options.reuse_buffers && !step.free.is_empty() => {
-                    match Self::try_in_place(op, step, &mut slots) {
-                        Some(r) => {
-                            forwarded = true;
-                            Some(Arc::new(r.map_err(kernel_err)?))
-                        }
-                        None => Some(Self::run_kernel(op, step, &slots).map_err(kernel_err)?),
-                    }
-                }
                 StepKind::Kernel(op) => {
-                    let mut inputs: Vec<&Value> = Vec::with_capacity(step.inputs.len());
-                    for &i in &step.inputs {
-                        inputs.push(
-                            slots[i]
-                                .as_ref()
-                                .ok_or_else(|| kernel_err("input not computed".into()))?
-                                .get(),
-                        );
-                    }
-                    match op.alias_input(&inputs).and_then(|k| step.inputs.get(k)) {
-                        Some(&src) => Some(
-                            Self::share(&slots, src)
-                                .ok_or_else(|| kernel_err("input not computed".into()))?,
-                        ),
-                        None => Some(Arc::new(op.compute(&inputs).map_err(kernel_err)?)),
-                    }
-                }
-                StepKind::Alias => Some(
-                    Self::share(&slots, step.inputs[0])
-                        .ok_or_else(|| kernel_err("input not computed".into()))?,
-                ),
-                StepKind::Const(v) => Some(v.clone()),
-                StepKind::ReadVar => {
-                    Some(state.vars.get(&step.node).cloned().ok_or_else(|| {
-                        Error::UninitializedVariable {
-                            name: step.name.clone(),
+                    let in_place = if options.reuse_buffers && !step.free.is_empty() {
+                        try_in_place(op, step, slots, feeds)
+                    } else {
+                        None
+                    };
+                    match in_place {
+                        Some((src, r)) => {
+                            forwarded = true;
+                            // The value that held this slot last time goes to the forwarded input's
+                            // producer: the pair of slots keeps two buffers between them.
+                            if let (Some(spare), Some(keep @ None)) = (
+                                recycled.get_mut(step.out).and_then(Option::take),
+                                recycled.get_mut(src),
+                            ) {
+                                *keep = Some(spare);
+                            }
+                            Some(r.map_err(kernel_err)?)
                         }
-                    })?)
+                        None => {
+                            let mut holder = recycled
+                                .get_mut(step.out)
+                                .and_then(Option::take)
+                                .filter(|_| options.reuse_buffers);
+                            let spare = holder
+                                .as_mut()
+                                .and_then(Arc::get_mut)
+                                .map(|v| Buffer::from_value(std::mem::replace(v, Value::empty())));
+                            crate::value::offer_spare(spare);
+                            let r = run_kernel(op, step, slots, feeds);
+                            let back = crate::value::take_back_spare();
+                            let holder_value = holder.as_mut().and_then(Arc::get_mut);
+                            let out = match r {
+                                Ok(KernelOut::Fresh(v)) => match holder_value {
+                                    Some(place) => {
+                                        *place = v;
+                                        holder.take()
+                                    }
+                                    None => Some(Arc::new(v)),
+                                },
+                                Ok(KernelOut::Shared(a)) => Some(a),
+                                Err(e) => return Err(kernel_err(e)),
+                            };
+                            // An offer no kernel took stays for next time.
+                            if let (Some(mut h), Some(b)) = (holder, back) {
+                                if let Some(place) = Arc::get_mut(&mut h) {
+                                    *place = b.into_value();
+                                }
+                                if let Some(keep) = recycled.get_mut(step.out) {
+                                    *keep = Some(h);
+                                }
+                            }
+                            out
+                        }
+                    }
                 }
+                StepKind::Alias => Some(share(slots, feeds, step.inputs[0]).ok_or_else(missing)?),
+                StepKind::Const(v) => Some(v.clone()),
+                StepKind::ReadVar => Some(self.vars.get(&step.node).cloned().ok_or_else(|| {
+                    Error::UninitializedVariable {
+                        name: step.name.clone(),
+                    }
+                })?),
                 StepKind::Assign {
                     var,
                     mode,
                     var_name,
                 } => {
-                    let value = slots[step.inputs[0]]
-                        .as_ref()
-                        .ok_or_else(|| kernel_err("input not computed".into()))?
-                        .get();
+                    let value = slot_value(slots, feeds, step.inputs[0]).ok_or_else(missing)?;
                     let info = step
                         .var_info
                         .as_ref()
@@ -264,22 +389,31 @@ impl Session {
                     }
                     let new = match mode {
                         // Values are immutable once computed: the variable shares the value, no copy.
-                        AssignMode::Set => Self::share(&slots, step.inputs[0])
-                            .ok_or_else(|| kernel_err("input not computed".into()))?,
+                        AssignMode::Set => {
+                            share(slots, feeds, step.inputs[0]).ok_or_else(missing)?
+                        }
                         AssignMode::Add | AssignMode::Sub => {
-                            let mut cur = state.vars.remove(var).ok_or_else(|| {
+                            let mut cur = self.vars.remove(var).ok_or_else(|| {
                                 Error::UninitializedVariable {
                                     name: var_name.clone(),
                                 }
                             })?;
                             let r = update_in_place(&mut cur, value, *mode == AssignMode::Add);
                             let out = cur.clone();
-                            state.vars.insert(*var, cur);
+                            self.vars.insert(*var, cur);
                             r.map_err(kernel_err)?;
                             out
                         }
                     };
-                    state.vars.insert(*var, new.clone());
+                    if let Some(mut old) = self.vars.insert(*var, new.clone()) {
+                        // The variable's previous value, when nothing else holds it, becomes the
+                        // buffer offered to the producer of the assigned value next run.
+                        if options.reuse_buffers && Arc::get_mut(&mut old).is_some() {
+                            if let Some(keep @ None) = recycled.get_mut(step.inputs[0]) {
+                                *keep = Some(old);
+                            }
+                        }
+                    }
                     Some(new)
                 }
                 StepKind::Apply {
@@ -289,48 +423,45 @@ impl Session {
                     names,
                 } => {
                     let get = |i: usize| {
-                        slots[step.inputs[i]]
-                            .as_ref()
-                            .map(|s| s.get())
-                            .ok_or_else(|| kernel_err("input not computed".into()))
+                        step.inputs
+                            .get(i)
+                            .and_then(|&s| slot_value(slots, feeds, s))
+                            .ok_or_else(missing)
                     };
                     let (grad, lr) = (get(0)?, get(1)?);
                     for (id, name) in std::iter::once(var).chain(slot_vars).zip(names) {
-                        if !state.vars.contains_key(id) {
+                        if !self.vars.contains_key(id) {
                             return Err(Error::UninitializedVariable { name: name.clone() });
                         }
                     }
-                    let mut w = state
+                    let mut w = self
                         .vars
                         .remove(var)
                         .ok_or_else(|| kernel_err("variable vanished".into()))?;
-                    let mut ss: Vec<Arc<Value>> = slot_vars
+                    let mut ss: SmallVec<[Arc<Value>; 4]> = slot_vars
                         .iter()
-                        .filter_map(|s| state.vars.remove(s))
+                        .filter_map(|s| self.vars.remove(s))
                         .collect();
                     let r = apply_in_place(rule, &mut w, &mut ss, grad, lr);
                     let out = w.clone();
-                    state.vars.insert(*var, w);
+                    self.vars.insert(*var, w);
                     for (id, v) in slot_vars.iter().zip(ss) {
-                        state.vars.insert(*id, v);
+                        self.vars.insert(*id, v);
                     }
                     r.map_err(kernel_err)?;
                     Some(out)
                 }
                 StepKind::Random(r) => {
-                    let rng =
-                        state
-                            .rngs
-                            .entry(step.node)
-                            .or_insert_with(|| match r.stream_seed() {
-                                Some(s) => StdRng::seed_from_u64(s),
-                                None => StdRng::from_entropy(),
-                            });
+                    let rng = self
+                        .rngs
+                        .entry(step.node)
+                        .or_insert_with(|| match r.stream_seed() {
+                            Some(s) => StdRng::seed_from_u64(s),
+                            None => StdRng::from_entropy(),
+                        });
                     let shape = match step.inputs.first() {
-                        Some(&i) => slots[i]
-                            .as_ref()
-                            .ok_or_else(|| kernel_err("input not computed".into()))?
-                            .get()
+                        Some(&i) => slot_value(slots, feeds, i)
+                            .ok_or_else(missing)?
                             .shape()
                             .to_vec(),
                         None => r.shape.clone(),
@@ -350,114 +481,132 @@ impl Session {
                         });
                     }
                 }
-                slots[step.out] = Some(Slot::Owned(v));
+                if let Some(s) = slots.get_mut(step.out) {
+                    *s = Some(Slot::Owned(v));
+                }
             }
             for &f in &step.free {
-                slots[f] = None;
+                let dead = slots.get_mut(f).and_then(Option::take);
+                if options.reuse_buffers {
+                    recycle(recycled, f, dead);
+                }
             }
             if let Some(t0) = started {
-                let e = state.profile.entry(step.op_type).or_default();
+                let e = self.profile.entry(step.op_type).or_default();
                 e.0 += 1;
                 e.1 += t0.elapsed();
                 e.2 += u64::from(forwarded);
             }
         }
-        plan.fetch_slots
-            .iter()
-            .map(|&s| match &slots[s] {
-                Some(v) => Ok(v.get().clone()),
-                None => Err(Error::other("a fetched value was not computed")),
-            })
-            .collect()
+        Ok(())
     }
+}
 
-    /// Runs a kernel the ordinary way (or shares its aliased input).
-    fn run_kernel(
-        op: &crate::ops::Op,
-        step: &plan::Step,
-        slots: &[Option<Slot<'_>>],
-    ) -> std::result::Result<Arc<Value>, String> {
-        let mut inputs: Vec<&Value> = Vec::with_capacity(step.inputs.len());
-        for &i in &step.inputs {
-            inputs.push(
-                slots
-                    .get(i)
-                    .and_then(|s| s.as_ref())
-                    .ok_or("input not computed")?
-                    .get(),
-            );
-        }
-        match op.alias_input(&inputs).and_then(|k| step.inputs.get(k)) {
-            Some(&src) => Self::share(slots, src).ok_or_else(|| "input not computed".into()),
-            None => op.compute(&inputs).map(Arc::new),
+/// Keeps a dead slot's value for the slot's next run, when nothing else holds it (a variable, a
+/// fetch) and no value is kept for the slot yet.
+fn recycle(recycled: &mut [Option<Arc<Value>>], slot: usize, dead: Option<Slot>) {
+    if let (Some(Slot::Owned(mut arc)), Some(keep @ None)) = (dead, recycled.get_mut(slot)) {
+        if Arc::get_mut(&mut arc).is_some() {
+            *keep = Some(arc);
         }
     }
+}
 
-    /// Buffer forwarding: when the op can write its output over one of its inputs, that input dies at
-    /// this step (it is in `step.free`), appears once among the inputs, and the session holds the only
-    /// reference to it, the kernel runs in place on it. `None` when any of that does not hold.
-    fn try_in_place(
-        op: &crate::ops::Op,
-        step: &plan::Step,
-        slots: &mut [Option<Slot<'_>>],
-    ) -> Option<std::result::Result<Value, String>> {
-        // Cheap test first (no allocation): is any input a candidate at all?
-        let candidate = |src: usize| {
-            step.free.contains(&src)
-                && step.inputs.iter().filter(|&&i| i == src).count() == 1
-                && matches!(
-                    slots.get(src).and_then(|s| s.as_ref()),
-                    Some(Slot::Owned(a)) if Arc::strong_count(a) == 1 && Arc::weak_count(a) == 0
-                )
-        };
-        if !step.inputs.iter().any(|&i| candidate(i)) {
+/// The inputs of a step, on the stack.
+fn gather_inputs<'a>(
+    step: &plan::Step,
+    slots: &'a [Option<Slot>],
+    feeds: &'a [(Tensor, Value)],
+) -> Option<Inputs<'a>> {
+    step.inputs
+        .iter()
+        .map(|&i| slot_value(slots, feeds, i))
+        .collect()
+}
+
+/// What a kernel step produced: a new value, or a shared input (an alias).
+enum KernelOut {
+    Fresh(Value),
+    Shared(Arc<Value>),
+}
+
+/// Runs a kernel the ordinary way (or shares its aliased input).
+fn run_kernel(
+    op: &crate::ops::Op,
+    step: &plan::Step,
+    slots: &[Option<Slot>],
+    feeds: &[(Tensor, Value)],
+) -> std::result::Result<KernelOut, String> {
+    let inputs = gather_inputs(step, slots, feeds).ok_or("input not computed")?;
+    match op.alias_input(&inputs).and_then(|k| step.inputs.get(k)) {
+        Some(&src) => share(slots, feeds, src)
+            .map(KernelOut::Shared)
+            .ok_or_else(|| "input not computed".into()),
+        None => op.compute(&inputs).map(KernelOut::Fresh),
+    }
+}
+
+/// Buffer forwarding: when the op can write its output over one of its inputs, that input dies at
+/// this step (it is in `step.free`), appears once among the inputs, and the session holds the only
+/// reference to it, the kernel runs in place on it (in the same `Arc`). Returns the input's slot
+/// and the result; `None` when any of that does not hold.
+fn try_in_place(
+    op: &crate::ops::Op,
+    step: &plan::Step,
+    slots: &mut [Option<Slot>],
+    feeds: &[(Tensor, Value)],
+) -> Option<(usize, std::result::Result<Arc<Value>, String>)> {
+    // Cheap test first (no allocation): is any input a candidate at all?
+    let candidate = |slots: &[Option<Slot>], src: usize| {
+        step.free.contains(&src)
+            && step.inputs.iter().filter(|&&i| i == src).count() == 1
+            && matches!(
+                slots.get(src).and_then(|s| s.as_ref()),
+                Some(Slot::Owned(a)) if Arc::strong_count(a) == 1 && Arc::weak_count(a) == 0
+            )
+    };
+    if !step.inputs.iter().any(|&i| candidate(slots, i)) {
+        return None;
+    }
+    let k = {
+        let inputs = gather_inputs(step, slots, feeds)?;
+        if op.alias_input(&inputs).is_some() {
             return None;
         }
-        let k = {
-            let mut inputs: Vec<&Value> = Vec::with_capacity(step.inputs.len());
-            for &i in &step.inputs {
-                inputs.push(slots.get(i)?.as_ref()?.get());
-            }
-            if op.alias_input(&inputs).is_some() {
-                return None;
-            }
-            op.in_place_input(&inputs)?
-        };
-        let src = *step.inputs.get(k)?;
-        if !candidate(src) {
-            return None;
-        }
-        let Some(Slot::Owned(arc)) = slots.get_mut(src)?.take() else {
-            return None;
-        };
-        let mut target = match Arc::try_unwrap(arc) {
-            Ok(v) => v,
-            Err(arc) => {
-                slots[src] = Some(Slot::Owned(arc));
-                return None;
-            }
-        };
-        let mut others: Vec<&Value> = Vec::with_capacity(step.inputs.len());
-        for &i in step.inputs.iter().filter(|&&i| i != src) {
-            match slots.get(i).and_then(|s| s.as_ref()) {
-                Some(s) => others.push(s.get()),
-                None => return Some(Err("input not computed".into())),
-            }
-        }
-        Some(
-            op.compute_in_place(k, &mut target, &others)
-                .map(|()| target),
-        )
+        op.in_place_input(&inputs)?
+    };
+    let src = *step.inputs.get(k)?;
+    if !candidate(slots, src) {
+        return None;
     }
-
-    /// The value in `slot` as a shared `Arc` (copied only when it was borrowed from the caller's feeds).
-    fn share(slots: &[Option<Slot<'_>>], slot: usize) -> Option<Arc<Value>> {
-        match slots.get(slot)?.as_ref()? {
-            Slot::Owned(a) => Some(a.clone()),
-            Slot::Fed(v) => Some(Arc::new((*v).clone())),
+    let Some(Slot::Owned(mut arc)) = slots.get_mut(src)?.take() else {
+        return None;
+    };
+    let mut others: Inputs<'_> = SmallVec::new();
+    for &i in step.inputs.iter().filter(|&&i| i != src) {
+        match slot_value(slots, feeds, i) {
+            Some(v) => others.push(v),
+            None => return Some((src, Err("input not computed".into()))),
         }
     }
+    let Some(target) = Arc::get_mut(&mut arc) else {
+        drop(others);
+        slots[src] = Some(Slot::Owned(arc));
+        return None;
+    };
+    let r = op.compute_in_place(k, target, &others);
+    Some((src, r.map(|()| arc)))
+}
 
+/// The value in `slot` as a shared `Arc` (copied only when it is one of the caller's feeds).
+fn share(slots: &[Option<Slot>], feeds: &[(Tensor, Value)], slot: usize) -> Option<Arc<Value>> {
+    match slots.get(slot)?.as_ref()? {
+        Slot::Owned(a) => Some(a.clone()),
+        Slot::Fed(k) => feeds.get(*k).map(|(_, v)| Arc::new(v.clone())),
+    }
+}
+
+impl Session {
     /// The current value of a variable, without running the graph.
     pub fn variable_value(&self, v: Variable) -> Result<Value> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -599,7 +748,7 @@ fn apply_typed<T: FloatArray>(
     grad: &Value,
     lr: f64,
 ) -> crate::error::OpResult<()> {
-    let mut ss = Vec::with_capacity(slots.len());
+    let mut ss: SmallVec<[&mut [T]; 4]> = SmallVec::new();
     for s in slots.iter_mut() {
         let dt = s.dtype();
         let a = T::array_mut(Arc::make_mut(s))

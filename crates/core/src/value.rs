@@ -44,6 +44,10 @@ impl Value {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// An empty f32 vector (no allocation): a placeholder while a value's storage is lent out.
+    pub fn empty() -> Self {
+        Value::F32(ndarray::Array1::from_vec(Vec::new()).into_dyn())
+    }
     /// A scalar f32.
     pub fn scalar_f32(x: f32) -> Self {
         Value::F32(ArrayD::from_elem(IxDyn(&[]), x))
@@ -78,7 +82,14 @@ impl Value {
 
     /// An empty vector with room for `n` elements, or an error when the allocator refuses it (a legal
     /// but larger-than-memory tensor), instead of aborting the process.
-    pub fn try_vec<T>(n: usize) -> Result<Vec<T>, String> {
+    ///
+    /// Inside a session run this is where a kernel's output storage comes from: the session offers
+    /// the buffer the same node produced on the previous run (see [`Buffer`]), and a vector of the
+    /// element type with room for `n` is taken instead of a fresh allocation.
+    pub fn try_vec<T: 'static>(n: usize) -> Result<Vec<T>, String> {
+        if let Some(v) = take_spare::<T>(n) {
+            return Ok(v);
+        }
         let mut v = Vec::new();
         v.try_reserve_exact(n).map_err(|_| {
             format!(
@@ -90,7 +101,7 @@ impl Value {
     }
 
     /// `n` copies of `x`, allocated fallibly (see [`Value::try_vec`]).
-    pub fn try_filled_vec<T: Clone>(n: usize, x: T) -> Result<Vec<T>, String> {
+    pub fn try_filled_vec<T: Clone + 'static>(n: usize, x: T) -> Result<Vec<T>, String> {
         let mut v = Self::try_vec(n)?;
         v.resize(n, x);
         Ok(v)
@@ -163,31 +174,35 @@ impl Value {
     }
     /// The single element of a one-element tensor as f64.
     pub fn scalar_value(&self) -> Option<f64> {
-        if self.len() == 1 {
-            self.to_f64_vec().first().copied()
-        } else {
-            None
+        if self.len() != 1 {
+            return None;
+        }
+        match self {
+            Value::F32(a) => a.iter().next().map(|&x| x as f64),
+            Value::F64(a) => a.iter().next().copied(),
+            Value::I64(a) => a.iter().next().map(|&x| x as f64),
+            Value::Bool(a) => a.iter().next().map(|&x| if x { 1.0 } else { 0.0 }),
         }
     }
     /// Converts to another dtype (TF's `cast`: float→int truncates toward zero, nonzero→true).
     pub fn cast(&self, to: DType) -> Value {
         match (self, to) {
-            (Value::F32(a), DType::F32) => Value::F32(a.clone()),
-            (Value::F64(a), DType::F64) => Value::F64(a.clone()),
-            (Value::I64(a), DType::I64) => Value::I64(a.clone()),
-            (Value::Bool(a), DType::Bool) => Value::Bool(a.clone()),
-            (Value::F32(a), DType::F64) => Value::F64(a.mapv(|x| x as f64)),
-            (Value::F32(a), DType::I64) => Value::I64(a.mapv(|x| x as i64)),
-            (Value::F32(a), DType::Bool) => Value::Bool(a.mapv(|x| x != 0.0)),
-            (Value::F64(a), DType::F32) => Value::F32(a.mapv(|x| x as f32)),
-            (Value::F64(a), DType::I64) => Value::I64(a.mapv(|x| x as i64)),
-            (Value::F64(a), DType::Bool) => Value::Bool(a.mapv(|x| x != 0.0)),
-            (Value::I64(a), DType::F32) => Value::F32(a.mapv(|x| x as f32)),
-            (Value::I64(a), DType::F64) => Value::F64(a.mapv(|x| x as f64)),
-            (Value::I64(a), DType::Bool) => Value::Bool(a.mapv(|x| x != 0)),
-            (Value::Bool(a), DType::F32) => Value::F32(a.mapv(|x| x as u8 as f32)),
-            (Value::Bool(a), DType::F64) => Value::F64(a.mapv(|x| x as u8 as f64)),
-            (Value::Bool(a), DType::I64) => Value::I64(a.mapv(|x| x as i64)),
+            (Value::F32(a), DType::F32) => Value::F32(map_pooled(a, |x| x)),
+            (Value::F64(a), DType::F64) => Value::F64(map_pooled(a, |x| x)),
+            (Value::I64(a), DType::I64) => Value::I64(map_pooled(a, |x| x)),
+            (Value::Bool(a), DType::Bool) => Value::Bool(map_pooled(a, |x| x)),
+            (Value::F32(a), DType::F64) => Value::F64(map_pooled(a, |x| x as f64)),
+            (Value::F32(a), DType::I64) => Value::I64(map_pooled(a, |x| x as i64)),
+            (Value::F32(a), DType::Bool) => Value::Bool(map_pooled(a, |x| x != 0.0)),
+            (Value::F64(a), DType::F32) => Value::F32(map_pooled(a, |x| x as f32)),
+            (Value::F64(a), DType::I64) => Value::I64(map_pooled(a, |x| x as i64)),
+            (Value::F64(a), DType::Bool) => Value::Bool(map_pooled(a, |x| x != 0.0)),
+            (Value::I64(a), DType::F32) => Value::F32(map_pooled(a, |x| x as f32)),
+            (Value::I64(a), DType::F64) => Value::F64(map_pooled(a, |x| x as f64)),
+            (Value::I64(a), DType::Bool) => Value::Bool(map_pooled(a, |x| x != 0)),
+            (Value::Bool(a), DType::F32) => Value::F32(map_pooled(a, |x| x as u8 as f32)),
+            (Value::Bool(a), DType::F64) => Value::F64(map_pooled(a, |x| x as u8 as f64)),
+            (Value::Bool(a), DType::I64) => Value::I64(map_pooled(a, |x| x as i64)),
         }
     }
 }
@@ -231,4 +246,118 @@ impl From<bool> for Value {
     fn from(x: bool) -> Self {
         Value::Bool(ArrayD::from_elem(IxDyn(&[]), x))
     }
+}
+
+/// A tensor's storage without its shape. After a run the session keeps the buffers of the values that
+/// died, one per plan slot, and offers each to the kernel that fills the same slot on the next run
+/// (through [`Value::try_vec`]), so that a training step allocates nothing after warm-up.
+#[derive(Debug)]
+pub(crate) enum Buffer {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+impl Buffer {
+    /// The storage as a 1-D value of its length.
+    pub(crate) fn into_value(self) -> Value {
+        fn wrap<T>(v: Vec<T>) -> ArrayD<T> {
+            ndarray::Array1::from_vec(v).into_dyn()
+        }
+        match self {
+            Buffer::F32(v) => Value::F32(wrap(v)),
+            Buffer::F64(v) => Value::F64(wrap(v)),
+            Buffer::I64(v) => Value::I64(wrap(v)),
+            Buffer::Bool(v) => Value::Bool(wrap(v)),
+        }
+    }
+    /// The storage of a value.
+    pub(crate) fn from_value(v: Value) -> Buffer {
+        match v {
+            Value::F32(a) => Buffer::F32(a.into_raw_vec_and_offset().0),
+            Value::F64(a) => Buffer::F64(a.into_raw_vec_and_offset().0),
+            Value::I64(a) => Buffer::I64(a.into_raw_vec_and_offset().0),
+            Value::Bool(a) => Buffer::Bool(a.into_raw_vec_and_offset().0),
+        }
+    }
+}
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Option<Buffer>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Offers a buffer to the next [`Value::try_vec`] on this thread (replacing any offer not taken).
+pub(crate) fn offer_spare(b: Option<Buffer>) {
+    SPARE.with(|s| *s.borrow_mut() = b);
+}
+
+/// Takes back the offered buffer if no kernel took it.
+pub(crate) fn take_back_spare() -> Option<Buffer> {
+    SPARE.with(|s| s.borrow_mut().take())
+}
+
+/// The offered buffer as an empty `Vec<T>` with room for `n`, when it holds `T`s and is large enough.
+fn take_spare<T: 'static>(n: usize) -> Option<Vec<T>> {
+    use std::any::Any;
+    SPARE.with(|s| {
+        let mut s = s.try_borrow_mut().ok()?;
+        let fits = {
+            let v: &mut dyn Any = match s.as_mut()? {
+                Buffer::F32(v) => v,
+                Buffer::F64(v) => v,
+                Buffer::I64(v) => v,
+                Buffer::Bool(v) => v,
+            };
+            v.downcast_mut::<Vec<T>>().is_some_and(|v| v.capacity() >= n)
+        };
+        if !fits {
+            return None;
+        }
+        match s.take()? {
+            Buffer::F32(v) => cast_vec(v),
+            Buffer::F64(v) => cast_vec(v),
+            Buffer::I64(v) => cast_vec(v),
+            Buffer::Bool(v) => cast_vec(v),
+        }
+    })
+}
+
+/// An empty vector with room for `n`: the session's offered buffer when it fits, else a new one
+/// (infallible, for kernels whose input already proves the size is reasonable).
+pub(crate) fn output_vec<T: 'static>(n: usize) -> Vec<T> {
+    take_spare::<T>(n).unwrap_or_else(|| Vec::with_capacity(n))
+}
+
+/// `f` of every element of `a`, in row-major order, into a pooled buffer of `a`'s shape.
+pub(crate) fn map_pooled<A: Clone, B: 'static>(a: &ArrayD<A>, f: impl Fn(A) -> B) -> ArrayD<B> {
+    let mut v = output_vec(a.len());
+    match a.as_slice() {
+        Some(s) => v.extend(s.iter().map(|x| f(x.clone()))),
+        None => v.extend(a.iter().map(|x| f(x.clone()))),
+    }
+    ArrayD::from_shape_vec(a.raw_dim(), v).unwrap_or_else(|_| a.map(|x| f(x.clone())))
+}
+
+/// A scalar in a pooled buffer.
+pub(crate) fn pooled_scalar<T: 'static>(x: T) -> ArrayD<T> {
+    let mut v = output_vec(1);
+    v.push(x);
+    ndarray::Array1::from_vec(v)
+        .into_shape_with_order(IxDyn(&[]))
+        .unwrap_or_else(|e| panic_free_scalar(e))
+}
+
+/// Unreachable in practice (a one-element vector always reshapes to a scalar); rebuilds the scalar.
+fn panic_free_scalar<T>(e: ndarray::ShapeError) -> ArrayD<T> {
+    let _ = e;
+    ndarray::Array1::from_vec(Vec::new()).into_dyn()
+}
+
+/// `v` emptied, as a `Vec<T>` when its element type is `T` (no copy, no allocation).
+fn cast_vec<S: 'static, T: 'static>(mut v: Vec<S>) -> Option<Vec<T>> {
+    let any: &mut dyn std::any::Any = &mut v;
+    let mut out = std::mem::take(any.downcast_mut::<Vec<T>>()?);
+    out.clear();
+    Some(out)
 }

@@ -310,7 +310,7 @@ fn is_leading_mean(g: &Graph, t: Tensor, x: Tensor, rank: usize) -> bool {
         return false;
     };
     node.inputs == [x.index()]
-        && normalize_axes(axes, rank).is_ok_and(|a| a == (0..rank - 1).collect::<Vec<_>>())
+        && normalize_axes(axes, rank).is_ok_and(|a| a.iter().copied().eq(0..rank - 1))
 }
 
 /// True when `var` is `MomentsVariance(x, mean)`.
@@ -702,7 +702,7 @@ impl Graph {
         let leading = rank.is_some_and(|r| {
             r >= 1
                 && normalize_axes(&Some(axes.to_vec()), r)
-                    .is_ok_and(|a| a == (0..r - 1).collect::<Vec<_>>())
+                    .is_ok_and(|a| a.iter().copied().eq(0..r - 1))
         });
         if leading && !keep_dims {
             let mean = self.named("mean").reduce_mean(x, Some(axes), false)?;

@@ -394,7 +394,7 @@ impl OpDef for Logical {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Select;
 
-fn select_typed<T: Clone>(
+fn select_typed<T: Clone + 'static>(
     c: &ndarray::ArrayD<bool>,
     a: &ndarray::ArrayD<T>,
     b: &ndarray::ArrayD<T>,
@@ -468,7 +468,7 @@ pub struct AddN;
 
 fn add_n_float<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let first = float_input::<T>(inputs, 0, "AddN")?;
-    let mut acc = first.clone();
+    let mut acc = crate::value::map_pooled(first, |v| v);
     for i in 1..inputs.len() {
         let x = float_input::<T>(inputs, i, "AddN")?;
         if x.shape() != acc.shape() {

@@ -135,7 +135,7 @@ struct SliceAlong {
     len: usize,
 }
 impl AnyArrayFn for SliceAlong {
-    fn call<T: Clone + Default>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+    fn call<T: Clone + Default + 'static>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
         if self.start + self.len > a.shape().get(self.axis).copied().unwrap_or(0) {
             return Err("slice out of range".into());
         }
@@ -227,7 +227,7 @@ impl Slice {
 
 struct SliceBox(Vec<(usize, usize)>);
 impl AnyArrayFn for SliceBox {
-    fn call<T: Clone + Default>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+    fn call<T: Clone + Default + 'static>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
         let v = a.slice_each_axis(|ax| {
             let (b, l) = self.0[ax.axis.index()];
             NdSlice::from(b..b + l)
@@ -372,7 +372,7 @@ pub struct Gather;
 
 struct GatherRows<'a>(&'a ArrayD<i64>);
 impl AnyArrayFn for GatherRows<'_> {
-    fn call<T: Clone + Default>(&self, p: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+    fn call<T: Clone + Default + 'static>(&self, p: &ArrayD<T>) -> OpResult<ArrayD<T>> {
         let rows = *p
             .shape()
             .first()
@@ -438,7 +438,7 @@ impl OpDef for Gather {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GatherGrad;
 
-fn gather_grad_typed<T: Clone + num_traits::Zero + std::ops::AddAssign>(
+fn gather_grad_typed<T: Clone + num_traits::Zero + std::ops::AddAssign + 'static>(
     g: &ArrayD<T>,
     idx: &ArrayD<i64>,
     like: &[usize],
@@ -534,15 +534,34 @@ impl OpDef for OneHot {
         let idx = input(inputs, 0, "OneHot")?
             .as_i64()
             .ok_or("one_hot indices must be int64")?;
-        let mut shape = idx.shape().to_vec();
+        let mut shape: super::kernels::Dims = idx.shape().iter().copied().collect();
         shape.push(self.depth);
-        let mut data = Value::try_filled_vec(Value::checked_len(&shape)?, self.off_value)?;
-        for (k, &i) in idx.iter().enumerate() {
-            if i >= 0 && (i as usize) < self.depth {
-                data[k * self.depth + i as usize] = self.on_value;
+        let n = Value::checked_len(&shape)?;
+        fn fill<T: Copy + 'static>(
+            n: usize,
+            depth: usize,
+            idx: &ndarray::ArrayD<i64>,
+            on: T,
+            off: T,
+            shape: &[usize],
+        ) -> OpResult<ndarray::ArrayD<T>> {
+            let mut data = Value::try_filled_vec(n, off)?;
+            for (k, &i) in idx.iter().enumerate() {
+                if let Some(d) = usize::try_from(i).ok().filter(|&i| i < depth) {
+                    if let Some(x) = data.get_mut(k * depth + d) {
+                        *x = on;
+                    }
+                }
             }
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).map_err(|e| e.to_string())
         }
-        Ok(Value::from_f64(&shape, data)?.cast(self.dtype))
+        let (on, off, d) = (self.on_value, self.off_value, self.depth);
+        Ok(match self.dtype {
+            DType::F32 => Value::F32(fill(n, d, idx, on as f32, off as f32, &shape)?),
+            DType::F64 => Value::F64(fill(n, d, idx, on, off, &shape)?),
+            DType::I64 => Value::I64(fill(n, d, idx, on as i64, off as i64, &shape)?),
+            DType::Bool => Value::Bool(fill(n, d, idx, on != 0.0, off != 0.0, &shape)?),
+        })
     }
     fn gradient(&self, _ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![None])

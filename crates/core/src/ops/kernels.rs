@@ -130,10 +130,13 @@ pub fn exp_m1_f32(x: f32) -> f32 {
     }
 }
 
+/// A concrete shape on the stack (up to six dimensions).
+pub type Dims = smallvec::SmallVec<[usize; 6]>;
+
 /// Numpy broadcasting of two concrete shapes.
-pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
+pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> OpResult<Dims> {
     let n = a.len().max(b.len());
-    let mut out = vec![0; n];
+    let mut out: Dims = smallvec::smallvec![0; n];
     for (i, slot) in out.iter_mut().enumerate() {
         let da = if i + a.len() >= n {
             a[i + a.len() - n]
@@ -160,7 +163,7 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
 }
 
 /// Applies `f` elementwise over two arrays with numpy broadcasting; the result is row-major.
-pub fn zip_broadcast<A: Clone, B: Clone, C>(
+pub fn zip_broadcast<A: Clone, B: Clone, C: 'static>(
     a: &ArrayD<A>,
     b: &ArrayD<B>,
     mut f: impl FnMut(A, B) -> C,
@@ -168,11 +171,8 @@ pub fn zip_broadcast<A: Clone, B: Clone, C>(
     if a.shape() == b.shape() && a.is_standard_layout() && b.is_standard_layout() {
         let (sa, sb) = (a.as_slice(), b.as_slice());
         if let (Some(sa), Some(sb)) = (sa, sb) {
-            let v: Vec<C> = sa
-                .iter()
-                .zip(sb)
-                .map(|(x, y)| f(x.clone(), y.clone()))
-                .collect();
+            let mut v: Vec<C> = crate::value::output_vec(sa.len());
+            v.extend(sa.iter().zip(sb).map(|(x, y)| f(x.clone(), y.clone())));
             return ArrayD::from_shape_vec(IxDyn(a.shape()), v).map_err(|e| e.to_string());
         }
     }
@@ -185,9 +185,13 @@ pub fn zip_broadcast<A: Clone, B: Clone, C>(
             small.len() <= big.len() && big[big.len() - small.len()..] == *small
         };
         let v: Option<Vec<C>> = if sb.len() == 1 && a.shape() == &shape[..] {
-            Some(sa.iter().map(|x| f(x.clone(), sb[0].clone())).collect())
+            let mut v = crate::value::output_vec(n);
+            v.extend(sa.iter().map(|x| f(x.clone(), sb[0].clone())));
+            Some(v)
         } else if sa.len() == 1 && b.shape() == &shape[..] {
-            Some(sb.iter().map(|y| f(sa[0].clone(), y.clone())).collect())
+            let mut v = crate::value::output_vec(n);
+            v.extend(sb.iter().map(|y| f(sa[0].clone(), y.clone())));
+            Some(v)
         } else if !sb.is_empty() && a.shape() == &shape[..] && trailing(a.shape(), b.shape()) {
             let mut out = crate::Value::try_vec(n)?;
             for row in sa.chunks_exact(sb.len()) {
@@ -226,7 +230,7 @@ pub fn standard<T: Clone>(a: ArrayD<T>) -> ArrayD<T> {
 }
 
 /// Reshapes to a concrete shape with the same number of elements (row-major).
-pub fn reshape<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> OpResult<ArrayD<T>> {
+pub fn reshape<T: Clone + 'static>(a: &ArrayD<T>, shape: &[usize]) -> OpResult<ArrayD<T>> {
     let n = crate::Value::checked_len(shape)?;
     if n != a.len() {
         return Err(format!(
@@ -236,11 +240,11 @@ pub fn reshape<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> OpResult<ArrayD<T>> 
             n
         ));
     }
-    let data: Vec<T> = if let Some(s) = a.as_slice() {
-        s.to_vec()
-    } else {
-        a.iter().cloned().collect()
-    };
+    let mut data: Vec<T> = crate::value::output_vec(n);
+    match a.as_slice() {
+        Some(s) => data.extend_from_slice(s),
+        None => data.extend(a.iter().cloned()),
+    }
     ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|e| e.to_string())
 }
 
@@ -321,7 +325,7 @@ pub fn column_sums<T: Float>(x: &[T], cols: usize) -> crate::error::OpResult<Vec
 }
 
 /// `out[i] = f(a[i])`, split into one contiguous chunk per session thread when large.
-pub fn par_map<A: Sync, C: Copy + Default + Send + Sync>(
+pub fn par_map<A: Sync, C: Copy + Default + Send + Sync + 'static>(
     a: &[A],
     f: impl Fn(&A) -> C + Sync + Send,
 ) -> Vec<C> {
@@ -329,7 +333,8 @@ pub fn par_map<A: Sync, C: Copy + Default + Send + Sync>(
     if threads > 1 && a.len() >= PARALLEL_MIN_ELEMENTS {
         use rayon::prelude::*;
         let chunk = a.len().div_ceil(threads);
-        let mut out = vec![C::default(); a.len()];
+        let mut out = crate::value::output_vec(a.len());
+        out.resize(a.len(), C::default());
         out.par_chunks_mut(chunk)
             .zip(a.par_chunks(chunk))
             .for_each(|(o, x)| {
@@ -339,7 +344,9 @@ pub fn par_map<A: Sync, C: Copy + Default + Send + Sync>(
             });
         out
     } else {
-        a.iter().map(f).collect()
+        let mut out = crate::value::output_vec(a.len());
+        out.extend(a.iter().map(f));
+        out
     }
 }
 
@@ -370,7 +377,7 @@ pub fn zip_into<T: Copy + Send + Sync>(
     target_left: bool,
     f: impl Fn(T, T) -> T + Sync + Send,
 ) -> OpResult<()> {
-    if broadcast_shapes(target.shape(), other.shape())? != target.shape() {
+    if broadcast_shapes(target.shape(), other.shape())?[..] != *target.shape() {
         return Err(format!(
             "cannot write {:?} broadcast with {:?} into the first",
             target.shape(),
@@ -412,7 +419,7 @@ pub fn zip_into<T: Copy + Send + Sync>(
 }
 
 /// `out[i] = f(a[i], b[i])` for equal-length slices, split across the session's threads when large.
-pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync>(
+pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync + 'static>(
     a: &[A],
     b: &[B],
     f: impl Fn(&A, &B) -> C + Sync + Send,
@@ -421,7 +428,8 @@ pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync>(
     if threads > 1 && a.len() >= PARALLEL_MIN_ELEMENTS && a.len() == b.len() {
         use rayon::prelude::*;
         let chunk = a.len().div_ceil(threads);
-        let mut out = vec![C::default(); a.len()];
+        let mut out = crate::value::output_vec(a.len());
+        out.resize(a.len(), C::default());
         out.par_chunks_mut(chunk)
             .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
             .for_each(|(o, (x, y))| {
@@ -431,7 +439,9 @@ pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync>(
             });
         out
     } else {
-        a.iter().zip(b).map(|(p, q)| f(p, q)).collect()
+        let mut out = crate::value::output_vec(a.len());
+        out.extend(a.iter().zip(b).map(|(p, q)| f(p, q)));
+        out
     }
 }
 
@@ -439,7 +449,7 @@ pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync>(
 pub fn zip_broadcast_par<
     A: Clone + Sync + Send,
     B: Clone + Sync + Send,
-    C: Copy + Default + Send + Sync,
+    C: Copy + Default + Send + Sync + 'static,
 >(
     a: &ArrayD<A>,
     b: &ArrayD<B>,

@@ -1,7 +1,7 @@
 //! Softmax, log-softmax and the cross-entropy ops (fused where numerics demand it), with the
 //! composite `sigmoid_cross_entropy_with_logits` and `clip_by_value` builders.
 
-use super::kernels::{by_float, float_input, standard, FloatArray};
+use super::kernels::{by_float, float_input, FloatArray};
 use super::{expect_arity, expect_float, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{DType, Shape, TensorInfo};
 use crate::error::{Error, OpResult, Result};
@@ -21,7 +21,7 @@ fn softmax_typed<T: FloatArray>(log: bool, inputs: &[&Value]) -> OpResult<Value>
     if x.ndim() == 0 {
         return Err("softmax needs rank >= 1".into());
     }
-    let mut out = standard(x.clone());
+    let mut out = crate::value::map_pooled(x, |v| v);
     let last = Axis(out.ndim() - 1);
     for mut lane in out.lanes_mut(last) {
         let m = lane.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
@@ -102,7 +102,7 @@ fn sparse_xent_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
             labels.shape()
         ));
     }
-    let mut out = Vec::with_capacity(n);
+    let mut out = crate::value::output_vec(n);
     for (row, &lab) in l2.outer_iter().zip(labels.iter()) {
         if lab < 0 || lab as usize >= c {
             return Err(format!(

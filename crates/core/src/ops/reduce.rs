@@ -31,13 +31,13 @@ pub struct Reduce {
 pub(crate) fn normalize_axes(
     axes: &Option<Vec<i64>>,
     rank: usize,
-) -> std::result::Result<Vec<usize>, String> {
+) -> std::result::Result<super::kernels::Dims, String> {
     let mut out = match axes {
-        None => (0..rank).collect::<Vec<_>>(),
+        None => (0..rank).collect::<super::kernels::Dims>(),
         Some(a) => a
             .iter()
             .map(|&x| norm_axis(x, rank))
-            .collect::<std::result::Result<Vec<_>, _>>()?,
+            .collect::<std::result::Result<super::kernels::Dims, _>>()?,
     };
     out.sort_unstable();
     out.dedup();
@@ -67,12 +67,12 @@ fn reduce_leading<T: FloatArray>(
                 *v = *v / c;
             }
         }
-        let shape: Vec<usize> = if r.keepdims {
+        let shape: super::kernels::Dims = if r.keepdims {
             std::iter::repeat_n(1, k)
                 .chain(rest.iter().copied())
                 .collect()
         } else {
-            rest.to_vec()
+            rest.iter().copied().collect()
         };
         Ok(T::wrap(
             ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())?,
@@ -85,6 +85,14 @@ fn reduce_typed<T: FloatArray>(r: &Reduce, inputs: &[&Value]) -> OpResult<Value>
     let axes = normalize_axes(&r.axes, x.ndim())?;
     if let Some(v) = reduce_leading(r, x, &axes) {
         return v;
+    }
+    // Everything to a scalar (a loss): ndarray's unrolled sum, no copy of the input.
+    if axes.len() == x.ndim() && !r.keepdims && matches!(r.kind, ReduceKind::Sum | ReduceKind::Mean) {
+        let mut total = x.sum();
+        if r.kind == ReduceKind::Mean {
+            total = total / T::from_f64(x.len() as f64);
+        }
+        return Ok(T::wrap(crate::value::pooled_scalar(total)));
     }
     let mut out = x.clone();
     let mut count = 1usize;
@@ -297,7 +305,7 @@ pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T) -> T {
 fn l2_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let x = float_input::<T>(inputs, 0, "L2Loss")?;
     let s = lane_sum(x, |v| v * v) / T::from_f64(2.0);
-    Ok(T::wrap(ArrayD::from_elem(IxDyn(&[]), s)))
+    Ok(T::wrap(crate::value::pooled_scalar(s)))
 }
 
 impl OpDef for L2Loss {
@@ -335,9 +343,9 @@ impl OpDef for Size {
         Ok(Some(TensorInfo::new(DType::I64, Shape::scalar())))
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        Ok(Value::from(
-            super::kernels::input(inputs, 0, "Size")?.len() as i64
-        ))
+        Ok(Value::I64(crate::value::pooled_scalar(
+            super::kernels::input(inputs, 0, "Size")?.len() as i64,
+        )))
     }
     fn gradient(&self, _ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![None])
@@ -412,7 +420,11 @@ fn broadcast_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let like = super::kernels::input(inputs, 1, "BroadcastLike")?;
     let shape = super::kernels::broadcast_shapes(g.shape(), like.shape())?;
     let v = g.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
-    Ok(T::wrap(v.as_standard_layout().into_owned()))
+    let mut out = crate::value::output_vec(v.len());
+    out.extend(v.iter().copied());
+    Ok(T::wrap(
+        ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())?,
+    ))
 }
 
 impl OpDef for BroadcastLike {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// A function over arrays of any element type, applied to whichever dtype a value holds.
 pub(crate) trait AnyArrayFn {
-    fn call<T: Clone + Default>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>>;
+    fn call<T: Clone + Default + 'static>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>>;
 }
 
 pub(crate) fn apply_any(v: &Value, f: &impl AnyArrayFn) -> OpResult<Value> {
@@ -25,7 +25,7 @@ pub(crate) fn apply_any(v: &Value, f: &impl AnyArrayFn) -> OpResult<Value> {
 }
 
 /// Resolves a target shape with at most one `-1` against an element count.
-pub(crate) fn resolve_reshape(target: &[i64], count: usize) -> OpResult<Vec<usize>> {
+pub(crate) fn resolve_reshape(target: &[i64], count: usize) -> OpResult<super::kernels::Dims> {
     let mut unknown = None;
     let mut known: usize = 1;
     for (i, &d) in target.iter().enumerate() {
@@ -41,7 +41,7 @@ pub(crate) fn resolve_reshape(target: &[i64], count: usize) -> OpResult<Vec<usiz
                 .ok_or("reshape size overflows")?;
         }
     }
-    let mut out: Vec<usize> = target.iter().map(|&d| d.max(0) as usize).collect();
+    let mut out: super::kernels::Dims = target.iter().map(|&d| d.max(0) as usize).collect();
     match unknown {
         Some(i) => {
             if known == 0 || !count.is_multiple_of(known) {
@@ -61,9 +61,9 @@ pub(crate) fn resolve_reshape(target: &[i64], count: usize) -> OpResult<Vec<usiz
     Ok(out)
 }
 
-struct ReshapeTo(Vec<usize>);
+struct ReshapeTo(super::kernels::Dims);
 impl AnyArrayFn for ReshapeTo {
-    fn call<T: Clone + Default>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+    fn call<T: Clone + Default + 'static>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
         reshape(a, &self.0)
     }
 }
@@ -140,7 +140,7 @@ impl OpDef for ReshapeLike {
         super::reduce::same_shape(inputs)
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        let like = input(inputs, 1, "ReshapeLike")?.shape().to_vec();
+        let like = input(inputs, 1, "ReshapeLike")?.shape().iter().copied().collect();
         apply_any(input(inputs, 0, "ReshapeLike")?, &ReshapeTo(like))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -159,7 +159,7 @@ pub struct Transpose {
 
 struct Permute<'a>(&'a [usize]);
 impl AnyArrayFn for Permute<'_> {
-    fn call<T: Clone + Default>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+    fn call<T: Clone + Default + 'static>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
         if a.ndim() != self.0.len() {
             return Err(format!(
                 "transpose perm {:?} does not fit rank {}",
@@ -246,7 +246,7 @@ impl OpDef for ExpandDims {
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
         let x = input(inputs, 0, "ExpandDims")?;
         let ax = expand_axis(self.axis, x.shape().len())?;
-        let mut s = x.shape().to_vec();
+        let mut s: super::kernels::Dims = x.shape().iter().copied().collect();
         s.insert(ax, 1);
         apply_any(x, &ReshapeTo(s))
     }
@@ -316,7 +316,7 @@ impl OpDef for Squeeze {
             .into_iter()
             .map(|d| d.unwrap_or(0))
             .collect();
-        apply_any(x, &ReshapeTo(kept))
+        apply_any(x, &ReshapeTo(kept.into()))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(ctx.graph.reshape_like(grad, ctx.input(0)?)?)])
