@@ -118,7 +118,11 @@ fn allocations_per_step(
     let counts: Vec<usize> = (0..5).map(|_| step(false).0).collect();
     // Only the reusing session is traced (the plain one allocates everywhere, by design).
     let outside = step(reuse_buffers).1;
-    let loss = sess.run_one(m.loss, &feeds).unwrap().scalar_value().unwrap();
+    let loss = sess
+        .run_one(m.loss, &feeds)
+        .unwrap()
+        .scalar_value()
+        .unwrap();
     (counts, outside, loss)
 }
 
@@ -130,7 +134,10 @@ fn a_training_step_allocates_nothing_after_warm_up() {
         eprintln!("{model}: allocations per step {counts:?}, outside the GEMM crate {outside}");
         assert_eq!(outside, 0, "{model}: allocations outside the GEMM crate");
         // The same number every step (the GEMM crate's packing buffers: at most one per product).
-        assert!(counts.windows(2).all(|w| w[0] == w[1]), "{model}: {counts:?}");
+        assert!(
+            counts.windows(2).all(|w| w[0] == w[1]),
+            "{model}: {counts:?}"
+        );
         // Reuse changes where results are written, never what they are.
         let (plain_counts, _, plain_loss) = allocations_per_step(model, 64, 1, false);
         assert_eq!(loss.to_bits(), plain_loss.to_bits(), "{model}");

@@ -8,10 +8,10 @@ use crate::ops::apply::ApplyRule;
 use crate::ops::kernels::FloatArray;
 use crate::ops::state::AssignMode;
 use crate::plan::{self, Plan, StepKind};
-use crate::value::{Buffer, Value};
-use smallvec::SmallVec;
+use crate::value::{Pool, Value};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -67,10 +67,6 @@ struct Cached {
     plan: Arc<Plan>,
     /// The slot table, empty between runs (kept for its allocation).
     slots: Vec<Option<Slot>>,
-    /// Per slot, the value it held on the previous run (owned by nothing else): its storage is
-    /// offered to the kernel that fills the slot next time, and its `Arc` takes the new value, so
-    /// that after warm-up a step allocates nothing.
-    recycled: Vec<Option<Arc<Value>>>,
 }
 
 struct State {
@@ -82,6 +78,10 @@ struct State {
     last_plan: Option<usize>,
     graph_version: u64,
     profile: HashMap<&'static str, (u64, std::time::Duration, u64)>,
+    /// Storage of dead values, lent to the running thread during a run (see `Pool`).
+    pool: Pool,
+    /// Emptied `Arc`s of dead values, to wrap new ones without allocating.
+    shells: Vec<Arc<Value>>,
 }
 
 /// Input lists of one kernel call: on the stack for up to 64 inputs (the `AddN` of a global gradient
@@ -132,6 +132,8 @@ impl Session {
                 plans: Vec::new(),
                 plan_index: HashMap::new(),
                 last_plan: None,
+                pool: Pool::default(),
+                shells: Vec::new(),
                 graph_version: 0,
                 profile: HashMap::new(),
             }),
@@ -163,8 +165,16 @@ impl Session {
             vars: &mut state.vars,
             rngs: &mut state.rngs,
             profile: &mut state.profile,
+            shells: &mut state.shells,
         };
-        run.execute(cached, feeds, &self.options)
+        if self.options.reuse_buffers {
+            crate::value::lend_pool(std::mem::take(&mut state.pool));
+        }
+        let out = run.execute(cached, feeds, &self.options);
+        if self.options.reuse_buffers {
+            state.pool = crate::value::reclaim_pool();
+        }
+        out
     }
 
     /// Computes one tensor.
@@ -221,7 +231,6 @@ impl Session {
                     key: key.clone(),
                     plan: Arc::new(plan),
                     slots: Vec::with_capacity(n),
-                    recycled: std::iter::repeat_with(|| None).take(n).collect(),
                 });
                 state.plan_index.insert(key, state.plans.len() - 1);
                 state.plans.len() - 1
@@ -237,6 +246,7 @@ struct Run<'s> {
     vars: &'s mut HashMap<usize, Arc<Value>>,
     rngs: &'s mut HashMap<usize, StdRng>,
     profile: &'s mut HashMap<&'static str, (u64, std::time::Duration, u64)>,
+    shells: &'s mut Vec<Arc<Value>>,
 }
 
 impl Run<'_> {
@@ -250,7 +260,7 @@ impl Run<'_> {
         let mut slots = std::mem::take(&mut cached.slots);
         slots.clear();
         slots.resize_with(plan.n_slots, || None);
-        let r = self.execute_steps(&plan, &mut slots, &mut cached.recycled, feeds, options);
+        let r = self.execute_steps(&plan, &mut slots, feeds, options);
         let out = r.and_then(|()| {
             plan.fetch_slots
                 .iter()
@@ -262,11 +272,8 @@ impl Run<'_> {
                 .collect()
         });
         // Whatever is left (fetched values, or everything after an error) goes back for reuse.
-        for (i, slot) in slots.iter_mut().enumerate() {
-            let dead = slot.take();
-            if options.reuse_buffers {
-                recycle(&mut cached.recycled, i, dead);
-            }
+        for slot in slots.iter_mut() {
+            self.release(slot.take(), options.reuse_buffers);
         }
         cached.slots = slots;
         out
@@ -276,7 +283,6 @@ impl Run<'_> {
         &mut self,
         plan: &Plan,
         slots: &mut [Option<Slot>],
-        recycled: &mut [Option<Arc<Value>>],
         feeds: &[(Tensor, Value)],
         options: &SessionOptions,
     ) -> Result<()> {
@@ -312,53 +318,15 @@ impl Run<'_> {
                         None
                     };
                     match in_place {
-                        Some((src, r)) => {
+                        Some(r) => {
                             forwarded = true;
-                            // The value that held this slot last time goes to the forwarded input's
-                            // producer: the pair of slots keeps two buffers between them.
-                            if let (Some(spare), Some(keep @ None)) = (
-                                recycled.get_mut(step.out).and_then(Option::take),
-                                recycled.get_mut(src),
-                            ) {
-                                *keep = Some(spare);
-                            }
                             Some(r.map_err(kernel_err)?)
                         }
-                        None => {
-                            let mut holder = recycled
-                                .get_mut(step.out)
-                                .and_then(Option::take)
-                                .filter(|_| options.reuse_buffers);
-                            let spare = holder
-                                .as_mut()
-                                .and_then(Arc::get_mut)
-                                .map(|v| Buffer::from_value(std::mem::replace(v, Value::empty())));
-                            crate::value::offer_spare(spare);
-                            let r = run_kernel(op, step, slots, feeds);
-                            let back = crate::value::take_back_spare();
-                            let holder_value = holder.as_mut().and_then(Arc::get_mut);
-                            let out = match r {
-                                Ok(KernelOut::Fresh(v)) => match holder_value {
-                                    Some(place) => {
-                                        *place = v;
-                                        holder.take()
-                                    }
-                                    None => Some(Arc::new(v)),
-                                },
-                                Ok(KernelOut::Shared(a)) => Some(a),
-                                Err(e) => return Err(kernel_err(e)),
-                            };
-                            // An offer no kernel took stays for next time.
-                            if let (Some(mut h), Some(b)) = (holder, back) {
-                                if let Some(place) = Arc::get_mut(&mut h) {
-                                    *place = b.into_value();
-                                }
-                                if let Some(keep) = recycled.get_mut(step.out) {
-                                    *keep = Some(h);
-                                }
-                            }
-                            out
-                        }
+                        None => match run_kernel(op, step, slots, feeds) {
+                            Ok(KernelOut::Fresh(v)) => Some(self.wrap(v)),
+                            Ok(KernelOut::Shared(a)) => Some(a),
+                            Err(e) => return Err(kernel_err(e)),
+                        },
                     }
                 }
                 StepKind::Alias => Some(share(slots, feeds, step.inputs[0]).ok_or_else(missing)?),
@@ -405,15 +373,9 @@ impl Run<'_> {
                             out
                         }
                     };
-                    if let Some(mut old) = self.vars.insert(*var, new.clone()) {
-                        // The variable's previous value, when nothing else holds it, becomes the
-                        // buffer offered to the producer of the assigned value next run.
-                        if options.reuse_buffers && Arc::get_mut(&mut old).is_some() {
-                            if let Some(keep @ None) = recycled.get_mut(step.inputs[0]) {
-                                *keep = Some(old);
-                            }
-                        }
-                    }
+                    // The variable's previous value goes back to the pool when nothing else holds it.
+                    let old = self.vars.insert(*var, new.clone());
+                    self.release(old.map(Slot::Owned), options.reuse_buffers);
                     Some(new)
                 }
                 StepKind::Apply {
@@ -487,9 +449,7 @@ impl Run<'_> {
             }
             for &f in &step.free {
                 let dead = slots.get_mut(f).and_then(Option::take);
-                if options.reuse_buffers {
-                    recycle(recycled, f, dead);
-                }
+                self.release(dead, options.reuse_buffers);
             }
             if let Some(t0) = started {
                 let e = self.profile.entry(step.op_type).or_default();
@@ -500,14 +460,29 @@ impl Run<'_> {
         }
         Ok(())
     }
-}
 
-/// Keeps a dead slot's value for the slot's next run, when nothing else holds it (a variable, a
-/// fetch) and no value is kept for the slot yet.
-fn recycle(recycled: &mut [Option<Arc<Value>>], slot: usize, dead: Option<Slot>) {
-    if let (Some(Slot::Owned(mut arc)), Some(keep @ None)) = (dead, recycled.get_mut(slot)) {
-        if Arc::get_mut(&mut arc).is_some() {
-            *keep = Some(arc);
+    /// Gives a dead value back: its storage to the pool and its `Arc` to the shells, when nothing
+    /// else holds it (a variable, a fetch, another slot).
+    fn release(&mut self, dead: Option<Slot>, reuse: bool) {
+        if let (true, Some(Slot::Owned(mut arc))) = (reuse, dead) {
+            if let Some(v) = Arc::get_mut(&mut arc) {
+                crate::value::return_to_pool(std::mem::replace(v, Value::empty()));
+                self.shells.push(arc);
+            }
+        }
+    }
+
+    /// A new value in an `Arc`, reusing a released one when there is one.
+    fn wrap(&mut self, v: Value) -> Arc<Value> {
+        match self.shells.pop() {
+            Some(mut a) => match Arc::get_mut(&mut a) {
+                Some(place) => {
+                    *place = v;
+                    a
+                }
+                None => Arc::new(v),
+            },
+            None => Arc::new(v),
         }
     }
 }
@@ -548,14 +523,14 @@ fn run_kernel(
 
 /// Buffer forwarding: when the op can write its output over one of its inputs, that input dies at
 /// this step (it is in `step.free`), appears once among the inputs, and the session holds the only
-/// reference to it, the kernel runs in place on it (in the same `Arc`). Returns the input's slot
-/// and the result; `None` when any of that does not hold.
+/// reference to it, the kernel runs in place on it (in the same `Arc`). `None` when any of that does
+/// not hold.
 fn try_in_place(
     op: &crate::ops::Op,
     step: &plan::Step,
     slots: &mut [Option<Slot>],
     feeds: &[(Tensor, Value)],
-) -> Option<(usize, std::result::Result<Arc<Value>, String>)> {
+) -> Option<std::result::Result<Arc<Value>, String>> {
     // Cheap test first (no allocation): is any input a candidate at all?
     let candidate = |slots: &[Option<Slot>], src: usize| {
         step.free.contains(&src)
@@ -586,7 +561,7 @@ fn try_in_place(
     for &i in step.inputs.iter().filter(|&&i| i != src) {
         match slot_value(slots, feeds, i) {
             Some(v) => others.push(v),
-            None => return Some((src, Err("input not computed".into()))),
+            None => return Some(Err("input not computed".into())),
         }
     }
     let Some(target) = Arc::get_mut(&mut arc) else {
@@ -595,7 +570,7 @@ fn try_in_place(
         return None;
     };
     let r = op.compute_in_place(k, target, &others);
-    Some((src, r.map(|()| arc)))
+    Some(r.map(|()| arc))
 }
 
 /// The value in `slot` as a shared `Arc` (copied only when it is one of the caller's feeds).

@@ -83,9 +83,9 @@ impl Value {
     /// An empty vector with room for `n` elements, or an error when the allocator refuses it (a legal
     /// but larger-than-memory tensor), instead of aborting the process.
     ///
-    /// Inside a session run this is where a kernel's output storage comes from: the session offers
-    /// the buffer the same node produced on the previous run (see [`Buffer`]), and a vector of the
-    /// element type with room for `n` is taken instead of a fresh allocation.
+    /// Inside a session run this is where a kernel's output storage comes from: a vector of the
+    /// element type with room for `n` is taken from the session's pool of dead values' storage
+    /// (see `Pool`) instead of a fresh allocation when one fits.
     pub fn try_vec<T: 'static>(n: usize) -> Result<Vec<T>, String> {
         if let Some(v) = take_spare::<T>(n) {
             return Ok(v);
@@ -248,82 +248,95 @@ impl From<bool> for Value {
     }
 }
 
-/// A tensor's storage without its shape. After a run the session keeps the buffers of the values that
-/// died, one per plan slot, and offers each to the kernel that fills the same slot on the next run
-/// (through [`Value::try_vec`]), so that a training step allocates nothing after warm-up.
-#[derive(Debug)]
-pub(crate) enum Buffer {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-    I64(Vec<i64>),
-    Bool(Vec<bool>),
+/// The storage of the values that died during session runs, by element type, for kernels to fill
+/// again (TF's allocator keeps freed chunks the same way). While a run executes, its session's pool is
+/// lent to the running thread: [`Value::try_vec`] takes the smallest stored vector that fits, and the
+/// session puts back each value whose last reader has run. After warm-up a training step finds every
+/// buffer it needs here and allocates nothing, and the pool holds no more than the step's peak.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    f32: Vec<Vec<f32>>,
+    f64: Vec<Vec<f64>>,
+    i64: Vec<Vec<i64>>,
+    bool: Vec<Vec<bool>>,
 }
 
-impl Buffer {
-    /// The storage as a 1-D value of its length.
-    pub(crate) fn into_value(self) -> Value {
-        fn wrap<T>(v: Vec<T>) -> ArrayD<T> {
-            ndarray::Array1::from_vec(v).into_dyn()
-        }
-        match self {
-            Buffer::F32(v) => Value::F32(wrap(v)),
-            Buffer::F64(v) => Value::F64(wrap(v)),
-            Buffer::I64(v) => Value::I64(wrap(v)),
-            Buffer::Bool(v) => Value::Bool(wrap(v)),
+/// Moves a non-empty vector into a pool list.
+fn keep<T>(list: &mut Vec<Vec<T>>, v: Vec<T>) {
+    if v.capacity() > 0 {
+        list.push(v);
+    }
+}
+
+/// The smallest vector of `list` with room for `n` (and not more than about twice that), emptied.
+fn best_fit<T>(list: &mut Vec<Vec<T>>, n: usize) -> Option<Vec<T>> {
+    let limit = n.saturating_mul(2).max(64);
+    let mut best: Option<(usize, usize)> = None;
+    for (i, v) in list.iter().enumerate() {
+        let c = v.capacity();
+        if c >= n && c <= limit && best.is_none_or(|(_, b)| c < b) {
+            best = Some((i, c));
         }
     }
-    /// The storage of a value.
-    pub(crate) fn from_value(v: Value) -> Buffer {
+    let (i, _) = best?;
+    let mut v = list.swap_remove(i);
+    v.clear();
+    Some(v)
+}
+
+impl Pool {
+    /// Keeps a value's storage.
+    pub(crate) fn put(&mut self, v: Value) {
         match v {
-            Value::F32(a) => Buffer::F32(a.into_raw_vec_and_offset().0),
-            Value::F64(a) => Buffer::F64(a.into_raw_vec_and_offset().0),
-            Value::I64(a) => Buffer::I64(a.into_raw_vec_and_offset().0),
-            Value::Bool(a) => Buffer::Bool(a.into_raw_vec_and_offset().0),
+            Value::F32(a) => keep(&mut self.f32, a.into_raw_vec_and_offset().0),
+            Value::F64(a) => keep(&mut self.f64, a.into_raw_vec_and_offset().0),
+            Value::I64(a) => keep(&mut self.i64, a.into_raw_vec_and_offset().0),
+            Value::Bool(a) => keep(&mut self.bool, a.into_raw_vec_and_offset().0),
         }
+    }
+
+    fn take<T: 'static>(&mut self, n: usize) -> Option<Vec<T>> {
+        use std::any::Any;
+        let lists: [&mut dyn Any; 4] =
+            [&mut self.f32, &mut self.f64, &mut self.i64, &mut self.bool];
+        let list = lists
+            .into_iter()
+            .find_map(|l| l.downcast_mut::<Vec<Vec<T>>>())?;
+        best_fit(list, n)
     }
 }
 
 thread_local! {
-    static SPARE: std::cell::RefCell<Option<Buffer>> = const { std::cell::RefCell::new(None) };
+    static POOL: std::cell::RefCell<Option<Pool>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Offers a buffer to the next [`Value::try_vec`] on this thread (replacing any offer not taken).
-pub(crate) fn offer_spare(b: Option<Buffer>) {
-    SPARE.with(|s| *s.borrow_mut() = b);
+/// Lends a session's pool to this thread for the duration of a run.
+pub(crate) fn lend_pool(p: Pool) {
+    POOL.with(|s| *s.borrow_mut() = Some(p));
 }
 
-/// Takes back the offered buffer if no kernel took it.
-pub(crate) fn take_back_spare() -> Option<Buffer> {
-    SPARE.with(|s| s.borrow_mut().take())
+/// Takes the lent pool back at the end of a run.
+pub(crate) fn reclaim_pool() -> Pool {
+    POOL.with(|s| s.borrow_mut().take()).unwrap_or_default()
 }
 
-/// The offered buffer as an empty `Vec<T>` with room for `n`, when it holds `T`s and is large enough.
+/// Returns a dead value's storage to the lent pool (dropped when no pool is lent).
+pub(crate) fn return_to_pool(v: Value) {
+    POOL.with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if let Some(p) = s.as_mut() {
+                p.put(v);
+            }
+        }
+    });
+}
+
+/// A vector from the lent pool with room for `n`, if one fits.
 fn take_spare<T: 'static>(n: usize) -> Option<Vec<T>> {
-    use std::any::Any;
-    SPARE.with(|s| {
-        let mut s = s.try_borrow_mut().ok()?;
-        let fits = {
-            let v: &mut dyn Any = match s.as_mut()? {
-                Buffer::F32(v) => v,
-                Buffer::F64(v) => v,
-                Buffer::I64(v) => v,
-                Buffer::Bool(v) => v,
-            };
-            v.downcast_mut::<Vec<T>>().is_some_and(|v| v.capacity() >= n)
-        };
-        if !fits {
-            return None;
-        }
-        match s.take()? {
-            Buffer::F32(v) => cast_vec(v),
-            Buffer::F64(v) => cast_vec(v),
-            Buffer::I64(v) => cast_vec(v),
-            Buffer::Bool(v) => cast_vec(v),
-        }
-    })
+    POOL.with(|s| s.try_borrow_mut().ok()?.as_mut()?.take::<T>(n))
 }
 
-/// An empty vector with room for `n`: the session's offered buffer when it fits, else a new one
+/// An empty vector with room for `n`: from the lent pool when one fits, else a new one
 /// (infallible, for kernels whose input already proves the size is reasonable).
 pub(crate) fn output_vec<T: 'static>(n: usize) -> Vec<T> {
     take_spare::<T>(n).unwrap_or_else(|| Vec::with_capacity(n))
@@ -352,12 +365,4 @@ pub(crate) fn pooled_scalar<T: 'static>(x: T) -> ArrayD<T> {
 fn panic_free_scalar<T>(e: ndarray::ShapeError) -> ArrayD<T> {
     let _ = e;
     ndarray::Array1::from_vec(Vec::new()).into_dyn()
-}
-
-/// `v` emptied, as a `Vec<T>` when its element type is `T` (no copy, no allocation).
-fn cast_vec<S: 'static, T: 'static>(mut v: Vec<S>) -> Option<Vec<T>> {
-    let any: &mut dyn std::any::Any = &mut v;
-    let mut out = std::mem::take(any.downcast_mut::<Vec<T>>()?);
-    out.clear();
-    Some(out)
 }

@@ -87,7 +87,8 @@ fn reduce_typed<T: FloatArray>(r: &Reduce, inputs: &[&Value]) -> OpResult<Value>
         return v;
     }
     // Everything to a scalar (a loss): ndarray's unrolled sum, no copy of the input.
-    if axes.len() == x.ndim() && !r.keepdims && matches!(r.kind, ReduceKind::Sum | ReduceKind::Mean) {
+    if axes.len() == x.ndim() && !r.keepdims && matches!(r.kind, ReduceKind::Sum | ReduceKind::Mean)
+    {
         let mut total = x.sum();
         if r.kind == ReduceKind::Mean {
             total = total / T::from_f64(x.len() as f64);

@@ -140,7 +140,11 @@ impl OpDef for ReshapeLike {
         super::reduce::same_shape(inputs)
     }
     fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        let like = input(inputs, 1, "ReshapeLike")?.shape().iter().copied().collect();
+        let like = input(inputs, 1, "ReshapeLike")?
+            .shape()
+            .iter()
+            .copied()
+            .collect();
         apply_any(input(inputs, 0, "ReshapeLike")?, &ReshapeTo(like))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
