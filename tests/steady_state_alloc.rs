@@ -129,18 +129,22 @@ fn allocations_per_step(
 // One test function: the counters are global, and tests of one binary run in parallel.
 #[test]
 fn a_training_step_allocates_nothing_after_warm_up() {
-    for model in ["book", "deep", "deep_bn"] {
-        let (counts, outside, loss) = allocations_per_step(model, 64, 1, true);
-        eprintln!("{model}: allocations per step {counts:?}, outside the GEMM crate {outside}");
-        assert_eq!(outside, 0, "{model}: allocations outside the GEMM crate");
-        // The same number every step (the GEMM crate's packing buffers: at most one per product).
-        assert!(
-            counts.windows(2).all(|w| w[0] == w[1]),
-            "{model}: {counts:?}"
-        );
-        // Reuse changes where results are written, never what they are.
-        let (plain_counts, _, plain_loss) = allocations_per_step(model, 64, 1, false);
-        assert_eq!(loss.to_bits(), plain_loss.to_bits(), "{model}");
-        assert!(plain_counts[0] > counts[0], "{model}: {plain_counts:?}");
+    for threads in [1, 2] {
+        for model in ["book", "deep", "deep_bn"] {
+            let (counts, outside, loss) = allocations_per_step(model, 64, threads, true);
+            eprintln!(
+                "{model}, {threads} threads: allocations per step {counts:?}, outside the GEMM crate {outside}"
+            );
+            assert_eq!(outside, 0, "{model}: allocations outside the GEMM crate");
+            // The same number every step (the GEMM crate's packing buffers: a few per product).
+            assert!(
+                counts.windows(2).all(|w| w[0] == w[1]),
+                "{model}: {counts:?}"
+            );
+            // Reuse changes where results are written, never what they are.
+            let (plain_counts, _, plain_loss) = allocations_per_step(model, 64, threads, false);
+            assert_eq!(loss.to_bits(), plain_loss.to_bits(), "{model}");
+            assert!(plain_counts[0] > counts[0], "{model}: {plain_counts:?}");
+        }
     }
 }

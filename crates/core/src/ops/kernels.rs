@@ -8,9 +8,33 @@ thread_local! {
     static INTRA_OP_THREADS: std::cell::Cell<usize> = const { std::cell::Cell::new(1) };
 }
 
+thread_local! {
+    /// This thread's own worker pool, of which the thread itself is worker 0 (rayon's
+    /// `use_current_thread`): parallel kernels start on the calling thread at once and wake only the
+    /// other workers, instead of handing all the work to a global pool and sleeping until it is done.
+    /// Built on the first run with more than one thread and kept for the thread's life (rayon cannot
+    /// take a thread out of a pool again); `None` when it could not be built (the thread already
+    /// belongs to another rayon pool), and kernels then use the pool they are in.
+    static OWN_POOL: std::cell::OnceCell<Option<rayon::ThreadPool>> = const { std::cell::OnceCell::new() };
+}
+
 /// Sets how many threads kernels started from this thread may use (the session sets it per run).
+/// The first call asking for more than one thread gives this thread its own pool of that size.
 pub fn set_intra_op_threads(n: usize) {
-    INTRA_OP_THREADS.with(|c| c.set(n.max(1)));
+    let n = n.max(1);
+    INTRA_OP_THREADS.with(|c| c.set(n));
+    if n > 1 {
+        OWN_POOL.with(|p| {
+            p.get_or_init(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .use_current_thread()
+                    .thread_name(|i| format!("ferroflow-intra-op-{i}"))
+                    .build()
+                    .ok()
+            });
+        });
+    }
 }
 
 /// How many threads kernels started from this thread may use.
