@@ -617,7 +617,15 @@ impl Session {
         state.vars.contains_key(&v.index())
     }
 
-    /// Number of cached plans (each distinct signature compiles once).
+    /// Frees the storage the session keeps for reuse between runs (the pool of dead values' buffers,
+    /// about the peak of the largest run so far, like TF's allocator keeps its chunks). The next run
+    /// allocates afresh.
+    pub fn release_memory(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.pool = Pool::default();
+        state.shells = Vec::new();
+    }
+
     /// Time per op type over every run since the session was made (or since [`Self::reset_profile`]),
     /// most expensive first; empty unless [`SessionOptions::profile`] is on.
     pub fn profile(&self) -> Vec<OpProfile> {
@@ -645,6 +653,7 @@ impl Session {
             .clear();
     }
 
+    /// Number of cached plans (each distinct signature compiles once).
     pub fn cached_plans(&self) -> usize {
         self.state
             .lock()

@@ -353,16 +353,44 @@ pub(crate) fn map_pooled<A: Clone, B: 'static>(a: &ArrayD<A>, f: impl Fn(A) -> B
 }
 
 /// A scalar in a pooled buffer.
-pub(crate) fn pooled_scalar<T: 'static>(x: T) -> ArrayD<T> {
+pub(crate) fn pooled_scalar<T: Clone + 'static>(x: T) -> ArrayD<T> {
     let mut v = output_vec(1);
-    v.push(x);
-    ndarray::Array1::from_vec(v)
-        .into_shape_with_order(IxDyn(&[]))
-        .unwrap_or_else(|e| panic_free_scalar(e))
+    v.push(x.clone());
+    ArrayD::from_shape_vec(IxDyn(&[]), v).unwrap_or_else(|_| ArrayD::from_elem(IxDyn(&[]), x))
 }
 
-/// Unreachable in practice (a one-element vector always reshapes to a scalar); rebuilds the scalar.
-fn panic_free_scalar<T>(e: ndarray::ShapeError) -> ArrayD<T> {
-    let _ = e;
-    ndarray::Array1::from_vec(Vec::new()).into_dyn()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_hands_out_the_smallest_fitting_vector_of_the_right_type() {
+        let mut p = Pool::default();
+        for n in [10usize, 1000, 100] {
+            p.put(Value::F32(
+                ndarray::Array1::from_vec(vec![1.0f32; n]).into_dyn(),
+            ));
+        }
+        p.put(Value::I64(
+            ndarray::Array1::from_vec(vec![7i64; 50]).into_dyn(),
+        ));
+        // Smallest that fits, emptied.
+        let v = p.take::<f32>(50).unwrap();
+        assert!(v.is_empty() && v.capacity() >= 100 && v.capacity() < 1000);
+        // Not more than about twice the request: 1000 is too big for 20 (and 10 too small).
+        assert!(p.take::<f32>(20).is_none());
+        assert!(p.take::<f32>(5000).is_none());
+        assert_eq!(p.take::<f32>(8).map(|v| v.capacity() >= 10), Some(true));
+        // Element types never mix.
+        assert!(p.take::<f64>(10).is_none());
+        assert!(p.take::<i64>(40).is_some());
+        assert!(p.take::<i64>(40).is_none());
+        // Lent to a thread, the pool serves `try_vec`; without it, vectors are new.
+        lend_pool(p);
+        let big = Value::try_vec::<f32>(600).unwrap();
+        assert!(big.capacity() >= 1000);
+        let back = reclaim_pool();
+        assert!(back.f32.is_empty());
+        assert_eq!(Value::try_vec::<f32>(600).unwrap().capacity(), 600);
+    }
 }

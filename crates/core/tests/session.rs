@@ -433,3 +433,35 @@ fn profile_counts_each_op_type() {
     quiet.run_one(y, &[feed(x, xv)]).unwrap();
     assert!(quiet.profile().is_empty());
 }
+
+/// Values produced by one run and reused as storage by the next never leak into results: alternating
+/// plans of different sizes over one session (sharing its buffer pool), fetching intermediates that
+/// the pool must then not hand out, and releasing the pool, all give the same numbers as fresh
+/// sessions.
+#[test]
+fn pooled_storage_never_changes_results() {
+    let g = Graph::new();
+    let x = g
+        .named("x")
+        .placeholder(DType::F32, [None, Some(3)])
+        .unwrap();
+    let w = g
+        .constant(arr2(&[[1.0f32, -2.0], [0.5, 1.5], [2.0, -1.0]]).into_dyn())
+        .unwrap();
+    let h = g.relu(g.matmul(x, w).unwrap()).unwrap();
+    let s = g.reduce_sum(g.square(h).unwrap(), None, false).unwrap();
+    let feeds = |rows: usize, k: f32| {
+        let v: Vec<f32> = (0..rows * 3).map(|i| (i as f32 * 0.37 + k).sin()).collect();
+        vec![feed(x, Value::from_f32(&[rows, 3], v).unwrap())]
+    };
+    let shared = Session::new(&g);
+    for (i, rows) in [4usize, 100, 4, 1, 100, 7].into_iter().enumerate() {
+        let f = feeds(rows, i as f32);
+        let want = Session::new(&g).run(&[h, s], &f, &[]).unwrap();
+        assert_eq!(shared.run(&[h, s], &f, &[]).unwrap(), want, "run {i}");
+        assert_eq!(shared.run(&[s], &f, &[]).unwrap()[0], want[1], "run {i}");
+        if i == 3 {
+            shared.release_memory();
+        }
+    }
+}
