@@ -21,7 +21,7 @@
 //!   Gradients reaching the mean or variance from other consumers still flow back the ordinary way.
 
 use super::kernels::{
-    by_float, float_input, intra_op_threads, par_columns, FloatArray, PARALLEL_MIN_ELEMENTS,
+    by_float, float_input, intra_op_threads, par_columns, parallel_min_elements, FloatArray,
 };
 use super::reduce::{normalize_axes, Reduce, ReduceKind};
 use super::{
@@ -84,7 +84,7 @@ fn big_data<'a, T: FloatArray>(
 /// Whether a pass over `elements` values is split across the session's threads.
 fn parallel(elements: usize) -> Option<usize> {
     let threads = intra_op_threads();
-    (threads > 1 && elements >= PARALLEL_MIN_ELEMENTS).then_some(threads)
+    (threads > 1 && elements >= parallel_min_elements()).then_some(threads)
 }
 
 /// Runs `f(first_row, rows)` over disjoint bands of whole rows of `data` (`c` values a row).

@@ -306,8 +306,22 @@ pub fn sum_to_shape<T: Clone + num_traits::Zero + std::ops::Add<Output = T>>(
     Ok(standard(out))
 }
 
-/// Elementwise kernels split their work across the session's threads above this many elements.
+/// Elementwise kernels split their work across the session's threads above this many elements (the
+/// default of [`parallel_min_elements`]).
 pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 17;
+
+/// The element count above which elementwise kernels, reductions and optimizer updates split their
+/// work across the session's threads: [`PARALLEL_MIN_ELEMENTS`], or `FERROFLOW_PAR_MIN` (read once,
+/// for benchmarking).
+pub fn parallel_min_elements() -> usize {
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var("FERROFLOW_PAR_MIN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(PARALLEL_MIN_ELEMENTS)
+    })
+}
 
 /// Runs `f(first_column, accumulators)` over disjoint column ranges of `out` (one range per session
 /// thread when the pass covers `elements` values above [`PARALLEL_MIN_ELEMENTS`]). Each column's sum
@@ -318,7 +332,7 @@ pub fn par_columns<T: Send>(
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
     let threads = intra_op_threads();
-    if threads > 1 && elements >= PARALLEL_MIN_ELEMENTS && out.len() >= 2 * threads {
+    if threads > 1 && elements >= parallel_min_elements() && out.len() >= 2 * threads {
         use rayon::prelude::*;
         let chunk = out.len().div_ceil(threads);
         out.par_chunks_mut(chunk)
@@ -354,7 +368,7 @@ pub fn par_map<A: Sync, C: Copy + Default + Send + Sync + 'static>(
     f: impl Fn(&A) -> C + Sync + Send,
 ) -> Vec<C> {
     let threads = intra_op_threads();
-    if threads > 1 && a.len() >= PARALLEL_MIN_ELEMENTS {
+    if threads > 1 && a.len() >= parallel_min_elements() {
         use rayon::prelude::*;
         let chunk = a.len().div_ceil(threads);
         let mut out = crate::value::output_vec(a.len());
@@ -377,7 +391,7 @@ pub fn par_map<A: Sync, C: Copy + Default + Send + Sync + 'static>(
 /// `x[i] = f(x[i])` in place, split into one contiguous chunk per session thread when large.
 pub fn par_update<A: Copy + Send + Sync>(x: &mut [A], f: impl Fn(A) -> A + Sync + Send) {
     let threads = intra_op_threads();
-    if threads > 1 && x.len() >= PARALLEL_MIN_ELEMENTS {
+    if threads > 1 && x.len() >= parallel_min_elements() {
         use rayon::prelude::*;
         let chunk = x.len().div_ceil(threads);
         x.par_chunks_mut(chunk).for_each(|c| {
@@ -412,7 +426,7 @@ pub fn zip_into<T: Copy + Send + Sync>(
     let trailing = other.ndim() <= target.ndim()
         && target.shape()[target.ndim() - other.ndim()..] == *other.shape();
     let threads = intra_op_threads();
-    let par = threads > 1 && target.len() >= PARALLEL_MIN_ELEMENTS;
+    let par = threads > 1 && target.len() >= parallel_min_elements();
     if let (Some(t), Some(o)) = (target.as_slice_mut(), other.as_slice()) {
         if let [s] = o {
             par_update(t, |x| g(x, *s));
@@ -449,7 +463,7 @@ pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync + 'static>(
     f: impl Fn(&A, &B) -> C + Sync + Send,
 ) -> Vec<C> {
     let threads = intra_op_threads();
-    if threads > 1 && a.len() >= PARALLEL_MIN_ELEMENTS && a.len() == b.len() {
+    if threads > 1 && a.len() >= parallel_min_elements() && a.len() == b.len() {
         use rayon::prelude::*;
         let chunk = a.len().div_ceil(threads);
         let mut out = crate::value::output_vec(a.len());
