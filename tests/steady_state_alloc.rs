@@ -129,9 +129,16 @@ fn allocations_per_step(
 // One test function: the counters are global, and tests of one binary run in parallel.
 #[test]
 fn a_training_step_allocates_nothing_after_warm_up() {
+    let mut one_thread_losses = Vec::new();
     for threads in [1, 2] {
-        for model in ["book", "deep", "deep_bn"] {
+        for (m, model) in ["book", "deep", "deep_bn"].into_iter().enumerate() {
             let (counts, outside, loss) = allocations_per_step(model, 64, threads, true);
+            // Two threads (split kernels, paired products) train exactly as one does.
+            if threads == 1 {
+                one_thread_losses.push(loss);
+            } else {
+                assert_eq!(loss.to_bits(), one_thread_losses[m].to_bits(), "{model}");
+            }
             eprintln!(
                 "{model}, {threads} threads: allocations per step {counts:?}, outside the GEMM crate {outside}"
             );

@@ -82,6 +82,7 @@ struct State {
     pool: Pool,
     /// Emptied `Arc`s of dead values, to wrap new ones without allocating.
     shells: Vec<Arc<Value>>,
+    side_pool: Pool,
 }
 
 /// Input lists of one kernel call: on the stack for up to 64 inputs (the `AddN` of a global gradient
@@ -134,6 +135,7 @@ impl Session {
                 last_plan: None,
                 pool: Pool::default(),
                 shells: Vec::new(),
+                side_pool: Pool::default(),
                 graph_version: 0,
                 profile: HashMap::new(),
             }),
@@ -166,6 +168,7 @@ impl Session {
             rngs: &mut state.rngs,
             profile: &mut state.profile,
             shells: &mut state.shells,
+            side_pool: &mut state.side_pool,
         };
         if self.options.reuse_buffers {
             crate::value::lend_pool(std::mem::take(&mut state.pool));
@@ -247,6 +250,8 @@ struct Run<'s> {
     rngs: &'s mut HashMap<usize, StdRng>,
     profile: &'s mut HashMap<&'static str, (u64, std::time::Duration, u64)>,
     shells: &'s mut Vec<Arc<Value>>,
+    /// The pool lent to the second thread of a pair of products (see `try_pair`).
+    side_pool: &'s mut Pool,
 }
 
 impl Run<'_> {
@@ -286,7 +291,6 @@ impl Run<'_> {
         feeds: &[(Tensor, Value)],
         options: &SessionOptions,
     ) -> Result<()> {
-        let check_numerics = options.check_numerics;
         for (k, ((slot, name, info), (_, value))) in plan.feeds.iter().zip(feeds).enumerate() {
             if value.dtype() != info.dtype || !info.shape.accepts(value.shape()) {
                 return Err(Error::FeedMismatch {
@@ -301,8 +305,24 @@ impl Run<'_> {
                 *s = Some(Slot::Fed(k));
             }
         }
-        for step in &plan.steps {
+        let mut paired_with_previous = false;
+        for (i, step) in plan.steps.iter().enumerate() {
+            if std::mem::take(&mut paired_with_previous) {
+                continue;
+            }
             let started = options.profile.then(std::time::Instant::now);
+            if options.threads > 1 {
+                if let Some(next) = plan.steps.get(i + 1) {
+                    if let Some(pair) = self.try_pair(step, next, slots, feeds)? {
+                        let half = started.map(|t0| t0.elapsed() / 2);
+                        for (st, v) in [(step, pair.0), (next, pair.1)] {
+                            self.finish_step(st, Some(v), slots, options, half, false)?;
+                        }
+                        paired_with_previous = true;
+                        continue;
+                    }
+                }
+            }
             let mut forwarded = false;
             let kernel_err = |message: String| Error::Kernel {
                 node: step.name.clone(),
@@ -432,33 +452,123 @@ impl Run<'_> {
                 }
                 StepKind::NoOp => None,
             };
-            if let Some(v) = out {
-                if check_numerics {
-                    if let Some(what) = crate::ops::state::non_finite(&v) {
-                        return Err(Error::NonFinite {
-                            node: step.name.clone(),
-                            op: step.op_type.into(),
-                            what: what.into(),
-                            message: "check_numerics".into(),
-                        });
-                    }
-                }
-                if let Some(s) = slots.get_mut(step.out) {
-                    *s = Some(Slot::Owned(v));
-                }
-            }
-            for &f in &step.free {
-                let dead = slots.get_mut(f).and_then(Option::take);
-                self.release(dead, options.reuse_buffers);
-            }
-            if let Some(t0) = started {
-                let e = self.profile.entry(step.op_type).or_default();
-                e.0 += 1;
-                e.1 += t0.elapsed();
-                e.2 += u64::from(forwarded);
-            }
+            self.finish_step(
+                step,
+                out,
+                slots,
+                options,
+                started.map(|t0| t0.elapsed()),
+                forwarded,
+            )?;
         }
         Ok(())
+    }
+
+    /// After a step: checks its output for NaN/Inf when asked, stores it in its slot, releases the
+    /// slots it was the last reader of, and adds its time to the profile.
+    fn finish_step(
+        &mut self,
+        step: &plan::Step,
+        out: Option<Arc<Value>>,
+        slots: &mut [Option<Slot>],
+        options: &SessionOptions,
+        elapsed: Option<std::time::Duration>,
+        forwarded: bool,
+    ) -> Result<()> {
+        if let Some(v) = out {
+            if options.check_numerics {
+                if let Some(what) = crate::ops::state::non_finite(&v) {
+                    return Err(Error::NonFinite {
+                        node: step.name.clone(),
+                        op: step.op_type.into(),
+                        what: what.into(),
+                        message: "check_numerics".into(),
+                    });
+                }
+            }
+            if let Some(s) = slots.get_mut(step.out) {
+                *s = Some(Slot::Owned(v));
+            }
+        }
+        for &f in &step.free {
+            let dead = slots.get_mut(f).and_then(Option::take);
+            self.release(dead, options.reuse_buffers);
+        }
+        if let Some(d) = elapsed {
+            let e = self.profile.entry(step.op_type).or_default();
+            e.0 += 1;
+            e.1 += d;
+            e.2 += u64::from(forwarded);
+        }
+        Ok(())
+    }
+
+    /// Inter-op parallelism for the products of a layer's backward pass: when this step and the next
+    /// are both matrix products small enough to run on one thread each (`dW = Xᵀ·dZ` and
+    /// `dX = dZ·Wᵀ` read the same gradient and nothing of each other), they run at the same time on
+    /// two threads. The second product's output storage comes from the pool through a side pool lent
+    /// to the other thread, so the pair allocates nothing the serial order would not.
+    fn try_pair(
+        &mut self,
+        a: &plan::Step,
+        b: &plan::Step,
+        slots: &[Option<Slot>],
+        feeds: &[(Tensor, Value)],
+    ) -> Result<Option<(Arc<Value>, Arc<Value>)>> {
+        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        // `FERROFLOW_PAIR_PRODUCTS=0` turns pairing off (for benchmarking it).
+        if !*ENABLED
+            .get_or_init(|| std::env::var("FERROFLOW_PAIR_PRODUCTS").map_or(true, |v| v != "0"))
+        {
+            return Ok(None);
+        }
+        let (StepKind::Kernel(op_a), StepKind::Kernel(op_b)) = (&a.kind, &b.kind) else {
+            return Ok(None);
+        };
+        let (crate::ops::Op::MatMul(ma), crate::ops::Op::MatMul(mb)) =
+            (op_a.as_ref(), op_b.as_ref())
+        else {
+            return Ok(None);
+        };
+        if b.inputs.contains(&a.out) {
+            return Ok(None);
+        }
+        let (Some(in_a), Some(in_b)) = (
+            gather_inputs(a, slots, feeds),
+            gather_inputs(b, slots, feeds),
+        ) else {
+            return Ok(None);
+        };
+        let limit = crate::ops::gemm::parallel_min_macs();
+        let (Some(sa), Some(sb)) = (ma.product_size(&in_a), mb.product_size(&in_b)) else {
+            return Ok(None);
+        };
+        // Each small enough for one thread, and together worth a second one.
+        if sa.2 >= limit || sb.2 >= limit || sa.2 + sb.2 < 1 << 18 {
+            return Ok(None);
+        }
+        let Some(dtype) = in_b.first().map(|v| v.dtype()) else {
+            return Ok(None);
+        };
+        crate::value::lend_one_to(self.side_pool, dtype, sb.0.saturating_mul(sb.1));
+        let side = &mut *self.side_pool;
+        let (ra, rb) = rayon::join(
+            || op_a.compute(&in_a),
+            || {
+                let saved = crate::value::swap_pool(Some(std::mem::take(side)));
+                let r = op_b.compute(&in_b);
+                *side = crate::value::swap_pool(saved).unwrap_or_default();
+                r
+            },
+        );
+        let err = |st: &plan::Step, message: String| Error::Kernel {
+            node: st.name.clone(),
+            op: st.op_type.into(),
+            message,
+        };
+        let va = ra.map_err(|e| err(a, e))?;
+        let vb = rb.map_err(|e| err(b, e))?;
+        Ok(Some((self.wrap(va), self.wrap(vb))))
     }
 
     /// Gives a dead value back: its storage to the pool and its `Arc` to the shells, when nothing
@@ -624,6 +734,7 @@ impl Session {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.pool = Pool::default();
         state.shells = Vec::new();
+        state.side_pool = Pool::default();
     }
 
     /// Time per op type over every run since the session was made (or since [`Self::reset_profile`]),

@@ -315,6 +315,12 @@ pub(crate) fn lend_pool(p: Pool) {
     POOL.with(|s| *s.borrow_mut() = Some(p));
 }
 
+/// Puts `p` in this thread's lent-pool place and returns what was there (a kernel of a pair may run
+/// on the thread that runs the session, whose own pool must come back untouched).
+pub(crate) fn swap_pool(p: Option<Pool>) -> Option<Pool> {
+    POOL.with(|s| std::mem::replace(&mut *s.borrow_mut(), p))
+}
+
 /// Takes the lent pool back at the end of a run.
 pub(crate) fn reclaim_pool() -> Pool {
     POOL.with(|s| s.borrow_mut().take()).unwrap_or_default()
@@ -327,6 +333,37 @@ pub(crate) fn return_to_pool(v: Value) {
             if let Some(p) = s.as_mut() {
                 p.put(v);
             }
+        }
+    });
+}
+
+/// Moves a vector with room for `n` elements of `dtype` from the lent pool into `side` (the pool of
+/// another thread running one kernel of a pair), if one fits.
+pub(crate) fn lend_one_to(side: &mut Pool, dtype: DType, n: usize) {
+    POOL.with(|s| {
+        let Ok(mut s) = s.try_borrow_mut() else {
+            return;
+        };
+        let Some(p) = s.as_mut() else {
+            return;
+        };
+        match dtype {
+            DType::F32 => p
+                .take::<f32>(n)
+                .into_iter()
+                .for_each(|v| keep(&mut side.f32, v)),
+            DType::F64 => p
+                .take::<f64>(n)
+                .into_iter()
+                .for_each(|v| keep(&mut side.f64, v)),
+            DType::I64 => p
+                .take::<i64>(n)
+                .into_iter()
+                .for_each(|v| keep(&mut side.i64, v)),
+            DType::Bool => p
+                .take::<bool>(n)
+                .into_iter()
+                .for_each(|v| keep(&mut side.bool, v)),
         }
     });
 }

@@ -57,7 +57,7 @@ fn split_rows() -> bool {
 /// Products of fewer multiply-adds than this run on one thread: below it, waking a second thread and
 /// packing the shared operand twice cost more than they save (`FERROFLOW_GEMM_PAR_MIN` overrides it,
 /// for benchmarking).
-fn parallel_min_macs() -> usize {
+pub(crate) fn parallel_min_macs() -> usize {
     static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *MIN.get_or_init(|| {
         std::env::var("FERROFLOW_GEMM_PAR_MIN")

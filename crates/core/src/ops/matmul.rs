@@ -17,6 +17,18 @@ pub struct MatMul {
     pub transpose_b: bool,
 }
 
+impl MatMul {
+    /// Rows, columns and multiply-adds of the product of these inputs, when they are rank-2 and fit.
+    pub(crate) fn product_size(&self, inputs: &[&Value]) -> Option<(usize, usize, usize)> {
+        let (&[ar, ac], &[br, bc]) = (inputs.first()?.shape(), inputs.get(1)?.shape()) else {
+            return None;
+        };
+        let (m, k) = if self.transpose_a { (ac, ar) } else { (ar, ac) };
+        let (kb, n) = if self.transpose_b { (bc, br) } else { (br, bc) };
+        (k == kb).then_some((m, n, m.checked_mul(n)?.checked_mul(k)?))
+    }
+}
+
 fn matmul_typed<T: FloatArray>(m: &MatMul, inputs: &[&Value]) -> OpResult<Value> {
     let a = float_input::<T>(inputs, 0, "MatMul")?;
     let b = float_input::<T>(inputs, 1, "MatMul")?;
