@@ -176,6 +176,8 @@ impl Session {
         let out = run.execute(cached, feeds, &self.options);
         if self.options.reuse_buffers {
             state.pool = crate::value::reclaim_pool();
+            state.pool.end_run();
+            state.side_pool.end_run();
         }
         out
     }
@@ -762,6 +764,15 @@ impl Session {
             .unwrap_or_else(|e| e.into_inner())
             .profile
             .clear();
+    }
+
+    /// Number of buffers the session keeps for reuse between runs (see [`Self::release_memory`]).
+    pub fn pooled_buffers(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pool
+            .len()
     }
 
     /// Number of cached plans (each distinct signature compiles once).

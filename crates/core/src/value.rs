@@ -255,43 +255,79 @@ impl From<bool> for Value {
 /// buffer it needs here and allocates nothing, and the pool holds no more than the step's peak.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
-    f32: Vec<Vec<f32>>,
-    f64: Vec<Vec<f64>>,
-    i64: Vec<Vec<i64>>,
-    bool: Vec<Vec<bool>>,
+    f32: List<f32>,
+    f64: List<f64>,
+    i64: List<i64>,
+    bool: List<bool>,
+    /// Runs ended so far: each stored vector remembers the run it came back in, and a vector no
+    /// kernel took within two more runs is freed, so storage of values that no kernel asks for again
+    /// (made by a kernel that allocates by itself, or of a size no longer used) does not pile up.
+    run: u64,
 }
 
-/// Moves a non-empty vector into a pool list.
-fn keep<T>(list: &mut Vec<Vec<T>>, v: Vec<T>) {
-    if v.capacity() > 0 {
-        list.push(v);
-    }
+/// Stored vectors of one element type by capacity, each with the run it was stored in; per capacity
+/// also the last run that stored or took one (an emptied entry stays while in use, so that steady
+/// runs do not rebuild it).
+#[derive(Debug)]
+struct List<T> {
+    by_capacity: std::collections::BTreeMap<usize, Entry<T>>,
 }
 
-/// The smallest vector of `list` with room for `n` (and not more than about twice that), emptied.
-fn best_fit<T>(list: &mut Vec<Vec<T>>, n: usize) -> Option<Vec<T>> {
-    let limit = n.saturating_mul(2).max(64);
-    let mut best: Option<(usize, usize)> = None;
-    for (i, v) in list.iter().enumerate() {
-        let c = v.capacity();
-        if c >= n && c <= limit && best.is_none_or(|(_, b)| c < b) {
-            best = Some((i, c));
+/// The stored vectors of one capacity (each with its run) and the last run that used the entry.
+type Entry<T> = (Vec<(Vec<T>, u64)>, u64);
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        List {
+            by_capacity: std::collections::BTreeMap::new(),
         }
     }
-    let (i, _) = best?;
-    let mut v = list.swap_remove(i);
-    v.clear();
-    Some(v)
+}
+
+impl<T> List<T> {
+    fn put(&mut self, v: Vec<T>, run: u64) {
+        if v.capacity() > 0 {
+            let (list, used) = self.by_capacity.entry(v.capacity()).or_default();
+            list.push((v, run));
+            *used = run;
+        }
+    }
+
+    /// The smallest stored vector with room for `n` (and not more than about twice that), emptied.
+    fn take(&mut self, n: usize, run: u64) -> Option<Vec<T>> {
+        let limit = n.saturating_mul(2).max(64);
+        let (_, (list, used)) = self
+            .by_capacity
+            .range_mut(n..=limit)
+            .find(|(_, (l, _))| !l.is_empty())?;
+        let (mut v, _) = list.pop()?;
+        *used = run;
+        v.clear();
+        Some(v)
+    }
+
+    /// Frees the vectors stored before run `oldest`, and the entries unused since then.
+    fn trim(&mut self, oldest: u64) {
+        self.by_capacity.retain(|_, (l, used)| {
+            l.retain(|(_, r)| *r >= oldest);
+            !l.is_empty() || *used >= oldest
+        });
+    }
+
+    fn len(&self) -> usize {
+        self.by_capacity.values().map(|(l, _)| l.len()).sum()
+    }
 }
 
 impl Pool {
     /// Keeps a value's storage.
     pub(crate) fn put(&mut self, v: Value) {
+        let run = self.run;
         match v {
-            Value::F32(a) => keep(&mut self.f32, a.into_raw_vec_and_offset().0),
-            Value::F64(a) => keep(&mut self.f64, a.into_raw_vec_and_offset().0),
-            Value::I64(a) => keep(&mut self.i64, a.into_raw_vec_and_offset().0),
-            Value::Bool(a) => keep(&mut self.bool, a.into_raw_vec_and_offset().0),
+            Value::F32(a) => self.f32.put(a.into_raw_vec_and_offset().0, run),
+            Value::F64(a) => self.f64.put(a.into_raw_vec_and_offset().0, run),
+            Value::I64(a) => self.i64.put(a.into_raw_vec_and_offset().0, run),
+            Value::Bool(a) => self.bool.put(a.into_raw_vec_and_offset().0, run),
         }
     }
 
@@ -301,8 +337,23 @@ impl Pool {
             [&mut self.f32, &mut self.f64, &mut self.i64, &mut self.bool];
         let list = lists
             .into_iter()
-            .find_map(|l| l.downcast_mut::<Vec<Vec<T>>>())?;
-        best_fit(list, n)
+            .find_map(|l| l.downcast_mut::<List<T>>())?;
+        list.take(n, self.run)
+    }
+
+    /// Ends a run: frees what no kernel took in this run or the two before.
+    pub(crate) fn end_run(&mut self) {
+        let oldest = self.run.saturating_sub(1);
+        self.f32.trim(oldest);
+        self.f64.trim(oldest);
+        self.i64.trim(oldest);
+        self.bool.trim(oldest);
+        self.run += 1;
+    }
+
+    /// Number of stored vectors.
+    pub(crate) fn len(&self) -> usize {
+        self.f32.len() + self.f64.len() + self.i64.len() + self.bool.len()
     }
 }
 
@@ -347,23 +398,24 @@ pub(crate) fn lend_one_to(side: &mut Pool, dtype: DType, n: usize) {
         let Some(p) = s.as_mut() else {
             return;
         };
+        let run = side.run;
         match dtype {
             DType::F32 => p
                 .take::<f32>(n)
                 .into_iter()
-                .for_each(|v| keep(&mut side.f32, v)),
+                .for_each(|v| side.f32.put(v, run)),
             DType::F64 => p
                 .take::<f64>(n)
                 .into_iter()
-                .for_each(|v| keep(&mut side.f64, v)),
+                .for_each(|v| side.f64.put(v, run)),
             DType::I64 => p
                 .take::<i64>(n)
                 .into_iter()
-                .for_each(|v| keep(&mut side.i64, v)),
+                .for_each(|v| side.i64.put(v, run)),
             DType::Bool => p
                 .take::<bool>(n)
                 .into_iter()
-                .for_each(|v| keep(&mut side.bool, v)),
+                .for_each(|v| side.bool.put(v, run)),
         }
     });
 }
@@ -427,7 +479,23 @@ mod tests {
         let big = Value::try_vec::<f32>(600).unwrap();
         assert!(big.capacity() >= 1000);
         let back = reclaim_pool();
-        assert!(back.f32.is_empty());
+        assert_eq!(back.f32.len(), 0);
         assert_eq!(Value::try_vec::<f32>(600).unwrap().capacity(), 600);
+    }
+
+    #[test]
+    fn vectors_no_kernel_takes_are_freed_after_two_more_runs() {
+        let mut p = Pool::default();
+        let one = |n: usize| Value::F32(ndarray::Array1::from_vec(vec![0.0f32; n]).into_dyn());
+        p.put(one(100)); // run 0
+        p.end_run();
+        p.put(one(200)); // run 1
+        p.end_run();
+        assert_eq!(p.len(), 2);
+        p.end_run(); // end of run 2: run 0's vector is now three runs old
+        assert_eq!(p.len(), 1);
+        assert!(p.take::<f32>(100).is_some_and(|v| v.capacity() == 200));
+        p.end_run();
+        assert_eq!(p.len(), 0);
     }
 }

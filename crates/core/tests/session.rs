@@ -465,3 +465,35 @@ fn pooled_storage_never_changes_results() {
         }
     }
 }
+
+/// The pool of reusable storage stays bounded when kernels allocate by themselves (a transpose, a
+/// concat) and when sizes change from run to run: what no kernel takes again is freed.
+#[test]
+fn pooled_storage_stays_bounded() {
+    let g = Graph::new();
+    let x = g
+        .named("x")
+        .placeholder(DType::F32, [None, Some(4)])
+        .unwrap();
+    let t = g.transpose(x, &[1, 0]).unwrap();
+    let c = g.concat(&[x, x], 0).unwrap();
+    let y = g
+        .add(
+            g.reduce_sum(g.square(t).unwrap(), None, false).unwrap(),
+            g.reduce_sum(c, None, false).unwrap(),
+        )
+        .unwrap();
+    let sess = Session::new(&g);
+    let mut most = 0;
+    for i in 0..300usize {
+        let rows = 1 + i % 7;
+        let v: Vec<f32> = (0..rows * 4).map(|k| k as f32 * 0.5).collect();
+        sess.run_one(y, &[feed(x, Value::from_f32(&[rows, 4], v).unwrap())])
+            .unwrap();
+        most = most.max(sess.pooled_buffers());
+    }
+    assert!(most > 0, "nothing was pooled");
+    assert!(most < 60, "the pool grew to {most} buffers");
+    sess.release_memory();
+    assert_eq!(sess.pooled_buffers(), 0);
+}
