@@ -296,6 +296,43 @@ fn in_place_by_float(
     }
 }
 
+/// The `OpDef` methods of a kernel that writes over its first input: `compute` is a copy of that
+/// input followed by `run_in_place` (through the type's `run`), and the session may forward the input.
+macro_rules! over_first_input {
+    () => {
+        fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+            by_float(
+                inputs,
+                self.type_name(),
+                || self.run::<f32>(inputs),
+                || self.run::<f64>(inputs),
+            )
+        }
+        fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
+            first_writable(inputs)
+        }
+        fn compute_in_place(
+            &self,
+            k: usize,
+            target: &mut Value,
+            others: &[&Value],
+        ) -> OpResult<()> {
+            if k != 0 {
+                return Err(format!(
+                    "{} runs in place only over its first input",
+                    self.type_name()
+                ));
+            }
+            in_place_by_float(
+                target,
+                self.type_name(),
+                |t| self.run_in_place::<f32>(t, others),
+                |t| self.run_in_place::<f64>(t, others),
+            )
+        }
+    };
+}
+
 /// True when `t` is `Mean(x)` over all leading axes (the mean [`Graph::moments`] builds).
 fn is_leading_mean(g: &Graph, t: Tensor, x: Tensor, rank: usize) -> bool {
     let Ok(node) = g.node(t.index()) else {
@@ -333,28 +370,7 @@ impl OpDef for BatchNorm {
         )?;
         Ok(Some(inputs[0].clone()))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        by_float(
-            inputs,
-            self.type_name(),
-            || self.run::<f32>(inputs),
-            || self.run::<f64>(inputs),
-        )
-    }
-    fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
-        first_writable(inputs)
-    }
-    fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
-        if k != 0 {
-            return Err("BatchNormalization runs in place only over its input".into());
-        }
-        in_place_by_float(
-            target,
-            self.type_name(),
-            |t| self.run_in_place::<f32>(t, others),
-            |t| self.run_in_place::<f64>(t, others),
-        )
-    }
+    over_first_input!();
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = ctx.graph;
         let [x, mean, var, _offset, scale] = [0, 1, 2, 3, 4].map(|i| ctx.input(i));
@@ -664,28 +680,7 @@ impl OpDef for BatchNormGradInput {
         })?;
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        by_float(
-            inputs,
-            self.type_name(),
-            || self.run::<f32>(inputs),
-            || self.run::<f64>(inputs),
-        )
-    }
-    fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
-        first_writable(inputs)
-    }
-    fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
-        if k != 0 {
-            return Err("BatchNormGradInput runs in place only over the gradient".into());
-        }
-        in_place_by_float(
-            target,
-            self.type_name(),
-            |t| self.run_in_place::<f32>(t, others),
-            |t| self.run_in_place::<f64>(t, others),
-        )
-    }
+    over_first_input!();
 }
 
 // ---------------------------------------------------------------------------------------------
