@@ -1,0 +1,279 @@
+//! The backward kernels of the fused batch norm (see the parent module).
+
+use super::{
+    big_data, channel_data, expect_channels, first_writable, in_place_by_float, infer_channels,
+    owned_copy, parallel, per_rows, rows_cols, BLOCK,
+};
+use crate::dtype::{Shape, TensorInfo};
+use crate::error::OpResult;
+use crate::ops::kernels::{by_float, float_input, FloatArray};
+use crate::ops::{expect_arity, expect_float, same_dtype, InferError, InferResult, OpDef};
+use crate::value::Value;
+use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+// ---------------------------------------------------------------------------------------------
+// The backward kernels
+
+/// `[Σ_r g, Σ_r g·(x - mean)]` per channel, shape `[2, C]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchNormGradStats;
+
+fn grad_stats_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
+    let op = "BatchNormGradStats";
+    let (gr, rows, c) = big_data::<T>(inputs, 0, op)?;
+    let (x, _, cx) = big_data::<T>(inputs, 1, op)?;
+    if cx != c || x.len() != gr.len() {
+        return Err(format!(
+            "{op}: the gradient has {} values of {c} channels, the input {} of {cx}",
+            gr.len(),
+            x.len()
+        ));
+    }
+    let mean = channel_data::<T>(inputs, 2, c, op, "the mean")?;
+    let mut out = Value::try_filled_vec(2 * c, T::zero())?;
+    let (s0, s1) = out.split_at_mut(c);
+    let pass = |c0: usize, a0: &mut [T], a1: &mut [T]| {
+        let w = a0.len();
+        let m = &mean[c0..c0 + w];
+        for r in 0..rows {
+            let base = r * c + c0;
+            let (gr, xr) = (&gr[base..base + w], &x[base..base + w]);
+            for ((((a, b), &gv), &xv), &mu) in
+                a0.iter_mut().zip(a1.iter_mut()).zip(gr).zip(xr).zip(m)
+            {
+                *a = *a + gv;
+                *b = *b + gv * (xv - mu);
+            }
+        }
+    };
+    match parallel(gr.len()) {
+        Some(threads) if c >= 2 * threads => {
+            let chunk = c.div_ceil(threads);
+            s0.par_chunks_mut(chunk)
+                .zip(s1.par_chunks_mut(chunk))
+                .enumerate()
+                .for_each(|(i, (a0, a1))| pass(i * chunk, a0, a1));
+        }
+        _ => pass(0, s0, s1),
+    }
+    Ok(T::wrap(
+        ArrayD::from_shape_vec(IxDyn(&[2, c]), out).map_err(|e| e.to_string())?,
+    ))
+}
+
+impl OpDef for BatchNormGradStats {
+    fn type_name(&self) -> &'static str {
+        "BatchNormGradStats"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 3, self.type_name())?;
+        let c = infer_channels(
+            &[inputs[1].clone(), inputs[2].clone()],
+            2,
+            self.type_name(),
+            &["the mean"],
+        )?;
+        same_dtype(inputs)?;
+        Ok(Some(TensorInfo::new(
+            inputs[0].dtype,
+            Shape::new(vec![Some(2), c]),
+        )))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        by_float(
+            inputs,
+            self.type_name(),
+            || grad_stats_typed::<f32>(inputs),
+            || grad_stats_typed::<f64>(inputs),
+        )
+    }
+}
+
+/// Which parameter [`BatchNormParamGrad`] gives the gradient of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BnParam {
+    /// Σg.
+    Offset,
+    /// Σg·(x - mean) / √(variance + ε).
+    Scale,
+    /// -inv·Σg (only when the mean is not the batch's own).
+    Mean,
+    /// -½·scale·(variance + ε)^(-3/2)·Σg·(x - mean).
+    Variance,
+}
+
+/// A parameter's gradient from the `[2, C]` statistics: inputs `(stats, variance, scale)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchNormParamGrad {
+    pub epsilon: f64,
+    pub which: BnParam,
+}
+
+impl BatchNormParamGrad {
+    fn run<T: FloatArray>(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let op = "BatchNormParamGrad";
+        let stats = float_input::<T>(inputs, 0, op)?;
+        let s = stats
+            .as_slice()
+            .ok_or("BatchNormParamGrad: the statistics are not contiguous")?;
+        let c = s.len() / 2;
+        if stats.shape() != [2, c] {
+            return Err(format!(
+                "{op}: the statistics have shape {:?}, expected [2, C]",
+                stats.shape()
+            ));
+        }
+        let var = channel_data::<T>(inputs, 1, c, op, "the variance")?;
+        let scale = channel_data::<T>(inputs, 2, c, op, "the scale")?;
+        let eps = T::from_f64(self.epsilon);
+        let (s0, s1) = s.split_at(c);
+        let mut out = Value::try_vec(c)?;
+        for j in 0..c {
+            let r = T::one() / (var[j] + eps).sqrt();
+            out.push(match self.which {
+                BnParam::Offset => s0[j],
+                BnParam::Scale => s1[j] * r,
+                BnParam::Mean => -(s0[j] * (r * scale[j])),
+                BnParam::Variance => T::from_f64(-0.5) * scale[j] * r * r * r * s1[j],
+            });
+        }
+        Ok(T::wrap(
+            ArrayD::from_shape_vec(IxDyn(&[c]), out).map_err(|e| e.to_string())?,
+        ))
+    }
+}
+
+impl OpDef for BatchNormParamGrad {
+    fn type_name(&self) -> &'static str {
+        "BatchNormParamGrad"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 3, self.type_name())?;
+        same_dtype(inputs)?;
+        expect_float(&inputs[0], "the statistics")?;
+        let c = inputs[0]
+            .shape
+            .dims()
+            .and_then(|d| d.get(1).copied().flatten());
+        expect_channels(&inputs[1], c, "the variance")?;
+        expect_channels(&inputs[2], c, "the scale")?;
+        Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(vec![c]))))
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        by_float(
+            inputs,
+            self.type_name(),
+            || self.run::<f32>(inputs),
+            || self.run::<f64>(inputs),
+        )
+    }
+}
+
+/// The gradient of x: inputs `(g, x, mean, variance, scale, stats)`. With `total`, the derivative
+/// through the batch mean and variance too: `inv·(g - Σg/N - (x - mean)·Σg(x - mean)/(N·(var + ε)))`;
+/// without, `g·inv`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchNormGradInput {
+    pub epsilon: f64,
+    pub total: bool,
+}
+
+impl BatchNormGradInput {
+    fn run_in_place<T: FloatArray>(&self, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+        let op = "BatchNormGradInput";
+        let eps = T::from_f64(self.epsilon);
+        let gr = T::array_mut(target).ok_or("BatchNormGradInput: inputs differ in dtype")?;
+        let (rows, c) = rows_cols(gr.shape());
+        let (x, _, cx) = big_data::<T>(others, 0, op)?;
+        if cx != c || x.len() != gr.len() {
+            return Err(format!(
+                "{op}: the gradient has shape {:?}, the input {} values of {cx} channels",
+                gr.shape(),
+                x.len()
+            ));
+        }
+        let mean = channel_data::<T>(others, 1, c, op, "the mean")?;
+        let var = channel_data::<T>(others, 2, c, op, "the variance")?;
+        let scale = channel_data::<T>(others, 3, c, op, "the scale")?;
+        let stats = float_input::<T>(others, 4, op)?;
+        let s = stats
+            .as_slice()
+            .filter(|s| s.len() == 2 * c)
+            .ok_or_else(|| format!("{op}: the statistics must be [2, {c}]"))?;
+        let (s0, s1) = s.split_at(c);
+        let n = T::from_f64(rows as f64);
+        let total = self.total;
+        let data = gr
+            .as_slice_mut()
+            .ok_or("BatchNormGradInput: the gradient is not contiguous")?;
+        per_rows(data, c, |first_row, band| {
+            let mut c0 = 0;
+            while c0 < c {
+                let w = BLOCK.min(c - c0);
+                // dx = k1·g - k2 - k3·(x - mean)
+                let (mut k1, mut k2, mut k3) =
+                    ([T::zero(); BLOCK], [T::zero(); BLOCK], [T::zero(); BLOCK]);
+                for j in 0..w {
+                    let ch = c0 + j;
+                    let r = T::one() / (var[ch] + eps).sqrt();
+                    let inv = r * scale[ch];
+                    k1[j] = inv;
+                    if total {
+                        k2[j] = inv * s0[ch] / n;
+                        k3[j] = inv * r * r * s1[ch] / n;
+                    }
+                }
+                let m = &mean[c0..c0 + w];
+                for (i, row) in band.chunks_exact_mut(c).enumerate() {
+                    let g = &mut row[c0..c0 + w];
+                    if total {
+                        let base = (first_row + i) * c + c0;
+                        let xr = &x[base..base + w];
+                        for (j, (gv, &xv)) in g.iter_mut().zip(xr).enumerate() {
+                            *gv = k1[j] * *gv - k2[j] - k3[j] * (xv - m[j]);
+                        }
+                    } else {
+                        for (gv, &k) in g.iter_mut().zip(&k1[..w]) {
+                            *gv = *gv * k;
+                        }
+                    }
+                }
+                c0 += w;
+            }
+        });
+        Ok(())
+    }
+
+    fn run<T: FloatArray>(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let gr = float_input::<T>(inputs, 0, "BatchNormGradInput")?;
+        let mut out = T::wrap(owned_copy(gr)?);
+        self.run_in_place::<T>(&mut out, inputs.get(1..).unwrap_or(&[]))?;
+        Ok(out)
+    }
+}
+
+impl OpDef for BatchNormGradInput {
+    fn type_name(&self) -> &'static str {
+        "BatchNormGradInput"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 6, self.type_name())?;
+        infer_channels(
+            &inputs[1..5],
+            4,
+            self.type_name(),
+            &["the mean", "the variance", "the scale"],
+        )?;
+        same_dtype(inputs)?;
+        let shape = inputs[0].shape.merge(&inputs[1].shape).ok_or_else(|| {
+            InferError::Shape(format!(
+                "the gradient {} and the input {} differ in shape",
+                inputs[0].shape, inputs[1].shape
+            ))
+        })?;
+        Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
+    }
+    over_first_input!();
+}
