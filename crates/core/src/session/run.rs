@@ -1,0 +1,537 @@
+//! One run of a plan: the step loop, buffer forwarding and recycling, paired products, and the
+//! in-place variable updates.
+
+use super::*;
+
+/// The session state one run works on (borrowed from [`State`] beside the plan cache).
+pub(super) struct Run<'s> {
+    pub(super) vars: &'s mut HashMap<usize, Arc<Value>>,
+    pub(super) rngs: &'s mut HashMap<usize, StdRng>,
+    pub(super) profile: &'s mut HashMap<&'static str, (u64, std::time::Duration, u64)>,
+    pub(super) shells: &'s mut Vec<Arc<Value>>,
+    /// The pool lent to the second thread of a pair of products (see `try_pair`).
+    pub(super) side_pool: &'s mut Pool,
+}
+
+impl Run<'_> {
+    pub(super) fn execute(
+        &mut self,
+        cached: &mut Cached,
+        feeds: &[(Tensor, Value)],
+        options: &SessionOptions,
+    ) -> Result<Vec<Value>> {
+        let plan = cached.plan.clone();
+        let mut slots = std::mem::take(&mut cached.slots);
+        slots.clear();
+        slots.resize_with(plan.n_slots, || None);
+        let r = self.execute_steps(&plan, &mut slots, feeds, options);
+        let out = r.and_then(|()| {
+            plan.fetch_slots
+                .iter()
+                .map(|&s| {
+                    slot_value(&slots, feeds, s)
+                        .cloned()
+                        .ok_or_else(|| Error::other("a fetched value was not computed"))
+                })
+                .collect()
+        });
+        // Whatever is left (fetched values, or everything after an error) goes back for reuse.
+        for slot in slots.iter_mut() {
+            self.release(slot.take(), options.reuse_buffers);
+        }
+        cached.slots = slots;
+        out
+    }
+
+    fn execute_steps(
+        &mut self,
+        plan: &Plan,
+        slots: &mut [Option<Slot>],
+        feeds: &[(Tensor, Value)],
+        options: &SessionOptions,
+    ) -> Result<()> {
+        for (k, ((slot, name, info), (_, value))) in plan.feeds.iter().zip(feeds).enumerate() {
+            if value.dtype() != info.dtype || !info.shape.accepts(value.shape()) {
+                return Err(Error::FeedMismatch {
+                    tensor: format!("{name}:0"),
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    got_dtype: value.dtype(),
+                    got_shape: value.shape().to_vec(),
+                });
+            }
+            if let Some(s) = slot.and_then(|s| slots.get_mut(s)) {
+                *s = Some(Slot::Fed(k));
+            }
+        }
+        let mut paired_with_previous = false;
+        for (i, step) in plan.steps.iter().enumerate() {
+            if std::mem::take(&mut paired_with_previous) {
+                continue;
+            }
+            let started = options.profile.then(std::time::Instant::now);
+            if options.threads > 1 {
+                if let Some(next) = plan.steps.get(i + 1) {
+                    if let Some(pair) = self.try_pair(step, next, slots, feeds)? {
+                        let half = started.map(|t0| t0.elapsed() / 2);
+                        for (st, v) in [(step, pair.0), (next, pair.1)] {
+                            self.finish_step(st, Some(v), slots, options, half, false)?;
+                        }
+                        paired_with_previous = true;
+                        continue;
+                    }
+                }
+            }
+            let mut forwarded = false;
+            let kernel_err = |message: String| Error::Kernel {
+                node: step.name.clone(),
+                op: step.op_type.into(),
+                message,
+            };
+            let missing = || kernel_err("input not computed".into());
+            let out: Option<Arc<Value>> = match &step.kind {
+                StepKind::Kernel(op) => {
+                    let in_place = if options.reuse_buffers && !step.free.is_empty() {
+                        try_in_place(op, step, slots, feeds)
+                    } else {
+                        None
+                    };
+                    match in_place {
+                        Some(r) => {
+                            forwarded = true;
+                            Some(r.map_err(kernel_err)?)
+                        }
+                        None => match run_kernel(op, step, slots, feeds) {
+                            Ok(KernelOut::Fresh(v)) => Some(self.wrap(v)),
+                            Ok(KernelOut::Shared(a)) => Some(a),
+                            Err(e) => return Err(kernel_err(e)),
+                        },
+                    }
+                }
+                StepKind::Alias => Some(share(slots, feeds, step.inputs[0]).ok_or_else(missing)?),
+                StepKind::Const(v) => Some(v.clone()),
+                StepKind::ReadVar => Some(self.vars.get(&step.node).cloned().ok_or_else(|| {
+                    Error::UninitializedVariable {
+                        name: step.name.clone(),
+                    }
+                })?),
+                StepKind::Assign {
+                    var,
+                    mode,
+                    var_name,
+                } => {
+                    let value = slot_value(slots, feeds, step.inputs[0]).ok_or_else(missing)?;
+                    let info = step
+                        .var_info
+                        .as_ref()
+                        .ok_or_else(|| kernel_err("missing variable info".into()))?;
+                    if value.dtype() != info.dtype || !info.shape.accepts(value.shape()) {
+                        return Err(kernel_err(format!(
+                            "Assign requires shapes of both tensors to match. lhs shape= {} rhs shape= {:?} (dtypes {} and {})",
+                            info.shape,
+                            value.shape(),
+                            info.dtype,
+                            value.dtype()
+                        )));
+                    }
+                    let new = match mode {
+                        // Values are immutable once computed: the variable shares the value, no copy.
+                        AssignMode::Set => {
+                            share(slots, feeds, step.inputs[0]).ok_or_else(missing)?
+                        }
+                        AssignMode::Add | AssignMode::Sub => {
+                            let mut cur = self.vars.remove(var).ok_or_else(|| {
+                                Error::UninitializedVariable {
+                                    name: var_name.clone(),
+                                }
+                            })?;
+                            let r = update_in_place(&mut cur, value, *mode == AssignMode::Add);
+                            let out = cur.clone();
+                            self.vars.insert(*var, cur);
+                            r.map_err(kernel_err)?;
+                            out
+                        }
+                    };
+                    // The variable's previous value goes back to the pool when nothing else holds it.
+                    let old = self.vars.insert(*var, new.clone());
+                    self.release(old.map(Slot::Owned), options.reuse_buffers);
+                    Some(new)
+                }
+                StepKind::Apply {
+                    var,
+                    slots: slot_vars,
+                    rule,
+                    names,
+                } => {
+                    let get = |i: usize| {
+                        step.inputs
+                            .get(i)
+                            .and_then(|&s| slot_value(slots, feeds, s))
+                            .ok_or_else(missing)
+                    };
+                    let (grad, lr) = (get(0)?, get(1)?);
+                    for (id, name) in std::iter::once(var).chain(slot_vars).zip(names) {
+                        if !self.vars.contains_key(id) {
+                            return Err(Error::UninitializedVariable { name: name.clone() });
+                        }
+                    }
+                    let mut w = self
+                        .vars
+                        .remove(var)
+                        .ok_or_else(|| kernel_err("variable vanished".into()))?;
+                    let mut ss: SmallVec<[Arc<Value>; 4]> = slot_vars
+                        .iter()
+                        .filter_map(|s| self.vars.remove(s))
+                        .collect();
+                    let r = apply_in_place(rule, &mut w, &mut ss, grad, lr);
+                    let out = w.clone();
+                    self.vars.insert(*var, w);
+                    for (id, v) in slot_vars.iter().zip(ss) {
+                        self.vars.insert(*id, v);
+                    }
+                    r.map_err(kernel_err)?;
+                    Some(out)
+                }
+                StepKind::Random(r) => {
+                    let rng = self
+                        .rngs
+                        .entry(step.node)
+                        .or_insert_with(|| match r.stream_seed() {
+                            Some(s) => StdRng::seed_from_u64(s),
+                            None => StdRng::from_entropy(),
+                        });
+                    let shape = match step.inputs.first() {
+                        Some(&i) => slot_value(slots, feeds, i)
+                            .ok_or_else(missing)?
+                            .shape()
+                            .to_vec(),
+                        None => r.shape.clone(),
+                    };
+                    Some(Arc::new(r.sample(rng, &shape).map_err(kernel_err)?))
+                }
+                StepKind::NoOp => None,
+            };
+            self.finish_step(
+                step,
+                out,
+                slots,
+                options,
+                started.map(|t0| t0.elapsed()),
+                forwarded,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// After a step: checks its output for NaN/Inf when asked, stores it in its slot, releases the
+    /// slots it was the last reader of, and adds its time to the profile.
+    fn finish_step(
+        &mut self,
+        step: &plan::Step,
+        out: Option<Arc<Value>>,
+        slots: &mut [Option<Slot>],
+        options: &SessionOptions,
+        elapsed: Option<std::time::Duration>,
+        forwarded: bool,
+    ) -> Result<()> {
+        if let Some(v) = out {
+            if options.check_numerics {
+                if let Some(what) = crate::ops::state::non_finite(&v) {
+                    return Err(Error::NonFinite {
+                        node: step.name.clone(),
+                        op: step.op_type.into(),
+                        what: what.into(),
+                        message: "check_numerics".into(),
+                    });
+                }
+            }
+            if let Some(s) = slots.get_mut(step.out) {
+                *s = Some(Slot::Owned(v));
+            }
+        }
+        for &f in &step.free {
+            let dead = slots.get_mut(f).and_then(Option::take);
+            self.release(dead, options.reuse_buffers);
+        }
+        if let Some(d) = elapsed {
+            let e = self.profile.entry(step.op_type).or_default();
+            e.0 += 1;
+            e.1 += d;
+            e.2 += u64::from(forwarded);
+        }
+        Ok(())
+    }
+
+    /// Inter-op parallelism for the products of a layer's backward pass: when this step and the next
+    /// are both matrix products small enough to run on one thread each (`dW = Xᵀ·dZ` and
+    /// `dX = dZ·Wᵀ` read the same gradient and nothing of each other), they run at the same time on
+    /// two threads. The second product's output storage comes from the pool through a side pool lent
+    /// to the other thread, so the pair allocates nothing the serial order would not.
+    fn try_pair(
+        &mut self,
+        a: &plan::Step,
+        b: &plan::Step,
+        slots: &[Option<Slot>],
+        feeds: &[(Tensor, Value)],
+    ) -> Result<Option<(Arc<Value>, Arc<Value>)>> {
+        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        // `FERROFLOW_PAIR_PRODUCTS=0` turns pairing off (for benchmarking it).
+        if !*ENABLED
+            .get_or_init(|| std::env::var("FERROFLOW_PAIR_PRODUCTS").map_or(true, |v| v != "0"))
+        {
+            return Ok(None);
+        }
+        let (StepKind::Kernel(op_a), StepKind::Kernel(op_b)) = (&a.kind, &b.kind) else {
+            return Ok(None);
+        };
+        let (crate::ops::Op::MatMul(ma), crate::ops::Op::MatMul(mb)) =
+            (op_a.as_ref(), op_b.as_ref())
+        else {
+            return Ok(None);
+        };
+        if b.inputs.contains(&a.out) {
+            return Ok(None);
+        }
+        let (Some(in_a), Some(in_b)) = (
+            gather_inputs(a, slots, feeds),
+            gather_inputs(b, slots, feeds),
+        ) else {
+            return Ok(None);
+        };
+        let limit = crate::ops::gemm::parallel_min_macs();
+        let (Some(sa), Some(sb)) = (ma.product_size(&in_a), mb.product_size(&in_b)) else {
+            return Ok(None);
+        };
+        // Each small enough for one thread, and together worth a second one.
+        if sa.2 >= limit || sb.2 >= limit || sa.2 + sb.2 < 1 << 18 {
+            return Ok(None);
+        }
+        let Some(dtype) = in_b.first().map(|v| v.dtype()) else {
+            return Ok(None);
+        };
+        crate::value::lend_one_to(self.side_pool, dtype, sb.0.saturating_mul(sb.1));
+        let side = &mut *self.side_pool;
+        let (ra, rb) = rayon::join(
+            || op_a.compute(&in_a),
+            || {
+                let saved = crate::value::swap_pool(Some(std::mem::take(side)));
+                let r = op_b.compute(&in_b);
+                *side = crate::value::swap_pool(saved).unwrap_or_default();
+                r
+            },
+        );
+        let err = |st: &plan::Step, message: String| Error::Kernel {
+            node: st.name.clone(),
+            op: st.op_type.into(),
+            message,
+        };
+        let va = ra.map_err(|e| err(a, e))?;
+        let vb = rb.map_err(|e| err(b, e))?;
+        Ok(Some((self.wrap(va), self.wrap(vb))))
+    }
+
+    /// Gives a dead value back: its storage to the pool and its `Arc` to the shells, when nothing
+    /// else holds it (a variable, a fetch, another slot).
+    fn release(&mut self, dead: Option<Slot>, reuse: bool) {
+        if let (true, Some(Slot::Owned(mut arc))) = (reuse, dead) {
+            if let Some(v) = Arc::get_mut(&mut arc) {
+                crate::value::return_to_pool(std::mem::replace(v, Value::empty()));
+                self.shells.push(arc);
+            }
+        }
+    }
+
+    /// A new value in an `Arc`, reusing a released one when there is one.
+    fn wrap(&mut self, v: Value) -> Arc<Value> {
+        match self.shells.pop() {
+            Some(mut a) => match Arc::get_mut(&mut a) {
+                Some(place) => {
+                    *place = v;
+                    a
+                }
+                None => Arc::new(v),
+            },
+            None => Arc::new(v),
+        }
+    }
+}
+
+/// The inputs of a step, on the stack.
+fn gather_inputs<'a>(
+    step: &plan::Step,
+    slots: &'a [Option<Slot>],
+    feeds: &'a [(Tensor, Value)],
+) -> Option<Inputs<'a>> {
+    step.inputs
+        .iter()
+        .map(|&i| slot_value(slots, feeds, i))
+        .collect()
+}
+
+/// What a kernel step produced: a new value, or a shared input (an alias).
+enum KernelOut {
+    Fresh(Value),
+    Shared(Arc<Value>),
+}
+
+/// Runs a kernel the ordinary way (or shares its aliased input).
+fn run_kernel(
+    op: &crate::ops::Op,
+    step: &plan::Step,
+    slots: &[Option<Slot>],
+    feeds: &[(Tensor, Value)],
+) -> std::result::Result<KernelOut, String> {
+    let inputs = gather_inputs(step, slots, feeds).ok_or("input not computed")?;
+    match op.alias_input(&inputs).and_then(|k| step.inputs.get(k)) {
+        Some(&src) => share(slots, feeds, src)
+            .map(KernelOut::Shared)
+            .ok_or_else(|| "input not computed".into()),
+        None => op.compute(&inputs).map(KernelOut::Fresh),
+    }
+}
+
+/// Buffer forwarding: when the op can write its output over one of its inputs, that input dies at
+/// this step (it is in `step.free`), appears once among the inputs, and the session holds the only
+/// reference to it, the kernel runs in place on it (in the same `Arc`). `None` when any of that does
+/// not hold.
+fn try_in_place(
+    op: &crate::ops::Op,
+    step: &plan::Step,
+    slots: &mut [Option<Slot>],
+    feeds: &[(Tensor, Value)],
+) -> Option<std::result::Result<Arc<Value>, String>> {
+    // Cheap test first (no allocation): is any input a candidate at all?
+    let candidate = |slots: &[Option<Slot>], src: usize| {
+        step.free.contains(&src)
+            && step.inputs.iter().filter(|&&i| i == src).count() == 1
+            && matches!(
+                slots.get(src).and_then(|s| s.as_ref()),
+                Some(Slot::Owned(a)) if Arc::strong_count(a) == 1 && Arc::weak_count(a) == 0
+            )
+    };
+    if !step.inputs.iter().any(|&i| candidate(slots, i)) {
+        return None;
+    }
+    let k = {
+        let inputs = gather_inputs(step, slots, feeds)?;
+        if op.alias_input(&inputs).is_some() {
+            return None;
+        }
+        op.in_place_input(&inputs)?
+    };
+    let src = *step.inputs.get(k)?;
+    if !candidate(slots, src) {
+        return None;
+    }
+    let Some(Slot::Owned(mut arc)) = slots.get_mut(src)?.take() else {
+        return None;
+    };
+    let mut others: Inputs<'_> = SmallVec::new();
+    for &i in step.inputs.iter().filter(|&&i| i != src) {
+        match slot_value(slots, feeds, i) {
+            Some(v) => others.push(v),
+            None => return Some(Err("input not computed".into())),
+        }
+    }
+    let Some(target) = Arc::get_mut(&mut arc) else {
+        drop(others);
+        slots[src] = Some(Slot::Owned(arc));
+        return None;
+    };
+    let r = op.compute_in_place(k, target, &others);
+    Some(r.map(|()| arc))
+}
+
+/// The value in `slot` as a shared `Arc` (copied only when it is one of the caller's feeds).
+fn share(slots: &[Option<Slot>], feeds: &[(Tensor, Value)], slot: usize) -> Option<Arc<Value>> {
+    match slots.get(slot)?.as_ref()? {
+        Slot::Owned(a) => Some(a.clone()),
+        Slot::Fed(k) => feeds.get(*k).map(|(_, v)| Arc::new(v.clone())),
+    }
+}
+
+/// `var += value` (or `-=`) in place when no one else holds the variable's value, else on a copy.
+fn update_in_place(cur: &mut Arc<Value>, value: &Value, add: bool) -> crate::error::OpResult<()> {
+    if cur.shape() != value.shape() {
+        return Err(format!(
+            "update of shape {:?} does not fit the variable's shape {:?}",
+            value.shape(),
+            cur.shape()
+        ));
+    }
+    match (Arc::make_mut(cur), value) {
+        (Value::F32(a), Value::F32(b)) => {
+            a.zip_mut_with(b, |x, &y| *x = if add { *x + y } else { *x - y })
+        }
+        (Value::F64(a), Value::F64(b)) => {
+            a.zip_mut_with(b, |x, &y| *x = if add { *x + y } else { *x - y })
+        }
+        (Value::I64(a), Value::I64(b)) => a.zip_mut_with(b, |x, &y| {
+            *x = if add {
+                x.wrapping_add(y)
+            } else {
+                x.wrapping_sub(y)
+            }
+        }),
+        (a, b) => {
+            return Err(format!(
+                "cannot update a {} variable with a {} value",
+                a.dtype(),
+                b.dtype()
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn slice_mut<T>(a: &mut ndarray::ArrayD<T>) -> crate::error::OpResult<&mut [T]> {
+    a.as_slice_mut()
+        .ok_or_else(|| "variable storage is not contiguous".to_string())
+}
+
+/// Runs a fused optimizer rule on a variable and its slots, in place where no reader holds them.
+fn apply_in_place(
+    rule: &ApplyRule,
+    w: &mut Arc<Value>,
+    slots: &mut [Arc<Value>],
+    grad: &Value,
+    lr: &Value,
+) -> crate::error::OpResult<()> {
+    if slots.len() != rule.slot_count() {
+        return Err("missing slot variables".into());
+    }
+    let lr = lr
+        .scalar_value()
+        .ok_or("the learning rate must be a scalar")?;
+    match w.dtype() {
+        DType::F32 => apply_typed::<f32>(rule, w, slots, grad, lr),
+        DType::F64 => apply_typed::<f64>(rule, w, slots, grad, lr),
+        d => Err(format!(
+            "cannot apply an optimizer update to a {d} variable"
+        )),
+    }
+}
+
+fn apply_typed<T: FloatArray>(
+    rule: &ApplyRule,
+    w: &mut Arc<Value>,
+    slots: &mut [Arc<Value>],
+    grad: &Value,
+    lr: f64,
+) -> crate::error::OpResult<()> {
+    let mut ss: SmallVec<[&mut [T]; 4]> = SmallVec::new();
+    for s in slots.iter_mut() {
+        let dt = s.dtype();
+        let a = T::array_mut(Arc::make_mut(s))
+            .ok_or_else(|| format!("a slot of dtype {dt} does not match the variable"))?;
+        ss.push(slice_mut(a)?);
+    }
+    let g = T::array(grad).and_then(|a| a.as_slice()).ok_or_else(|| {
+        format!(
+            "the gradient ({}) does not match the variable's dtype",
+            grad.dtype()
+        )
+    })?;
+    let wa = T::array_mut(Arc::make_mut(w)).ok_or("variable dtype changed")?;
+    rule.apply(slice_mut(wa)?, &mut ss, g, T::from_f64(lr))
+}
