@@ -79,7 +79,10 @@ impl ApplyRule {
     ) -> std::result::Result<(), String> {
         let n = w.len();
         if parts < 2 || n < super::kernels::parallel_min_elements() / 2 {
-            return self.apply_serial(w, slots, g, lr);
+            return super::simd::vectorized(
+                #[inline(always)]
+                || self.apply_serial(w, slots, g, lr),
+            );
         }
         let mid = n / 2;
         let (w1, w2) = w.split_at_mut(mid);
@@ -99,6 +102,9 @@ impl ApplyRule {
         r1.and(r2)
     }
 
+    /// One pass over the elements (inlined into [`super::simd::vectorized`]; slices are cut to `n`
+    /// first so that the indexed loops carry no bounds checks and vectorize).
+    #[inline(always)]
     fn apply_serial<T: Float>(
         &self,
         w: &mut [T],
@@ -145,6 +151,7 @@ impl ApplyRule {
                 [ms, mom],
             ) => {
                 let (rho, mu, eps) = (c(*decay), c(*momentum), c(*epsilon));
+                let (ms, mom, g) = (&mut ms[..n], &mut mom[..n], &g[..n]);
                 for i in 0..n {
                     ms[i] = rho * ms[i] + (T::one() - rho) * g[i] * g[i];
                     mom[i] = mu * mom[i] + lr * g[i] / (ms[i] + eps).sqrt();
@@ -161,6 +168,7 @@ impl ApplyRule {
                 [ms, mg, mom],
             ) => {
                 let (rho, mu, eps) = (c(*decay), c(*momentum), c(*epsilon));
+                let (ms, mg, mom, g) = (&mut ms[..n], &mut mg[..n], &mut mom[..n], &g[..n]);
                 for i in 0..n {
                     ms[i] = rho * ms[i] + (T::one() - rho) * g[i] * g[i];
                     mg[i] = rho * mg[i] + (T::one() - rho) * g[i];
@@ -177,6 +185,7 @@ impl ApplyRule {
                 [m, v],
             ) => {
                 let (b1, b2, eps) = (c(*beta1), c(*beta2), c(*epsilon));
+                let (m, v, g) = (&mut m[..n], &mut v[..n], &g[..n]);
                 for i in 0..n {
                     m[i] = b1 * m[i] + (T::one() - b1) * g[i];
                     v[i] = b2 * v[i] + (T::one() - b2) * g[i] * g[i];

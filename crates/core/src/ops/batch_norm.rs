@@ -24,6 +24,7 @@ use super::kernels::{
     by_float, float_input, intra_op_threads, par_columns, parallel_min_elements, FloatArray,
 };
 use super::reduce::{normalize_axes, Reduce, ReduceKind};
+use super::simd::vectorized;
 use super::{
     expect_arity, expect_float, same_dtype, GradContext, InferError, InferResult, Op, OpDef,
 };
@@ -93,11 +94,17 @@ fn per_rows<T: Send>(data: &mut [T], c: usize, f: impl Fn(usize, &mut [T]) + Syn
     match parallel(data.len()) {
         Some(threads) if rows >= threads => {
             let band = rows.div_ceil(threads) * c;
-            data.par_chunks_mut(band)
-                .enumerate()
-                .for_each(|(i, d)| f(i * band / c, d));
+            data.par_chunks_mut(band).enumerate().for_each(|(i, d)| {
+                vectorized(
+                    #[inline(always)]
+                    || f(i * band / c, d),
+                )
+            });
         }
-        _ => f(0, data),
+        _ => vectorized(
+            #[inline(always)]
+            || f(0, data),
+        ),
     }
 }
 
@@ -123,19 +130,24 @@ fn variance_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let (x, rows, c) = big_data::<T>(inputs, 0, op)?;
     let mean = channel_data::<T>(inputs, 1, c, op, "the mean")?;
     let mut out = Value::try_filled_vec(c, T::zero())?;
-    par_columns(&mut out, x.len(), |c0, acc| {
-        let m = &mean[c0..c0 + acc.len()];
-        for r in 0..rows {
-            let row = &x[r * c + c0..r * c + c0 + acc.len()];
-            for ((a, &v), &mu) in acc.iter_mut().zip(row).zip(m) {
-                *a = *a + (v - mu) * (v - mu);
+    par_columns(
+        &mut out,
+        x.len(),
+        #[inline(always)]
+        |c0, acc| {
+            let m = &mean[c0..c0 + acc.len()];
+            for r in 0..rows {
+                let row = &x[r * c + c0..r * c + c0 + acc.len()];
+                for ((a, &v), &mu) in acc.iter_mut().zip(row).zip(m) {
+                    *a = *a + (v - mu) * (v - mu);
+                }
             }
-        }
-        let n = T::from_f64(rows as f64);
-        for a in acc.iter_mut() {
-            *a = *a / n;
-        }
-    });
+            let n = T::from_f64(rows as f64);
+            for a in acc.iter_mut() {
+                *a = *a / n;
+            }
+        },
+    );
     Ok(T::wrap(
         ArrayD::from_shape_vec(IxDyn(&[c]), out).map_err(|e| e.to_string())?,
     ))
@@ -242,30 +254,36 @@ impl BatchNorm {
         let data = x
             .as_slice_mut()
             .ok_or("BatchNormalization: the input is not contiguous")?;
-        per_rows(data, c, |_, band| {
-            let mut c0 = 0;
-            while c0 < c {
-                let w = BLOCK.min(c - c0);
-                let mut inv = [T::zero(); BLOCK];
-                let mut shift = [T::zero(); BLOCK];
-                for j in 0..w {
-                    (inv[j], shift[j]) = inv_shift(
-                        eps,
-                        mean[c0 + j],
-                        var[c0 + j],
-                        offset[c0 + j],
-                        scale[c0 + j],
-                    );
-                }
-                for row in band.chunks_exact_mut(c) {
-                    for ((y, &k), &s) in row[c0..c0 + w].iter_mut().zip(&inv[..w]).zip(&shift[..w])
-                    {
-                        *y = *y * k + s;
+        per_rows(
+            data,
+            c,
+            #[inline(always)]
+            |_, band| {
+                let mut c0 = 0;
+                while c0 < c {
+                    let w = BLOCK.min(c - c0);
+                    let mut inv = [T::zero(); BLOCK];
+                    let mut shift = [T::zero(); BLOCK];
+                    for j in 0..w {
+                        (inv[j], shift[j]) = inv_shift(
+                            eps,
+                            mean[c0 + j],
+                            var[c0 + j],
+                            offset[c0 + j],
+                            scale[c0 + j],
+                        );
                     }
+                    for row in band.chunks_exact_mut(c) {
+                        for ((y, &k), &s) in
+                            row[c0..c0 + w].iter_mut().zip(&inv[..w]).zip(&shift[..w])
+                        {
+                            *y = *y * k + s;
+                        }
+                    }
+                    c0 += w;
                 }
-                c0 += w;
-            }
-        });
+            },
+        );
         Ok(())
     }
 

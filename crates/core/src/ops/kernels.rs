@@ -1,5 +1,6 @@
 //! Shared kernel helpers: the float trait, broadcasting, reshaping and dtype dispatch.
 
+use super::simd::vectorized;
 use crate::error::OpResult;
 use crate::value::Value;
 use ndarray::{ArrayD, Axis, IxDyn, Zip};
@@ -335,11 +336,17 @@ pub fn par_columns<T: Send>(
     if threads > 1 && elements >= parallel_min_elements() && out.len() >= 2 * threads {
         use rayon::prelude::*;
         let chunk = out.len().div_ceil(threads);
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, o)| f(i * chunk, o));
+        out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
+            vectorized(
+                #[inline(always)]
+                || f(i * chunk, o),
+            )
+        });
     } else {
-        f(0, out);
+        vectorized(
+            #[inline(always)]
+            || f(0, out),
+        );
     }
 }
 
@@ -351,14 +358,19 @@ pub fn column_sums<T: Float>(x: &[T], cols: usize) -> crate::error::OpResult<Vec
         return Ok(out);
     }
     let rows = x.len() / cols;
-    par_columns(&mut out, x.len(), |c0, acc| {
-        for r in 0..rows {
-            let row = &x[r * cols + c0..r * cols + c0 + acc.len()];
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a = *a + v;
+    par_columns(
+        &mut out,
+        x.len(),
+        #[inline(always)]
+        |c0, acc| {
+            for r in 0..rows {
+                let row = &x[r * cols + c0..r * cols + c0 + acc.len()];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a = *a + v;
+                }
             }
-        }
-    });
+        },
+    );
     Ok(out)
 }
 
@@ -376,14 +388,22 @@ pub fn par_map<A: Sync, C: Copy + Default + Send + Sync + 'static>(
         out.par_chunks_mut(chunk)
             .zip(a.par_chunks(chunk))
             .for_each(|(o, x)| {
-                for (o, x) in o.iter_mut().zip(x) {
-                    *o = f(x);
-                }
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (o, x) in o.iter_mut().zip(x) {
+                            *o = f(x);
+                        }
+                    },
+                )
             });
         out
     } else {
         let mut out = crate::value::output_vec(a.len());
-        out.extend(a.iter().map(f));
+        vectorized(
+            #[inline(always)]
+            || out.extend(a.iter().map(f)),
+        );
         out
     }
 }
@@ -395,14 +415,24 @@ pub fn par_update<A: Copy + Send + Sync>(x: &mut [A], f: impl Fn(A) -> A + Sync 
         use rayon::prelude::*;
         let chunk = x.len().div_ceil(threads);
         x.par_chunks_mut(chunk).for_each(|c| {
-            for v in c {
-                *v = f(*v);
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    for v in c {
+                        *v = f(*v);
+                    }
+                },
+            )
         });
     } else {
-        for v in x {
-            *v = f(*v);
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for v in x {
+                    *v = f(*v);
+                }
+            },
+        )
     }
 }
 
@@ -438,11 +468,16 @@ pub fn zip_into<T: Copy + Send + Sync>(
             let row = o.len();
             let rows_per_chunk = (t.len() / row).div_ceil(threads).max(1);
             let apply = |c: &mut [T]| {
-                for r in c.chunks_exact_mut(row) {
-                    for (x, y) in r.iter_mut().zip(o) {
-                        *x = g(*x, *y);
-                    }
-                }
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for r in c.chunks_exact_mut(row) {
+                            for (x, y) in r.iter_mut().zip(o) {
+                                *x = g(*x, *y);
+                            }
+                        }
+                    },
+                )
             };
             if par {
                 t.par_chunks_mut(rows_per_chunk * row).for_each(apply);
@@ -471,14 +506,22 @@ pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync + 'static>(
         out.par_chunks_mut(chunk)
             .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
             .for_each(|(o, (x, y))| {
-                for ((o, p), q) in o.iter_mut().zip(x).zip(y) {
-                    *o = f(p, q);
-                }
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for ((o, p), q) in o.iter_mut().zip(x).zip(y) {
+                            *o = f(p, q);
+                        }
+                    },
+                )
             });
         out
     } else {
         let mut out = crate::value::output_vec(a.len());
-        out.extend(a.iter().zip(b).map(|(p, q)| f(p, q)));
+        vectorized(
+            #[inline(always)]
+            || out.extend(a.iter().zip(b).map(|(p, q)| f(p, q))),
+        );
         out
     }
 }

@@ -12,6 +12,7 @@ pub mod nn;
 pub mod random;
 pub mod reduce;
 pub mod shape_ops;
+pub mod simd;
 pub mod state;
 pub mod unary;
 

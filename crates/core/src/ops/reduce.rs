@@ -291,11 +291,16 @@ pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T) -> T {
     };
     let chunks = s.chunks_exact(16);
     let rest = chunks.remainder();
-    for c in chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l = *l + f(v);
-        }
-    }
+    super::simd::vectorized(
+        #[inline(always)]
+        || {
+            for c in chunks {
+                for (l, &v) in lanes.iter_mut().zip(c) {
+                    *l = *l + f(v);
+                }
+            }
+        },
+    );
     let mut total = rest.iter().fold(T::zero(), |a, &v| a + f(v));
     for l in lanes {
         total = total + l;
@@ -305,7 +310,11 @@ pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T) -> T {
 
 fn l2_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let x = float_input::<T>(inputs, 0, "L2Loss")?;
-    let s = lane_sum(x, |v| v * v) / T::from_f64(2.0);
+    let s = lane_sum(
+        x,
+        #[inline(always)]
+        |v| v * v,
+    ) / T::from_f64(2.0);
     Ok(T::wrap(crate::value::pooled_scalar(s)))
 }
 

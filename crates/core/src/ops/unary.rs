@@ -140,8 +140,14 @@ impl UnaryKind {
 /// One arm of [`with_const_kind`]: binds the kind's f32 and f64 functions, then evaluates the body.
 macro_rules! const_kind_arm {
     ($kind:expr, $a:ident, $b:ident, $body:expr) => {{
-        let $a = |v: f32| $kind.apply(v);
-        let $b = |v: f64| $kind.apply(v);
+        let $a = super::simd::inlined(
+            #[inline(always)]
+            |v: f32| $kind.apply(v),
+        );
+        let $b = super::simd::inlined(
+            #[inline(always)]
+            |v: f64| $kind.apply(v),
+        );
         $body
     }};
 }
@@ -277,7 +283,10 @@ pub struct ActivationGrad {
 /// One arm of [`with_derivative`].
 macro_rules! derivative_arm {
     ($kind:expr, $d:ident, $body:expr) => {{
-        let $d = |v| ActivationGrad::derivative($kind, v);
+        let $d = super::simd::inlined(
+            #[inline(always)]
+            |v| ActivationGrad::derivative($kind, v),
+        );
         $body
     }};
 }

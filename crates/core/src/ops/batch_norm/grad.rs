@@ -7,6 +7,7 @@ use super::{
 use crate::dtype::{Shape, TensorInfo};
 use crate::error::OpResult;
 use crate::ops::kernels::{by_float, float_input, FloatArray};
+use crate::ops::simd::{inlined, vectorized};
 use crate::ops::{expect_arity, expect_float, same_dtype, InferError, InferResult, OpDef};
 use crate::value::Value;
 use ndarray::{ArrayD, IxDyn};
@@ -34,29 +35,40 @@ fn grad_stats_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let mean = channel_data::<T>(inputs, 2, c, op, "the mean")?;
     let mut out = Value::try_filled_vec(2 * c, T::zero())?;
     let (s0, s1) = out.split_at_mut(c);
-    let pass = |c0: usize, a0: &mut [T], a1: &mut [T]| {
-        let w = a0.len();
-        let m = &mean[c0..c0 + w];
-        for r in 0..rows {
-            let base = r * c + c0;
-            let (gr, xr) = (&gr[base..base + w], &x[base..base + w]);
-            for ((((a, b), &gv), &xv), &mu) in
-                a0.iter_mut().zip(a1.iter_mut()).zip(gr).zip(xr).zip(m)
-            {
-                *a = *a + gv;
-                *b = *b + gv * (xv - mu);
+    let pass = inlined(
+        #[inline(always)]
+        |c0: usize, a0: &mut [T], a1: &mut [T]| {
+            let w = a0.len();
+            let m = &mean[c0..c0 + w];
+            for r in 0..rows {
+                let base = r * c + c0;
+                let (gr, xr) = (&gr[base..base + w], &x[base..base + w]);
+                for ((((a, b), &gv), &xv), &mu) in
+                    a0.iter_mut().zip(a1.iter_mut()).zip(gr).zip(xr).zip(m)
+                {
+                    *a = *a + gv;
+                    *b = *b + gv * (xv - mu);
+                }
             }
-        }
-    };
+        },
+    );
     match parallel(gr.len()) {
         Some(threads) if c >= 2 * threads => {
             let chunk = c.div_ceil(threads);
             s0.par_chunks_mut(chunk)
                 .zip(s1.par_chunks_mut(chunk))
                 .enumerate()
-                .for_each(|(i, (a0, a1))| pass(i * chunk, a0, a1));
+                .for_each(|(i, (a0, a1))| {
+                    vectorized(
+                        #[inline(always)]
+                        || pass(i * chunk, a0, a1),
+                    )
+                });
         }
-        _ => pass(0, s0, s1),
+        _ => vectorized(
+            #[inline(always)]
+            || pass(0, s0, s1),
+        ),
     }
     Ok(T::wrap(
         ArrayD::from_shape_vec(IxDyn(&[2, c]), out).map_err(|e| e.to_string())?,
@@ -208,41 +220,46 @@ impl BatchNormGradInput {
         let data = gr
             .as_slice_mut()
             .ok_or("BatchNormGradInput: the gradient is not contiguous")?;
-        per_rows(data, c, |first_row, band| {
-            let mut c0 = 0;
-            while c0 < c {
-                let w = BLOCK.min(c - c0);
-                // dx = k1·g - k2 - k3·(x - mean)
-                let (mut k1, mut k2, mut k3) =
-                    ([T::zero(); BLOCK], [T::zero(); BLOCK], [T::zero(); BLOCK]);
-                for j in 0..w {
-                    let ch = c0 + j;
-                    let r = T::one() / (var[ch] + eps).sqrt();
-                    let inv = r * scale[ch];
-                    k1[j] = inv;
-                    if total {
-                        k2[j] = inv * s0[ch] / n;
-                        k3[j] = inv * r * r * s1[ch] / n;
-                    }
-                }
-                let m = &mean[c0..c0 + w];
-                for (i, row) in band.chunks_exact_mut(c).enumerate() {
-                    let g = &mut row[c0..c0 + w];
-                    if total {
-                        let base = (first_row + i) * c + c0;
-                        let xr = &x[base..base + w];
-                        for (j, (gv, &xv)) in g.iter_mut().zip(xr).enumerate() {
-                            *gv = k1[j] * *gv - k2[j] - k3[j] * (xv - m[j]);
-                        }
-                    } else {
-                        for (gv, &k) in g.iter_mut().zip(&k1[..w]) {
-                            *gv = *gv * k;
+        per_rows(
+            data,
+            c,
+            #[inline(always)]
+            |first_row, band| {
+                let mut c0 = 0;
+                while c0 < c {
+                    let w = BLOCK.min(c - c0);
+                    // dx = k1·g - k2 - k3·(x - mean)
+                    let (mut k1, mut k2, mut k3) =
+                        ([T::zero(); BLOCK], [T::zero(); BLOCK], [T::zero(); BLOCK]);
+                    for j in 0..w {
+                        let ch = c0 + j;
+                        let r = T::one() / (var[ch] + eps).sqrt();
+                        let inv = r * scale[ch];
+                        k1[j] = inv;
+                        if total {
+                            k2[j] = inv * s0[ch] / n;
+                            k3[j] = inv * r * r * s1[ch] / n;
                         }
                     }
+                    let m = &mean[c0..c0 + w];
+                    for (i, row) in band.chunks_exact_mut(c).enumerate() {
+                        let g = &mut row[c0..c0 + w];
+                        if total {
+                            let base = (first_row + i) * c + c0;
+                            let xr = &x[base..base + w];
+                            for (j, (gv, &xv)) in g.iter_mut().zip(xr).enumerate() {
+                                *gv = k1[j] * *gv - k2[j] - k3[j] * (xv - m[j]);
+                            }
+                        } else {
+                            for (gv, &k) in g.iter_mut().zip(&k1[..w]) {
+                                *gv = *gv * k;
+                            }
+                        }
+                    }
+                    c0 += w;
                 }
-                c0 += w;
-            }
-        });
+            },
+        );
         Ok(())
     }
 
