@@ -257,8 +257,10 @@ pub(crate) fn compile(
                 }
                 Op::ApplyUpdate(a) => {
                     let k = a.rule.slot_count();
-                    inputs.push(slot(n.inputs[k + 1])?);
-                    inputs.push(slot(n.inputs[k + 2])?);
+                    // grad, lr and, when the update scales the gradient, the scale.
+                    for &i in &n.inputs[k + 1..] {
+                        inputs.push(slot(i)?);
+                    }
                     let names = n.inputs[..=k]
                         .iter()
                         .map(|&i| g.nodes[i].name.clone())

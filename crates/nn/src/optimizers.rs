@@ -2,9 +2,40 @@
 //! rules and slot names, and the global step.
 
 use ferroflow_core::ops::apply::ApplyRule;
+use ferroflow_core::ops::binary::{Binary, BinaryKind};
+use ferroflow_core::ops::Op;
 use ferroflow_core::{
     keys, DType, Error, Graph, Initializer, Operation, Result, Tensor, VarOptions, Variable,
 };
+
+/// `(t, Some(s))` when `grad` is `Mul(t, s)` with `s` a scalar of t's dtype and shape-preserving
+/// (what `clip_by_global_norm` builds): the update then multiplies each element as it reads it, with
+/// the same result as the `Mul`, and the `Mul` no longer runs when nothing else fetches it. Anything
+/// else is `(grad, None)`.
+fn scaled_gradient(g: &Graph, grad: Tensor) -> (Tensor, Option<Tensor>) {
+    let plain = (grad, None);
+    let Ok(node) = g.node(grad.index()) else {
+        return plain;
+    };
+    let (
+        Op::Binary(Binary {
+            kind: BinaryKind::Mul,
+        }),
+        &[t, s],
+    ) = (node.op.as_ref(), &node.inputs[..])
+    else {
+        return plain;
+    };
+    let (t, s) = (Tensor::from_index(t), Tensor::from_index(s));
+    match (g.info(t), g.info(s), g.info(grad)) {
+        (Ok(ti), Ok(si), Ok(gi))
+            if si.shape.rank() == Some(0) && si.dtype == ti.dtype && gi.shape == ti.shape =>
+        {
+            (t, Some(s))
+        }
+        _ => plain,
+    }
+}
 
 /// A learning rate: a number or a tensor (e.g. a schedule of the global step).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -207,7 +238,10 @@ impl Optimizer {
             }
         };
         let rule = self.rule.clone();
-        Ok(vec![g.apply_update(rule, var, &slots, grad, lr)?.op()])
+        let (grad, scale) = scaled_gradient(g, grad);
+        Ok(vec![g
+            .apply_update_scaled(rule, var, &slots, grad, scale, lr)?
+            .op()])
     }
 
     /// `opt.apply_gradients(grads_and_vars, global_step)`: the train op. `None` gradients are skipped;

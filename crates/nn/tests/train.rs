@@ -467,3 +467,99 @@ fn freezing_lower_layers_leaves_them_bit_identical() {
     assert!(gv[0].0.is_none() && gv[1].0.is_some());
     let _ = Shape::scalar();
 }
+
+/// `apply_gradients` of `clip_by_global_norm`'s output multiplies each gradient by the clip scale
+/// inside the update (no separate `Mul` pass) and trains to the same bits as the unfused graph (the
+/// clipped gradients passed through an Identity), for every update rule, with a clip that bites.
+#[test]
+fn clip_scale_fused_into_the_update_changes_no_bit() {
+    let train = |opt: &Optimizer, fused: bool| {
+        let g = Graph::new();
+        g.set_random_seed(11);
+        let x = g
+            .constant(Value::from(
+                ndarray::Array2::from_shape_fn((8, 5), |(i, j)| ((i * 5 + j) as f32 * 0.37).sin())
+                    .into_dyn(),
+            ))
+            .unwrap();
+        let init = Initializer::RandomNormal {
+            mean: 0.0,
+            stddev: 1.0,
+            seed: Some(3),
+        };
+        let h = dense_with(
+            &g,
+            x,
+            4,
+            DenseOptions {
+                activation: Some(Activation::Elu),
+                kernel_initializer: Some(init),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let y = dense_with(&g, h, 1, DenseOptions::default()).unwrap();
+        let loss = g.reduce_sum(g.square(y).unwrap(), None, false).unwrap();
+        let gv = opt.compute_gradients(&g, loss, None).unwrap();
+        let grads: Vec<Option<Tensor>> = gv.iter().map(|p| p.0).collect();
+        let (clipped, _) = clip_by_global_norm(&g, &grads, 0.05).unwrap();
+        let pairs: Vec<(Option<Tensor>, Variable)> = clipped
+            .iter()
+            .zip(&gv)
+            .map(|(c, p)| {
+                (
+                    c.map(|c| if fused { c } else { g.identity(c).unwrap() }),
+                    p.1,
+                )
+            })
+            .collect();
+        let step = opt.apply_gradients(&g, &pairs, None).unwrap();
+        let sess = Session::with_options(
+            &g,
+            ferroflow_core::SessionOptions {
+                profile: true,
+                ..Default::default()
+            },
+        );
+        sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+            .unwrap();
+        for _ in 0..5 {
+            sess.run_targets(&[step], &[]).unwrap();
+        }
+        let muls = sess
+            .profile()
+            .iter()
+            .find(|p| p.op_type == "Mul")
+            .map_or(0, |p| p.calls);
+        let bits: Vec<Vec<u64>> = gv
+            .iter()
+            .map(|p| {
+                let v = sess.variable_value(p.1).unwrap().to_f64_vec();
+                v.iter().map(|x| x.to_bits()).collect()
+            })
+            .collect();
+        (bits, muls)
+    };
+    for opt in [
+        Optimizer::gradient_descent(0.1),
+        Optimizer::momentum(0.1, 0.9, false),
+        Optimizer::momentum(0.1, 0.9, true),
+        Optimizer::adagrad(0.1),
+        Optimizer::rmsprop(0.01),
+        Optimizer::adam(0.01),
+    ] {
+        let (fused, fused_muls) = train(&opt, true);
+        let (plain, plain_muls) = train(&opt, false);
+        assert_eq!(fused, plain, "{opt:?}");
+        // Four gradients: the unfused graph multiplies each by the scale in every one of 5 steps.
+        assert!(
+            plain_muls >= fused_muls + 20,
+            "{opt:?}: {plain_muls} vs {fused_muls}"
+        );
+        let (start, _) = {
+            let g0 = Optimizer::gradient_descent(0.0);
+            train(&g0, true)
+        };
+        assert_ne!(fused, start, "{opt:?} did not train");
+    }
+}

@@ -3,6 +3,10 @@
 //! slots per step. Inputs: the variable and its slots (references, not read), then the gradient and the
 //! learning rate. The session runs them after every other op of the run, so the update happens in place
 //! once nothing else reads the old value.
+//!
+//! An update may also take a scalar that multiplies the gradient first (`g·scale`, computed exactly as
+//! a separate `Mul` would): the optimizers pass `tf.clip_by_global_norm`'s scale this way, which saves
+//! a pass over every gradient.
 
 use super::kernels::Float;
 use super::{expect_float, InferError, InferResult, OpDef, OpKind};
@@ -46,15 +50,16 @@ impl ApplyRule {
         }
     }
 
-    /// Applies the rule in place to `w` and its slots with gradient `g` and learning rate `lr`; large
-    /// updates are split into halves on the session's threads (elementwise, so the result does not
-    /// depend on the split).
+    /// Applies the rule in place to `w` and its slots with gradient `g·scale` (each element multiplied
+    /// as it is read; `scale` 1 leaves it unchanged) and learning rate `lr`; large updates are split
+    /// into halves on the session's threads (elementwise, so the result does not depend on the split).
     pub fn apply<T: Float>(
         &self,
         w: &mut [T],
         slots: &mut [&mut [T]],
         g: &[T],
         lr: T,
+        scale: T,
     ) -> std::result::Result<(), String> {
         let n = w.len();
         if g.len() != n || slots.iter().any(|s| s.len() != n) || slots.len() != self.slot_count() {
@@ -65,7 +70,7 @@ impl ApplyRule {
             ));
         }
         let threads = super::kernels::intra_op_threads();
-        self.apply_split(w, slots, g, lr, threads)
+        self.apply_split(w, slots, g, (lr, scale), threads)
     }
 
     /// [`Self::apply`] on `parts` threads: halves run under `rayon::join` while each is large.
@@ -74,14 +79,14 @@ impl ApplyRule {
         w: &mut [T],
         slots: &mut [&mut [T]],
         g: &[T],
-        lr: T,
+        lr_scale: (T, T),
         parts: usize,
     ) -> std::result::Result<(), String> {
         let n = w.len();
         if parts < 2 || n < super::kernels::parallel_min_elements() / 2 {
             return super::simd::vectorized(
                 #[inline(always)]
-                || self.apply_serial(w, slots, g, lr),
+                || self.apply_serial(w, slots, g, lr_scale),
             );
         }
         let mid = n / 2;
@@ -96,8 +101,8 @@ impl ApplyRule {
         }
         let half = parts / 2;
         let (r1, r2) = rayon::join(
-            || self.apply_split(w1, &mut s1, g1, lr, half),
-            || self.apply_split(w2, &mut s2, g2, lr, parts - half),
+            || self.apply_split(w1, &mut s1, g1, lr_scale, half),
+            || self.apply_split(w2, &mut s2, g2, lr_scale, parts - half),
         );
         r1.and(r2)
     }
@@ -110,14 +115,14 @@ impl ApplyRule {
         w: &mut [T],
         slots: &mut [&mut [T]],
         g: &[T],
-        lr: T,
+        (lr, scale): (T, T),
     ) -> std::result::Result<(), String> {
         let n = w.len();
         let c = T::from_f64;
         match (self, slots) {
             (ApplyRule::GradientDescent, []) => {
                 for (w, &g) in w.iter_mut().zip(g) {
-                    *w = *w - lr * g;
+                    *w = *w - lr * (g * scale);
                 }
             }
             (ApplyRule::Momentum { momentum, nesterov }, [a]) => {
@@ -125,18 +130,20 @@ impl ApplyRule {
                 let it = w.iter_mut().zip(a.iter_mut()).zip(g);
                 if *nesterov {
                     for ((w, a), &g) in it {
+                        let g = g * scale;
                         *a = mu * *a + g;
                         *w = *w - lr * (g + mu * *a);
                     }
                 } else {
                     for ((w, a), &g) in it {
-                        *a = mu * *a + g;
+                        *a = mu * *a + g * scale;
                         *w = *w - lr * *a;
                     }
                 }
             }
             (ApplyRule::Adagrad, [acc]) => {
                 for ((w, acc), &g) in w.iter_mut().zip(acc.iter_mut()).zip(g) {
+                    let g = g * scale;
                     *acc = *acc + g * g;
                     *w = *w - lr * g / acc.sqrt();
                 }
@@ -153,8 +160,9 @@ impl ApplyRule {
                 let (rho, mu, eps) = (c(*decay), c(*momentum), c(*epsilon));
                 let (ms, mom, g) = (&mut ms[..n], &mut mom[..n], &g[..n]);
                 for i in 0..n {
-                    ms[i] = rho * ms[i] + (T::one() - rho) * g[i] * g[i];
-                    mom[i] = mu * mom[i] + lr * g[i] / (ms[i] + eps).sqrt();
+                    let gi = g[i] * scale;
+                    ms[i] = rho * ms[i] + (T::one() - rho) * gi * gi;
+                    mom[i] = mu * mom[i] + lr * gi / (ms[i] + eps).sqrt();
                     w[i] = w[i] - mom[i];
                 }
             }
@@ -170,9 +178,10 @@ impl ApplyRule {
                 let (rho, mu, eps) = (c(*decay), c(*momentum), c(*epsilon));
                 let (ms, mg, mom, g) = (&mut ms[..n], &mut mg[..n], &mut mom[..n], &g[..n]);
                 for i in 0..n {
-                    ms[i] = rho * ms[i] + (T::one() - rho) * g[i] * g[i];
-                    mg[i] = rho * mg[i] + (T::one() - rho) * g[i];
-                    mom[i] = mu * mom[i] + lr * g[i] / (ms[i] - mg[i] * mg[i] + eps).sqrt();
+                    let gi = g[i] * scale;
+                    ms[i] = rho * ms[i] + (T::one() - rho) * gi * gi;
+                    mg[i] = rho * mg[i] + (T::one() - rho) * gi;
+                    mom[i] = mu * mom[i] + lr * gi / (ms[i] - mg[i] * mg[i] + eps).sqrt();
                     w[i] = w[i] - mom[i];
                 }
             }
@@ -187,8 +196,9 @@ impl ApplyRule {
                 let (b1, b2, eps) = (c(*beta1), c(*beta2), c(*epsilon));
                 let (m, v, g) = (&mut m[..n], &mut v[..n], &g[..n]);
                 for i in 0..n {
-                    m[i] = b1 * m[i] + (T::one() - b1) * g[i];
-                    v[i] = b2 * v[i] + (T::one() - b2) * g[i] * g[i];
+                    let gi = g[i] * scale;
+                    m[i] = b1 * m[i] + (T::one() - b1) * gi;
+                    v[i] = b2 * v[i] + (T::one() - b2) * gi * gi;
                     w[i] = w[i] - lr * m[i] / (v[i].sqrt() + eps);
                 }
             }
@@ -198,10 +208,14 @@ impl ApplyRule {
     }
 }
 
-/// The fused update op. Inputs: `[var, slots..., grad, lr]`; the output is the variable's new value.
+/// The fused update op. Inputs: `[var, slots..., grad, lr]`, and a scalar `scale` of the gradient
+/// after them when `scaled`; the output is the variable's new value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ApplyUpdate {
     pub rule: ApplyRule,
+    /// Whether the gradient is multiplied by a trailing scalar input first.
+    #[serde(default)]
+    pub scaled: bool,
 }
 
 impl OpDef for ApplyUpdate {
@@ -219,7 +233,7 @@ impl OpDef for ApplyUpdate {
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         let k = self.rule.slot_count();
-        super::expect_arity(inputs, k + 3, self.type_name())?;
+        super::expect_arity(inputs, k + 3 + usize::from(self.scaled), self.type_name())?;
         let var = &inputs[0];
         expect_float(var, "the variable")?;
         for t in &inputs[1..=k + 1] {
@@ -230,13 +244,16 @@ impl OpDef for ApplyUpdate {
                 )));
             }
         }
-        if inputs[k + 2].dtype != var.dtype || inputs[k + 2].shape.rank().is_some_and(|r| r != 0) {
-            return Err(InferError::DType(format!(
-                "the learning rate must be a {} scalar, got {} {}",
-                var.dtype,
-                inputs[k + 2].dtype,
-                inputs[k + 2].shape
-            )));
+        for (t, what) in inputs[k + 2..]
+            .iter()
+            .zip(["learning rate", "gradient scale"])
+        {
+            if t.dtype != var.dtype || t.shape.rank().is_some_and(|r| r != 0) {
+                return Err(InferError::DType(format!(
+                    "the {what} must be a {} scalar, got {} {}",
+                    var.dtype, t.dtype, t.shape
+                )));
+            }
         }
         Ok(Some(var.clone()))
     }
@@ -255,11 +272,29 @@ impl Graph {
         grad: Tensor,
         lr: Tensor,
     ) -> Result<Tensor> {
+        self.apply_update_scaled(rule, var, slots, grad, None, lr)
+    }
+
+    /// [`Graph::apply_update`] of the gradient `grad·scale` (a scalar `scale`), without a separate
+    /// pass that multiplies it (`None`: the plain update).
+    pub fn apply_update_scaled(
+        &self,
+        rule: ApplyRule,
+        var: Variable,
+        slots: &[Variable],
+        grad: Tensor,
+        scale: Option<Tensor>,
+        lr: Tensor,
+    ) -> Result<Tensor> {
         let mut inputs = vec![var.var_tensor()];
         inputs.extend(slots.iter().map(|s| s.var_tensor()));
         inputs.push(grad);
         inputs.push(lr);
-        let op = ApplyUpdate { rule };
+        inputs.extend(scale);
+        let op = ApplyUpdate {
+            rule,
+            scaled: scale.is_some(),
+        };
         let name = op.type_name();
         self.add_node(op.into(), &inputs, None, name)
     }
@@ -306,7 +341,7 @@ mod tests {
                     .collect();
                 let mut refs: Vec<&mut [f32]> =
                     slots.iter_mut().map(|s| s.as_mut_slice()).collect();
-                rule.apply_split(&mut w, &mut refs, &g, 0.01, parts)
+                rule.apply_split(&mut w, &mut refs, &g, (0.01, 0.7), parts)
                     .unwrap();
                 // Bits, so that NaN (a centered RMSProp of these made-up slots) compares equal.
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();

@@ -170,6 +170,11 @@ impl Run<'_> {
                             .ok_or_else(missing)
                     };
                     let (grad, lr) = (get(0)?, get(1)?);
+                    let scale = if step.inputs.len() > 2 {
+                        Some(get(2)?)
+                    } else {
+                        None
+                    };
                     for (id, name) in std::iter::once(var).chain(slot_vars).zip(names) {
                         if !self.vars.contains_key(id) {
                             return Err(Error::UninitializedVariable { name: name.clone() });
@@ -183,7 +188,7 @@ impl Run<'_> {
                         .iter()
                         .filter_map(|s| self.vars.remove(s))
                         .collect();
-                    let r = apply_in_place(rule, &mut w, &mut ss, grad, lr);
+                    let r = apply_in_place(rule, &mut w, &mut ss, grad, (lr, scale));
                     let out = w.clone();
                     self.vars.insert(*var, w);
                     for (id, v) in slot_vars.iter().zip(ss) {
@@ -495,7 +500,7 @@ fn apply_in_place(
     w: &mut Arc<Value>,
     slots: &mut [Arc<Value>],
     grad: &Value,
-    lr: &Value,
+    (lr, scale): (&Value, Option<&Value>),
 ) -> crate::error::OpResult<()> {
     if slots.len() != rule.slot_count() {
         return Err("missing slot variables".into());
@@ -503,6 +508,14 @@ fn apply_in_place(
     let lr = lr
         .scalar_value()
         .ok_or("the learning rate must be a scalar")?;
+    // A scale of the variable's dtype read as f64 converts back exactly.
+    let scale = match scale {
+        Some(s) => s
+            .scalar_value()
+            .ok_or("the gradient scale must be a scalar")?,
+        None => 1.0,
+    };
+    let lr = (lr, scale);
     match w.dtype() {
         DType::F32 => apply_typed::<f32>(rule, w, slots, grad, lr),
         DType::F64 => apply_typed::<f64>(rule, w, slots, grad, lr),
@@ -517,7 +530,7 @@ fn apply_typed<T: FloatArray>(
     w: &mut Arc<Value>,
     slots: &mut [Arc<Value>],
     grad: &Value,
-    lr: f64,
+    (lr, scale): (f64, f64),
 ) -> crate::error::OpResult<()> {
     let mut ss: SmallVec<[&mut [T]; 4]> = SmallVec::new();
     for s in slots.iter_mut() {
@@ -533,5 +546,11 @@ fn apply_typed<T: FloatArray>(
         )
     })?;
     let wa = T::array_mut(Arc::make_mut(w)).ok_or("variable dtype changed")?;
-    rule.apply(slice_mut(wa)?, &mut ss, g, T::from_f64(lr))
+    rule.apply(
+        slice_mut(wa)?,
+        &mut ss,
+        g,
+        T::from_f64(lr),
+        T::from_f64(scale),
+    )
 }
