@@ -277,10 +277,11 @@ impl OpDef for ArgMax {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct L2Loss;
 
-/// Σ f(x) with 16 independent partial sums, so the loop vectorizes (a single running sum cannot be
-/// reordered by the compiler).
+/// Σ f(x) with [`SUM_LANES`] independent partial sums, so the loop vectorizes (a single running sum
+/// cannot be reordered by the compiler) and four vector additions are in flight at once (one chain
+/// would wait out the adder's latency every 16 values).
 pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T) -> T {
-    let mut lanes = [T::zero(); 16];
+    let mut lanes = [T::zero(); SUM_LANES];
     let owned;
     let s = match x.as_slice() {
         Some(s) => s,
@@ -289,7 +290,7 @@ pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T) -> T {
             &owned
         }
     };
-    let chunks = s.chunks_exact(16);
+    let chunks = s.chunks_exact(SUM_LANES);
     let rest = chunks.remainder();
     super::simd::vectorized(
         #[inline(always)]
@@ -307,6 +308,9 @@ pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T) -> T {
     }
     total
 }
+
+/// The partial sums of [`lane_sum`].
+const SUM_LANES: usize = 64;
 
 fn l2_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let x = float_input::<T>(inputs, 0, "L2Loss")?;
