@@ -9,6 +9,7 @@ pub mod indexing;
 pub mod kernels;
 pub mod matmul;
 pub mod nn;
+pub mod parallel;
 pub mod random;
 pub mod reduce;
 pub mod shape_ops;

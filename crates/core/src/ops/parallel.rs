@@ -1,0 +1,259 @@
+//! The elementwise passes of the kernels, split across the session's threads when large and compiled
+//! for the CPU's widest vector instructions ([`super::simd::vectorized`]): maps, zips, in-place
+//! updates with a broadcast operand, and column sums.
+
+use super::kernels::{broadcast_shapes, intra_op_threads, zip_broadcast, Float};
+use super::simd::vectorized;
+use crate::error::OpResult;
+use ndarray::{ArrayD, IxDyn};
+
+/// Elementwise kernels split their work across the session's threads above this many elements (the
+/// default of [`parallel_min_elements`]).
+pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 17;
+
+/// The element count above which elementwise kernels, reductions and optimizer updates split their
+/// work across the session's threads: [`PARALLEL_MIN_ELEMENTS`], or `FERROFLOW_PAR_MIN` (read once,
+/// for benchmarking).
+pub fn parallel_min_elements() -> usize {
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var("FERROFLOW_PAR_MIN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(PARALLEL_MIN_ELEMENTS)
+    })
+}
+
+/// Runs `f(first_column, accumulators)` over disjoint column ranges of `out` (one range per session
+/// thread when the pass covers `elements` values above [`PARALLEL_MIN_ELEMENTS`]). Each column's sum
+/// then runs over the rows in order whatever the split, so results do not depend on the thread count.
+pub fn par_columns<T: Send>(
+    out: &mut [T],
+    elements: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    let threads = intra_op_threads();
+    if threads > 1 && elements >= parallel_min_elements() && out.len() >= 2 * threads {
+        use rayon::prelude::*;
+        let chunk = out.len().div_ceil(threads);
+        out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
+            vectorized(
+                #[inline(always)]
+                || f(i * chunk, o),
+            )
+        });
+    } else {
+        vectorized(
+            #[inline(always)]
+            || f(0, out),
+        );
+    }
+}
+
+/// Column sums of a row-major `rows × cols` slice: `Σ_r x[r·cols + j]`, adding the rows in order from
+/// zero (the order of ndarray's `sum_axis(Axis(0))`), split by columns across threads when large.
+pub fn column_sums<T: Float>(x: &[T], cols: usize) -> crate::error::OpResult<Vec<T>> {
+    let mut out = crate::Value::try_filled_vec(cols, T::zero())?;
+    if cols == 0 {
+        return Ok(out);
+    }
+    let rows = x.len() / cols;
+    par_columns(
+        &mut out,
+        x.len(),
+        #[inline(always)]
+        |c0, acc| {
+            for r in 0..rows {
+                let row = &x[r * cols + c0..r * cols + c0 + acc.len()];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a = *a + v;
+                }
+            }
+        },
+    );
+    Ok(out)
+}
+
+/// `out[i] = f(a[i])`, split into one contiguous chunk per session thread when large.
+pub fn par_map<A: Sync, C: Copy + Default + Send + Sync + 'static>(
+    a: &[A],
+    f: impl Fn(&A) -> C + Sync + Send,
+) -> Vec<C> {
+    let threads = intra_op_threads();
+    if threads > 1 && a.len() >= parallel_min_elements() {
+        use rayon::prelude::*;
+        let chunk = a.len().div_ceil(threads);
+        let mut out = crate::value::output_vec(a.len());
+        out.resize(a.len(), C::default());
+        out.par_chunks_mut(chunk)
+            .zip(a.par_chunks(chunk))
+            .for_each(|(o, x)| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (o, x) in o.iter_mut().zip(x) {
+                            *o = f(x);
+                        }
+                    },
+                )
+            });
+        out
+    } else {
+        let mut out = crate::value::output_vec(a.len());
+        vectorized(
+            #[inline(always)]
+            || out.extend(a.iter().map(f)),
+        );
+        out
+    }
+}
+
+/// `x[i] = f(x[i])` in place, split into one contiguous chunk per session thread when large.
+pub fn par_update<A: Copy + Send + Sync>(x: &mut [A], f: impl Fn(A) -> A + Sync + Send) {
+    let threads = intra_op_threads();
+    if threads > 1 && x.len() >= parallel_min_elements() {
+        use rayon::prelude::*;
+        let chunk = x.len().div_ceil(threads);
+        x.par_chunks_mut(chunk).for_each(|c| {
+            vectorized(
+                #[inline(always)]
+                || {
+                    for v in c {
+                        *v = f(*v);
+                    }
+                },
+            )
+        });
+    } else {
+        vectorized(
+            #[inline(always)]
+            || {
+                for v in x {
+                    *v = f(*v);
+                }
+            },
+        )
+    }
+}
+
+/// `target = f(target, other)` (or `f(other, target)` when `!target_left`) in place, `other`
+/// broadcast to `target`'s shape (which must be the broadcast shape). Equal shapes, a scalar and a
+/// trailing row (a bias) run on the session's threads; other broadcasts go through ndarray.
+pub fn zip_into<T: Copy + Send + Sync>(
+    target: &mut ArrayD<T>,
+    other: &ArrayD<T>,
+    target_left: bool,
+    f: impl Fn(T, T) -> T + Sync + Send,
+) -> OpResult<()> {
+    if broadcast_shapes(target.shape(), other.shape())?[..] != *target.shape() {
+        return Err(format!(
+            "cannot write {:?} broadcast with {:?} into the first",
+            target.shape(),
+            other.shape()
+        ));
+    }
+    let g = |t: T, o: T| if target_left { f(t, o) } else { f(o, t) };
+    let trailing = other.ndim() <= target.ndim()
+        && target.shape()[target.ndim() - other.ndim()..] == *other.shape();
+    let threads = intra_op_threads();
+    let par = threads > 1 && target.len() >= parallel_min_elements();
+    if let (Some(t), Some(o)) = (target.as_slice_mut(), other.as_slice()) {
+        if let [s] = o {
+            par_update(t, |x| g(x, *s));
+            return Ok(());
+        }
+        if trailing && !o.is_empty() {
+            // Equal shapes are the one-row case.
+            use rayon::prelude::*;
+            let row = o.len();
+            let rows_per_chunk = (t.len() / row).div_ceil(threads).max(1);
+            let apply = |c: &mut [T]| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for r in c.chunks_exact_mut(row) {
+                            for (x, y) in r.iter_mut().zip(o) {
+                                *x = g(*x, *y);
+                            }
+                        }
+                    },
+                )
+            };
+            if par {
+                t.par_chunks_mut(rows_per_chunk * row).for_each(apply);
+            } else {
+                apply(t);
+            }
+            return Ok(());
+        }
+    }
+    target.zip_mut_with(other, |x, y| *x = g(*x, *y));
+    Ok(())
+}
+
+/// `out[i] = f(a[i], b[i])` for equal-length slices, split across the session's threads when large.
+pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync + 'static>(
+    a: &[A],
+    b: &[B],
+    f: impl Fn(&A, &B) -> C + Sync + Send,
+) -> Vec<C> {
+    let threads = intra_op_threads();
+    if threads > 1 && a.len() >= parallel_min_elements() && a.len() == b.len() {
+        use rayon::prelude::*;
+        let chunk = a.len().div_ceil(threads);
+        let mut out = crate::value::output_vec(a.len());
+        out.resize(a.len(), C::default());
+        out.par_chunks_mut(chunk)
+            .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
+            .for_each(|(o, (x, y))| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for ((o, p), q) in o.iter_mut().zip(x).zip(y) {
+                            *o = f(p, q);
+                        }
+                    },
+                )
+            });
+        out
+    } else {
+        let mut out = crate::value::output_vec(a.len());
+        vectorized(
+            #[inline(always)]
+            || out.extend(a.iter().zip(b).map(|(p, q)| f(p, q))),
+        );
+        out
+    }
+}
+
+/// Like [`zip_broadcast`] for pure functions: equal shapes and scalars run on the session's threads.
+pub fn zip_broadcast_par<
+    A: Clone + Sync + Send,
+    B: Clone + Sync + Send,
+    C: Copy + Default + Send + Sync + 'static,
+>(
+    a: &ArrayD<A>,
+    b: &ArrayD<B>,
+    f: impl Fn(A, B) -> C + Sync + Send,
+) -> OpResult<ArrayD<C>> {
+    if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
+        let v = if a.shape() == b.shape() {
+            Some(par_zip(sa, sb, |x, y| f(x.clone(), y.clone())))
+        } else if sb.len() == 1 && a.ndim() >= b.ndim() {
+            Some(par_map(sa, |x| f(x.clone(), sb[0].clone())))
+        } else if sa.len() == 1 && b.ndim() >= a.ndim() {
+            Some(par_map(sb, |y| f(sa[0].clone(), y.clone())))
+        } else {
+            None
+        };
+        if let Some(v) = v {
+            let shape = if a.len() >= b.len() && a.ndim() >= b.ndim() {
+                a.shape()
+            } else {
+                b.shape()
+            };
+            return ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| e.to_string());
+        }
+    }
+    zip_broadcast(a, b, f)
+}
