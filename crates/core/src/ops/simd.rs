@@ -28,6 +28,14 @@ pub enum Isa {
 pub fn detected() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
+        // The scalar extensions both compiled variants also enable.
+        let scalar = std::is_x86_feature_detected!("bmi1")
+            && std::is_x86_feature_detected!("bmi2")
+            && std::is_x86_feature_detected!("lzcnt")
+            && std::is_x86_feature_detected!("popcnt");
+        if !scalar {
+            return Isa::Baseline;
+        }
         if std::is_x86_feature_detected!("avx512f")
             && std::is_x86_feature_detected!("avx512vl")
             && std::is_x86_feature_detected!("avx512dq")
@@ -64,8 +72,8 @@ pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     vectorized_with(isa(), f)
 }
 
-/// [`vectorized`] with an explicit instruction set (at most [`detected`]; anything wider runs the
-/// baseline).
+/// [`vectorized`] with an explicit instruction set; one the CPU lacks falls back to the widest it has
+/// below it.
 #[inline(always)]
 pub fn vectorized_with<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -84,6 +92,7 @@ pub fn vectorized_with<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
 }
 
 /// Whether the CPU supports `isa` (cached).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn detected_at_least(isa: Isa) -> bool {
     static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
