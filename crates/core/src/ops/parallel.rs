@@ -162,8 +162,38 @@ pub fn zip_into<T: Copy + Send + Sync>(
             par_update(t, |x| g(x, *s));
             return Ok(());
         }
+        if o.len() == t.len() {
+            // Equal shapes: one chunk of both per thread when large. The operand order is chosen
+            // outside the loop, which then vectorizes (a branch inside kept it scalar).
+            let run = |c: &mut [T], oc: &[T]| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        if target_left {
+                            for (x, y) in c.iter_mut().zip(oc) {
+                                *x = f(*x, *y);
+                            }
+                        } else {
+                            for (x, y) in c.iter_mut().zip(oc) {
+                                *x = f(*y, *x);
+                            }
+                        }
+                    },
+                )
+            };
+            if par {
+                use rayon::prelude::*;
+                let chunk = t.len().div_ceil(threads);
+                t.par_chunks_mut(chunk)
+                    .zip(o.par_chunks(chunk))
+                    .for_each(|(c, oc)| run(c, oc));
+            } else {
+                run(t, o);
+            }
+            return Ok(());
+        }
         if trailing && !o.is_empty() {
-            // Equal shapes are the one-row case.
+            // A trailing row (a bias): whole rows per thread.
             use rayon::prelude::*;
             let row = o.len();
             let rows_per_chunk = (t.len() / row).div_ceil(threads).max(1);
@@ -172,8 +202,14 @@ pub fn zip_into<T: Copy + Send + Sync>(
                     #[inline(always)]
                     || {
                         for r in c.chunks_exact_mut(row) {
-                            for (x, y) in r.iter_mut().zip(o) {
-                                *x = g(*x, *y);
+                            if target_left {
+                                for (x, y) in r.iter_mut().zip(o) {
+                                    *x = f(*x, *y);
+                                }
+                            } else {
+                                for (x, y) in r.iter_mut().zip(o) {
+                                    *x = f(*y, *x);
+                                }
                             }
                         }
                     },
