@@ -118,6 +118,19 @@ fn owned_copy<T: FloatArray>(a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
     ArrayD::from_shape_vec(IxDyn(a.shape()), v).map_err(|e| e.to_string())
 }
 
+/// The out-of-place form of a kernel that writes over its first input: a copy of input 0, then
+/// `in_place(copy, other inputs)`.
+fn copy_then_in_place<T: FloatArray>(
+    inputs: &[&Value],
+    op: &str,
+    in_place: impl FnOnce(&mut Value, &[&Value]) -> OpResult<()>,
+) -> OpResult<Value> {
+    let x = float_input::<T>(inputs, 0, op)?;
+    let mut out = T::wrap(owned_copy(x)?);
+    in_place(&mut out, inputs.get(1..).unwrap_or(&[]))?;
+    Ok(out)
+}
+
 // ---------------------------------------------------------------------------------------------
 // MomentsVariance
 
@@ -288,10 +301,9 @@ impl BatchNorm {
     }
 
     fn run<T: FloatArray>(&self, inputs: &[&Value]) -> OpResult<Value> {
-        let x = float_input::<T>(inputs, 0, "BatchNormalization")?;
-        let mut out = T::wrap(owned_copy(x)?);
-        self.run_in_place::<T>(&mut out, inputs.get(1..).unwrap_or(&[]))?;
-        Ok(out)
+        copy_then_in_place::<T>(inputs, "BatchNormalization", |out, others| {
+            self.run_in_place::<T>(out, others)
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::{
     big_data, channel_data, expect_channels, first_writable, in_place_by_float, infer_channels,
-    owned_copy, parallel, per_rows, rows_cols, BLOCK,
+    parallel, per_rows, rows_cols, BLOCK,
 };
 use crate::dtype::{Shape, TensorInfo};
 use crate::error::OpResult;
@@ -264,10 +264,9 @@ impl BatchNormGradInput {
     }
 
     fn run<T: FloatArray>(&self, inputs: &[&Value]) -> OpResult<Value> {
-        let gr = float_input::<T>(inputs, 0, "BatchNormGradInput")?;
-        let mut out = T::wrap(owned_copy(gr)?);
-        self.run_in_place::<T>(&mut out, inputs.get(1..).unwrap_or(&[]))?;
-        Ok(out)
+        super::copy_then_in_place::<T>(inputs, "BatchNormGradInput", |out, others| {
+            self.run_in_place::<T>(out, others)
+        })
     }
 }
 
