@@ -5,6 +5,7 @@
 //! `j < cols` lies inside its slice; `c` does not alias `a` or `b` (it is a separate `&mut`).
 
 use super::kernels::Float;
+use std::mem::MaybeUninit;
 
 /// A read-only strided matrix view over a slice.
 #[derive(Clone, Copy)]
@@ -78,6 +79,59 @@ pub fn gemm<T: Float>(
     accumulate: bool,
     threads: usize,
 ) -> Result<(), String> {
+    // SAFETY: `c` is initialized, and `product` writes only initialized values into it.
+    let c = unsafe { &mut *(c as *mut [T] as *mut [MaybeUninit<T>]) };
+    // SAFETY: `c` is initialized (it came from a `&mut [T]`), as accumulation requires.
+    unsafe { product(c, a, b, accumulate, threads) }
+}
+
+/// `a·b` appended to the empty `c`, whose storage is written once by the product (no zero-filling
+/// pass first: the product overwrites every element). Reserves what is missing.
+pub fn gemm_into_vec<T: Float>(
+    c: &mut Vec<T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    threads: usize,
+) -> Result<(), String> {
+    let len = a
+        .rows
+        .checked_mul(b.cols)
+        .ok_or("gemm: the product's size overflows")?;
+    if !c.is_empty() {
+        return Err(format!(
+            "gemm: the output vector holds {} elements, expected none",
+            c.len()
+        ));
+    }
+    c.try_reserve_exact(len).map_err(|_| {
+        format!(
+            "cannot allocate a product of {len} elements ({} bytes)",
+            len.saturating_mul(std::mem::size_of::<T>())
+        )
+    })?;
+    let spare = c
+        .spare_capacity_mut()
+        .get_mut(..len)
+        .ok_or("gemm: reserve failed")?;
+    // SAFETY: without accumulation `product` never reads `c`.
+    unsafe { product(spare, a, b, false, threads) }?;
+    // SAFETY: `product` returned Ok, so it wrote all `len` elements (every (i, j) of the m×n output).
+    unsafe { c.set_len(len) };
+    Ok(())
+}
+
+/// The product behind [`gemm`] and [`gemm_into_vec`]: writes every element of `c` (m×n, row-major)
+/// when it returns `Ok`.
+///
+/// # Safety
+/// With `accumulate`, every element of `c` must be initialized (the product reads them).
+unsafe fn product<T: Float>(
+    c: &mut [MaybeUninit<T>],
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    accumulate: bool,
+    threads: usize,
+) -> Result<(), String> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k || c.len() != m * n || !a.in_bounds() || !b.in_bounds() {
         return Err(format!(
@@ -91,7 +145,9 @@ pub fn gemm<T: Float>(
     }
     if k == 0 {
         if !accumulate {
-            c.iter_mut().for_each(|v| *v = T::zero());
+            c.iter_mut().for_each(|v| {
+                v.write(T::zero());
+            });
         }
         return Ok(());
     }
@@ -114,7 +170,8 @@ pub fn gemm<T: Float>(
                     rows,
                     ..a
                 };
-                gemm(c_band, a_band, b, accumulate, 1)
+                // SAFETY: a band of `c`, initialized wherever `c` is.
+                unsafe { product(c_band, a_band, b, accumulate, 1) }
             })
             .collect::<Result<(), String>>();
     }
@@ -124,13 +181,15 @@ pub fn gemm<T: Float>(
         gemm::Parallelism::None
     };
     // SAFETY: the bounds of a and b were checked above for every (row, col) the kernel reads; c is a
-    // distinct, exclusively borrowed m×n row-major buffer (row stride n, column stride 1).
+    // distinct, exclusively borrowed m×n row-major buffer (row stride n, column stride 1), which the
+    // crate reads only when `accumulate` (`read_dst`), and then it is initialized (the caller's
+    // contract); otherwise it writes every element.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c.as_mut_ptr() as *mut T,
             1,
             n as isize,
             accumulate,
@@ -190,17 +249,55 @@ mod tests {
                     threads,
                 )
                 .unwrap();
+                // The same product written into a vector's spare capacity (no accumulation).
+                let mut fresh: Vec<f64> = Vec::new();
+                gemm_into_vec(
+                    &mut fresh,
+                    MatRef::row_major(&at, ar, ac, ta),
+                    MatRef::row_major(&bt, br, bc, tb),
+                    threads,
+                )
+                .unwrap();
+                assert_eq!(fresh.len(), m * n);
                 for i in 0..m {
                     for j in 0..n {
-                        let want: f64 =
-                            1.0 + (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum::<f64>();
+                        let want: f64 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum::<f64>();
                         assert!(
-                            (c[i * n + j] - want).abs() < 1e-9,
+                            (c[i * n + j] - 1.0 - want).abs() < 1e-9,
                             "{ta} {tb} {threads} ({i},{j})"
+                        );
+                        assert!(
+                            (fresh[i * n + j] - want).abs() < 1e-9,
+                            "into_vec {ta} {tb} {threads} ({i},{j})"
                         );
                     }
                 }
             }
         }
+    }
+
+    /// `gemm_into_vec` refuses a vector that already holds elements, and an empty product (k = 0)
+    /// is all zeros.
+    #[test]
+    fn into_vec_checks_its_output_and_fills_empty_sums() {
+        let a = [1.0f32; 6];
+        let mut full = vec![0.0f32; 4];
+        let err = gemm_into_vec(
+            &mut full,
+            MatRef::row_major(&a, 2, 3, false),
+            MatRef::row_major(&a, 3, 2, false),
+            1,
+        )
+        .unwrap_err();
+        assert!(err.contains("holds 4 elements"), "{err}");
+        let mut c: Vec<f32> = Vec::new();
+        gemm_into_vec(
+            &mut c,
+            MatRef::row_major(&a[..0], 2, 0, false),
+            MatRef::row_major(&a[..0], 0, 3, false),
+            1,
+        )
+        .unwrap();
+        assert_eq!(c, vec![0.0; 6]);
     }
 }

@@ -1,6 +1,6 @@
 //! Matrix multiplication with transpose flags (TF's `MatMul`).
 
-use super::gemm::{gemm, MatRef};
+use super::gemm::{gemm_into_vec, MatRef};
 use super::kernels::{by_float, float_input, FloatArray};
 use super::{expect_arity, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{Shape, TensorInfo};
@@ -65,12 +65,11 @@ fn matmul_typed<T: FloatArray>(m: &MatMul, inputs: &[&Value]) -> OpResult<Value>
             &b_owned
         }
     };
-    let mut c = crate::Value::try_filled_vec(crate::Value::checked_len(&[mm, n])?, T::zero())?;
-    gemm(
+    let mut c = crate::Value::try_vec(crate::Value::checked_len(&[mm, n])?)?;
+    gemm_into_vec(
         &mut c,
         MatRef::row_major(sa, ar, ac, m.transpose_a),
         MatRef::row_major(sb, br, bc, m.transpose_b),
-        false,
         super::kernels::intra_op_threads(),
     )?;
     Ok(T::wrap(

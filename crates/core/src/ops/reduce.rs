@@ -290,15 +290,14 @@ pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T) -> T {
             &owned
         }
     };
-    let chunks = s.chunks_exact(SUM_LANES);
-    let rest = chunks.remainder();
+    // Fixed-size chunks: the loop over one unrolls completely and the partial sums stay in registers
+    // (over slices of a run-time length they were stored and reloaded every chunk).
+    let (chunks, rest) = s.as_chunks::<SUM_LANES>();
     super::simd::vectorized(
         #[inline(always)]
         || {
             for c in chunks {
-                for (l, &v) in lanes.iter_mut().zip(c) {
-                    *l = *l + f(v);
-                }
+                lanes = std::array::from_fn(|i| lanes[i] + f(c[i]));
             }
         },
     );
