@@ -21,7 +21,8 @@
 //!   Gradients reaching the mean or variance from other consumers still flow back the ordinary way.
 
 use super::kernels::{
-    by_float, float_input, intra_op_threads, par_columns, parallel_min_elements, FloatArray,
+    by_float, column_blocks, float_input, intra_op_threads, par_columns, parallel_min_elements,
+    FloatArray, COLUMN_BLOCK,
 };
 use super::reduce::{normalize_axes, Reduce, ReduceKind};
 use super::simd::vectorized;
@@ -35,10 +36,6 @@ use crate::value::Value;
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-
-/// Columns handled together by the elementwise kernels (their per-channel coefficients live on the
-/// stack, so a step allocates nothing for them).
-const BLOCK: usize = 64;
 
 /// `x` as rows × channels.
 fn rows_cols(shape: &[usize]) -> (usize, usize) {
@@ -148,13 +145,21 @@ fn variance_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
         x.len(),
         #[inline(always)]
         |c0, acc| {
-            let m = &mean[c0..c0 + acc.len()];
-            for r in 0..rows {
-                let row = &x[r * c + c0..r * c + c0 + acc.len()];
-                for ((a, &v), &mu) in acc.iter_mut().zip(row).zip(m) {
-                    *a = *a + (v - mu) * (v - mu);
-                }
-            }
+            column_blocks(
+                acc.len(),
+                #[inline(always)]
+                |j0, w| {
+                    let m = &mean[c0 + j0..][..w];
+                    let mut lanes = [T::zero(); COLUMN_BLOCK];
+                    for r in 0..rows {
+                        let row = &x[r * c + c0 + j0..][..w];
+                        for ((l, &v), &mu) in lanes[..w].iter_mut().zip(row).zip(m) {
+                            *l = *l + (v - mu) * (v - mu);
+                        }
+                    }
+                    acc[j0..j0 + w].copy_from_slice(&lanes[..w]);
+                },
+            );
             let n = T::from_f64(rows as f64);
             for a in acc.iter_mut() {
                 *a = *a / n;
@@ -272,29 +277,30 @@ impl BatchNorm {
             c,
             #[inline(always)]
             |_, band| {
-                let mut c0 = 0;
-                while c0 < c {
-                    let w = BLOCK.min(c - c0);
-                    let mut inv = [T::zero(); BLOCK];
-                    let mut shift = [T::zero(); BLOCK];
-                    for j in 0..w {
-                        (inv[j], shift[j]) = inv_shift(
-                            eps,
-                            mean[c0 + j],
-                            var[c0 + j],
-                            offset[c0 + j],
-                            scale[c0 + j],
-                        );
-                    }
-                    for row in band.chunks_exact_mut(c) {
-                        for ((y, &k), &s) in
-                            row[c0..c0 + w].iter_mut().zip(&inv[..w]).zip(&shift[..w])
-                        {
-                            *y = *y * k + s;
+                column_blocks(
+                    c,
+                    #[inline(always)]
+                    |c0, w| {
+                        let mut inv = [T::zero(); COLUMN_BLOCK];
+                        let mut shift = [T::zero(); COLUMN_BLOCK];
+                        for j in 0..w {
+                            (inv[j], shift[j]) = inv_shift(
+                                eps,
+                                mean[c0 + j],
+                                var[c0 + j],
+                                offset[c0 + j],
+                                scale[c0 + j],
+                            );
                         }
-                    }
-                    c0 += w;
-                }
+                        for row in band.chunks_exact_mut(c) {
+                            for ((y, &k), &s) in
+                                row[c0..][..w].iter_mut().zip(&inv[..w]).zip(&shift[..w])
+                            {
+                                *y = *y * k + s;
+                            }
+                        }
+                    },
+                )
             },
         );
         Ok(())

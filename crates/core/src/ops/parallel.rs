@@ -50,6 +50,30 @@ pub fn par_columns<T: Send>(
     }
 }
 
+/// Columns handled together by the column passes: a block's accumulators (64 values, four AVX-512
+/// registers) stay in registers over all rows.
+pub const COLUMN_BLOCK: usize = 64;
+
+/// Calls `body(first, width)` over `0..w` in blocks of [`COLUMN_BLOCK`] columns, then of 16, then
+/// the rest. Inlined, the calls with a constant width compile to loops that unroll completely, so
+/// that per-column accumulators and coefficients in `[T; COLUMN_BLOCK]` arrays stay in registers
+/// (with a run-time width they are stored and reloaded every row).
+#[inline(always)]
+pub fn column_blocks(w: usize, mut body: impl FnMut(usize, usize)) {
+    let mut j0 = 0;
+    while j0 + COLUMN_BLOCK <= w {
+        body(j0, COLUMN_BLOCK);
+        j0 += COLUMN_BLOCK;
+    }
+    while j0 + 16 <= w {
+        body(j0, 16);
+        j0 += 16;
+    }
+    if j0 < w {
+        body(j0, w - j0);
+    }
+}
+
 /// Column sums of a row-major `rows × cols` slice: `Σ_r x[r·cols + j]`, adding the rows in order from
 /// zero (the order of ndarray's `sum_axis(Axis(0))`), split by columns across threads when large.
 pub fn column_sums<T: Float>(x: &[T], cols: usize) -> crate::error::OpResult<Vec<T>> {
@@ -63,12 +87,20 @@ pub fn column_sums<T: Float>(x: &[T], cols: usize) -> crate::error::OpResult<Vec
         x.len(),
         #[inline(always)]
         |c0, acc| {
-            for r in 0..rows {
-                let row = &x[r * cols + c0..r * cols + c0 + acc.len()];
-                for (a, &v) in acc.iter_mut().zip(row) {
-                    *a = *a + v;
-                }
-            }
+            column_blocks(
+                acc.len(),
+                #[inline(always)]
+                |j0, w| {
+                    let mut lanes = [T::zero(); COLUMN_BLOCK];
+                    for r in 0..rows {
+                        let row = &x[r * cols + c0 + j0..][..w];
+                        for (l, &v) in lanes[..w].iter_mut().zip(row) {
+                            *l = *l + v;
+                        }
+                    }
+                    acc[j0..j0 + w].copy_from_slice(&lanes[..w]);
+                },
+            )
         },
     );
     Ok(out)

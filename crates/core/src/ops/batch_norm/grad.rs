@@ -2,11 +2,11 @@
 
 use super::{
     big_data, channel_data, expect_channels, first_writable, in_place_by_float, infer_channels,
-    parallel, per_rows, rows_cols, BLOCK,
+    parallel, per_rows, rows_cols,
 };
 use crate::dtype::{Shape, TensorInfo};
 use crate::error::OpResult;
-use crate::ops::kernels::{by_float, float_input, FloatArray};
+use crate::ops::kernels::{by_float, column_blocks, float_input, FloatArray, COLUMN_BLOCK};
 use crate::ops::simd::{inlined, vectorized};
 use crate::ops::{expect_arity, expect_float, same_dtype, InferError, InferResult, OpDef};
 use crate::value::Value;
@@ -38,18 +38,30 @@ fn grad_stats_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let pass = inlined(
         #[inline(always)]
         |c0: usize, a0: &mut [T], a1: &mut [T]| {
-            let w = a0.len();
-            let m = &mean[c0..c0 + w];
-            for r in 0..rows {
-                let base = r * c + c0;
-                let (gr, xr) = (&gr[base..base + w], &x[base..base + w]);
-                for ((((a, b), &gv), &xv), &mu) in
-                    a0.iter_mut().zip(a1.iter_mut()).zip(gr).zip(xr).zip(m)
-                {
-                    *a = *a + gv;
-                    *b = *b + gv * (xv - mu);
-                }
-            }
+            column_blocks(
+                a0.len(),
+                #[inline(always)]
+                |j0, w| {
+                    let m = &mean[c0 + j0..][..w];
+                    let (mut l0, mut l1) = ([T::zero(); COLUMN_BLOCK], [T::zero(); COLUMN_BLOCK]);
+                    for r in 0..rows {
+                        let base = r * c + c0 + j0;
+                        let (gr, xr) = (&gr[base..][..w], &x[base..][..w]);
+                        for ((((a, b), &gv), &xv), &mu) in l0[..w]
+                            .iter_mut()
+                            .zip(l1[..w].iter_mut())
+                            .zip(gr)
+                            .zip(xr)
+                            .zip(m)
+                        {
+                            *a = *a + gv;
+                            *b = *b + gv * (xv - mu);
+                        }
+                    }
+                    a0[j0..j0 + w].copy_from_slice(&l0[..w]);
+                    a1[j0..j0 + w].copy_from_slice(&l1[..w]);
+                },
+            )
         },
     );
     match parallel(gr.len()) {
@@ -225,39 +237,49 @@ impl BatchNormGradInput {
             c,
             #[inline(always)]
             |first_row, band| {
-                let mut c0 = 0;
-                while c0 < c {
-                    let w = BLOCK.min(c - c0);
-                    // dx = k1·g - k2 - k3·(x - mean)
-                    let (mut k1, mut k2, mut k3) =
-                        ([T::zero(); BLOCK], [T::zero(); BLOCK], [T::zero(); BLOCK]);
-                    for j in 0..w {
-                        let ch = c0 + j;
-                        let r = T::one() / (var[ch] + eps).sqrt();
-                        let inv = r * scale[ch];
-                        k1[j] = inv;
-                        if total {
-                            k2[j] = inv * s0[ch] / n;
-                            k3[j] = inv * r * r * s1[ch] / n;
-                        }
-                    }
-                    let m = &mean[c0..c0 + w];
-                    for (i, row) in band.chunks_exact_mut(c).enumerate() {
-                        let g = &mut row[c0..c0 + w];
-                        if total {
-                            let base = (first_row + i) * c + c0;
-                            let xr = &x[base..base + w];
-                            for (j, (gv, &xv)) in g.iter_mut().zip(xr).enumerate() {
-                                *gv = k1[j] * *gv - k2[j] - k3[j] * (xv - m[j]);
-                            }
-                        } else {
-                            for (gv, &k) in g.iter_mut().zip(&k1[..w]) {
-                                *gv = *gv * k;
+                column_blocks(
+                    c,
+                    #[inline(always)]
+                    |c0, w| {
+                        // dx = k1·g - k2 - k3·(x - mean)
+                        let (mut k1, mut k2, mut k3) = (
+                            [T::zero(); COLUMN_BLOCK],
+                            [T::zero(); COLUMN_BLOCK],
+                            [T::zero(); COLUMN_BLOCK],
+                        );
+                        for j in 0..w {
+                            let ch = c0 + j;
+                            let r = T::one() / (var[ch] + eps).sqrt();
+                            let inv = r * scale[ch];
+                            k1[j] = inv;
+                            if total {
+                                k2[j] = inv * s0[ch] / n;
+                                k3[j] = inv * r * r * s1[ch] / n;
                             }
                         }
-                    }
-                    c0 += w;
-                }
+                        let m = &mean[c0..][..w];
+                        for (i, row) in band.chunks_exact_mut(c).enumerate() {
+                            let g = &mut row[c0..][..w];
+                            if total {
+                                let xr = &x[(first_row + i) * c + c0..][..w];
+                                for (((((gv, &xv), &mu), &a), &b), &d) in g
+                                    .iter_mut()
+                                    .zip(xr)
+                                    .zip(m)
+                                    .zip(&k1[..w])
+                                    .zip(&k2[..w])
+                                    .zip(&k3[..w])
+                                {
+                                    *gv = a * *gv - b - d * (xv - mu);
+                                }
+                            } else {
+                                for (gv, &k) in g.iter_mut().zip(&k1[..w]) {
+                                    *gv = *gv * k;
+                                }
+                            }
+                        }
+                    },
+                )
             },
         );
         Ok(())
