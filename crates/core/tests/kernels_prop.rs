@@ -236,3 +236,34 @@ proptest! {
         let _ = Shape::scalar();
     }
 }
+
+/// `L2Loss` over a long input sums fixed blocks split across threads: the same bits with one thread
+/// and with two, and within f32 rounding of the exact sum.
+#[test]
+fn l2_loss_of_long_inputs_does_not_depend_on_the_thread_count() {
+    use ferroflow_core::SessionOptions;
+    let n = 100_003; // 12 blocks of 8192 and a partial one, above the parallel threshold
+    let xs: Vec<f64> = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f64 / 250.0 - 2.0)
+        .collect();
+    let g = Graph::new();
+    let x = g.placeholder(DType::F32, [Some(n)]).unwrap();
+    let l = g.l2_loss(x).unwrap();
+    let feed = Value::from_f32(&[n], xs.iter().map(|&v| v as f32).collect()).unwrap();
+    let run = |threads| {
+        Session::with_options(
+            &g,
+            SessionOptions {
+                threads,
+                ..Default::default()
+            },
+        )
+        .run_one(l, &[(x, feed.clone())])
+        .unwrap()
+        .to_f64_vec()[0]
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one.to_bits(), two.to_bits());
+    let exact: f64 = xs.iter().map(|v| (*v as f32 as f64).powi(2)).sum::<f64>() / 2.0;
+    assert!((one - exact).abs() < 1e-6 * exact, "{one} vs {exact}");
+}

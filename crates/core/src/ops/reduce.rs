@@ -280,8 +280,11 @@ pub struct L2Loss;
 /// Σ f(x) with [`SUM_LANES`] independent partial sums, so the loop vectorizes (a single running sum
 /// cannot be reordered by the compiler) and four vector additions are in flight at once (one chain
 /// would wait out the adder's latency every 16 values).
-pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T) -> T {
-    let mut lanes = [T::zero(); SUM_LANES];
+///
+/// Inputs longer than [`SUM_BLOCK`] are summed block by block (each block as above, then the block
+/// totals in order), and the blocks split across the session's threads: the order of every addition
+/// is fixed by the length alone, so the result does not depend on the thread count.
+pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T + Sync) -> T {
     let owned;
     let s = match x.as_slice() {
         Some(s) => s,
@@ -290,8 +293,40 @@ pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T) -> T {
             &owned
         }
     };
-    // Fixed-size chunks: the loop over one unrolls completely and the partial sums stay in registers
-    // (over slices of a run-time length they were stored and reloaded every chunk).
+    let mut total = T::zero();
+    // Block totals on the stack, SUM_GROUP blocks at a time (no allocation).
+    for group in s.chunks(SUM_BLOCK * SUM_GROUP) {
+        let mut totals = [T::zero(); SUM_GROUP];
+        let blocks = group.len().div_ceil(SUM_BLOCK);
+        let threads = super::kernels::intra_op_threads();
+        if threads > 1 && blocks > 1 && group.len() >= super::kernels::parallel_min_elements() / 2 {
+            use rayon::prelude::*;
+            let per = blocks.div_ceil(threads);
+            totals[..blocks]
+                .par_chunks_mut(per)
+                .zip(group.par_chunks(per * SUM_BLOCK))
+                .for_each(|(t, g)| {
+                    for (t, b) in t.iter_mut().zip(g.chunks(SUM_BLOCK)) {
+                        *t = block_sum(b, &f);
+                    }
+                });
+        } else {
+            for (t, b) in totals.iter_mut().zip(group.chunks(SUM_BLOCK)) {
+                *t = block_sum(b, &f);
+            }
+        }
+        for t in &totals[..blocks] {
+            total = total + *t;
+        }
+    }
+    total
+}
+
+/// One block of [`lane_sum`]: [`SUM_LANES`] partial sums over fixed-size chunks (the loop over one
+/// unrolls completely and the partial sums stay in registers; over slices of a run-time length they
+/// were stored and reloaded every chunk), then the rest, then the lanes in order.
+fn block_sum<T: FloatArray>(s: &[T], f: &impl Fn(T) -> T) -> T {
+    let mut lanes = [T::zero(); SUM_LANES];
     let (chunks, rest) = s.as_chunks::<SUM_LANES>();
     super::simd::vectorized(
         #[inline(always)]
@@ -310,6 +345,10 @@ pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T) -> T {
 
 /// The partial sums of [`lane_sum`].
 const SUM_LANES: usize = 64;
+/// The block length of [`lane_sum`] (a multiple of [`SUM_LANES`]): shorter inputs are one block.
+const SUM_BLOCK: usize = 1 << 13;
+/// Blocks whose totals [`lane_sum`] keeps at once.
+const SUM_GROUP: usize = 64;
 
 fn l2_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let x = float_input::<T>(inputs, 0, "L2Loss")?;
