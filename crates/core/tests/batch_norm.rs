@@ -345,3 +345,34 @@ fn shape_errors_name_the_op() {
         "{err}"
     );
 }
+
+/// Empty tensors (no channels, or no rows) run through the fused kernels and their gradients without
+/// an error: empty outputs, and NaN statistics over zero rows as in TensorFlow's mean of nothing.
+#[test]
+fn empty_inputs_give_empty_outputs() {
+    for (n, c) in [(3usize, 0usize), (0, 4)] {
+        let g = Graph::new();
+        let x = ph(&g, "x", DType::F32, &[n, c]);
+        let beta = ph(&g, "beta", DType::F32, &[c]);
+        let gamma = ph(&g, "gamma", DType::F32, &[c]);
+        let (y, mean, var) = fused(&g, x, beta, gamma, 1e-3);
+        let loss = g.reduce_sum(y, None, false).unwrap();
+        let gs: Vec<Tensor> = g
+            .gradients(&[loss], &[x, beta, gamma])
+            .unwrap()
+            .into_iter()
+            .map(|t| t.unwrap())
+            .collect();
+        let feeds = [
+            (x, Value::from_f32(&[n, c], vec![]).unwrap()),
+            (beta, Value::from_f32(&[c], vec![0.5; c]).unwrap()),
+            (gamma, Value::from_f32(&[c], vec![2.0; c]).unwrap()),
+        ];
+        let mut fetches = vec![y, mean, var];
+        fetches.extend(gs);
+        let out = Session::new(&g).run(&fetches, &feeds, &[]).unwrap();
+        assert_eq!(out[0].shape(), &[n, c]);
+        assert_eq!(out[3].shape(), &[n, c]);
+        assert!(out[1].to_f64_vec().iter().all(|m| m.is_nan()));
+    }
+}
