@@ -59,6 +59,16 @@ impl Default for SessionOptions {
     }
 }
 
+impl SessionOptions {
+    /// The defaults with `threads` intra-op threads (TF's `intra_op_parallelism_threads`).
+    pub fn with_threads(threads: usize) -> Self {
+        SessionOptions {
+            threads,
+            ..Default::default()
+        }
+    }
+}
+
 type PlanKey = (Vec<usize>, Vec<usize>, Vec<usize>);
 
 /// A compiled plan with the memory its runs reuse.

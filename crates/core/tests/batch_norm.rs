@@ -285,15 +285,9 @@ fn f32_results_do_not_depend_on_the_thread_count() {
         (gamma, random(&[c], 53, 0.5, 1.5).cast(DType::F32)),
     ];
     let run = |threads| {
-        Session::with_options(
-            &g,
-            SessionOptions {
-                threads,
-                ..Default::default()
-            },
-        )
-        .run(&fetches, &feeds, &[])
-        .unwrap()
+        Session::with_options(&g, SessionOptions::with_threads(threads))
+            .run(&fetches, &feeds, &[])
+            .unwrap()
     };
     let (one, two) = (run(1), run(2));
     assert_eq!(one, two);

@@ -251,16 +251,10 @@ fn l2_loss_of_long_inputs_does_not_depend_on_the_thread_count() {
     let l = g.l2_loss(x).unwrap();
     let feed = Value::from_f32(&[n], xs.iter().map(|&v| v as f32).collect()).unwrap();
     let run = |threads| {
-        Session::with_options(
-            &g,
-            SessionOptions {
-                threads,
-                ..Default::default()
-            },
-        )
-        .run_one(l, &[(x, feed.clone())])
-        .unwrap()
-        .to_f64_vec()[0]
+        Session::with_options(&g, SessionOptions::with_threads(threads))
+            .run_one(l, &[(x, feed.clone())])
+            .unwrap()
+            .to_f64_vec()[0]
     };
     let (one, two) = (run(1), run(2));
     assert_eq!(one.to_bits(), two.to_bits());
