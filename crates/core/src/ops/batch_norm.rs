@@ -21,7 +21,7 @@
 //!   Gradients reaching the mean or variance from other consumers still flow back the ordinary way.
 
 use super::kernels::{
-    by_float, column_blocks, float_input, intra_op_threads, par_columns, parallel_min_elements,
+    by_float, column_blocks, float_input, fold_columns, intra_op_threads, parallel_min_elements,
     FloatArray, COLUMN_BLOCK,
 };
 use super::reduce::{normalize_axes, Reduce, ReduceKind};
@@ -140,32 +140,17 @@ fn variance_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let (x, rows, c) = big_data::<T>(inputs, 0, op)?;
     let mean = channel_data::<T>(inputs, 1, c, op, "the mean")?;
     let mut out = Value::try_filled_vec(c, T::zero())?;
-    par_columns(
+    fold_columns(
+        x,
+        mean,
         &mut out,
-        x.len(),
         #[inline(always)]
-        |c0, acc| {
-            column_blocks(
-                acc.len(),
-                #[inline(always)]
-                |j0, w| {
-                    let m = &mean[c0 + j0..][..w];
-                    let mut lanes = [T::zero(); COLUMN_BLOCK];
-                    for r in 0..rows {
-                        let row = &x[r * c + c0 + j0..][..w];
-                        for ((l, &v), &mu) in lanes[..w].iter_mut().zip(row).zip(m) {
-                            *l = *l + (v - mu) * (v - mu);
-                        }
-                    }
-                    acc[j0..j0 + w].copy_from_slice(&lanes[..w]);
-                },
-            );
-            let n = T::from_f64(rows as f64);
-            for a in acc.iter_mut() {
-                *a = *a / n;
-            }
-        },
+        |v, mu| (v - mu) * (v - mu),
     );
+    let n = T::from_f64(rows as f64);
+    for a in out.iter_mut() {
+        *a = *a / n;
+    }
     Ok(T::wrap(
         ArrayD::from_shape_vec(IxDyn(&[c]), out).map_err(|e| e.to_string())?,
     ))

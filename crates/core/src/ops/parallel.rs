@@ -81,9 +81,33 @@ pub fn column_sums<T: Float>(x: &[T], cols: usize) -> crate::error::OpResult<Vec
     if cols == 0 {
         return Ok(out);
     }
+    // The per-column operand is unused here; any `cols` values will do.
+    fold_columns(
+        x,
+        &x[..cols.min(x.len())],
+        &mut out,
+        #[inline(always)]
+        |v, _| v,
+    );
+    Ok(out)
+}
+
+/// `out[j] = Σ_r term(x[r·cols + j], k[j])` for a row-major slice of `cols = out.len()` columns
+/// (`k` holds one value per column), adding the rows in order from zero, split by columns across
+/// threads when large. Each block of [`column_blocks`] keeps its partial sums in registers.
+pub fn fold_columns<T: Float>(
+    x: &[T],
+    k: &[T],
+    out: &mut [T],
+    term: impl Fn(T, T) -> T + Sync + Send + Copy,
+) {
+    let cols = out.len();
+    if cols == 0 || k.len() < cols {
+        return;
+    }
     let rows = x.len() / cols;
     par_columns(
-        &mut out,
+        out,
         x.len(),
         #[inline(always)]
         |c0, acc| {
@@ -91,11 +115,12 @@ pub fn column_sums<T: Float>(x: &[T], cols: usize) -> crate::error::OpResult<Vec
                 acc.len(),
                 #[inline(always)]
                 |j0, w| {
+                    let kb = &k[c0 + j0..][..w];
                     let mut lanes = [T::zero(); COLUMN_BLOCK];
                     for r in 0..rows {
                         let row = &x[r * cols + c0 + j0..][..w];
-                        for (l, &v) in lanes[..w].iter_mut().zip(row) {
-                            *l = *l + v;
+                        for ((l, &v), &kv) in lanes[..w].iter_mut().zip(row).zip(kb) {
+                            *l = *l + term(v, kv);
                         }
                     }
                     acc[j0..j0 + w].copy_from_slice(&lanes[..w]);
@@ -103,7 +128,6 @@ pub fn column_sums<T: Float>(x: &[T], cols: usize) -> crate::error::OpResult<Vec
             )
         },
     );
-    Ok(out)
 }
 
 /// `out[i] = f(a[i])`, split into one contiguous chunk per session thread when large.
