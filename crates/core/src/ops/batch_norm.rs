@@ -237,6 +237,9 @@ pub struct BatchNorm {
     pub epsilon: f64,
 }
 
+/// The most channels whose coefficients [`BatchNorm::run`] keeps on the stack.
+const ROW_COEFFICIENTS: usize = 1024;
+
 /// inv and shift of channel `c`, as TF's composite computes them.
 #[inline(always)]
 fn inv_shift<T: FloatArray>(eps: T, mean: T, var: T, offset: T, scale: T) -> (T, T) {
@@ -291,10 +294,51 @@ impl BatchNorm {
         Ok(())
     }
 
+    /// The out-of-place pass (the input is kept for the backward): each row's `x·inv + shift` written
+    /// once into a new buffer, with `inv` and `shift` for every channel computed first (the same
+    /// operations as [`Self::run_in_place`], so the same bits). Over a contiguous input of at most
+    /// [`ROW_COEFFICIENTS`] channels, so that the coefficients stay on the stack; other inputs take
+    /// a copy and the in-place pass.
     fn run<T: FloatArray>(&self, inputs: &[&Value]) -> OpResult<Value> {
-        copy_then_in_place::<T>(inputs, "BatchNormalization", |out, others| {
-            self.run_in_place::<T>(out, others)
-        })
+        let op = "BatchNormalization";
+        let x = float_input::<T>(inputs, 0, op)?;
+        let (rows, c) = rows_cols(x.shape());
+        let (Some(data), true) = (x.as_slice(), c <= ROW_COEFFICIENTS) else {
+            return copy_then_in_place::<T>(inputs, op, |out, others| {
+                self.run_in_place::<T>(out, others)
+            });
+        };
+        let others = inputs.get(1..).unwrap_or(&[]);
+        let eps = T::from_f64(self.epsilon);
+        let mean = channel_data::<T>(others, 0, c, op, "the mean")?;
+        let var = channel_data::<T>(others, 1, c, op, "the variance")?;
+        let offset = channel_data::<T>(others, 2, c, op, "the offset")?;
+        let scale = channel_data::<T>(others, 3, c, op, "the scale")?;
+        let mut inv = [T::zero(); ROW_COEFFICIENTS];
+        let mut shift = [T::zero(); ROW_COEFFICIENTS];
+        for j in 0..c {
+            (inv[j], shift[j]) = inv_shift(eps, mean[j], var[j], offset[j], scale[j]);
+        }
+        let (inv, shift) = (&inv[..c], &shift[..c]);
+        let mut out = Value::try_vec(data.len())?;
+        let threads = parallel(data.len()).unwrap_or(1);
+        super::gemm::rows_into_vec(
+            &mut out,
+            rows,
+            c,
+            threads,
+            #[inline(always)]
+            |r| {
+                let x = data.get(r * c..(r + 1) * c).unwrap_or(&[]);
+                x.iter()
+                    .zip(inv)
+                    .zip(shift)
+                    .map(|((&x, &k), &s)| x * k + s)
+            },
+        )
+        .map_err(|e| format!("{op}: {e}"))?;
+        let out = ArrayD::from_shape_vec(IxDyn(x.shape()), out).map_err(|e| e.to_string())?;
+        Ok(T::wrap(out))
     }
 }
 

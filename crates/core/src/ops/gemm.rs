@@ -1,4 +1,6 @@
-//! The one place with `unsafe`: calls into the `gemm` crate's strided matrix multiply.
+//! The one place with `unsafe` outside the SIMD dispatch: calls into the `gemm` crate's strided
+//! matrix multiply, and vectors filled straight into their spare capacity ([`gemm_into_vec`],
+//! [`rows_into_vec`]), which saves the zero-filling pass an output would otherwise need.
 //!
 //! Invariant (checked before every call): `a` is `m×k`, `b` is `k×n` and `c` is `m×n`, each given as a
 //! slice with row/column strides (in elements) such that every index `i·rs + j·cs` for `i < rows`,
@@ -117,6 +119,82 @@ pub fn gemm_into_vec<T: Float>(
     unsafe { product(spare, a, b, false, threads) }?;
     // SAFETY: `product` returned Ok, so it wrote all `len` elements (every (i, j) of the m×n output).
     unsafe { c.set_len(len) };
+    Ok(())
+}
+
+/// `rows × cols` values appended to the empty `out`, row `r` being the first `cols` items of
+/// `row(r)`: each written once, straight into the vector's storage (no zero fill first), in bands of
+/// whole rows split across `threads`, each band's loop compiled for the CPU's widest vectors. Fails,
+/// leaving `out` empty, when a row yields fewer than `cols` items.
+pub fn rows_into_vec<T, I>(
+    out: &mut Vec<T>,
+    rows: usize,
+    cols: usize,
+    threads: usize,
+    row: impl Fn(usize) -> I + Sync + Send + Copy,
+) -> Result<(), String>
+where
+    T: Send,
+    I: Iterator<Item = T>,
+{
+    use rayon::prelude::*;
+    let len = rows
+        .checked_mul(cols)
+        .ok_or("rows_into_vec: the size overflows")?;
+    if !out.is_empty() {
+        return Err(format!(
+            "rows_into_vec: the output vector holds {} elements, expected none",
+            out.len()
+        ));
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    out.try_reserve_exact(len).map_err(|_| {
+        format!(
+            "cannot allocate a tensor of {len} elements ({} bytes)",
+            len.saturating_mul(std::mem::size_of::<T>())
+        )
+    })?;
+    let spare = out
+        .spare_capacity_mut()
+        .get_mut(..len)
+        .ok_or("rows_into_vec: reserve failed")?;
+    // Writes the rows from `r0` on into `part`; true when every row gave `cols` items.
+    let fill = |r0: usize, part: &mut [MaybeUninit<T>]| -> bool {
+        super::simd::vectorized(
+            #[inline(always)]
+            || {
+                let mut complete = true;
+                for (i, dst) in part.chunks_exact_mut(cols).enumerate() {
+                    let mut written = 0;
+                    for (d, v) in dst.iter_mut().zip(row(r0 + i)) {
+                        d.write(v);
+                        written += 1;
+                    }
+                    complete &= written == cols;
+                }
+                complete
+            },
+        )
+    };
+    let complete = if threads > 1 && rows >= threads {
+        let band = rows.div_ceil(threads) * cols;
+        spare
+            .par_chunks_mut(band)
+            .enumerate()
+            .map(|(i, part)| fill(i * band / cols, part))
+            .reduce(|| true, |a, b| a && b)
+    } else {
+        fill(0, spare)
+    };
+    if !complete {
+        return Err(format!(
+            "rows_into_vec: a row gave fewer than its {cols} values"
+        ));
+    }
+    // SAFETY: every one of the `len` slots lies in a row that was written completely (`complete`).
+    unsafe { out.set_len(len) };
     Ok(())
 }
 
@@ -299,5 +377,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c, vec![0.0; 6]);
+    }
+
+    /// Rows written straight into the vector's storage equal the same rows collected, on one and
+    /// three threads; a row shorter than the width is an error that leaves the vector empty.
+    #[test]
+    fn rows_into_vec_writes_every_row_or_fails() {
+        let (rows, cols) = (7, 5);
+        let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 * 0.5).collect();
+        let want: Vec<f32> = src.iter().map(|v| v * 2.0 + 1.0).collect();
+        for threads in [1, 3] {
+            let mut out = Vec::new();
+            rows_into_vec(&mut out, rows, cols, threads, |r| {
+                src[r * cols..(r + 1) * cols].iter().map(|v| v * 2.0 + 1.0)
+            })
+            .unwrap();
+            assert_eq!(out, want);
+            let mut short = Vec::new();
+            let err = rows_into_vec(&mut short, rows, cols, threads, |r| {
+                src[r * cols..(r + 1) * cols - usize::from(r == 4)].iter().copied()
+            })
+            .unwrap_err();
+            assert!(err.contains("fewer than its 5 values"), "{err}");
+            assert!(short.is_empty());
+        }
+        let mut nonempty = vec![1.0f32];
+        assert!(rows_into_vec(&mut nonempty, 1, 1, 1, |_| [2.0f32].into_iter()).is_err());
     }
 }
