@@ -261,3 +261,48 @@ fn l2_loss_of_long_inputs_does_not_depend_on_the_thread_count() {
     let exact: f64 = xs.iter().map(|v| (*v as f32 as f64).powi(2)).sum::<f64>() / 2.0;
     assert!((one - exact).abs() < 1e-6 * exact, "{one} vs {exact}");
 }
+
+/// Column sums (`reduce_sum` over the leading axis) from 512 rows on add each half of the rows in
+/// order and then the two halves: the same bits with one thread and with two, equal to that order
+/// computed here; below 512 rows, the rows in order from the first.
+#[test]
+fn column_sums_add_fixed_halves_of_the_rows() {
+    use ferroflow_core::SessionOptions;
+    for rows in [300, 511, 512, 1001] {
+        let cols = 300; // 600 × 300 and more: above the parallel threshold
+        let xs: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919) % 1013) as f32 / 97.0 - 5.0)
+            .collect();
+        let g = Graph::new();
+        let x = g.placeholder(DType::F32, [Some(rows), Some(cols)]).unwrap();
+        let s = g.reduce_sum(x, Some(&[0]), false).unwrap();
+        let feed = Value::from_f32(&[rows, cols], xs.clone()).unwrap();
+        let run = |threads| {
+            Session::with_options(&g, SessionOptions::with_threads(threads))
+                .run_one(s, &[(x, feed.clone())])
+                .unwrap()
+                .as_f32()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<u32>>()
+        };
+        let (one, two) = (run(1), run(2));
+        assert_eq!(one, two, "{rows} rows");
+        let in_order = |r0: usize, r1: usize, j: usize| {
+            (r0..r1).fold(0.0f32, |acc, r| acc + xs[r * cols + j])
+        };
+        let want: Vec<u32> = (0..cols)
+            .map(|j| {
+                if rows < 512 {
+                    in_order(0, rows, j)
+                } else {
+                    let mid = rows.div_ceil(2);
+                    in_order(0, mid, j) + in_order(mid, rows, j)
+                }
+                .to_bits()
+            })
+            .collect();
+        assert_eq!(one, want, "{rows} rows");
+    }
+}

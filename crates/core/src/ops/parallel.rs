@@ -75,7 +75,8 @@ pub fn column_blocks(w: usize, mut body: impl FnMut(usize, usize)) {
 }
 
 /// Column sums of a row-major `rows × cols` slice: `Σ_r x[r·cols + j]`, adding the rows in order from
-/// zero (the order of ndarray's `sum_axis(Axis(0))`), split by columns across threads when large.
+/// zero (the order of ndarray's `sum_axis(Axis(0))`) below [`HALVED_COLUMN_ROWS`] rows and each half
+/// of the rows so from there on (see [`fold_columns`]), split across threads when large.
 pub fn column_sums<T: Float>(x: &[T], cols: usize) -> crate::error::OpResult<Vec<T>> {
     let mut out = crate::Value::try_filled_vec(cols, T::zero())?;
     if cols == 0 {
@@ -92,9 +93,17 @@ pub fn column_sums<T: Float>(x: &[T], cols: usize) -> crate::error::OpResult<Vec
     Ok(out)
 }
 
+/// Column passes over at least this many rows sum each half of the rows separately and then add the
+/// two sums (see [`fold_columns`]).
+pub const HALVED_COLUMN_ROWS: usize = 512;
+
 /// `out[j] = Σ_r term(x[r·cols + j], k[j])` for a row-major slice of `cols = out.len()` columns
-/// (`k` holds one value per column), adding the rows in order from zero, split by columns across
-/// threads when large. Each block of [`column_blocks`] keeps its partial sums in registers.
+/// (`k` holds one value per column). Each block of [`column_blocks`] keeps its partial sums in
+/// registers and adds the rows in order from zero. From [`HALVED_COLUMN_ROWS`] rows on, the first
+/// `⌈rows/2⌉` rows and the rest are summed apart and the two sums added: on two threads each half runs
+/// on its own, over the rows that the matrix product and the row-split kernels before it wrote on that
+/// thread (the rows are then mostly in that core's cache; a split by columns read half of them from
+/// the other core). The order of additions depends on the shape only, never on the thread count.
 pub fn fold_columns<T: Float>(
     x: &[T],
     k: &[T],
@@ -106,28 +115,63 @@ pub fn fold_columns<T: Float>(
         return;
     }
     let rows = x.len() / cols;
-    par_columns(
-        out,
-        x.len(),
+    let Some(k) = k.get(..cols) else {
+        return;
+    };
+    if rows < HALVED_COLUMN_ROWS {
+        return par_columns(
+            out,
+            x.len(),
+            #[inline(always)]
+            |c0, acc| fold_rows(x, cols, c0, &k[c0..], acc, term),
+        );
+    }
+    let (top, bottom) = x.split_at(rows.div_ceil(2) * cols);
+    let mut second: smallvec::SmallVec<[T; 1024]> = smallvec::smallvec![T::zero(); cols];
+    let half = |x: &[T], acc: &mut [T]| {
+        vectorized(
+            #[inline(always)]
+            || fold_rows(x, cols, 0, k, acc, term),
+        )
+    };
+    if intra_op_threads() > 1 && x.len() >= parallel_min_elements() {
+        rayon::join(|| half(top, out), || half(bottom, &mut second));
+    } else {
+        half(top, out);
+        half(bottom, &mut second);
+    }
+    for (o, s) in out.iter_mut().zip(&second) {
+        *o = *o + *s;
+    }
+}
+
+/// Columns `c0..c0 + acc.len()` of [`fold_columns`] over all rows of `x` (`cols` values a row), in
+/// blocks of [`column_blocks`]; `k` starts at column `c0`.
+#[inline(always)]
+fn fold_rows<T: Float>(
+    x: &[T],
+    cols: usize,
+    c0: usize,
+    k: &[T],
+    acc: &mut [T],
+    term: impl Fn(T, T) -> T + Copy,
+) {
+    let rows = x.len() / cols;
+    column_blocks(
+        acc.len(),
         #[inline(always)]
-        |c0, acc| {
-            column_blocks(
-                acc.len(),
-                #[inline(always)]
-                |j0, w| {
-                    let kb = &k[c0 + j0..][..w];
-                    let mut lanes = [T::zero(); COLUMN_BLOCK];
-                    for r in 0..rows {
-                        let row = &x[r * cols + c0 + j0..][..w];
-                        for ((l, &v), &kv) in lanes[..w].iter_mut().zip(row).zip(kb) {
-                            *l = *l + term(v, kv);
-                        }
-                    }
-                    acc[j0..j0 + w].copy_from_slice(&lanes[..w]);
-                },
-            )
+        |j0, w| {
+            let kb = &k[j0..][..w];
+            let mut lanes = [T::zero(); COLUMN_BLOCK];
+            for r in 0..rows {
+                let row = &x[r * cols + c0 + j0..][..w];
+                for ((l, &v), &kv) in lanes[..w].iter_mut().zip(row).zip(kb) {
+                    *l = *l + term(v, kv);
+                }
+            }
+            acc[j0..j0 + w].copy_from_slice(&lanes[..w]);
         },
-    );
+    )
 }
 
 /// `out[i] = f(a[i])`, split into one contiguous chunk per session thread when large.

@@ -6,7 +6,9 @@ use super::{
 };
 use crate::dtype::{Shape, TensorInfo};
 use crate::error::OpResult;
-use crate::ops::kernels::{by_float, column_blocks, float_input, FloatArray, COLUMN_BLOCK};
+use crate::ops::kernels::{
+    by_float, column_blocks, float_input, FloatArray, COLUMN_BLOCK, HALVED_COLUMN_ROWS,
+};
 use crate::ops::simd::{inlined, vectorized};
 use crate::ops::{expect_arity, expect_float, same_dtype, InferError, InferResult, OpDef};
 use crate::value::Value;
@@ -35,9 +37,11 @@ fn grad_stats_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let mean = channel_data::<T>(inputs, 2, c, op, "the mean")?;
     let mut out = Value::try_filled_vec(2 * c, T::zero())?;
     let (s0, s1) = out.split_at_mut(c);
+    // Columns `c0..c0 + a0.len()` over the rows of `gr` and `x` (slices of whole rows).
     let pass = inlined(
         #[inline(always)]
-        |c0: usize, a0: &mut [T], a1: &mut [T]| {
+        |gr: &[T], x: &[T], c0: usize, a0: &mut [T], a1: &mut [T]| {
+            let rows = gr.len().checked_div(c).unwrap_or(0);
             column_blocks(
                 a0.len(),
                 #[inline(always)]
@@ -64,23 +68,50 @@ fn grad_stats_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
             )
         },
     );
-    match parallel(gr.len()) {
-        Some(threads) if c >= 2 * threads => {
-            let chunk = c.div_ceil(threads);
-            s0.par_chunks_mut(chunk)
-                .zip(s1.par_chunks_mut(chunk))
-                .enumerate()
-                .for_each(|(i, (a0, a1))| {
-                    vectorized(
-                        #[inline(always)]
-                        || pass(i * chunk, a0, a1),
-                    )
-                });
+    if rows >= HALVED_COLUMN_ROWS {
+        // The two halves of the rows apart, then added (as `fold_columns` does).
+        let split = rows.div_ceil(2) * c;
+        let (g_top, g_bottom) = gr.split_at(split);
+        let (x_top, x_bottom) = x.split_at(split);
+        let mut second: smallvec::SmallVec<[T; 2048]> = smallvec::smallvec![T::zero(); 2 * c];
+        let (t0, t1) = second.split_at_mut(c);
+        let half = |g: &[T], x: &[T], a0: &mut [T], a1: &mut [T]| {
+            vectorized(
+                #[inline(always)]
+                || pass(g, x, 0, a0, a1),
+            )
+        };
+        if parallel(gr.len()).is_some() {
+            rayon::join(
+                || half(g_top, x_top, s0, s1),
+                || half(g_bottom, x_bottom, t0, t1),
+            );
+        } else {
+            half(g_top, x_top, s0, s1);
+            half(g_bottom, x_bottom, t0, t1);
         }
-        _ => vectorized(
-            #[inline(always)]
-            || pass(0, s0, s1),
-        ),
+        for (o, t) in out.iter_mut().zip(&second) {
+            *o = *o + *t;
+        }
+    } else {
+        match parallel(gr.len()) {
+            Some(threads) if c >= 2 * threads => {
+                let chunk = c.div_ceil(threads);
+                s0.par_chunks_mut(chunk)
+                    .zip(s1.par_chunks_mut(chunk))
+                    .enumerate()
+                    .for_each(|(i, (a0, a1))| {
+                        vectorized(
+                            #[inline(always)]
+                            || pass(gr, x, i * chunk, a0, a1),
+                        )
+                    });
+            }
+            _ => vectorized(
+                #[inline(always)]
+                || pass(gr, x, 0, s0, s1),
+            ),
+        }
     }
     Ok(T::wrap(
         ArrayD::from_shape_vec(IxDyn(&[2, c]), out).map_err(|e| e.to_string())?,
