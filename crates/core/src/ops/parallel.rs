@@ -9,7 +9,7 @@ use ndarray::{ArrayD, IxDyn};
 
 /// Elementwise kernels split their work across the session's threads above this many elements (the
 /// default of [`parallel_min_elements`]).
-pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 17;
+pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
 /// The element count above which elementwise kernels, reductions and optimizer updates split their
 /// work across the session's threads: [`PARALLEL_MIN_ELEMENTS`], or `FERROFLOW_PAR_MIN` (read once,
@@ -95,7 +95,7 @@ pub fn column_sums<T: Float>(x: &[T], cols: usize) -> crate::error::OpResult<Vec
 
 /// Column passes over at least this many rows sum each half of the rows separately and then add the
 /// two sums (see [`fold_columns`]).
-pub const HALVED_COLUMN_ROWS: usize = 512;
+pub const HALVED_COLUMN_ROWS: usize = 256;
 
 /// `out[j] = Σ_r term(x[r·cols + j], k[j])` for a row-major slice of `cols = out.len()` columns
 /// (`k` holds one value per column). Each block of [`column_blocks`] keeps its partial sums in
