@@ -289,9 +289,8 @@ fn column_sums_add_fixed_halves_of_the_rows() {
         };
         let (one, two) = (run(1), run(2));
         assert_eq!(one, two, "{rows} rows");
-        let in_order = |r0: usize, r1: usize, j: usize| {
-            (r0..r1).fold(0.0f32, |acc, r| acc + xs[r * cols + j])
-        };
+        let in_order =
+            |r0: usize, r1: usize, j: usize| (r0..r1).fold(0.0f32, |acc, r| acc + xs[r * cols + j]);
         let want: Vec<u32> = (0..cols)
             .map(|j| {
                 if rows < 256 {

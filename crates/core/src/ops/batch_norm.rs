@@ -330,10 +330,7 @@ impl BatchNorm {
             #[inline(always)]
             |r| {
                 let x = data.get(r * c..(r + 1) * c).unwrap_or(&[]);
-                x.iter()
-                    .zip(inv)
-                    .zip(shift)
-                    .map(|((&x, &k), &s)| x * k + s)
+                x.iter().zip(inv).zip(shift).map(|((&x, &k), &s)| x * k + s)
             },
         )
         .map_err(|e| format!("{op}: {e}"))?;

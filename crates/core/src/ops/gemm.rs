@@ -99,27 +99,36 @@ pub fn gemm_into_vec<T: Float>(
         .rows
         .checked_mul(b.cols)
         .ok_or("gemm: the product's size overflows")?;
-    if !c.is_empty() {
-        return Err(format!(
-            "gemm: the output vector holds {} elements, expected none",
-            c.len()
-        ));
-    }
-    c.try_reserve_exact(len).map_err(|_| {
-        format!(
-            "cannot allocate a product of {len} elements ({} bytes)",
-            len.saturating_mul(std::mem::size_of::<T>())
-        )
-    })?;
-    let spare = c
-        .spare_capacity_mut()
-        .get_mut(..len)
-        .ok_or("gemm: reserve failed")?;
+    let spare = spare_of_empty(c, len, "gemm")?;
     // SAFETY: without accumulation `product` never reads `c`.
     unsafe { product(spare, a, b, false, threads) }?;
     // SAFETY: `product` returned Ok, so it wrote all `len` elements (every (i, j) of the m×n output).
     unsafe { c.set_len(len) };
     Ok(())
+}
+
+/// The first `len` slots of the empty vector `v`'s spare capacity, reserved fallibly (an error
+/// naming `what` when `v` is not empty or the memory is not there).
+fn spare_of_empty<'v, T>(
+    v: &'v mut Vec<T>,
+    len: usize,
+    what: &str,
+) -> Result<&'v mut [MaybeUninit<T>], String> {
+    if !v.is_empty() {
+        return Err(format!(
+            "{what}: the output vector holds {} elements, expected none",
+            v.len()
+        ));
+    }
+    v.try_reserve_exact(len).map_err(|_| {
+        format!(
+            "{what}: cannot allocate {len} elements ({} bytes)",
+            len.saturating_mul(std::mem::size_of::<T>())
+        )
+    })?;
+    v.spare_capacity_mut()
+        .get_mut(..len)
+        .ok_or_else(|| format!("{what}: reserve failed"))
 }
 
 /// `rows × cols` values appended to the empty `out`, row `r` being the first `cols` items of
@@ -141,25 +150,10 @@ where
     let len = rows
         .checked_mul(cols)
         .ok_or("rows_into_vec: the size overflows")?;
-    if !out.is_empty() {
-        return Err(format!(
-            "rows_into_vec: the output vector holds {} elements, expected none",
-            out.len()
-        ));
-    }
+    let spare = spare_of_empty(out, len, "rows_into_vec")?;
     if len == 0 {
         return Ok(());
     }
-    out.try_reserve_exact(len).map_err(|_| {
-        format!(
-            "cannot allocate a tensor of {len} elements ({} bytes)",
-            len.saturating_mul(std::mem::size_of::<T>())
-        )
-    })?;
-    let spare = out
-        .spare_capacity_mut()
-        .get_mut(..len)
-        .ok_or("rows_into_vec: reserve failed")?;
     // Writes the rows from `r0` on into `part`; true when every row gave `cols` items.
     let fill = |r0: usize, part: &mut [MaybeUninit<T>]| -> bool {
         super::simd::vectorized(
@@ -395,7 +389,9 @@ mod tests {
             assert_eq!(out, want);
             let mut short = Vec::new();
             let err = rows_into_vec(&mut short, rows, cols, threads, |r| {
-                src[r * cols..(r + 1) * cols - usize::from(r == 4)].iter().copied()
+                src[r * cols..(r + 1) * cols - usize::from(r == 4)]
+                    .iter()
+                    .copied()
             })
             .unwrap_err();
             assert!(err.contains("fewer than its 5 values"), "{err}");
