@@ -289,8 +289,9 @@ fn f32_results_do_not_depend_on_the_thread_count() {
             .run(&fetches, &feeds, &[])
             .unwrap()
     };
-    let (one, two) = (run(1), run(2));
+    let (one, two, four) = (run(1), run(2), run(4));
     assert_eq!(one, two);
+    assert_eq!(one, four);
     // And the f32 result agrees with an f64 run of the same graph.
     let g64 = Graph::new();
     let x64 = ph(&g64, "x", DType::F64, &[n, c]);

@@ -263,7 +263,7 @@ fn l2_loss_of_long_inputs_does_not_depend_on_the_thread_count() {
 }
 
 /// Column sums (`reduce_sum` over the leading axis) from 256 rows on add each half of the rows in
-/// order and then the two halves: the same bits with one thread and with two, equal to that order
+/// order and then the two halves: the same bits with one, two and four threads, equal to that order
 /// computed here; below 256 rows, the rows in order from the first.
 #[test]
 fn column_sums_add_fixed_halves_of_the_rows() {
@@ -287,8 +287,9 @@ fn column_sums_add_fixed_halves_of_the_rows() {
                 .map(|v| v.to_bits())
                 .collect::<Vec<u32>>()
         };
-        let (one, two) = (run(1), run(2));
+        let (one, two, four) = (run(1), run(2), run(4));
         assert_eq!(one, two, "{rows} rows");
+        assert_eq!(one, four, "{rows} rows");
         let in_order =
             |r0: usize, r1: usize, j: usize| (r0..r1).fold(0.0f32, |acc, r| acc + xs[r * cols + j]);
         let want: Vec<u32> = (0..cols)

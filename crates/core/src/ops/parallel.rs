@@ -128,13 +128,17 @@ pub fn fold_columns<T: Float>(
     }
     let (top, bottom) = x.split_at(rows.div_ceil(2) * cols);
     let mut second: smallvec::SmallVec<[T; 1024]> = smallvec::smallvec![T::zero(); cols];
+    let threads = intra_op_threads();
+    // Each half's columns split further across the threads beyond two (same order per column).
     let half = |x: &[T], acc: &mut [T]| {
-        vectorized(
+        per_half_columns(
+            acc,
+            threads / 2,
             #[inline(always)]
-            || fold_rows(x, cols, 0, k, acc, term),
+            |c0, a| fold_rows(x, cols, c0, &k[c0..], a, term),
         )
     };
-    if intra_op_threads() > 1 && x.len() >= parallel_min_elements() {
+    if threads > 1 && x.len() >= parallel_min_elements() {
         rayon::join(|| half(top, out), || half(bottom, &mut second));
     } else {
         half(top, out);
@@ -142,6 +146,30 @@ pub fn fold_columns<T: Float>(
     }
     for (o, s) in out.iter_mut().zip(&second) {
         *o = *o + *s;
+    }
+}
+
+/// Runs `f(first_column, accumulators)` over `parts` disjoint column ranges of `acc` (one call when
+/// `parts` < 2), each inside [`vectorized`]: the column split within one half of a halved column pass.
+pub fn per_half_columns<T: Send>(
+    acc: &mut [T],
+    parts: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    if parts >= 2 && acc.len() >= 2 * parts {
+        use rayon::prelude::*;
+        let chunk = acc.len().div_ceil(parts);
+        acc.par_chunks_mut(chunk).enumerate().for_each(|(i, a)| {
+            vectorized(
+                #[inline(always)]
+                || f(i * chunk, a),
+            )
+        });
+    } else {
+        vectorized(
+            #[inline(always)]
+            || f(0, acc),
+        );
     }
 }
 

@@ -68,50 +68,52 @@ fn grad_stats_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
             )
         },
     );
+    // Over the rows of `g` and `x`, the columns split into `parts` ranges (one when `parts` < 2).
+    let columns = |g: &[T], x: &[T], a0: &mut [T], a1: &mut [T], parts: usize| {
+        if parts >= 2 && c >= 2 * parts {
+            let chunk = c.div_ceil(parts);
+            a0.par_chunks_mut(chunk)
+                .zip(a1.par_chunks_mut(chunk))
+                .enumerate()
+                .for_each(|(i, (a0, a1))| {
+                    vectorized(
+                        #[inline(always)]
+                        || pass(g, x, i * chunk, a0, a1),
+                    )
+                });
+        } else {
+            vectorized(
+                #[inline(always)]
+                || pass(g, x, 0, a0, a1),
+            )
+        }
+    };
+    let threads = parallel(gr.len());
     if rows >= HALVED_COLUMN_ROWS {
-        // The two halves of the rows apart, then added (as `fold_columns` does).
+        // The two halves of the rows apart, then added (as `fold_columns` does); the threads beyond
+        // two split each half's columns.
         let split = rows.div_ceil(2) * c;
         let (g_top, g_bottom) = gr.split_at(split);
         let (x_top, x_bottom) = x.split_at(split);
         let mut second: smallvec::SmallVec<[T; 2048]> = smallvec::smallvec![T::zero(); 2 * c];
         let (t0, t1) = second.split_at_mut(c);
-        let half = |g: &[T], x: &[T], a0: &mut [T], a1: &mut [T]| {
-            vectorized(
-                #[inline(always)]
-                || pass(g, x, 0, a0, a1),
-            )
-        };
-        if parallel(gr.len()).is_some() {
-            rayon::join(
-                || half(g_top, x_top, s0, s1),
-                || half(g_bottom, x_bottom, t0, t1),
-            );
-        } else {
-            half(g_top, x_top, s0, s1);
-            half(g_bottom, x_bottom, t0, t1);
+        match threads {
+            Some(threads) => {
+                rayon::join(
+                    || columns(g_top, x_top, s0, s1, threads / 2),
+                    || columns(g_bottom, x_bottom, t0, t1, threads / 2),
+                );
+            }
+            None => {
+                columns(g_top, x_top, s0, s1, 1);
+                columns(g_bottom, x_bottom, t0, t1, 1);
+            }
         }
         for (o, t) in out.iter_mut().zip(&second) {
             *o = *o + *t;
         }
     } else {
-        match parallel(gr.len()) {
-            Some(threads) if c >= 2 * threads => {
-                let chunk = c.div_ceil(threads);
-                s0.par_chunks_mut(chunk)
-                    .zip(s1.par_chunks_mut(chunk))
-                    .enumerate()
-                    .for_each(|(i, (a0, a1))| {
-                        vectorized(
-                            #[inline(always)]
-                            || pass(gr, x, i * chunk, a0, a1),
-                        )
-                    });
-            }
-            _ => vectorized(
-                #[inline(always)]
-                || pass(gr, x, 0, s0, s1),
-            ),
-        }
+        columns(gr, x, s0, s1, threads.unwrap_or(1));
     }
     Ok(T::wrap(
         ArrayD::from_shape_vec(IxDyn(&[2, c]), out).map_err(|e| e.to_string())?,
