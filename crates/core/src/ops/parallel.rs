@@ -24,28 +24,27 @@ pub fn parallel_min_elements() -> usize {
     })
 }
 
-/// Runs `f(first_column, accumulators)` over disjoint column ranges of `out` (one range per session
-/// thread when the pass covers `elements` values above [`PARALLEL_MIN_ELEMENTS`]). Each column's sum
-/// then runs over the rows in order whatever the split, so results do not depend on the thread count.
-pub fn par_columns<T: Send>(
-    out: &mut [T],
-    elements: usize,
+/// Runs `f(first_column, accumulators)` over `parts` disjoint column ranges of `acc` (one call when
+/// `parts` < 2), each inside [`vectorized`]. Each column's sum runs over its rows in order whatever
+/// the split, so results do not depend on it.
+pub fn column_parts<T: Send>(
+    acc: &mut [T],
+    parts: usize,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
-    let threads = intra_op_threads();
-    if threads > 1 && elements >= parallel_min_elements() && out.len() >= 2 * threads {
+    if parts >= 2 && acc.len() >= 2 * parts {
         use rayon::prelude::*;
-        let chunk = out.len().div_ceil(threads);
-        out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
+        let chunk = acc.len().div_ceil(parts);
+        acc.par_chunks_mut(chunk).enumerate().for_each(|(i, a)| {
             vectorized(
                 #[inline(always)]
-                || f(i * chunk, o),
+                || f(i * chunk, a),
             )
         });
     } else {
         vectorized(
             #[inline(always)]
-            || f(0, out),
+            || f(0, acc),
         );
     }
 }
@@ -111,65 +110,60 @@ pub fn fold_columns<T: Float>(
     term: impl Fn(T, T) -> T + Sync + Send + Copy,
 ) {
     let cols = out.len();
-    if cols == 0 || k.len() < cols {
-        return;
-    }
-    let rows = x.len() / cols;
     let Some(k) = k.get(..cols) else {
         return;
     };
-    if rows < HALVED_COLUMN_ROWS {
-        return par_columns(
-            out,
-            x.len(),
-            #[inline(always)]
-            |c0, acc| fold_rows(x, cols, c0, &k[c0..], acc, term),
-        );
+    if cols == 0 {
+        return;
     }
-    let (top, bottom) = x.split_at(rows.div_ceil(2) * cols);
-    let mut second: smallvec::SmallVec<[T; 1024]> = smallvec::smallvec![T::zero(); cols];
+    let rows = x.len() / cols;
+    halved_column_pass(
+        rows,
+        x.len(),
+        out,
+        #[inline(always)]
+        |r, acc, parts| {
+            let x = &x[r.start * cols..r.end * cols];
+            column_parts(
+                acc,
+                parts,
+                #[inline(always)]
+                |c0, a| fold_rows(x, cols, c0, &k[c0..], a, term),
+            )
+        },
+    );
+}
+
+/// The row split shared by the column passes over `rows` rows (`elements` values in all):
+/// `pass(rows, accumulators, parts)` sums the given range of rows into the accumulators (all of
+/// them), splitting its columns into `parts` ranges across threads. Below [`HALVED_COLUMN_ROWS`] rows
+/// one pass covers every row into `out`; from there on the first `⌈rows/2⌉` rows go into `out` and the
+/// rest into a second set of accumulators that is then added to `out`, the halves on two threads at
+/// once when large (any further threads split each half's columns).
+pub fn halved_column_pass<T: Float>(
+    rows: usize,
+    elements: usize,
+    out: &mut [T],
+    pass: impl Fn(std::ops::Range<usize>, &mut [T], usize) + Sync + Send,
+) {
     let threads = intra_op_threads();
-    // Each half's columns split further across the threads beyond two (same order per column).
-    let half = |x: &[T], acc: &mut [T]| {
-        per_half_columns(
-            acc,
-            threads / 2,
-            #[inline(always)]
-            |c0, a| fold_rows(x, cols, c0, &k[c0..], a, term),
-        )
-    };
-    if threads > 1 && x.len() >= parallel_min_elements() {
-        rayon::join(|| half(top, out), || half(bottom, &mut second));
+    let parallel = threads > 1 && elements >= parallel_min_elements();
+    if rows < HALVED_COLUMN_ROWS {
+        return pass(0..rows, out, if parallel { threads } else { 1 });
+    }
+    let mid = rows.div_ceil(2);
+    let mut second: smallvec::SmallVec<[T; 2048]> = smallvec::smallvec![T::zero(); out.len()];
+    if parallel {
+        rayon::join(
+            || pass(0..mid, out, threads / 2),
+            || pass(mid..rows, &mut second, threads / 2),
+        );
     } else {
-        half(top, out);
-        half(bottom, &mut second);
+        pass(0..mid, out, 1);
+        pass(mid..rows, &mut second, 1);
     }
     for (o, s) in out.iter_mut().zip(&second) {
         *o = *o + *s;
-    }
-}
-
-/// Runs `f(first_column, accumulators)` over `parts` disjoint column ranges of `acc` (one call when
-/// `parts` < 2), each inside [`vectorized`]: the column split within one half of a halved column pass.
-pub fn per_half_columns<T: Send>(
-    acc: &mut [T],
-    parts: usize,
-    f: impl Fn(usize, &mut [T]) + Sync + Send,
-) {
-    if parts >= 2 && acc.len() >= 2 * parts {
-        use rayon::prelude::*;
-        let chunk = acc.len().div_ceil(parts);
-        acc.par_chunks_mut(chunk).enumerate().for_each(|(i, a)| {
-            vectorized(
-                #[inline(always)]
-                || f(i * chunk, a),
-            )
-        });
-    } else {
-        vectorized(
-            #[inline(always)]
-            || f(0, acc),
-        );
     }
 }
 

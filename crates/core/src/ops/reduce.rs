@@ -282,7 +282,8 @@ pub struct L2Loss;
 /// would wait out the adder's latency every 16 values).
 ///
 /// Inputs longer than [`SUM_BLOCK`] are summed block by block (each block as above, then the block
-/// totals in order), and from 64K values on the blocks split across the session's threads: the
+/// totals in order), and from half the elementwise threshold on (32K values by default; see
+/// [`super::kernels::parallel_min_elements`]) the blocks split across the session's threads: the
 /// order of every addition is fixed by the length alone, so the result does not depend on the
 /// thread count.
 pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T + Sync) -> T {

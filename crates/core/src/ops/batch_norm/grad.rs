@@ -2,12 +2,12 @@
 
 use super::{
     big_data, channel_data, expect_channels, first_writable, in_place_by_float, infer_channels,
-    parallel, per_rows, rows_cols,
+    per_rows, rows_cols,
 };
 use crate::dtype::{Shape, TensorInfo};
 use crate::error::OpResult;
 use crate::ops::kernels::{
-    by_float, column_blocks, float_input, FloatArray, COLUMN_BLOCK, HALVED_COLUMN_ROWS,
+    by_float, column_blocks, float_input, halved_column_pass, FloatArray, COLUMN_BLOCK,
 };
 use crate::ops::simd::{inlined, vectorized};
 use crate::ops::{expect_arity, expect_float, same_dtype, InferError, InferResult, OpDef};
@@ -36,7 +36,6 @@ fn grad_stats_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     }
     let mean = channel_data::<T>(inputs, 2, c, op, "the mean")?;
     let mut out = Value::try_filled_vec(2 * c, T::zero())?;
-    let (s0, s1) = out.split_at_mut(c);
     // Columns `c0..c0 + a0.len()` over the rows of `gr` and `x` (slices of whole rows).
     let pass = inlined(
         #[inline(always)]
@@ -68,53 +67,34 @@ fn grad_stats_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
             )
         },
     );
-    // Over the rows of `g` and `x`, the columns split into `parts` ranges (one when `parts` < 2).
-    let columns = |g: &[T], x: &[T], a0: &mut [T], a1: &mut [T], parts: usize| {
-        if parts >= 2 && c >= 2 * parts {
-            let chunk = c.div_ceil(parts);
-            a0.par_chunks_mut(chunk)
-                .zip(a1.par_chunks_mut(chunk))
-                .enumerate()
-                .for_each(|(i, (a0, a1))| {
-                    vectorized(
-                        #[inline(always)]
-                        || pass(g, x, i * chunk, a0, a1),
-                    )
-                });
-        } else {
-            vectorized(
-                #[inline(always)]
-                || pass(g, x, 0, a0, a1),
-            )
-        }
-    };
-    let threads = parallel(gr.len());
-    if rows >= HALVED_COLUMN_ROWS {
-        // The two halves of the rows apart, then added (as `fold_columns` does); the threads beyond
-        // two split each half's columns.
-        let split = rows.div_ceil(2) * c;
-        let (g_top, g_bottom) = gr.split_at(split);
-        let (x_top, x_bottom) = x.split_at(split);
-        let mut second: smallvec::SmallVec<[T; 2048]> = smallvec::smallvec![T::zero(); 2 * c];
-        let (t0, t1) = second.split_at_mut(c);
-        match threads {
-            Some(threads) => {
-                rayon::join(
-                    || columns(g_top, x_top, s0, s1, threads / 2),
-                    || columns(g_bottom, x_bottom, t0, t1, threads / 2),
-                );
+    // The rows apart in halves from `HALVED_COLUMN_ROWS` on, as `fold_columns` does.
+    halved_column_pass(
+        rows,
+        gr.len(),
+        &mut out,
+        #[inline(always)]
+        |r, acc, parts| {
+            let (g, x) = (&gr[r.start * c..r.end * c], &x[r.start * c..r.end * c]);
+            let (a0, a1) = acc.split_at_mut(c);
+            if parts >= 2 && c >= 2 * parts {
+                let chunk = c.div_ceil(parts);
+                a0.par_chunks_mut(chunk)
+                    .zip(a1.par_chunks_mut(chunk))
+                    .enumerate()
+                    .for_each(|(i, (a0, a1))| {
+                        vectorized(
+                            #[inline(always)]
+                            || pass(g, x, i * chunk, a0, a1),
+                        )
+                    });
+            } else {
+                vectorized(
+                    #[inline(always)]
+                    || pass(g, x, 0, a0, a1),
+                )
             }
-            None => {
-                columns(g_top, x_top, s0, s1, 1);
-                columns(g_bottom, x_bottom, t0, t1, 1);
-            }
-        }
-        for (o, t) in out.iter_mut().zip(&second) {
-            *o = *o + *t;
-        }
-    } else {
-        columns(gr, x, s0, s1, threads.unwrap_or(1));
-    }
+        },
+    );
     Ok(T::wrap(
         ArrayD::from_shape_vec(IxDyn(&[2, c]), out).map_err(|e| e.to_string())?,
     ))
