@@ -332,13 +332,24 @@ impl Pool {
     }
 
     fn take<T: 'static>(&mut self, n: usize) -> Option<Vec<T>> {
+        let run = self.run;
+        self.list::<T>()?.take(n, run)
+    }
+
+    /// Keeps a vector of one of the pooled element types (dropped if `T` is none of them).
+    fn put_vec<T: 'static>(&mut self, v: Vec<T>) {
+        let run = self.run;
+        if let Some(list) = self.list::<T>() {
+            list.put(v, run);
+        }
+    }
+
+    /// The list of vectors of element type `T`, if `T` is one of the pooled types.
+    fn list<T: 'static>(&mut self) -> Option<&mut List<T>> {
         use std::any::Any;
         let lists: [&mut dyn Any; 4] =
             [&mut self.f32, &mut self.f64, &mut self.i64, &mut self.bool];
-        let list = lists
-            .into_iter()
-            .find_map(|l| l.downcast_mut::<List<T>>())?;
-        list.take(n, self.run)
+        lists.into_iter().find_map(|l| l.downcast_mut::<List<T>>())
     }
 
     /// Ends a run: frees what no kernel took in this run or the two before.
@@ -421,6 +432,17 @@ pub(crate) fn lend_one_to(side: &mut Pool, dtype: DType, n: usize) {
 }
 
 /// A vector from the lent pool with room for `n`, if one fits.
+/// Gives a kernel's scratch vector back to the lent pool (dropped when no pool is lent).
+pub(crate) fn return_vec_to_pool<T: 'static>(v: Vec<T>) {
+    POOL.with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if let Some(p) = s.as_mut() {
+                p.put_vec(v);
+            }
+        }
+    });
+}
+
 fn take_spare<T: 'static>(n: usize) -> Option<Vec<T>> {
     POOL.with(|s| s.try_borrow_mut().ok()?.as_mut()?.take::<T>(n))
 }

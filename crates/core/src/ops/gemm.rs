@@ -192,6 +192,68 @@ where
     Ok(())
 }
 
+/// Products summing over at least this many terms, and over more terms than they have rows, split
+/// the sum instead of the rows (see [`product_depth_halves`]).
+const DEPTH_SPLIT_MIN: usize = 1024;
+
+/// A deep product (the weight gradient `Xᵀ·dY` of a large batch: 300×2048·2048×300) as the sum of
+/// two half-depth products, one per half of the threads: `c = a₀·b₀ + a₁·b₁`, where `a₀`, `b₀` hold
+/// the first half of the batch rows and `a₁`, `b₁` the second. Each thread reads only its half of the
+/// rows of both operands (the half its own bands of the forward and backward products and row-split
+/// kernels wrote), where a split by output rows has each thread read and pack all of `b`. The second
+/// half goes to a scratch matrix from the pool, added to `c` afterwards: one more rounding per
+/// element than a single sum, at a split point fixed by the shape (the halves are not split again).
+///
+/// # Safety
+/// As [`product`]: with `accumulate`, every element of `c` must be initialized.
+unsafe fn product_depth_halves<T: Float>(
+    c: &mut [MaybeUninit<T>],
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    accumulate: bool,
+    threads: usize,
+) -> Result<(), String> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let half = k / 2;
+    let (a_off, b_off) = (half as isize * a.cs, half as isize * b.rs);
+    let (a0, b0) = (MatRef { cols: half, ..a }, MatRef { rows: half, ..b });
+    let a1 = MatRef {
+        data: a
+            .data
+            .get(usize::try_from(a_off).map_err(|e| e.to_string())?..)
+            .ok_or("gemm: depth half outside a")?,
+        cols: k - half,
+        ..a
+    };
+    let b1 = MatRef {
+        data: b
+            .data
+            .get(usize::try_from(b_off).map_err(|e| e.to_string())?..)
+            .ok_or("gemm: depth half outside b")?,
+        rows: k - half,
+        ..b
+    };
+    let len = m * n;
+    let mut scratch: Vec<T> = crate::value::output_vec(len);
+    let spare = spare_of_empty(&mut scratch, len, "gemm")?;
+    let t0 = threads / 2;
+    let (r0, r1) = rayon::join(
+        // SAFETY: the caller's contract for `c`; `spare` is only written (no accumulation). Both
+        // halves keep the shape checks of `product` (a half's depth is k/2 or k - k/2, at least 1).
+        || unsafe { product_bands(c, a0, b0, accumulate, t0, true) },
+        || unsafe { product_bands(spare, a1, b1, false, threads - t0, true) },
+    );
+    r0.and(r1)?;
+    // SAFETY: both products returned Ok, so each wrote all `len` elements of its output: `c` is
+    // initialized, and so are the first `len` slots of `scratch`.
+    let c = unsafe { &mut *(c as *mut [MaybeUninit<T>] as *mut [T]) };
+    // SAFETY: see above (the first `len` slots were written; the capacity is at least `len`).
+    unsafe { scratch.set_len(len) };
+    super::parallel::zip_slices(c, &scratch, threads, |x, y| x + y);
+    crate::value::return_vec_to_pool(scratch);
+    Ok(())
+}
+
 /// The product behind [`gemm`] and [`gemm_into_vec`]: writes every element of `c` (m×n, row-major)
 /// when it returns `Ok`.
 ///
@@ -224,6 +286,27 @@ unsafe fn product<T: Float>(
         return Ok(());
     }
     let big = m.saturating_mul(n).saturating_mul(k) >= parallel_min_macs();
+    if threads > 1 && big && k >= DEPTH_SPLIT_MIN && k >= m && split_rows() {
+        // SAFETY: the caller's contract, passed on.
+        return unsafe { product_depth_halves(c, a, b, accumulate, threads) };
+    }
+    // SAFETY: the caller's contract, passed on.
+    unsafe { product_bands(c, a, b, accumulate, threads, big) }
+}
+
+/// [`product`] after the depth split: row bands on several threads, else one call into the crate.
+///
+/// # Safety
+/// As [`product`]; the shapes and bounds have been checked, and `m`, `k`, `n` are not zero.
+unsafe fn product_bands<T: Float>(
+    c: &mut [MaybeUninit<T>],
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    accumulate: bool,
+    threads: usize,
+    big: bool,
+) -> Result<(), String> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     if threads > 1 && big && m >= 2 * 16 && split_rows() {
         // One band of rows of c (and a) per thread, each a single-threaded product: for the tall,
         // narrow products of training (2048×300·300×300) this scales better than the crate's own
@@ -343,6 +426,56 @@ mod tests {
                             "into_vec {ta} {tb} {threads} ({i},{j})"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// A deep product on two or three threads (the weight gradient `Xᵀ·dY` of a large batch, X stored
+    /// k×m) is the sum of its two half-depth products, each as one thread computes it alone, added
+    /// once; on one thread it is a single sum. Both agree with the exact product.
+    #[test]
+    fn deep_products_split_the_sum_in_two_halves() {
+        let (m, k, n) = (40, 2 * DEPTH_SPLIT_MIN + 3, 56);
+        assert!(m * n * k >= DEFAULT_PARALLEL_MIN_MACS && k >= m);
+        let x: Vec<f32> = (0..k * m)
+            .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+            .collect();
+        let dy: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5)
+            .collect();
+        let product_of = |rows: std::ops::Range<usize>, threads: usize| {
+            let mut c = Vec::new();
+            let (xs, ys) = (
+                &x[rows.start * m..rows.end * m],
+                &dy[rows.start * n..rows.end * n],
+            );
+            gemm_into_vec(
+                &mut c,
+                MatRef::row_major(xs, rows.len(), m, true),
+                MatRef::row_major(ys, rows.len(), n, false),
+                threads,
+            )
+            .unwrap();
+            c
+        };
+        let half = k / 2;
+        let (first, second) = (product_of(0..half, 1), product_of(half..k, 1));
+        let halves: Vec<f32> = first.iter().zip(&second).map(|(p, q)| p + q).collect();
+        let one = product_of(0..k, 1);
+        for threads in [2, 3] {
+            assert_eq!(product_of(0..k, threads), halves, "{threads} threads");
+        }
+        for i in 0..m {
+            for j in 0..n {
+                let exact: f64 = (0..k)
+                    .map(|r| x[r * m + i] as f64 * dy[r * n + j] as f64)
+                    .sum();
+                for (what, v) in [("halves", halves[i * n + j]), ("one", one[i * n + j])] {
+                    assert!(
+                        (v as f64 - exact).abs() < 1e-3,
+                        "{what} ({i},{j}): {v} vs {exact}"
+                    );
                 }
             }
         }

@@ -258,6 +258,35 @@ pub fn par_update<A: Copy + Send + Sync>(x: &mut [A], f: impl Fn(A) -> A + Sync 
     }
 }
 
+/// `t[i] = f(t[i], o[i])` over slices of equal length, one chunk of both per thread when `threads`
+/// is more than one (elementwise: the split does not change the result).
+pub fn zip_slices<T: Copy + Send + Sync>(
+    t: &mut [T],
+    o: &[T],
+    threads: usize,
+    f: impl Fn(T, T) -> T + Sync + Send,
+) {
+    let run = |c: &mut [T], oc: &[T]| {
+        vectorized(
+            #[inline(always)]
+            || {
+                for (x, y) in c.iter_mut().zip(oc) {
+                    *x = f(*x, *y);
+                }
+            },
+        )
+    };
+    if threads > 1 && !t.is_empty() {
+        use rayon::prelude::*;
+        let chunk = t.len().div_ceil(threads);
+        t.par_chunks_mut(chunk)
+            .zip(o.par_chunks(chunk))
+            .for_each(|(c, oc)| run(c, oc));
+    } else {
+        run(t, o);
+    }
+}
+
 /// `target = f(target, other)` (or `f(other, target)` when `!target_left`) in place, `other`
 /// broadcast to `target`'s shape (which must be the broadcast shape). Equal shapes, a scalar and a
 /// trailing row (a bias) run on the session's threads; other broadcasts go through ndarray.
@@ -287,30 +316,11 @@ pub fn zip_into<T: Copy + Send + Sync>(
         if o.len() == t.len() {
             // Equal shapes: one chunk of both per thread when large. The operand order is chosen
             // outside the loop, which then vectorizes (a branch inside kept it scalar).
-            let run = |c: &mut [T], oc: &[T]| {
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        if target_left {
-                            for (x, y) in c.iter_mut().zip(oc) {
-                                *x = f(*x, *y);
-                            }
-                        } else {
-                            for (x, y) in c.iter_mut().zip(oc) {
-                                *x = f(*y, *x);
-                            }
-                        }
-                    },
-                )
-            };
-            if par {
-                use rayon::prelude::*;
-                let chunk = t.len().div_ceil(threads);
-                t.par_chunks_mut(chunk)
-                    .zip(o.par_chunks(chunk))
-                    .for_each(|(c, oc)| run(c, oc));
+            let parts = if par { threads } else { 1 };
+            if target_left {
+                zip_slices(t, o, parts, f);
             } else {
-                run(t, o);
+                zip_slices(t, o, parts, |x, y| f(y, x));
             }
             return Ok(());
         }
