@@ -312,6 +312,9 @@ pub(crate) fn compile(
         .map(|&f| slot(f))
         .collect::<Result<Vec<_>>>()?;
     let n_slots = order.len();
+    if optimize {
+        fuse_batch_norm_relu(&mut steps, &fetch_slots);
+    }
     // Liveness: free each slot after its last reader, unless it is fetched.
     let mut last_use: HashMap<usize, usize> = HashMap::new();
     for (si, s) in steps.iter().enumerate() {
@@ -331,4 +334,48 @@ pub(crate) fn compile(
         fetch_slots,
         feeds: feed_list,
     })
+}
+
+/// Fuses each `Relu` whose only input is a `BatchNormalization` output that nothing else reads (and
+/// nobody fetches) into that step: the batch norm writes `max(y, 0)` straight into the `Relu`'s slot,
+/// one pass over the data instead of two, with the same operations (the same bits). The `Relu`
+/// step goes; its gradient (`ReluGrad`, which reads the `Relu`'s output) is unchanged.
+fn fuse_batch_norm_relu(steps: &mut Vec<Step>, fetched: &[usize]) {
+    use crate::ops::unary::{Unary, UnaryKind};
+    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (si, s) in steps.iter().enumerate() {
+        for &i in &s.inputs {
+            readers.entry(i).or_default().push(si);
+        }
+    }
+    let mut fused_away = vec![false; steps.len()];
+    for i in 0..steps.len() {
+        let StepKind::Kernel(op) = &steps[i].kind else {
+            continue;
+        };
+        let Op::BatchNorm(bn) = op.as_ref() else {
+            continue;
+        };
+        let out = steps[i].out;
+        let Some(&[j]) = readers.get(&out).map(Vec::as_slice) else {
+            continue;
+        };
+        let relu = matches!(
+            &steps[j].kind,
+            StepKind::Kernel(r) if matches!(r.as_ref(), Op::Unary(Unary { kind: UnaryKind::Relu }))
+        );
+        if !relu || steps[j].inputs != [out] || fetched.contains(&out) {
+            continue;
+        }
+        let fused = Op::BatchNorm(bn.with_relu());
+        steps[i].kind = StepKind::Kernel(Arc::new(fused));
+        steps[i].out = steps[j].out;
+        steps[i].op_type = "BatchNormalization+Relu";
+        fused_away[j] = true;
+    }
+    let mut k = 0;
+    steps.retain(|_| {
+        k += 1;
+        !fused_away[k - 1]
+    });
 }

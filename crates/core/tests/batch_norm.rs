@@ -416,3 +416,72 @@ fn out_of_place_and_in_place_forward_agree_bit_for_bit() {
         }
     }
 }
+
+/// A `Relu` that alone reads a batch norm's output runs inside the batch norm's step (the plan
+/// compiler's fusion, on with `optimize`): the values and gradients are the same bits as the two
+/// separate steps, on one and two threads, over a dying input (in place) and a kept one; when the
+/// batch norm's output is also fetched, the `Relu` stays a step of its own.
+#[test]
+fn relu_after_batch_norm_fuses_into_its_step() {
+    let (n, c) = (300, 40);
+    let g = Graph::new();
+    let x = ph(&g, "x", DType::F32, &[n, c]);
+    let beta = ph(&g, "beta", DType::F32, &[c]);
+    let gamma = ph(&g, "gamma", DType::F32, &[c]);
+    // Kept: the batch-norm backward reads `x`. Dying: `z` is read by the batch norm only.
+    let z = g.mul(x, g.scalar_like(x, 1.5).unwrap()).unwrap();
+    let (y_kept, _, _) = fused(&g, x, beta, gamma, 1e-3);
+    let (y_dying, _, _) = fused(&g, z, beta, gamma, 1e-3);
+    let a_kept = g.relu(y_kept).unwrap();
+    let a_dying = g.relu(y_dying).unwrap();
+    let loss = g
+        .reduce_sum(g.mul(a_kept, a_kept).unwrap(), None, false)
+        .unwrap();
+    let grads: Vec<Tensor> = g
+        .gradients(&[loss], &[x, beta, gamma])
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let feeds = [
+        (x, random(&[n, c], 71, -2.0, 2.0).cast(DType::F32)),
+        (beta, random(&[c], 72, -1.0, 1.0).cast(DType::F32)),
+        (gamma, random(&[c], 73, 0.5, 1.5).cast(DType::F32)),
+    ];
+    let run = |optimize: bool, threads: usize, fetches: &[Tensor]| {
+        let sess = Session::with_options(
+            &g,
+            SessionOptions {
+                optimize,
+                profile: true,
+                ..SessionOptions::with_threads(threads)
+            },
+        );
+        let out = sess.run(fetches, &feeds, &[]).unwrap();
+        let calls = |t: &str| {
+            sess.profile()
+                .iter()
+                .find(|p| p.op_type == t)
+                .map_or(0, |p| p.calls)
+        };
+        (out, calls("BatchNormalization+Relu"), calls("Relu"))
+    };
+    let mut fetches = vec![a_kept, a_dying];
+    fetches.extend(&grads);
+    for threads in [1, 2] {
+        let (separate, fused_steps, relus) = run(false, threads, &fetches);
+        assert_eq!((fused_steps, relus), (0, 2));
+        let (together, fused_steps, relus) = run(true, threads, &fetches);
+        assert_eq!((fused_steps, relus), (2, 0), "{threads} threads");
+        for (s, t) in separate.iter().zip(&together) {
+            assert_eq!(s, t, "{threads} threads");
+        }
+        assert!(together[0].to_f64_vec().iter().all(|&v| v >= 0.0));
+        assert!(together[0].to_f64_vec().iter().any(|&v| v > 0.0));
+        // The batch norm's own output fetched: no fusion for it, the other still fused.
+        let (out, fused_steps, relus) = run(true, threads, &[a_kept, y_kept, a_dying]);
+        assert_eq!((fused_steps, relus), (1, 1));
+        assert_eq!(out[0], separate[0]);
+        assert_eq!(out[2], separate[1]);
+    }
+}

@@ -235,6 +235,39 @@ impl OpDef for MomentsVariance {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BatchNorm {
     pub epsilon: f64,
+    /// `max(y, 0)` of each output as it is written: set only by the plan compiler, which fuses a
+    /// `Relu` that is the sole reader of the output into this step (see `plan::fuse_batch_norm_relu`);
+    /// never part of a graph, so it has no gradient rule and is not saved.
+    #[serde(skip)]
+    pub(crate) relu: bool,
+}
+
+impl BatchNorm {
+    /// The op `tf.nn.batch_normalization` builds, with variance epsilon `epsilon`.
+    pub fn new(epsilon: f64) -> Self {
+        BatchNorm {
+            epsilon,
+            relu: false,
+        }
+    }
+
+    /// The same op followed by `Relu` in the same pass (for the plan compiler).
+    pub(crate) fn with_relu(&self) -> Self {
+        BatchNorm {
+            epsilon: self.epsilon,
+            relu: true,
+        }
+    }
+}
+
+/// `y`, or `max(y, 0)` when `RELU` (TF's `Relu`: NaN passes through).
+#[inline(always)]
+fn activate<T: FloatArray, const RELU: bool>(y: T) -> T {
+    if RELU && y < T::zero() {
+        T::zero()
+    } else {
+        y
+    }
 }
 
 /// The most channels whose coefficients [`BatchNorm::run`] keeps on the stack.
@@ -249,6 +282,18 @@ fn inv_shift<T: FloatArray>(eps: T, mean: T, var: T, offset: T, scale: T) -> (T,
 
 impl BatchNorm {
     fn run_in_place<T: FloatArray>(&self, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+        if self.relu {
+            self.affine_in_place::<T, true>(target, others)
+        } else {
+            self.affine_in_place::<T, false>(target, others)
+        }
+    }
+
+    fn affine_in_place<T: FloatArray, const RELU: bool>(
+        &self,
+        target: &mut Value,
+        others: &[&Value],
+    ) -> OpResult<()> {
         let op = "BatchNormalization";
         let eps = T::from_f64(self.epsilon);
         let x = T::array_mut(target).ok_or("BatchNormalization: inputs differ in dtype")?;
@@ -284,7 +329,7 @@ impl BatchNorm {
                             for ((y, &k), &s) in
                                 row[c0..][..w].iter_mut().zip(&inv[..w]).zip(&shift[..w])
                             {
-                                *y = *y * k + s;
+                                *y = activate::<T, RELU>(*y * k + s);
                             }
                         }
                     },
@@ -322,21 +367,40 @@ impl BatchNorm {
         let (inv, shift) = (&inv[..c], &shift[..c]);
         let mut out = Value::try_vec(data.len())?;
         let threads = parallel(data.len()).unwrap_or(1);
-        super::gemm::rows_into_vec(
-            &mut out,
-            rows,
-            c,
-            threads,
-            #[inline(always)]
-            |r| {
-                let x = data.get(r * c..(r + 1) * c).unwrap_or(&[]);
-                x.iter().zip(inv).zip(shift).map(|((&x, &k), &s)| x * k + s)
-            },
-        )
-        .map_err(|e| format!("{op}: {e}"))?;
+        let written = if self.relu {
+            rows_affine::<T, true>(&mut out, data, rows, c, threads, (inv, shift))
+        } else {
+            rows_affine::<T, false>(&mut out, data, rows, c, threads, (inv, shift))
+        };
+        written.map_err(|e| format!("{op}: {e}"))?;
         let out = ArrayD::from_shape_vec(IxDyn(x.shape()), out).map_err(|e| e.to_string())?;
         Ok(T::wrap(out))
     }
+}
+
+/// `activate(x·inv + shift)` of each row of `data` (`rows × c`) written once into the empty `out`.
+fn rows_affine<T: FloatArray, const RELU: bool>(
+    out: &mut Vec<T>,
+    data: &[T],
+    rows: usize,
+    c: usize,
+    threads: usize,
+    (inv, shift): (&[T], &[T]),
+) -> std::result::Result<(), String> {
+    super::gemm::rows_into_vec(
+        out,
+        rows,
+        c,
+        threads,
+        #[inline(always)]
+        |r| {
+            let x = data.get(r * c..(r + 1) * c).unwrap_or(&[]);
+            x.iter()
+                .zip(inv)
+                .zip(shift)
+                .map(|((&x, &k), &s)| activate::<T, RELU>(x * k + s))
+        },
+    )
 }
 
 /// In-place rule shared by the two elementwise batch-norm kernels: input 0 when it is a writable float.
@@ -544,7 +608,7 @@ impl Graph {
                 None => self.ones_like(mean)?,
             };
             return self.add_node(
-                BatchNorm { epsilon }.into(),
+                BatchNorm::new(epsilon).into(),
                 &[x, mean, variance, offset, scale],
                 None,
                 "BatchNormalization",
