@@ -313,7 +313,7 @@ pub(crate) fn compile(
         .collect::<Result<Vec<_>>>()?;
     let n_slots = order.len();
     if optimize {
-        fuse_batch_norm_relu(&mut steps, &fetch_slots);
+        fuse_relu(g, &mut steps, &fetch_slots);
     }
     // Liveness: free each slot after its last reader, unless it is fetched.
     let mut last_use: HashMap<usize, usize> = HashMap::new();
@@ -336,11 +336,14 @@ pub(crate) fn compile(
     })
 }
 
-/// Fuses each `Relu` whose only input is a `BatchNormalization` output that nothing else reads (and
-/// nobody fetches) into that step: the batch norm writes `max(y, 0)` straight into the `Relu`'s slot,
-/// one pass over the data instead of two, with the same operations (the same bits). The `Relu`
-/// step goes; its gradient (`ReluGrad`, which reads the `Relu`'s output) is unchanged.
-fn fuse_batch_norm_relu(steps: &mut Vec<Step>, fetched: &[usize]) {
+/// Fuses each `Relu` whose only input is the output of a float `AddV2` (a bias add) or a
+/// `BatchNormalization` that nothing else reads and nobody fetches into that step: the step writes
+/// `max(y, 0)` into the `Relu`'s slot as it computes `y`, one pass over the data instead of two, with
+/// the same operations (the same bits). The `Relu` step goes; its gradient (`ReluGrad`, which reads
+/// the `Relu`'s output) is unchanged. (With `check_numerics`, a -inf before the `Relu` is then no
+/// longer seen: the fused step's output holds 0 there.)
+fn fuse_relu(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
+    use crate::ops::binary::{AddRelu, Binary, BinaryKind};
     use crate::ops::unary::{Unary, UnaryKind};
     let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
     for (si, s) in steps.iter().enumerate() {
@@ -353,8 +356,13 @@ fn fuse_batch_norm_relu(steps: &mut Vec<Step>, fetched: &[usize]) {
         let StepKind::Kernel(op) = &steps[i].kind else {
             continue;
         };
-        let Op::BatchNorm(bn) = op.as_ref() else {
-            continue;
+        let float = || g.info(steps[i].node).is_ok_and(|t| t.dtype.is_float());
+        let (fused, op_type) = match op.as_ref() {
+            Op::BatchNorm(bn) => (Op::BatchNorm(bn.with_relu()), "BatchNormalization+Relu"),
+            Op::Binary(Binary {
+                kind: BinaryKind::Add,
+            }) if float() => (Op::AddRelu(AddRelu), "AddV2+Relu"),
+            _ => continue,
         };
         let out = steps[i].out;
         let Some(&[j]) = readers.get(&out).map(Vec::as_slice) else {
@@ -367,10 +375,9 @@ fn fuse_batch_norm_relu(steps: &mut Vec<Step>, fetched: &[usize]) {
         if !relu || steps[j].inputs != [out] || fetched.contains(&out) {
             continue;
         }
-        let fused = Op::BatchNorm(bn.with_relu());
         steps[i].kind = StepKind::Kernel(Arc::new(fused));
         steps[i].out = steps[j].out;
-        steps[i].op_type = "BatchNormalization+Relu";
+        steps[i].op_type = op_type;
         fused_away[j] = true;
     }
     let mut k = 0;

@@ -497,3 +497,80 @@ fn pooled_storage_stays_bounded() {
     sess.release_memory();
     assert_eq!(sess.pooled_buffers(), 0);
 }
+
+/// A `Relu` that alone reads a float `AddV2` (a bias add) runs inside the add's step when the plan is
+/// optimized: over the product's dying buffer (in place) and, when the sum's left operand is still
+/// needed, into a new buffer; the values and gradients are the same bits as with the two steps. A
+/// fetched sum keeps its own `Relu`.
+#[test]
+fn relu_after_a_bias_add_fuses_into_its_step() {
+    let g = Graph::new();
+    let x = g
+        .named("x")
+        .placeholder(DType::F32, [Some(70), Some(30)])
+        .unwrap();
+    let w = g
+        .named("w")
+        .placeholder(DType::F32, [Some(30), Some(20)])
+        .unwrap();
+    let b = g.named("b").placeholder(DType::F32, [Some(20)]).unwrap();
+    let dying = g.add(g.matmul(x, w).unwrap(), b).unwrap();
+    let kept = g.add(x, x).unwrap(); // x is read again below: not in place
+    let h = g.relu(dying).unwrap();
+    let k = g.relu(kept).unwrap();
+    let loss = g
+        .add(
+            g.reduce_sum(g.mul(h, h).unwrap(), None, false).unwrap(),
+            g.reduce_sum(g.mul(k, x).unwrap(), None, false).unwrap(),
+        )
+        .unwrap();
+    let grads: Vec<_> = g
+        .gradients(&[loss], &[x, w, b])
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let n = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 31) % 97) as f32 / 48.5 - 1.0)
+            .collect()
+    };
+    let feeds = [
+        feed(x, Value::from_f32(&[70, 30], n(2100, 1)).unwrap()),
+        feed(w, Value::from_f32(&[30, 20], n(600, 2)).unwrap()),
+        feed(b, Value::from_f32(&[20], n(20, 3)).unwrap()),
+    ];
+    let run = |optimize: bool, threads: usize, fetches: &[ferroflow_core::Tensor]| {
+        let sess = Session::with_options(
+            &g,
+            ferroflow_core::SessionOptions {
+                optimize,
+                profile: true,
+                ..ferroflow_core::SessionOptions::with_threads(threads)
+            },
+        );
+        let out = sess.run(fetches, &feeds, &[]).unwrap();
+        let p = sess.profile();
+        let calls = |t: &str| {
+            p.iter()
+                .find(|o| o.op_type == t)
+                .map_or((0, 0), |o| (o.calls, o.in_place))
+        };
+        (out, calls("AddV2+Relu"), calls("Relu").0)
+    };
+    let mut fetches = vec![h, k, loss];
+    fetches.extend(&grads);
+    for threads in [1, 2] {
+        let (separate, fused, relus) = run(false, threads, &fetches);
+        assert_eq!((fused, relus), ((0, 0), 2));
+        let (together, fused, relus) = run(true, threads, &fetches);
+        assert_eq!((fused, relus), ((2, 1), 0), "{threads} threads");
+        assert_eq!(separate, together, "{threads} threads");
+        assert!(f32s(&together[0]).iter().all(|&v| v >= 0.0));
+        assert!(f32s(&together[0]).iter().any(|&v| v > 0.0));
+        let (out, fused, relus) = run(true, threads, &[h, dying, k]);
+        assert_eq!((fused.0, relus), (1, 1));
+        assert_eq!(out[0], separate[0]);
+        assert_eq!(out[2], separate[1]);
+    }
+}

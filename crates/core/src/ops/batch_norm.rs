@@ -236,7 +236,7 @@ impl OpDef for MomentsVariance {
 pub struct BatchNorm {
     pub epsilon: f64,
     /// `max(y, 0)` of each output as it is written: set only by the plan compiler, which fuses a
-    /// `Relu` that is the sole reader of the output into this step (see `plan::fuse_batch_norm_relu`);
+    /// `Relu` that is the sole reader of the output into this step (see `plan::fuse_relu`);
     /// never part of a graph, so it has no gradient rule and is not saved.
     #[serde(skip)]
     pub(crate) relu: bool,

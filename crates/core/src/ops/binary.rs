@@ -155,6 +155,79 @@ fn binary_in_place<T: FloatArray>(
     each!(Add, Sub, Mul, Div, Pow, Maximum, Minimum, SquaredDifference)
 }
 
+/// `max(a + b, 0)`: an `AddV2` (a bias add, say) followed by the `Relu` that alone reads it, fused by
+/// the plan compiler (`plan::fuse_relu`): one pass instead of two, with the same operations (the same
+/// bits). No graph method builds it; it has no gradient rule (the graph keeps the two ops and their
+/// gradients).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AddRelu;
+
+/// TF's `Relu` of one value (NaN passes through).
+#[inline(always)]
+fn relu<T: Float>(x: T) -> T {
+    if x < T::zero() {
+        T::zero()
+    } else {
+        x
+    }
+}
+
+const ADD: Binary = Binary {
+    kind: BinaryKind::Add,
+};
+
+fn add_relu_in_place<T: FloatArray>(
+    k: usize,
+    target: &mut Value,
+    others: &[&Value],
+) -> OpResult<()> {
+    let op = "AddV2+Relu";
+    let other = float_input::<T>(others, 0, op)?;
+    let t = T::array_mut(target).ok_or_else(|| format!("{op}: inputs differ in dtype"))?;
+    // The operands in the order `AddV2` adds them (the sum is the same either way).
+    if k == 0 {
+        super::kernels::zip_into(t, other, true, |x, y| relu(x + y))
+    } else {
+        super::kernels::zip_into(t, other, false, |x, y| relu(x + y))
+    }
+}
+
+impl OpDef for AddRelu {
+    fn type_name(&self) -> &'static str {
+        "AddV2+Relu"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        ADD.infer(inputs)
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let mut out = ADD.compute(inputs)?;
+        match &mut out {
+            Value::F32(a) => super::kernels::par_update(
+                a.as_slice_mut()
+                    .ok_or("AddV2+Relu: output not contiguous")?,
+                relu,
+            ),
+            Value::F64(a) => super::kernels::par_update(
+                a.as_slice_mut()
+                    .ok_or("AddV2+Relu: output not contiguous")?,
+                relu,
+            ),
+            v => return Err(format!("AddV2+Relu needs floats, got {}", v.dtype())),
+        }
+        Ok(out)
+    }
+    fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
+        ADD.in_place_input(inputs)
+    }
+    fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+        match target.dtype() {
+            DType::F32 => add_relu_in_place::<f32>(k, target, others),
+            DType::F64 => add_relu_in_place::<f64>(k, target, others),
+            d => Err(format!("AddV2+Relu in place needs floats, got {d}")),
+        }
+    }
+}
+
 impl OpDef for Binary {
     fn type_name(&self) -> &'static str {
         self.kind.type_name()

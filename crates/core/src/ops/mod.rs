@@ -174,6 +174,7 @@ op_list! {
     BatchNormGradStats(batch_norm::BatchNormGradStats),
     BatchNormParamGrad(batch_norm::BatchNormParamGrad),
     BatchNormGradInput(batch_norm::BatchNormGradInput),
+    AddRelu(binary::AddRelu),
 }
 
 impl Op {
