@@ -41,6 +41,15 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
+    /// The data from element `offset` on (the start of a band or half of this view), or an error
+    /// naming `what` when that lies outside the slice.
+    fn data_from(&self, offset: isize, what: &str) -> Result<&'a [T], String> {
+        usize::try_from(offset)
+            .ok()
+            .and_then(|o| self.data.get(o..))
+            .ok_or_else(|| format!("gemm: {what} outside the operand"))
+    }
+
     fn in_bounds(&self) -> bool {
         if self.rows == 0 || self.cols == 0 {
             return true;
@@ -215,21 +224,14 @@ unsafe fn product_depth_halves<T: Float>(
 ) -> Result<(), String> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let half = k / 2;
-    let (a_off, b_off) = (half as isize * a.cs, half as isize * b.rs);
     let (a0, b0) = (MatRef { cols: half, ..a }, MatRef { rows: half, ..b });
     let a1 = MatRef {
-        data: a
-            .data
-            .get(usize::try_from(a_off).map_err(|e| e.to_string())?..)
-            .ok_or("gemm: depth half outside a")?,
+        data: a.data_from(half as isize * a.cs, "depth half")?,
         cols: k - half,
         ..a
     };
     let b1 = MatRef {
-        data: b
-            .data
-            .get(usize::try_from(b_off).map_err(|e| e.to_string())?..)
-            .ok_or("gemm: depth half outside b")?,
+        data: b.data_from(half as isize * b.rs, "depth half")?,
         rows: k - half,
         ..b
     };
@@ -319,9 +321,8 @@ unsafe fn product_bands<T: Float>(
             .map(|(i, c_band)| {
                 let r0 = i * band;
                 let rows = c_band.len() / n;
-                let offset = usize::try_from(r0 as isize * a.rs).map_err(|e| e.to_string())?;
                 let a_band = MatRef {
-                    data: a.data.get(offset..).ok_or("gemm: band outside a")?,
+                    data: a.data_from(r0 as isize * a.rs, "band")?,
                     rows,
                     ..a
                 };
