@@ -322,12 +322,11 @@ impl<T> List<T> {
 impl Pool {
     /// Keeps a value's storage.
     pub(crate) fn put(&mut self, v: Value) {
-        let run = self.run;
         match v {
-            Value::F32(a) => self.f32.put(a.into_raw_vec_and_offset().0, run),
-            Value::F64(a) => self.f64.put(a.into_raw_vec_and_offset().0, run),
-            Value::I64(a) => self.i64.put(a.into_raw_vec_and_offset().0, run),
-            Value::Bool(a) => self.bool.put(a.into_raw_vec_and_offset().0, run),
+            Value::F32(a) => self.put_vec(a.into_raw_vec_and_offset().0),
+            Value::F64(a) => self.put_vec(a.into_raw_vec_and_offset().0),
+            Value::I64(a) => self.put_vec(a.into_raw_vec_and_offset().0),
+            Value::Bool(a) => self.put_vec(a.into_raw_vec_and_offset().0),
         }
     }
 
@@ -390,13 +389,7 @@ pub(crate) fn reclaim_pool() -> Pool {
 
 /// Returns a dead value's storage to the lent pool (dropped when no pool is lent).
 pub(crate) fn return_to_pool(v: Value) {
-    POOL.with(|s| {
-        if let Ok(mut s) = s.try_borrow_mut() {
-            if let Some(p) = s.as_mut() {
-                p.put(v);
-            }
-        }
-    });
+    with_lent_pool(|p| p.put(v));
 }
 
 /// Moves a vector with room for `n` elements of `dtype` from the lent pool into `side` (the pool of
@@ -431,18 +424,23 @@ pub(crate) fn lend_one_to(side: &mut Pool, dtype: DType, n: usize) {
     });
 }
 
-/// A vector from the lent pool with room for `n`, if one fits.
 /// Gives a kernel's scratch vector back to the lent pool (dropped when no pool is lent).
 pub(crate) fn return_vec_to_pool<T: 'static>(v: Vec<T>) {
+    with_lent_pool(|p| p.put_vec(v));
+}
+
+/// Runs `f` on the pool lent to this thread, if there is one (and it is not borrowed already).
+fn with_lent_pool(f: impl FnOnce(&mut Pool)) {
     POOL.with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
             if let Some(p) = s.as_mut() {
-                p.put_vec(v);
+                f(p);
             }
         }
     });
 }
 
+/// A vector from the lent pool with room for `n`, if one fits.
 fn take_spare<T: 'static>(n: usize) -> Option<Vec<T>> {
     POOL.with(|s| s.try_borrow_mut().ok()?.as_mut()?.take::<T>(n))
 }

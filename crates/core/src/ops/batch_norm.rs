@@ -260,11 +260,11 @@ impl BatchNorm {
     }
 }
 
-/// `y`, or `max(y, 0)` when `RELU` (TF's `Relu`: NaN passes through).
+/// `y`, or TF's `Relu` of it when `RELU`.
 #[inline(always)]
 fn activate<T: FloatArray, const RELU: bool>(y: T) -> T {
-    if RELU && y < T::zero() {
-        T::zero()
+    if RELU {
+        super::unary::relu(y)
     } else {
         y
     }

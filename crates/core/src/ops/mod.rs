@@ -7,6 +7,7 @@ pub mod binary;
 pub mod gemm;
 pub mod indexing;
 pub mod kernels;
+pub mod logic;
 pub mod matmul;
 pub mod nn;
 pub mod parallel;
@@ -142,9 +143,9 @@ op_list! {
     ActivationGrad(unary::ActivationGrad),
     FillLike(unary::FillLike),
     Binary(binary::Binary),
-    Compare(binary::Compare),
-    Logical(binary::Logical),
-    Select(binary::Select),
+    Compare(logic::Compare),
+    Logical(logic::Logical),
+    Select(logic::Select),
     AddN(binary::AddN),
     MatMul(matmul::MatMul),
     Reduce(reduce::Reduce),

@@ -8,6 +8,17 @@ use crate::graph::{Graph, Tensor};
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
 
+/// TF's `Relu` of one value: `x` below zero becomes zero, NaN passes through. Also the activation of
+/// the plan's fused `AddRelu` and `BatchNormalization+Relu` steps.
+#[inline(always)]
+pub(crate) fn relu<T: Float>(x: T) -> T {
+    if x < T::zero() {
+        T::zero()
+    } else {
+        x
+    }
+}
+
 /// SELU's alpha (Klambauer et al. 2017), as in TF.
 pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
 /// SELU's scale, as in TF.
@@ -63,14 +74,7 @@ impl UnaryKind {
             UnaryKind::Reciprocal => one / x,
             UnaryKind::Sigmoid => one / (one + (-x).exp_fast()),
             UnaryKind::Tanh => x.tanh(),
-            // NaN passes through, as in TF.
-            UnaryKind::Relu => {
-                if x < zero {
-                    zero
-                } else {
-                    x
-                }
-            }
+            UnaryKind::Relu => relu(x),
             UnaryKind::Relu6 => {
                 let six = T::from_f64(6.0);
                 if x < zero {
