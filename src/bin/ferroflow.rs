@@ -115,10 +115,14 @@ fn bench(args: &[String]) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             say(&r.json())?;
             let total: f64 = ops.iter().map(|o| o.seconds).sum();
-            for o in ops.iter().take(15) {
+            for o in ops.iter().take(20) {
                 say(&format!(
                     "#   {:<36} {:>7} calls {:>7} in place {:>9.3} s {:>5.1}%",
-                    o.op_type,
+                    if o.gradient {
+                        format!("{} (gradient)", o.op_type)
+                    } else {
+                        o.op_type.to_string()
+                    },
                     o.calls,
                     o.in_place,
                     o.seconds,

@@ -51,6 +51,8 @@ pub(crate) struct Step {
     pub(crate) node: usize,
     pub(crate) name: String,
     pub(crate) op_type: &'static str,
+    /// Whether the node was built by `gradients` (for the profile).
+    pub(crate) gradient: bool,
     pub(crate) kind: StepKind,
     pub(crate) inputs: Vec<usize>,
     pub(crate) out: usize,
@@ -300,6 +302,7 @@ pub(crate) fn compile(
             node: id,
             name: n.name.clone(),
             op_type: n.op.type_name(),
+            gradient: crate::graph::is_gradient_name(&n.name),
             kind,
             inputs,
             out: slot(id)?,

@@ -35,10 +35,17 @@ pub struct SessionOptions {
     pub reuse_buffers: bool,
 }
 
+/// The profile's totals per (op type, built by `gradients`): calls, time, calls run in place.
+type ProfileMap = HashMap<(&'static str, bool), (u64, std::time::Duration, u64)>;
+
 /// One line of [`Session::profile`]: an op type, how many nodes of it ran, and their total time.
+/// The nodes that `gradients` built (the backward pass, named under `gradients/`) have lines of their
+/// own, apart from the forward nodes of the same op type.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpProfile {
     pub op_type: &'static str,
+    /// Whether these are nodes of the backward pass (built by `gradients`).
+    pub gradient: bool,
     pub calls: u64,
     pub seconds: f64,
     /// How many of the calls wrote their output over a dying input (buffer forwarding).
@@ -87,7 +94,7 @@ struct State {
     /// The plan of the previous run, found again without building its key.
     last_plan: Option<usize>,
     graph_version: u64,
-    profile: HashMap<&'static str, (u64, std::time::Duration, u64)>,
+    profile: ProfileMap,
     /// Storage of dead values, lent to the running thread during a run (see `Pool`).
     pool: Pool,
     /// Emptied `Arc`s of dead values, to wrap new ones without allocating.
@@ -312,8 +319,9 @@ impl Session {
         let mut v: Vec<OpProfile> = state
             .profile
             .iter()
-            .map(|(&op_type, &(calls, d, in_place))| OpProfile {
+            .map(|(&(op_type, gradient), &(calls, d, in_place))| OpProfile {
                 op_type,
+                gradient,
                 calls,
                 seconds: d.as_secs_f64(),
                 in_place,

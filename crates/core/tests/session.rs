@@ -425,9 +425,24 @@ fn profile_counts_each_op_type() {
     assert_eq!(calls("Relu"), Some(8));
     assert_eq!(calls("MatMul"), Some(4));
     assert_eq!(calls("Sum"), Some(4));
+    assert!(p.iter().all(|o| !o.gradient));
     assert!(p.windows(2).all(|w| w[0].seconds >= w[1].seconds));
     sess.reset_profile();
     assert!(sess.profile().is_empty());
+    // The backward pass has lines of its own: the forward MatMul and the gradient's dY·Wᵀ apart.
+    let dx = g.gradients(&[y], &[x]).unwrap()[0].unwrap();
+    sess.run(&[y, dx], &[feed(x, xv.clone())], &[]).unwrap();
+    let p = sess.profile();
+    let line = |t: &str, gradient: bool| {
+        p.iter()
+            .find(|o| o.op_type == t && o.gradient == gradient)
+            .map(|o| o.calls)
+    };
+    assert_eq!(line("MatMul", false), Some(1));
+    assert_eq!(line("MatMul", true), Some(1));
+    assert_eq!(line("ReluGrad", true), Some(2));
+    assert_eq!(line("ReluGrad", false), None);
+    assert_eq!(line("Relu", false), Some(2));
     // Off by default.
     let quiet = Session::new(&g);
     quiet.run_one(y, &[feed(x, xv)]).unwrap();

@@ -526,11 +526,12 @@ fn clip_scale_fused_into_the_update_changes_no_bit() {
         for _ in 0..5 {
             sess.run_targets(&[step], &[]).unwrap();
         }
-        let muls = sess
+        let muls: u64 = sess
             .profile()
             .iter()
-            .find(|p| p.op_type == "Mul")
-            .map_or(0, |p| p.calls);
+            .filter(|p| p.op_type == "Mul")
+            .map(|p| p.calls)
+            .sum();
         let bits: Vec<Vec<u64>> = gv
             .iter()
             .map(|p| {

@@ -37,13 +37,7 @@ impl Graph {
                 })
                 .collect()
         });
-        let hidden = |name: &str| {
-            hide_gradients
-                && name
-                    .split('/')
-                    .next()
-                    .is_some_and(|s| s == "gradients" || s.starts_with("gradients_"))
-        };
+        let hidden = |name: &str| hide_gradients && super::naming::is_gradient_name(name);
         let mut root = Scope::default();
         for (id, (name, ..)) in nodes.iter().enumerate() {
             if hidden(name) {

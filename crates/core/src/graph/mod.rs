@@ -5,6 +5,7 @@ mod collections;
 mod dot;
 mod naming;
 mod variables;
+pub(crate) use naming::is_gradient_name;
 
 pub use collections::{keys, CollectionItem, FromCollectionItem, ScopeRegex};
 pub use naming::{Reuse, ScopeGuard};

@@ -7,7 +7,7 @@ use super::*;
 pub(super) struct Run<'s> {
     pub(super) vars: &'s mut HashMap<usize, Arc<Value>>,
     pub(super) rngs: &'s mut HashMap<usize, StdRng>,
-    pub(super) profile: &'s mut HashMap<&'static str, (u64, std::time::Duration, u64)>,
+    pub(super) profile: &'s mut super::ProfileMap,
     pub(super) shells: &'s mut Vec<Arc<Value>>,
     /// The pool lent to the second thread of a pair of products (see `try_pair`).
     pub(super) side_pool: &'s mut Pool,
@@ -259,7 +259,10 @@ impl Run<'_> {
             self.release(dead, options.reuse_buffers);
         }
         if let Some(d) = elapsed {
-            let e = self.profile.entry(step.op_type).or_default();
+            let e = self
+                .profile
+                .entry((step.op_type, step.gradient))
+                .or_default();
             e.0 += 1;
             e.1 += d;
             e.2 += u64::from(forwarded);
