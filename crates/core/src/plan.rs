@@ -121,6 +121,9 @@ fn collect_needed(
 /// Kahn's algorithm with priorities: variable reads first, then every other op, and writes
 /// (assignments, optimizer updates) only when nothing else is ready. So within a run every read sees
 /// the values from before the run, and a variable is updated in place once no reader holds it.
+/// Among other ops the earliest created runs first; among ready writes the latest created: the
+/// optimizer's updates then run from the last layer to the first, so the first layers' weights are
+/// the last written and still in the cache when the next step's forward pass reads them.
 fn toposort(
     g: &GraphInner,
     needed: &HashSet<usize>,
@@ -156,19 +159,21 @@ fn toposort(
             1
         }
     };
+    let key = |i: usize| if rank(i) == 2 { usize::MAX - i } else { i };
     let mut ready: BinaryHeap<Reverse<(u8, usize)>> = ids
         .iter()
         .filter(|i| pending[i] == 0)
-        .map(|&i| Reverse((rank(i), i)))
+        .map(|&i| Reverse((rank(i), key(i))))
         .collect();
     let mut order = Vec::with_capacity(ids.len());
-    while let Some(Reverse((_, i))) = ready.pop() {
+    while let Some(Reverse((r, k))) = ready.pop() {
+        let i = if r == 2 { usize::MAX - k } else { k };
         order.push(i);
         for &c in consumers.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
             if let Some(p) = pending.get_mut(&c) {
                 *p -= 1;
                 if *p == 0 {
-                    ready.push(Reverse((rank(c), c)));
+                    ready.push(Reverse((rank(c), key(c))));
                 }
             }
         }
@@ -388,4 +393,42 @@ fn fuse_relu(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
         k += 1;
         !fused_away[k - 1]
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::dtype::DType;
+    use crate::graph::Graph;
+    use crate::value::Value;
+
+    /// Independent writes run latest created first, after every read; other ops in creation order.
+    #[test]
+    fn ready_writes_run_latest_created_first() {
+        let g = Graph::new();
+        let one = || g.constant(Value::filled(DType::F32, &[2], 1.0)).unwrap();
+        let vars: Vec<_> = (0..3)
+            .map(|i| g.variable(&format!("v{i}"), one(), true).unwrap())
+            .collect();
+        let reads: Vec<_> = vars
+            .iter()
+            .map(|v| g.identity(v.value()).unwrap())
+            .collect();
+        let writes: Vec<_> = vars
+            .iter()
+            .map(|&v| g.assign_add(v, one()).unwrap())
+            .collect();
+        let fetches: Vec<usize> = reads.iter().map(|t| t.index()).collect();
+        let targets: Vec<usize> = writes.iter().map(|t| t.op().index()).collect();
+        let plan = g
+            .with_inner(|gi| super::compile(gi, &fetches, &[], &targets, false))
+            .unwrap();
+        let at = |id: usize| plan.steps.iter().position(|s| s.node == id).unwrap();
+        let (r, w): (Vec<usize>, Vec<usize>) = (
+            reads.iter().map(|t| at(t.index())).collect(),
+            writes.iter().map(|t| at(t.op().index())).collect(),
+        );
+        assert!(r.windows(2).all(|p| p[0] < p[1]), "reads {r:?}");
+        assert!(w.windows(2).all(|p| p[0] > p[1]), "writes {w:?}");
+        assert!(r.iter().all(|&ri| w.iter().all(|&wi| ri < wi)));
+    }
 }
