@@ -55,7 +55,6 @@ impl Drop for ScopeGuard {
     }
 }
 
-/// TF's name validity rules: root names may not start with `_`, `-`, `/`, `\\` or `>`.
 /// Whether a node's name lies under the scope that `gradients` builds its nodes in (`gradients/`,
 /// or `gradients_N/` for later calls, as in TF).
 pub(crate) fn is_gradient_name(name: &str) -> bool {
@@ -64,6 +63,7 @@ pub(crate) fn is_gradient_name(name: &str) -> bool {
         .is_some_and(|s| s == "gradients" || s.starts_with("gradients_"))
 }
 
+/// TF's name validity rules: root names may not start with `_`, `-`, `/`, `\\` or `>`.
 pub(crate) fn validate_name(name: &str, at_root: bool) -> Result<()> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "_.\\/>-".contains(c);
     let first_ok = |c: char| c.is_ascii_alphanumeric() || c == '.';
