@@ -159,21 +159,24 @@ fn toposort(
             1
         }
     };
-    let key = |i: usize| if rank(i) == 2 { usize::MAX - i } else { i };
-    let mut ready: BinaryHeap<Reverse<(u8, usize)>> = ids
+    // Smallest first: rank, then creation order (reversed for writes), then the node itself.
+    let entry = |i: usize| {
+        let r = rank(i);
+        Reverse((r, if r == 2 { usize::MAX - i } else { i }, i))
+    };
+    let mut ready: BinaryHeap<Reverse<(u8, usize, usize)>> = ids
         .iter()
         .filter(|i| pending[i] == 0)
-        .map(|&i| Reverse((rank(i), key(i))))
+        .map(|&i| entry(i))
         .collect();
     let mut order = Vec::with_capacity(ids.len());
-    while let Some(Reverse((r, k))) = ready.pop() {
-        let i = if r == 2 { usize::MAX - k } else { k };
+    while let Some(Reverse((_, _, i))) = ready.pop() {
         order.push(i);
         for &c in consumers.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
             if let Some(p) = pending.get_mut(&c) {
                 *p -= 1;
                 if *p == 0 {
-                    ready.push(Reverse((rank(c), key(c))));
+                    ready.push(entry(c));
                 }
             }
         }
@@ -365,11 +368,11 @@ fn fuse_relu(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
             continue;
         };
         let float = || g.info(steps[i].node).is_ok_and(|t| t.dtype.is_float());
-        let (fused, op_type) = match op.as_ref() {
-            Op::BatchNorm(bn) => (Op::BatchNorm(bn.with_relu()), "BatchNormalization+Relu"),
+        let fused = match op.as_ref() {
+            Op::BatchNorm(bn) => Op::BatchNorm(bn.with_relu()),
             Op::Binary(Binary {
                 kind: BinaryKind::Add,
-            }) if float() => (Op::AddRelu(AddRelu), "AddV2+Relu"),
+            }) if float() => Op::AddRelu(AddRelu),
             _ => continue,
         };
         let out = steps[i].out;
@@ -383,9 +386,9 @@ fn fuse_relu(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
         if !relu || steps[j].inputs != [out] || fetched.contains(&out) {
             continue;
         }
+        steps[i].op_type = fused.type_name();
         steps[i].kind = StepKind::Kernel(Arc::new(fused));
         steps[i].out = steps[j].out;
-        steps[i].op_type = op_type;
         fused_away[j] = true;
     }
     let mut k = 0;

@@ -395,32 +395,16 @@ pub(crate) fn return_to_pool(v: Value) {
 /// Moves a vector with room for `n` elements of `dtype` from the lent pool into `side` (the pool of
 /// another thread running one kernel of a pair), if one fits.
 pub(crate) fn lend_one_to(side: &mut Pool, dtype: DType, n: usize) {
-    POOL.with(|s| {
-        let Ok(mut s) = s.try_borrow_mut() else {
-            return;
-        };
-        let Some(p) = s.as_mut() else {
-            return;
-        };
-        let run = side.run;
-        match dtype {
-            DType::F32 => p
-                .take::<f32>(n)
-                .into_iter()
-                .for_each(|v| side.f32.put(v, run)),
-            DType::F64 => p
-                .take::<f64>(n)
-                .into_iter()
-                .for_each(|v| side.f64.put(v, run)),
-            DType::I64 => p
-                .take::<i64>(n)
-                .into_iter()
-                .for_each(|v| side.i64.put(v, run)),
-            DType::Bool => p
-                .take::<bool>(n)
-                .into_iter()
-                .for_each(|v| side.bool.put(v, run)),
+    fn move_one<T: 'static>(from: &mut Pool, to: &mut Pool, n: usize) {
+        if let Some(v) = from.take::<T>(n) {
+            to.put_vec(v);
         }
+    }
+    with_lent_pool(|p| match dtype {
+        DType::F32 => move_one::<f32>(p, side, n),
+        DType::F64 => move_one::<f64>(p, side, n),
+        DType::I64 => move_one::<i64>(p, side, n),
+        DType::Bool => move_one::<bool>(p, side, n),
     });
 }
 
@@ -430,19 +414,13 @@ pub(crate) fn return_vec_to_pool<T: 'static>(v: Vec<T>) {
 }
 
 /// Runs `f` on the pool lent to this thread, if there is one (and it is not borrowed already).
-fn with_lent_pool(f: impl FnOnce(&mut Pool)) {
-    POOL.with(|s| {
-        if let Ok(mut s) = s.try_borrow_mut() {
-            if let Some(p) = s.as_mut() {
-                f(p);
-            }
-        }
-    });
+fn with_lent_pool<R>(f: impl FnOnce(&mut Pool) -> R) -> Option<R> {
+    POOL.with(|s| Some(f(s.try_borrow_mut().ok()?.as_mut()?)))
 }
 
 /// A vector from the lent pool with room for `n`, if one fits.
 fn take_spare<T: 'static>(n: usize) -> Option<Vec<T>> {
-    POOL.with(|s| s.try_borrow_mut().ok()?.as_mut()?.take::<T>(n))
+    with_lent_pool(|p| p.take::<T>(n)).flatten()
 }
 
 /// An empty vector with room for `n`: from the lent pool when one fits, else a new one

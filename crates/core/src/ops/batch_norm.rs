@@ -485,7 +485,11 @@ fn is_moments_variance(g: &Graph, var: Tensor, x: Tensor, mean: Tensor) -> bool 
 
 impl OpDef for BatchNorm {
     fn type_name(&self) -> &'static str {
-        "BatchNormalization"
+        if self.relu {
+            "BatchNormalization+Relu"
+        } else {
+            "BatchNormalization"
+        }
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         infer_channels(
