@@ -9,6 +9,9 @@
 use super::kernels::Float;
 use std::mem::MaybeUninit;
 
+mod packed;
+pub use packed::Microkernels;
+
 /// A read-only strided matrix view over a slice.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a, T> {
@@ -64,6 +67,14 @@ impl<'a, T> MatRef<'a, T> {
 fn split_rows() -> bool {
     static SPLIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *SPLIT.get_or_init(|| std::env::var("FERROFLOW_GEMM_SPLIT").map_or(true, |v| v != "0"))
+}
+
+/// Whether products run our blocked loop around the crate's microkernels (default) or the crate's
+/// own driver, which allocates its packing workspace in every call (`FERROFLOW_GEMM_OWN=0`, for
+/// benchmarking the two).
+fn own_driver() -> bool {
+    static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| std::env::var("FERROFLOW_GEMM_OWN").map_or(true, |v| v != "0"))
 }
 
 /// Products of fewer multiply-adds than this run on one thread: below it, waking a second thread and
@@ -331,6 +342,31 @@ unsafe fn product_bands<T: Float>(
             })
             .collect::<Result<(), String>>();
     }
+    let crate_threads = threads > 1 && big && !split_rows();
+    if let (Some(kernels), false, true) = (T::kernels(), crate_threads, own_driver()) {
+        if threads > 1 && big && n >= 2 * 16 {
+            // Fewer than 32 rows: one half of the columns of c (and b) per thread.
+            let half = n / 2;
+            let b1 = MatRef {
+                data: b.data_from(half as isize * b.cs, "column half")?,
+                cols: n - half,
+                ..b
+            };
+            let b0 = MatRef { cols: half, ..b };
+            let c0 = SendPtr(c.as_mut_ptr() as *mut T);
+            let c1 = SendPtr(c0.0.wrapping_add(half));
+            let (r0, r1) = rayon::join(
+                // SAFETY: the two halves are disjoint column blocks of `c` (row stride n), each
+                // written by one thread only; bounds as for the whole product.
+                move || unsafe { packed::product(kernels, c0.get(), n, a, b0, accumulate) },
+                move || unsafe { packed::product(kernels, c1.get(), n, a, b1, accumulate) },
+            );
+            return r0.and(r1);
+        }
+        // SAFETY: bounds checked above; `c` is an exclusively borrowed m×n row-major block,
+        // initialized when `accumulate` (the caller's contract).
+        return unsafe { packed::product(kernels, c.as_mut_ptr() as *mut T, n, a, b, accumulate) };
+    }
     let parallelism = if threads > 1 && big {
         gemm::Parallelism::Rayon(threads)
     } else {
@@ -364,6 +400,18 @@ unsafe fn product_bands<T: Float>(
         );
     }
     Ok(())
+}
+
+/// A pointer into `c` handed to another thread (see the column halves in [`product_bands`]).
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: used only for disjoint blocks of one exclusively borrowed output, each written by one
+// thread while the borrow lasts.
+unsafe impl<T> Send for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
 }
 
 #[cfg(test)]
@@ -430,6 +478,106 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The crate's own driver on one thread, for comparison.
+    fn crate_product<T: Float>(c: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>, accumulate: bool) {
+        let n = b.cols;
+        // SAFETY: as in `product_bands` (the shapes come from valid row-major views).
+        unsafe {
+            gemm::gemm(
+                a.rows,
+                n,
+                a.cols,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                accumulate,
+                a.data.as_ptr(),
+                a.cs,
+                a.rs,
+                b.data.as_ptr(),
+                b.cs,
+                b.rs,
+                if accumulate { T::one() } else { T::zero() },
+                T::one(),
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        };
+    }
+
+    /// Our driver around the crate's microkernels (workspace per thread) gives the crate's own
+    /// results bit for bit: every transpose combination, with and without accumulation, over shapes
+    /// that take each of its paths (small products, deep products blocked in depth, packed and
+    /// unpacked operands, partial tiles, the crate's vector kernels), in f32 and f64. On two threads
+    /// (row bands, or column halves below 32 rows) the blocking follows each part's shape, so large
+    /// products agree within rounding.
+    #[test]
+    fn products_equal_the_crates_bit_for_bit() {
+        fn check<T: Float>(what: &str) {
+            #[cfg(target_arch = "x86_64")]
+            assert_eq!(
+                T::kernels().is_some(),
+                std::is_x86_feature_detected!("fma"),
+                "{what}: the crate's kernels are used wherever it has some"
+            );
+            let shapes = [
+                (32, 784, 300),
+                (64, 300, 10),
+                (300, 64, 100),
+                (256, 300, 784),
+                (77, 1030, 45),
+                (5, 9, 200),
+                (130, 3, 70),
+                (200, 2, 50),
+                (1, 50, 70),
+                (70, 50, 1),
+                (20, 700, 400),
+                (2, 2, 2),
+                (40, 1000, 50),
+            ];
+            for (m, k, n) in shapes {
+                let a: Vec<T> = (0..m * k)
+                    .map(|i| T::from_f64(((i * 7919) % 97) as f64 / 97.0 - 0.5))
+                    .collect();
+                let b: Vec<T> = (0..k * n)
+                    .map(|i| T::from_f64(((i * 104729) % 89) as f64 / 89.0 - 0.5))
+                    .collect();
+                let start: Vec<T> = (0..m * n)
+                    .map(|i| T::from_f64(((i * 31) % 13) as f64 / 13.0))
+                    .collect();
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let (ar, ac) = if ta { (k, m) } else { (m, k) };
+                    let (br, bc) = if tb { (n, k) } else { (k, n) };
+                    let av = MatRef::row_major(&a, ar, ac, ta);
+                    let bv = MatRef::row_major(&b, br, bc, tb);
+                    for accumulate in [false, true] {
+                        let mut want = start.clone();
+                        crate_product(&mut want, av, bv, accumulate);
+                        for threads in [1, 2] {
+                            let mut got = start.clone();
+                            gemm(&mut got, av, bv, accumulate, threads).unwrap();
+                            if threads == 1 || m * n * k < DEFAULT_PARALLEL_MIN_MACS {
+                                assert!(
+                                    got == want,
+                                    "{what} {m}x{k}x{n} ta {ta} tb {tb} acc {accumulate}"
+                                );
+                            } else {
+                                for (g, w) in got.iter().zip(&want) {
+                                    let (g, w) = (Float::to_f64(*g), Float::to_f64(*w));
+                                    assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} {w}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        check::<f32>("f32");
+        check::<f64>("f64");
     }
 
     /// A deep product on two or three threads (the weight gradient `Xᵀ·dY` of a large batch, X stored

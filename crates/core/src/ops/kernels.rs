@@ -52,6 +52,7 @@ pub trait Float:
     + std::fmt::Debug
     + Send
     + Sync
+    + super::gemm::Microkernels
     + 'static
 {
     /// Converts from f64 (rounding for f32).

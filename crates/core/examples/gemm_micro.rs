@@ -1,0 +1,58 @@
+//! Per-shape timings of the matrix products a training step runs (the bands of the `deep` model's
+//! forward, `dX` and `dW` products at batch 32, 256 and 2048): best of 5 rounds, one thread unless
+//! a thread count is given. `FERROFLOW_GEMM_OWN=0` times the `gemm` crate's own driver instead of
+//! ours, for comparison (docs/performance.md):
+//!
+//! ```text
+//! cargo run --release -p ferroflow-core --example gemm_micro [threads]
+//! ```
+use ferroflow_core::ops::gemm::{gemm, MatRef};
+use std::time::Instant;
+fn main() {
+    let shapes: &[(usize, usize, usize, bool, bool, &str)] = &[
+        (128, 784, 300, false, false, "fwd X.W band 256"),
+        (128, 300, 300, false, false, "fwd band 256"),
+        (128, 300, 784, false, true, "dX dY.Wt band"),
+        (128, 300, 300, false, true, "dX 300 band"),
+        (392, 256, 300, true, false, "dW Xt.dY 784 band"),
+        (150, 256, 300, true, false, "dW 300 band"),
+        (32, 784, 300, false, false, "fwd 32"),
+        (32, 300, 300, false, false, "fwd 32 300"),
+        (32, 300, 300, false, true, "dX 32"),
+        (300, 32, 300, true, false, "dW 32"),
+        (1024, 300, 300, false, false, "fwd band 2048"),
+        (1024, 300, 300, false, true, "dX band 2048"),
+        (300, 1024, 300, true, false, "dW half 2048"),
+    ];
+    let threads = std::env::args()
+        .nth(1)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    for &(m, k, n, ta, tb, what) in shapes {
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5)
+            .collect();
+        let (ar, ac) = if ta { (k, m) } else { (m, k) };
+        let (br, bc) = if tb { (n, k) } else { (k, n) };
+        let av = MatRef::row_major(&a, ar, ac, ta);
+        let bv = MatRef::row_major(&b, br, bc, tb);
+        let mut c = vec![0f32; m * n];
+        let reps = (2e8 / (m * n * k) as f64).max(3.0) as usize;
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            for _ in 0..reps {
+                gemm(&mut c, av, bv, false, threads).unwrap();
+            }
+            best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+        }
+        println!(
+            "{what:22} {m}x{k}x{n}: {:8.1} us {:6.1} GFLOP/s",
+            best * 1e6,
+            2.0 * (m * n * k) as f64 / best / 1e9
+        );
+    }
+}

@@ -1,0 +1,647 @@
+//! A single-threaded blocked product that calls the `gemm` crate's AVX-512 microkernels (public API
+//! of `gemm-f32` / `gemm-f64`) around packing buffers owned by the calling thread: the buffers grow
+//! to the largest product a thread has run and are reused by every later one, so a product after
+//! warm-up allocates nothing (the crate's own driver allocates its packing workspace, and a list of
+//! flags, inside every call, and takes none from the caller).
+//!
+//! The blocking follows the crate's single-threaded driver decision for decision (the same `kc`,
+//! `mc`, `nc` from its public `kernel_params`, the same choice of which operand to pack, the same
+//! microkernel for each tile, the same accumulation across depth blocks), so every element is summed
+//! in the same order and the products equal the crate's bit for bit (tested against it). The small
+//! shapes the crate sends to other kernels (horizontal kernels for at most 256 outputs, vector
+//! products for a depth of at most 2, matrix-vector products), which allocate nothing, still go to
+//! the crate.
+//!
+//! Layout (in the crate's column-major terms, after it transposes a row-major product: the
+//! kernel's `m` is our column count, its `n` our row count): the left operand is packed in panels of
+//! `MR` = 4 vectors of rows, each depth step one `MR`-wide line; the right operand, when packed, in
+//! panels of `NR` = 6 columns. A tile is `MR × NR` outputs held in 24 vector registers.
+//!
+//! Invariant (every function here): the caller has checked that `a` (`m×k`) and `b` (`k×n`) have
+//! every `(i, j)` inside their slices, and that `c` points at an `m×n` block with row stride
+//! `c_rs ≥ n` (column stride 1) that no other thread reads or writes while the product runs.
+
+use super::MatRef;
+use gemm_common::microkernel::MicroKernelFn;
+use std::cell::RefCell;
+
+/// Columns of a register tile in every x86 table of `gemm` 0.19 (a different layout in a later
+/// version fails to compile here).
+const NR: usize = 6;
+
+/// One of the crate's microkernel tables: entry `[v - 1][c - 1]` computes a tile of `v` vectors of
+/// rows × `c` columns; `lanes` values per vector.
+#[derive(Clone, Copy)]
+pub struct Kernels<T: 'static> {
+    table: &'static [[MicroKernelFn<T>; NR]],
+    lanes: usize,
+}
+
+/// Scalars with x86 microkernels in the `gemm` crates.
+pub trait Microkernels: Copy + 'static {
+    /// The table the crate itself would pick on this CPU (AVX-512F, else FMA), if any.
+    fn kernels() -> Option<Kernels<Self>>;
+    const ZERO: Self;
+    const ONE: Self;
+}
+
+#[cfg(target_arch = "x86_64")]
+mod tables {
+    use super::{MicroKernelFn, NR};
+    pub static F32_AVX512: [[MicroKernelFn<f32>; NR]; 4] = gemm_f32::microkernel::avx512f::f32::UKR;
+    pub static F32_FMA: [[MicroKernelFn<f32>; NR]; 2] = gemm_f32::microkernel::fma::f32::UKR;
+    pub static F64_AVX512: [[MicroKernelFn<f64>; NR]; 4] = gemm_f64::microkernel::avx512f::f64::UKR;
+    pub static F64_FMA: [[MicroKernelFn<f64>; NR]; 2] = gemm_f64::microkernel::fma::f64::UKR;
+}
+
+/// The crate's choice of kernels, in its order: AVX-512F when the CPU has it, else FMA (`lanes` is
+/// the vector width in elements of 4 or 8 bytes).
+#[allow(unused_variables)]
+fn pick<T>(
+    avx512: &'static [[MicroKernelFn<T>; NR]],
+    fma: &'static [[MicroKernelFn<T>; NR]],
+    bytes: usize,
+) -> Option<Kernels<T>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            return Some(Kernels {
+                table: avx512,
+                lanes: 64 / bytes,
+            });
+        }
+        if std::is_x86_feature_detected!("fma") {
+            return Some(Kernels {
+                table: fma,
+                lanes: 32 / bytes,
+            });
+        }
+    }
+    None
+}
+
+impl Microkernels for f32 {
+    const ZERO: f32 = 0.0;
+    const ONE: f32 = 1.0;
+    fn kernels() -> Option<Kernels<f32>> {
+        #[cfg(target_arch = "x86_64")]
+        return pick(&tables::F32_AVX512, &tables::F32_FMA, 4);
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+}
+
+impl Microkernels for f64 {
+    const ZERO: f64 = 0.0;
+    const ONE: f64 = 1.0;
+    fn kernels() -> Option<Kernels<f64>> {
+        #[cfg(target_arch = "x86_64")]
+        return pick(&tables::F64_AVX512, &tables::F64_FMA, 8);
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+}
+
+/// One cache line of workspace (the packed panels start on line boundaries).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+thread_local! {
+    /// The calling thread's packing buffers, grown to the largest product it has run.
+    static WORKSPACE: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Elements of `T` rounded up to whole cache lines.
+fn lines_for<T>(elems: usize) -> usize {
+    (elems * std::mem::size_of::<T>()).div_ceil(64)
+}
+
+/// A strided operand in the kernel's terms: element `(i, j)` at `ptr + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+struct Operand<T> {
+    ptr: *const T,
+    rs: isize,
+    cs: isize,
+}
+
+impl<T> Operand<T> {
+    fn at(&self, i: usize, j: usize) -> *const T {
+        self.ptr
+            .wrapping_offset(i as isize * self.rs + j as isize * self.cs)
+    }
+}
+
+/// The product in the crate's (column-major) terms, after its transposition of a row-major one.
+struct Problem<T> {
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    dst_rs: isize,
+    dst_cs: isize,
+    lhs: Operand<T>,
+    rhs: Operand<T>,
+}
+
+/// `c = a·b` (or `c += a·b` with `accumulate`) on the calling thread; `c` is `m×n` with row stride
+/// `c_rs`. Uses the crate's microkernels with the thread's own packing buffers, or the crate for the
+/// shapes it sends to kernels that allocate nothing. Fails only when the workspace cannot grow.
+///
+/// # Safety
+/// The module invariant; with `accumulate` every element of the `m×n` block of `c` is initialized.
+pub unsafe fn product<T: Microkernels>(
+    kernels: Kernels<T>,
+    c: *mut T,
+    c_rs: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    accumulate: bool,
+) -> Result<(), String> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let c_rs = c_rs as isize;
+    // The crate's own first step: a row-major destination is computed as its transpose.
+    let p = if 1 < c_rs {
+        Problem {
+            m: n,
+            n: m,
+            k,
+            dst: c,
+            dst_rs: 1,
+            dst_cs: c_rs,
+            lhs: Operand {
+                ptr: b.data.as_ptr(),
+                rs: b.cs,
+                cs: b.rs,
+            },
+            rhs: Operand {
+                ptr: a.data.as_ptr(),
+                rs: a.cs,
+                cs: a.rs,
+            },
+        }
+    } else {
+        Problem {
+            m,
+            n,
+            k,
+            dst: c,
+            dst_rs: c_rs,
+            dst_cs: 1,
+            lhs: Operand {
+                ptr: a.data.as_ptr(),
+                rs: a.rs,
+                cs: a.cs,
+            },
+            rhs: Operand {
+                ptr: b.data.as_ptr(),
+                rs: b.rs,
+                cs: b.cs,
+            },
+        }
+    };
+    if sent_elsewhere_by_the_crate(&p) {
+        // SAFETY: the module invariant (bounds checked by the caller; `c` exclusive); the crate reads
+        // `c` only with `accumulate`, when it is initialized.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c,
+                1,
+                c_rs,
+                accumulate,
+                a.data.as_ptr(),
+                a.cs,
+                a.rs,
+                b.data.as_ptr(),
+                b.cs,
+                b.rs,
+                if accumulate { T::ONE } else { T::ZERO },
+                T::ONE,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        };
+        return Ok(());
+    }
+    // SAFETY: passed on (the module invariant; `p` is the same product in the kernel's terms).
+    unsafe { blocked(kernels, &p, accumulate) }
+}
+
+/// The crate's tests, in its order, for the shapes that skip its blocked driver (`gemm_basic_generic`:
+/// horizontal kernels, `gevv`, the four `gemv` cases).
+fn sent_elsewhere_by_the_crate<T>(p: &Problem<T>) -> bool {
+    let (l, r) = (&p.lhs, &p.rhs);
+    (l.cs == 1 && r.rs == 1 && p.m * p.n <= 16 * 16)
+        || p.k <= 2
+        || (p.n <= 1 && l.rs == 1 && p.dst_rs == 1)
+        || (p.n <= 1 && l.cs == 1 && r.rs == 1)
+        || (p.m <= 1 && r.cs == 1 && p.dst_cs == 1)
+        || (p.m <= 1 && r.rs == 1 && l.cs == 1)
+}
+
+/// The crate's single-threaded blocked loop (`gemm_basic_generic` with `Parallelism::None`), with
+/// the packing buffers taken from the thread's workspace.
+///
+/// # Safety
+/// As [`product`].
+unsafe fn blocked<T: Microkernels>(
+    kernels: Kernels<T>,
+    p: &Problem<T>,
+    accumulate: bool,
+) -> Result<(), String> {
+    let lanes = kernels.lanes;
+    let mr = kernels.table.len() * lanes;
+    let size = std::mem::size_of::<T>();
+    let (m, n, k) = (p.m, p.n, p.k);
+    let (kc, mc, nc) = if m <= 64 && n <= 64 {
+        let kc = k.min(512);
+        let l2 = gemm_common::cache::CACHE_INFO[1].cache_bytes / size;
+        (kc, (l2 / kc) / mr * mr, n.next_multiple_of(NR))
+    } else {
+        let params = gemm_common::cache::kernel_params(m, n, k, mr, NR, size);
+        (params.kc, params.mc, params.nc)
+    };
+    let nc = if nc > 0 { nc } else { 128 * NR };
+    if kc == 0 || mc == 0 {
+        return Err(format!(
+            "gemm: no blocking for {m}x{k}·{k}x{n} (kc {kc}, mc {mc})"
+        ));
+    }
+    let (lhs, rhs) = (p.lhs, p.rhs);
+    let pack_rhs = (rhs.rs.unsigned_abs() != 1 && m > 2 * mr)
+        || (rhs.rs.unsigned_abs() == 1 && m > gemm_common::gemm::get_rhs_packing_threshold() * mr);
+    let prepack_lhs = m <= 2 * mc && (m % lanes != 0 || lhs.rs != 1);
+    let lhs_stride = kc * mr;
+    let rhs_stride = kc * NR;
+
+    let rhs_lines = if pack_rhs {
+        lines_for::<T>(rhs_stride * (nc / NR))
+    } else {
+        0
+    };
+    let lhs_lines = if prepack_lhs {
+        lines_for::<T>(lhs_stride * m.next_multiple_of(mr) / mr)
+    } else {
+        lines_for::<T>(lhs_stride * (mc / mr))
+    };
+    with_workspace(rhs_lines + lhs_lines, |work| {
+        let packed_rhs = work as *mut T;
+        let packed_lhs = work.wrapping_add(rhs_lines) as *mut T;
+        let threshold = gemm_common::gemm::get_lhs_packing_threshold_single_thread();
+        let mut col_outer = 0;
+        while col_outer != n {
+            let n_chunk = nc.min(n - col_outer);
+            let mut alpha_status = u8::from(accumulate);
+            let mut depth_outer = 0;
+            while depth_outer != k {
+                let k_chunk = kc.min(k - depth_outer);
+                if pack_rhs {
+                    // SAFETY: the source lies inside the operand (module invariant); the panels
+                    // `ceil(n_chunk / NR) · rhs_stride ≤ rhs_lines` fit the workspace.
+                    unsafe {
+                        pack(
+                            packed_rhs,
+                            rhs_stride,
+                            NR,
+                            n_chunk,
+                            k_chunk,
+                            rhs.at(depth_outer, col_outer),
+                            rhs.cs,
+                            rhs.rs,
+                        )
+                    };
+                }
+                if prepack_lhs {
+                    // SAFETY: as above, `ceil(m / mr)` panels of `lhs_stride`.
+                    unsafe {
+                        pack(
+                            packed_lhs,
+                            lhs_stride,
+                            mr,
+                            m,
+                            k_chunk,
+                            lhs.at(0, depth_outer),
+                            lhs.rs,
+                            lhs.cs,
+                        )
+                    };
+                }
+                let col_tiles = n_chunk.div_ceil(NR);
+                let mut row_outer = 0;
+                while row_outer != m {
+                    let mut m_chunk = mc.min(m - row_outer);
+                    if m_chunk > lanes && !prepack_lhs {
+                        m_chunk = m_chunk / lanes * lanes;
+                    }
+                    let row_tiles = m_chunk.div_ceil(mr);
+                    let pack_lhs = !prepack_lhs
+                        && (m_chunk % lanes != 0 || lhs.rs != 1 || n_chunk > threshold * NR);
+                    let lhs_cs = if prepack_lhs || pack_lhs {
+                        mr as isize
+                    } else {
+                        lhs.cs
+                    };
+                    let (rhs_rs, rhs_cs) = if pack_rhs {
+                        (NR as isize, 1)
+                    } else {
+                        (rhs.rs, rhs.cs)
+                    };
+                    for j in 0..col_tiles {
+                        let col_inner = NR * j;
+                        let n_tile = NR.min(n_chunk - col_inner);
+                        for i in 0..row_tiles {
+                            let row_inner = mr * i;
+                            let m_tile = mr.min(m_chunk - row_inner);
+                            let row = row_outer + row_inner;
+                            // The crate packs each row panel at its first column tile (`j == 0`)
+                            // and reuses it for the others.
+                            let lhs_tile = if pack_lhs {
+                                let panel = packed_lhs.wrapping_add(i * lhs_stride);
+                                if j == 0 {
+                                    // SAFETY: one panel of `m_tile ≤ mr` rows inside the operand;
+                                    // `mc / mr` panels fit the workspace.
+                                    unsafe {
+                                        pack(
+                                            panel,
+                                            lhs_stride,
+                                            mr,
+                                            m_tile,
+                                            k_chunk,
+                                            lhs.at(row, depth_outer),
+                                            lhs.rs,
+                                            lhs.cs,
+                                        )
+                                    };
+                                }
+                                panel as *const T
+                            } else if prepack_lhs {
+                                packed_lhs.wrapping_add((i + row_outer / mr) * lhs_stride)
+                                    as *const T
+                            } else {
+                                lhs.at(row, depth_outer)
+                            };
+                            let rhs_tile = if pack_rhs {
+                                packed_rhs.wrapping_add(j * rhs_stride) as *const T
+                            } else {
+                                rhs.at(depth_outer, col_outer + col_inner)
+                            };
+                            let dst = p.dst.wrapping_offset(
+                                row as isize * p.dst_rs
+                                    + (col_outer + col_inner) as isize * p.dst_cs,
+                            );
+                            let kernel = kernels.table[m_tile.div_ceil(lanes) - 1][n_tile - 1];
+                            // SAFETY: the tile's operands are packed panels in the workspace or
+                            // lie inside the operands; `dst` is a `m_tile × n_tile` block of `c`
+                            // (initialized when `alpha_status` is 1: accumulation, or a later
+                            // depth block after the first wrote it). The CPU has the kernel's
+                            // features (checked by `pick`).
+                            unsafe {
+                                kernel(
+                                    m_tile,
+                                    n_tile,
+                                    k_chunk,
+                                    dst,
+                                    lhs_tile,
+                                    rhs_tile,
+                                    p.dst_cs,
+                                    p.dst_rs,
+                                    lhs_cs,
+                                    rhs_rs,
+                                    rhs_cs,
+                                    if alpha_status == 0 { T::ZERO } else { T::ONE },
+                                    T::ONE,
+                                    alpha_status,
+                                    false,
+                                    false,
+                                    false,
+                                    std::ptr::null(),
+                                )
+                            };
+                        }
+                    }
+                    row_outer += m_chunk;
+                }
+                alpha_status = 1;
+                depth_outer += k_chunk;
+            }
+            col_outer += n_chunk;
+        }
+    })
+}
+
+/// Packs `count` lines of a strided operand into panels of `width` lines, `stride` elements apart:
+/// in a panel, depth step `d` holds the panel's lines at `d·width ..`, and a last panel of fewer
+/// than `width` lines is padded with zeros. Line `l` at depth `d` is `src[l·along + d·step]`.
+///
+/// # Safety
+/// Every read lies inside the operand; `dst` has room for `ceil(count / width)` panels.
+#[allow(clippy::too_many_arguments)]
+unsafe fn pack<T: Microkernels>(
+    dst: *mut T,
+    stride: usize,
+    width: usize,
+    count: usize,
+    depth: usize,
+    src: *const T,
+    along: isize,
+    step: isize,
+) {
+    // The panel widths of the crate's tables (NR; 1, 2 or 4 vectors of 4, 8 or 16 lanes), each
+    // with its own loop so that whole lines are fixed-size copies.
+    // SAFETY (every arm): the function's contract, passed on.
+    unsafe {
+        match width {
+            NR => pack_w::<T, NR>(dst, stride, count, depth, src, along, step),
+            8 => pack_w::<T, 8>(dst, stride, count, depth, src, along, step),
+            16 => pack_w::<T, 16>(dst, stride, count, depth, src, along, step),
+            32 => pack_w::<T, 32>(dst, stride, count, depth, src, along, step),
+            64 => pack_w::<T, 64>(dst, stride, count, depth, src, along, step),
+            _ => pack_any(dst, stride, width, count, depth, src, along, step),
+        }
+    }
+}
+
+/// [`pack`] for panels of `W` lines.
+///
+/// # Safety
+/// As [`pack`].
+unsafe fn pack_w<T: Microkernels, const W: usize>(
+    dst: *mut T,
+    stride: usize,
+    count: usize,
+    depth: usize,
+    src: *const T,
+    along: isize,
+    step: isize,
+) {
+    super::super::simd::vectorized(
+        #[inline(always)]
+        || {
+            let mut first = 0;
+            while first + W <= count {
+                let panel = dst.wrapping_add(first / W * stride);
+                let base = src.wrapping_offset(first as isize * along);
+                for d in 0..depth {
+                    let from = base.wrapping_offset(d as isize * step);
+                    let to = panel.wrapping_add(d * W);
+                    // SAFETY: the contract of `pack` (W lines inside the operand; one line of the
+                    // panel).
+                    unsafe {
+                        if along == 1 {
+                            (to as *mut [T; W])
+                                .write_unaligned((from as *const [T; W]).read_unaligned());
+                        } else {
+                            for l in 0..W {
+                                *to.add(l) = *from.offset(l as isize * along);
+                            }
+                        }
+                    }
+                }
+                first += W;
+            }
+            if first < count {
+                // SAFETY: as above, for the last, partial panel.
+                unsafe {
+                    pack_any(
+                        dst.wrapping_add(first / W * stride),
+                        stride,
+                        W,
+                        count - first,
+                        depth,
+                        src.wrapping_offset(first as isize * along),
+                        along,
+                        step,
+                    )
+                };
+            }
+        },
+    )
+}
+
+/// [`pack`] for any width (and partial panels).
+///
+/// # Safety
+/// As [`pack`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn pack_any<T: Microkernels>(
+    dst: *mut T,
+    stride: usize,
+    width: usize,
+    count: usize,
+    depth: usize,
+    src: *const T,
+    along: isize,
+    step: isize,
+) {
+    let mut first = 0;
+    while first < count {
+        let lines = width.min(count - first);
+        let panel = dst.wrapping_add(first / width * stride);
+        let base = src.wrapping_offset(first as isize * along);
+        for d in 0..depth {
+            let from = base.wrapping_offset(d as isize * step);
+            let to = panel.wrapping_add(d * width);
+            // SAFETY: the contract of `pack` (reads inside the operand, writes inside the panel's
+            // `depth · width` elements).
+            unsafe {
+                for l in 0..lines {
+                    *to.add(l) = *from.offset(l as isize * along);
+                }
+                for l in lines..width {
+                    *to.add(l) = T::ZERO;
+                }
+            }
+        }
+        first += width;
+    }
+}
+
+/// Runs `f` on at least `lines` cache lines of the thread's workspace (grown when smaller: the only
+/// allocation, at warm-up). A workspace already in use on this thread (not expected: the kernels do
+/// not call back) is replaced by a fresh one for this call.
+fn with_workspace(lines: usize, f: impl FnOnce(*mut Line)) -> Result<(), String> {
+    let grow = |work: &mut Vec<Line>| -> Result<(), String> {
+        if work.len() < lines {
+            work.try_reserve_exact(lines - work.len()).map_err(|_| {
+                format!("gemm: cannot allocate a packing workspace of {lines} cache lines")
+            })?;
+            work.resize(lines, Line([0; 64]));
+        }
+        Ok(())
+    };
+    WORKSPACE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut work) => {
+            grow(&mut work)?;
+            f(work.as_mut_ptr());
+            Ok(())
+        }
+        Err(_) => {
+            let mut work = Vec::new();
+            grow(&mut work)?;
+            f(work.as_mut_ptr());
+            Ok(())
+        }
+    })
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// The FMA kernels (what a CPU without AVX-512 gets; the tests elsewhere compare the AVX-512
+    /// path with the crate bit for bit) give the exact product within rounding, over blocked,
+    /// packed and partial-tile shapes and every transpose combination.
+    #[test]
+    fn fma_kernels_compute_the_product() {
+        if !std::is_x86_feature_detected!("fma") {
+            return;
+        }
+        let kernels = Kernels {
+            table: &tables::F32_FMA,
+            lanes: 8,
+        };
+        for (m, k, n) in [
+            (37, 1030, 45),
+            (300, 64, 100),
+            (20, 700, 400),
+            (64, 300, 10),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5)
+                .collect();
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (ar, ac) = if ta { (k, m) } else { (m, k) };
+                let (br, bc) = if tb { (n, k) } else { (k, n) };
+                let av = MatRef::row_major(&a, ar, ac, ta);
+                let bv = MatRef::row_major(&b, br, bc, tb);
+                let mut c = vec![1.0f32; m * n];
+                // SAFETY: valid row-major views; `c` is m×n, initialized, exclusively ours.
+                unsafe { product(kernels, c.as_mut_ptr(), n, av, bv, true) }.unwrap();
+                for i in 0..m {
+                    for j in 0..n {
+                        let exact: f64 = (0..k)
+                            .map(|p| {
+                                let x = if ta { a[p * m + i] } else { a[i * k + p] };
+                                let y = if tb { b[j * k + p] } else { b[p * n + j] };
+                                x as f64 * y as f64
+                            })
+                            .sum();
+                        let got = c[i * n + j] as f64 - 1.0;
+                        assert!(
+                            (got - exact).abs() < 1e-3,
+                            "{m}x{k}x{n} {ta} {tb} ({i},{j})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
