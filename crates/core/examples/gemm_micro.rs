@@ -1,7 +1,8 @@
 //! Per-shape timings of the matrix products a training step runs (the bands of the `deep` model's
 //! forward, `dX` and `dW` products at batch 32, 256 and 2048): best of 5 rounds, one thread unless
 //! a thread count is given. `FERROFLOW_GEMM_OWN=0` times the `gemm` crate's own driver instead of
-//! ours, for comparison (docs/performance.md):
+//! ours, `FERROFLOW_GEMM_SWAP=0` ours without running few-row products with a transposed `b` as they
+//! are (docs/performance.md):
 //!
 //! ```text
 //! cargo run --release -p ferroflow-core --example gemm_micro [threads]
@@ -10,6 +11,13 @@ use ferroflow_core::ops::gemm::{gemm, MatRef};
 use std::time::Instant;
 fn main() {
     let shapes: &[(usize, usize, usize, bool, bool, &str)] = &[
+        (32, 100, 300, false, true, "book dX2 32"),
+        (32, 10, 100, false, true, "book dX3 32"),
+        (32, 10, 300, false, true, "deep dX12 32"),
+        (256, 784, 300, false, false, "fwd X.W 256"),
+        (256, 300, 300, false, false, "fwd 256"),
+        (256, 300, 300, false, true, "dX 256"),
+        (300, 256, 300, true, false, "dW 256"),
         (128, 784, 300, false, false, "fwd X.W band 256"),
         (128, 300, 300, false, false, "fwd band 256"),
         (128, 300, 784, false, true, "dX dY.Wt band"),
@@ -49,10 +57,10 @@ fn main() {
             }
             best = best.min(t.elapsed().as_secs_f64() / reps as f64);
         }
+        let gflops = 2.0 * (m * n * k) as f64 / best / 1e9;
         println!(
-            "{what:22} {m}x{k}x{n}: {:8.1} us {:6.1} GFLOP/s",
-            best * 1e6,
-            2.0 * (m * n * k) as f64 / best / 1e9
+            "{what:22} {m}x{k}x{n}: {:8.1} us {gflops:6.1} GFLOP/s",
+            best * 1e6
         );
     }
 }

@@ -1,8 +1,8 @@
-//! A single-threaded blocked product that calls the `gemm` crate's AVX-512 microkernels (public API
-//! of `gemm-f32` / `gemm-f64`) around packing buffers owned by the calling thread: the buffers grow
-//! to the largest product a thread has run and are reused by every later one, so a product after
-//! warm-up allocates nothing (the crate's own driver allocates its packing workspace, and a list of
-//! flags, inside every call, and takes none from the caller).
+//! A single-threaded blocked product that calls the `gemm` crate's microkernels (AVX-512 or FMA:
+//! public API of `gemm-f32` / `gemm-f64`) around packing buffers owned by the calling thread: the
+//! buffers grow to the largest product a thread has run and are reused by every later one, so a
+//! product after warm-up allocates nothing (the crate's own driver allocates its packing workspace,
+//! and a list of flags, inside every call, and takes none from the caller).
 //!
 //! The blocking follows the crate's single-threaded driver decision for decision (the same `kc`,
 //! `mc`, `nc` from its public `kernel_params`, the same choice of which operand to pack, the same
@@ -10,7 +10,8 @@
 //! in the same order and the products equal the crate's bit for bit (tested against it). The small
 //! shapes the crate sends to other kernels (horizontal kernels for at most 256 outputs, vector
 //! products for a depth of at most 2, matrix-vector products), which allocate nothing, still go to
-//! the crate.
+//! the crate. One departure, with the same bits: a product of few rows with a transposed `b` runs
+//! without the crate's transposition (see [`product`]), with the crate's depth blocks.
 //!
 //! Layout (in the crate's column-major terms, after it transposes a row-major product: the
 //! kernel's `m` is our column count, its `n` our row count): the left operand is packed in panels of
@@ -161,46 +162,49 @@ pub unsafe fn product<T: Microkernels>(
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let c_rs = c_rs as isize;
     // The crate's own first step: a row-major destination is computed as its transpose.
-    let p = if 1 < c_rs {
-        Problem {
-            m: n,
-            n: m,
-            k,
-            dst: c,
-            dst_rs: 1,
-            dst_cs: c_rs,
-            lhs: Operand {
-                ptr: b.data.as_ptr(),
-                rs: b.cs,
-                cs: b.rs,
-            },
-            rhs: Operand {
-                ptr: a.data.as_ptr(),
-                rs: a.cs,
-                cs: a.rs,
-            },
-        }
-    } else {
-        Problem {
-            m,
-            n,
-            k,
-            dst: c,
-            dst_rs: c_rs,
-            dst_cs: 1,
-            lhs: Operand {
-                ptr: a.data.as_ptr(),
-                rs: a.rs,
-                cs: a.cs,
-            },
-            rhs: Operand {
-                ptr: b.data.as_ptr(),
-                rs: b.rs,
-                cs: b.cs,
-            },
-        }
+    let transposed = Problem {
+        m: n,
+        n: m,
+        k,
+        dst: c,
+        dst_rs: 1,
+        dst_cs: c_rs,
+        lhs: Operand {
+            ptr: b.data.as_ptr(),
+            rs: b.cs,
+            cs: b.rs,
+        },
+        rhs: Operand {
+            ptr: a.data.as_ptr(),
+            rs: a.cs,
+            cs: a.rs,
+        },
     };
-    if sent_elsewhere_by_the_crate(&p) {
+    let as_is = Problem {
+        m,
+        n,
+        k,
+        dst: c,
+        dst_rs: c_rs,
+        dst_cs: 1,
+        lhs: Operand {
+            ptr: a.data.as_ptr(),
+            rs: a.rs,
+            cs: a.cs,
+        },
+        rhs: Operand {
+            ptr: b.data.as_ptr(),
+            rs: b.rs,
+            cs: b.cs,
+        },
+    };
+    let crate_transposes = 1 < c_rs;
+    let p = if crate_transposes {
+        &transposed
+    } else {
+        &as_is
+    };
+    if sent_elsewhere_by_the_crate(p) {
         // SAFETY: the module invariant (bounds checked by the caller; `c` exclusive); the crate reads
         // `c` only with `accumulate`, when it is initialized.
         unsafe {
@@ -228,8 +232,54 @@ pub unsafe fn product<T: Microkernels>(
         };
         return Ok(());
     }
+    // The crate's depth blocks, whichever way the product runs: the same sums in the same order.
+    let kc = blocking::<T>(p, kernels.table.len() * kernels.lanes).0;
+    // A transposed `b` with few rows of `c`: the crate packs all of `b` (a gather, each depth step
+    // from a different row) for these few rows. Run as is instead: the rows of `b`'s transpose are
+    // read in place, six at a time, and only `a` (few rows) is packed.
+    let p = if crate_transposes
+        && transposed.lhs.rs != 1
+        && m <= SWAP_MAX_ROWS
+        && k >= SWAP_MIN_DEPTH
+        && swap_enabled()
+    {
+        &as_is
+    } else {
+        p
+    };
     // SAFETY: passed on (the module invariant; `p` is the same product in the kernel's terms).
-    unsafe { blocked(kernels, &p, accumulate) }
+    unsafe { blocked(kernels, p, kc, accumulate) }
+}
+
+/// Products of at most this many rows, summing over at least this many terms, run as they are when
+/// the crate would pack all of a transposed `b` (see [`product`]). Measured on one thread
+/// (`examples/gemm_micro.rs`): 32×300·(300×300)ᵀ 0.72-0.76 of the crate's time, 32×100·(300×100)ᵀ
+/// 0.94-0.95; but 32×10·(100×10)ᵀ 1.9-2.4 (the stores of a tile that is not column-contiguous then
+/// outweigh the packing saved).
+const SWAP_MAX_ROWS: usize = 48;
+const SWAP_MIN_DEPTH: usize = 64;
+
+/// Whether the rule above applies (default) or such products run transposed as in the crate
+/// (`FERROFLOW_GEMM_SWAP=0`, for benchmarking the two; the same bits either way).
+fn swap_enabled() -> bool {
+    static ENV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENV.get_or_init(|| std::env::var("FERROFLOW_GEMM_SWAP").map_or(true, |v| v != "0"))
+}
+
+/// The crate's blocking `(kc, mc, nc)` for `p` with `mr` rows per tile (`gemm_basic_generic`:
+/// a fixed rule for at most 64×64 outputs, else its `kernel_params`; `nc` of 0 means one block).
+fn blocking<T>(p: &Problem<T>, mr: usize) -> (usize, usize, usize) {
+    let size = std::mem::size_of::<T>();
+    let (m, n, k) = (p.m, p.n, p.k);
+    let (kc, mc, nc) = if m <= 64 && n <= 64 {
+        let kc = k.min(512);
+        let l2 = gemm_common::cache::CACHE_INFO[1].cache_bytes / size;
+        (kc, (l2 / kc.max(1)) / mr * mr, n.next_multiple_of(NR))
+    } else {
+        let params = gemm_common::cache::kernel_params(m, n, k, mr, NR, size);
+        (params.kc, params.mc, params.nc)
+    };
+    (kc, mc, if nc > 0 { nc } else { 128 * NR })
 }
 
 /// The crate's tests, in its order, for the shapes that skip its blocked driver (`gemm_basic_generic`:
@@ -252,21 +302,13 @@ fn sent_elsewhere_by_the_crate<T>(p: &Problem<T>) -> bool {
 unsafe fn blocked<T: Microkernels>(
     kernels: Kernels<T>,
     p: &Problem<T>,
+    kc: usize,
     accumulate: bool,
 ) -> Result<(), String> {
     let lanes = kernels.lanes;
     let mr = kernels.table.len() * lanes;
-    let size = std::mem::size_of::<T>();
     let (m, n, k) = (p.m, p.n, p.k);
-    let (kc, mc, nc) = if m <= 64 && n <= 64 {
-        let kc = k.min(512);
-        let l2 = gemm_common::cache::CACHE_INFO[1].cache_bytes / size;
-        (kc, (l2 / kc) / mr * mr, n.next_multiple_of(NR))
-    } else {
-        let params = gemm_common::cache::kernel_params(m, n, k, mr, NR, size);
-        (params.kc, params.mc, params.nc)
-    };
-    let nc = if nc > 0 { nc } else { 128 * NR };
+    let (_, mc, nc) = blocking::<T>(p, mr);
     if kc == 0 || mc == 0 {
         return Err(format!(
             "gemm: no blocking for {m}x{k}·{k}x{n} (kc {kc}, mc {mc})"
