@@ -319,7 +319,7 @@ unsafe fn product_bands<T: Float>(
     threads: usize,
     big: bool,
 ) -> Result<(), String> {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, n) = (a.rows, b.cols);
     if threads > 1 && big && m >= 2 * 16 && split_rows() {
         // One band of rows of c (and a) per thread, each a single-threaded product: for the tall,
         // narrow products of training (2048×300·300×300) this scales better than the crate's own
@@ -372,18 +372,35 @@ unsafe fn product_bands<T: Float>(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the bounds of a and b were checked above for every (row, col) the kernel reads; c is a
-    // distinct, exclusively borrowed m×n row-major buffer (row stride n, column stride 1), which the
-    // crate reads only when `accumulate` (`read_dst`), and then it is initialized (the caller's
-    // contract); otherwise it writes every element.
+    // SAFETY: the bounds of a and b were checked above; c is a distinct, exclusively borrowed m×n
+    // row-major buffer, initialized when `accumulate` (the caller's contract).
+    unsafe { crate_product(c.as_mut_ptr() as *mut T, n, a, b, accumulate, parallelism) };
+    Ok(())
+}
+
+/// `c = a·b` (or `c += a·b`) by the `gemm` crate's own driver; `c` is `m×n` with row stride `c_rs`.
+///
+/// # Safety
+/// Every `(i, j)` of `a` and `b` lies inside its slice; `c` points at an `m×n` block with row stride
+/// `c_rs ≥ n` that nothing else accesses meanwhile, initialized when `accumulate` (the crate reads
+/// it only then; otherwise it writes every element).
+unsafe fn crate_product<T: Microkernels>(
+    c: *mut T,
+    c_rs: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: the function's contract.
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr() as *mut T,
+            a.rows,
+            b.cols,
+            a.cols,
+            c,
             1,
-            n as isize,
+            c_rs as isize,
             accumulate,
             a.data.as_ptr(),
             a.cs,
@@ -391,15 +408,14 @@ unsafe fn product_bands<T: Float>(
             b.data.as_ptr(),
             b.cs,
             b.rs,
-            if accumulate { T::one() } else { T::zero() },
-            T::one(),
+            if accumulate { T::ONE } else { T::ZERO },
+            T::ONE,
             false,
             false,
             false,
             parallelism,
-        );
+        )
     }
-    Ok(())
 }
 
 /// A pointer into `c` handed to another thread (see the column halves in [`product_bands`]).
@@ -412,6 +428,18 @@ impl<T> SendPtr<T> {
     fn get(self) -> *mut T {
         self.0
     }
+}
+
+/// Deterministic operands `a` (`m×k`) and `b` (`k×n`) in [-0.5, 0.5) for the products' tests.
+#[cfg(test)]
+fn test_operands<T: Float>(m: usize, k: usize, n: usize) -> (Vec<T>, Vec<T>) {
+    let a = (0..m * k)
+        .map(|i| T::from_f64(((i * 7919) % 97) as f64 / 97.0 - 0.5))
+        .collect();
+    let b = (0..k * n)
+        .map(|i| T::from_f64(((i * 104729) % 89) as f64 / 89.0 - 0.5))
+        .collect();
+    (a, b)
 }
 
 #[cfg(test)]
@@ -482,28 +510,14 @@ mod tests {
 
     /// The crate's own driver on one thread, for comparison.
     fn crate_product<T: Float>(c: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>, accumulate: bool) {
-        let n = b.cols;
-        // SAFETY: as in `product_bands` (the shapes come from valid row-major views).
+        // SAFETY: the shapes come from valid row-major views; `c` is m×n, initialized, ours.
         unsafe {
-            gemm::gemm(
-                a.rows,
-                n,
-                a.cols,
+            super::crate_product(
                 c.as_mut_ptr(),
-                1,
-                n as isize,
+                b.cols,
+                a,
+                b,
                 accumulate,
-                a.data.as_ptr(),
-                a.cs,
-                a.rs,
-                b.data.as_ptr(),
-                b.cs,
-                b.rs,
-                if accumulate { T::one() } else { T::zero() },
-                T::one(),
-                false,
-                false,
-                false,
                 gemm::Parallelism::None,
             )
         };
@@ -540,12 +554,7 @@ mod tests {
                 (40, 1000, 50),
             ];
             for (m, k, n) in shapes {
-                let a: Vec<T> = (0..m * k)
-                    .map(|i| T::from_f64(((i * 7919) % 97) as f64 / 97.0 - 0.5))
-                    .collect();
-                let b: Vec<T> = (0..k * n)
-                    .map(|i| T::from_f64(((i * 104729) % 89) as f64 / 89.0 - 0.5))
-                    .collect();
+                let (a, b) = test_operands::<T>(m, k, n);
                 let start: Vec<T> = (0..m * n)
                     .map(|i| T::from_f64(((i * 31) % 13) as f64 / 13.0))
                     .collect();

@@ -81,27 +81,23 @@ fn pick<T>(
     None
 }
 
-impl Microkernels for f32 {
-    const ZERO: f32 = 0.0;
-    const ONE: f32 = 1.0;
-    fn kernels() -> Option<Kernels<f32>> {
-        #[cfg(target_arch = "x86_64")]
-        return pick(&tables::F32_AVX512, &tables::F32_FMA, 4);
-        #[cfg(not(target_arch = "x86_64"))]
-        None
-    }
+/// `Microkernels` for a float type from its two tables.
+macro_rules! microkernels {
+    ($t:ty, $avx512:ident, $fma:ident) => {
+        impl Microkernels for $t {
+            const ZERO: $t = 0.0;
+            const ONE: $t = 1.0;
+            fn kernels() -> Option<Kernels<$t>> {
+                #[cfg(target_arch = "x86_64")]
+                return pick(&tables::$avx512, &tables::$fma, std::mem::size_of::<$t>());
+                #[cfg(not(target_arch = "x86_64"))]
+                None
+            }
+        }
+    };
 }
-
-impl Microkernels for f64 {
-    const ZERO: f64 = 0.0;
-    const ONE: f64 = 1.0;
-    fn kernels() -> Option<Kernels<f64>> {
-        #[cfg(target_arch = "x86_64")]
-        return pick(&tables::F64_AVX512, &tables::F64_FMA, 8);
-        #[cfg(not(target_arch = "x86_64"))]
-        None
-    }
-}
+microkernels!(f32, F32_AVX512, F32_FMA);
+microkernels!(f64, F64_AVX512, F64_FMA);
 
 /// One cache line of workspace (the packed panels start on line boundaries).
 #[derive(Clone, Copy)]
@@ -205,30 +201,9 @@ pub unsafe fn product<T: Microkernels>(
         &as_is
     };
     if sent_elsewhere_by_the_crate(p) {
-        // SAFETY: the module invariant (bounds checked by the caller; `c` exclusive); the crate reads
-        // `c` only with `accumulate`, when it is initialized.
+        // SAFETY: the module invariant; `c` is initialized when `accumulate`.
         unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                c,
-                1,
-                c_rs,
-                accumulate,
-                a.data.as_ptr(),
-                a.cs,
-                a.rs,
-                b.data.as_ptr(),
-                b.cs,
-                b.rs,
-                if accumulate { T::ONE } else { T::ZERO },
-                T::ONE,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            )
+            super::crate_product(c, c_rs as usize, a, b, accumulate, gemm::Parallelism::None)
         };
         return Ok(());
     }
@@ -653,12 +628,7 @@ mod tests {
             (20, 700, 400),
             (64, 300, 10),
         ] {
-            let a: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
-                .collect();
-            let b: Vec<f32> = (0..k * n)
-                .map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5)
-                .collect();
+            let (a, b) = super::super::test_operands::<f32>(m, k, n);
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let (ar, ac) = if ta { (k, m) } else { (m, k) };
                 let (br, bc) = if tb { (n, k) } else { (k, n) };
