@@ -1,6 +1,7 @@
 //! The one place with `unsafe` outside the SIMD dispatch (with its submodule [`packed`], our blocked
-//! loop around the `gemm` crates' microkernels): calls into the strided matrix multiply, and vectors filled straight into their spare capacity ([`gemm_into_vec`],
-//! [`rows_into_vec`]), which saves the zero-filling pass an output would otherwise need.
+//! loop around the `gemm` crates' microkernels): calls into the strided matrix multiply, and vectors
+//! filled straight into their spare capacity ([`gemm_into_vec`], [`rows_into_vec`]), which saves
+//! the zero-filling pass an output would otherwise need.
 //!
 //! Invariant (checked before every call): `a` is `m×k`, `b` is `k×n` and `c` is `m×n`, each given as a
 //! slice with row/column strides (in elements) such that every index `i·rs + j·cs` for `i < rows`,
