@@ -128,19 +128,6 @@ fn allocations_per_step(
     (counts, outside, loss)
 }
 
-/// Whether this CPU runs products through our own loop (see the module docs).
-fn own_gemm_driver() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("fma")
-            && std::env::var("FERROFLOW_GEMM_OWN").map_or(true, |v| v != "0")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 // One test function: the counters are global, and tests of one binary run in parallel.
 #[test]
 fn a_training_step_allocates_nothing_after_warm_up() {
@@ -158,7 +145,7 @@ fn a_training_step_allocates_nothing_after_warm_up() {
                 "{model}, {threads} threads: allocations per step {counts:?}, outside the GEMM crate {outside}"
             );
             assert_eq!(outside, 0, "{model}: allocations outside the GEMM crate");
-            if own_gemm_driver() {
+            if ferroflow::core::ops::gemm::products_reuse_their_workspace() {
                 assert_eq!(counts, [0; 5], "{model}, {threads} threads");
             } else {
                 // The same number every step (the crate's packing buffers: a few per product).

@@ -78,6 +78,12 @@ fn own_driver() -> bool {
     *OWN.get_or_init(|| std::env::var("FERROFLOW_GEMM_OWN").map_or(true, |v| v != "0"))
 }
 
+/// Whether f32 products on this CPU run our loop with packing buffers kept per thread (no allocation
+/// per product), rather than the crate's driver (a CPU without FMA, or `FERROFLOW_GEMM_OWN=0`).
+pub fn products_reuse_their_workspace() -> bool {
+    own_driver() && <f32 as Microkernels>::kernels().is_some()
+}
+
 /// Products of fewer multiply-adds than this run on one thread: below it, waking a second thread and
 /// packing the shared operand twice cost more than they save (`FERROFLOW_GEMM_PAR_MIN` overrides it,
 /// for benchmarking).

@@ -208,22 +208,24 @@ pub unsafe fn product<T: Microkernels>(
         return Ok(());
     }
     // The crate's depth blocks, whichever way the product runs: the same sums in the same order.
-    let kc = blocking::<T>(p, kernels.table.len() * kernels.lanes).0;
+    let mr = kernels.table.len() * kernels.lanes;
+    let crate_blocks = blocking::<T>(p, mr);
     // A transposed `b` with few rows of `c`: the crate packs all of `b` (a gather, each depth step
     // from a different row) for these few rows. Run as is instead: the rows of `b`'s transpose are
     // read in place, six at a time, and only `a` (few rows) is packed.
-    let p = if crate_transposes
+    let (p, blocks) = if crate_transposes
         && transposed.lhs.rs != 1
         && m <= SWAP_MAX_ROWS
         && k >= SWAP_MIN_DEPTH
         && swap_enabled()
     {
-        &as_is
+        let (_, mc, nc) = blocking::<T>(&as_is, mr);
+        (&as_is, (crate_blocks.0, mc, nc))
     } else {
-        p
+        (p, crate_blocks)
     };
     // SAFETY: passed on (the module invariant; `p` is the same product in the kernel's terms).
-    unsafe { blocked(kernels, p, kc, accumulate) }
+    unsafe { blocked(kernels, p, blocks, accumulate) }
 }
 
 /// Products of at most this many rows, summing over at least this many terms, run as they are when
@@ -270,20 +272,20 @@ fn sent_elsewhere_by_the_crate<T>(p: &Problem<T>) -> bool {
 }
 
 /// The crate's single-threaded blocked loop (`gemm_basic_generic` with `Parallelism::None`), with
-/// the packing buffers taken from the thread's workspace.
+/// the blocking `(kc, mc, nc)` of [`blocking`] and the packing buffers taken from the thread's
+/// workspace.
 ///
 /// # Safety
 /// As [`product`].
 unsafe fn blocked<T: Microkernels>(
     kernels: Kernels<T>,
     p: &Problem<T>,
-    kc: usize,
+    (kc, mc, nc): (usize, usize, usize),
     accumulate: bool,
 ) -> Result<(), String> {
     let lanes = kernels.lanes;
     let mr = kernels.table.len() * lanes;
     let (m, n, k) = (p.m, p.n, p.k);
-    let (_, mc, nc) = blocking::<T>(p, mr);
     if kc == 0 || mc == 0 {
         return Err(format!(
             "gemm: no blocking for {m}x{k}·{k}x{n} (kc {kc}, mc {mc})"
