@@ -32,10 +32,19 @@ fn main() {
         (1024, 300, 300, false, true, "dX band 2048"),
         (300, 1024, 300, true, false, "dW half 2048"),
     ];
-    let threads = std::env::args()
-        .nth(1)
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(1);
+    let args: Vec<String> = std::env::args().collect();
+    let threads = args.get(1).and_then(|t| t.parse().ok()).unwrap_or(1);
+    // `gemm_micro THREADS M K N TA TB` times that one shape (TA, TB: 0 or 1).
+    let one: Vec<usize> = args.iter().skip(2).filter_map(|v| v.parse().ok()).collect();
+    let custom = [(
+        one.first().copied().unwrap_or(0),
+        one.get(1).copied().unwrap_or(0),
+        one.get(2).copied().unwrap_or(0),
+        one.get(3) == Some(&1),
+        one.get(4) == Some(&1),
+        "given",
+    )];
+    let shapes = if one.len() == 5 { &custom[..] } else { shapes };
     for &(m, k, n, ta, tb, what) in shapes {
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)

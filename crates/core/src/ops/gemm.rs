@@ -97,7 +97,18 @@ pub(crate) fn parallel_min_macs() -> usize {
     })
 }
 
-const DEFAULT_PARALLEL_MIN_MACS: usize = 1 << 22;
+/// 2M multiply-adds: the hidden-layer products of a batch of 32 (32×300·300×300 is 2.9M) run on
+/// two threads, as two column halves (steps/s paired medians: deep/32 1.055, book/32 1.065, deep_bn/32
+/// 1.008 against a threshold of 4M); below it, splitting cost more than it saved.
+const DEFAULT_PARALLEL_MIN_MACS: usize = 1 << 21;
+
+/// Products of at least this many rows split into row bands, one per thread (each thread packs all
+/// of `b` for its band); fewer rows split into column halves (each thread packs half of `b`).
+const ROW_BAND_MIN_ROWS: usize = 64;
+
+/// Two independent products below this many multiply-adds each run at the same time, one per thread
+/// (the session's paired products), rather than one after the other on two threads each.
+pub(crate) const PAIR_MAX_MACS: usize = 1 << 22;
 
 /// `c = alpha·c + a·b` (`alpha` 0 overwrites `c`; 1 accumulates), with `threads` threads.
 /// Returns an error on mismatched shapes or out-of-bounds strides instead of touching memory.
@@ -327,7 +338,7 @@ unsafe fn product_bands<T: Float>(
     big: bool,
 ) -> Result<(), String> {
     let (m, n) = (a.rows, b.cols);
-    if threads > 1 && big && m >= 2 * 16 && split_rows() {
+    if threads > 1 && big && m >= ROW_BAND_MIN_ROWS && split_rows() {
         // One band of rows of c (and a) per thread, each a single-threaded product: for the tall,
         // narrow products of training (2048×300·300×300) this scales better than the crate's own
         // parallel loop.
@@ -352,7 +363,7 @@ unsafe fn product_bands<T: Float>(
     let crate_threads = threads > 1 && big && !split_rows();
     if let (Some(kernels), false, true) = (T::kernels(), crate_threads, own_driver()) {
         if threads > 1 && big && n >= 2 * 16 {
-            // Fewer than 32 rows: one half of the columns of c (and b) per thread.
+            // Fewer rows: one half of the columns of c (and b) per thread.
             let half = n / 2;
             let b1 = MatRef {
                 data: b.data_from(half as isize * b.cs, "column half")?,

@@ -306,7 +306,7 @@ impl Run<'_> {
         ) else {
             return Ok(None);
         };
-        let limit = crate::ops::gemm::parallel_min_macs();
+        let limit = crate::ops::gemm::PAIR_MAX_MACS;
         let (Some(sa), Some(sb)) = (ma.product_size(&in_a), mb.product_size(&in_b)) else {
             return Ok(None);
         };
@@ -320,7 +320,14 @@ impl Run<'_> {
         crate::value::lend_one_to(self.side_pool, dtype, sb.0.saturating_mul(sb.1));
         let side = &mut *self.side_pool;
         let (ra, rb) = rayon::join(
-            || op_a.compute(&in_a),
+            || {
+                // Each product of the pair on its own thread only (the other thread's count is 1).
+                let threads = crate::ops::kernels::intra_op_threads();
+                crate::ops::kernels::set_intra_op_threads(1);
+                let r = op_a.compute(&in_a);
+                crate::ops::kernels::set_intra_op_threads(threads);
+                r
+            },
             || {
                 let saved = crate::value::swap_pool(Some(std::mem::take(side)));
                 let r = op_b.compute(&in_b);

@@ -1,0 +1,39 @@
+use ferroflow_core::ops::apply::ApplyRule;
+use std::time::Instant;
+fn main() {
+    let threads: usize = std::env::args()
+        .nth(1)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2);
+    let n: usize = std::env::args()
+        .nth(2)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(90000);
+    let vars: usize = std::env::args()
+        .nth(3)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(12);
+    ferroflow_core::ops::kernels::set_intra_op_threads(threads);
+    let rule = ApplyRule::Momentum {
+        momentum: 0.9,
+        nesterov: false,
+    };
+    let mut w: Vec<Vec<f32>> = (0..vars).map(|_| vec![1.0; n]).collect();
+    let mut a: Vec<Vec<f32>> = (0..vars).map(|_| vec![0.5; n]).collect();
+    let g: Vec<Vec<f32>> = (0..vars).map(|_| vec![0.1; n]).collect();
+    let mut best = f64::MAX;
+    for _ in 0..200 {
+        let t = Instant::now();
+        for v in 0..vars {
+            rule.apply(&mut w[v], &mut [&mut a[v][..]], &g[v], 0.01, 0.5)
+                .unwrap();
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    println!(
+        "{vars} x {n}: {:.1} us per sweep, {:.1} us per var, {:.1} GB/s",
+        best * 1e6,
+        best * 1e6 / vars as f64,
+        (vars * n * 20) as f64 / best / 1e9
+    );
+}
