@@ -1,3 +1,10 @@
+//! The momentum update (`ApplyMomentum`, with a gradient scale) over `variables` variables of
+//! `elements` each, one after the other as a training step runs them: best of 200 sweeps, with the
+//! data warm in the caches (docs/performance.md compares it with the update's time in a step):
+//!
+//! ```text
+//! cargo run --release -p ferroflow-core --example apply_micro [threads [elements [variables]]]
+//! ```
 use ferroflow_core::ops::apply::ApplyRule;
 use std::time::Instant;
 fn main() {
