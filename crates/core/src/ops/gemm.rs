@@ -98,8 +98,8 @@ pub(crate) fn parallel_min_macs() -> usize {
 }
 
 /// 2M multiply-adds: the hidden-layer products of a batch of 32 (32×300·300×300 is 2.9M) run on
-/// two threads, as two column halves (steps/s paired medians: deep/32 1.055, book/32 1.065, deep_bn/32
-/// 1.008 against a threshold of 4M); below it, splitting cost more than it saved.
+/// two threads, as two column halves (steps/s paired medians against a threshold of 4M: deep/32
+/// 1.064, book/32 1.065, deep_bn/32 1.006); below it, splitting cost more than it saved.
 const DEFAULT_PARALLEL_MIN_MACS: usize = 1 << 21;
 
 /// Products of at least this many rows split into row bands, one per thread (each thread packs all
