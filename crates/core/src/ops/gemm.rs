@@ -545,7 +545,7 @@ mod tests {
     /// results bit for bit: every transpose combination, with and without accumulation, over shapes
     /// that take each of its paths (small products, deep products blocked in depth, packed and
     /// unpacked operands, partial tiles, the crate's vector kernels), in f32 and f64. On two threads
-    /// (row bands, or column halves below 32 rows) the blocking follows each part's shape, so large
+    /// (row bands, or column halves below 64 rows) the blocking follows each part's shape, so large
     /// products agree within rounding.
     #[test]
     fn products_equal_the_crates_bit_for_bit() {
