@@ -8,18 +8,13 @@
 use ferroflow_core::ops::apply::ApplyRule;
 use std::time::Instant;
 fn main() {
-    let threads: usize = std::env::args()
-        .nth(1)
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(2);
-    let n: usize = std::env::args()
-        .nth(2)
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(90000);
-    let vars: usize = std::env::args()
-        .nth(3)
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(12);
+    let arg = |i: usize, default: usize| -> usize {
+        std::env::args()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (threads, n, vars) = (arg(1, 2), arg(2, 90000), arg(3, 12));
     ferroflow_core::ops::kernels::set_intra_op_threads(threads);
     let rule = ApplyRule::Momentum {
         momentum: 0.9,

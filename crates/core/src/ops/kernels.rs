@@ -38,6 +38,14 @@ pub fn set_intra_op_threads(n: usize) {
     }
 }
 
+/// Runs `f` with kernels started from this thread limited to `n` threads, then restores the count.
+pub fn with_intra_op_threads<R>(n: usize, f: impl FnOnce() -> R) -> R {
+    let saved = INTRA_OP_THREADS.with(|c| c.replace(n.max(1)));
+    let r = f();
+    INTRA_OP_THREADS.with(|c| c.set(saved));
+    r
+}
+
 /// How many threads kernels started from this thread may use.
 pub fn intra_op_threads() -> usize {
     INTRA_OP_THREADS.with(|c| c.get())

@@ -320,14 +320,8 @@ impl Run<'_> {
         crate::value::lend_one_to(self.side_pool, dtype, sb.0.saturating_mul(sb.1));
         let side = &mut *self.side_pool;
         let (ra, rb) = rayon::join(
-            || {
-                // Each product of the pair on its own thread only (the other thread's count is 1).
-                let threads = crate::ops::kernels::intra_op_threads();
-                crate::ops::kernels::set_intra_op_threads(1);
-                let r = op_a.compute(&in_a);
-                crate::ops::kernels::set_intra_op_threads(threads);
-                r
-            },
+            // Each product of the pair on its own thread only (the other thread's count is 1).
+            || crate::ops::kernels::with_intra_op_threads(1, || op_a.compute(&in_a)),
             || {
                 let saved = crate::value::swap_pool(Some(std::mem::take(side)));
                 let r = op_b.compute(&in_b);

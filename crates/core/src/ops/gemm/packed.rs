@@ -630,7 +630,7 @@ mod tests {
             (20, 700, 400),
             (64, 300, 10),
         ] {
-            let (a, b) = super::super::test_operands::<f32>(m, k, n);
+            let (a, b) = super::super::tests::test_operands::<f32>(m, k, n);
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let (ar, ac) = if ta { (k, m) } else { (m, k) };
                 let (br, bc) = if tb { (n, k) } else { (k, n) };
