@@ -10,6 +10,7 @@
 use super::kernels::Float;
 use std::mem::MaybeUninit;
 
+mod pack;
 mod packed;
 pub use packed::Microkernels;
 

@@ -22,6 +22,7 @@
 //! every `(i, j)` inside their slices, and that `c` points at an `m×n` block with row stride
 //! `c_rs ≥ n` (column stride 1) that no other thread reads or writes while the product runs.
 
+use super::pack::pack;
 use super::MatRef;
 use gemm_common::microkernel::MicroKernelFn;
 use std::cell::RefCell;
@@ -451,133 +452,6 @@ unsafe fn blocked<T: Microkernels>(
             col_outer += n_chunk;
         }
     })
-}
-
-/// Packs `count` lines of a strided operand into panels of `width` lines, `stride` elements apart:
-/// in a panel, depth step `d` holds the panel's lines at `d·width ..`, and a last panel of fewer
-/// than `width` lines is padded with zeros. Line `l` at depth `d` is `src[l·along + d·step]`.
-///
-/// # Safety
-/// Every read lies inside the operand; `dst` has room for `ceil(count / width)` panels.
-#[allow(clippy::too_many_arguments)]
-unsafe fn pack<T: Microkernels>(
-    dst: *mut T,
-    stride: usize,
-    width: usize,
-    count: usize,
-    depth: usize,
-    src: *const T,
-    along: isize,
-    step: isize,
-) {
-    // The panel widths of the crate's tables (NR; 1, 2 or 4 vectors of 4, 8 or 16 lanes), each
-    // with its own loop so that whole lines are fixed-size copies.
-    // SAFETY (every arm): the function's contract, passed on.
-    unsafe {
-        match width {
-            NR => pack_w::<T, NR>(dst, stride, count, depth, src, along, step),
-            8 => pack_w::<T, 8>(dst, stride, count, depth, src, along, step),
-            16 => pack_w::<T, 16>(dst, stride, count, depth, src, along, step),
-            32 => pack_w::<T, 32>(dst, stride, count, depth, src, along, step),
-            64 => pack_w::<T, 64>(dst, stride, count, depth, src, along, step),
-            _ => pack_any(dst, stride, width, count, depth, src, along, step),
-        }
-    }
-}
-
-/// [`pack`] for panels of `W` lines.
-///
-/// # Safety
-/// As [`pack`].
-unsafe fn pack_w<T: Microkernels, const W: usize>(
-    dst: *mut T,
-    stride: usize,
-    count: usize,
-    depth: usize,
-    src: *const T,
-    along: isize,
-    step: isize,
-) {
-    super::super::simd::vectorized(
-        #[inline(always)]
-        || {
-            let mut first = 0;
-            while first + W <= count {
-                let panel = dst.wrapping_add(first / W * stride);
-                let base = src.wrapping_offset(first as isize * along);
-                for d in 0..depth {
-                    let from = base.wrapping_offset(d as isize * step);
-                    let to = panel.wrapping_add(d * W);
-                    // SAFETY: the contract of `pack` (W lines inside the operand; one line of the
-                    // panel).
-                    unsafe {
-                        if along == 1 {
-                            (to as *mut [T; W])
-                                .write_unaligned((from as *const [T; W]).read_unaligned());
-                        } else {
-                            for l in 0..W {
-                                *to.add(l) = *from.offset(l as isize * along);
-                            }
-                        }
-                    }
-                }
-                first += W;
-            }
-            if first < count {
-                // SAFETY: as above, for the last, partial panel.
-                unsafe {
-                    pack_any(
-                        dst.wrapping_add(first / W * stride),
-                        stride,
-                        W,
-                        count - first,
-                        depth,
-                        src.wrapping_offset(first as isize * along),
-                        along,
-                        step,
-                    )
-                };
-            }
-        },
-    )
-}
-
-/// [`pack`] for any width (and partial panels).
-///
-/// # Safety
-/// As [`pack`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn pack_any<T: Microkernels>(
-    dst: *mut T,
-    stride: usize,
-    width: usize,
-    count: usize,
-    depth: usize,
-    src: *const T,
-    along: isize,
-    step: isize,
-) {
-    let mut first = 0;
-    while first < count {
-        let lines = width.min(count - first);
-        let panel = dst.wrapping_add(first / width * stride);
-        let base = src.wrapping_offset(first as isize * along);
-        for d in 0..depth {
-            let from = base.wrapping_offset(d as isize * step);
-            let to = panel.wrapping_add(d * width);
-            // SAFETY: the contract of `pack` (reads inside the operand, writes inside the panel's
-            // `depth · width` elements).
-            unsafe {
-                for l in 0..lines {
-                    *to.add(l) = *from.offset(l as isize * along);
-                }
-                for l in lines..width {
-                    *to.add(l) = T::ZERO;
-                }
-            }
-        }
-        first += width;
-    }
 }
 
 /// Runs `f` on at least `lines` cache lines of the thread's workspace (grown when smaller: the only
