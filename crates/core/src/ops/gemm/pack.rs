@@ -14,9 +14,10 @@
 //! - depth contiguous (`step` 1: the transposed weight matrix of the gradient `dY·Wᵀ`): f32 on
 //!   AVX-512 in blocks of 16 lines × 16 depth steps, each block 16 vector loads, a transpose in
 //!   registers and 16 vector stores, where the crate gathers one value at a time (the `deep` step
-//!   at batch 256: 3.5% more steps/s, interleaved A/B in one process);
-//! - otherwise, and for the lines left over: one value at a time, a depth step at a time across a
-//!   panel's lines (the crate's order).
+//!   at batch 256: 3.5% more steps/s, interleaved A/B in one process); a last block of fewer lines
+//!   loads only those and stores the zeros of the padding with them;
+//! - otherwise: one value at a time, a depth step at a time across a panel's lines (the crate's
+//!   order).
 
 use super::packed::Microkernels;
 
@@ -138,8 +139,8 @@ impl<T: Microkernels> Pack<T> {
     }
 
     /// Depth contiguous (`step` 1): blocks of sixteen lines along their whole depth, transposed in
-    /// registers where the CPU and type allow, then the lines left over (all of them elsewhere) by
-    /// [`Self::gather_from`].
+    /// registers where the CPU and type allow; the rest of the last panel (all of the lines
+    /// elsewhere) by [`Self::gather_from`].
     ///
     /// # Safety
     /// As [`pack`], with `step` 1.
@@ -151,7 +152,7 @@ impl<T: Microkernels> Pack<T> {
             && self.depth >= BLOCK
             && super::super::simd::isa() == super::super::simd::Isa::Avx512
         {
-            let blocks = self.count / BLOCK;
+            let blocks = self.count.div_ceil(BLOCK);
             // SAFETY: `T` is f32 (checked above), so the pointers are to f32; the CPU has AVX-512F
             // (`isa` is capped by detection); the blocks lie inside the operand and the panels.
             unsafe { x86::transpose_blocks(self.cast(), blocks) };
@@ -211,12 +212,13 @@ mod x86 {
     use super::{Pack, BLOCK};
     use std::arch::x86_64::*;
 
-    /// The first `blocks · 16` lines of `p` (depth contiguous, `width` a multiple of 16, depth at
-    /// least 16), in blocks of 16 lines × 16 depth steps transposed in registers; the depth steps
-    /// past the last multiple of 16 come from one more block, overlapping the one before it.
+    /// The lines of `p` in `blocks` blocks of 16 (depth contiguous, `width` a multiple of 16, depth
+    /// at least 16), each 16 depth steps at a time transposed in registers: a last block of fewer
+    /// lines writes zeros in the slots past `count` (the panel's padding), and the depth steps past
+    /// the last multiple of 16 come from one more step block, overlapping the one before it.
     ///
     /// # Safety
-    /// As `pack`, for these lines; the CPU has AVX-512F.
+    /// As `pack`, with `blocks · 16` at most `count` rounded up to `width`; the CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn transpose_blocks(p: Pack<f32>, blocks: usize) {
         let last = p.depth - BLOCK;
@@ -226,8 +228,9 @@ mod x86 {
             loop {
                 let d = d0.min(last);
                 let mut rows = [_mm512_setzero_ps(); BLOCK];
-                for (i, row) in rows.iter_mut().enumerate() {
-                    // SAFETY: 16 values of line `l0 + i` from depth `d` (`d + 16 ≤ depth`).
+                let present = p.count.saturating_sub(l0).min(BLOCK);
+                for (i, row) in rows.iter_mut().enumerate().take(present) {
+                    // SAFETY: 16 values of line `l0 + i < count` from depth `d` (`d + 16 ≤ depth`).
                     *row = unsafe { _mm512_loadu_ps(p.source(l0 + i, d)) };
                 }
                 let cols = transpose(rows);
