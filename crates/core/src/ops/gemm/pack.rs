@@ -154,7 +154,7 @@ impl<T: Microkernels> Pack<T> {
         #[cfg(target_arch = "x86_64")]
         if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
             use super::super::simd::Isa;
-            let fits = |block: usize| self.width % block == 0 && self.depth >= block;
+            let fits = |block: usize| self.width.is_multiple_of(block) && self.depth >= block;
             if isa == Isa::Avx512 && fits(16) {
                 let blocks = self.count.div_ceil(16);
                 // SAFETY: `T` is f32 (checked above), so the pointers are to f32; the CPU has
