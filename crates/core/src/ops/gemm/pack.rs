@@ -150,6 +150,7 @@ impl<T: Microkernels> Pack<T> {
     /// # Safety
     /// As [`pack`], with `step` 1; the CPU supports `isa`.
     unsafe fn by_lines_with(self, isa: super::super::simd::Isa) {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
