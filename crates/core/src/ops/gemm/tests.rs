@@ -19,12 +19,7 @@ pub(super) fn test_operands<T: Float>(m: usize, k: usize, n: usize) -> (Vec<T>, 
 #[test]
 fn banded_parallel_products_match_the_naive_loop() {
     let (m, k, n) = (101, 67, 83);
-    let a: Vec<f64> = (0..m * k)
-        .map(|i| ((i * 7919) % 97) as f64 / 97.0 - 0.5)
-        .collect();
-    let b: Vec<f64> = (0..k * n)
-        .map(|i| ((i * 104729) % 89) as f64 / 89.0 - 0.5)
-        .collect();
+    let (a, b) = test_operands::<f64>(m, k, n);
     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
         // Store a (m×k) as k×m when it is to be read transposed, and likewise b.
         let at: Vec<f64> = if ta {
@@ -164,12 +159,8 @@ fn products_equal_the_crates_bit_for_bit() {
 fn deep_products_split_the_sum_in_two_halves() {
     let (m, k, n) = (40, 2 * DEPTH_SPLIT_MIN + 3, 56);
     assert!(m * n * k >= DEFAULT_PARALLEL_MIN_MACS && k >= m);
-    let x: Vec<f32> = (0..k * m)
-        .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
-        .collect();
-    let dy: Vec<f32> = (0..k * n)
-        .map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5)
-        .collect();
+    // X stored k×m (as many values as an m×k operand), dY k×n.
+    let (x, dy) = test_operands::<f32>(m, k, n);
     let product_of = |rows: std::ops::Range<usize>, threads: usize| {
         let mut c = Vec::new();
         let (xs, ys) = (
