@@ -3,6 +3,7 @@
 //! fixed random batch; one JSON line per model and batch in the reference format.
 
 use crate::prelude::*;
+use ferroflow_core::tuning::{self, Switch};
 use ferroflow_nn::layers::{dense_with, Activation, DenseOptions};
 use ferroflow_nn::{clip_by_global_norm, losses, Optimizer};
 use rand::{Rng, SeedableRng};
@@ -174,6 +175,47 @@ pub fn run(model: &str, batch: usize, threads: usize, seconds: f64) -> Result<Be
     run_profiled(model, batch, threads, seconds, false).map(|(r, _)| r)
 }
 
+/// A model built, its session initialized, its batch made and 20 training steps run.
+struct Warm {
+    m: BenchModel,
+    sess: Session,
+    feeds: [(Tensor, Value); 2],
+}
+
+impl Warm {
+    fn new(model: &str, batch: usize, threads: usize, profile: bool) -> Result<Warm> {
+        let m = build(model)?;
+        let sess = Session::with_options(
+            &m.graph,
+            SessionOptions {
+                threads,
+                profile,
+                ..SessionOptions::default()
+            },
+        );
+        sess.run_targets(&[m.graph.global_variables_initializer()?], &[])?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let xs: Vec<f32> = (0..batch * 784).map(|_| rng.gen::<f32>()).collect();
+        let ys: Vec<i64> = (0..batch).map(|_| rng.gen_range(0..10)).collect();
+        let feeds = [
+            feed(
+                m.x,
+                Value::from_f32(&[batch, 784], xs).map_err(Error::Other)?,
+            ),
+            feed(m.y, Value::from_i64(&[batch], ys).map_err(Error::Other)?),
+        ];
+        let warm = Warm { m, sess, feeds };
+        for _ in 0..20 {
+            warm.step()?;
+        }
+        Ok(warm)
+    }
+
+    fn step(&self) -> Result<()> {
+        self.sess.run_targets(&[self.m.train], &self.feeds)
+    }
+}
+
 /// [`run`], optionally with the session's per-op-type profile of the counted steps.
 pub fn run_profiled(
     model: &str,
@@ -182,34 +224,12 @@ pub fn run_profiled(
     seconds: f64,
     profile: bool,
 ) -> Result<(BenchResult, Vec<ferroflow_core::OpProfile>)> {
-    let m = build(model)?;
-    let sess = Session::with_options(
-        &m.graph,
-        SessionOptions {
-            threads,
-            profile,
-            ..SessionOptions::default()
-        },
-    );
-    sess.run_targets(&[m.graph.global_variables_initializer()?], &[])?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let xs: Vec<f32> = (0..batch * 784).map(|_| rng.gen::<f32>()).collect();
-    let ys: Vec<i64> = (0..batch).map(|_| rng.gen_range(0..10)).collect();
-    let feeds = [
-        feed(
-            m.x,
-            Value::from_f32(&[batch, 784], xs).map_err(Error::Other)?,
-        ),
-        feed(m.y, Value::from_i64(&[batch], ys).map_err(Error::Other)?),
-    ];
-    for _ in 0..20 {
-        sess.run_targets(&[m.train], &feeds)?;
-    }
-    sess.reset_profile();
+    let w = Warm::new(model, batch, threads, profile)?;
+    w.sess.reset_profile();
     let t0 = Instant::now();
     let mut n = 0usize;
     while t0.elapsed().as_secs_f64() < seconds || n == 0 {
-        sess.run_targets(&[m.train], &feeds)?;
+        w.step()?;
         n += 1;
     }
     let sps = n as f64 / t0.elapsed().as_secs_f64();
@@ -219,10 +239,72 @@ pub fn run_profiled(
             batch,
             threads,
             steps_per_s: sps,
-            gflops: sps * m.flop_per_example * batch as f64 / 1e9,
+            gflops: sps * w.m.flop_per_example * batch as f64 / 1e9,
         },
-        sess.profile(),
+        w.sess.profile(),
     ))
+}
+
+/// Steps per setting between switches in [`run_ab`]; the first after each switch is not counted.
+pub const AB_RUN: usize = 4;
+
+/// The two rates of an A/B run: steps/s with the switch as it was and with the setting.
+#[derive(Clone, Debug)]
+pub struct AbResult {
+    pub base_steps_per_s: f64,
+    pub base_steps: usize,
+    pub setting_steps_per_s: f64,
+    pub setting_steps: usize,
+}
+
+impl AbResult {
+    /// Steps/s with the setting over steps/s without it.
+    pub fn ratio(&self) -> f64 {
+        self.setting_steps_per_s / self.base_steps_per_s
+    }
+}
+
+/// Trains `model` at `batch` (after the same warm-up as [`run`]) for `seconds`, switching between
+/// the switch's value as it stands and `value` every [`AB_RUN`] steps, and times each setting's
+/// steps apart (not the first after a switch, which may still pay for the other setting's state).
+/// The switch is put back afterwards. Both settings meet the same minutes of a drifting machine, so
+/// their ratio holds still where separate runs do not (docs/performance.md).
+pub fn run_ab(
+    model: &str,
+    batch: usize,
+    threads: usize,
+    seconds: f64,
+    (switch, value): (Switch, usize),
+) -> Result<AbResult> {
+    let w = Warm::new(model, batch, threads, false)?;
+    let base = tuning::get(switch);
+    let (mut time, mut steps) = ([0f64; 2], [0usize; 2]);
+    let t0 = Instant::now();
+    let mut i = 0usize;
+    let result = loop {
+        let with_setting = (i / AB_RUN) % 2;
+        if t0.elapsed().as_secs_f64() >= seconds && steps[1] > 0 {
+            break Ok(());
+        }
+        tuning::set(switch, if with_setting == 1 { value } else { base });
+        let t = Instant::now();
+        if let Err(e) = w.step() {
+            break Err(e);
+        }
+        if i % AB_RUN != 0 {
+            time[with_setting] += t.elapsed().as_secs_f64();
+            steps[with_setting] += 1;
+        }
+        i += 1;
+    };
+    tuning::set(switch, base);
+    result?;
+    Ok(AbResult {
+        base_steps_per_s: steps[0] as f64 / time[0],
+        base_steps: steps[0],
+        setting_steps_per_s: steps[1] as f64 / time[1],
+        setting_steps: steps[1],
+    })
 }
 
 /// Measures the single-precision matmul rate of this machine (2048×2048, the kernel the session uses).

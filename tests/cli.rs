@@ -114,6 +114,50 @@ fn bench_prints_reference_lines() {
     assert!(sps > 0.0);
 }
 
+/// `bench --ab` alternates a switch with the default inside one process: both settings run
+/// counted steps, the ratio is theirs, and a setting that names no switch is refused by name.
+#[test]
+fn bench_ab_times_both_settings() {
+    let (ok, out, err) = ferroflow(&[
+        "bench",
+        "--threads",
+        "2",
+        "--models",
+        "book",
+        "--batches",
+        "8",
+        "--seconds",
+        "0.2",
+        "--ab",
+        "FERROFLOW_PAR_MIN=1000000000",
+    ]);
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.starts_with("# A/B")).unwrap();
+    assert!(
+        line.starts_with("# A/B book/8 FERROFLOW_PAR_MIN=1000000000: "),
+        "{line}"
+    );
+    // "... X steps/s (N steps) as it was, Y (M steps) with the setting: ratio R"
+    let numbers: Vec<f64> = line
+        .split(|c: char| c == ' ' || c == '(' || c == ')' || c == ',')
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [base, base_steps, set, set_steps, ratio] = numbers[numbers.len() - 5..] else {
+        panic!("{line}")
+    };
+    assert!(
+        base > 0.0 && set > 0.0 && base_steps >= 3.0 && set_steps >= 3.0,
+        "{line}"
+    );
+    assert!((ratio - set / base).abs() < 0.01 * ratio, "{line}");
+    assert!(
+        !out.contains("\"engine\""),
+        "an A/B run prints no reference line: {out}"
+    );
+    let (ok, _, err) = ferroflow(&["bench", "--ab", "FERROFLOW_NOPE=1"]);
+    assert!(!ok && err.contains("FERROFLOW_NOPE"), "{err}");
+}
+
 #[test]
 fn event_files_are_framed_as_tfrecords_with_masked_crcs() {
     use ferroflow::io::summary::FileWriter;

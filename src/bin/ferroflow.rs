@@ -8,7 +8,9 @@ const USAGE: &str = "usage:
   ferroflow inspect CKPT_PREFIX [--scope REGEX]   list variables: name, dtype, shape, mean/std/min/max
                                                   (ferroflow or TensorFlow V2 checkpoints)
   ferroflow graph META [--dot [--hide-gradients]] list the ops of a meta-graph, or print it as Graphviz DOT
-  ferroflow bench [--threads N] [--models book,deep,deep_bn] [--batches 32,256,2048] [--seconds S] [--peak] [--dispatch] [--profile]";
+  ferroflow bench [--threads N] [--models book,deep,deep_bn] [--batches 32,256,2048] [--seconds S] [--peak] [--dispatch] [--profile]
+                  [--ab NAME=VALUE]               alternate a switch (docs/performance.md) with its value
+                                                  every 4 steps; print both rates and their ratio";
 
 fn arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     args.windows(2)
@@ -107,9 +109,26 @@ fn bench(args: &[String]) -> Result<(), String> {
             "# matmul peak (1024x1024 f32, {threads} threads): {p:.1} GFLOP/s"
         ))?;
     }
+    let ab = arg(args, "--ab")
+        .map(ferroflow::tuning::parse_setting)
+        .transpose()?;
     for model in models.split(',') {
         for b in batches.split(',') {
             let batch: usize = b.parse().map_err(|_| format!("bad batch size {b}"))?;
+            if let Some(setting) = ab {
+                let r = ferroflow::bench::run_ab(model, batch, threads, seconds, setting)
+                    .map_err(|e| e.to_string())?;
+                say(&format!(
+                    "# A/B {model}/{batch} {}: {:.2} steps/s ({} steps) as it was, {:.2} ({} steps) with the setting: ratio {:.3}",
+                    arg(args, "--ab").unwrap_or_default(),
+                    r.base_steps_per_s,
+                    r.base_steps,
+                    r.setting_steps_per_s,
+                    r.setting_steps,
+                    r.ratio()
+                ))?;
+                continue;
+            }
             let profile = args.iter().any(|a| a == "--profile");
             let (r, ops) = ferroflow::bench::run_profiled(model, batch, threads, seconds, profile)
                 .map_err(|e| e.to_string())?;

@@ -2,7 +2,8 @@
 //! forward, `dX` and `dW` products at batch 32, 256 and 2048): best of 5 rounds, one thread unless
 //! a thread count is given. `FERROFLOW_GEMM_OWN=0` times the `gemm` crate's own driver instead of
 //! ours, `FERROFLOW_GEMM_SWAP=0` ours without running few-row products with a transposed `b` as they
-//! are (docs/performance.md):
+//! are (docs/performance.md). `FERROFLOW_MICRO_SETS=n` takes n copies of each product's operands
+//! in turn, so that they come from memory rather than the core's cache, as in a training step:
 //!
 //! ```text
 //! cargo run --release -p ferroflow-core --example gemm_micro [threads]
@@ -44,6 +45,11 @@ fn main() {
         one.get(4) == Some(&1),
         "given",
     )];
+    // FERROFLOW_MICRO_SETS=n: n copies of each product's operands, used in turn.
+    let sets: usize = std::env::var("FERROFLOW_MICRO_SETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let shapes = if one.len() == 5 { &custom[..] } else { shapes };
     for &(m, k, n, ta, tb, what) in shapes {
         let a: Vec<f32> = (0..m * k)
@@ -54,15 +60,21 @@ fn main() {
             .collect();
         let (ar, ac) = if ta { (k, m) } else { (m, k) };
         let (br, bc) = if tb { (n, k) } else { (k, n) };
-        let av = MatRef::row_major(&a, ar, ac, ta);
-        let bv = MatRef::row_major(&b, br, bc, tb);
-        let mut c = vec![0f32; m * n];
-        let reps = (2e8 / (m * n * k) as f64).max(3.0) as usize;
+        // Copies of the operands taken in turn, so that a product finds them in memory (or the
+        // last-level cache) as in a training step, not in its own core's cache.
+        let copies = sets.max(1);
+        let a_sets: Vec<Vec<f32>> = (0..copies).map(|_| a.clone()).collect();
+        let b_sets: Vec<Vec<f32>> = (0..copies).map(|_| b.clone()).collect();
+        let mut c_sets: Vec<Vec<f32>> = (0..copies).map(|_| vec![0f32; m * n]).collect();
+        let reps = (2e8 / (m * n * k) as f64).max(3.0) as usize * copies;
         let mut best = f64::MAX;
         for _ in 0..5 {
             let t = Instant::now();
-            for _ in 0..reps {
-                gemm(&mut c, av, bv, false, threads).unwrap();
+            for r in 0..reps {
+                let s = r % copies;
+                let av = MatRef::row_major(&a_sets[s], ar, ac, ta);
+                let bv = MatRef::row_major(&b_sets[s], br, bc, tb);
+                gemm(&mut c_sets[s], av, bv, false, threads).unwrap();
             }
             best = best.min(t.elapsed().as_secs_f64() / reps as f64);
         }

@@ -13,6 +13,7 @@ mod passes;
 mod plan;
 pub mod session;
 pub mod testing;
+pub mod tuning;
 pub mod value;
 
 pub use autodiff::{GradientOptions, UnconnectedGradients};

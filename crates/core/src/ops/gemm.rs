@@ -67,16 +67,14 @@ impl<'a, T> MatRef<'a, T> {
 /// Whether multi-threaded products split c into row bands (default) or use the `gemm` crate's own
 /// parallelism (`FERROFLOW_GEMM_SPLIT=0`, for benchmarking the two).
 fn split_rows() -> bool {
-    static SPLIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SPLIT.get_or_init(|| std::env::var("FERROFLOW_GEMM_SPLIT").map_or(true, |v| v != "0"))
+    crate::tuning::on(crate::tuning::Switch::GemmSplit)
 }
 
 /// Whether products run our blocked loop around the crate's microkernels (default) or the crate's
 /// own driver, which allocates its packing workspace in every call (`FERROFLOW_GEMM_OWN=0`, for
 /// benchmarking the two).
 fn own_driver() -> bool {
-    static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OWN.get_or_init(|| std::env::var("FERROFLOW_GEMM_OWN").map_or(true, |v| v != "0"))
+    crate::tuning::on(crate::tuning::Switch::GemmOwn)
 }
 
 /// Whether f32 products on this CPU run our loop with packing buffers kept per thread (no allocation
@@ -89,19 +87,13 @@ pub fn products_reuse_their_workspace() -> bool {
 /// packing the shared operand twice cost more than they save (`FERROFLOW_GEMM_PAR_MIN` overrides it,
 /// for benchmarking).
 pub(crate) fn parallel_min_macs() -> usize {
-    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MIN.get_or_init(|| {
-        std::env::var("FERROFLOW_GEMM_PAR_MIN")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_PARALLEL_MIN_MACS)
-    })
+    crate::tuning::get(crate::tuning::Switch::GemmParMin)
 }
 
 /// 2M multiply-adds: the hidden-layer products of a batch of 32 (32×300·300×300 is 2.9M) run on
 /// two threads, as two column halves (steps/s paired medians against a threshold of 4M: deep/32
 /// 1.064, book/32 1.065, deep_bn/32 1.006); below it, splitting cost more than it saved.
-const DEFAULT_PARALLEL_MIN_MACS: usize = 1 << 21;
+pub(crate) const DEFAULT_PARALLEL_MIN_MACS: usize = 1 << 21;
 
 /// Products of at least this many rows split into row bands, one per thread (each thread packs all
 /// of `b` for its band); fewer rows split into column halves (each thread packs half of `b`).

@@ -12,16 +12,10 @@ use ndarray::{ArrayD, IxDyn};
 pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
 /// The element count above which elementwise kernels, reductions and optimizer updates split their
-/// work across the session's threads: [`PARALLEL_MIN_ELEMENTS`], or `FERROFLOW_PAR_MIN` (read once,
+/// work across the session's threads: [`PARALLEL_MIN_ELEMENTS`], or `FERROFLOW_PAR_MIN` ([`crate::tuning`],
 /// for benchmarking).
 pub fn parallel_min_elements() -> usize {
-    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MIN.get_or_init(|| {
-        std::env::var("FERROFLOW_PAR_MIN")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(PARALLEL_MIN_ELEMENTS)
-    })
+    crate::tuning::get(crate::tuning::Switch::ParMin)
 }
 
 /// Runs `f(first_column, accumulators)` over `parts` disjoint column ranges of `acc` (one call when

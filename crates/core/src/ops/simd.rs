@@ -11,7 +11,8 @@
 //! multiply-add, and the loops are elementwise or keep their summation order, so every lane computes
 //! exactly what the scalar code computes (tested in `vectorized_loops_equal_the_baseline`).
 //!
-//! `FERROFLOW_SIMD=baseline|avx2|avx512` (read once) caps the choice, for benchmarking and tests.
+//! `FERROFLOW_SIMD=baseline|avx2|avx512` caps the choice, for benchmarking and tests
+//! ([`crate::tuning::Switch::Simd`], which can also change while a process runs).
 
 /// An instruction set the loops can be compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,17 +53,15 @@ pub fn detected() -> Isa {
     Isa::Baseline
 }
 
-/// The instruction set [`vectorized`] uses: [`detected`], capped by `FERROFLOW_SIMD` when it is set.
+/// The instruction set [`vectorized`] uses: [`detected`] (cached), capped by `FERROFLOW_SIMD`.
 pub fn isa() -> Isa {
-    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-    *ISA.get_or_init(|| {
-        let cap = match std::env::var("FERROFLOW_SIMD").as_deref() {
-            Ok("baseline") => Isa::Baseline,
-            Ok("avx2") => Isa::Avx2,
-            _ => Isa::Avx512,
-        };
-        detected().min(cap)
-    })
+    static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    let cap = match crate::tuning::get(crate::tuning::Switch::Simd) {
+        0 => Isa::Baseline,
+        1 => Isa::Avx2,
+        _ => Isa::Avx512,
+    };
+    (*DETECTED.get_or_init(detected)).min(cap)
 }
 
 /// Runs `f` compiled for [`isa`]. `f` should be an `#[inline(always)]` closure whose loops call only

@@ -282,11 +282,8 @@ impl Run<'_> {
         slots: &[Option<Slot>],
         feeds: &[(Tensor, Value)],
     ) -> Result<Option<(Arc<Value>, Arc<Value>)>> {
-        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         // `FERROFLOW_PAIR_PRODUCTS=0` turns pairing off (for benchmarking it).
-        if !*ENABLED
-            .get_or_init(|| std::env::var("FERROFLOW_PAIR_PRODUCTS").map_or(true, |v| v != "0"))
-        {
+        if !crate::tuning::on(crate::tuning::Switch::PairProducts) {
             return Ok(None);
         }
         let (StepKind::Kernel(op_a), StepKind::Kernel(op_b)) = (&a.kind, &b.kind) else {

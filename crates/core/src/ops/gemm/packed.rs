@@ -240,8 +240,7 @@ const SWAP_MIN_DEPTH: usize = 64;
 /// Whether the rule above applies (default) or such products run transposed as in the crate
 /// (`FERROFLOW_GEMM_SWAP=0`, for benchmarking the two; the same bits either way).
 fn swap_enabled() -> bool {
-    static ENV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ENV.get_or_init(|| std::env::var("FERROFLOW_GEMM_SWAP").map_or(true, |v| v != "0"))
+    crate::tuning::on(crate::tuning::Switch::GemmSwap)
 }
 
 /// The crate's blocking `(kc, mc, nc)` for `p` with `mr` rows per tile (`gemm_basic_generic`:
