@@ -291,7 +291,7 @@ pub fn run_ab(
         if let Err(e) = w.step() {
             break Err(e);
         }
-        if i % AB_RUN != 0 {
+        if !i.is_multiple_of(AB_RUN) {
             time[with_setting] += t.elapsed().as_secs_f64();
             steps[with_setting] += 1;
         }
