@@ -139,7 +139,7 @@ fn bench_ab_times_both_settings() {
     );
     // "... X steps/s (N steps) as it was, Y (M steps) with the setting: ratio R"
     let numbers: Vec<f64> = line
-        .split(|c: char| c == ' ' || c == '(' || c == ')' || c == ',')
+        .split([' ', '(', ')', ','])
         .filter_map(|w| w.parse().ok())
         .collect();
     let [base, base_steps, set, set_steps, ratio] = numbers[numbers.len() - 5..] else {
