@@ -33,11 +33,14 @@ pub enum Switch {
     /// `FERROFLOW_PAIR_PRODUCTS=0`: two independent small products of a step do not run side by
     /// side, one per thread (default 1).
     PairProducts,
+    /// `FERROFLOW_PAIR_MAX_MACS=N`: products run side by side only below this many multiply-adds
+    /// each (default 2^26).
+    PairMaxMacs,
 }
 
 impl Switch {
     /// Every switch, in the order of [`VALUES`].
-    pub const ALL: [Switch; 7] = [
+    pub const ALL: [Switch; 8] = [
         Switch::Simd,
         Switch::GemmSplit,
         Switch::GemmOwn,
@@ -45,6 +48,7 @@ impl Switch {
         Switch::GemmParMin,
         Switch::ParMin,
         Switch::PairProducts,
+        Switch::PairMaxMacs,
     ];
 
     /// Its environment variable.
@@ -57,6 +61,7 @@ impl Switch {
             Switch::GemmParMin => "FERROFLOW_GEMM_PAR_MIN",
             Switch::ParMin => "FERROFLOW_PAR_MIN",
             Switch::PairProducts => "FERROFLOW_PAIR_PRODUCTS",
+            Switch::PairMaxMacs => "FERROFLOW_PAIR_MAX_MACS",
         }
     }
 
@@ -66,6 +71,7 @@ impl Switch {
             Switch::Simd => SIMD_AVX512,
             Switch::GemmParMin => crate::ops::gemm::DEFAULT_PARALLEL_MIN_MACS,
             Switch::ParMin => crate::ops::kernels::PARALLEL_MIN_ELEMENTS,
+            Switch::PairMaxMacs => crate::ops::gemm::PAIR_MAX_MACS,
             _ => 1,
         }
     }
@@ -84,7 +90,7 @@ impl Switch {
                     self.env_name()
                 )),
             },
-            Switch::GemmParMin | Switch::ParMin => text
+            Switch::GemmParMin | Switch::ParMin | Switch::PairMaxMacs => text
                 .parse()
                 .map_err(|_| format!("{}: {text:?} is not a whole number", self.env_name())),
             _ => Ok(usize::from(text != "0")),
@@ -103,7 +109,8 @@ const SIMD_AVX512: usize = 2;
 /// Not read from the environment yet.
 const UNREAD: usize = usize::MAX;
 
-static VALUES: [AtomicUsize; 7] = [const { AtomicUsize::new(UNREAD) }; 7];
+static VALUES: [AtomicUsize; Switch::ALL.len()] =
+    [const { AtomicUsize::new(UNREAD) }; Switch::ALL.len()];
 
 /// The switch's value: [`set`]'s last, else its environment variable's (a text it cannot parse
 /// counts as unset), else the default.

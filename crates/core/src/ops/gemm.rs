@@ -100,8 +100,16 @@ pub(crate) const DEFAULT_PARALLEL_MIN_MACS: usize = 1 << 21;
 const ROW_BAND_MIN_ROWS: usize = 64;
 
 /// Two independent products below this many multiply-adds each run at the same time, one per thread
-/// (the session's paired products), rather than one after the other on two threads each.
-pub(crate) const PAIR_MAX_MACS: usize = 1 << 22;
+/// (the session's paired products), rather than one after the other on two threads each
+/// (`FERROFLOW_PAIR_MAX_MACS` overrides it, for benchmarking). 64M: a layer's `dW` and `dX` at
+/// batch 256 (256×300·300×300, 23M each) run as a pair, each thread packing its own operands once,
+/// instead of both threads packing all of `Wᵀ` and of `dW`'s right operand for their bands (`bench
+/// --ab FERROFLOW_PAIR_MAX_MACS=...` against the old 4M: deep/256
+/// 1.036-1.059, deep_bn/256 1.030-1.060). Batch 2048's stay split, where pairing lost: its hidden
+/// products (184M) are above the limit (paired: deep/2048 and deep_bn/2048 0.96), and the session
+/// does not pair a product that splits its sum ([`splits_depth`]: book/2048's 100×2048·2048×100
+/// weight gradients; paired 0.954 and 0.971).
+pub(crate) const PAIR_MAX_MACS: usize = 1 << 26;
 
 /// `c = alpha·c + a·b` (`alpha` 0 overwrites `c`; 1 accumulates), with `threads` threads.
 /// Returns an error on mismatched shapes or out-of-bounds strides instead of touching memory.
@@ -227,6 +235,12 @@ where
 /// the sum instead of the rows (see [`product_depth_halves`]).
 const DEPTH_SPLIT_MIN: usize = 1024;
 
+/// Whether a product of `m` rows summing over `k` terms splits its sum on several threads
+/// ([`DEPTH_SPLIT_MIN`]; the session does not pair such products).
+pub(crate) fn splits_depth(m: usize, k: usize) -> bool {
+    k >= DEPTH_SPLIT_MIN && k >= m
+}
+
 /// A deep product (the weight gradient `Xᵀ·dY` of a large batch: 300×2048·2048×300) as the sum of
 /// two half-depth products, one per half of the threads: `c = a₀·b₀ + a₁·b₁`, where `a₀`, `b₀` hold
 /// the first half of the batch rows and `a₁`, `b₁` the second. Each thread reads only its half of the
@@ -310,7 +324,7 @@ unsafe fn product<T: Float>(
         return Ok(());
     }
     let big = m.saturating_mul(n).saturating_mul(k) >= parallel_min_macs();
-    if threads > 1 && big && k >= DEPTH_SPLIT_MIN && k >= m && split_rows() {
+    if threads > 1 && big && splits_depth(m, k) && split_rows() {
         // SAFETY: the caller's contract, passed on.
         return unsafe { product_depth_halves(c, a, b, accumulate, threads) };
     }

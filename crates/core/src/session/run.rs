@@ -303,12 +303,16 @@ impl Run<'_> {
         ) else {
             return Ok(None);
         };
-        let limit = crate::ops::gemm::PAIR_MAX_MACS;
+        let limit = crate::tuning::get(crate::tuning::Switch::PairMaxMacs);
         let (Some(sa), Some(sb)) = (ma.product_size(&in_a), mb.product_size(&in_b)) else {
             return Ok(None);
         };
-        // Each small enough for one thread, and together worth a second one.
-        if sa.2 >= limit || sb.2 >= limit || sa.2 + sb.2 < 1 << 18 {
+        // Each small enough for one thread, and together worth a second one; neither one that sums
+        // over a long depth in halves on two threads (the weight gradients of a large batch).
+        let halves = |(m, n, macs): (usize, usize, usize)| {
+            crate::ops::gemm::splits_depth(m, macs / m.saturating_mul(n).max(1))
+        };
+        if sa.2 >= limit || sb.2 >= limit || sa.2 + sb.2 < 1 << 18 || halves(sa) || halves(sb) {
             return Ok(None);
         }
         let Some(dtype) = in_b.first().map(|v| v.dtype()) else {
