@@ -36,11 +36,14 @@ pub enum Switch {
     /// `FERROFLOW_PAIR_MAX_MACS=N`: products run side by side only below this many multiply-adds
     /// each (default 2^26).
     PairMaxMacs,
+    /// `FERROFLOW_GEMM_BAND_MIN_ROWS=N`: multi-threaded products of fewer rows split their columns
+    /// in halves instead of their rows in bands (default 64).
+    GemmBandMinRows,
 }
 
 impl Switch {
     /// Every switch, in the order of [`VALUES`].
-    pub const ALL: [Switch; 8] = [
+    pub const ALL: [Switch; 9] = [
         Switch::Simd,
         Switch::GemmSplit,
         Switch::GemmOwn,
@@ -49,6 +52,7 @@ impl Switch {
         Switch::ParMin,
         Switch::PairProducts,
         Switch::PairMaxMacs,
+        Switch::GemmBandMinRows,
     ];
 
     /// Its environment variable.
@@ -62,6 +66,7 @@ impl Switch {
             Switch::ParMin => "FERROFLOW_PAR_MIN",
             Switch::PairProducts => "FERROFLOW_PAIR_PRODUCTS",
             Switch::PairMaxMacs => "FERROFLOW_PAIR_MAX_MACS",
+            Switch::GemmBandMinRows => "FERROFLOW_GEMM_BAND_MIN_ROWS",
         }
     }
 
@@ -72,6 +77,7 @@ impl Switch {
             Switch::GemmParMin => crate::ops::gemm::DEFAULT_PARALLEL_MIN_MACS,
             Switch::ParMin => crate::ops::kernels::PARALLEL_MIN_ELEMENTS,
             Switch::PairMaxMacs => crate::ops::gemm::PAIR_MAX_MACS,
+            Switch::GemmBandMinRows => crate::ops::gemm::ROW_BAND_MIN_ROWS,
             _ => 1,
         }
     }
@@ -90,9 +96,10 @@ impl Switch {
                     self.env_name()
                 )),
             },
-            Switch::GemmParMin | Switch::ParMin | Switch::PairMaxMacs => text
-                .parse()
-                .map_err(|_| format!("{}: {text:?} is not a whole number", self.env_name())),
+            Switch::GemmParMin | Switch::ParMin | Switch::PairMaxMacs | Switch::GemmBandMinRows => {
+                text.parse()
+                    .map_err(|_| format!("{}: {text:?} is not a whole number", self.env_name()))
+            }
             _ => Ok(usize::from(text != "0")),
         }
     }

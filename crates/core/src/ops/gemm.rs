@@ -97,7 +97,7 @@ pub(crate) const DEFAULT_PARALLEL_MIN_MACS: usize = 1 << 21;
 
 /// Products of at least this many rows split into row bands, one per thread (each thread packs all
 /// of `b` for its band); fewer rows split into column halves (each thread packs half of `b`).
-const ROW_BAND_MIN_ROWS: usize = 64;
+pub(crate) const ROW_BAND_MIN_ROWS: usize = 64;
 
 /// Two independent products below this many multiply-adds each run at the same time, one per thread
 /// (the session's paired products), rather than one after the other on two threads each
@@ -345,7 +345,11 @@ unsafe fn product_bands<T: Float>(
     big: bool,
 ) -> Result<(), String> {
     let (m, n) = (a.rows, b.cols);
-    if threads > 1 && big && m >= ROW_BAND_MIN_ROWS && split_rows() {
+    if threads > 1
+        && big
+        && m >= crate::tuning::get(crate::tuning::Switch::GemmBandMinRows)
+        && split_rows()
+    {
         // One band of rows of c (and a) per thread, each a single-threaded product: for the tall,
         // narrow products of training (2048×300·300×300) this scales better than the crate's own
         // parallel loop.
