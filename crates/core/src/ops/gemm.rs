@@ -97,6 +97,8 @@ pub(crate) const DEFAULT_PARALLEL_MIN_MACS: usize = 1 << 21;
 
 /// Products of at least this many rows split into row bands, one per thread (each thread packs all
 /// of `b` for its band); fewer rows split into column halves (each thread packs half of `b`).
+/// `FERROFLOW_GEMM_BAND_MIN_ROWS` overrides it, for benchmarking (column halves at 256 rows measured
+/// level: docs/performance.md, twelfth session).
 pub(crate) const ROW_BAND_MIN_ROWS: usize = 64;
 
 /// Two independent products below this many multiply-adds each run at the same time, one per thread
@@ -104,8 +106,8 @@ pub(crate) const ROW_BAND_MIN_ROWS: usize = 64;
 /// (`FERROFLOW_PAIR_MAX_MACS` overrides it, for benchmarking). 64M: a layer's `dW` and `dX` at
 /// batch 256 (256×300·300×300, 23M each) run as a pair, each thread packing its own operands once,
 /// instead of both threads packing all of `Wᵀ` and of `dW`'s right operand for their bands (`bench
-/// --ab FERROFLOW_PAIR_MAX_MACS=...` against the old 4M: deep/256
-/// 1.036-1.059, deep_bn/256 1.030-1.060). Batch 2048's stay split, where pairing lost: its hidden
+/// --ab FERROFLOW_PAIR_MAX_MACS=...` against the old 4M: deep/256 1.036-1.059, deep_bn/256
+/// 1.030-1.060). Batch 2048's stay split, where pairing lost: its hidden
 /// products (184M) are above the limit (paired: deep/2048 and deep_bn/2048 0.96), and the session
 /// does not pair a product that splits its sum ([`splits_depth`]: book/2048's 100×2048·2048×100
 /// weight gradients; paired 0.954 and 0.971).
