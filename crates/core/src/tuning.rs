@@ -145,9 +145,10 @@ pub fn on(switch: Switch) -> bool {
     get(switch) != 0
 }
 
-/// Sets a switch for the rest of the process (or until the next `set`).
+/// Sets a switch for the rest of the process (or until the next `set`). `usize::MAX` is stored as
+/// one less (the largest threshold there is), since it marks a switch not read yet.
 pub fn set(switch: Switch, value: usize) {
-    VALUES[switch as usize].store(value, Ordering::Relaxed);
+    VALUES[switch as usize].store(value.min(UNREAD - 1), Ordering::Relaxed);
 }
 
 /// Parses `NAME=VALUE` (an environment variable of a switch and a value for it).
@@ -185,8 +186,10 @@ mod tests {
             "{e}"
         );
         assert!(parse_setting("FERROFLOW_GEMM_OWN").is_err());
-        for s in Switch::ALL {
+        for (i, s) in Switch::ALL.into_iter().enumerate() {
             assert_eq!(Switch::named(s.env_name()), Some(s));
+            // `VALUES` is indexed by the discriminant.
+            assert_eq!(s as usize, i, "{s:?}");
         }
     }
 
@@ -200,6 +203,11 @@ mod tests {
         set(Switch::PairProducts, 1);
         assert!(on(Switch::PairProducts));
         set(Switch::PairProducts, before);
+        // The largest value stays a value, not "unread".
+        let par_min = get(Switch::PairMaxMacs);
+        set(Switch::PairMaxMacs, usize::MAX);
+        assert_eq!(get(Switch::PairMaxMacs), usize::MAX - 1);
+        set(Switch::PairMaxMacs, par_min);
         assert_eq!(
             get(Switch::ParMin),
             crate::ops::kernels::parallel_min_elements()
