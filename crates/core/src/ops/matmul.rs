@@ -18,14 +18,15 @@ pub struct MatMul {
 }
 
 impl MatMul {
-    /// Rows, columns and multiply-adds of the product of these inputs, when they are rank-2 and fit.
+    /// Rows, depth (terms per sum) and columns of the product of these inputs, when they are rank-2
+    /// and fit.
     pub(crate) fn product_size(&self, inputs: &[&Value]) -> Option<(usize, usize, usize)> {
         let (&[ar, ac], &[br, bc]) = (inputs.first()?.shape(), inputs.get(1)?.shape()) else {
             return None;
         };
         let (m, k) = if self.transpose_a { (ac, ar) } else { (ar, ac) };
         let (kb, n) = if self.transpose_b { (bc, br) } else { (br, bc) };
-        (k == kb).then_some((m, n, m.checked_mul(n)?.checked_mul(k)?))
+        (k == kb).then_some((m, k, n))
     }
 }
 

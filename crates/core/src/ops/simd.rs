@@ -53,15 +53,21 @@ pub fn detected() -> Isa {
     Isa::Baseline
 }
 
-/// The instruction set [`vectorized`] uses: [`detected`] (cached), capped by `FERROFLOW_SIMD`.
-pub fn isa() -> Isa {
+/// [`detected`], computed once.
+#[inline(always)]
+fn detected_once() -> Isa {
     static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *DETECTED.get_or_init(detected)
+}
+
+/// The instruction set [`vectorized`] uses: [`detected`], capped by `FERROFLOW_SIMD`.
+pub fn isa() -> Isa {
     let cap = match crate::tuning::get(crate::tuning::Switch::Simd) {
         0 => Isa::Baseline,
         1 => Isa::Avx2,
         _ => Isa::Avx512,
     };
-    (*DETECTED.get_or_init(detected)).min(cap)
+    detected_once().min(cap)
 }
 
 /// Runs `f` compiled for [`isa`]. `f` should be an `#[inline(always)]` closure whose loops call only
@@ -94,8 +100,7 @@ pub fn vectorized_with<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn detected_at_least(isa: Isa) -> bool {
-    static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-    *DETECTED.get_or_init(detected) >= isa
+    detected_once() >= isa
 }
 
 /// Returns `f` itself: lets a closure bound with `let` carry `#[inline(always)]` (attributes on a

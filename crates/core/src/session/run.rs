@@ -304,21 +304,28 @@ impl Run<'_> {
             return Ok(None);
         };
         let limit = crate::tuning::get(crate::tuning::Switch::PairMaxMacs);
-        let (Some(sa), Some(sb)) = (ma.product_size(&in_a), mb.product_size(&in_b)) else {
+        let (Some((rows_a, depth_a, cols_a)), Some((rows_b, depth_b, cols_b))) =
+            (ma.product_size(&in_a), mb.product_size(&in_b))
+        else {
             return Ok(None);
         };
+        let macs = |m: usize, k: usize, n: usize| m.saturating_mul(k).saturating_mul(n);
+        let (macs_a, macs_b) = (macs(rows_a, depth_a, cols_a), macs(rows_b, depth_b, cols_b));
         // Each small enough for one thread, and together worth a second one; neither one that sums
         // over a long depth in halves on two threads (the weight gradients of a large batch).
-        let halves = |(m, n, macs): (usize, usize, usize)| {
-            crate::ops::gemm::splits_depth(m, macs / m.saturating_mul(n).max(1))
-        };
-        if sa.2 >= limit || sb.2 >= limit || sa.2 + sb.2 < 1 << 18 || halves(sa) || halves(sb) {
+        let halves = crate::ops::gemm::splits_depth;
+        if macs_a >= limit
+            || macs_b >= limit
+            || macs_a.saturating_add(macs_b) < 1 << 18
+            || halves(rows_a, depth_a)
+            || halves(rows_b, depth_b)
+        {
             return Ok(None);
         }
         let Some(dtype) = in_b.first().map(|v| v.dtype()) else {
             return Ok(None);
         };
-        crate::value::lend_one_to(self.side_pool, dtype, sb.0.saturating_mul(sb.1));
+        crate::value::lend_one_to(self.side_pool, dtype, rows_b.saturating_mul(cols_b));
         let side = &mut *self.side_pool;
         let (ra, rb) = rayon::join(
             // Each product of the pair on its own thread only (the other thread's count is 1).
