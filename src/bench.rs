@@ -267,8 +267,10 @@ impl AbResult {
 /// Trains `model` at `batch` (after the same warm-up as [`run`]) for `seconds`, switching between
 /// the switch's value as it stands and `value` every [`AB_RUN`] steps, and times each setting's
 /// steps apart (not the first after a switch, which may still pay for the other setting's state).
-/// The switch is put back afterwards. Both settings meet the same minutes of a drifting machine, so
-/// their ratio holds still where separate runs do not (docs/performance.md).
+/// Each setting trains its own session, built and warmed up with the switch set, so that switches
+/// read when a plan is compiled (`FERROFLOW_FUSE_PRODUCTS`) differ too. The switch is put back
+/// afterwards. Both settings meet the same minutes of a drifting machine, so their ratio holds still
+/// where separate runs do not (docs/performance.md).
 pub fn run_ab(
     model: &str,
     batch: usize,
@@ -276,8 +278,11 @@ pub fn run_ab(
     seconds: f64,
     (switch, value): (Switch, usize),
 ) -> Result<AbResult> {
-    let w = Warm::new(model, batch, threads, false)?;
     let base = tuning::get(switch);
+    tuning::set(switch, value);
+    let with_value = Warm::new(model, batch, threads, false);
+    tuning::set(switch, base);
+    let w = [Warm::new(model, batch, threads, false)?, with_value?];
     let (mut time, mut steps) = ([0f64; 2], [0usize; 2]);
     let t0 = Instant::now();
     let mut i = 0usize;
@@ -288,7 +293,7 @@ pub fn run_ab(
         }
         tuning::set(switch, if with_setting == 1 { value } else { base });
         let t = Instant::now();
-        if let Err(e) = w.step() {
+        if let Err(e) = w[with_setting].step() {
             break Err(e);
         }
         if !i.is_multiple_of(AB_RUN) {

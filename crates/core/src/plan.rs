@@ -325,6 +325,10 @@ pub(crate) fn compile(
     let n_slots = order.len();
     if optimize {
         fuse_relu(g, &mut steps, &fetch_slots);
+        let fuse = crate::tuning::get(crate::tuning::Switch::FuseProducts);
+        if fuse != 0 {
+            fuse_products(g, &mut steps, &fetch_slots, fuse == 1);
+        }
     }
     // Liveness: free each slot after its last reader, unless it is fetched.
     let mut last_use: HashMap<usize, usize> = HashMap::new();
@@ -390,6 +394,92 @@ fn fuse_relu(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
         steps[i].kind = StepKind::Kernel(Arc::new(fused));
         steps[i].out = steps[j].out;
         fused_away[j] = true;
+    }
+    let mut k = 0;
+    steps.retain(|_| {
+        k += 1;
+        !fused_away[k - 1]
+    });
+}
+
+/// Fuses each float `MatMul` whose output nobody fetches and one step alone reads, when that step is
+/// a bias add (`AddV2`, or the `AddRelu` that [`fuse_relu`] made of it) or an activation gradient
+/// whose gradient input is the product (`ReluGrad` of a layer's `dX = dZ·Wᵀ`): one
+/// `MatMulFused` step that runs the second op over each band of rows as soon as the band is computed
+/// (the same operations, the same bits). The step takes the product's place (where a layer's `dX`
+/// stays next to its `dW`, to be paired with it), or the second op's when that op's other input is
+/// computed after the product (a bias read just before its add).
+fn fuse_products(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize], backward: bool) {
+    use crate::ops::binary::{Binary, BinaryKind};
+    use crate::ops::matmul::{MatMulFused, ProductEpilogue};
+    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut producer: HashMap<usize, usize> = HashMap::new();
+    for (si, s) in steps.iter().enumerate() {
+        for &i in &s.inputs {
+            readers.entry(i).or_default().push(si);
+        }
+        producer.insert(s.out, si);
+    }
+    let mut fused_away = vec![false; steps.len()];
+    for i in 0..steps.len() {
+        let StepKind::Kernel(op) = &steps[i].kind else {
+            continue;
+        };
+        let Op::MatMul(product) = op.as_ref() else {
+            continue;
+        };
+        let float = g.info(steps[i].node).is_ok_and(|t| t.dtype.is_float());
+        let out = steps[i].out;
+        let Some(&[j]) = readers.get(&out).map(Vec::as_slice) else {
+            continue;
+        };
+        if !float || fetched.contains(&out) || fused_away[j] {
+            continue;
+        }
+        let StepKind::Kernel(second) = &steps[j].kind else {
+            continue;
+        };
+        let (epilogue, extra) = match (second.as_ref(), steps[j].inputs.as_slice()) {
+            (Op::AddRelu(_), &[x, y])
+            | (
+                Op::Binary(Binary {
+                    kind: BinaryKind::Add,
+                }),
+                &[x, y],
+            ) => {
+                let relu = matches!(second.as_ref(), Op::AddRelu(_));
+                let extra = if x == out { y } else { x };
+                (ProductEpilogue::BiasAdd { relu }, extra)
+            }
+            (Op::ActivationGrad(a), &[x, v]) if x == out && backward => {
+                (ProductEpilogue::ActivationGrad(a.kind), v)
+            }
+            _ => continue,
+        };
+        if extra == out {
+            continue;
+        }
+        let fused = Op::MatMulFused(MatMulFused {
+            product: product.clone(),
+            epilogue,
+        });
+        let mut inputs = steps[i].inputs.clone();
+        inputs.push(extra);
+        let (at, away) = if producer.get(&extra).is_some_and(|&k| k > i) {
+            (j, i)
+        } else {
+            (i, j)
+        };
+        let (node, name, gradient) = (steps[i].node, steps[i].name.clone(), steps[i].gradient);
+        let out = steps[j].out;
+        let s = &mut steps[at];
+        (s.node, s.name, s.gradient) = (node, name, gradient);
+        s.op_type = fused.type_name();
+        s.kind = StepKind::Kernel(Arc::new(fused));
+        s.inputs = inputs;
+        s.out = out;
+        s.var_info = None;
+        fused_away[away] = true;
     }
     let mut k = 0;
     steps.retain(|_| {

@@ -39,11 +39,15 @@ pub enum Switch {
     /// `FERROFLOW_GEMM_BAND_MIN_ROWS=N`: multi-threaded products of fewer rows split their columns
     /// in halves instead of their rows in bands (default 64).
     GemmBandMinRows,
+    /// `FERROFLOW_FUSE_PRODUCTS=0`: plans compiled from then on keep a product and the bias add or
+    /// activation gradient that alone reads it as two steps, instead of one that runs the second op
+    /// over each band of rows of the product as soon as the band is done (default 1).
+    FuseProducts,
 }
 
 impl Switch {
     /// Every switch, in the order of [`VALUES`].
-    pub const ALL: [Switch; 9] = [
+    pub const ALL: [Switch; 10] = [
         Switch::Simd,
         Switch::GemmSplit,
         Switch::GemmOwn,
@@ -53,6 +57,7 @@ impl Switch {
         Switch::PairProducts,
         Switch::PairMaxMacs,
         Switch::GemmBandMinRows,
+        Switch::FuseProducts,
     ];
 
     /// Its environment variable.
@@ -67,6 +72,7 @@ impl Switch {
             Switch::PairProducts => "FERROFLOW_PAIR_PRODUCTS",
             Switch::PairMaxMacs => "FERROFLOW_PAIR_MAX_MACS",
             Switch::GemmBandMinRows => "FERROFLOW_GEMM_BAND_MIN_ROWS",
+            Switch::FuseProducts => "FERROFLOW_FUSE_PRODUCTS",
         }
     }
 
@@ -96,10 +102,13 @@ impl Switch {
                     self.env_name()
                 )),
             },
-            Switch::GemmParMin | Switch::ParMin | Switch::PairMaxMacs | Switch::GemmBandMinRows => {
-                text.parse()
-                    .map_err(|_| format!("{}: {text:?} is not a whole number", self.env_name()))
-            }
+            Switch::GemmParMin
+            | Switch::ParMin
+            | Switch::PairMaxMacs
+            | Switch::GemmBandMinRows
+            | Switch::FuseProducts => text
+                .parse()
+                .map_err(|_| format!("{}: {text:?} is not a whole number", self.env_name())),
             _ => Ok(usize::from(text != "0")),
         }
     }

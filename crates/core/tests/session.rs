@@ -514,9 +514,9 @@ fn pooled_storage_stays_bounded() {
 }
 
 /// A `Relu` that alone reads a float `AddV2` (a bias add) runs inside the add's step when the plan is
-/// optimized: over the product's dying buffer (in place) and, when the sum's left operand is still
-/// needed, into a new buffer; the values and gradients are the same bits as with the two steps. A
-/// fetched sum keeps its own `Relu`.
+/// optimized, into a new buffer when the sum's left operand is still needed; and a bias add that
+/// alone reads a product runs inside the product's step, its `Relu` with it. The values and
+/// gradients are the same bits as with separate steps. A fetched sum keeps its own `Relu`.
 #[test]
 fn relu_after_a_bias_add_fuses_into_its_step() {
     let g = Graph::new();
@@ -571,20 +571,29 @@ fn relu_after_a_bias_add_fuses_into_its_step() {
                 .find(|o| o.op_type == t)
                 .map_or((0, 0), |o| (o.calls, o.in_place))
         };
-        (out, calls("AddV2+Relu"), calls("Relu").0)
+        let fused = [
+            calls("AddV2+Relu"),
+            calls("MatMul+AddV2+Relu"),
+            calls("MatMul+AddV2"),
+        ];
+        (out, fused, calls("Relu").0)
     };
     let mut fetches = vec![h, k, loss];
     fetches.extend(&grads);
     for threads in [1, 2] {
         let (separate, fused, relus) = run(false, threads, &fetches);
-        assert_eq!((fused, relus), ((0, 0), 2));
+        assert_eq!((fused, relus), ([(0, 0); 3], 2));
         let (together, fused, relus) = run(true, threads, &fetches);
-        assert_eq!((fused, relus), ((2, 1), 0), "{threads} threads");
+        assert_eq!(
+            (fused, relus),
+            ([(1, 0), (1, 0), (0, 0)], 0),
+            "{threads} threads"
+        );
         assert_eq!(separate, together, "{threads} threads");
         assert!(f32s(&together[0]).iter().all(|&v| v >= 0.0));
         assert!(f32s(&together[0]).iter().any(|&v| v > 0.0));
         let (out, fused, relus) = run(true, threads, &[h, dying, k]);
-        assert_eq!((fused.0, relus), (1, 1));
+        assert_eq!((fused, relus), ([(1, 0), (0, 0), (1, 0)], 1));
         assert_eq!(out[0], separate[0]);
         assert_eq!(out[2], separate[1]);
     }

@@ -14,6 +14,11 @@ mod pack;
 mod packed;
 pub use packed::Microkernels;
 
+/// What a fused product does to its output once a band of whole rows is complete: called with the
+/// band's first row and the band (`rows × n` values, row-major), on the thread that computed it,
+/// while the band is still in that core's cache (`ops::matmul::MatMulFused`).
+pub(crate) type Epilogue<'e, T> = Option<&'e (dyn Fn(usize, &mut [T]) + Sync)>;
+
 /// A read-only strided matrix view over a slice.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a, T> {
@@ -125,7 +130,7 @@ pub fn gemm<T: Float>(
     // SAFETY: `c` is initialized, and `product` writes only initialized values into it.
     let c = unsafe { &mut *(c as *mut [T] as *mut [MaybeUninit<T>]) };
     // SAFETY: `c` is initialized (it came from a `&mut [T]`), as accumulation requires.
-    unsafe { product(c, a, b, accumulate, threads) }
+    unsafe { product(c, a, b, accumulate, threads, None) }
 }
 
 /// `a·b` appended to the empty `c`, whose storage is written once by the product (no zero-filling
@@ -136,13 +141,25 @@ pub fn gemm_into_vec<T: Float>(
     b: MatRef<'_, T>,
     threads: usize,
 ) -> Result<(), String> {
+    gemm_into_vec_then(c, a, b, threads, None)
+}
+
+/// [`gemm_into_vec`], then `epilogue` over each band of rows of `c` as soon as the band is complete
+/// (one call over all of `c` when the product does not run in row bands).
+pub(crate) fn gemm_into_vec_then<T: Float>(
+    c: &mut Vec<T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    threads: usize,
+    epilogue: Epilogue<'_, T>,
+) -> Result<(), String> {
     let len = a
         .rows
         .checked_mul(b.cols)
         .ok_or("gemm: the product's size overflows")?;
     let spare = spare_of_empty(c, len, "gemm")?;
     // SAFETY: without accumulation `product` never reads `c`.
-    unsafe { product(spare, a, b, false, threads) }?;
+    unsafe { product(spare, a, b, false, threads, epilogue) }?;
     // SAFETY: `product` returned Ok, so it wrote all `len` elements (every (i, j) of the m×n output).
     unsafe { c.set_len(len) };
     Ok(())
@@ -259,6 +276,7 @@ unsafe fn product_depth_halves<T: Float>(
     b: MatRef<'_, T>,
     accumulate: bool,
     threads: usize,
+    epilogue: Epilogue<'_, T>,
 ) -> Result<(), String> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let half = k / 2;
@@ -280,8 +298,8 @@ unsafe fn product_depth_halves<T: Float>(
     let (r0, r1) = rayon::join(
         // SAFETY: the caller's contract for `c`; `spare` is only written (no accumulation). Both
         // halves keep the shape checks of `product` (a half's depth is k/2 or k - k/2, at least 1).
-        || unsafe { product_bands(c, a0, b0, accumulate, t0, true) },
-        || unsafe { product_bands(spare, a1, b1, false, threads - t0, true) },
+        || unsafe { product_bands(c, a0, b0, accumulate, t0, true, None) },
+        || unsafe { product_bands(spare, a1, b1, false, threads - t0, true, None) },
     );
     r0.and(r1)?;
     // SAFETY: both products returned Ok, so each wrote all `len` elements of its output: `c` is
@@ -291,11 +309,25 @@ unsafe fn product_depth_halves<T: Float>(
     unsafe { scratch.set_len(len) };
     super::parallel::zip_slices(c, &scratch, threads, |x, y| x + y);
     crate::value::return_vec_to_pool(scratch);
+    if let Some(f) = epilogue {
+        f(0, c);
+    }
     Ok(())
 }
 
+/// Runs `epilogue` over all of `c`, once the product has written it.
+///
+/// # Safety
+/// Every element of `c` is initialized.
+unsafe fn finish<T>(c: &mut [MaybeUninit<T>], epilogue: Epilogue<'_, T>) {
+    if let Some(f) = epilogue {
+        // SAFETY: the caller's contract.
+        f(0, unsafe { &mut *(c as *mut [MaybeUninit<T>] as *mut [T]) });
+    }
+}
+
 /// The product behind [`gemm`] and [`gemm_into_vec`]: writes every element of `c` (m×n, row-major)
-/// when it returns `Ok`.
+/// when it returns `Ok`, having run `epilogue` over every row of it.
 ///
 /// # Safety
 /// With `accumulate`, every element of `c` must be initialized (the product reads them).
@@ -305,6 +337,7 @@ unsafe fn product<T: Float>(
     b: MatRef<'_, T>,
     accumulate: bool,
     threads: usize,
+    epilogue: Epilogue<'_, T>,
 ) -> Result<(), String> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k || c.len() != m * n || !a.in_bounds() || !b.in_bounds() {
@@ -323,15 +356,17 @@ unsafe fn product<T: Float>(
                 v.write(T::zero());
             });
         }
+        // SAFETY: written just above, or initialized by the caller's contract.
+        unsafe { finish(c, epilogue) };
         return Ok(());
     }
     let big = m.saturating_mul(n).saturating_mul(k) >= parallel_min_macs();
     if threads > 1 && big && splits_depth(m, k) && split_rows() {
         // SAFETY: the caller's contract, passed on.
-        return unsafe { product_depth_halves(c, a, b, accumulate, threads) };
+        return unsafe { product_depth_halves(c, a, b, accumulate, threads, epilogue) };
     }
     // SAFETY: the caller's contract, passed on.
-    unsafe { product_bands(c, a, b, accumulate, threads, big) }
+    unsafe { product_bands(c, a, b, accumulate, threads, big, epilogue) }
 }
 
 /// [`product`] after the depth split: row bands on several threads, else one call into the crate.
@@ -345,6 +380,7 @@ unsafe fn product_bands<T: Float>(
     accumulate: bool,
     threads: usize,
     big: bool,
+    epilogue: Epilogue<'_, T>,
 ) -> Result<(), String> {
     let (m, n) = (a.rows, b.cols);
     if threads > 1
@@ -368,8 +404,16 @@ unsafe fn product_bands<T: Float>(
                     rows,
                     ..a
                 };
-                // SAFETY: a band of `c`, initialized wherever `c` is.
-                unsafe { product(c_band, a_band, b, accumulate, 1) }
+                // SAFETY: a band of `c`, initialized wherever `c` is; the epilogue runs on this
+                // band only, from its first row.
+                unsafe { product(c_band, a_band, b, accumulate, 1, None) }?;
+                if let Some(f) = epilogue {
+                    // SAFETY: the band's product returned Ok, so it wrote every element.
+                    f(r0, unsafe {
+                        &mut *(c_band as *mut [MaybeUninit<T>] as *mut [T])
+                    });
+                }
+                Ok(())
             })
             .collect::<Result<(), String>>();
     }
@@ -392,11 +436,15 @@ unsafe fn product_bands<T: Float>(
                 move || unsafe { packed::product(kernels, c0.get(), n, a, b0, accumulate) },
                 move || unsafe { packed::product(kernels, c1.get(), n, a, b1, accumulate) },
             );
-            return r0.and(r1);
+            r0.and(r1)?;
+        } else {
+            // SAFETY: bounds checked above; `c` is an exclusively borrowed m×n row-major block,
+            // initialized when `accumulate` (the caller's contract).
+            unsafe { packed::product(kernels, c.as_mut_ptr() as *mut T, n, a, b, accumulate) }?;
         }
-        // SAFETY: bounds checked above; `c` is an exclusively borrowed m×n row-major block,
-        // initialized when `accumulate` (the caller's contract).
-        return unsafe { packed::product(kernels, c.as_mut_ptr() as *mut T, n, a, b, accumulate) };
+        // SAFETY: the product returned Ok, so it wrote every element of `c`.
+        unsafe { finish(c, epilogue) };
+        return Ok(());
     }
     let parallelism = if threads > 1 && big {
         gemm::Parallelism::Rayon(threads)
@@ -406,6 +454,8 @@ unsafe fn product_bands<T: Float>(
     // SAFETY: the bounds of a and b were checked above; c is a distinct, exclusively borrowed m×n
     // row-major buffer, initialized when `accumulate` (the caller's contract).
     unsafe { crate_product(c.as_mut_ptr() as *mut T, n, a, b, accumulate, parallelism) };
+    // SAFETY: the crate's product writes every element of `c`.
+    unsafe { finish(c, epilogue) };
     Ok(())
 }
 

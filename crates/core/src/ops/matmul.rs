@@ -1,7 +1,10 @@
 //! Matrix multiplication with transpose flags (TF's `MatMul`).
 
-use super::gemm::{gemm_into_vec, MatRef};
+use super::binary::{AddRelu, Binary, BinaryKind};
+use super::gemm::{gemm_into_vec_then, Epilogue, MatRef};
 use super::kernels::{by_float, float_input, FloatArray};
+use super::unary::{activation_grad_slice, relu, ActivationGrad, UnaryKind};
+use super::Op;
 use super::{expect_arity, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{Shape, TensorInfo};
 use crate::error::{OpResult, Result};
@@ -30,7 +33,11 @@ impl MatMul {
     }
 }
 
-fn matmul_typed<T: FloatArray>(m: &MatMul, inputs: &[&Value]) -> OpResult<Value> {
+fn matmul_typed<T: FloatArray>(
+    m: &MatMul,
+    inputs: &[&Value],
+    epilogue: Epilogue<'_, T>,
+) -> OpResult<Value> {
     let a = float_input::<T>(inputs, 0, "MatMul")?;
     let b = float_input::<T>(inputs, 1, "MatMul")?;
     let (&[ar, ac], &[br, bc]) = (a.shape(), b.shape()) else {
@@ -67,11 +74,12 @@ fn matmul_typed<T: FloatArray>(m: &MatMul, inputs: &[&Value]) -> OpResult<Value>
         }
     };
     let mut c = crate::Value::try_vec(crate::Value::checked_len(&[mm, n])?)?;
-    gemm_into_vec(
+    gemm_into_vec_then(
         &mut c,
         MatRef::row_major(sa, ar, ac, m.transpose_a),
         MatRef::row_major(sb, br, bc, m.transpose_b),
         super::kernels::intra_op_threads(),
+        epilogue,
     )?;
     Ok(T::wrap(
         ArrayD::from_shape_vec(IxDyn(&[mm, n]), c).map_err(|e| e.to_string())?,
@@ -117,8 +125,8 @@ impl OpDef for MatMul {
         by_float(
             inputs,
             "MatMul",
-            || matmul_typed::<f32>(self, inputs),
-            || matmul_typed::<f64>(self, inputs),
+            || matmul_typed::<f32>(self, inputs, None),
+            || matmul_typed::<f64>(self, inputs, None),
         )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -143,6 +151,133 @@ impl OpDef for MatMul {
             ),
         };
         Ok(vec![Some(da), Some(db)])
+    }
+}
+
+/// What a fused product does to its output (see [`MatMulFused`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ProductEpilogue {
+    /// `AddV2` of a bias (one value per column), then `Relu` when `relu` (the plan's `AddRelu`).
+    BiasAdd { relu: bool },
+    /// The activation gradient `ActivationGrad { kind }` whose gradient input is the product:
+    /// `c · f'(v)`, `v` of the product's shape.
+    ActivationGrad(UnaryKind),
+}
+
+/// A `MatMul` and the one op that alone reads its output (a bias add, with its `Relu` fused, or an
+/// activation gradient), fused by the plan compiler (`plan::fuse_products`). Inputs: the product's
+/// two, then the other op's other input (the bias, or the activation's stored value). Each band of
+/// rows a thread computes goes through the second op at once, while it is in that core's cache,
+/// instead of in a pass over the whole output after the product; the operations per element are the
+/// second op's own, so the values are the same bits. Operands the epilogue does not cover (a sum
+/// that broadcasts otherwise) run the second op as its own pass.
+/// No graph method builds it; it has no gradient rule (the graph keeps the two ops).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MatMulFused {
+    pub product: MatMul,
+    pub epilogue: ProductEpilogue,
+}
+
+impl MatMulFused {
+    /// The op the epilogue stands for, as a step of its own.
+    fn second(&self) -> Op {
+        match self.epilogue {
+            ProductEpilogue::BiasAdd { relu: true } => Op::AddRelu(AddRelu),
+            ProductEpilogue::BiasAdd { relu: false } => Op::Binary(Binary {
+                kind: BinaryKind::Add,
+            }),
+            ProductEpilogue::ActivationGrad(kind) => Op::ActivationGrad(ActivationGrad { kind }),
+        }
+    }
+
+    /// The product with the epilogue run over each band, or `None` when the third input is not one
+    /// the epilogue covers (not contiguous, or not of the shape it expects).
+    fn fused<T: FloatArray>(&self, inputs: &[&Value]) -> OpResult<Option<Value>> {
+        let extra = float_input::<T>(inputs, 2, self.type_name())?;
+        let (Some(v), Some((m, _, n))) = (extra.as_slice(), self.product.product_size(inputs))
+        else {
+            return Ok(None);
+        };
+        let out = match self.epilogue {
+            ProductEpilogue::BiasAdd { relu: with_relu } => {
+                if extra.shape() != [n] {
+                    return Ok(None);
+                }
+                // `AddV2`'s sum of the two (commutative: the same bits in either order), then `Relu`.
+                let bias = |_: usize, band: &mut [T]| {
+                    super::simd::vectorized(
+                        #[inline(always)]
+                        || {
+                            for row in band.chunks_exact_mut(n) {
+                                for (c, &b) in row.iter_mut().zip(v) {
+                                    *c = if with_relu { relu(*c + b) } else { *c + b };
+                                }
+                            }
+                        },
+                    )
+                };
+                matmul_typed::<T>(&self.product, inputs, Some(&bias))?
+            }
+            ProductEpilogue::ActivationGrad(kind) => {
+                if extra.shape() != [m, n] {
+                    return Ok(None);
+                }
+                // The band's rows of `v` (always there: `v` has the product's shape).
+                let grad = |r0: usize, band: &mut [T]| {
+                    let rows = v.get(r0 * n..).unwrap_or_default();
+                    activation_grad_slice(kind, band, rows);
+                };
+                matmul_typed::<T>(&self.product, inputs, Some(&grad))?
+            }
+        };
+        Ok(Some(out))
+    }
+}
+
+impl OpDef for MatMulFused {
+    fn type_name(&self) -> &'static str {
+        match self.epilogue {
+            ProductEpilogue::BiasAdd { relu: true } => "MatMul+AddV2+Relu",
+            ProductEpilogue::BiasAdd { relu: false } => "MatMul+AddV2",
+            ProductEpilogue::ActivationGrad(kind) => match kind {
+                UnaryKind::Relu => "MatMul+ReluGrad",
+                UnaryKind::Relu6 => "MatMul+Relu6Grad",
+                UnaryKind::LeakyRelu { .. } => "MatMul+LeakyReluGrad",
+                UnaryKind::Sigmoid => "MatMul+SigmoidGrad",
+                UnaryKind::Tanh => "MatMul+TanhGrad",
+                UnaryKind::Elu => "MatMul+EluGrad",
+                UnaryKind::Selu => "MatMul+SeluGrad",
+                _ => "MatMul+ActivationGrad",
+            },
+        }
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        expect_arity(inputs, 3, self.type_name())?;
+        let Some(product) = self.product.infer(&inputs[..2])? else {
+            return Ok(None);
+        };
+        self.second().infer(&[product, inputs[2].clone()])
+    }
+    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        let name = self.type_name();
+        let fused = match inputs.first().map(|v| v.dtype()) {
+            Some(crate::DType::F32) => self.fused::<f32>(inputs)?,
+            Some(crate::DType::F64) => self.fused::<f64>(inputs)?,
+            _ => None,
+        };
+        if let Some(v) = fused {
+            return Ok(v);
+        }
+        // The two ops one after the other, the second over the product's buffer when it can be.
+        let extra = super::kernels::input(inputs, 2, name)?;
+        let mut c = self.product.compute(inputs.get(..2).unwrap_or_default())?;
+        let second = self.second();
+        if second.in_place_input(&[&c, extra]) == Some(0) {
+            second.compute_in_place(0, &mut c, &[extra])?;
+            Ok(c)
+        } else {
+            second.compute(&[&c, extra])
+        }
     }
 }
 

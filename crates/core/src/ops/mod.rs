@@ -176,6 +176,7 @@ op_list! {
     BatchNormParamGrad(batch_norm::BatchNormParamGrad),
     BatchNormGradInput(batch_norm::BatchNormGradInput),
     AddRelu(binary::AddRelu),
+    MatMulFused(matmul::MatMulFused),
 }
 
 impl Op {
@@ -202,6 +203,14 @@ impl Op {
     /// See [`OpDef::in_place_input`].
     pub fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
         self.def().in_place_input(inputs)
+    }
+    /// The matrix product an op runs (`MatMul`, or a `MatMul` fused with the op after it).
+    pub(crate) fn product(&self) -> Option<&matmul::MatMul> {
+        match self {
+            Op::MatMul(m) => Some(m),
+            Op::MatMulFused(f) => Some(&f.product),
+            _ => None,
+        }
     }
     /// See [`OpDef::compute_in_place`].
     pub fn compute_in_place(

@@ -313,6 +313,20 @@ macro_rules! with_derivative {
     };
 }
 
+/// `g ← g · f'(v)` over two slices of the same length, for a `kind` of [`ActivationGrad`]: the same
+/// operation per element as its kernel (the same bits), on the band of a product's output that has
+/// just been computed (`ops::matmul::MatMulFused`).
+pub(crate) fn activation_grad_slice<T: Float>(kind: UnaryKind, g: &mut [T], v: &[T]) {
+    with_derivative!(kind, |d| super::simd::vectorized(
+        #[inline(always)]
+        || {
+            for (g, &v) in g.iter_mut().zip(v) {
+                *g = *g * d(v);
+            }
+        }
+    ))
+}
+
 impl ActivationGrad {
     /// f' in terms of the stored input (x for the piecewise-linear kinds, y otherwise).
     #[inline(always)]

@@ -289,9 +289,7 @@ impl Run<'_> {
         let (StepKind::Kernel(op_a), StepKind::Kernel(op_b)) = (&a.kind, &b.kind) else {
             return Ok(None);
         };
-        let (crate::ops::Op::MatMul(ma), crate::ops::Op::MatMul(mb)) =
-            (op_a.as_ref(), op_b.as_ref())
-        else {
+        let (Some(ma), Some(mb)) = (op_a.product(), op_b.product()) else {
             return Ok(None);
         };
         if b.inputs.contains(&a.out) {
