@@ -153,7 +153,12 @@ fn bench(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Large buffers on transparent huge pages (`FERROFLOW_HUGE_PAGES=0` turns that off).
+#[global_allocator]
+static ALLOC: ferroflow::alloc::HugePageAlloc = ferroflow::alloc::HugePageAlloc;
+
 fn main() -> ExitCode {
+    ferroflow::tuning::get(ferroflow::tuning::Switch::HugePages);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("inspect") if args.len() >= 2 => inspect(&args[1], arg(&args, "--scope")),

@@ -3,6 +3,7 @@
 // Panic audit: no unwrap/expect in library code (indexing is reviewed and fuzzed: docs/reliability.md).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod alloc;
 pub mod autodiff;
 pub mod dtype;
 pub mod error;

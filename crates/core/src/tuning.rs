@@ -43,11 +43,14 @@ pub enum Switch {
     /// activation gradient that alone reads it as two steps, instead of one that runs the second op
     /// over each band of rows of the product as soon as the band is done (default 1).
     FuseProducts,
+    /// `FERROFLOW_HUGE_PAGES=0`: the large buffers of [`crate::alloc::HugePageAlloc`] (where a
+    /// program installs it) are not marked for transparent huge pages (default 1).
+    HugePages,
 }
 
 impl Switch {
     /// Every switch, in the order of [`VALUES`].
-    pub const ALL: [Switch; 10] = [
+    pub const ALL: [Switch; 11] = [
         Switch::Simd,
         Switch::GemmSplit,
         Switch::GemmOwn,
@@ -58,6 +61,7 @@ impl Switch {
         Switch::PairMaxMacs,
         Switch::GemmBandMinRows,
         Switch::FuseProducts,
+        Switch::HugePages,
     ];
 
     /// Its environment variable.
@@ -73,6 +77,7 @@ impl Switch {
             Switch::PairMaxMacs => "FERROFLOW_PAIR_MAX_MACS",
             Switch::GemmBandMinRows => "FERROFLOW_GEMM_BAND_MIN_ROWS",
             Switch::FuseProducts => "FERROFLOW_FUSE_PRODUCTS",
+            Switch::HugePages => "FERROFLOW_HUGE_PAGES",
         }
     }
 
@@ -145,6 +150,16 @@ pub fn get(switch: Switch) -> usize {
     match slot.compare_exchange(UNREAD, from_env, Ordering::Relaxed, Ordering::Relaxed) {
         Ok(_) => from_env,
         Err(current) => current,
+    }
+}
+
+/// The switch's value if something has read or set it already, else its default; never reads the
+/// environment or allocates (for the global allocator, [`crate::alloc::HugePageAlloc`]).
+#[inline]
+pub fn peek(switch: Switch) -> usize {
+    match VALUES[switch as usize].load(Ordering::Relaxed) {
+        UNREAD => switch.default_value(),
+        v => v,
     }
 }
 
