@@ -351,6 +351,26 @@ pub(crate) fn compile(
     })
 }
 
+/// The steps that read each slot, in order.
+fn readers_of(steps: &[Step]) -> HashMap<usize, Vec<usize>> {
+    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (si, s) in steps.iter().enumerate() {
+        for &i in &s.inputs {
+            readers.entry(i).or_default().push(si);
+        }
+    }
+    readers
+}
+
+/// Removes the steps a fusion marked as merged into another.
+fn drop_marked(steps: &mut Vec<Step>, marked: &[bool]) {
+    let mut k = 0;
+    steps.retain(|_| {
+        k += 1;
+        !marked[k - 1]
+    });
+}
+
 /// Fuses each `Relu` whose only input is the output of a float `AddV2` (a bias add) or a
 /// `BatchNormalization` that nothing else reads and nobody fetches into that step: the step writes
 /// `max(y, 0)` into the `Relu`'s slot as it computes `y`, one pass over the data instead of two, with
@@ -360,12 +380,7 @@ pub(crate) fn compile(
 fn fuse_relu(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
     use crate::ops::binary::{AddRelu, Binary, BinaryKind};
     use crate::ops::unary::{Unary, UnaryKind};
-    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
-    for (si, s) in steps.iter().enumerate() {
-        for &i in &s.inputs {
-            readers.entry(i).or_default().push(si);
-        }
-    }
+    let readers = readers_of(steps);
     let mut fused_away = vec![false; steps.len()];
     for i in 0..steps.len() {
         let StepKind::Kernel(op) = &steps[i].kind else {
@@ -395,11 +410,7 @@ fn fuse_relu(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
         steps[i].out = steps[j].out;
         fused_away[j] = true;
     }
-    let mut k = 0;
-    steps.retain(|_| {
-        k += 1;
-        !fused_away[k - 1]
-    });
+    drop_marked(steps, &fused_away);
 }
 
 /// Fuses each float `MatMul` whose output nobody fetches and one step alone reads, when that step is
@@ -412,14 +423,12 @@ fn fuse_relu(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
 fn fuse_products(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize], backward: bool) {
     use crate::ops::binary::{Binary, BinaryKind};
     use crate::ops::matmul::{MatMulFused, ProductEpilogue};
-    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
-    let mut producer: HashMap<usize, usize> = HashMap::new();
-    for (si, s) in steps.iter().enumerate() {
-        for &i in &s.inputs {
-            readers.entry(i).or_default().push(si);
-        }
-        producer.insert(s.out, si);
-    }
+    let readers = readers_of(steps);
+    let producer: HashMap<usize, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(si, s)| (s.out, si))
+        .collect();
     let mut fused_away = vec![false; steps.len()];
     for i in 0..steps.len() {
         let StepKind::Kernel(op) = &steps[i].kind else {
@@ -481,11 +490,7 @@ fn fuse_products(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize], backw
         s.var_info = None;
         fused_away[away] = true;
     }
-    let mut k = 0;
-    steps.retain(|_| {
-        k += 1;
-        !fused_away[k - 1]
-    });
+    drop_marked(steps, &fused_away);
 }
 
 #[cfg(test)]
