@@ -3,12 +3,16 @@
 //! a thread count is given. `FERROFLOW_GEMM_OWN=0` times the `gemm` crate's own driver instead of
 //! ours, `FERROFLOW_GEMM_SWAP=0` ours without running few-row products with a transposed `b` as they
 //! are (docs/performance.md). `FERROFLOW_MICRO_SETS=n` takes n copies of each product's operands
-//! in turn, so that they come from memory rather than the core's cache, as in a training step:
+//! in turn, so that they come from memory rather than the core's cache, as in a training step.
+//! `FERROFLOW_MICRO_AB=NAME=VALUE` (a switch of `ferroflow_core::tuning`) times each product in
+//! rounds that alternate between the switch as it stands and the value, and prints the ratio of
+//! the median times (`FERROFLOW_MICRO_AB_ROUNDS` rounds of each, default 15):
 //!
 //! ```text
-//! cargo run --release -p ferroflow-core --example gemm_micro [threads]
+//! cargo run --release -p ferroflow-core --example gemm_micro [threads [M K N TA TB]]
 //! ```
 use ferroflow_core::ops::gemm::{gemm, MatRef};
+use ferroflow_core::tuning;
 use std::time::Instant;
 fn main() {
     let shapes: &[(usize, usize, usize, bool, bool, &str)] = &[
@@ -50,6 +54,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    // FERROFLOW_MICRO_AB=NAME=VALUE: rounds alternate between a switch as it stands and the
+    // setting (FERROFLOW_MICRO_AB_ROUNDS of each, default 15), and the ratio of their median times
+    // is printed: on a machine whose speed drifts, the comparison that holds still.
+    let ab = std::env::var("FERROFLOW_MICRO_AB")
+        .ok()
+        .map(|t| tuning::parse_setting(&t).expect("FERROFLOW_MICRO_AB"));
+    let ab_rounds: usize = std::env::var("FERROFLOW_MICRO_AB_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
     let shapes = if one.len() == 5 { &custom[..] } else { shapes };
     for &(m, k, n, ta, tb, what) in shapes {
         let a: Vec<f32> = (0..m * k)
@@ -67,8 +81,7 @@ fn main() {
         let b_sets: Vec<Vec<f32>> = (0..copies).map(|_| b.clone()).collect();
         let mut c_sets: Vec<Vec<f32>> = (0..copies).map(|_| vec![0f32; m * n]).collect();
         let reps = (2e8 / (m * n * k) as f64).max(3.0) as usize * copies;
-        let mut best = f64::MAX;
-        for _ in 0..5 {
+        let mut round = || {
             let t = Instant::now();
             for r in 0..reps {
                 let s = r % copies;
@@ -76,12 +89,41 @@ fn main() {
                 let bv = MatRef::row_major(&b_sets[s], br, bc, tb);
                 gemm(&mut c_sets[s], av, bv, false, threads).unwrap();
             }
-            best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+            t.elapsed().as_secs_f64() / reps as f64
+        };
+        let gflops = |secs: f64| 2.0 * (m * n * k) as f64 / secs / 1e9;
+        if let Some((switch, value)) = ab {
+            // Rounds alternate between the switch as it stands (its variable, else its default)
+            // and the setting; the ratio of the medians.
+            let default = tuning::get(switch);
+            let (mut off, mut on) = (Vec::new(), Vec::new());
+            for _ in 0..ab_rounds {
+                tuning::set(switch, default);
+                off.push(round());
+                tuning::set(switch, value);
+                on.push(round());
+            }
+            tuning::set(switch, default);
+            let (off, on) = (median(&mut off), median(&mut on));
+            println!(
+                "{what:22} {m}x{k}x{n}: as it stands {:6.1}, setting {:6.1} GFLOP/s; time ratio {:.3}",
+                gflops(off),
+                gflops(on),
+                on / off
+            );
+            continue;
         }
-        let gflops = 2.0 * (m * n * k) as f64 / best / 1e9;
+        let best = (0..5).map(|_| round()).fold(f64::MAX, f64::min);
         println!(
-            "{what:22} {m}x{k}x{n}: {:8.1} us {gflops:6.1} GFLOP/s",
-            best * 1e6
+            "{what:22} {m}x{k}x{n}: {:8.1} us {:6.1} GFLOP/s",
+            best * 1e6,
+            gflops(best)
         );
     }
+}
+
+/// The middle of the values (the upper one of an even count).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
