@@ -63,7 +63,8 @@ fn main() {
     let ab_rounds: usize = std::env::var("FERROFLOW_MICRO_AB_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(15);
+        .unwrap_or(15)
+        .max(1);
     let shapes = if one.len() == 5 { &custom[..] } else { shapes };
     for &(m, k, n, ta, tb, what) in shapes {
         let a: Vec<f32> = (0..m * k)
