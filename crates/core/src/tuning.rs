@@ -46,11 +46,14 @@ pub enum Switch {
     /// `FERROFLOW_HUGE_PAGES=0`: the large buffers of [`crate::alloc::HugePageAlloc`] (where a
     /// program installs it) are not marked for transparent huge pages (default 1).
     HugePages,
+    /// `FERROFLOW_GEMM_IN_PLACE=0`: the transposed left operand of a weight gradient `Xᵀ·dY` is
+    /// packed as the crate packs it, instead of brought into L2 and read in place (default 1).
+    GemmInPlace,
 }
 
 impl Switch {
     /// Every switch, in the order of [`VALUES`].
-    pub const ALL: [Switch; 11] = [
+    pub const ALL: [Switch; 12] = [
         Switch::Simd,
         Switch::GemmSplit,
         Switch::GemmOwn,
@@ -62,6 +65,7 @@ impl Switch {
         Switch::GemmBandMinRows,
         Switch::FuseProducts,
         Switch::HugePages,
+        Switch::GemmInPlace,
     ];
 
     /// Its environment variable.
@@ -78,6 +82,7 @@ impl Switch {
             Switch::GemmBandMinRows => "FERROFLOW_GEMM_BAND_MIN_ROWS",
             Switch::FuseProducts => "FERROFLOW_FUSE_PRODUCTS",
             Switch::HugePages => "FERROFLOW_HUGE_PAGES",
+            Switch::GemmInPlace => "FERROFLOW_GEMM_IN_PLACE",
         }
     }
 

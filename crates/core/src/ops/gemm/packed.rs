@@ -10,8 +10,10 @@
 //! in the same order and the products equal the crate's bit for bit (tested against it). The small
 //! shapes the crate sends to other kernels (horizontal kernels for at most 256 outputs, vector
 //! products for a depth of at most 2, matrix-vector products), which allocate nothing, still go to
-//! the crate. One departure, with the same bits: a product of few rows with a transposed `b` runs
-//! without the crate's transposition (see [`product`]), with the crate's depth blocks.
+//! the crate. Two departures, with the same bits: a product of few rows with a transposed `b` runs
+//! without the crate's transposition (see [`product`]), with the crate's depth blocks; and the `X`
+//! of a weight gradient `Xᵀ·dY` is read in place after a prefetch into L2 instead of packed (see
+//! [`warm_rows`]).
 //!
 //! Layout (in the crate's column-major terms, after it transposes a row-major product: the
 //! kernel's `m` is our column count, its `n` our row count): the left operand is packed in panels of
@@ -292,8 +294,14 @@ unsafe fn blocked<T: Microkernels>(
         ));
     }
     let (lhs, rhs) = (p.lhs, p.rhs);
-    let pack_rhs = (rhs.rs.unsigned_abs() != 1 && m > 2 * mr)
+    let crate_packs_rhs = (rhs.rs.unsigned_abs() != 1 && m > 2 * mr)
         || (rhs.rs.unsigned_abs() == 1 && m > gemm_common::gemm::get_rhs_packing_threshold() * mr);
+    // A right operand whose columns are contiguous and whose depth steps are rows apart: `X` of a
+    // weight gradient `Xᵀ·dY`, whose pack copies six values from each row of `X`. The microkernels
+    // read it in place instead, each depth block's rows first brought into L2 in order (see
+    // [`warm_rows`]). The kernels compute the same sums either way.
+    let warm_rhs = crate_packs_rhs && rhs.cs == 1 && rhs.rs.unsigned_abs() != 1 && in_place();
+    let pack_rhs = crate_packs_rhs && !warm_rhs;
     let prepack_lhs = m <= 2 * mc && (m % lanes != 0 || lhs.rs != 1);
     let lhs_stride = kc * mr;
     let rhs_stride = kc * NR;
@@ -334,6 +342,9 @@ unsafe fn blocked<T: Microkernels>(
                             rhs.rs,
                         )
                     };
+                }
+                if warm_rhs {
+                    warm_rows(rhs.at(depth_outer, col_outer), rhs.rs, k_chunk, n_chunk);
                 }
                 if prepack_lhs {
                     // SAFETY: as above, `ceil(m / mr)` panels of `lhs_stride`.
@@ -451,6 +462,54 @@ unsafe fn blocked<T: Microkernels>(
             col_outer += n_chunk;
         }
     })
+}
+
+/// Whether weight gradients read `X` in place (default) or pack it as the crate does
+/// (`FERROFLOW_GEMM_IN_PLACE=0`, for benchmarking the two; the same bits either way).
+fn in_place() -> bool {
+    crate::tuning::on(crate::tuning::Switch::GemmInPlace)
+}
+
+/// Asks the CPU to bring `rows` rows of `cols` values, `row_step` elements apart from `first` on,
+/// into L2 (a prefetch of every cache line they touch, row by row). `X` in a weight gradient's
+/// product otherwise arrives a line at a time as the kernels walk down its rows six values wide, a
+/// stride the hardware prefetchers do not follow: in `gemm_micro` (300×1024·1024×300 with `Xᵀ`, 8
+/// copies of the operands so that they come from memory) warmed and read in place took 0.965 of the
+/// time of packed, in place without warming 1.004; in the `deep_bn` step at batch 2048, 1.5-5% more
+/// steps/s (docs/performance.md). A prefetch never faults, so the addresses need not be valid; these
+/// are (the caller's operand).
+fn warm_rows<T>(first: *const T, row_step: isize, rows: usize, cols: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let bytes = cols * std::mem::size_of::<T>();
+        if bytes == 0 {
+            return;
+        }
+        for r in 0..rows {
+            let row = first.wrapping_offset(r as isize * row_step) as *const i8;
+            let mut offset = 0;
+            while offset < bytes {
+                // SAFETY: a prefetch only hints; it reads nothing and cannot fault.
+                #[allow(unused_unsafe)]
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                        row.wrapping_add(offset),
+                    )
+                };
+                offset += 64;
+            }
+            // The row's last line, when the row does not start on a line boundary.
+            // SAFETY: as above.
+            #[allow(unused_unsafe)]
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                    row.wrapping_add(bytes - 1),
+                )
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (first, row_step, rows, cols);
 }
 
 /// Runs `f` on at least `lines` cache lines of the thread's workspace (grown when smaller: the only

@@ -198,6 +198,39 @@ fn deep_products_split_the_sum_in_two_halves() {
     }
 }
 
+/// A weight gradient `Xᵀ·dY` (X stored k×m) with more than 128 columns, whose `X` the crate packs:
+/// read in place after warming (the default) and packed (`FERROFLOW_GEMM_IN_PLACE=0`) give the same
+/// bits as the crate's driver, with and without accumulation, over several depth blocks and a
+/// partial last column tile.
+#[test]
+fn weight_gradients_read_x_in_place_with_the_crates_bits() {
+    use crate::tuning::{self, Switch};
+    let (m, k, n) = (150, 1100, 300);
+    let (x, dy) = test_operands::<f32>(m, k, n);
+    let (xt, y) = (
+        MatRef::row_major(&x, k, m, true),
+        MatRef::row_major(&dy, k, n, false),
+    );
+    let start: Vec<f32> = (0..m * n).map(|i| (i % 7) as f32 / 7.0).collect();
+    for accumulate in [false, true] {
+        let mut want = start.clone();
+        crate_product(&mut want, xt, y, accumulate);
+        let mut results = Vec::new();
+        for setting in [0, 1] {
+            tuning::set(Switch::GemmInPlace, setting);
+            let mut got = start.clone();
+            gemm(&mut got, xt, y, accumulate, 1).unwrap();
+            results.push(got);
+        }
+        tuning::set(Switch::GemmInPlace, 1);
+        assert!(results[0] == want, "packed, accumulate {accumulate}");
+        assert!(results[1] == want, "in place, accumulate {accumulate}");
+        let exact: f64 = (0..k).map(|r| x[r * m + 7] as f64 * dy[r * n + 11] as f64).sum();
+        let base = if accumulate { start[7 * n + 11] as f64 } else { 0.0 };
+        assert!((results[1][7 * n + 11] as f64 - base - exact).abs() < 1e-3);
+    }
+}
+
 /// `gemm_into_vec` refuses a vector that already holds elements, and an empty product (k = 0)
 /// is all zeros.
 #[test]
