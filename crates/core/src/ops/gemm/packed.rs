@@ -475,9 +475,9 @@ fn in_place() -> bool {
 /// product otherwise arrives a line at a time as the kernels walk down its rows six values wide, a
 /// stride the hardware prefetchers do not follow: in `gemm_micro` (300×1024·1024×300 with `Xᵀ`, 8
 /// copies of the operands so that they come from memory) warmed and read in place took 0.965 of the
-/// time of packed, in place without warming 1.004; in the `deep_bn` step at batch 2048, 1.5-5% more
-/// steps/s (docs/performance.md). A prefetch never faults, so the addresses need not be valid; these
-/// are (the caller's operand).
+/// time of packed, in place without warming 1.004; in the `deep` and `deep_bn` steps at batch 2048,
+/// 1-2% more steps/s (docs/performance.md). A prefetch never faults, so the addresses need not be
+/// valid; these are (the caller's operand).
 fn warm_rows<T>(first: *const T, row_step: isize, rows: usize, cols: usize) {
     #[cfg(target_arch = "x86_64")]
     {
