@@ -225,8 +225,14 @@ fn weight_gradients_read_x_in_place_with_the_crates_bits() {
         tuning::set(Switch::GemmInPlace, 1);
         assert!(results[0] == want, "packed, accumulate {accumulate}");
         assert!(results[1] == want, "in place, accumulate {accumulate}");
-        let exact: f64 = (0..k).map(|r| x[r * m + 7] as f64 * dy[r * n + 11] as f64).sum();
-        let base = if accumulate { start[7 * n + 11] as f64 } else { 0.0 };
+        let exact: f64 = (0..k)
+            .map(|r| x[r * m + 7] as f64 * dy[r * n + 11] as f64)
+            .sum();
+        let base = if accumulate {
+            start[7 * n + 11] as f64
+        } else {
+            0.0
+        };
         assert!((results[1][7 * n + 11] as f64 - base - exact).abs() < 1e-3);
     }
 }
