@@ -200,8 +200,8 @@ fn deep_products_split_the_sum_in_two_halves() {
 
 /// A weight gradient `Xᵀ·dY` (X stored k×m) with more than 128 columns, whose `X` the crate packs:
 /// read in place after warming (the default) and packed (`FERROFLOW_GEMM_IN_PLACE=0`) give the same
-/// bits as the crate's driver, with and without accumulation, over several depth blocks and a
-/// partial last column tile.
+/// bits as the crate's driver, with and without accumulation, over three depth blocks and a
+/// partial tile (the 300 outputs of a row run as four tiles of 64 and one of 44).
 #[test]
 fn weight_gradients_read_x_in_place_with_the_crates_bits() {
     use crate::tuning::{self, Switch};
