@@ -482,13 +482,12 @@ fn warm_rows<T>(first: *const T, row_step: isize, rows: usize, cols: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         let bytes = cols * std::mem::size_of::<T>();
-        if bytes == 0 {
-            return;
-        }
         for r in 0..rows {
             let row = first.wrapping_offset(r as isize * row_step) as *const i8;
-            let mut offset = 0;
-            while offset < bytes {
+            // Every 64 bytes from the row's start, and its last byte (its last line, when the row
+            // does not start on a line boundary).
+            let last = bytes.checked_sub(1).into_iter();
+            for offset in (0..bytes).step_by(64).chain(last) {
                 // SAFETY: a prefetch only hints; it reads nothing and cannot fault.
                 #[allow(unused_unsafe)]
                 unsafe {
@@ -496,16 +495,7 @@ fn warm_rows<T>(first: *const T, row_step: isize, rows: usize, cols: usize) {
                         row.wrapping_add(offset),
                     )
                 };
-                offset += 64;
             }
-            // The row's last line, when the row does not start on a line boundary.
-            // SAFETY: as above.
-            #[allow(unused_unsafe)]
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
-                    row.wrapping_add(bytes - 1),
-                )
-            };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
