@@ -3,10 +3,10 @@
 //! fixed random batch; one JSON line per model and batch in the reference format.
 
 use crate::prelude::*;
-use ferroflow_core::tuning::{self, Switch};
 use ferroflow_nn::layers::{dense_with, Activation, DenseOptions};
 use ferroflow_nn::{clip_by_global_norm, losses, Optimizer};
 use rand::{Rng, SeedableRng};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A built benchmark model.
@@ -170,9 +170,28 @@ impl BenchResult {
     }
 }
 
-/// Trains `model` at `batch` for 20 warm-up steps and then `seconds` of counted steps.
+/// Trains `model` at `batch` for 20 warm-up steps and then `seconds` of counted steps, with the
+/// default options and `threads` threads.
 pub fn run(model: &str, batch: usize, threads: usize, seconds: f64) -> Result<BenchResult> {
-    run_profiled(model, batch, threads, seconds, false).map(|(r, _)| r)
+    let options = SessionOptions::with_threads(threads);
+    run_profiled(model, batch, &options, seconds).map(|(r, _)| r)
+}
+
+/// Applies a benchmark setting `key=value` to session options: `fuse_products=0|1`, or a field of
+/// the [`ferroflow_core::CpuConfig`] (`gemm_own=0`, `pair_max_macs=4194304`, `simd=avx2`, ...).
+pub fn apply_setting(options: &mut SessionOptions, setting: &str) -> Result<()> {
+    let bad = |e: String| Error::Other(format!("bench setting {setting:?}: {e}"));
+    match setting.split_once('=') {
+        Some(("fuse_products", v)) => {
+            options.fuse_products = match v.trim() {
+                "0" | "false" | "off" => false,
+                "1" | "true" | "on" => true,
+                _ => return Err(bad("expected 0 or 1".into())),
+            };
+            Ok(())
+        }
+        _ => options.cpu.apply(setting).map_err(|e| bad(e.to_string())),
+    }
 }
 
 /// A model built, its session initialized, its batch made and 20 training steps run.
@@ -183,16 +202,9 @@ struct Warm {
 }
 
 impl Warm {
-    fn new(model: &str, batch: usize, threads: usize, profile: bool) -> Result<Warm> {
+    fn new(model: &str, batch: usize, options: &SessionOptions) -> Result<Warm> {
         let m = build(model)?;
-        let sess = Session::with_options(
-            &m.graph,
-            SessionOptions {
-                threads,
-                profile,
-                ..SessionOptions::default()
-            },
-        );
+        let sess = Session::with_options(&m.graph, options.clone());
         sess.run_targets(&[m.graph.global_variables_initializer()?], &[])?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let xs: Vec<f32> = (0..batch * 784).map(|_| rng.gen::<f32>()).collect();
@@ -216,15 +228,16 @@ impl Warm {
     }
 }
 
-/// [`run`], optionally with the session's per-op-type profile of the counted steps.
+/// [`run`] with explicit session options, and the session's per-op-type profile of the counted
+/// steps (empty unless `options.profile`).
 pub fn run_profiled(
     model: &str,
     batch: usize,
-    threads: usize,
+    options: &SessionOptions,
     seconds: f64,
-    profile: bool,
 ) -> Result<(BenchResult, Vec<ferroflow_core::OpProfile>)> {
-    let w = Warm::new(model, batch, threads, profile)?;
+    let threads = options.threads;
+    let w = Warm::new(model, batch, options)?;
     w.sess.reset_profile();
     let t0 = Instant::now();
     let mut n = 0usize;
@@ -264,46 +277,43 @@ impl AbResult {
     }
 }
 
-/// Trains `model` at `batch` (after the same warm-up as [`run`]) for `seconds`, switching between
-/// the switch's value as it stands and `value` every [`AB_RUN`] steps, and times each setting's
-/// steps apart (not the first after a switch, which may still pay for the other setting's state).
-/// Each setting trains its own session, built and warmed up with the switch set, so that switches
-/// read when a plan is compiled (`FERROFLOW_FUSE_PRODUCTS`) differ too. The switch is put back
-/// afterwards. Both settings meet the same minutes of a drifting machine, so their ratio holds still
-/// where separate runs do not (docs/performance.md).
+/// Trains `model` at `batch` (after the same warm-up as [`run`]) for `seconds` in two sessions, one
+/// with `base` and one with `setting`, switching between them every [`AB_RUN`] steps, and times each
+/// one's steps apart (not the first after a switch, which may still pay for the other's state). Both
+/// meet the same minutes of a drifting machine, so their ratio holds still where separate runs do not
+/// (docs/performance.md). The two sessions share their worker threads.
 pub fn run_ab(
     model: &str,
     batch: usize,
-    threads: usize,
+    base: &SessionOptions,
+    setting: &SessionOptions,
     seconds: f64,
-    (switch, value): (Switch, usize),
 ) -> Result<AbResult> {
-    let base = tuning::get(switch);
-    tuning::set(switch, value);
-    let with_value = Warm::new(model, batch, threads, false);
-    tuning::set(switch, base);
-    let w = [Warm::new(model, batch, threads, false)?, with_value?];
+    let workers = shared_workers(base)?;
+    let with = |o: &SessionOptions| SessionOptions {
+        workers: workers.clone(),
+        ..o.clone()
+    };
+    let w = [
+        Warm::new(model, batch, &with(base))?,
+        Warm::new(model, batch, &with(setting))?,
+    ];
     let (mut time, mut steps) = ([0f64; 2], [0usize; 2]);
     let t0 = Instant::now();
     let mut i = 0usize;
-    let result = loop {
-        let with_setting = (i / AB_RUN) % 2;
+    loop {
+        let which = (i / AB_RUN) % 2;
         if t0.elapsed().as_secs_f64() >= seconds && steps[1] > 0 {
-            break Ok(());
+            break;
         }
-        tuning::set(switch, if with_setting == 1 { value } else { base });
         let t = Instant::now();
-        if let Err(e) = w[with_setting].step() {
-            break Err(e);
-        }
+        w[which].step()?;
         if !i.is_multiple_of(AB_RUN) {
-            time[with_setting] += t.elapsed().as_secs_f64();
-            steps[with_setting] += 1;
+            time[which] += t.elapsed().as_secs_f64();
+            steps[which] += 1;
         }
         i += 1;
-    };
-    tuning::set(switch, base);
-    result?;
+    }
     Ok(AbResult {
         base_steps_per_s: steps[0] as f64 / time[0],
         base_steps: steps[0],
@@ -312,19 +322,27 @@ pub fn run_ab(
     })
 }
 
+/// Worker threads for sessions made one after another on this thread (the first pool built on a
+/// thread is the one it joins; see [`SessionOptions::workers`]): `options.workers` when set, else new
+/// ones when `options.threads` is more than one.
+pub fn shared_workers(
+    options: &SessionOptions,
+) -> Result<Option<Arc<ferroflow_core::cpu::Workers>>> {
+    if options.workers.is_some() || options.threads < 2 {
+        return Ok(options.workers.clone());
+    }
+    ferroflow_core::cpu::Workers::new(options.threads)
+        .map(|w| Some(Arc::new(w)))
+        .map_err(Error::Other)
+}
+
 /// Measures the single-precision matmul rate of this machine (2048×2048, the kernel the session uses).
-pub fn matmul_peak_gflops(threads: usize) -> Result<f64> {
+pub fn matmul_peak_gflops(options: &SessionOptions) -> Result<f64> {
     let n = 1024;
     let g = Graph::new();
     let a = g.random_uniform(&[n, n], 0.0, 1.0, DType::F32, Some(1))?;
     let b = g.random_uniform(&[n, n], 0.0, 1.0, DType::F32, Some(2))?;
-    let sess = Session::with_options(
-        &g,
-        SessionOptions {
-            threads,
-            ..SessionOptions::default()
-        },
-    );
+    let sess = Session::with_options(&g, options.clone());
     let (av, bv) = (sess.run_one(a, &[])?, sess.run_one(b, &[])?);
     let pa = g.placeholder(DType::F32, [Some(n), Some(n)])?;
     let pb = g.placeholder(DType::F32, [Some(n), Some(n)])?;

@@ -55,20 +55,19 @@ fn reuse_and_passes_change_no_result() {
 }
 
 /// The forwarding really happens: in a training step of `deep` with its products kept apart from
-/// the ops after them (`FERROFLOW_FUSE_PRODUCTS=0`), every ReLU (fused with its bias add into one
-/// step), ReLU gradient and bias add writes over its dying input (the profile counts them), and none
-/// does with reuse off. With the products fused (the default), the bias adds, ReLUs and ReLU
-/// gradients run inside the products' steps instead. (The switch is global to the process; the other
-/// test here compares results only, which it does not change.)
+/// the ops after them (`SessionOptions::fuse_products` off), every ReLU (fused with its bias add into
+/// one step), ReLU gradient and bias add writes over its dying input (the profile counts them), and
+/// none does with reuse off. With the products fused (the default), the bias adds, ReLUs and ReLU
+/// gradients run inside the products' steps instead.
 #[test]
 fn elementwise_ops_run_in_place() {
-    use ferroflow::tuning::{self, Switch};
     let m = ferroflow::bench::build("deep").unwrap();
-    let count = |reuse: bool| {
+    let count = |reuse: bool, fuse_products: bool| {
         let sess = Session::with_options(
             &m.graph,
             SessionOptions {
                 reuse_buffers: reuse,
+                fuse_products,
                 profile: true,
                 ..SessionOptions::default()
             },
@@ -87,17 +86,15 @@ fn elementwise_ops_run_in_place() {
             .find(|o| o.op_type == t)
             .map(|o| (o.calls, o.in_place))
     };
-    let fused = count(true);
+    let fused = count(true, true);
     assert_eq!(get(&fused, "MatMul+AddV2+Relu"), Some((12, 0)));
     assert_eq!(get(&fused, "MatMul+AddV2"), Some((1, 0)));
     assert_eq!(get(&fused, "MatMul+ReluGrad"), Some((12, 0)));
     for apart in ["AddV2+Relu", "Relu", "ReluGrad"] {
         assert_eq!(get(&fused, apart), None, "{apart}");
     }
-    tuning::set(Switch::FuseProducts, 0);
-    let on = count(true);
-    let off = count(false);
-    tuning::set(Switch::FuseProducts, 1);
+    let on = count(true, false);
+    let off = count(false, false);
     // Each hidden layer's bias add and ReLU run as one fused step, over the product's buffer.
     assert_eq!(get(&on, "AddV2+Relu"), Some((12, 12)));
     assert!(on.iter().all(|o| o.op_type != "Relu"));

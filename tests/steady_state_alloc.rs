@@ -3,7 +3,8 @@
 //! `sess.run(training_op, feed_dict)`), and the results still equal a session that reuses nothing.
 //!
 //! Matrix products run our own blocked loop around the `gemm` crate's microkernels, with packing
-//! buffers kept per thread, on every x86-64 CPU with FMA or AVX-512 (`ops/gemm/packed.rs`). On a CPU
+//! buffers kept in the session's workspaces, on every x86-64 CPU with FMA or AVX-512
+//! (`crates/cpu/src/gemm/packed.rs`). On a CPU
 //! without them the crate's own driver runs, which allocates its packing workspace inside every
 //! call: there a traced step checks that every allocation left comes from the crate (its backtrace
 //! passes through `gemm_common`).
@@ -145,7 +146,9 @@ fn a_training_step_allocates_nothing_after_warm_up() {
                 "{model}, {threads} threads: allocations per step {counts:?}, outside the GEMM crate {outside}"
             );
             assert_eq!(outside, 0, "{model}: allocations outside the GEMM crate");
-            if ferroflow::core::ops::gemm::products_reuse_their_workspace() {
+            if ferroflow::cpu::gemm::products_reuse_their_workspace(
+                &ferroflow::cpu::Context::serial(),
+            ) {
                 assert_eq!(counts, [0; 5], "{model}, {threads} threads");
             } else {
                 // The same number every step (the crate's packing buffers: a few per product).

@@ -4,12 +4,15 @@
 
 use ferroflow::bench::build;
 use ferroflow::prelude::*;
-use ferroflow::tuning::{self, Switch};
 
 /// The loss and every trainable variable after three training steps.
 fn train(model: &str, batch: usize, threads: usize) -> (u64, Vec<Vec<u32>>) {
+    train_with(model, batch, SessionOptions::with_threads(threads))
+}
+
+fn train_with(model: &str, batch: usize, options: SessionOptions) -> (u64, Vec<Vec<u32>>) {
     let m = build(model).unwrap();
-    let sess = Session::with_options(&m.graph, SessionOptions::with_threads(threads));
+    let sess = Session::with_options(&m.graph, options);
     sess.run_targets(&[m.graph.global_variables_initializer().unwrap()], &[])
         .unwrap();
     let xs: Vec<f32> = (0..batch * 784)
@@ -54,9 +57,9 @@ fn two_threads_train_as_one_at_batch_256() {
         assert!(one == two, "{model}: 2 threads differ from 1");
         // The products of a layer's backward pass as a pair (the default at this size) and one
         // after the other in row bands: the same bits.
-        tuning::set(Switch::PairProducts, 0);
-        let unpaired = train(model, 256, 2);
-        tuning::set(Switch::PairProducts, 1);
+        let mut options = SessionOptions::with_threads(2);
+        options.cpu.pair_products = false;
+        let unpaired = train_with(model, 256, options);
         assert!(one == unpaired, "{model}: unpaired products differ");
     }
 }

@@ -9,8 +9,10 @@ const USAGE: &str = "usage:
                                                   (ferroflow or TensorFlow V2 checkpoints)
   ferroflow graph META [--dot [--hide-gradients]] list the ops of a meta-graph, or print it as Graphviz DOT
   ferroflow bench [--threads N] [--models book,deep,deep_bn] [--batches 32,256,2048] [--seconds S] [--peak] [--dispatch] [--profile]
-                  [--ab NAME=VALUE]               alternate a switch (docs/performance.md) with its value
-                                                  every 4 steps; print both rates and their ratio";
+                  [--set KEY=VALUE]... [--ab KEY=VALUE] [--no-huge-pages]
+                                                  --set changes a setting (a CpuConfig field, or
+                                                  fuse_products); --ab alternates sessions without and
+                                                  with a setting every 4 steps and prints both rates";
 
 fn arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     args.windows(2)
@@ -103,20 +105,36 @@ fn bench(args: &[String]) -> Result<(), String> {
             "# dispatch: {us:.3} us per node (chain of 5000 scalar adds)"
         ))?;
     }
+    let mut options = ferroflow::SessionOptions::with_threads(threads);
+    for (flag, value) in args.iter().zip(args.iter().skip(1)) {
+        if flag == "--set" {
+            ferroflow::bench::apply_setting(&mut options, value).map_err(|e| e.to_string())?;
+        }
+    }
+    if args.iter().any(|a| a == "--no-huge-pages") {
+        ALLOC.set_advise(false);
+    }
+    // One pool of worker threads for every session of the run.
+    options.workers = ferroflow::bench::shared_workers(&options).map_err(|e| e.to_string())?;
     if args.iter().any(|a| a == "--peak") {
-        let p = ferroflow::bench::matmul_peak_gflops(threads).map_err(|e| e.to_string())?;
+        let p = ferroflow::bench::matmul_peak_gflops(&options).map_err(|e| e.to_string())?;
         say(&format!(
             "# matmul peak (1024x1024 f32, {threads} threads): {p:.1} GFLOP/s"
         ))?;
     }
-    let ab = arg(args, "--ab")
-        .map(ferroflow::tuning::parse_setting)
-        .transpose()?;
+    let ab = match arg(args, "--ab") {
+        Some(setting) => {
+            let mut with = options.clone();
+            ferroflow::bench::apply_setting(&mut with, setting).map_err(|e| e.to_string())?;
+            Some(with)
+        }
+        None => None,
+    };
     for model in models.split(',') {
         for b in batches.split(',') {
             let batch: usize = b.parse().map_err(|_| format!("bad batch size {b}"))?;
-            if let Some(setting) = ab {
-                let r = ferroflow::bench::run_ab(model, batch, threads, seconds, setting)
+            if let Some(setting) = &ab {
+                let r = ferroflow::bench::run_ab(model, batch, &options, setting, seconds)
                     .map_err(|e| e.to_string())?;
                 say(&format!(
                     "# A/B {model}/{batch} {}: {:.2} steps/s ({} steps) as it was, {:.2} ({} steps) with the setting: ratio {:.3}",
@@ -129,8 +147,11 @@ fn bench(args: &[String]) -> Result<(), String> {
                 ))?;
                 continue;
             }
-            let profile = args.iter().any(|a| a == "--profile");
-            let (r, ops) = ferroflow::bench::run_profiled(model, batch, threads, seconds, profile)
+            let profiled = ferroflow::SessionOptions {
+                profile: args.iter().any(|a| a == "--profile"),
+                ..options.clone()
+            };
+            let (r, ops) = ferroflow::bench::run_profiled(model, batch, &profiled, seconds)
                 .map_err(|e| e.to_string())?;
             say(&r.json())?;
             let total: f64 = ops.iter().map(|o| o.seconds).sum();
@@ -153,12 +174,11 @@ fn bench(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Large buffers on transparent huge pages (`FERROFLOW_HUGE_PAGES=0` turns that off).
+/// Large buffers on transparent huge pages (`bench --no-huge-pages` turns that off).
 #[global_allocator]
-static ALLOC: ferroflow::alloc::HugePageAlloc = ferroflow::alloc::HugePageAlloc;
+static ALLOC: ferroflow::cpu::alloc::HugePageAlloc = ferroflow::cpu::alloc::HugePageAlloc::new();
 
 fn main() -> ExitCode {
-    ferroflow::tuning::get(ferroflow::tuning::Switch::HugePages);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("inspect") if args.len() >= 2 => inspect(&args[1], arg(&args, "--scope")),

@@ -3,7 +3,6 @@
 // Panic audit: no unwrap/expect in library code (indexing is reviewed and fuzzed: docs/reliability.md).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod alloc;
 pub mod autodiff;
 pub mod dtype;
 pub mod error;
@@ -14,12 +13,15 @@ mod passes;
 mod plan;
 pub mod session;
 pub mod testing;
-pub mod tuning;
 pub mod value;
 
 pub use autodiff::{GradientOptions, UnconnectedGradients};
 pub use dtype::{DType, Dim, Shape, TensorInfo};
 pub use error::{Error, Result};
+/// The CPU backend (kernels, worker threads, configuration).
+pub use ferroflow_cpu as cpu;
+/// The CPU backend's configuration, part of [`SessionOptions`].
+pub use ferroflow_cpu::CpuConfig;
 pub use graph::{
     keys, CollectionItem, Graph, Operation, Reuse, ScopeGuard, ScopeRegex, Tensor, VarOptions,
     Variable,

@@ -44,7 +44,7 @@ pub(crate) fn optimize(
                 })
                 .collect();
             if let Some(vals) = consts {
-                if let Ok(v) = n.op.compute(&vals) {
+                if let Ok(v) = n.op.compute(&ferroflow_cpu::Context::serial(), &vals) {
                     if v.len() <= MAX_FOLDED_ELEMENTS {
                         folded.insert(id, v);
                         continue;

@@ -194,13 +194,15 @@ fn toposort(
     Ok(order)
 }
 
-/// Compiles a plan. `optimize` turns on common-subexpression elimination and constant folding.
+/// Compiles a plan. `optimize` turns on common-subexpression elimination, constant folding and the
+/// fusions (those of products only with `fuse_products`).
 pub(crate) fn compile(
     g: &GraphInner,
     fetches: &[usize],
     feeds: &[usize],
     targets: &[usize],
     optimize: bool,
+    fuse_products: bool,
 ) -> Result<Plan> {
     for &id in fetches.iter().chain(feeds).chain(targets) {
         g.node_ref(id)?;
@@ -325,9 +327,8 @@ pub(crate) fn compile(
     let n_slots = order.len();
     if optimize {
         fuse_relu(g, &mut steps, &fetch_slots);
-        let fuse = crate::tuning::get(crate::tuning::Switch::FuseProducts);
-        if fuse != 0 {
-            fuse_products(g, &mut steps, &fetch_slots, fuse == 1);
+        if fuse_products {
+            self::fuse_products(g, &mut steps, &fetch_slots);
         }
     }
     // Liveness: free each slot after its last reader, unless it is fetched.
@@ -420,7 +421,7 @@ fn fuse_relu(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
 /// (the same operations, the same bits). The step takes the product's place (where a layer's `dX`
 /// stays next to its `dW`, to be paired with it), or the second op's when that op's other input is
 /// computed after the product (a bias read just before its add).
-fn fuse_products(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize], backward: bool) {
+fn fuse_products(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
     use crate::ops::binary::{Binary, BinaryKind};
     use crate::ops::matmul::{MatMulFused, ProductEpilogue};
     let readers = readers_of(steps);
@@ -460,7 +461,7 @@ fn fuse_products(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize], backw
                 let extra = if x == out { y } else { x };
                 (ProductEpilogue::BiasAdd { relu }, extra)
             }
-            (Op::ActivationGrad(a), &[x, v]) if x == out && backward => {
+            (Op::ActivationGrad(a), &[x, v]) if x == out => {
                 (ProductEpilogue::ActivationGrad(a.kind), v)
             }
             _ => continue,
@@ -518,7 +519,7 @@ mod tests {
         let fetches: Vec<usize> = reads.iter().map(|t| t.index()).collect();
         let targets: Vec<usize> = writes.iter().map(|t| t.op().index()).collect();
         let plan = g
-            .with_inner(|gi| super::compile(gi, &fetches, &[], &targets, false))
+            .with_inner(|gi| super::compile(gi, &fetches, &[], &targets, false, false))
             .unwrap();
         let at = |id: usize| plan.steps.iter().position(|s| s.node == id).unwrap();
         let (r, w): (Vec<usize>, Vec<usize>) = (

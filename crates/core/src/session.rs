@@ -8,7 +8,8 @@ use crate::ops::apply::ApplyRule;
 use crate::ops::kernels::FloatArray;
 use crate::ops::state::AssignMode;
 use crate::plan::{self, Plan, StepKind};
-use crate::value::{Pool, Value};
+use crate::value::Value;
+use ferroflow_cpu::{Context, CpuConfig, VecPool, Workers};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use smallvec::SmallVec;
@@ -20,7 +21,9 @@ use std::sync::{Arc, Mutex};
 pub struct SessionOptions {
     /// Run the compiler passes (CSE and constant folding). On by default; they never change results.
     pub optimize: bool,
-    /// Threads one kernel may use (TF's intra-op parallelism); defaults to the machine's cores.
+    /// Threads one kernel may use (TF's intra-op parallelism); defaults to the parallelism the
+    /// process may use (`std::thread::available_parallelism`: the CPUs of its affinity mask, within
+    /// its cgroup's CPU quota).
     pub threads: usize,
     /// Stop a run at the first op whose float output holds NaN or infinity, with an error naming that
     /// node and its op (the exploding-gradient debugging tool). Off by default: it scans every output.
@@ -33,6 +36,18 @@ pub struct SessionOptions {
     /// values for the kernels that fill the same slots on the next run, so that a step allocates
     /// nothing after warm-up. On by default; results are identical.
     pub reuse_buffers: bool,
+    /// Fuse a matrix product with the bias add (and its `Relu`) or the activation gradient that alone
+    /// reads it: one step that runs the second op over each band of rows as soon as the band is
+    /// computed (with [`SessionOptions::optimize`]). On by default; results are identical.
+    pub fuse_products: bool,
+    /// The CPU backend's settings (see [`CpuConfig`]); [`Session::set_cpu_config`] changes them
+    /// between runs.
+    pub cpu: CpuConfig,
+    /// The worker threads to run on, shared with other sessions; `None` (the default): the session
+    /// starts its own on its first run with more than one thread. Sharing matters for a program that
+    /// makes many sessions on one thread: that thread joins the first pool built on it as worker 0,
+    /// so parallel kernels start on it at once, and later pools are handed each run instead.
+    pub workers: Option<Arc<Workers>>,
 }
 
 /// The profile's totals per (op type, built by `gradients`): calls, time, calls run in place.
@@ -62,6 +77,9 @@ impl Default for SessionOptions {
             check_numerics: false,
             profile: false,
             reuse_buffers: true,
+            fuse_products: true,
+            cpu: CpuConfig::default(),
+            workers: None,
         }
     }
 }
@@ -95,11 +113,16 @@ struct State {
     last_plan: Option<usize>,
     graph_version: u64,
     profile: ProfileMap,
-    /// Storage of dead values, lent to the running thread during a run (see `Pool`).
-    pool: Pool,
+    /// Storage of dead values, where kernels take their outputs from (see [`VecPool`]).
+    pool: Mutex<VecPool>,
     /// Emptied `Arc`s of dead values, to wrap new ones without allocating.
     shells: Vec<Arc<Value>>,
-    side_pool: Pool,
+    /// The pool of the second product of a pair (see `Run::try_pair`).
+    side_pool: Mutex<VecPool>,
+    /// The backend's settings for the next run.
+    cpu: CpuConfig,
+    /// The worker threads, started on the first run with more than one thread.
+    workers: Option<Arc<Workers>>,
 }
 
 /// Input lists of one kernel call: on the stack for up to 64 inputs (the `AddN` of a global gradient
@@ -141,6 +164,7 @@ impl Session {
 
     /// A session with explicit options.
     pub fn with_options(graph: &Graph, options: SessionOptions) -> Self {
+        let (cpu, workers) = (options.cpu.clone(), options.workers.clone());
         Session {
             graph: graph.clone(),
             options,
@@ -150,9 +174,11 @@ impl Session {
                 plans: Vec::new(),
                 plan_index: HashMap::new(),
                 last_plan: None,
-                pool: Pool::default(),
+                pool: Mutex::default(),
                 shells: Vec::new(),
-                side_pool: Pool::default(),
+                side_pool: Mutex::default(),
+                cpu,
+                workers,
                 graph_version: 0,
                 profile: HashMap::new(),
             }),
@@ -175,28 +201,50 @@ impl Session {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let state = &mut *guard;
         let at = self.plan_for(state, fetches, feeds, targets)?;
-        crate::ops::kernels::set_intra_op_threads(self.options.threads);
+        let threads = self.options.threads.max(1);
+        if threads > 1 && state.workers.is_none() {
+            state.workers = Some(Arc::new(Workers::new(threads).map_err(Error::other)?));
+        }
         let cached = state
             .plans
             .get_mut(at)
             .ok_or_else(|| Error::other("internal: plan cache entry vanished"))?;
+        let mut ctx = Context::new(&state.cpu, threads);
+        if self.options.reuse_buffers {
+            ctx = ctx.with_pool(&state.pool);
+        }
+        let workers = if threads > 1 {
+            state.workers.as_deref()
+        } else {
+            None
+        };
+        if let Some(w) = workers {
+            ctx = ctx.with_workspaces(w.workspaces());
+        }
         let mut run = Run {
             vars: &mut state.vars,
             rngs: &mut state.rngs,
             profile: &mut state.profile,
             shells: &mut state.shells,
-            side_pool: &mut state.side_pool,
+            pool: &state.pool,
+            side_pool: &state.side_pool,
+        };
+        let options = &self.options;
+        let out = match workers {
+            Some(w) => w.install(|| run.execute(&ctx, cached, feeds, options)),
+            None => run.execute(&ctx, cached, feeds, options),
         };
         if self.options.reuse_buffers {
-            crate::value::lend_pool(std::mem::take(&mut state.pool));
-        }
-        let out = run.execute(cached, feeds, &self.options);
-        if self.options.reuse_buffers {
-            state.pool = crate::value::reclaim_pool();
-            state.pool.end_run();
-            state.side_pool.end_run();
+            lock(&state.pool).end_run();
+            lock(&state.side_pool).end_run();
         }
         out
+    }
+
+    /// Changes the CPU backend's settings for the runs from now on (none changes a result; see
+    /// [`CpuConfig`]).
+    pub fn set_cpu_config(&self, config: CpuConfig) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).cpu = config;
     }
 
     /// Computes one tensor.
@@ -246,7 +294,14 @@ impl Session {
             Some(&at) => at,
             None => {
                 let plan = self.graph.with_inner(|g| {
-                    plan::compile(g, &key.0, &key.1, &key.2, self.options.optimize)
+                    plan::compile(
+                        g,
+                        &key.0,
+                        &key.1,
+                        &key.2,
+                        self.options.optimize,
+                        self.options.fuse_products,
+                    )
                 })?;
                 let n = plan.n_slots;
                 state.plans.push(Cached {
@@ -307,9 +362,9 @@ impl Session {
     /// allocates afresh.
     pub fn release_memory(&self) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.pool = Pool::default();
+        state.pool = Mutex::default();
         state.shells = Vec::new();
-        state.side_pool = Pool::default();
+        state.side_pool = Mutex::default();
     }
 
     /// Time per op type over every run since the session was made (or since [`Self::reset_profile`]),
@@ -342,11 +397,9 @@ impl Session {
 
     /// Number of buffers the session keeps for reuse between runs (see [`Self::release_memory`]).
     pub fn pooled_buffers(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pool
-            .len()
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let n = lock(&state.pool).len();
+        n
     }
 
     /// Number of cached plans (each distinct signature compiles once).
@@ -357,6 +410,11 @@ impl Session {
             .plans
             .len()
     }
+}
+
+/// Locks a pool (a poisoned one is still a valid pool: it holds only spare storage).
+fn lock(pool: &Mutex<VecPool>) -> std::sync::MutexGuard<'_, VecPool> {
+    pool.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Convenience: a feed pair.

@@ -1,6 +1,7 @@
 //! Concrete tensor values that cross the session API: ndarray arrays wrapped in a small enum.
 
 use crate::dtype::DType;
+use ferroflow_cpu::{Context, VecPool};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
@@ -78,33 +79,6 @@ impl Value {
             Value::F64(a) => a.is_standard_layout(),
             _ => false,
         }
-    }
-
-    /// An empty vector with room for `n` elements, or an error when the allocator refuses it (a legal
-    /// but larger-than-memory tensor), instead of aborting the process.
-    ///
-    /// Inside a session run this is where a kernel's output storage comes from: a vector of the
-    /// element type with room for `n` is taken from the session's pool of dead values' storage
-    /// (see `Pool`) instead of a fresh allocation when one fits.
-    pub fn try_vec<T: 'static>(n: usize) -> Result<Vec<T>, String> {
-        if let Some(v) = take_spare::<T>(n) {
-            return Ok(v);
-        }
-        let mut v = Vec::new();
-        v.try_reserve_exact(n).map_err(|_| {
-            format!(
-                "cannot allocate a tensor of {n} elements ({} bytes)",
-                n.saturating_mul(std::mem::size_of::<T>())
-            )
-        })?;
-        Ok(v)
-    }
-
-    /// `n` copies of `x`, allocated fallibly (see [`Value::try_vec`]).
-    pub fn try_filled_vec<T: Clone + 'static>(n: usize, x: T) -> Result<Vec<T>, String> {
-        let mut v = Self::try_vec(n)?;
-        v.resize(n, x);
-        Ok(v)
     }
 
     /// A tensor of the given shape with every element `x` converted to `dtype`.
@@ -186,23 +160,28 @@ impl Value {
     }
     /// Converts to another dtype (TF's `cast`: float→int truncates toward zero, nonzero→true).
     pub fn cast(&self, to: DType) -> Value {
+        self.cast_in(&Context::serial(), to)
+    }
+
+    /// [`Value::cast`] with the output storage from `ctx`'s pool.
+    pub fn cast_in(&self, ctx: &Context<'_>, to: DType) -> Value {
         match (self, to) {
-            (Value::F32(a), DType::F32) => Value::F32(map_pooled(a, |x| x)),
-            (Value::F64(a), DType::F64) => Value::F64(map_pooled(a, |x| x)),
-            (Value::I64(a), DType::I64) => Value::I64(map_pooled(a, |x| x)),
-            (Value::Bool(a), DType::Bool) => Value::Bool(map_pooled(a, |x| x)),
-            (Value::F32(a), DType::F64) => Value::F64(map_pooled(a, |x| x as f64)),
-            (Value::F32(a), DType::I64) => Value::I64(map_pooled(a, |x| x as i64)),
-            (Value::F32(a), DType::Bool) => Value::Bool(map_pooled(a, |x| x != 0.0)),
-            (Value::F64(a), DType::F32) => Value::F32(map_pooled(a, |x| x as f32)),
-            (Value::F64(a), DType::I64) => Value::I64(map_pooled(a, |x| x as i64)),
-            (Value::F64(a), DType::Bool) => Value::Bool(map_pooled(a, |x| x != 0.0)),
-            (Value::I64(a), DType::F32) => Value::F32(map_pooled(a, |x| x as f32)),
-            (Value::I64(a), DType::F64) => Value::F64(map_pooled(a, |x| x as f64)),
-            (Value::I64(a), DType::Bool) => Value::Bool(map_pooled(a, |x| x != 0)),
-            (Value::Bool(a), DType::F32) => Value::F32(map_pooled(a, |x| x as u8 as f32)),
-            (Value::Bool(a), DType::F64) => Value::F64(map_pooled(a, |x| x as u8 as f64)),
-            (Value::Bool(a), DType::I64) => Value::I64(map_pooled(a, |x| x as i64)),
+            (Value::F32(a), DType::F32) => Value::F32(map_pooled(ctx, a, |x| x)),
+            (Value::F64(a), DType::F64) => Value::F64(map_pooled(ctx, a, |x| x)),
+            (Value::I64(a), DType::I64) => Value::I64(map_pooled(ctx, a, |x| x)),
+            (Value::Bool(a), DType::Bool) => Value::Bool(map_pooled(ctx, a, |x| x)),
+            (Value::F32(a), DType::F64) => Value::F64(map_pooled(ctx, a, |x| x as f64)),
+            (Value::F32(a), DType::I64) => Value::I64(map_pooled(ctx, a, |x| x as i64)),
+            (Value::F32(a), DType::Bool) => Value::Bool(map_pooled(ctx, a, |x| x != 0.0)),
+            (Value::F64(a), DType::F32) => Value::F32(map_pooled(ctx, a, |x| x as f32)),
+            (Value::F64(a), DType::I64) => Value::I64(map_pooled(ctx, a, |x| x as i64)),
+            (Value::F64(a), DType::Bool) => Value::Bool(map_pooled(ctx, a, |x| x != 0.0)),
+            (Value::I64(a), DType::F32) => Value::F32(map_pooled(ctx, a, |x| x as f32)),
+            (Value::I64(a), DType::F64) => Value::F64(map_pooled(ctx, a, |x| x as f64)),
+            (Value::I64(a), DType::Bool) => Value::Bool(map_pooled(ctx, a, |x| x != 0)),
+            (Value::Bool(a), DType::F32) => Value::F32(map_pooled(ctx, a, |x| x as u8 as f32)),
+            (Value::Bool(a), DType::F64) => Value::F64(map_pooled(ctx, a, |x| x as u8 as f64)),
+            (Value::Bool(a), DType::I64) => Value::I64(map_pooled(ctx, a, |x| x as i64)),
         }
     }
 }
@@ -248,190 +227,33 @@ impl From<bool> for Value {
     }
 }
 
-/// The storage of the values that died during session runs, by element type, for kernels to fill
-/// again (TF's allocator keeps freed chunks the same way). While a run executes, its session's pool is
-/// lent to the running thread: [`Value::try_vec`] takes the smallest stored vector that fits, and the
-/// session puts back each value whose last reader has run. After warm-up a training step finds every
-/// buffer it needs here and allocates nothing, and the pool holds no more than the step's peak.
-#[derive(Debug, Default)]
-pub(crate) struct Pool {
-    f32: List<f32>,
-    f64: List<f64>,
-    i64: List<i64>,
-    bool: List<bool>,
-    /// Runs ended so far: each stored vector remembers the run it came back in, and a vector no
-    /// kernel took within two more runs is freed, so storage of values that no kernel asks for again
-    /// (made by a kernel that allocates by itself, or of a size no longer used) does not pile up.
-    run: u64,
-}
-
-/// Stored vectors of one element type by capacity, each with the run it was stored in; per capacity
-/// also the last run that stored or took one (an emptied entry stays while in use, so that steady
-/// runs do not rebuild it).
-#[derive(Debug)]
-struct List<T> {
-    by_capacity: std::collections::BTreeMap<usize, Entry<T>>,
-}
-
-/// The stored vectors of one capacity (each with its run) and the last run that used the entry.
-type Entry<T> = (Vec<(Vec<T>, u64)>, u64);
-
-impl<T> Default for List<T> {
-    fn default() -> Self {
-        List {
-            by_capacity: std::collections::BTreeMap::new(),
-        }
+/// Gives a dead value's storage to `pool` (see [`VecPool`]).
+pub(crate) fn recycle(pool: &mut VecPool, v: Value) {
+    match v {
+        Value::F32(a) => pool.put_vec(a.into_raw_vec_and_offset().0),
+        Value::F64(a) => pool.put_vec(a.into_raw_vec_and_offset().0),
+        Value::I64(a) => pool.put_vec(a.into_raw_vec_and_offset().0),
+        Value::Bool(a) => pool.put_vec(a.into_raw_vec_and_offset().0),
     }
 }
 
-impl<T> List<T> {
-    fn put(&mut self, v: Vec<T>, run: u64) {
-        if v.capacity() > 0 {
-            let (list, used) = self.by_capacity.entry(v.capacity()).or_default();
-            list.push((v, run));
-            *used = run;
-        }
+/// Moves a vector with room for `n` elements of `dtype` from `from` to `to`, if one fits.
+pub(crate) fn lend_one(from: &mut VecPool, to: &mut VecPool, dtype: DType, n: usize) {
+    match dtype {
+        DType::F32 => from.lend_one_to::<f32>(to, n),
+        DType::F64 => from.lend_one_to::<f64>(to, n),
+        DType::I64 => from.lend_one_to::<i64>(to, n),
+        DType::Bool => from.lend_one_to::<bool>(to, n),
     }
-
-    /// The smallest stored vector with room for `n` (and not more than about twice that), emptied.
-    fn take(&mut self, n: usize, run: u64) -> Option<Vec<T>> {
-        let limit = n.saturating_mul(2).max(64);
-        let (_, (list, used)) = self
-            .by_capacity
-            .range_mut(n..=limit)
-            .find(|(_, (l, _))| !l.is_empty())?;
-        let (mut v, _) = list.pop()?;
-        *used = run;
-        v.clear();
-        Some(v)
-    }
-
-    /// Frees the vectors stored before run `oldest`, and the entries unused since then.
-    fn trim(&mut self, oldest: u64) {
-        self.by_capacity.retain(|_, (l, used)| {
-            l.retain(|(_, r)| *r >= oldest);
-            !l.is_empty() || *used >= oldest
-        });
-    }
-
-    fn len(&self) -> usize {
-        self.by_capacity.values().map(|(l, _)| l.len()).sum()
-    }
-}
-
-impl Pool {
-    /// Keeps a value's storage.
-    pub(crate) fn put(&mut self, v: Value) {
-        match v {
-            Value::F32(a) => self.put_vec(a.into_raw_vec_and_offset().0),
-            Value::F64(a) => self.put_vec(a.into_raw_vec_and_offset().0),
-            Value::I64(a) => self.put_vec(a.into_raw_vec_and_offset().0),
-            Value::Bool(a) => self.put_vec(a.into_raw_vec_and_offset().0),
-        }
-    }
-
-    fn take<T: 'static>(&mut self, n: usize) -> Option<Vec<T>> {
-        let run = self.run;
-        self.list::<T>()?.take(n, run)
-    }
-
-    /// Keeps a vector of one of the pooled element types (dropped if `T` is none of them).
-    fn put_vec<T: 'static>(&mut self, v: Vec<T>) {
-        let run = self.run;
-        if let Some(list) = self.list::<T>() {
-            list.put(v, run);
-        }
-    }
-
-    /// The list of vectors of element type `T`, if `T` is one of the pooled types.
-    fn list<T: 'static>(&mut self) -> Option<&mut List<T>> {
-        use std::any::Any;
-        let lists: [&mut dyn Any; 4] =
-            [&mut self.f32, &mut self.f64, &mut self.i64, &mut self.bool];
-        lists.into_iter().find_map(|l| l.downcast_mut::<List<T>>())
-    }
-
-    /// Ends a run: frees what no kernel took in this run or the two before.
-    pub(crate) fn end_run(&mut self) {
-        let oldest = self.run.saturating_sub(1);
-        self.f32.trim(oldest);
-        self.f64.trim(oldest);
-        self.i64.trim(oldest);
-        self.bool.trim(oldest);
-        self.run += 1;
-    }
-
-    /// Number of stored vectors.
-    pub(crate) fn len(&self) -> usize {
-        self.f32.len() + self.f64.len() + self.i64.len() + self.bool.len()
-    }
-}
-
-thread_local! {
-    static POOL: std::cell::RefCell<Option<Pool>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Lends a session's pool to this thread for the duration of a run.
-pub(crate) fn lend_pool(p: Pool) {
-    POOL.with(|s| *s.borrow_mut() = Some(p));
-}
-
-/// Puts `p` in this thread's lent-pool place and returns what was there (a kernel of a pair may run
-/// on the thread that runs the session, whose own pool must come back untouched).
-pub(crate) fn swap_pool(p: Option<Pool>) -> Option<Pool> {
-    POOL.with(|s| std::mem::replace(&mut *s.borrow_mut(), p))
-}
-
-/// Takes the lent pool back at the end of a run.
-pub(crate) fn reclaim_pool() -> Pool {
-    POOL.with(|s| s.borrow_mut().take()).unwrap_or_default()
-}
-
-/// Returns a dead value's storage to the lent pool (dropped when no pool is lent).
-pub(crate) fn return_to_pool(v: Value) {
-    with_lent_pool(|p| p.put(v));
-}
-
-/// Moves a vector with room for `n` elements of `dtype` from the lent pool into `side` (the pool of
-/// another thread running one kernel of a pair), if one fits.
-pub(crate) fn lend_one_to(side: &mut Pool, dtype: DType, n: usize) {
-    fn move_one<T: 'static>(from: &mut Pool, to: &mut Pool, n: usize) {
-        if let Some(v) = from.take::<T>(n) {
-            to.put_vec(v);
-        }
-    }
-    with_lent_pool(|p| match dtype {
-        DType::F32 => move_one::<f32>(p, side, n),
-        DType::F64 => move_one::<f64>(p, side, n),
-        DType::I64 => move_one::<i64>(p, side, n),
-        DType::Bool => move_one::<bool>(p, side, n),
-    });
-}
-
-/// Gives a kernel's scratch vector back to the lent pool (dropped when no pool is lent).
-pub(crate) fn return_vec_to_pool<T: 'static>(v: Vec<T>) {
-    with_lent_pool(|p| p.put_vec(v));
-}
-
-/// Runs `f` on the pool lent to this thread, if there is one (and it is not borrowed already).
-fn with_lent_pool<R>(f: impl FnOnce(&mut Pool) -> R) -> Option<R> {
-    POOL.with(|s| Some(f(s.try_borrow_mut().ok()?.as_mut()?)))
-}
-
-/// A vector from the lent pool with room for `n`, if one fits.
-fn take_spare<T: 'static>(n: usize) -> Option<Vec<T>> {
-    with_lent_pool(|p| p.take::<T>(n)).flatten()
-}
-
-/// An empty vector with room for `n`: from the lent pool when one fits, else a new one
-/// (infallible, for kernels whose input already proves the size is reasonable).
-pub(crate) fn output_vec<T: 'static>(n: usize) -> Vec<T> {
-    take_spare::<T>(n).unwrap_or_else(|| Vec::with_capacity(n))
 }
 
 /// `f` of every element of `a`, in row-major order, into a pooled buffer of `a`'s shape.
-pub(crate) fn map_pooled<A: Clone, B: 'static>(a: &ArrayD<A>, f: impl Fn(A) -> B) -> ArrayD<B> {
-    let mut v = output_vec(a.len());
+pub(crate) fn map_pooled<A: Clone, B: 'static>(
+    ctx: &Context<'_>,
+    a: &ArrayD<A>,
+    f: impl Fn(A) -> B,
+) -> ArrayD<B> {
+    let mut v = ctx.output_vec(a.len());
     match a.as_slice() {
         Some(s) => v.extend(s.iter().map(|x| f(x.clone()))),
         None => v.extend(a.iter().map(|x| f(x.clone()))),
@@ -440,8 +262,8 @@ pub(crate) fn map_pooled<A: Clone, B: 'static>(a: &ArrayD<A>, f: impl Fn(A) -> B
 }
 
 /// A scalar in a pooled buffer.
-pub(crate) fn pooled_scalar<T: Clone + 'static>(x: T) -> ArrayD<T> {
-    let mut v = output_vec(1);
+pub(crate) fn pooled_scalar<T: Clone + 'static>(ctx: &Context<'_>, x: T) -> ArrayD<T> {
+    let mut v = ctx.output_vec(1);
     v.push(x.clone());
     ArrayD::from_shape_vec(IxDyn(&[]), v).unwrap_or_else(|_| ArrayD::from_elem(IxDyn(&[]), x))
 }
@@ -451,49 +273,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pool_hands_out_the_smallest_fitting_vector_of_the_right_type() {
-        let mut p = Pool::default();
-        for n in [10usize, 1000, 100] {
-            p.put(Value::F32(
-                ndarray::Array1::from_vec(vec![1.0f32; n]).into_dyn(),
-            ));
-        }
-        p.put(Value::I64(
-            ndarray::Array1::from_vec(vec![7i64; 50]).into_dyn(),
-        ));
-        // Smallest that fits, emptied.
-        let v = p.take::<f32>(50).unwrap();
-        assert!(v.is_empty() && v.capacity() >= 100 && v.capacity() < 1000);
-        // Not more than about twice the request: 1000 is too big for 20 (and 10 too small).
-        assert!(p.take::<f32>(20).is_none());
-        assert!(p.take::<f32>(5000).is_none());
-        assert_eq!(p.take::<f32>(8).map(|v| v.capacity() >= 10), Some(true));
-        // Element types never mix.
-        assert!(p.take::<f64>(10).is_none());
-        assert!(p.take::<i64>(40).is_some());
-        assert!(p.take::<i64>(40).is_none());
-        // Lent to a thread, the pool serves `try_vec`; without it, vectors are new.
-        lend_pool(p);
-        let big = Value::try_vec::<f32>(600).unwrap();
-        assert!(big.capacity() >= 1000);
-        let back = reclaim_pool();
-        assert_eq!(back.f32.len(), 0);
-        assert_eq!(Value::try_vec::<f32>(600).unwrap().capacity(), 600);
+    fn recycled_values_serve_later_outputs_of_their_element_type() {
+        let mut pool = VecPool::default();
+        recycle(
+            &mut pool,
+            Value::F32(ndarray::Array1::from_vec(vec![1.0f32; 100]).into_dyn()),
+        );
+        recycle(
+            &mut pool,
+            Value::I64(ndarray::Array1::from_vec(vec![7i64; 50]).into_dyn()),
+        );
+        let mut side = VecPool::default();
+        lend_one(&mut pool, &mut side, DType::F32, 80);
+        assert_eq!(side.take::<f32>(80).map(|v| v.capacity()), Some(100));
+        assert!(pool.take::<f32>(10).is_none());
+        assert!(pool.take::<i64>(40).is_some());
     }
 
     #[test]
-    fn vectors_no_kernel_takes_are_freed_after_two_more_runs() {
-        let mut p = Pool::default();
-        let one = |n: usize| Value::F32(ndarray::Array1::from_vec(vec![0.0f32; n]).into_dyn());
-        p.put(one(100)); // run 0
-        p.end_run();
-        p.put(one(200)); // run 1
-        p.end_run();
-        assert_eq!(p.len(), 2);
-        p.end_run(); // end of run 2: run 0's vector is now three runs old
-        assert_eq!(p.len(), 1);
-        assert!(p.take::<f32>(100).is_some_and(|v| v.capacity() == 200));
-        p.end_run();
-        assert_eq!(p.len(), 0);
+    fn cast_truncates_floats_and_maps_nonzero_to_true() {
+        let v = Value::from_f32(&[4], vec![-1.7, 0.0, 2.9, 0.5]).unwrap();
+        assert_eq!(v.cast(DType::I64).to_f64_vec(), vec![-1.0, 0.0, 2.0, 0.0]);
+        assert_eq!(v.cast(DType::Bool).to_f64_vec(), vec![1.0, 0.0, 1.0, 1.0]);
     }
 }

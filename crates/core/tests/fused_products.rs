@@ -2,10 +2,8 @@
 //! `Relu`) in the forward pass and an activation gradient in the backward pass run over each band of
 //! rows of the product as soon as it is computed. They must give the same bits as the separate steps,
 //! on one thread and on two (row bands, column halves and paired products), with the fused pass off
-//! (`FERROFLOW_FUSE_PRODUCTS=0`), and for operands the epilogue does not cover.
-//! One test only: the switch is global to the process.
+//! (`SessionOptions::fuse_products`), and for operands the epilogue does not cover.
 
-use ferroflow_core::tuning::{self, Switch};
 use ferroflow_core::{feed, DType, Graph, Session, SessionOptions, Tensor, Value};
 
 /// Values in [-1, 1) that differ from element to element (and from seed to seed).
@@ -90,11 +88,21 @@ fn net(dtype: DType, rows: usize) -> Net {
 
 /// The fetched values and each op type's number of calls in the run.
 fn run(net: &Net, optimize: bool, threads: usize) -> (Vec<Value>, Vec<(String, u64)>) {
+    run_with(net, optimize, threads, true)
+}
+
+fn run_with(
+    net: &Net,
+    optimize: bool,
+    threads: usize,
+    fuse_products: bool,
+) -> (Vec<Value>, Vec<(String, u64)>) {
     let sess = Session::with_options(
         &net.g,
         SessionOptions {
             optimize,
             profile: true,
+            fuse_products,
             ..SessionOptions::with_threads(threads)
         },
     );
@@ -155,13 +163,10 @@ fn fused_products_give_the_bits_of_separate_steps() {
         assert!(separate[1].to_f64_vec()[0] > 0.0);
         assert!(separate[2].to_f64_vec().iter().any(|&v| v != 0.0));
     }
-    // `FERROFLOW_FUSE_PRODUCTS=0` (read when a plan is compiled; in this test only, since the
-    // switch is global): optimized plans without the fused steps, the same bits.
+    // Optimized plans without the fused steps: the same bits.
     let net = net(DType::F32, 1024);
     let (fused, _) = run(&net, true, 2);
-    tuning::set(Switch::FuseProducts, 0);
-    let (separate, calls) = run(&net, true, 2);
-    tuning::set(Switch::FuseProducts, 1);
+    let (separate, calls) = run_with(&net, true, 2, false);
     assert_eq!(
         calls,
         [

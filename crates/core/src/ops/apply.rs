@@ -13,6 +13,7 @@ use super::{expect_float, InferError, InferResult, OpDef, OpKind};
 use crate::dtype::TensorInfo;
 use crate::error::Result;
 use crate::graph::{Graph, Tensor, Variable};
+use ferroflow_cpu::Context;
 use serde::{Deserialize, Serialize};
 
 /// The update rule with its hyperparameters (tf1-reference.md §8).
@@ -55,6 +56,7 @@ impl ApplyRule {
     /// into halves on the session's threads (elementwise, so the result does not depend on the split).
     pub fn apply<T: Float>(
         &self,
+        ctx: &Context<'_>,
         w: &mut [T],
         slots: &mut [&mut [T]],
         g: &[T],
@@ -69,13 +71,14 @@ impl ApplyRule {
                 g.len()
             ));
         }
-        let threads = super::kernels::intra_op_threads();
-        self.apply_split(w, slots, g, (lr, scale), threads)
+        let threads = ctx.threads();
+        self.apply_split(ctx, w, slots, g, (lr, scale), threads)
     }
 
     /// [`Self::apply`] on `parts` threads: halves run under `rayon::join` while each is large.
     fn apply_split<T: Float>(
         &self,
+        ctx: &Context<'_>,
         w: &mut [T],
         slots: &mut [&mut [T]],
         g: &[T],
@@ -83,8 +86,8 @@ impl ApplyRule {
         parts: usize,
     ) -> std::result::Result<(), String> {
         let n = w.len();
-        if parts < 2 || n < super::kernels::parallel_min_elements() / 2 {
-            return super::simd::vectorized(
+        if parts < 2 || n < ctx.config().parallel_min_elements / 2 {
+            return ctx.vectorized(
                 #[inline(always)]
                 || self.apply_serial(w, slots, g, lr_scale),
             );
@@ -101,8 +104,8 @@ impl ApplyRule {
         }
         let half = parts / 2;
         let (r1, r2) = rayon::join(
-            || self.apply_split(w1, &mut s1, g1, lr_scale, half),
-            || self.apply_split(w2, &mut s2, g2, lr_scale, parts - half),
+            || self.apply_split(ctx, w1, &mut s1, g1, lr_scale, half),
+            || self.apply_split(ctx, w2, &mut s2, g2, lr_scale, parts - half),
         );
         r1.and(r2)
     }
@@ -341,8 +344,15 @@ mod tests {
                     .collect();
                 let mut refs: Vec<&mut [f32]> =
                     slots.iter_mut().map(|s| s.as_mut_slice()).collect();
-                rule.apply_split(&mut w, &mut refs, &g, (0.01, 0.7), parts)
-                    .unwrap();
+                rule.apply_split(
+                    &ferroflow_cpu::Context::serial(),
+                    &mut w,
+                    &mut refs,
+                    &g,
+                    (0.01, 0.7),
+                    parts,
+                )
+                .unwrap();
                 // Bits, so that NaN (a centered RMSProp of these made-up slots) compares equal.
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
                 (bits(&w), slots.iter().map(|s| bits(s)).collect::<Vec<_>>())

@@ -21,11 +21,9 @@
 //!   Gradients reaching the mean or variance from other consumers still flow back the ordinary way.
 
 use super::kernels::{
-    by_float, column_blocks, float_input, fold_columns, intra_op_threads, parallel_min_elements,
-    FloatArray, COLUMN_BLOCK,
+    by_float, column_blocks, float_input, fold_columns, FloatArray, COLUMN_BLOCK,
 };
 use super::reduce::{normalize_axes, Reduce, ReduceKind};
-use super::simd::vectorized;
 use super::{
     expect_arity, expect_float, same_dtype, GradContext, InferError, InferResult, Op, OpDef,
 };
@@ -33,6 +31,7 @@ use crate::dtype::{Shape, TensorInfo};
 use crate::error::{Error, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
+use ferroflow_cpu::Context;
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -80,25 +79,30 @@ fn big_data<'a, T: FloatArray>(
 }
 
 /// Whether a pass over `elements` values is split across the session's threads.
-fn parallel(elements: usize) -> Option<usize> {
-    let threads = intra_op_threads();
-    (threads > 1 && elements >= parallel_min_elements()).then_some(threads)
+fn parallel(ctx: &Context<'_>, elements: usize) -> Option<usize> {
+    let threads = ctx.threads();
+    (threads > 1 && elements >= ctx.config().parallel_min_elements).then_some(threads)
 }
 
 /// Runs `f(first_row, rows)` over disjoint bands of whole rows of `data` (`c` values a row).
-fn per_rows<T: Send>(data: &mut [T], c: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+fn per_rows<T: Send>(
+    ctx: &Context<'_>,
+    data: &mut [T],
+    c: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
     let rows = data.len().checked_div(c).unwrap_or(0);
-    match parallel(data.len()) {
+    match parallel(ctx, data.len()) {
         Some(threads) if rows >= threads => {
             let band = rows.div_ceil(threads) * c;
             data.par_chunks_mut(band).enumerate().for_each(|(i, d)| {
-                vectorized(
+                ctx.vectorized(
                     #[inline(always)]
                     || f(i * band / c, d),
                 )
             });
         }
-        _ => vectorized(
+        _ => ctx.vectorized(
             #[inline(always)]
             || f(0, data),
         ),
@@ -106,8 +110,8 @@ fn per_rows<T: Send>(data: &mut [T], c: usize, f: impl Fn(usize, &mut [T]) + Syn
 }
 
 /// Copies a float array into a fresh row-major one (the out-of-place form of an in-place kernel).
-fn owned_copy<T: FloatArray>(a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
-    let mut v = Value::try_vec(a.len())?;
+fn owned_copy<T: FloatArray>(ctx: &Context<'_>, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+    let mut v = ctx.try_vec(a.len())?;
     match a.as_slice() {
         Some(s) => v.extend_from_slice(s),
         None => v.extend(a.iter().copied()),
@@ -118,12 +122,13 @@ fn owned_copy<T: FloatArray>(a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
 /// The out-of-place form of a kernel that writes over its first input: a copy of input 0, then
 /// `in_place(copy, other inputs)`.
 fn copy_then_in_place<T: FloatArray>(
+    ctx: &Context<'_>,
     inputs: &[&Value],
     op: &str,
     in_place: impl FnOnce(&mut Value, &[&Value]) -> OpResult<()>,
 ) -> OpResult<Value> {
     let x = float_input::<T>(inputs, 0, op)?;
-    let mut out = T::wrap(owned_copy(x)?);
+    let mut out = T::wrap(owned_copy(ctx, x)?);
     in_place(&mut out, inputs.get(1..).unwrap_or(&[]))?;
     Ok(out)
 }
@@ -135,12 +140,13 @@ fn copy_then_in_place<T: FloatArray>(
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MomentsVariance;
 
-fn variance_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
+fn variance_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
     let op = "MomentsVariance";
     let (x, rows, c) = big_data::<T>(inputs, 0, op)?;
     let mean = channel_data::<T>(inputs, 1, c, op, "the mean")?;
-    let mut out = Value::try_filled_vec(c, T::zero())?;
+    let mut out = ctx.try_filled_vec(c, T::zero())?;
     fold_columns(
+        ctx,
         x,
         mean,
         &mut out,
@@ -208,12 +214,12 @@ impl OpDef for MomentsVariance {
         let c = infer_channels(inputs, 2, "MomentsVariance", &["the mean"])?;
         Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(vec![c]))))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         by_float(
             inputs,
             self.type_name(),
-            || variance_typed::<f32>(inputs),
-            || variance_typed::<f64>(inputs),
+            || variance_typed::<f32>(ctx, inputs),
+            || variance_typed::<f64>(ctx, inputs),
         )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -281,16 +287,22 @@ fn inv_shift<T: FloatArray>(eps: T, mean: T, var: T, offset: T, scale: T) -> (T,
 }
 
 impl BatchNorm {
-    fn run_in_place<T: FloatArray>(&self, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+    fn run_in_place<T: FloatArray>(
+        &self,
+        ctx: &Context<'_>,
+        target: &mut Value,
+        others: &[&Value],
+    ) -> OpResult<()> {
         if self.relu {
-            self.affine_in_place::<T, true>(target, others)
+            self.affine_in_place::<T, true>(ctx, target, others)
         } else {
-            self.affine_in_place::<T, false>(target, others)
+            self.affine_in_place::<T, false>(ctx, target, others)
         }
     }
 
     fn affine_in_place<T: FloatArray, const RELU: bool>(
         &self,
+        ctx: &Context<'_>,
         target: &mut Value,
         others: &[&Value],
     ) -> OpResult<()> {
@@ -306,6 +318,7 @@ impl BatchNorm {
             .as_slice_mut()
             .ok_or("BatchNormalization: the input is not contiguous")?;
         per_rows(
+            ctx,
             data,
             c,
             #[inline(always)]
@@ -344,13 +357,13 @@ impl BatchNorm {
     /// operations as [`Self::run_in_place`], so the same bits). Over a contiguous input of at most
     /// [`ROW_COEFFICIENTS`] channels, so that the coefficients stay on the stack; other inputs take
     /// a copy and the in-place pass.
-    fn run<T: FloatArray>(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn run<T: FloatArray>(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let op = "BatchNormalization";
         let x = float_input::<T>(inputs, 0, op)?;
         let (rows, c) = rows_cols(x.shape());
         let (Some(data), true) = (x.as_slice(), c <= ROW_COEFFICIENTS) else {
-            return copy_then_in_place::<T>(inputs, op, |out, others| {
-                self.run_in_place::<T>(out, others)
+            return copy_then_in_place::<T>(ctx, inputs, op, |out, others| {
+                self.run_in_place::<T>(ctx, out, others)
             });
         };
         let others = inputs.get(1..).unwrap_or(&[]);
@@ -365,12 +378,12 @@ impl BatchNorm {
             (inv[j], shift[j]) = inv_shift(eps, mean[j], var[j], offset[j], scale[j]);
         }
         let (inv, shift) = (&inv[..c], &shift[..c]);
-        let mut out = Value::try_vec(data.len())?;
-        let threads = parallel(data.len()).unwrap_or(1);
+        let mut out = ctx.try_vec(data.len())?;
+        let threads = parallel(ctx, data.len()).unwrap_or(1);
         let written = if self.relu {
-            rows_affine::<T, true>(&mut out, data, rows, c, threads, (inv, shift))
+            rows_affine::<T, true>(ctx, &mut out, data, rows, c, threads, (inv, shift))
         } else {
-            rows_affine::<T, false>(&mut out, data, rows, c, threads, (inv, shift))
+            rows_affine::<T, false>(ctx, &mut out, data, rows, c, threads, (inv, shift))
         };
         written.map_err(|e| format!("{op}: {e}"))?;
         let out = ArrayD::from_shape_vec(IxDyn(x.shape()), out).map_err(|e| e.to_string())?;
@@ -380,6 +393,7 @@ impl BatchNorm {
 
 /// `activate(x·inv + shift)` of each row of `data` (`rows × c`) written once into the empty `out`.
 fn rows_affine<T: FloatArray, const RELU: bool>(
+    ctx: &Context<'_>,
     out: &mut Vec<T>,
     data: &[T],
     rows: usize,
@@ -387,11 +401,11 @@ fn rows_affine<T: FloatArray, const RELU: bool>(
     threads: usize,
     (inv, shift): (&[T], &[T]),
 ) -> std::result::Result<(), String> {
-    super::gemm::rows_into_vec(
+    ferroflow_cpu::gemm::rows_into_vec(
+        &ctx.with_threads(threads),
         out,
         rows,
         c,
-        threads,
         #[inline(always)]
         |r| {
             let x = data.get(r * c..(r + 1) * c).unwrap_or(&[]);
@@ -426,12 +440,12 @@ fn in_place_by_float(
 /// input followed by `run_in_place` (through the type's `run`), and the session may forward the input.
 macro_rules! over_first_input {
     () => {
-        fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+        fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
             by_float(
                 inputs,
                 self.type_name(),
-                || self.run::<f32>(inputs),
-                || self.run::<f64>(inputs),
+                || self.run::<f32>(ctx, inputs),
+                || self.run::<f64>(ctx, inputs),
             )
         }
         fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
@@ -439,6 +453,7 @@ macro_rules! over_first_input {
         }
         fn compute_in_place(
             &self,
+            ctx: &Context<'_>,
             k: usize,
             target: &mut Value,
             others: &[&Value],
@@ -452,8 +467,8 @@ macro_rules! over_first_input {
             in_place_by_float(
                 target,
                 self.type_name(),
-                |t| self.run_in_place::<f32>(t, others),
-                |t| self.run_in_place::<f64>(t, others),
+                |t| self.run_in_place::<f32>(ctx, t, others),
+                |t| self.run_in_place::<f64>(ctx, t, others),
             )
         }
     };

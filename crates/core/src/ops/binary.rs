@@ -8,6 +8,7 @@ use crate::dtype::{DType, TensorInfo};
 use crate::error::{OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
+use ferroflow_cpu::Context;
 use serde::{Deserialize, Serialize};
 
 /// Which arithmetic a `Binary` node performs.
@@ -116,14 +117,18 @@ pub struct Binary {
     pub kind: BinaryKind,
 }
 
-fn binary_float<T: FloatArray>(k: BinaryKind, inputs: &[&Value]) -> OpResult<Value> {
+fn binary_float<T: FloatArray>(
+    ctx: &Context<'_>,
+    k: BinaryKind,
+    inputs: &[&Value],
+) -> OpResult<Value> {
     let a = float_input::<T>(inputs, 0, k.type_name())?;
     let b = float_input::<T>(inputs, 1, k.type_name())?;
     // One arm per kind, so each loop is specialized (and vectorized) for one function.
     macro_rules! each {
         ($($kind:ident),*) => {
             match k {
-                $(BinaryKind::$kind => zip_broadcast_par(a, b, |x, y| BinaryKind::$kind.apply(x, y))?,)*
+                $(BinaryKind::$kind => zip_broadcast_par(ctx, a, b, |x, y| BinaryKind::$kind.apply(x, y))?,)*
             }
         };
     }
@@ -141,6 +146,7 @@ fn binary_float<T: FloatArray>(k: BinaryKind, inputs: &[&Value]) -> OpResult<Val
 
 /// `target = a ∘ b` where `target` holds input `k` and `others[0]` is the other input.
 fn binary_in_place<T: FloatArray>(
+    ctx: &Context<'_>,
     kind: BinaryKind,
     k: usize,
     target: &mut Value,
@@ -153,7 +159,7 @@ fn binary_in_place<T: FloatArray>(
     macro_rules! each {
         ($($kind:ident),*) => {
             match kind {
-                $(BinaryKind::$kind => super::kernels::zip_into(t, other, k == 0, |x, y| BinaryKind::$kind.apply(x, y)),)*
+                $(BinaryKind::$kind => super::kernels::zip_into(ctx, t, other, k == 0, |x, y| BinaryKind::$kind.apply(x, y)),)*
             }
         };
     }
@@ -172,6 +178,7 @@ const ADD: Binary = Binary {
 };
 
 fn add_relu_in_place<T: FloatArray>(
+    ctx: &Context<'_>,
     k: usize,
     target: &mut Value,
     others: &[&Value],
@@ -181,9 +188,9 @@ fn add_relu_in_place<T: FloatArray>(
     let t = T::array_mut(target).ok_or_else(|| format!("{op}: inputs differ in dtype"))?;
     // The operands in the order `AddV2` adds them (the sum is the same either way).
     if k == 0 {
-        super::kernels::zip_into(t, other, true, |x, y| relu(x + y))
+        super::kernels::zip_into(ctx, t, other, true, |x, y| relu(x + y))
     } else {
-        super::kernels::zip_into(t, other, false, |x, y| relu(x + y))
+        super::kernels::zip_into(ctx, t, other, false, |x, y| relu(x + y))
     }
 }
 
@@ -194,15 +201,17 @@ impl OpDef for AddRelu {
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         ADD.infer(inputs)
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        let mut out = ADD.compute(inputs)?;
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
+        let mut out = ADD.compute(ctx, inputs)?;
         match &mut out {
             Value::F32(a) => super::kernels::par_update(
+                ctx,
                 a.as_slice_mut()
                     .ok_or("AddV2+Relu: output not contiguous")?,
                 relu,
             ),
             Value::F64(a) => super::kernels::par_update(
+                ctx,
                 a.as_slice_mut()
                     .ok_or("AddV2+Relu: output not contiguous")?,
                 relu,
@@ -214,10 +223,16 @@ impl OpDef for AddRelu {
     fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
         ADD.in_place_input(inputs)
     }
-    fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+    fn compute_in_place(
+        &self,
+        ctx: &Context<'_>,
+        k: usize,
+        target: &mut Value,
+        others: &[&Value],
+    ) -> OpResult<()> {
         match target.dtype() {
-            DType::F32 => add_relu_in_place::<f32>(k, target, others),
-            DType::F64 => add_relu_in_place::<f64>(k, target, others),
+            DType::F32 => add_relu_in_place::<f32>(ctx, k, target, others),
+            DType::F64 => add_relu_in_place::<f64>(ctx, k, target, others),
             d => Err(format!("AddV2+Relu in place needs floats, got {d}")),
         }
     }
@@ -237,11 +252,11 @@ impl OpDef for Binary {
         }
         Ok(out)
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let k = self.kind;
         if let (Some(Value::I64(a)), Some(Value::I64(b))) = (inputs.first(), inputs.get(1)) {
             let mut err = None;
-            let out = zip_broadcast(a, b, |x, y| {
+            let out = zip_broadcast(ctx, a, b, |x, y| {
                 k.apply_int(x, y).unwrap_or_else(|e| {
                     err = Some(e);
                     0
@@ -255,8 +270,8 @@ impl OpDef for Binary {
         by_float(
             inputs,
             k.type_name(),
-            || binary_float::<f32>(k, inputs),
-            || binary_float::<f64>(k, inputs),
+            || binary_float::<f32>(ctx, k, inputs),
+            || binary_float::<f64>(ctx, k, inputs),
         )
     }
     fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
@@ -269,10 +284,16 @@ impl OpDef for Binary {
             .iter()
             .position(|x| x.shape() == out.as_slice() && x.is_writable_float())
     }
-    fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+    fn compute_in_place(
+        &self,
+        ctx: &Context<'_>,
+        k: usize,
+        target: &mut Value,
+        others: &[&Value],
+    ) -> OpResult<()> {
         match target.dtype() {
-            DType::F32 => binary_in_place::<f32>(self.kind, k, target, others),
-            DType::F64 => binary_in_place::<f64>(self.kind, k, target, others),
+            DType::F32 => binary_in_place::<f32>(ctx, self.kind, k, target, others),
+            DType::F64 => binary_in_place::<f64>(ctx, self.kind, k, target, others),
             d => Err(format!(
                 "{} in place needs floats, got {d}",
                 self.type_name()
@@ -346,9 +367,9 @@ fn reduce_to_operand(g: &Graph, gx: Tensor, x: Tensor, y: Tensor) -> Result<Tens
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AddN;
 
-fn add_n_float<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
+fn add_n_float<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
     let first = float_input::<T>(inputs, 0, "AddN")?;
-    let mut acc = crate::value::map_pooled(first, |v| v);
+    let mut acc = crate::value::map_pooled(ctx, first, |v| v);
     for i in 1..inputs.len() {
         let x = float_input::<T>(inputs, i, "AddN")?;
         if x.shape() != acc.shape() {
@@ -381,12 +402,12 @@ impl OpDef for AddN {
         }
         Ok(Some(TensorInfo::new(dt, shape)))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         by_float(
             inputs,
             "AddN",
-            || add_n_float::<f32>(inputs),
-            || add_n_float::<f64>(inputs),
+            || add_n_float::<f32>(ctx, inputs),
+            || add_n_float::<f64>(ctx, inputs),
         )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {

@@ -8,6 +8,7 @@ use crate::dtype::{DType, Dim, Shape, TensorInfo};
 use crate::error::{Error, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
+use ferroflow_cpu::Context;
 use ndarray::{ArrayD, Axis, IxDyn, Slice as NdSlice};
 use serde::{Deserialize, Serialize};
 
@@ -92,7 +93,7 @@ impl OpDef for Concat {
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         concat_infer(inputs, self.axis)
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, _ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         concat_values(inputs, self.axis)
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -135,7 +136,11 @@ struct SliceAlong {
     len: usize,
 }
 impl AnyArrayFn for SliceAlong {
-    fn call<T: Clone + Default + 'static>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+    fn call<T: Clone + Default + 'static>(
+        &self,
+        _ctx: &Context<'_>,
+        a: &ArrayD<T>,
+    ) -> OpResult<ArrayD<T>> {
         if self.start + self.len > a.shape().get(self.axis).copied().unwrap_or(0) {
             return Err("slice out of range".into());
         }
@@ -157,7 +162,7 @@ impl OpDef for ConcatGrad {
             .ok_or_else(|| InferError::Shape("ConcatGrad: index out of range".into()))?;
         Ok(Some(TensorInfo::new(inputs[0].dtype, part.shape.clone())))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let g = input(inputs, 0, "ConcatGrad")?;
         let ax = norm_axis(self.axis, g.shape().len())?;
         let mut start = 0;
@@ -167,6 +172,7 @@ impl OpDef for ConcatGrad {
         let part = input(inputs, self.index + 1, "ConcatGrad")?;
         let len = part.shape().get(ax).copied().unwrap_or(0);
         apply_any(
+            ctx,
             g,
             &SliceAlong {
                 axis: ax,
@@ -227,7 +233,11 @@ impl Slice {
 
 struct SliceBox(Vec<(usize, usize)>);
 impl AnyArrayFn for SliceBox {
-    fn call<T: Clone + Default + 'static>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+    fn call<T: Clone + Default + 'static>(
+        &self,
+        _ctx: &Context<'_>,
+        a: &ArrayD<T>,
+    ) -> OpResult<ArrayD<T>> {
         let v = a.slice_each_axis(|ax| {
             let (b, l) = self.0[ax.axis.index()];
             NdSlice::from(b..b + l)
@@ -282,9 +292,9 @@ impl OpDef for Slice {
         };
         Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(dims))))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let x = input(inputs, 0, "Slice")?;
-        apply_any(x, &SliceBox(self.ranges(x.shape())?))
+        apply_any(ctx, x, &SliceBox(self.ranges(x.shape())?))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let x = ctx.input(0)?;
@@ -341,7 +351,7 @@ impl OpDef for SliceGrad {
             inputs[1].shape.clone(),
         )))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, _ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let like = input(inputs, 1, "SliceGrad")?.shape().to_vec();
         match input(inputs, 0, "SliceGrad")? {
             Value::F32(g) => Ok(Value::F32(slice_grad_typed(g, &like, &self.begin)?)),
@@ -372,14 +382,18 @@ pub struct Gather;
 
 struct GatherRows<'a>(&'a ArrayD<i64>);
 impl AnyArrayFn for GatherRows<'_> {
-    fn call<T: Clone + Default + 'static>(&self, p: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+    fn call<T: Clone + Default + 'static>(
+        &self,
+        ctx: &Context<'_>,
+        p: &ArrayD<T>,
+    ) -> OpResult<ArrayD<T>> {
         let rows = *p
             .shape()
             .first()
             .ok_or("gather needs params of rank >= 1")?;
         let mut shape = self.0.shape().to_vec();
         shape.extend_from_slice(&p.shape()[1..]);
-        let mut data = crate::Value::try_vec(crate::Value::checked_len(&shape)?)?;
+        let mut data = ctx.try_vec(crate::Value::checked_len(&shape)?)?;
         for &i in self.0.iter() {
             if i < 0 || i as usize >= rows {
                 return Err(format!("indices value {i} is not in [0, {rows})"));
@@ -415,11 +429,11 @@ impl OpDef for Gather {
         };
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let idx = input(inputs, 1, "GatherV2")?
             .as_i64()
             .ok_or("indices must be int64")?;
-        apply_any(input(inputs, 0, "GatherV2")?, &GatherRows(idx))
+        apply_any(ctx, input(inputs, 0, "GatherV2")?, &GatherRows(idx))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let (p, i) = (ctx.input(0)?, ctx.input(1)?);
@@ -439,6 +453,7 @@ impl OpDef for Gather {
 pub struct GatherGrad;
 
 fn gather_grad_typed<T: Clone + num_traits::Zero + std::ops::AddAssign + 'static>(
+    ctx: &Context<'_>,
     g: &ArrayD<T>,
     idx: &ArrayD<i64>,
     like: &[usize],
@@ -447,7 +462,7 @@ fn gather_grad_typed<T: Clone + num_traits::Zero + std::ops::AddAssign + 'static
         .first()
         .ok_or("GatherGrad: params must have rank >= 1")?;
     let row_len: usize = like[1..].iter().product();
-    let mut out = crate::Value::try_filled_vec(crate::Value::checked_len(like)?, T::zero())?;
+    let mut out = ctx.try_filled_vec(crate::Value::checked_len(like)?, T::zero())?;
     let gs = standard(g.clone());
     let gflat = gs.as_slice().ok_or("GatherGrad: non-contiguous gradient")?;
     if gflat.len() != idx.len() * row_len {
@@ -476,14 +491,14 @@ impl OpDef for GatherGrad {
             inputs[2].shape.clone(),
         )))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let idx = input(inputs, 1, "GatherGrad")?
             .as_i64()
             .ok_or("indices must be int64")?;
         let like = input(inputs, 2, "GatherGrad")?.shape().to_vec();
         match input(inputs, 0, "GatherGrad")? {
-            Value::F32(g) => Ok(Value::F32(gather_grad_typed(g, idx, &like)?)),
-            Value::F64(g) => Ok(Value::F64(gather_grad_typed(g, idx, &like)?)),
+            Value::F32(g) => Ok(Value::F32(gather_grad_typed(ctx, g, idx, &like)?)),
+            Value::F64(g) => Ok(Value::F64(gather_grad_typed(ctx, g, idx, &like)?)),
             other => Err(format!(
                 "GatherGrad needs a float gradient, got {}",
                 other.dtype()
@@ -530,7 +545,7 @@ impl OpDef for OneHot {
         };
         Ok(Some(TensorInfo::new(self.dtype, shape)))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let idx = input(inputs, 0, "OneHot")?
             .as_i64()
             .ok_or("one_hot indices must be int64")?;
@@ -538,6 +553,7 @@ impl OpDef for OneHot {
         shape.push(self.depth);
         let n = Value::checked_len(&shape)?;
         fn fill<T: Copy + 'static>(
+            ctx: &Context<'_>,
             n: usize,
             depth: usize,
             idx: &ndarray::ArrayD<i64>,
@@ -545,7 +561,7 @@ impl OpDef for OneHot {
             off: T,
             shape: &[usize],
         ) -> OpResult<ndarray::ArrayD<T>> {
-            let mut data = Value::try_filled_vec(n, off)?;
+            let mut data = ctx.try_filled_vec(n, off)?;
             for (k, &i) in idx.iter().enumerate() {
                 if let Some(d) = usize::try_from(i).ok().filter(|&i| i < depth) {
                     if let Some(x) = data.get_mut(k * depth + d) {
@@ -557,10 +573,10 @@ impl OpDef for OneHot {
         }
         let (on, off, d) = (self.on_value, self.off_value, self.depth);
         Ok(match self.dtype {
-            DType::F32 => Value::F32(fill(n, d, idx, on as f32, off as f32, &shape)?),
-            DType::F64 => Value::F64(fill(n, d, idx, on, off, &shape)?),
-            DType::I64 => Value::I64(fill(n, d, idx, on as i64, off as i64, &shape)?),
-            DType::Bool => Value::Bool(fill(n, d, idx, on != 0.0, off != 0.0, &shape)?),
+            DType::F32 => Value::F32(fill(ctx, n, d, idx, on as f32, off as f32, &shape)?),
+            DType::F64 => Value::F64(fill(ctx, n, d, idx, on, off, &shape)?),
+            DType::I64 => Value::I64(fill(ctx, n, d, idx, on as i64, off as i64, &shape)?),
+            DType::Bool => Value::Bool(fill(ctx, n, d, idx, on != 0.0, off != 0.0, &shape)?),
         })
     }
     fn gradient(&self, _ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {

@@ -7,6 +7,7 @@ use crate::dtype::{DType, TensorInfo};
 use crate::error::{OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
+use ferroflow_cpu::Context;
 use serde::{Deserialize, Serialize};
 
 /// Which comparison a `Compare` node performs.
@@ -56,16 +57,16 @@ impl OpDef for Compare {
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         broadcast_infer(inputs, self.type_name(), Some(DType::Bool))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let k = self.kind;
         let out = match (
             super::kernels::input(inputs, 0, "Compare")?,
             super::kernels::input(inputs, 1, "Compare")?,
         ) {
-            (Value::F32(a), Value::F32(b)) => zip_broadcast(a, b, |x, y| k.test(&x, &y))?,
-            (Value::F64(a), Value::F64(b)) => zip_broadcast(a, b, |x, y| k.test(&x, &y))?,
-            (Value::I64(a), Value::I64(b)) => zip_broadcast(a, b, |x, y| k.test(&x, &y))?,
-            (Value::Bool(a), Value::Bool(b)) => zip_broadcast(a, b, |x, y| k.test(&x, &y))?,
+            (Value::F32(a), Value::F32(b)) => zip_broadcast(ctx, a, b, |x, y| k.test(&x, &y))?,
+            (Value::F64(a), Value::F64(b)) => zip_broadcast(ctx, a, b, |x, y| k.test(&x, &y))?,
+            (Value::I64(a), Value::I64(b)) => zip_broadcast(ctx, a, b, |x, y| k.test(&x, &y))?,
+            (Value::Bool(a), Value::Bool(b)) => zip_broadcast(ctx, a, b, |x, y| k.test(&x, &y))?,
             (a, b) => return Err(format!("cannot compare {} with {}", a.dtype(), b.dtype())),
         };
         Ok(Value::Bool(out))
@@ -107,7 +108,7 @@ impl OpDef for Logical {
         }
         broadcast_infer(inputs, self.type_name(), None)
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let bool_in = |i: usize| -> OpResult<&ndarray::ArrayD<bool>> {
             super::kernels::input(inputs, i, "Logical")?
                 .as_bool()
@@ -115,8 +116,8 @@ impl OpDef for Logical {
         };
         let out = match self.kind {
             LogicalKind::Not => bool_in(0)?.mapv(|x| !x),
-            LogicalKind::And => zip_broadcast(bool_in(0)?, bool_in(1)?, |x, y| x && y)?,
-            LogicalKind::Or => zip_broadcast(bool_in(0)?, bool_in(1)?, |x, y| x || y)?,
+            LogicalKind::And => zip_broadcast(ctx, bool_in(0)?, bool_in(1)?, |x, y| x && y)?,
+            LogicalKind::Or => zip_broadcast(ctx, bool_in(0)?, bool_in(1)?, |x, y| x || y)?,
         };
         Ok(Value::Bool(out))
     }
@@ -130,6 +131,7 @@ impl OpDef for Logical {
 pub struct Select;
 
 fn select_typed<T: Clone + 'static>(
+    ctx: &Context<'_>,
     c: &ndarray::ArrayD<bool>,
     a: &ndarray::ArrayD<T>,
     b: &ndarray::ArrayD<T>,
@@ -140,7 +142,7 @@ fn select_typed<T: Clone + 'static>(
     let cv = c.broadcast(d.clone()).ok_or("broadcast failed")?;
     let av = a.broadcast(d.clone()).ok_or("broadcast failed")?;
     let bv = b.broadcast(d.clone()).ok_or("broadcast failed")?;
-    let mut out = Value::try_vec(Value::checked_len(&shape)?)?;
+    let mut out = ctx.try_vec(Value::checked_len(&shape)?)?;
     ndarray::Zip::from(&cv)
         .and(&av)
         .and(&bv)
@@ -168,7 +170,7 @@ impl OpDef for Select {
             .map_err(InferError::Shape)?;
         Ok(Some(TensorInfo::new(ab.dtype, shape)))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let c = super::kernels::input(inputs, 0, "SelectV2")?
             .as_bool()
             .ok_or("the condition must be bool")?;
@@ -176,10 +178,10 @@ impl OpDef for Select {
             super::kernels::input(inputs, 1, "SelectV2")?,
             super::kernels::input(inputs, 2, "SelectV2")?,
         ) {
-            (Value::F32(a), Value::F32(b)) => Ok(Value::F32(select_typed(c, a, b)?)),
-            (Value::F64(a), Value::F64(b)) => Ok(Value::F64(select_typed(c, a, b)?)),
-            (Value::I64(a), Value::I64(b)) => Ok(Value::I64(select_typed(c, a, b)?)),
-            (Value::Bool(a), Value::Bool(b)) => Ok(Value::Bool(select_typed(c, a, b)?)),
+            (Value::F32(a), Value::F32(b)) => Ok(Value::F32(select_typed(ctx, c, a, b)?)),
+            (Value::F64(a), Value::F64(b)) => Ok(Value::F64(select_typed(ctx, c, a, b)?)),
+            (Value::I64(a), Value::I64(b)) => Ok(Value::I64(select_typed(ctx, c, a, b)?)),
+            (Value::Bool(a), Value::Bool(b)) => Ok(Value::Bool(select_typed(ctx, c, a, b)?)),
             (a, b) => Err(format!(
                 "branches must share a dtype, got {} and {}",
                 a.dtype(),

@@ -1,7 +1,6 @@
 //! Matrix multiplication with transpose flags (TF's `MatMul`).
 
 use super::binary::{AddRelu, Binary, BinaryKind};
-use super::gemm::{gemm_into_vec_then, Epilogue, MatRef};
 use super::kernels::{by_float, float_input, FloatArray};
 use super::unary::{activation_grad_slice, relu, ActivationGrad, UnaryKind};
 use super::Op;
@@ -10,6 +9,8 @@ use crate::dtype::{Shape, TensorInfo};
 use crate::error::{OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
+use ferroflow_cpu::gemm::{gemm_into_vec_then, Epilogue, MatRef};
+use ferroflow_cpu::Context;
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,7 @@ impl MatMul {
 }
 
 fn matmul_typed<T: FloatArray>(
+    ctx: &Context<'_>,
     m: &MatMul,
     inputs: &[&Value],
     epilogue: Epilogue<'_, T>,
@@ -73,12 +75,12 @@ fn matmul_typed<T: FloatArray>(
             &b_owned
         }
     };
-    let mut c = crate::Value::try_vec(crate::Value::checked_len(&[mm, n])?)?;
+    let mut c = ctx.try_vec(crate::Value::checked_len(&[mm, n])?)?;
     gemm_into_vec_then(
+        ctx,
         &mut c,
         MatRef::row_major(sa, ar, ac, m.transpose_a),
         MatRef::row_major(sb, br, bc, m.transpose_b),
-        super::kernels::intra_op_threads(),
         epilogue,
     )?;
     Ok(T::wrap(
@@ -121,12 +123,12 @@ impl OpDef for MatMul {
             Shape::new(vec![m, n]),
         )))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         by_float(
             inputs,
             "MatMul",
-            || matmul_typed::<f32>(self, inputs, None),
-            || matmul_typed::<f64>(self, inputs, None),
+            || matmul_typed::<f32>(ctx, self, inputs, None),
+            || matmul_typed::<f64>(ctx, self, inputs, None),
         )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -192,7 +194,11 @@ impl MatMulFused {
 
     /// The product with the epilogue run over each band, or `None` when the third input is not one
     /// the epilogue covers (not contiguous, or not of the shape it expects).
-    fn fused<T: FloatArray>(&self, inputs: &[&Value]) -> OpResult<Option<Value>> {
+    fn fused<T: FloatArray>(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &[&Value],
+    ) -> OpResult<Option<Value>> {
         let extra = float_input::<T>(inputs, 2, self.type_name())?;
         let (Some(v), Some((m, _, n))) = (extra.as_slice(), self.product.product_size(inputs))
         else {
@@ -205,7 +211,7 @@ impl MatMulFused {
                 }
                 // `AddV2`'s sum of the two (commutative: the same bits in either order), then `Relu`.
                 let bias = |_: usize, band: &mut [T]| {
-                    super::simd::vectorized(
+                    ctx.vectorized(
                         #[inline(always)]
                         || {
                             for row in band.chunks_exact_mut(n) {
@@ -216,7 +222,7 @@ impl MatMulFused {
                         },
                     )
                 };
-                matmul_typed::<T>(&self.product, inputs, Some(&bias))?
+                matmul_typed::<T>(ctx, &self.product, inputs, Some(&bias))?
             }
             ProductEpilogue::ActivationGrad(kind) => {
                 if extra.shape() != [m, n] {
@@ -225,9 +231,9 @@ impl MatMulFused {
                 // The band's rows of `v` (always there: `v` has the product's shape).
                 let grad = |r0: usize, band: &mut [T]| {
                     let rows = v.get(r0 * n..).unwrap_or_default();
-                    activation_grad_slice(kind, band, rows);
+                    activation_grad_slice(ctx, kind, band, rows);
                 };
-                matmul_typed::<T>(&self.product, inputs, Some(&grad))?
+                matmul_typed::<T>(ctx, &self.product, inputs, Some(&grad))?
             }
         };
         Ok(Some(out))
@@ -258,11 +264,11 @@ impl OpDef for MatMulFused {
         };
         self.second().infer(&[product, inputs[2].clone()])
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let name = self.type_name();
         let fused = match inputs.first().map(|v| v.dtype()) {
-            Some(crate::DType::F32) => self.fused::<f32>(inputs)?,
-            Some(crate::DType::F64) => self.fused::<f64>(inputs)?,
+            Some(crate::DType::F32) => self.fused::<f32>(ctx, inputs)?,
+            Some(crate::DType::F64) => self.fused::<f64>(ctx, inputs)?,
             _ => None,
         };
         if let Some(v) = fused {
@@ -270,13 +276,15 @@ impl OpDef for MatMulFused {
         }
         // The two ops one after the other, the second over the product's buffer when it can be.
         let extra = super::kernels::input(inputs, 2, name)?;
-        let mut c = self.product.compute(inputs.get(..2).unwrap_or_default())?;
+        let mut c = self
+            .product
+            .compute(ctx, inputs.get(..2).unwrap_or_default())?;
         let second = self.second();
         if second.in_place_input(&[&c, extra]) == Some(0) {
-            second.compute_in_place(0, &mut c, &[extra])?;
+            second.compute_in_place(ctx, 0, &mut c, &[extra])?;
             Ok(c)
         } else {
-            second.compute(&[&c, extra])
+            second.compute(ctx, &[&c, extra])
         }
     }
 }

@@ -4,17 +4,14 @@
 pub mod apply;
 pub mod batch_norm;
 pub mod binary;
-pub mod gemm;
 pub mod indexing;
 pub mod kernels;
 pub mod logic;
 pub mod matmul;
 pub mod nn;
-pub mod parallel;
 pub mod random;
 pub mod reduce;
 pub mod shape_ops;
-pub mod simd;
 pub mod state;
 pub mod unary;
 
@@ -22,6 +19,7 @@ use crate::dtype::TensorInfo;
 use crate::error::{Error, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
+use ferroflow_cpu::Context;
 use serde::{Deserialize, Serialize};
 
 /// Why a shape/dtype rule rejected its inputs.
@@ -75,8 +73,9 @@ pub trait OpDef {
     fn type_name(&self) -> &'static str;
     /// Static dtype and shape of the output from those of the inputs.
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult;
-    /// The CPU kernel. Stateful ops are executed by the session and keep this default.
-    fn compute(&self, _inputs: &[&Value]) -> OpResult<Value> {
+    /// The CPU kernel, run with the context's threads, pool and configuration. Stateful ops are
+    /// executed by the session and keep this default.
+    fn compute(&self, _ctx: &Context<'_>, _inputs: &[&Value]) -> OpResult<Value> {
         Err(format!("op {} has no stateless kernel", self.type_name()))
     }
     /// Pure or stateful.
@@ -97,7 +96,13 @@ pub trait OpDef {
     }
     /// Computes the output into `target`, which holds input `k`; `others` are the other inputs in
     /// order. Must give exactly what `compute` gives.
-    fn compute_in_place(&self, _k: usize, _target: &mut Value, _others: &[&Value]) -> OpResult<()> {
+    fn compute_in_place(
+        &self,
+        _ctx: &Context<'_>,
+        _k: usize,
+        _target: &mut Value,
+        _others: &[&Value],
+    ) -> OpResult<()> {
         Err(format!("op {} has no in-place kernel", self.type_name()))
     }
     /// The gradient rule: one entry per input (`None` for no gradient), built from graph ops.
@@ -189,8 +194,8 @@ impl Op {
         self.def().infer(inputs)
     }
     /// Runs the kernel.
-    pub fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        self.def().compute(inputs)
+    pub fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
+        self.def().compute(ctx, inputs)
     }
     /// Pure or stateful.
     pub fn kind(&self) -> OpKind {
@@ -215,11 +220,12 @@ impl Op {
     /// See [`OpDef::compute_in_place`].
     pub fn compute_in_place(
         &self,
+        ctx: &Context<'_>,
         k: usize,
         target: &mut Value,
         others: &[&Value],
     ) -> OpResult<()> {
-        self.def().compute_in_place(k, target, others)
+        self.def().compute_in_place(ctx, k, target, others)
     }
 }
 

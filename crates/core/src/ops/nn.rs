@@ -7,6 +7,7 @@ use crate::dtype::{DType, Shape, TensorInfo};
 use crate::error::{Error, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
+use ferroflow_cpu::Context;
 use ndarray::{ArrayD, Axis, Ix2};
 use serde::{Deserialize, Serialize};
 
@@ -16,12 +17,16 @@ pub struct Softmax {
     pub log: bool,
 }
 
-fn softmax_typed<T: FloatArray>(log: bool, inputs: &[&Value]) -> OpResult<Value> {
+fn softmax_typed<T: FloatArray>(
+    ctx: &Context<'_>,
+    log: bool,
+    inputs: &[&Value],
+) -> OpResult<Value> {
     let x = float_input::<T>(inputs, 0, "Softmax")?;
     if x.ndim() == 0 {
         return Err("softmax needs rank >= 1".into());
     }
-    let mut out = crate::value::map_pooled(x, |v| v);
+    let mut out = crate::value::map_pooled(ctx, x, |v| v);
     let last = Axis(out.ndim() - 1);
     for mut lane in out.lanes_mut(last) {
         let m = lane.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
@@ -53,12 +58,12 @@ impl OpDef for Softmax {
         }
         Ok(Some(inputs[0].clone()))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         by_float(
             inputs,
             self.type_name(),
-            || softmax_typed::<f32>(self.log, inputs),
-            || softmax_typed::<f64>(self.log, inputs),
+            || softmax_typed::<f32>(ctx, self.log, inputs),
+            || softmax_typed::<f64>(ctx, self.log, inputs),
         )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -86,7 +91,7 @@ impl OpDef for Softmax {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SparseSoftmaxXent;
 
-fn sparse_xent_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
+fn sparse_xent_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
     let logits = float_input::<T>(inputs, 0, "SparseSoftmaxCrossEntropyWithLogits")?;
     let labels = super::kernels::input(inputs, 1, "SparseSoftmaxCrossEntropyWithLogits")?
         .as_i64()
@@ -102,7 +107,7 @@ fn sparse_xent_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
             labels.shape()
         ));
     }
-    let mut out = crate::value::output_vec(n);
+    let mut out = ctx.output_vec(n);
     for (row, &lab) in l2.outer_iter().zip(labels.iter()) {
         if lab < 0 || lab as usize >= c {
             return Err(format!(
@@ -178,12 +183,12 @@ impl OpDef for SparseSoftmaxXent {
         }
         Ok(out)
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         by_float(
             inputs,
             self.type_name(),
-            || sparse_xent_typed::<f32>(inputs),
-            || sparse_xent_typed::<f64>(inputs),
+            || sparse_xent_typed::<f32>(ctx, inputs),
+            || sparse_xent_typed::<f64>(ctx, inputs),
         )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -252,7 +257,7 @@ impl OpDef for SoftmaxXent {
         }
         Ok(out)
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, _ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         by_float(
             inputs,
             self.type_name(),

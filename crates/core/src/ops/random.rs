@@ -6,6 +6,7 @@ use crate::dtype::{DType, Shape, TensorInfo};
 use crate::error::Result;
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
+use ferroflow_cpu::Context;
 use ndarray::{ArrayD, IxDyn};
 use rand::Rng;
 use rand_distr::{Distribution as _, StandardNormal};
@@ -46,9 +47,14 @@ impl Random {
 
     /// Draws one tensor of `shape` from `rng`; an absurd shape (from a hand-made meta-graph, say) is an
     /// error.
-    pub fn sample<R: Rng>(&self, rng: &mut R, shape: &[usize]) -> crate::error::OpResult<Value> {
+    pub fn sample<R: Rng>(
+        &self,
+        ctx: &Context<'_>,
+        rng: &mut R,
+        shape: &[usize],
+    ) -> crate::error::OpResult<Value> {
         let n = Value::checked_len(shape)?;
-        let mut data = Value::try_vec(n)?;
+        let mut data = ctx.try_vec(n)?;
         for _ in 0..n {
             let x: f64 = match self.dist {
                 Distribution::Uniform => rng.gen::<f64>(),

@@ -7,6 +7,7 @@ use crate::dtype::{DType, Shape, TensorInfo};
 use crate::error::{Error, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
+use ferroflow_cpu::Context;
 use ndarray::{ArrayD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,7 @@ pub(crate) fn normalize_axes(
 /// Sum or mean over the leading axes of a row-major array (a bias gradient, a batch mean), as column
 /// sums of `rows × rest`; `None` for other reductions.
 fn reduce_leading<T: FloatArray>(
+    ctx: &Context<'_>,
     r: &Reduce,
     x: &ArrayD<T>,
     axes: &[usize],
@@ -60,7 +62,7 @@ fn reduce_leading<T: FloatArray>(
     let rest = &x.shape()[k..];
     let cols: usize = rest.iter().product();
     Some((|| {
-        let mut out = super::kernels::column_sums(data, cols)?;
+        let mut out = super::kernels::column_sums(ctx, data, cols)?;
         if r.kind == ReduceKind::Mean {
             let c = T::from_f64(x.shape()[..k].iter().product::<usize>() as f64);
             for v in &mut out {
@@ -80,10 +82,14 @@ fn reduce_leading<T: FloatArray>(
     })())
 }
 
-fn reduce_typed<T: FloatArray>(r: &Reduce, inputs: &[&Value]) -> OpResult<Value> {
+fn reduce_typed<T: FloatArray>(
+    ctx: &Context<'_>,
+    r: &Reduce,
+    inputs: &[&Value],
+) -> OpResult<Value> {
     let x = float_input::<T>(inputs, 0, "Reduce")?;
     let axes = normalize_axes(&r.axes, x.ndim())?;
-    if let Some(v) = reduce_leading(r, x, &axes) {
+    if let Some(v) = reduce_leading(ctx, r, x, &axes) {
         return v;
     }
     // Everything to a scalar (a loss): ndarray's unrolled sum, no copy of the input.
@@ -93,7 +99,7 @@ fn reduce_typed<T: FloatArray>(r: &Reduce, inputs: &[&Value]) -> OpResult<Value>
         if r.kind == ReduceKind::Mean {
             total = total / T::from_f64(x.len() as f64);
         }
-        return Ok(T::wrap(crate::value::pooled_scalar(total)));
+        return Ok(T::wrap(crate::value::pooled_scalar(ctx, total)));
     }
     let mut out = x.clone();
     let mut count = 1usize;
@@ -157,12 +163,12 @@ impl OpDef for Reduce {
         }
         Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(out))))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         by_float(
             inputs,
             self.type_name(),
-            || reduce_typed::<f32>(self, inputs),
-            || reduce_typed::<f64>(self, inputs),
+            || reduce_typed::<f32>(ctx, self, inputs),
+            || reduce_typed::<f64>(ctx, self, inputs),
         )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -260,7 +266,7 @@ impl OpDef for ArgMax {
         };
         Ok(Some(TensorInfo::new(DType::I64, shape)))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, _ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         by_float(
             inputs,
             "ArgMax",
@@ -286,7 +292,11 @@ pub struct L2Loss;
 /// [`super::kernels::parallel_min_elements`]) the blocks split across the session's threads: the
 /// order of every addition is fixed by the length alone, so the result does not depend on the
 /// thread count.
-pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T + Sync) -> T {
+pub(crate) fn lane_sum<T: FloatArray>(
+    ctx: &Context<'_>,
+    x: &ArrayD<T>,
+    f: impl Fn(T) -> T + Sync,
+) -> T {
     let owned;
     let s = match x.as_slice() {
         Some(s) => s,
@@ -300,8 +310,8 @@ pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T + Sync) 
     for group in s.chunks(SUM_BLOCK * SUM_GROUP) {
         let mut totals = [T::zero(); SUM_GROUP];
         let blocks = group.len().div_ceil(SUM_BLOCK);
-        let threads = super::kernels::intra_op_threads();
-        if threads > 1 && blocks > 1 && group.len() >= super::kernels::parallel_min_elements() / 2 {
+        let threads = ctx.threads();
+        if threads > 1 && blocks > 1 && group.len() >= ctx.config().parallel_min_elements / 2 {
             use rayon::prelude::*;
             let per = blocks.div_ceil(threads);
             totals[..blocks]
@@ -309,12 +319,12 @@ pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T + Sync) 
                 .zip(group.par_chunks(per * SUM_BLOCK))
                 .for_each(|(t, g)| {
                     for (t, b) in t.iter_mut().zip(g.chunks(SUM_BLOCK)) {
-                        *t = block_sum(b, &f);
+                        *t = block_sum(ctx, b, &f);
                     }
                 });
         } else {
             for (t, b) in totals.iter_mut().zip(group.chunks(SUM_BLOCK)) {
-                *t = block_sum(b, &f);
+                *t = block_sum(ctx, b, &f);
             }
         }
         for t in &totals[..blocks] {
@@ -327,10 +337,10 @@ pub(crate) fn lane_sum<T: FloatArray>(x: &ArrayD<T>, f: impl Fn(T) -> T + Sync) 
 /// One block of [`lane_sum`]: [`SUM_LANES`] partial sums over fixed-size chunks (the loop over one
 /// unrolls completely and the partial sums stay in registers; over slices of a run-time length they
 /// were stored and reloaded every chunk), then the rest, then the lanes in order.
-fn block_sum<T: FloatArray>(s: &[T], f: &impl Fn(T) -> T) -> T {
+fn block_sum<T: FloatArray>(ctx: &Context<'_>, s: &[T], f: &impl Fn(T) -> T) -> T {
     let mut lanes = [T::zero(); SUM_LANES];
     let (chunks, rest) = s.as_chunks::<SUM_LANES>();
-    super::simd::vectorized(
+    ctx.vectorized(
         #[inline(always)]
         || {
             for c in chunks {
@@ -352,14 +362,15 @@ const SUM_BLOCK: usize = 1 << 13;
 /// Blocks whose totals [`lane_sum`] keeps at once.
 const SUM_GROUP: usize = 64;
 
-fn l2_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
+fn l2_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
     let x = float_input::<T>(inputs, 0, "L2Loss")?;
     let s = lane_sum(
+        ctx,
         x,
         #[inline(always)]
         |v| v * v,
     ) / T::from_f64(2.0);
-    Ok(T::wrap(crate::value::pooled_scalar(s)))
+    Ok(T::wrap(crate::value::pooled_scalar(ctx, s)))
 }
 
 impl OpDef for L2Loss {
@@ -371,12 +382,12 @@ impl OpDef for L2Loss {
         expect_float(&inputs[0], "the input")?;
         Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::scalar())))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         by_float(
             inputs,
             "L2Loss",
-            || l2_typed::<f32>(inputs),
-            || l2_typed::<f64>(inputs),
+            || l2_typed::<f32>(ctx, inputs),
+            || l2_typed::<f64>(ctx, inputs),
         )
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -396,8 +407,9 @@ impl OpDef for Size {
         expect_arity(inputs, 1, "Size")?;
         Ok(Some(TensorInfo::new(DType::I64, Shape::scalar())))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         Ok(Value::I64(crate::value::pooled_scalar(
+            ctx,
             super::kernels::input(inputs, 0, "Size")?.len() as i64,
         )))
     }
@@ -418,14 +430,14 @@ pub(crate) fn same_shape(inputs: &[&Value]) -> Option<usize> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SumToShapeOf;
 
-fn sum_to_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
+fn sum_to_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
     let g = float_input::<T>(inputs, 0, "SumToShapeOf")?;
     let like = super::kernels::input(inputs, 1, "SumToShapeOf")?;
     // Summing leading axes away (a bias gradient): column sums, no copy of the gradient.
     let extra = g.ndim().saturating_sub(like.shape().len());
     if extra >= 1 && !like.shape().is_empty() && g.shape()[extra..] == *like.shape() {
         if let Some(data) = g.as_slice() {
-            let out = super::kernels::column_sums(data, like.len())?;
+            let out = super::kernels::column_sums(ctx, data, like.len())?;
             return Ok(T::wrap(
                 ArrayD::from_shape_vec(IxDyn(like.shape()), out).map_err(|e| e.to_string())?,
             ));
@@ -446,12 +458,12 @@ impl OpDef for SumToShapeOf {
             inputs[1].shape.clone(),
         )))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         by_float(
             inputs,
             "SumToShapeOf",
-            || sum_to_typed::<f32>(inputs),
-            || sum_to_typed::<f64>(inputs),
+            || sum_to_typed::<f32>(ctx, inputs),
+            || sum_to_typed::<f64>(ctx, inputs),
         )
     }
     fn alias_input(&self, inputs: &[&Value]) -> Option<usize> {
@@ -469,12 +481,12 @@ impl OpDef for SumToShapeOf {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BroadcastLike;
 
-fn broadcast_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
+fn broadcast_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
     let g = float_input::<T>(inputs, 0, "BroadcastLike")?;
     let like = super::kernels::input(inputs, 1, "BroadcastLike")?;
     let shape = super::kernels::broadcast_shapes(g.shape(), like.shape())?;
     let v = g.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
-    let mut out = crate::value::output_vec(v.len());
+    let mut out = ctx.output_vec(v.len());
     out.extend(v.iter().copied());
     Ok(T::wrap(
         ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())?,
@@ -494,12 +506,12 @@ impl OpDef for BroadcastLike {
             .map_err(InferError::Shape)?;
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         by_float(
             inputs,
             "BroadcastLike",
-            || broadcast_typed::<f32>(inputs),
-            || broadcast_typed::<f64>(inputs),
+            || broadcast_typed::<f32>(ctx, inputs),
+            || broadcast_typed::<f64>(ctx, inputs),
         )
     }
     fn alias_input(&self, inputs: &[&Value]) -> Option<usize> {

@@ -7,20 +7,25 @@ use crate::dtype::{DType, Dim, Shape, TensorInfo};
 use crate::error::{OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
+use ferroflow_cpu::Context;
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
 /// A function over arrays of any element type, applied to whichever dtype a value holds.
 pub(crate) trait AnyArrayFn {
-    fn call<T: Clone + Default + 'static>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>>;
+    fn call<T: Clone + Default + 'static>(
+        &self,
+        ctx: &Context<'_>,
+        a: &ArrayD<T>,
+    ) -> OpResult<ArrayD<T>>;
 }
 
-pub(crate) fn apply_any(v: &Value, f: &impl AnyArrayFn) -> OpResult<Value> {
+pub(crate) fn apply_any(ctx: &Context<'_>, v: &Value, f: &impl AnyArrayFn) -> OpResult<Value> {
     Ok(match v {
-        Value::F32(a) => Value::F32(f.call(a)?),
-        Value::F64(a) => Value::F64(f.call(a)?),
-        Value::I64(a) => Value::I64(f.call(a)?),
-        Value::Bool(a) => Value::Bool(f.call(a)?),
+        Value::F32(a) => Value::F32(f.call(ctx, a)?),
+        Value::F64(a) => Value::F64(f.call(ctx, a)?),
+        Value::I64(a) => Value::I64(f.call(ctx, a)?),
+        Value::Bool(a) => Value::Bool(f.call(ctx, a)?),
     })
 }
 
@@ -63,8 +68,12 @@ pub(crate) fn resolve_reshape(target: &[i64], count: usize) -> OpResult<super::k
 
 struct ReshapeTo(super::kernels::Dims);
 impl AnyArrayFn for ReshapeTo {
-    fn call<T: Clone + Default + 'static>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
-        reshape(a, &self.0)
+    fn call<T: Clone + Default + 'static>(
+        &self,
+        ctx: &Context<'_>,
+        a: &ArrayD<T>,
+    ) -> OpResult<ArrayD<T>> {
+        reshape(ctx, a, &self.0)
     }
 }
 
@@ -101,9 +110,9 @@ impl OpDef for Reshape {
         };
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let x = input(inputs, 0, "Reshape")?;
-        apply_any(x, &ReshapeTo(resolve_reshape(&self.shape, x.len())?))
+        apply_any(ctx, x, &ReshapeTo(resolve_reshape(&self.shape, x.len())?))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(ctx.graph.reshape_like(grad, ctx.input(0)?)?)])
@@ -139,13 +148,13 @@ impl OpDef for ReshapeLike {
     fn alias_input(&self, inputs: &[&Value]) -> Option<usize> {
         super::reduce::same_shape(inputs)
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let like = input(inputs, 1, "ReshapeLike")?
             .shape()
             .iter()
             .copied()
             .collect();
-        apply_any(input(inputs, 0, "ReshapeLike")?, &ReshapeTo(like))
+        apply_any(ctx, input(inputs, 0, "ReshapeLike")?, &ReshapeTo(like))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![
@@ -163,7 +172,11 @@ pub struct Transpose {
 
 struct Permute<'a>(&'a [usize]);
 impl AnyArrayFn for Permute<'_> {
-    fn call<T: Clone + Default + 'static>(&self, a: &ArrayD<T>) -> OpResult<ArrayD<T>> {
+    fn call<T: Clone + Default + 'static>(
+        &self,
+        _ctx: &Context<'_>,
+        a: &ArrayD<T>,
+    ) -> OpResult<ArrayD<T>> {
         if a.ndim() != self.0.len() {
             return Err(format!(
                 "transpose perm {:?} does not fit rank {}",
@@ -208,8 +221,8 @@ impl OpDef for Transpose {
         };
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
-        apply_any(input(inputs, 0, "Transpose")?, &Permute(&self.perm))
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
+        apply_any(ctx, input(inputs, 0, "Transpose")?, &Permute(&self.perm))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let mut inv = vec![0; self.perm.len()];
@@ -247,12 +260,12 @@ impl OpDef for ExpandDims {
         };
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let x = input(inputs, 0, "ExpandDims")?;
         let ax = expand_axis(self.axis, x.shape().len())?;
         let mut s: super::kernels::Dims = x.shape().iter().copied().collect();
         s.insert(ax, 1);
-        apply_any(x, &ReshapeTo(s))
+        apply_any(ctx, x, &ReshapeTo(s))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(ctx.graph.reshape_like(grad, ctx.input(0)?)?)])
@@ -312,7 +325,7 @@ impl OpDef for Squeeze {
         };
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let x = input(inputs, 0, "Squeeze")?;
         let dims: Vec<Dim> = x.shape().iter().map(|&d| Some(d)).collect();
         let kept: Vec<usize> = self
@@ -320,7 +333,7 @@ impl OpDef for Squeeze {
             .into_iter()
             .map(|d| d.unwrap_or(0))
             .collect();
-        apply_any(x, &ReshapeTo(kept.into()))
+        apply_any(ctx, x, &ReshapeTo(kept.into()))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(ctx.graph.reshape_like(grad, ctx.input(0)?)?)])
@@ -341,7 +354,7 @@ impl OpDef for Cast {
         expect_arity(inputs, 1, "Cast")?;
         Ok(Some(TensorInfo::new(self.to, inputs[0].shape.clone())))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, _ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         Ok(input(inputs, 0, "Cast")?.cast(self.to))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {

@@ -6,6 +6,7 @@ use crate::dtype::{DType, Shape, TensorInfo};
 use crate::error::{OpResult, Result};
 use crate::graph::{Graph, Operation, Tensor};
 use crate::value::Value;
+use ferroflow_cpu::Context;
 use serde::{Deserialize, Serialize};
 
 /// A constant value (TF's `Const`).
@@ -25,7 +26,7 @@ impl OpDef for Const {
             Shape::known(self.value.shape()),
         )))
     }
-    fn compute(&self, _inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, _ctx: &Context<'_>, _inputs: &[&Value]) -> OpResult<Value> {
         Ok(self.value.clone())
     }
     fn gradient(&self, _ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -81,7 +82,7 @@ impl OpDef for PlaceholderWithDefault {
         }
         Ok(Some(TensorInfo::new(inputs[0].dtype, self.shape.clone())))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, _ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         Ok(super::kernels::input(inputs, 0, "PlaceholderWithDefault")?.clone())
     }
     fn gradient(&self, _ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -182,7 +183,7 @@ impl OpDef for Identity {
         expect_arity(inputs, 1, "Identity")?;
         Ok(Some(inputs[0].clone()))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, _ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         Ok(super::kernels::input(inputs, 0, "Identity")?.clone())
     }
     fn gradient(&self, _ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -202,7 +203,7 @@ impl OpDef for StopGradient {
         expect_arity(inputs, 1, "StopGradient")?;
         Ok(Some(inputs[0].clone()))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, _ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         Ok(super::kernels::input(inputs, 0, "StopGradient")?.clone())
     }
     fn gradient(&self, _ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -243,7 +244,7 @@ impl OpDef for CheckNumerics {
         super::expect_float(&inputs[0], "the checked tensor")?;
         Ok(Some(inputs[0].clone()))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, _ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let x = super::kernels::input(inputs, 0, "CheckNumerics")?;
         match non_finite(x) {
             Some(what) => Err(format!("{}: Tensor had {what} values", self.message)),

@@ -6,6 +6,7 @@ use crate::dtype::TensorInfo;
 use crate::error::{OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
+use ferroflow_cpu::Context;
 use serde::{Deserialize, Serialize};
 
 /// TF's `Relu` of one value: `x` below zero becomes zero, NaN passes through. Also the activation of
@@ -144,11 +145,11 @@ impl UnaryKind {
 /// One arm of [`with_const_kind`]: binds the kind's f32 and f64 functions, then evaluates the body.
 macro_rules! const_kind_arm {
     ($kind:expr, $a:ident, $b:ident, $body:expr) => {{
-        let $a = super::simd::inlined(
+        let $a = ferroflow_cpu::simd::inlined(
             #[inline(always)]
             |v: f32| $kind.apply(v),
         );
-        let $b = super::simd::inlined(
+        let $b = ferroflow_cpu::simd::inlined(
             #[inline(always)]
             |v: f64| $kind.apply(v),
         );
@@ -185,20 +186,25 @@ macro_rules! with_const_kind {
     };
 }
 
-fn map_float_kind(x: &Value, k: UnaryKind, op: &str) -> OpResult<Value> {
-    with_const_kind!(k, |f32f, f64f| map_float(x, op, f32f, f64f))
+fn map_float_kind(ctx: &Context<'_>, x: &Value, k: UnaryKind, op: &str) -> OpResult<Value> {
+    with_const_kind!(k, |f32f, f64f| map_float(ctx, x, op, f32f, f64f))
 }
 
 /// `x = f(x)` in place for an f32 or f64 value.
-fn map_float_kind_in_place(x: &mut Value, k: UnaryKind, op: &str) -> OpResult<()> {
+fn map_float_kind_in_place(
+    ctx: &Context<'_>,
+    x: &mut Value,
+    k: UnaryKind,
+    op: &str,
+) -> OpResult<()> {
     with_const_kind!(k, |f32f, f64f| match x {
         Value::F32(a) => a
             .as_slice_mut()
-            .map(|s| super::kernels::par_update(s, f32f))
+            .map(|s| super::kernels::par_update(ctx, s, f32f))
             .ok_or_else(|| format!("{op}: non-contiguous buffer")),
         Value::F64(a) => a
             .as_slice_mut()
-            .map(|s| super::kernels::par_update(s, f64f))
+            .map(|s| super::kernels::par_update(ctx, s, f64f))
             .ok_or_else(|| format!("{op}: non-contiguous buffer")),
         v => Err(format!("{op} needs a float input, got {}", v.dtype())),
     })
@@ -224,7 +230,7 @@ impl OpDef for Unary {
         }
         Ok(Some(inputs[0].clone()))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let x = super::kernels::input(inputs, 0, self.type_name())?;
         let k = self.kind;
         match x {
@@ -238,14 +244,20 @@ impl OpDef for Unary {
                     self.type_name()
                 )),
             },
-            _ => map_float_kind(x, k, self.type_name()),
+            _ => map_float_kind(ctx, x, k, self.type_name()),
         }
     }
     fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
         inputs.first()?.is_writable_float().then_some(0)
     }
-    fn compute_in_place(&self, _k: usize, target: &mut Value, _others: &[&Value]) -> OpResult<()> {
-        map_float_kind_in_place(target, self.kind, self.type_name())
+    fn compute_in_place(
+        &self,
+        ctx: &Context<'_>,
+        _k: usize,
+        target: &mut Value,
+        _others: &[&Value],
+    ) -> OpResult<()> {
+        map_float_kind_in_place(ctx, target, self.kind, self.type_name())
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = ctx.graph;
@@ -287,7 +299,7 @@ pub struct ActivationGrad {
 /// One arm of [`with_derivative`].
 macro_rules! derivative_arm {
     ($kind:expr, $d:ident, $body:expr) => {{
-        let $d = super::simd::inlined(
+        let $d = ferroflow_cpu::simd::inlined(
             #[inline(always)]
             |v| ActivationGrad::derivative($kind, v),
         );
@@ -316,8 +328,13 @@ macro_rules! with_derivative {
 /// `g ← g · f'(v)` over two slices of the same length, for a `kind` of [`ActivationGrad`]: the same
 /// operation per element as its kernel (the same bits), on the band of a product's output that has
 /// just been computed (`ops::matmul::MatMulFused`).
-pub(crate) fn activation_grad_slice<T: Float>(kind: UnaryKind, g: &mut [T], v: &[T]) {
-    with_derivative!(kind, |d| super::simd::vectorized(
+pub(crate) fn activation_grad_slice<T: Float>(
+    ctx: &Context<'_>,
+    kind: UnaryKind,
+    g: &mut [T],
+    v: &[T],
+) {
+    with_derivative!(kind, |d| ctx.vectorized(
         #[inline(always)]
         || {
             for (g, &v) in g.iter_mut().zip(v) {
@@ -374,7 +391,11 @@ impl ActivationGrad {
         }
     }
 
-    fn run<T: super::kernels::FloatArray>(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn run<T: super::kernels::FloatArray>(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &[&Value],
+    ) -> OpResult<Value> {
         let g = super::kernels::float_input::<T>(inputs, 0, "ActivationGrad")?;
         let v = super::kernels::float_input::<T>(inputs, 1, "ActivationGrad")?;
         if g.shape() != v.shape() {
@@ -385,13 +406,14 @@ impl ActivationGrad {
             ));
         }
         let out = with_derivative!(self.kind, |d| {
-            super::kernels::zip_broadcast_par(g, v, |g, v| g * d(v))
+            super::kernels::zip_broadcast_par(ctx, g, v, |g, v| g * d(v))
         })?;
         Ok(T::wrap(out))
     }
 
     fn run_in_place<T: super::kernels::FloatArray>(
         &self,
+        ctx: &Context<'_>,
         k: usize,
         target: &mut Value,
         others: &[&Value],
@@ -407,7 +429,7 @@ impl ActivationGrad {
         }
         // out = g · f'(v); the target is g (k = 0) or v (k = 1).
         with_derivative!(self.kind, |d| {
-            super::kernels::zip_into(t, other, k == 0, |a, b| a * d(b))
+            super::kernels::zip_into(ctx, t, other, k == 0, |a, b| a * d(b))
         })
     }
 }
@@ -437,12 +459,12 @@ impl OpDef for ActivationGrad {
         })?;
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         super::kernels::by_float(
             inputs,
             self.type_name(),
-            || self.run::<f32>(inputs),
-            || self.run::<f64>(inputs),
+            || self.run::<f32>(ctx, inputs),
+            || self.run::<f64>(ctx, inputs),
         )
     }
     fn in_place_input(&self, inputs: &[&Value]) -> Option<usize> {
@@ -452,10 +474,16 @@ impl OpDef for ActivationGrad {
         }
         [g, v].iter().position(|x| x.is_writable_float())
     }
-    fn compute_in_place(&self, k: usize, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+    fn compute_in_place(
+        &self,
+        ctx: &Context<'_>,
+        k: usize,
+        target: &mut Value,
+        others: &[&Value],
+    ) -> OpResult<()> {
         match target.dtype() {
-            crate::DType::F32 => self.run_in_place::<f32>(k, target, others),
-            crate::DType::F64 => self.run_in_place::<f64>(k, target, others),
+            crate::DType::F32 => self.run_in_place::<f32>(ctx, k, target, others),
+            crate::DType::F64 => self.run_in_place::<f64>(ctx, k, target, others),
             d => Err(format!("{} needs float inputs, got {d}", self.type_name())),
         }
     }
@@ -511,7 +539,7 @@ impl OpDef for FillLike {
         expect_arity(inputs, 1, self.type_name())?;
         Ok(Some(inputs[0].clone()))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, _ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let x = super::kernels::input(inputs, 0, self.type_name())?;
         Ok(Value::filled(x.dtype(), x.shape(), self.value))
     }

@@ -9,13 +9,16 @@ pub(super) struct Run<'s> {
     pub(super) rngs: &'s mut HashMap<usize, StdRng>,
     pub(super) profile: &'s mut super::ProfileMap,
     pub(super) shells: &'s mut Vec<Arc<Value>>,
-    /// The pool lent to the second thread of a pair of products (see `try_pair`).
-    pub(super) side_pool: &'s mut Pool,
+    /// The storage of dead values (the context's pool).
+    pub(super) pool: &'s Mutex<VecPool>,
+    /// The pool of the second product of a pair (see `try_pair`).
+    pub(super) side_pool: &'s Mutex<VecPool>,
 }
 
 impl Run<'_> {
     pub(super) fn execute(
         &mut self,
+        ctx: &Context<'_>,
         cached: &mut Cached,
         feeds: &[(Tensor, Value)],
         options: &SessionOptions,
@@ -24,7 +27,7 @@ impl Run<'_> {
         let mut slots = std::mem::take(&mut cached.slots);
         slots.clear();
         slots.resize_with(plan.n_slots, || None);
-        let r = self.execute_steps(&plan, &mut slots, feeds, options);
+        let r = self.execute_steps(ctx, &plan, &mut slots, feeds, options);
         let out = r.and_then(|()| {
             plan.fetch_slots
                 .iter()
@@ -45,6 +48,7 @@ impl Run<'_> {
 
     fn execute_steps(
         &mut self,
+        ctx: &Context<'_>,
         plan: &Plan,
         slots: &mut [Option<Slot>],
         feeds: &[(Tensor, Value)],
@@ -72,7 +76,7 @@ impl Run<'_> {
             let started = options.profile.then(std::time::Instant::now);
             if options.threads > 1 {
                 if let Some(next) = plan.steps.get(i + 1) {
-                    if let Some(pair) = self.try_pair(step, next, slots, feeds)? {
+                    if let Some(pair) = self.try_pair(ctx, step, next, slots, feeds)? {
                         let half = started.map(|t0| t0.elapsed() / 2);
                         for (st, v) in [(step, pair.0), (next, pair.1)] {
                             self.finish_step(st, Some(v), slots, options, half, false)?;
@@ -92,7 +96,7 @@ impl Run<'_> {
             let out: Option<Arc<Value>> = match &step.kind {
                 StepKind::Kernel(op) => {
                     let in_place = if options.reuse_buffers && !step.free.is_empty() {
-                        try_in_place(op, step, slots, feeds)
+                        try_in_place(ctx, op, step, slots, feeds)
                     } else {
                         None
                     };
@@ -101,7 +105,7 @@ impl Run<'_> {
                             forwarded = true;
                             Some(r.map_err(kernel_err)?)
                         }
-                        None => match run_kernel(op, step, slots, feeds) {
+                        None => match run_kernel(ctx, op, step, slots, feeds) {
                             Ok(KernelOut::Fresh(v)) => Some(self.wrap(v)),
                             Ok(KernelOut::Shared(a)) => Some(a),
                             Err(e) => return Err(kernel_err(e)),
@@ -188,7 +192,7 @@ impl Run<'_> {
                         .iter()
                         .filter_map(|s| self.vars.remove(s))
                         .collect();
-                    let r = apply_in_place(rule, &mut w, &mut ss, grad, (lr, scale));
+                    let r = apply_in_place(ctx, rule, &mut w, &mut ss, grad, (lr, scale));
                     let out = w.clone();
                     self.vars.insert(*var, w);
                     for (id, v) in slot_vars.iter().zip(ss) {
@@ -212,7 +216,7 @@ impl Run<'_> {
                             .to_vec(),
                         None => r.shape.clone(),
                     };
-                    Some(Arc::new(r.sample(rng, &shape).map_err(kernel_err)?))
+                    Some(Arc::new(r.sample(ctx, rng, &shape).map_err(kernel_err)?))
                 }
                 StepKind::NoOp => None,
             };
@@ -277,13 +281,14 @@ impl Run<'_> {
     /// to the other thread, so the pair allocates nothing the serial order would not.
     fn try_pair(
         &mut self,
+        ctx: &Context<'_>,
         a: &plan::Step,
         b: &plan::Step,
         slots: &[Option<Slot>],
         feeds: &[(Tensor, Value)],
     ) -> Result<Option<(Arc<Value>, Arc<Value>)>> {
-        // `FERROFLOW_PAIR_PRODUCTS=0` turns pairing off (for benchmarking it).
-        if !crate::tuning::on(crate::tuning::Switch::PairProducts) {
+        let config = ctx.config();
+        if !config.pair_products {
             return Ok(None);
         }
         let (StepKind::Kernel(op_a), StepKind::Kernel(op_b)) = (&a.kind, &b.kind) else {
@@ -301,7 +306,7 @@ impl Run<'_> {
         ) else {
             return Ok(None);
         };
-        let limit = crate::tuning::get(crate::tuning::Switch::PairMaxMacs);
+        let limit = config.pair_max_macs;
         let (Some((rows_a, depth_a, cols_a)), Some((rows_b, depth_b, cols_b))) =
             (ma.product_size(&in_a), mb.product_size(&in_b))
         else {
@@ -311,7 +316,7 @@ impl Run<'_> {
         let (macs_a, macs_b) = (macs(rows_a, depth_a, cols_a), macs(rows_b, depth_b, cols_b));
         // Each small enough for one thread, and together worth a second one; neither one that sums
         // over a long depth in halves on two threads (the weight gradients of a large batch).
-        let halves = crate::ops::gemm::splits_depth;
+        let halves = ferroflow_cpu::gemm::splits_depth;
         if macs_a >= limit
             || macs_b >= limit
             || macs_a.saturating_add(macs_b) < 1 << 18
@@ -323,17 +328,25 @@ impl Run<'_> {
         let Some(dtype) = in_b.first().map(|v| v.dtype()) else {
             return Ok(None);
         };
-        crate::value::lend_one_to(self.side_pool, dtype, rows_b.saturating_mul(cols_b));
-        let side = &mut *self.side_pool;
-        let (ra, rb) = rayon::join(
-            // Each product of the pair on its own thread only (the other thread's count is 1).
-            || crate::ops::kernels::with_intra_op_threads(1, || op_a.compute(&in_a)),
-            || {
-                let saved = crate::value::swap_pool(Some(std::mem::take(side)));
-                let r = op_b.compute(&in_b);
-                *side = crate::value::swap_pool(saved).unwrap_or_default();
-                r
-            },
+        if ctx.has_pool() {
+            crate::value::lend_one(
+                &mut super::lock(self.pool),
+                &mut super::lock(self.side_pool),
+                dtype,
+                rows_b.saturating_mul(cols_b),
+            );
+        }
+        // Each product of the pair on one thread; the second takes its output from the side pool,
+        // so that the two threads never take the same storage.
+        let ctx_a = ctx.with_threads(1);
+        let ctx_b = if ctx.has_pool() {
+            ctx_a.with_pool(self.side_pool)
+        } else {
+            ctx_a
+        };
+        let (ra, rb) = ctx.join(
+            || op_a.compute(&ctx_a, &in_a),
+            || op_b.compute(&ctx_b, &in_b),
         );
         let err = |st: &plan::Step, message: String| Error::Kernel {
             node: st.name.clone(),
@@ -350,7 +363,8 @@ impl Run<'_> {
     fn release(&mut self, dead: Option<Slot>, reuse: bool) {
         if let (true, Some(Slot::Owned(mut arc))) = (reuse, dead) {
             if let Some(v) = Arc::get_mut(&mut arc) {
-                crate::value::return_to_pool(std::mem::replace(v, Value::empty()));
+                let v = std::mem::replace(v, Value::empty());
+                crate::value::recycle(&mut super::lock(self.pool), v);
                 self.shells.push(arc);
             }
         }
@@ -391,6 +405,7 @@ enum KernelOut {
 
 /// Runs a kernel the ordinary way (or shares its aliased input).
 fn run_kernel(
+    ctx: &Context<'_>,
     op: &crate::ops::Op,
     step: &plan::Step,
     slots: &[Option<Slot>],
@@ -401,7 +416,7 @@ fn run_kernel(
         Some(&src) => share(slots, feeds, src)
             .map(KernelOut::Shared)
             .ok_or_else(|| "input not computed".into()),
-        None => op.compute(&inputs).map(KernelOut::Fresh),
+        None => op.compute(ctx, &inputs).map(KernelOut::Fresh),
     }
 }
 
@@ -410,6 +425,7 @@ fn run_kernel(
 /// reference to it, the kernel runs in place on it (in the same `Arc`). `None` when any of that does
 /// not hold.
 fn try_in_place(
+    ctx: &Context<'_>,
     op: &crate::ops::Op,
     step: &plan::Step,
     slots: &mut [Option<Slot>],
@@ -453,7 +469,7 @@ fn try_in_place(
         slots[src] = Some(Slot::Owned(arc));
         return None;
     };
-    let r = op.compute_in_place(k, target, &others);
+    let r = op.compute_in_place(ctx, k, target, &others);
     Some(r.map(|()| arc))
 }
 
@@ -506,6 +522,7 @@ fn slice_mut<T>(a: &mut ndarray::ArrayD<T>) -> crate::error::OpResult<&mut [T]> 
 
 /// Runs a fused optimizer rule on a variable and its slots, in place where no reader holds them.
 fn apply_in_place(
+    ctx: &Context<'_>,
     rule: &ApplyRule,
     w: &mut Arc<Value>,
     slots: &mut [Arc<Value>],
@@ -527,8 +544,8 @@ fn apply_in_place(
     };
     let lr = (lr, scale);
     match w.dtype() {
-        DType::F32 => apply_typed::<f32>(rule, w, slots, grad, lr),
-        DType::F64 => apply_typed::<f64>(rule, w, slots, grad, lr),
+        DType::F32 => apply_typed::<f32>(ctx, rule, w, slots, grad, lr),
+        DType::F64 => apply_typed::<f64>(ctx, rule, w, slots, grad, lr),
         d => Err(format!(
             "cannot apply an optimizer update to a {d} variable"
         )),
@@ -536,6 +553,7 @@ fn apply_in_place(
 }
 
 fn apply_typed<T: FloatArray>(
+    ctx: &Context<'_>,
     rule: &ApplyRule,
     w: &mut Arc<Value>,
     slots: &mut [Arc<Value>],
@@ -557,6 +575,7 @@ fn apply_typed<T: FloatArray>(
     })?;
     let wa = T::array_mut(Arc::make_mut(w)).ok_or("variable dtype changed")?;
     rule.apply(
+        ctx,
         slice_mut(wa)?,
         &mut ss,
         g,

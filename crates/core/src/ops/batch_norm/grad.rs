@@ -9,9 +9,10 @@ use crate::error::OpResult;
 use crate::ops::kernels::{
     by_float, column_blocks, float_input, halved_column_pass, FloatArray, COLUMN_BLOCK,
 };
-use crate::ops::simd::{inlined, vectorized};
 use crate::ops::{expect_arity, expect_float, same_dtype, InferError, InferResult, OpDef};
 use crate::value::Value;
+use ferroflow_cpu::simd::inlined;
+use ferroflow_cpu::Context;
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchNormGradStats;
 
-fn grad_stats_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
+fn grad_stats_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
     let op = "BatchNormGradStats";
     let (gr, rows, c) = big_data::<T>(inputs, 0, op)?;
     let (x, _, cx) = big_data::<T>(inputs, 1, op)?;
@@ -35,7 +36,7 @@ fn grad_stats_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
         ));
     }
     let mean = channel_data::<T>(inputs, 2, c, op, "the mean")?;
-    let mut out = Value::try_filled_vec(2 * c, T::zero())?;
+    let mut out = ctx.try_filled_vec(2 * c, T::zero())?;
     // Columns `c0..c0 + a0.len()` over the rows of `gr` and `x` (slices of whole rows).
     let pass = inlined(
         #[inline(always)]
@@ -69,6 +70,7 @@ fn grad_stats_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     );
     // The rows apart in halves from `HALVED_COLUMN_ROWS` on, as `fold_columns` does.
     halved_column_pass(
+        ctx,
         rows,
         gr.len(),
         &mut out,
@@ -82,13 +84,13 @@ fn grad_stats_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
                     .zip(a1.par_chunks_mut(chunk))
                     .enumerate()
                     .for_each(|(i, (a0, a1))| {
-                        vectorized(
+                        ctx.vectorized(
                             #[inline(always)]
                             || pass(g, x, i * chunk, a0, a1),
                         )
                     });
             } else {
-                vectorized(
+                ctx.vectorized(
                     #[inline(always)]
                     || pass(g, x, 0, a0, a1),
                 )
@@ -118,12 +120,12 @@ impl OpDef for BatchNormGradStats {
             Shape::new(vec![Some(2), c]),
         )))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         by_float(
             inputs,
             self.type_name(),
-            || grad_stats_typed::<f32>(inputs),
-            || grad_stats_typed::<f64>(inputs),
+            || grad_stats_typed::<f32>(ctx, inputs),
+            || grad_stats_typed::<f64>(ctx, inputs),
         )
     }
 }
@@ -149,7 +151,7 @@ pub struct BatchNormParamGrad {
 }
 
 impl BatchNormParamGrad {
-    fn run<T: FloatArray>(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn run<T: FloatArray>(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let op = "BatchNormParamGrad";
         let stats = float_input::<T>(inputs, 0, op)?;
         let s = stats
@@ -166,7 +168,7 @@ impl BatchNormParamGrad {
         let scale = channel_data::<T>(inputs, 2, c, op, "the scale")?;
         let eps = T::from_f64(self.epsilon);
         let (s0, s1) = s.split_at(c);
-        let mut out = Value::try_vec(c)?;
+        let mut out = ctx.try_vec(c)?;
         for j in 0..c {
             let r = T::one() / (var[j] + eps).sqrt();
             out.push(match self.which {
@@ -198,12 +200,12 @@ impl OpDef for BatchNormParamGrad {
         expect_channels(&inputs[2], c, "the scale")?;
         Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(vec![c]))))
     }
-    fn compute(&self, inputs: &[&Value]) -> OpResult<Value> {
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         by_float(
             inputs,
             self.type_name(),
-            || self.run::<f32>(inputs),
-            || self.run::<f64>(inputs),
+            || self.run::<f32>(ctx, inputs),
+            || self.run::<f64>(ctx, inputs),
         )
     }
 }
@@ -218,7 +220,12 @@ pub struct BatchNormGradInput {
 }
 
 impl BatchNormGradInput {
-    fn run_in_place<T: FloatArray>(&self, target: &mut Value, others: &[&Value]) -> OpResult<()> {
+    fn run_in_place<T: FloatArray>(
+        &self,
+        ctx: &Context<'_>,
+        target: &mut Value,
+        others: &[&Value],
+    ) -> OpResult<()> {
         let op = "BatchNormGradInput";
         let eps = T::from_f64(self.epsilon);
         let gr = T::array_mut(target).ok_or("BatchNormGradInput: inputs differ in dtype")?;
@@ -246,6 +253,7 @@ impl BatchNormGradInput {
             .as_slice_mut()
             .ok_or("BatchNormGradInput: the gradient is not contiguous")?;
         per_rows(
+            ctx,
             data,
             c,
             #[inline(always)]
@@ -298,9 +306,9 @@ impl BatchNormGradInput {
         Ok(())
     }
 
-    fn run<T: FloatArray>(&self, inputs: &[&Value]) -> OpResult<Value> {
-        super::copy_then_in_place::<T>(inputs, "BatchNormGradInput", |out, others| {
-            self.run_in_place::<T>(out, others)
+    fn run<T: FloatArray>(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
+        super::copy_then_in_place::<T>(ctx, inputs, "BatchNormGradInput", |out, others| {
+            self.run_in_place::<T>(ctx, out, others)
         })
     }
 }

@@ -1,13 +1,14 @@
-//! The one place with `unsafe` outside the SIMD dispatch (with its submodule [`packed`], our blocked
-//! loop around the `gemm` crates' microkernels): calls into the strided matrix multiply, and vectors
-//! filled straight into their spare capacity ([`gemm_into_vec`], [`rows_into_vec`]), which saves
-//! the zero-filling pass an output would otherwise need.
+//! Matrix products (with the submodule [`packed`], our blocked loop around the `gemm` crates'
+//! microkernels): calls into the strided matrix multiply, the split of a product across threads,
+//! and vectors filled straight into their spare capacity ([`gemm_into_vec`], [`rows_into_vec`]),
+//! which saves the zero-filling pass an output would otherwise need.
 //!
 //! Invariant (checked before every call): `a` is `m×k`, `b` is `k×n` and `c` is `m×n`, each given as a
 //! slice with row/column strides (in elements) such that every index `i·rs + j·cs` for `i < rows`,
 //! `j < cols` lies inside its slice; `c` does not alias `a` or `b` (it is a separate `&mut`).
 
-use super::kernels::Float;
+use crate::context::Context;
+use crate::math::Float;
 use std::mem::MaybeUninit;
 
 mod pack;
@@ -16,8 +17,8 @@ pub use packed::Microkernels;
 
 /// What a fused product does to its output once a band of whole rows is complete: called with the
 /// band's first row and the band (`rows × n` values, row-major), on the thread that computed it,
-/// while the band is still in that core's cache (`ops::matmul::MatMulFused`).
-pub(crate) type Epilogue<'e, T> = Option<&'e (dyn Fn(usize, &mut [T]) + Sync)>;
+/// while the band is still in that core's cache (a fused product's second op).
+pub type Epilogue<'e, T> = Option<&'e (dyn Fn(usize, &mut [T]) + Sync)>;
 
 /// A read-only strided matrix view over a slice.
 #[derive(Clone, Copy)]
@@ -69,88 +70,46 @@ impl<'a, T> MatRef<'a, T> {
     }
 }
 
-/// Whether multi-threaded products split c into row bands (default) or use the `gemm` crate's own
-/// parallelism (`FERROFLOW_GEMM_SPLIT=0`, for benchmarking the two).
-fn split_rows() -> bool {
-    crate::tuning::on(crate::tuning::Switch::GemmSplit)
+/// Whether f32 products on this CPU run our loop with packing buffers from the context's workspaces
+/// (no allocation per product), rather than the crate's driver (a CPU without FMA, or
+/// [`crate::CpuConfig::gemm_own`] off).
+pub fn products_reuse_their_workspace(ctx: &Context<'_>) -> bool {
+    ctx.config().gemm_own && <f32 as Microkernels>::kernels().is_some()
 }
 
-/// Whether products run our blocked loop around the crate's microkernels (default) or the crate's
-/// own driver, which allocates its packing workspace in every call (`FERROFLOW_GEMM_OWN=0`, for
-/// benchmarking the two).
-fn own_driver() -> bool {
-    crate::tuning::on(crate::tuning::Switch::GemmOwn)
-}
-
-/// Whether f32 products on this CPU run our loop with packing buffers kept per thread (no allocation
-/// per product), rather than the crate's driver (a CPU without FMA, or `FERROFLOW_GEMM_OWN=0`).
-pub fn products_reuse_their_workspace() -> bool {
-    own_driver() && <f32 as Microkernels>::kernels().is_some()
-}
-
-/// Products of fewer multiply-adds than this run on one thread: below it, waking a second thread and
-/// packing the shared operand twice cost more than they save (`FERROFLOW_GEMM_PAR_MIN` overrides it,
-/// for benchmarking).
-pub(crate) fn parallel_min_macs() -> usize {
-    crate::tuning::get(crate::tuning::Switch::GemmParMin)
-}
-
-/// 2M multiply-adds: the hidden-layer products of a batch of 32 (32×300·300×300 is 2.9M) run on
-/// two threads, as two column halves (steps/s paired medians against a threshold of 4M: deep/32
-/// 1.064, book/32 1.065, deep_bn/32 1.006); below it, splitting cost more than it saved.
-pub(crate) const DEFAULT_PARALLEL_MIN_MACS: usize = 1 << 21;
-
-/// Products of at least this many rows split into row bands, one per thread (each thread packs all
-/// of `b` for its band); fewer rows split into column halves (each thread packs half of `b`).
-/// `FERROFLOW_GEMM_BAND_MIN_ROWS` overrides it, for benchmarking (column halves at 256 rows measured
-/// level: docs/performance.md, twelfth session).
-pub(crate) const ROW_BAND_MIN_ROWS: usize = 64;
-
-/// Two independent products below this many multiply-adds each run at the same time, one per thread
-/// (the session's paired products), rather than one after the other on two threads each
-/// (`FERROFLOW_PAIR_MAX_MACS` overrides it, for benchmarking). 64M: a layer's `dW` and `dX` at
-/// batch 256 (256×300·300×300, 23M each) run as a pair, each thread packing its own operands once,
-/// instead of both threads packing all of `Wᵀ` and of `dW`'s right operand for their bands (`bench
-/// --ab FERROFLOW_PAIR_MAX_MACS=...` against the old 4M: deep/256 1.036-1.059, deep_bn/256
-/// 1.030-1.060). Batch 2048's stay split, where pairing lost: its hidden
-/// products (184M) are above the limit (paired: deep/2048 and deep_bn/2048 0.96), and the session
-/// does not pair a product that splits its sum ([`splits_depth`]: book/2048's 100×2048·2048×100
-/// weight gradients; paired 0.954 and 0.971).
-pub(crate) const PAIR_MAX_MACS: usize = 1 << 26;
-
-/// `c = alpha·c + a·b` (`alpha` 0 overwrites `c`; 1 accumulates), with `threads` threads.
+/// `c = alpha·c + a·b` (`alpha` 0 overwrites `c`; 1 accumulates), with the context's threads.
 /// Returns an error on mismatched shapes or out-of-bounds strides instead of touching memory.
 pub fn gemm<T: Float>(
+    ctx: &Context<'_>,
     c: &mut [T],
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     accumulate: bool,
-    threads: usize,
 ) -> Result<(), String> {
     // SAFETY: `c` is initialized, and `product` writes only initialized values into it.
     let c = unsafe { &mut *(c as *mut [T] as *mut [MaybeUninit<T>]) };
     // SAFETY: `c` is initialized (it came from a `&mut [T]`), as accumulation requires.
-    unsafe { product(c, a, b, accumulate, threads, None) }
+    unsafe { product(ctx, c, a, b, accumulate, ctx.threads(), None) }
 }
 
 /// `a·b` appended to the empty `c`, whose storage is written once by the product (no zero-filling
 /// pass first: the product overwrites every element). Reserves what is missing.
 pub fn gemm_into_vec<T: Float>(
+    ctx: &Context<'_>,
     c: &mut Vec<T>,
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
-    threads: usize,
 ) -> Result<(), String> {
-    gemm_into_vec_then(c, a, b, threads, None)
+    gemm_into_vec_then(ctx, c, a, b, None)
 }
 
 /// [`gemm_into_vec`], then `epilogue` over each band of rows of `c` as soon as the band is complete
 /// (one call over all of `c` when the product does not run in row bands).
-pub(crate) fn gemm_into_vec_then<T: Float>(
+pub fn gemm_into_vec_then<T: Float>(
+    ctx: &Context<'_>,
     c: &mut Vec<T>,
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
-    threads: usize,
     epilogue: Epilogue<'_, T>,
 ) -> Result<(), String> {
     let len = a
@@ -159,7 +118,7 @@ pub(crate) fn gemm_into_vec_then<T: Float>(
         .ok_or("gemm: the product's size overflows")?;
     let spare = spare_of_empty(c, len, "gemm")?;
     // SAFETY: without accumulation `product` never reads `c`.
-    unsafe { product(spare, a, b, false, threads, epilogue) }?;
+    unsafe { product(ctx, spare, a, b, false, ctx.threads(), epilogue) }?;
     // SAFETY: `product` returned Ok, so it wrote all `len` elements (every (i, j) of the m×n output).
     unsafe { c.set_len(len) };
     Ok(())
@@ -191,13 +150,13 @@ fn spare_of_empty<'v, T>(
 
 /// `rows × cols` values appended to the empty `out`, row `r` being the first `cols` items of
 /// `row(r)`: each written once, straight into the vector's storage (no zero fill first), in bands of
-/// whole rows split across `threads`, each band's loop compiled for the CPU's widest vectors. Fails,
+/// whole rows split across the context's threads, each band's loop compiled for the CPU's widest vectors. Fails,
 /// leaving `out` empty, when a row yields fewer than `cols` items.
 pub fn rows_into_vec<T, I>(
+    ctx: &Context<'_>,
     out: &mut Vec<T>,
     rows: usize,
     cols: usize,
-    threads: usize,
     row: impl Fn(usize) -> I + Sync + Send + Copy,
 ) -> Result<(), String>
 where
@@ -214,7 +173,7 @@ where
     }
     // Writes the rows from `r0` on into `part`; true when every row gave `cols` items.
     let fill = |r0: usize, part: &mut [MaybeUninit<T>]| -> bool {
-        super::simd::vectorized(
+        ctx.vectorized(
             #[inline(always)]
             || {
                 let mut complete = true;
@@ -230,6 +189,7 @@ where
             },
         )
     };
+    let threads = ctx.threads();
     let complete = if threads > 1 && rows >= threads {
         let band = rows.div_ceil(threads) * cols;
         spare
@@ -256,7 +216,7 @@ const DEPTH_SPLIT_MIN: usize = 1024;
 
 /// Whether a product of `m` rows summing over `k` terms splits its sum on several threads
 /// ([`DEPTH_SPLIT_MIN`]; the session does not pair such products).
-pub(crate) fn splits_depth(m: usize, k: usize) -> bool {
+pub fn splits_depth(m: usize, k: usize) -> bool {
     k >= DEPTH_SPLIT_MIN && k >= m
 }
 
@@ -271,6 +231,7 @@ pub(crate) fn splits_depth(m: usize, k: usize) -> bool {
 /// # Safety
 /// As [`product`]: with `accumulate`, every element of `c` must be initialized.
 unsafe fn product_depth_halves<T: Float>(
+    ctx: &Context<'_>,
     c: &mut [MaybeUninit<T>],
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
@@ -292,14 +253,14 @@ unsafe fn product_depth_halves<T: Float>(
         ..b
     };
     let len = m * n;
-    let mut scratch: Vec<T> = crate::value::output_vec(len);
+    let mut scratch: Vec<T> = ctx.output_vec(len);
     let spare = spare_of_empty(&mut scratch, len, "gemm")?;
     let t0 = threads / 2;
     let (r0, r1) = rayon::join(
         // SAFETY: the caller's contract for `c`; `spare` is only written (no accumulation). Both
         // halves keep the shape checks of `product` (a half's depth is k/2 or k - k/2, at least 1).
-        || unsafe { product_bands(c, a0, b0, accumulate, t0, true, None) },
-        || unsafe { product_bands(spare, a1, b1, false, threads - t0, true, None) },
+        || unsafe { product_bands(ctx, c, a0, b0, accumulate, t0, true, None) },
+        || unsafe { product_bands(ctx, spare, a1, b1, false, threads - t0, true, None) },
     );
     r0.and(r1)?;
     // SAFETY: both products returned Ok, so each wrote all `len` elements of its output: `c` is
@@ -307,8 +268,8 @@ unsafe fn product_depth_halves<T: Float>(
     let c = unsafe { &mut *(c as *mut [MaybeUninit<T>] as *mut [T]) };
     // SAFETY: see above (the first `len` slots were written; the capacity is at least `len`).
     unsafe { scratch.set_len(len) };
-    super::parallel::zip_slices(c, &scratch, threads, |x, y| x + y);
-    crate::value::return_vec_to_pool(scratch);
+    crate::parallel::zip_slices(ctx, c, &scratch, threads, |x, y| x + y);
+    ctx.recycle(scratch);
     if let Some(f) = epilogue {
         f(0, c);
     }
@@ -332,6 +293,7 @@ unsafe fn finish<T>(c: &mut [MaybeUninit<T>], epilogue: Epilogue<'_, T>) {
 /// # Safety
 /// With `accumulate`, every element of `c` must be initialized (the product reads them).
 unsafe fn product<T: Float>(
+    ctx: &Context<'_>,
     c: &mut [MaybeUninit<T>],
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
@@ -360,20 +322,23 @@ unsafe fn product<T: Float>(
         unsafe { finish(c, epilogue) };
         return Ok(());
     }
-    let big = m.saturating_mul(n).saturating_mul(k) >= parallel_min_macs();
-    if threads > 1 && big && splits_depth(m, k) && split_rows() {
+    let config = ctx.config();
+    let big = m.saturating_mul(n).saturating_mul(k) >= config.gemm_parallel_min_macs;
+    if threads > 1 && big && splits_depth(m, k) && config.gemm_split {
         // SAFETY: the caller's contract, passed on.
-        return unsafe { product_depth_halves(c, a, b, accumulate, threads, epilogue) };
+        return unsafe { product_depth_halves(ctx, c, a, b, accumulate, threads, epilogue) };
     }
     // SAFETY: the caller's contract, passed on.
-    unsafe { product_bands(c, a, b, accumulate, threads, big, epilogue) }
+    unsafe { product_bands(ctx, c, a, b, accumulate, threads, big, epilogue) }
 }
 
 /// [`product`] after the depth split: row bands on several threads, else one call into the crate.
 ///
 /// # Safety
 /// As [`product`]; the shapes and bounds have been checked, and `m`, `k`, `n` are not zero.
+#[allow(clippy::too_many_arguments)]
 unsafe fn product_bands<T: Float>(
+    ctx: &Context<'_>,
     c: &mut [MaybeUninit<T>],
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
@@ -383,11 +348,8 @@ unsafe fn product_bands<T: Float>(
     epilogue: Epilogue<'_, T>,
 ) -> Result<(), String> {
     let (m, n) = (a.rows, b.cols);
-    if threads > 1
-        && big
-        && m >= crate::tuning::get(crate::tuning::Switch::GemmBandMinRows)
-        && split_rows()
-    {
+    let config = ctx.config();
+    if threads > 1 && big && m >= config.gemm_band_min_rows && config.gemm_split {
         // One band of rows of c (and a) per thread, each a single-threaded product: for the tall,
         // narrow products of training (2048×300·300×300) this scales better than the crate's own
         // parallel loop.
@@ -406,7 +368,7 @@ unsafe fn product_bands<T: Float>(
                 };
                 // SAFETY: a band of `c`, initialized wherever `c` is; the epilogue runs on this
                 // band only, from its first row.
-                unsafe { product(c_band, a_band, b, accumulate, 1, None) }?;
+                unsafe { product(ctx, c_band, a_band, b, accumulate, 1, None) }?;
                 if let Some(f) = epilogue {
                     // SAFETY: the band's product returned Ok, so it wrote every element.
                     f(r0, unsafe {
@@ -417,8 +379,8 @@ unsafe fn product_bands<T: Float>(
             })
             .collect::<Result<(), String>>();
     }
-    let crate_threads = threads > 1 && big && !split_rows();
-    if let (Some(kernels), false, true) = (T::kernels(), crate_threads, own_driver()) {
+    let crate_threads = threads > 1 && big && !config.gemm_split;
+    if let (Some(kernels), false, true) = (T::kernels(), crate_threads, config.gemm_own) {
         if threads > 1 && big && n >= 2 * 16 {
             // Fewer rows: one half of the columns of c (and b) per thread.
             let half = n / 2;
@@ -433,14 +395,16 @@ unsafe fn product_bands<T: Float>(
             let (r0, r1) = rayon::join(
                 // SAFETY: the two halves are disjoint column blocks of `c` (row stride n), each
                 // written by one thread only; bounds as for the whole product.
-                move || unsafe { packed::product(kernels, c0.get(), n, a, b0, accumulate) },
-                move || unsafe { packed::product(kernels, c1.get(), n, a, b1, accumulate) },
+                move || unsafe { packed::product(ctx, kernels, c0.get(), n, a, b0, accumulate) },
+                move || unsafe { packed::product(ctx, kernels, c1.get(), n, a, b1, accumulate) },
             );
             r0.and(r1)?;
         } else {
             // SAFETY: bounds checked above; `c` is an exclusively borrowed m×n row-major block,
             // initialized when `accumulate` (the caller's contract).
-            unsafe { packed::product(kernels, c.as_mut_ptr() as *mut T, n, a, b, accumulate) }?;
+            unsafe {
+                packed::product(ctx, kernels, c.as_mut_ptr() as *mut T, n, a, b, accumulate)
+            }?;
         }
         // SAFETY: the product returned Ok, so it wrote every element of `c`.
         unsafe { finish(c, epilogue) };

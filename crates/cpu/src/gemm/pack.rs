@@ -19,14 +19,16 @@
 //!   order).
 
 use super::packed::Microkernels;
+use crate::simd::{vectorized_with, Isa};
 
-/// Packs `count` lines (see the module docs).
+/// Packs `count` lines (see the module docs), with loops compiled for `isa`.
 ///
 /// # Safety
 /// Every `src[l·along + d·step]` for `l < count`, `d < depth` lies inside the operand; `dst` has room
-/// for `ceil(count / width)` panels of `stride ≥ depth·width` elements.
+/// for `ceil(count / width)` panels of `stride ≥ depth·width` elements; the CPU has `isa`.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn pack<T: Microkernels>(
+    isa: Isa,
     dst: *mut T,
     stride: usize,
     width: usize,
@@ -37,6 +39,7 @@ pub(super) unsafe fn pack<T: Microkernels>(
     step: isize,
 ) {
     let p = Pack {
+        isa,
         dst,
         stride,
         width,
@@ -70,6 +73,7 @@ pub(super) unsafe fn pack<T: Microkernels>(
 /// The arguments of one [`pack`].
 #[derive(Clone, Copy)]
 struct Pack<T> {
+    isa: Isa,
     dst: *mut T,
     stride: usize,
     width: usize,
@@ -99,7 +103,8 @@ impl<T: Microkernels> Pack<T> {
     /// # Safety
     /// As [`pack`], with `along` 1 and `width` `W`.
     unsafe fn by_panels<const W: usize>(self) {
-        super::super::simd::vectorized(
+        vectorized_with(
+            self.isa,
             #[inline(always)]
             || {
                 let full = self.count / W;
@@ -142,19 +147,18 @@ impl<T: Microkernels> Pack<T> {
     /// As [`pack`], with `step` 1.
     unsafe fn by_lines(self) {
         // SAFETY: passed on.
-        unsafe { self.by_lines_with(super::super::simd::isa()) }
+        unsafe { self.by_lines_with(self.isa) }
     }
 
     /// [`Self::by_lines`] with the instruction set `isa`, which the CPU has.
     ///
     /// # Safety
     /// As [`pack`], with `step` 1; the CPU supports `isa`.
-    unsafe fn by_lines_with(self, isa: super::super::simd::Isa) {
+    unsafe fn by_lines_with(self, isa: Isa) {
         #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
-            use super::super::simd::Isa;
             let fits = |block: usize| self.width.is_multiple_of(block) && self.depth >= block;
             if isa == Isa::Avx512 && fits(16) {
                 let blocks = self.count.div_ceil(16);
@@ -178,6 +182,7 @@ impl<T: Microkernels> Pack<T> {
     #[cfg(target_arch = "x86_64")]
     fn cast(self) -> Pack<f32> {
         Pack {
+            isa: self.isa,
             dst: self.dst as *mut f32,
             src: self.src as *const f32,
             stride: self.stride,
@@ -378,8 +383,8 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::simd::{detected, Isa};
     use super::*;
+    use crate::simd::detected;
 
     /// Every order gives the panels of the plain definition (value `src[l·along + d·step]` at
     /// `panel·stride + d·width + l % width`, zeros past `count`), for contiguous lines, contiguous
@@ -416,6 +421,7 @@ mod tests {
                 let stride = depth * width + 3;
                 let panels = count.div_ceil(width);
                 let p = |got: &mut Vec<f32>| Pack {
+                    isa: detected(),
                     dst: got.as_mut_ptr(),
                     stride,
                     width,
@@ -438,7 +444,8 @@ mod tests {
                     unsafe {
                         match run {
                             None => pack(
-                                q.dst, q.stride, q.width, q.count, q.depth, q.src, q.along, q.step,
+                                q.isa, q.dst, q.stride, q.width, q.count, q.depth, q.src, q.along,
+                                q.step,
                             ),
                             Some(isa) => q.by_lines_with(isa),
                         }

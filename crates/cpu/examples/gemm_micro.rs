@@ -1,18 +1,20 @@
 //! Per-shape timings of the matrix products a training step runs (the bands of the `deep` model's
-//! forward, `dX` and `dW` products at batch 32, 256 and 2048): best of 5 rounds, one thread unless
-//! a thread count is given. `FERROFLOW_GEMM_OWN=0` times the `gemm` crate's own driver instead of
-//! ours, `FERROFLOW_GEMM_SWAP=0` ours without running few-row products with a transposed `b` as they
-//! are (docs/performance.md). `FERROFLOW_MICRO_SETS=n` takes n copies of each product's operands
-//! in turn, so that they come from memory rather than the core's cache, as in a training step.
-//! `FERROFLOW_MICRO_AB=NAME=VALUE` (a switch of `ferroflow_core::tuning`) times each product in
-//! rounds that alternate between the switch as it stands and the value, and prints the ratio of
-//! the median times (`FERROFLOW_MICRO_AB_ROUNDS` rounds of each, default 15):
+//! forward, `dX` and `dW` products at batch 32, 256 and 2048): best of 5 rounds.
 //!
 //! ```text
-//! cargo run --release -p ferroflow-core --example gemm_micro [threads [M K N TA TB]]
+//! cargo run --release -p ferroflow-cpu --example gemm_micro -- [--threads N] [--sets N]
+//!     [--shape M K N TA TB] [--set KEY=VALUE]... [--ab KEY=VALUE [--rounds N]]
 //! ```
-use ferroflow_core::ops::gemm::{gemm, MatRef};
-use ferroflow_core::tuning;
+//!
+//! `--threads` (default 1) threads per product; `--sets N` takes N copies of each product's operands
+//! in turn, so that they come from memory rather than the core's cache, as in a training step;
+//! `--shape` times one shape (TA, TB: 0 or 1); `--set` changes a field of the `CpuConfig` (for
+//! example `gemm_own=0`, the `gemm` crate's own driver); `--ab KEY=VALUE` times each product in
+//! rounds that alternate between the configuration and that setting (`--rounds` of each, default
+//! 15) and prints the ratio of the median times: on a machine whose speed drifts, the comparison
+//! that holds still.
+use ferroflow_cpu::gemm::{gemm, MatRef};
+use ferroflow_cpu::{Context, CpuConfig};
 use std::time::Instant;
 fn main() {
     let shapes: &[(usize, usize, usize, bool, bool, &str)] = &[
@@ -37,10 +39,33 @@ fn main() {
         (1024, 300, 300, false, true, "dX band 2048"),
         (300, 1024, 300, true, false, "dW half 2048"),
     ];
-    let args: Vec<String> = std::env::args().collect();
-    let threads = args.get(1).and_then(|t| t.parse().ok()).unwrap_or(1);
-    // `gemm_micro THREADS M K N TA TB` times that one shape (TA, TB: 0 or 1).
-    let one: Vec<usize> = args.iter().skip(2).filter_map(|v| v.parse().ok()).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mut threads, mut sets, mut ab_rounds) = (1usize, 1usize, 15usize);
+    let (mut config, mut ab, mut one) = (CpuConfig::default(), None, Vec::new());
+    let mut it = args.iter();
+    let number = |v: Option<&String>, flag: &str| -> usize {
+        v.and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{flag} needs a whole number"))
+    };
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--threads" => threads = number(it.next(), flag),
+            "--sets" => sets = number(it.next(), flag).max(1),
+            "--rounds" => ab_rounds = number(it.next(), flag).max(1),
+            "--shape" => one = (0..5).map(|_| number(it.next(), flag)).collect(),
+            "--set" => config
+                .apply(it.next().map(String::as_str).unwrap_or(""))
+                .unwrap_or_else(|e| panic!("--set: {e}")),
+            "--ab" => {
+                let mut other = config.clone();
+                other
+                    .apply(it.next().map(String::as_str).unwrap_or(""))
+                    .unwrap_or_else(|e| panic!("--ab: {e}"));
+                ab = Some(other);
+            }
+            _ => panic!("unknown argument {flag:?} (see the example's doc comment)"),
+        }
+    }
     let custom = [(
         one.first().copied().unwrap_or(0),
         one.get(1).copied().unwrap_or(0),
@@ -49,22 +74,6 @@ fn main() {
         one.get(4) == Some(&1),
         "given",
     )];
-    // FERROFLOW_MICRO_SETS=n: n copies of each product's operands, used in turn.
-    let sets: usize = std::env::var("FERROFLOW_MICRO_SETS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    // FERROFLOW_MICRO_AB=NAME=VALUE: rounds alternate between a switch as it stands and the
-    // setting (FERROFLOW_MICRO_AB_ROUNDS of each, default 15), and the ratio of their median times
-    // is printed: on a machine whose speed drifts, the comparison that holds still.
-    let ab = std::env::var("FERROFLOW_MICRO_AB")
-        .ok()
-        .map(|t| tuning::parse_setting(&t).expect("FERROFLOW_MICRO_AB"));
-    let ab_rounds: usize = std::env::var("FERROFLOW_MICRO_AB_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(15)
-        .max(1);
     let shapes = if one.len() == 5 { &custom[..] } else { shapes };
     for &(m, k, n, ta, tb, what) in shapes {
         let a: Vec<f32> = (0..m * k)
@@ -82,39 +91,34 @@ fn main() {
         let b_sets: Vec<Vec<f32>> = (0..copies).map(|_| b.clone()).collect();
         let mut c_sets: Vec<Vec<f32>> = (0..copies).map(|_| vec![0f32; m * n]).collect();
         let reps = (2e8 / (m * n * k) as f64).max(3.0) as usize * copies;
-        let mut round = || {
+        let mut round = |config: &CpuConfig| {
+            let ctx = Context::new(config, threads);
             let t = Instant::now();
             for r in 0..reps {
                 let s = r % copies;
                 let av = MatRef::row_major(&a_sets[s], ar, ac, ta);
                 let bv = MatRef::row_major(&b_sets[s], br, bc, tb);
-                gemm(&mut c_sets[s], av, bv, false, threads).unwrap();
+                gemm(&ctx, &mut c_sets[s], av, bv, false).unwrap();
             }
             t.elapsed().as_secs_f64() / reps as f64
         };
         let gflops = |secs: f64| 2.0 * (m * n * k) as f64 / secs / 1e9;
-        if let Some((switch, value)) = ab {
-            // Rounds alternate between the switch as it stands (its variable, else its default)
-            // and the setting; the ratio of the medians.
-            let default = tuning::get(switch);
+        if let Some(other) = &ab {
             let (mut off, mut on) = (Vec::new(), Vec::new());
             for _ in 0..ab_rounds {
-                tuning::set(switch, default);
-                off.push(round());
-                tuning::set(switch, value);
-                on.push(round());
+                off.push(round(&config));
+                on.push(round(other));
             }
-            tuning::set(switch, default);
             let (off, on) = (median(&mut off), median(&mut on));
             println!(
-                "{what:22} {m}x{k}x{n}: as it stands {:6.1}, setting {:6.1} GFLOP/s; time ratio {:.3}",
+                "{what:22} {m}x{k}x{n}: as configured {:6.1}, setting {:6.1} GFLOP/s; time ratio {:.3}",
                 gflops(off),
                 gflops(on),
                 on / off
             );
             continue;
         }
-        let best = (0..5).map(|_| round()).fold(f64::MAX, f64::min);
+        let best = (0..5).map(|_| round(&config)).fold(f64::MAX, f64::min);
         println!(
             "{what:22} {m}x{k}x{n}: {:8.1} us {:6.1} GFLOP/s",
             best * 1e6,

@@ -11,8 +11,7 @@
 //! multiply-add, and the loops are elementwise or keep their summation order, so every lane computes
 //! exactly what the scalar code computes (tested in `vectorized_loops_equal_the_baseline`).
 //!
-//! `FERROFLOW_SIMD=baseline|avx2|avx512` caps the choice, for benchmarking and tests
-//! ([`crate::tuning::Switch::Simd`], which can also change while a process runs).
+//! [`crate::CpuConfig::simd`] caps the choice, for benchmarking and tests.
 
 /// An instruction set the loops can be compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,30 +54,14 @@ pub fn detected() -> Isa {
 
 /// [`detected`], computed once.
 #[inline(always)]
-fn detected_once() -> Isa {
+pub(crate) fn detected_once() -> Isa {
     static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *DETECTED.get_or_init(detected)
 }
 
-/// The instruction set [`vectorized`] uses: [`detected`], capped by `FERROFLOW_SIMD`.
-pub fn isa() -> Isa {
-    let cap = match crate::tuning::get(crate::tuning::Switch::Simd) {
-        0 => Isa::Baseline,
-        1 => Isa::Avx2,
-        _ => Isa::Avx512,
-    };
-    detected_once().min(cap)
-}
-
-/// Runs `f` compiled for [`isa`]. `f` should be an `#[inline(always)]` closure whose loops call only
-/// inlined code (see the module docs).
-#[inline(always)]
-pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
-    vectorized_with(isa(), f)
-}
-
-/// [`vectorized`] with an explicit instruction set; one the CPU lacks falls back to the widest it has
-/// below it.
+/// Runs `f` compiled for `isa`; one the CPU lacks falls back to the widest it has below it. `f`
+/// should be an `#[inline(always)]` closure whose loops call only inlined code (see the module docs;
+/// kernels call it through [`crate::Context::vectorized`]).
 #[inline(always)]
 pub fn vectorized_with<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -128,7 +111,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::kernels::{exp_f32, exp_m1_f32};
+    use crate::math::{exp_f32, exp_m1_f32};
 
     /// Every instruction set this CPU has computes the same bits as the baseline, over values that
     /// cover exp's clamps, NaN, infinities, zeros and subnormals.
@@ -188,6 +171,12 @@ mod tests {
 
     #[test]
     fn the_choice_never_exceeds_the_cpu() {
-        assert!(isa() <= detected());
+        let ctx = crate::Context::serial();
+        assert!(ctx.isa() <= detected());
+        let capped = crate::CpuConfig {
+            simd: Isa::Baseline,
+            ..Default::default()
+        };
+        assert_eq!(crate::Context::new(&capped, 1).isa(), Isa::Baseline);
     }
 }

@@ -1,27 +1,15 @@
-//! The elementwise passes of the kernels, split across the session's threads when large and compiled
-//! for the CPU's widest vector instructions ([`super::simd::vectorized`]): maps, zips, in-place
-//! updates with a broadcast operand, and column sums.
+//! The elementwise passes of the kernels, split across the context's threads when large and
+//! compiled for the CPU's widest vector instructions ([`Context::vectorized`]): maps, zips, in-place
+//! updates, rows updated with one operand row, and column sums.
 
-use super::kernels::{broadcast_shapes, intra_op_threads, zip_broadcast, Float};
-use super::simd::vectorized;
-use crate::error::OpResult;
-use ndarray::{ArrayD, IxDyn};
-
-/// Elementwise kernels split their work across the session's threads above this many elements (the
-/// default of [`parallel_min_elements`]).
-pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
-
-/// The element count above which elementwise kernels, reductions and optimizer updates split their
-/// work across the session's threads: [`PARALLEL_MIN_ELEMENTS`], or `FERROFLOW_PAR_MIN` ([`crate::tuning`],
-/// for benchmarking).
-pub fn parallel_min_elements() -> usize {
-    crate::tuning::get(crate::tuning::Switch::ParMin)
-}
+use crate::context::Context;
+use crate::math::Float;
 
 /// Runs `f(first_column, accumulators)` over `parts` disjoint column ranges of `acc` (one call when
 /// `parts` < 2), each inside [`vectorized`]. Each column's sum runs over its rows in order whatever
 /// the split, so results do not depend on it.
 pub fn column_parts<T: Send>(
+    ctx: &Context<'_>,
     acc: &mut [T],
     parts: usize,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
@@ -30,13 +18,13 @@ pub fn column_parts<T: Send>(
         use rayon::prelude::*;
         let chunk = acc.len().div_ceil(parts);
         acc.par_chunks_mut(chunk).enumerate().for_each(|(i, a)| {
-            vectorized(
+            ctx.vectorized(
                 #[inline(always)]
                 || f(i * chunk, a),
             )
         });
     } else {
-        vectorized(
+        ctx.vectorized(
             #[inline(always)]
             || f(0, acc),
         );
@@ -70,13 +58,14 @@ pub fn column_blocks(w: usize, mut body: impl FnMut(usize, usize)) {
 /// Column sums of a row-major `rows × cols` slice: `Σ_r x[r·cols + j]`, adding the rows in order from
 /// zero (the order of ndarray's `sum_axis(Axis(0))`) below [`HALVED_COLUMN_ROWS`] rows and each half
 /// of the rows so from there on (see [`fold_columns`]), split across threads when large.
-pub fn column_sums<T: Float>(x: &[T], cols: usize) -> crate::error::OpResult<Vec<T>> {
-    let mut out = crate::Value::try_filled_vec(cols, T::zero())?;
+pub fn column_sums<T: Float>(ctx: &Context<'_>, x: &[T], cols: usize) -> Result<Vec<T>, String> {
+    let mut out = ctx.try_filled_vec(cols, T::zero())?;
     if cols == 0 {
         return Ok(out);
     }
     // The per-column operand is unused here; any `cols` values will do.
     fold_columns(
+        ctx,
         x,
         &x[..cols.min(x.len())],
         &mut out,
@@ -98,6 +87,7 @@ pub const HALVED_COLUMN_ROWS: usize = 256;
 /// thread (the rows are then mostly in that core's cache; a split by columns read half of them from
 /// the other core). The order of additions depends on the shape only, never on the thread count.
 pub fn fold_columns<T: Float>(
+    ctx: &Context<'_>,
     x: &[T],
     k: &[T],
     out: &mut [T],
@@ -112,6 +102,7 @@ pub fn fold_columns<T: Float>(
     }
     let rows = x.len() / cols;
     halved_column_pass(
+        ctx,
         rows,
         x.len(),
         out,
@@ -119,6 +110,7 @@ pub fn fold_columns<T: Float>(
         |r, acc, parts| {
             let x = &x[r.start * cols..r.end * cols];
             column_parts(
+                ctx,
                 acc,
                 parts,
                 #[inline(always)]
@@ -135,13 +127,14 @@ pub fn fold_columns<T: Float>(
 /// rest into a second set of accumulators that is then added to `out`, the halves on two threads at
 /// once when large (any further threads split each half's columns).
 pub fn halved_column_pass<T: Float>(
+    ctx: &Context<'_>,
     rows: usize,
     elements: usize,
     out: &mut [T],
     pass: impl Fn(std::ops::Range<usize>, &mut [T], usize) + Sync + Send,
 ) {
-    let threads = intra_op_threads();
-    let parallel = threads > 1 && elements >= parallel_min_elements();
+    let threads = ctx.threads();
+    let parallel = ctx.parallel(elements);
     if rows < HALVED_COLUMN_ROWS {
         return pass(0..rows, out, if parallel { threads } else { 1 });
     }
@@ -192,19 +185,20 @@ fn fold_rows<T: Float>(
 
 /// `out[i] = f(a[i])`, split into one contiguous chunk per session thread when large.
 pub fn par_map<A: Sync, C: Copy + Default + Send + Sync + 'static>(
+    ctx: &Context<'_>,
     a: &[A],
     f: impl Fn(&A) -> C + Sync + Send,
 ) -> Vec<C> {
-    let threads = intra_op_threads();
-    if threads > 1 && a.len() >= parallel_min_elements() {
+    let threads = ctx.threads();
+    if ctx.parallel(a.len()) {
         use rayon::prelude::*;
         let chunk = a.len().div_ceil(threads);
-        let mut out = crate::value::output_vec(a.len());
+        let mut out = ctx.output_vec(a.len());
         out.resize(a.len(), C::default());
         out.par_chunks_mut(chunk)
             .zip(a.par_chunks(chunk))
             .for_each(|(o, x)| {
-                vectorized(
+                ctx.vectorized(
                     #[inline(always)]
                     || {
                         for (o, x) in o.iter_mut().zip(x) {
@@ -215,8 +209,8 @@ pub fn par_map<A: Sync, C: Copy + Default + Send + Sync + 'static>(
             });
         out
     } else {
-        let mut out = crate::value::output_vec(a.len());
-        vectorized(
+        let mut out = ctx.output_vec(a.len());
+        ctx.vectorized(
             #[inline(always)]
             || out.extend(a.iter().map(f)),
         );
@@ -225,13 +219,17 @@ pub fn par_map<A: Sync, C: Copy + Default + Send + Sync + 'static>(
 }
 
 /// `x[i] = f(x[i])` in place, split into one contiguous chunk per session thread when large.
-pub fn par_update<A: Copy + Send + Sync>(x: &mut [A], f: impl Fn(A) -> A + Sync + Send) {
-    let threads = intra_op_threads();
-    if threads > 1 && x.len() >= parallel_min_elements() {
+pub fn par_update<A: Copy + Send + Sync>(
+    ctx: &Context<'_>,
+    x: &mut [A],
+    f: impl Fn(A) -> A + Sync + Send,
+) {
+    let threads = ctx.threads();
+    if ctx.parallel(x.len()) {
         use rayon::prelude::*;
         let chunk = x.len().div_ceil(threads);
         x.par_chunks_mut(chunk).for_each(|c| {
-            vectorized(
+            ctx.vectorized(
                 #[inline(always)]
                 || {
                     for v in c {
@@ -241,7 +239,7 @@ pub fn par_update<A: Copy + Send + Sync>(x: &mut [A], f: impl Fn(A) -> A + Sync 
             )
         });
     } else {
-        vectorized(
+        ctx.vectorized(
             #[inline(always)]
             || {
                 for v in x {
@@ -255,13 +253,14 @@ pub fn par_update<A: Copy + Send + Sync>(x: &mut [A], f: impl Fn(A) -> A + Sync 
 /// `t[i] = f(t[i], o[i])` over slices of equal length, one chunk of both per thread when `threads`
 /// is more than one (elementwise: the split does not change the result).
 pub fn zip_slices<T: Copy + Send + Sync>(
+    ctx: &Context<'_>,
     t: &mut [T],
     o: &[T],
     threads: usize,
     f: impl Fn(T, T) -> T + Sync + Send,
 ) {
     let run = |c: &mut [T], oc: &[T]| {
-        vectorized(
+        ctx.vectorized(
             #[inline(always)]
             || {
                 for (x, y) in c.iter_mut().zip(oc) {
@@ -281,94 +280,23 @@ pub fn zip_slices<T: Copy + Send + Sync>(
     }
 }
 
-/// `target = f(target, other)` (or `f(other, target)` when `!target_left`) in place, `other`
-/// broadcast to `target`'s shape (which must be the broadcast shape). Equal shapes, a scalar and a
-/// trailing row (a bias) run on the session's threads; other broadcasts go through ndarray.
-pub fn zip_into<T: Copy + Send + Sync>(
-    target: &mut ArrayD<T>,
-    other: &ArrayD<T>,
-    target_left: bool,
-    f: impl Fn(T, T) -> T + Sync + Send,
-) -> OpResult<()> {
-    if broadcast_shapes(target.shape(), other.shape())?[..] != *target.shape() {
-        return Err(format!(
-            "cannot write {:?} broadcast with {:?} into the first",
-            target.shape(),
-            other.shape()
-        ));
-    }
-    let g = |t: T, o: T| if target_left { f(t, o) } else { f(o, t) };
-    let trailing = other.ndim() <= target.ndim()
-        && target.shape()[target.ndim() - other.ndim()..] == *other.shape();
-    let threads = intra_op_threads();
-    let par = threads > 1 && target.len() >= parallel_min_elements();
-    if let (Some(t), Some(o)) = (target.as_slice_mut(), other.as_slice()) {
-        if let [s] = o {
-            par_update(t, |x| g(x, *s));
-            return Ok(());
-        }
-        if o.len() == t.len() {
-            // Equal shapes: one chunk of both per thread when large. The operand order is chosen
-            // outside the loop, which then vectorizes (a branch inside kept it scalar).
-            let parts = if par { threads } else { 1 };
-            if target_left {
-                zip_slices(t, o, parts, f);
-            } else {
-                zip_slices(t, o, parts, |x, y| f(y, x));
-            }
-            return Ok(());
-        }
-        if trailing && !o.is_empty() {
-            // A trailing row (a bias): whole rows per thread.
-            use rayon::prelude::*;
-            let row = o.len();
-            let rows_per_chunk = (t.len() / row).div_ceil(threads).max(1);
-            let apply = |c: &mut [T]| {
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        for r in c.chunks_exact_mut(row) {
-                            if target_left {
-                                for (x, y) in r.iter_mut().zip(o) {
-                                    *x = f(*x, *y);
-                                }
-                            } else {
-                                for (x, y) in r.iter_mut().zip(o) {
-                                    *x = f(*y, *x);
-                                }
-                            }
-                        }
-                    },
-                )
-            };
-            if par {
-                t.par_chunks_mut(rows_per_chunk * row).for_each(apply);
-            } else {
-                apply(t);
-            }
-            return Ok(());
-        }
-    }
-    target.zip_mut_with(other, |x, y| *x = g(*x, *y));
-    Ok(())
-}
-
 /// `out[i] = f(a[i], b[i])` for equal-length slices, split across the session's threads when large.
 pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync + 'static>(
+    ctx: &Context<'_>,
     a: &[A],
     b: &[B],
     f: impl Fn(&A, &B) -> C + Sync + Send,
 ) -> Vec<C> {
-    let threads = intra_op_threads();
-    if threads > 1 && a.len() >= parallel_min_elements() && a.len() == b.len() {
+    let threads = ctx.threads();
+    if ctx.parallel(a.len()) && a.len() == b.len() {
         use rayon::prelude::*;
         let chunk = a.len().div_ceil(threads);
-        let mut out = crate::value::output_vec(a.len());
+        let mut out = ctx.output_vec(a.len());
         out.resize(a.len(), C::default());
         out.par_chunks_mut(chunk)
             .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
             .for_each(|(o, (x, y))| {
-                vectorized(
+                ctx.vectorized(
                     #[inline(always)]
                     || {
                         for ((o, p), q) in o.iter_mut().zip(x).zip(y) {
@@ -379,8 +307,8 @@ pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync + 'static>(
             });
         out
     } else {
-        let mut out = crate::value::output_vec(a.len());
-        vectorized(
+        let mut out = ctx.output_vec(a.len());
+        ctx.vectorized(
             #[inline(always)]
             || out.extend(a.iter().zip(b).map(|(p, q)| f(p, q))),
         );
@@ -388,34 +316,35 @@ pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync + 'static>(
     }
 }
 
-/// Like [`zip_broadcast`] for pure functions: equal shapes and scalars run on the session's threads.
-pub fn zip_broadcast_par<
-    A: Clone + Sync + Send,
-    B: Clone + Sync + Send,
-    C: Copy + Default + Send + Sync + 'static,
->(
-    a: &ArrayD<A>,
-    b: &ArrayD<B>,
-    f: impl Fn(A, B) -> C + Sync + Send,
-) -> OpResult<ArrayD<C>> {
-    if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
-        let v = if a.shape() == b.shape() {
-            Some(par_zip(sa, sb, |x, y| f(x.clone(), y.clone())))
-        } else if sb.len() == 1 && a.ndim() >= b.ndim() {
-            Some(par_map(sa, |x| f(x.clone(), sb[0].clone())))
-        } else if sa.len() == 1 && b.ndim() >= a.ndim() {
-            Some(par_map(sb, |y| f(sa[0].clone(), y.clone())))
-        } else {
-            None
-        };
-        if let Some(v) = v {
-            let shape = if a.len() >= b.len() && a.ndim() >= b.ndim() {
-                a.shape()
-            } else {
-                b.shape()
-            };
-            return ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| e.to_string());
-        }
+/// `t[r·w + j] = f(t[r·w + j], row[j])` for every row `r` of `t` (`w = row.len()`): a bias or
+/// another trailing-row operand, whole rows per thread when `ctx` splits `t.len()` elements.
+pub fn zip_rows<T: Copy + Send + Sync>(
+    ctx: &Context<'_>,
+    t: &mut [T],
+    row: &[T],
+    f: impl Fn(T, T) -> T + Sync + Send,
+) {
+    use rayon::prelude::*;
+    let w = row.len();
+    if w == 0 {
+        return;
     }
-    zip_broadcast(a, b, f)
+    let apply = |c: &mut [T]| {
+        ctx.vectorized(
+            #[inline(always)]
+            || {
+                for r in c.chunks_exact_mut(w) {
+                    for (x, y) in r.iter_mut().zip(row) {
+                        *x = f(*x, *y);
+                    }
+                }
+            },
+        )
+    };
+    if ctx.parallel(t.len()) {
+        let rows_per_chunk = (t.len() / w).div_ceil(ctx.threads()).max(1);
+        t.par_chunks_mut(rows_per_chunk * w).for_each(apply);
+    } else {
+        apply(t);
+    }
 }

@@ -2,6 +2,12 @@
 //! split, and the vectors filled in place.
 
 use super::*;
+use crate::CpuConfig;
+
+/// A context of `threads` threads with the default configuration.
+fn ctx_of(threads: usize) -> Context<'static> {
+    Context::serial().with_threads(threads)
+}
 
 /// Deterministic operands `a` (`m×k`) and `b` (`k×n`) in [-0.5, 0.5) for the products' tests.
 pub(super) fn test_operands<T: Float>(m: usize, k: usize, n: usize) -> (Vec<T>, Vec<T>) {
@@ -37,20 +43,20 @@ fn banded_parallel_products_match_the_naive_loop() {
         for threads in [1, 2, 3] {
             let mut c = vec![1.0; m * n];
             gemm(
+                &ctx_of(threads),
                 &mut c,
                 MatRef::row_major(&at, ar, ac, ta),
                 MatRef::row_major(&bt, br, bc, tb),
                 true,
-                threads,
             )
             .unwrap();
             // The same product written into a vector's spare capacity (no accumulation).
             let mut fresh: Vec<f64> = Vec::new();
             gemm_into_vec(
+                &ctx_of(threads),
                 &mut fresh,
                 MatRef::row_major(&at, ar, ac, ta),
                 MatRef::row_major(&bt, br, bc, tb),
-                threads,
             )
             .unwrap();
             assert_eq!(fresh.len(), m * n);
@@ -131,8 +137,8 @@ fn products_equal_the_crates_bit_for_bit() {
                     crate_product(&mut want, av, bv, accumulate);
                     for threads in [1, 2] {
                         let mut got = start.clone();
-                        gemm(&mut got, av, bv, accumulate, threads).unwrap();
-                        if threads == 1 || m * n * k < DEFAULT_PARALLEL_MIN_MACS {
+                        gemm(&ctx_of(threads), &mut got, av, bv, accumulate).unwrap();
+                        if threads == 1 || m * n * k < CpuConfig::DEFAULT.gemm_parallel_min_macs {
                             assert!(
                                 got == want,
                                 "{what} {m}x{k}x{n} ta {ta} tb {tb} acc {accumulate}"
@@ -158,7 +164,7 @@ fn products_equal_the_crates_bit_for_bit() {
 #[test]
 fn deep_products_split_the_sum_in_two_halves() {
     let (m, k, n) = (40, 2 * DEPTH_SPLIT_MIN + 3, 56);
-    assert!(m * n * k >= DEFAULT_PARALLEL_MIN_MACS && k >= m);
+    assert!(m * n * k >= CpuConfig::DEFAULT.gemm_parallel_min_macs && k >= m);
     // X stored k×m (as many values as an m×k operand), dY k×n.
     let (x, dy) = test_operands::<f32>(m, k, n);
     let product_of = |rows: std::ops::Range<usize>, threads: usize| {
@@ -168,10 +174,10 @@ fn deep_products_split_the_sum_in_two_halves() {
             &dy[rows.start * n..rows.end * n],
         );
         gemm_into_vec(
+            &ctx_of(threads),
             &mut c,
             MatRef::row_major(xs, rows.len(), m, true),
             MatRef::row_major(ys, rows.len(), n, false),
-            threads,
         )
         .unwrap();
         c
@@ -199,12 +205,11 @@ fn deep_products_split_the_sum_in_two_halves() {
 }
 
 /// A weight gradient `Xᵀ·dY` (X stored k×m) with more than 128 columns, whose `X` the crate packs:
-/// read in place after warming (the default) and packed (`FERROFLOW_GEMM_IN_PLACE=0`) give the same
+/// read in place after warming (the default) and packed (`gemm_in_place` off) give the same
 /// bits as the crate's driver, with and without accumulation, over three depth blocks and a
 /// partial tile (the 300 outputs of a row run as four tiles of 64 and one of 44).
 #[test]
 fn weight_gradients_read_x_in_place_with_the_crates_bits() {
-    use crate::tuning::{self, Switch};
     let (m, k, n) = (150, 1100, 300);
     let (x, dy) = test_operands::<f32>(m, k, n);
     let (xt, y) = (
@@ -216,13 +221,15 @@ fn weight_gradients_read_x_in_place_with_the_crates_bits() {
         let mut want = start.clone();
         crate_product(&mut want, xt, y, accumulate);
         let mut results = Vec::new();
-        for setting in [0, 1] {
-            tuning::set(Switch::GemmInPlace, setting);
+        for gemm_in_place in [false, true] {
+            let config = CpuConfig {
+                gemm_in_place,
+                ..CpuConfig::default()
+            };
             let mut got = start.clone();
-            gemm(&mut got, xt, y, accumulate, 1).unwrap();
+            gemm(&Context::new(&config, 1), &mut got, xt, y, accumulate).unwrap();
             results.push(got);
         }
-        tuning::set(Switch::GemmInPlace, 1);
         assert!(results[0] == want, "packed, accumulate {accumulate}");
         assert!(results[1] == want, "in place, accumulate {accumulate}");
         let exact: f64 = (0..k)
@@ -244,19 +251,19 @@ fn into_vec_checks_its_output_and_fills_empty_sums() {
     let a = [1.0f32; 6];
     let mut full = vec![0.0f32; 4];
     let err = gemm_into_vec(
+        &ctx_of(1),
         &mut full,
         MatRef::row_major(&a, 2, 3, false),
         MatRef::row_major(&a, 3, 2, false),
-        1,
     )
     .unwrap_err();
     assert!(err.contains("holds 4 elements"), "{err}");
     let mut c: Vec<f32> = Vec::new();
     gemm_into_vec(
+        &ctx_of(1),
         &mut c,
         MatRef::row_major(&a[..0], 2, 0, false),
         MatRef::row_major(&a[..0], 0, 3, false),
-        1,
     )
     .unwrap();
     assert_eq!(c, vec![0.0; 6]);
@@ -271,13 +278,13 @@ fn rows_into_vec_writes_every_row_or_fails() {
     let want: Vec<f32> = src.iter().map(|v| v * 2.0 + 1.0).collect();
     for threads in [1, 3] {
         let mut out = Vec::new();
-        rows_into_vec(&mut out, rows, cols, threads, |r| {
+        rows_into_vec(&ctx_of(threads), &mut out, rows, cols, |r| {
             src[r * cols..(r + 1) * cols].iter().map(|v| v * 2.0 + 1.0)
         })
         .unwrap();
         assert_eq!(out, want);
         let mut short = Vec::new();
-        let err = rows_into_vec(&mut short, rows, cols, threads, |r| {
+        let err = rows_into_vec(&ctx_of(threads), &mut short, rows, cols, |r| {
             src[r * cols..(r + 1) * cols - usize::from(r == 4)]
                 .iter()
                 .copied()
@@ -287,5 +294,5 @@ fn rows_into_vec_writes_every_row_or_fails() {
         assert!(short.is_empty());
     }
     let mut nonempty = vec![1.0f32];
-    assert!(rows_into_vec(&mut nonempty, 1, 1, 1, |_| [2.0f32].into_iter()).is_err());
+    assert!(rows_into_vec(&ctx_of(1), &mut nonempty, 1, 1, |_| [2.0f32].into_iter()).is_err());
 }

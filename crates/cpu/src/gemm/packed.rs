@@ -26,8 +26,8 @@
 
 use super::pack::pack;
 use super::MatRef;
+use crate::context::Context;
 use gemm_common::microkernel::MicroKernelFn;
-use std::cell::RefCell;
 
 /// Columns of a register tile in every x86 table of `gemm` 0.19 (a different layout in a later
 /// version fails to compile here).
@@ -102,16 +102,6 @@ macro_rules! microkernels {
 microkernels!(f32, F32_AVX512, F32_FMA);
 microkernels!(f64, F64_AVX512, F64_FMA);
 
-/// One cache line of workspace (the packed panels start on line boundaries).
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
-
-thread_local! {
-    /// The calling thread's packing buffers, grown to the largest product it has run.
-    static WORKSPACE: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Elements of `T` rounded up to whole cache lines.
 fn lines_for<T>(elems: usize) -> usize {
     (elems * std::mem::size_of::<T>()).div_ceil(64)
@@ -151,6 +141,7 @@ struct Problem<T> {
 /// # Safety
 /// The module invariant; with `accumulate` every element of the `m×n` block of `c` is initialized.
 pub unsafe fn product<T: Microkernels>(
+    ctx: &Context<'_>,
     kernels: Kernels<T>,
     c: *mut T,
     c_rs: usize,
@@ -220,7 +211,7 @@ pub unsafe fn product<T: Microkernels>(
         && transposed.lhs.rs != 1
         && m <= SWAP_MAX_ROWS
         && k >= SWAP_MIN_DEPTH
-        && swap_enabled()
+        && ctx.config().gemm_swap
     {
         let (_, mc, nc) = blocking::<T>(&as_is, mr);
         (&as_is, (crate_blocks.0, mc, nc))
@@ -228,7 +219,7 @@ pub unsafe fn product<T: Microkernels>(
         (p, crate_blocks)
     };
     // SAFETY: passed on (the module invariant; `p` is the same product in the kernel's terms).
-    unsafe { blocked(kernels, p, blocks, accumulate) }
+    unsafe { blocked(ctx, kernels, p, blocks, accumulate) }
 }
 
 /// Products of at most this many rows, summing over at least this many terms, run as they are when
@@ -238,12 +229,6 @@ pub unsafe fn product<T: Microkernels>(
 /// outweigh the packing saved).
 const SWAP_MAX_ROWS: usize = 48;
 const SWAP_MIN_DEPTH: usize = 64;
-
-/// Whether the rule above applies (default) or such products run transposed as in the crate
-/// (`FERROFLOW_GEMM_SWAP=0`, for benchmarking the two; the same bits either way).
-fn swap_enabled() -> bool {
-    crate::tuning::on(crate::tuning::Switch::GemmSwap)
-}
 
 /// The crate's blocking `(kc, mc, nc)` for `p` with `mr` rows per tile (`gemm_basic_generic`:
 /// a fixed rule for at most 64×64 outputs, else its `kernel_params`; `nc` of 0 means one block).
@@ -280,6 +265,7 @@ fn sent_elsewhere_by_the_crate<T>(p: &Problem<T>) -> bool {
 /// # Safety
 /// As [`product`].
 unsafe fn blocked<T: Microkernels>(
+    ctx: &Context<'_>,
     kernels: Kernels<T>,
     p: &Problem<T>,
     (kc, mc, nc): (usize, usize, usize),
@@ -287,6 +273,7 @@ unsafe fn blocked<T: Microkernels>(
 ) -> Result<(), String> {
     let lanes = kernels.lanes;
     let mr = kernels.table.len() * lanes;
+    let isa = ctx.isa();
     let (m, n, k) = (p.m, p.n, p.k);
     if kc == 0 || mc == 0 {
         return Err(format!(
@@ -300,7 +287,8 @@ unsafe fn blocked<T: Microkernels>(
     // weight gradient `Xᵀ·dY`, whose pack copies six values from each row of `X`. The microkernels
     // read it in place instead, each depth block's rows first brought into L2 in order (see
     // [`warm_rows`]). The kernels compute the same sums either way.
-    let warm_rhs = crate_packs_rhs && rhs.cs == 1 && rhs.rs.unsigned_abs() != 1 && in_place();
+    let warm_rhs =
+        crate_packs_rhs && rhs.cs == 1 && rhs.rs.unsigned_abs() != 1 && ctx.config().gemm_in_place;
     let pack_rhs = crate_packs_rhs && !warm_rhs;
     let prepack_lhs = m <= 2 * mc && (m % lanes != 0 || lhs.rs != 1);
     let lhs_stride = kc * mr;
@@ -316,7 +304,7 @@ unsafe fn blocked<T: Microkernels>(
     } else {
         lines_for::<T>(lhs_stride * (mc / mr))
     };
-    with_workspace(rhs_lines + lhs_lines, |work| {
+    ctx.with_workspace(rhs_lines + lhs_lines, |work| {
         let packed_rhs = work as *mut T;
         let packed_lhs = work.wrapping_add(rhs_lines) as *mut T;
         let threshold = gemm_common::gemm::get_lhs_packing_threshold_single_thread();
@@ -332,6 +320,7 @@ unsafe fn blocked<T: Microkernels>(
                     // `ceil(n_chunk / NR) · rhs_stride ≤ rhs_lines` fit the workspace.
                     unsafe {
                         pack(
+                            isa,
                             packed_rhs,
                             rhs_stride,
                             NR,
@@ -350,6 +339,7 @@ unsafe fn blocked<T: Microkernels>(
                     // SAFETY: as above, `ceil(m / mr)` panels of `lhs_stride`.
                     unsafe {
                         pack(
+                            isa,
                             packed_lhs,
                             lhs_stride,
                             mr,
@@ -397,6 +387,7 @@ unsafe fn blocked<T: Microkernels>(
                                     // `mc / mr` panels fit the workspace.
                                     unsafe {
                                         pack(
+                                            isa,
                                             panel,
                                             lhs_stride,
                                             mr,
@@ -464,12 +455,6 @@ unsafe fn blocked<T: Microkernels>(
     })
 }
 
-/// Whether weight gradients read `X` in place (default) or pack it as the crate does
-/// (`FERROFLOW_GEMM_IN_PLACE=0`, for benchmarking the two; the same bits either way).
-fn in_place() -> bool {
-    crate::tuning::on(crate::tuning::Switch::GemmInPlace)
-}
-
 /// Asks the CPU to bring `rows` rows of `cols` values, `row_step` elements apart from `first` on,
 /// into L2 (a prefetch of every cache line they touch, row by row). `X` in a weight gradient's
 /// product otherwise arrives a line at a time as the kernels walk down its rows six values wide, a
@@ -502,34 +487,6 @@ fn warm_rows<T>(first: *const T, row_step: isize, rows: usize, cols: usize) {
     let _ = (first, row_step, rows, cols);
 }
 
-/// Runs `f` on at least `lines` cache lines of the thread's workspace (grown when smaller: the only
-/// allocation, at warm-up). A workspace already in use on this thread (not expected: the kernels do
-/// not call back) is replaced by a fresh one for this call.
-fn with_workspace(lines: usize, f: impl FnOnce(*mut Line)) -> Result<(), String> {
-    let grow = |work: &mut Vec<Line>| -> Result<(), String> {
-        if work.len() < lines {
-            work.try_reserve_exact(lines - work.len()).map_err(|_| {
-                format!("gemm: cannot allocate a packing workspace of {lines} cache lines")
-            })?;
-            work.resize(lines, Line([0; 64]));
-        }
-        Ok(())
-    };
-    WORKSPACE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut work) => {
-            grow(&mut work)?;
-            f(work.as_mut_ptr());
-            Ok(())
-        }
-        Err(_) => {
-            let mut work = Vec::new();
-            grow(&mut work)?;
-            f(work.as_mut_ptr());
-            Ok(())
-        }
-    })
-}
-
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
@@ -560,7 +517,8 @@ mod tests {
                 let bv = MatRef::row_major(&b, br, bc, tb);
                 let mut c = vec![1.0f32; m * n];
                 // SAFETY: valid row-major views; `c` is m×n, initialized, exclusively ours.
-                unsafe { product(kernels, c.as_mut_ptr(), n, av, bv, true) }.unwrap();
+                unsafe { product(&Context::serial(), kernels, c.as_mut_ptr(), n, av, bv, true) }
+                    .unwrap();
                 for i in 0..m {
                     for j in 0..n {
                         let exact: f64 = (0..k)

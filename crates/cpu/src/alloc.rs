@@ -5,12 +5,12 @@
 //! gradients and weights of a training step then sit on a few hundred 2 MiB pages instead of tens
 //! of thousands of 4 KiB ones. Smaller allocations go to the system allocator unchanged.
 //!
-//! Install it in a binary: `#[global_allocator] static A: ferroflow::alloc::HugePageAlloc =
-//! ferroflow::alloc::HugePageAlloc;` (the `ferroflow` tool does). `FERROFLOW_HUGE_PAGES=0` keeps
-//! the placement and skips the `madvise` (read once before the first large allocation, when the
-//! program reads it through [`crate::tuning::get`]; else on).
+//! Install it in a binary: `#[global_allocator] static A: HugePageAlloc = HugePageAlloc::new();`
+//! (the `ferroflow` tool does). [`HugePageAlloc::set_advise`]`(false)` keeps the placement and skips
+//! the `madvise`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Allocations from this size on are placed on huge pages.
 pub const LARGE: usize = 1 << 20;
@@ -19,7 +19,32 @@ pub const LARGE: usize = 1 << 20;
 const HUGE: usize = 1 << 21;
 
 /// The system allocator, with large allocations on transparent huge pages (see the module).
-pub struct HugePageAlloc;
+#[derive(Debug)]
+pub struct HugePageAlloc {
+    /// Whether large blocks are marked for transparent huge pages (on by default).
+    advise: AtomicBool,
+}
+
+impl HugePageAlloc {
+    /// The allocator, marking large blocks for huge pages.
+    pub const fn new() -> Self {
+        HugePageAlloc {
+            advise: AtomicBool::new(true),
+        }
+    }
+
+    /// Whether later large blocks are marked for huge pages (they stay on 2 MiB boundaries either
+    /// way).
+    pub fn set_advise(&self, on: bool) {
+        self.advise.store(on, Ordering::Relaxed);
+    }
+}
+
+impl Default for HugePageAlloc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// The layout a large allocation takes: 2 MiB aligned, a whole number of 2 MiB pages.
 fn placed(layout: Layout) -> Option<Layout> {
@@ -42,7 +67,7 @@ unsafe impl GlobalAlloc for HugePageAlloc {
         // SAFETY: `big` has a non-zero size.
         let p = unsafe { System.alloc(big) };
         #[cfg(target_os = "linux")]
-        if !p.is_null() && crate::tuning::peek(crate::tuning::Switch::HugePages) != 0 {
+        if !p.is_null() && self.advise.load(Ordering::Relaxed) {
             // SAFETY: `p` starts a block of `big.size()` bytes this allocation owns, aligned to a
             // page. The advice only changes how the kernel backs the pages; a failure is harmless.
             unsafe { libc::madvise(p.cast(), big.size(), libc::MADV_HUGEPAGE) };
@@ -84,7 +109,7 @@ mod tests {
     /// across the threshold; small ones are the system's.
     #[test]
     fn large_blocks_sit_on_huge_page_boundaries_and_keep_their_bytes() {
-        let a = HugePageAlloc;
+        let a = HugePageAlloc::new();
         let small = Layout::from_size_align(1000, 8).unwrap();
         let large = Layout::from_size_align(3 << 20, 8).unwrap();
         unsafe {

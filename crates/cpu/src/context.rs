@@ -1,0 +1,355 @@
+//! The execution context every kernel receives: the configuration, how many threads it may use, the
+//! pool its output storage comes from and the packing workspaces of the matrix products. A session
+//! builds one per run from state it owns; nothing a kernel needs is reached through a thread-local
+//! or a global. A second backend (a communicator for collectives, a device) is one more field here.
+
+use crate::config::CpuConfig;
+use crate::pool::VecPool;
+use crate::simd::Isa;
+use std::sync::{Mutex, MutexGuard, TryLockError};
+
+/// The defaults, for a context built without a configuration.
+static DEFAULT_CONFIG: CpuConfig = CpuConfig::DEFAULT;
+
+/// What a kernel runs with. Cheap to copy: a few references and a thread count.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    config: &'a CpuConfig,
+    threads: usize,
+    pool: Option<&'a Mutex<VecPool>>,
+    workspaces: Option<&'a Workspaces>,
+}
+
+impl Context<'static> {
+    /// One thread, the default configuration, no pool (fresh allocations) and no kept workspaces:
+    /// for computing a kernel outside a session (constant folding, tests).
+    pub fn serial() -> Self {
+        Context {
+            config: &DEFAULT_CONFIG,
+            threads: 1,
+            pool: None,
+            workspaces: None,
+        }
+    }
+}
+
+impl<'a> Context<'a> {
+    /// A context with `config` and `threads` threads (at least one), without a pool or workspaces.
+    pub fn new(config: &'a CpuConfig, threads: usize) -> Self {
+        Context {
+            config,
+            threads: threads.max(1),
+            pool: None,
+            workspaces: None,
+        }
+    }
+
+    /// This context with output storage taken from `pool`.
+    pub fn with_pool(self, pool: &'a Mutex<VecPool>) -> Self {
+        Context {
+            pool: Some(pool),
+            ..self
+        }
+    }
+
+    /// This context with the products' packing buffers kept in `workspaces`.
+    pub fn with_workspaces(self, workspaces: &'a Workspaces) -> Self {
+        Context {
+            workspaces: Some(workspaces),
+            ..self
+        }
+    }
+
+    /// This context limited to `threads` threads.
+    pub fn with_threads(self, threads: usize) -> Self {
+        Context {
+            threads: threads.max(1),
+            ..self
+        }
+    }
+
+    /// Whether output storage comes from a pool.
+    pub fn has_pool(&self) -> bool {
+        self.pool.is_some()
+    }
+
+    /// Runs `a` and `b`, on two threads when another worker is free (inter-op parallelism: two
+    /// independent kernels of a step at once).
+    pub fn join<A: Send, B: Send>(
+        &self,
+        a: impl FnOnce() -> A + Send,
+        b: impl FnOnce() -> B + Send,
+    ) -> (A, B) {
+        rayon::join(a, b)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &'a CpuConfig {
+        self.config
+    }
+
+    /// How many threads a kernel may use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Whether an elementwise pass over `elements` values splits across threads.
+    pub fn parallel(&self, elements: usize) -> bool {
+        self.threads > 1 && elements >= self.config.parallel_min_elements
+    }
+
+    /// The instruction set the vectorized loops use: what the CPU has, capped by the configuration.
+    pub fn isa(&self) -> Isa {
+        crate::simd::detected_once().min(self.config.simd)
+    }
+
+    /// Runs `f` compiled for [`Context::isa`] (see [`crate::simd::vectorized_with`]).
+    #[inline(always)]
+    pub fn vectorized<R>(&self, f: impl FnOnce() -> R) -> R {
+        crate::simd::vectorized_with(self.isa(), f)
+    }
+
+    /// An empty vector with room for `n` elements: a pooled one when one fits, else a new one, or an
+    /// error when the allocator refuses it (a legal but larger-than-memory tensor), instead of
+    /// aborting the process.
+    pub fn try_vec<T: 'static>(&self, n: usize) -> Result<Vec<T>, String> {
+        if let Some(v) = self.take_spare::<T>(n) {
+            return Ok(v);
+        }
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|_| {
+            format!(
+                "cannot allocate a tensor of {n} elements ({} bytes)",
+                n.saturating_mul(std::mem::size_of::<T>())
+            )
+        })?;
+        Ok(v)
+    }
+
+    /// `n` copies of `x`, allocated fallibly (see [`Context::try_vec`]).
+    pub fn try_filled_vec<T: Clone + 'static>(&self, n: usize, x: T) -> Result<Vec<T>, String> {
+        let mut v = self.try_vec(n)?;
+        v.resize(n, x);
+        Ok(v)
+    }
+
+    /// An empty vector with room for `n`: pooled when one fits, else new (infallible, for kernels
+    /// whose input already proves the size is reasonable).
+    pub fn output_vec<T: 'static>(&self, n: usize) -> Vec<T> {
+        self.take_spare::<T>(n)
+            .unwrap_or_else(|| Vec::with_capacity(n))
+    }
+
+    /// Gives a scratch vector back to the pool (dropped when there is none).
+    pub fn recycle<T: 'static>(&self, v: Vec<T>) {
+        if let Some(mut p) = self.lock_pool() {
+            p.put_vec(v);
+        }
+    }
+
+    fn take_spare<T: 'static>(&self, n: usize) -> Option<Vec<T>> {
+        self.lock_pool()?.take::<T>(n)
+    }
+
+    fn lock_pool(&self) -> Option<MutexGuard<'a, VecPool>> {
+        self.pool
+            .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Runs `f` on at least `lines` cache lines of packing workspace.
+    pub(crate) fn with_workspace(
+        &self,
+        lines: usize,
+        f: impl FnOnce(*mut Line),
+    ) -> Result<(), String> {
+        match self.workspaces {
+            Some(w) => w.with(lines, f),
+            None => {
+                let mut work = Vec::new();
+                grow(&mut work, lines)?;
+                f(work.as_mut_ptr());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One cache line of workspace (the packed panels start on line boundaries).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Line(pub(crate) [u8; 64]);
+
+/// Grows `work` to at least `lines` cache lines (fallibly).
+fn grow(work: &mut Vec<Line>, lines: usize) -> Result<(), String> {
+    if work.len() < lines {
+        work.try_reserve_exact(lines - work.len()).map_err(|_| {
+            format!("gemm: cannot allocate a packing workspace of {lines} cache lines")
+        })?;
+        work.resize(lines, Line([0; 64]));
+    }
+    Ok(())
+}
+
+/// The packing buffers of the matrix products: one per worker thread, grown to the largest product
+/// run so far and then reused, so that a product after warm-up allocates nothing.
+pub struct Workspaces {
+    slots: Vec<Mutex<Vec<Line>>>,
+}
+
+impl std::fmt::Debug for Workspaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workspaces")
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+impl Workspaces {
+    /// `n` workspaces (at least one), empty until a product needs them.
+    pub fn new(n: usize) -> Self {
+        Workspaces {
+            slots: (0..n.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
+        }
+    }
+
+    /// Runs `f` on at least `lines` lines of a free workspace: the one of the calling worker thread
+    /// when it is free, else any free one. A workspace that grows makes every other free one grow
+    /// with it, so that a thread that got no product during warm-up does not allocate later. When all
+    /// are busy (not expected: there are as many as threads), `f` gets a fresh buffer.
+    fn with(&self, lines: usize, f: impl FnOnce(*mut Line)) -> Result<(), String> {
+        let n = self.slots.len();
+        let first = rayon::current_thread_index().unwrap_or(0) % n;
+        let held = (0..n).find_map(|i| try_lock(&self.slots[(first + i) % n]));
+        let Some(mut work) = held else {
+            let mut work = Vec::new();
+            grow(&mut work, lines)?;
+            f(work.as_mut_ptr());
+            return Ok(());
+        };
+        if work.len() < lines {
+            grow(&mut work, lines)?;
+            for slot in &self.slots {
+                if let Some(mut other) = try_lock(slot) {
+                    grow(&mut other, lines)?;
+                }
+            }
+        }
+        f(work.as_mut_ptr());
+        Ok(())
+    }
+}
+
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+/// The threads a session's kernels run on, with a packing workspace for each: a rayon pool that the
+/// thread building it joins as worker 0 when it can (parallel kernels then start on the calling
+/// thread at once and wake only the other workers), else an ordinary pool that a run is handed to.
+pub struct Workers {
+    pool: rayon::ThreadPool,
+    workspaces: Workspaces,
+    threads: usize,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers")
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+impl Workers {
+    /// A pool of `threads` workers (at least one). The calling thread becomes worker 0 unless it
+    /// already belongs to a rayon pool (a thread can join one only, for its whole life); then all
+    /// `threads` workers are new threads.
+    pub fn new(threads: usize) -> Result<Self, String> {
+        let threads = threads.max(1);
+        let builder = || {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("ferroflow-intra-op-{i}"))
+        };
+        let pool = match builder().use_current_thread().build() {
+            Ok(p) => p,
+            Err(_) => builder()
+                .build()
+                .map_err(|e| format!("cannot start {threads} worker threads: {e}"))?,
+        };
+        Ok(Workers {
+            pool,
+            workspaces: Workspaces::new(threads),
+            threads,
+        })
+    }
+
+    /// How many threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The packing workspaces, one per thread.
+    pub fn workspaces(&self) -> &Workspaces {
+        &self.workspaces
+    }
+
+    /// Runs `f` inside the pool: on the calling thread when it is one of the workers, else on a
+    /// worker while the caller waits.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_context_takes_output_storage_from_its_pool() {
+        let pool = Mutex::new(VecPool::default());
+        pool.lock()
+            .unwrap()
+            .put_vec(Vec::<f32>::with_capacity(1000));
+        let config = CpuConfig::default();
+        let ctx = Context::new(&config, 2).with_pool(&pool);
+        assert!(ctx.try_vec::<f32>(600).unwrap().capacity() >= 1000);
+        // Nothing left that fits: a fresh vector of exactly the size.
+        assert_eq!(ctx.try_vec::<f32>(600).unwrap().capacity(), 600);
+        ctx.recycle(vec![0i64; 10]);
+        assert_eq!(pool.lock().unwrap().len(), 1);
+        // Without a pool, always fresh; an impossible size is an error, not an abort.
+        assert_eq!(Context::serial().try_vec::<f32>(7).unwrap().capacity(), 7);
+        assert!(Context::serial().try_vec::<f32>(usize::MAX / 2).is_err());
+    }
+
+    #[test]
+    fn a_growing_workspace_grows_the_free_ones_with_it() {
+        let w = Workspaces::new(3);
+        let ctx = Context::serial().with_workspaces(&w);
+        ctx.with_workspace(100, |p| assert!(!p.is_null())).unwrap();
+        for slot in &w.slots {
+            assert_eq!(slot.lock().unwrap().len(), 100);
+        }
+        // A smaller request grows nothing.
+        ctx.with_workspace(10, |_| ()).unwrap();
+        assert!(w.slots.iter().all(|s| s.lock().unwrap().len() == 100));
+    }
+
+    #[test]
+    fn workers_run_a_closure_and_report_their_threads() {
+        let w = std::thread::spawn(|| {
+            let w = Workers::new(2).unwrap();
+            // This thread joined the pool as worker 0: installing runs right here.
+            let here = w.install(rayon::current_thread_index);
+            (w.threads(), here)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(w, (2, Some(0)));
+    }
+}

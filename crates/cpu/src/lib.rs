@@ -1,0 +1,24 @@
+//! ferroflow-cpu: the CPU backend. Matrix products (a blocked loop around the `gemm` crates'
+//! microkernels, [`gemm`]), the elementwise and column passes split across threads and compiled for
+//! the CPU's widest vectors ([`parallel`], [`simd`]), the float math they vectorize ([`math`]), the
+//! pool of dead tensors' storage ([`pool`]), the worker threads and packing workspaces, and a global
+//! allocator for large buffers ([`alloc`]).
+//!
+//! It knows nothing about graphs: every kernel takes a [`Context`] (configuration, threads, pool,
+//! workspaces) and slices or strided matrices. All of ferroflow's `unsafe` is here.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod alloc;
+pub mod config;
+pub mod context;
+pub mod gemm;
+pub mod math;
+pub mod parallel;
+pub mod pool;
+pub mod simd;
+
+pub use config::{ConfigError, CpuConfig};
+pub use context::{Context, Workers, Workspaces};
+pub use math::Float;
+pub use pool::VecPool;
+pub use simd::Isa;
