@@ -129,12 +129,12 @@ fn bench_ab_times_both_settings() {
         "--seconds",
         "0.2",
         "--ab",
-        "FERROFLOW_PAR_MIN=1000000000",
+        "parallel_min_elements=1000000000",
     ]);
     assert!(ok, "{err}");
     let line = out.lines().find(|l| l.starts_with("# A/B")).unwrap();
     assert!(
-        line.starts_with("# A/B book/8 FERROFLOW_PAR_MIN=1000000000: "),
+        line.starts_with("# A/B book/8 parallel_min_elements=1000000000: "),
         "{line}"
     );
     // "... X steps/s (N steps) as it was, Y (M steps) with the setting: ratio R"
@@ -154,8 +154,11 @@ fn bench_ab_times_both_settings() {
         !out.contains("\"engine\""),
         "an A/B run prints no reference line: {out}"
     );
-    let (ok, _, err) = ferroflow(&["bench", "--ab", "FERROFLOW_NOPE=1"]);
-    assert!(!ok && err.contains("FERROFLOW_NOPE"), "{err}");
+    let (ok, _, err) = ferroflow(&["bench", "--ab", "nope=1"]);
+    assert!(
+        !ok && err.contains("nope") && err.contains("gemm_own"),
+        "{err}"
+    );
 }
 
 #[test]

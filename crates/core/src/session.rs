@@ -9,7 +9,7 @@ use crate::ops::kernels::FloatArray;
 use crate::ops::state::AssignMode;
 use crate::plan::{self, Plan, StepKind};
 use crate::value::Value;
-use ferroflow_cpu::{Context, CpuConfig, VecPool, Workers};
+use ferroflow_cpu::{Context, CpuConfig, VecPool, Workers, Workspaces};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use smallvec::SmallVec;
@@ -123,6 +123,8 @@ struct State {
     cpu: CpuConfig,
     /// The worker threads, started on the first run with more than one thread.
     workers: Option<Arc<Workers>>,
+    /// The packing workspace of runs on one thread.
+    workspace: Workspaces,
 }
 
 /// Input lists of one kernel call: on the stack for up to 64 inputs (the `AddN` of a global gradient
@@ -179,6 +181,7 @@ impl Session {
                 side_pool: Mutex::default(),
                 cpu,
                 workers,
+                workspace: Workspaces::new(1),
                 graph_version: 0,
                 profile: HashMap::new(),
             }),
@@ -209,17 +212,15 @@ impl Session {
             .plans
             .get_mut(at)
             .ok_or_else(|| Error::other("internal: plan cache entry vanished"))?;
-        let mut ctx = Context::new(&state.cpu, threads);
-        if self.options.reuse_buffers {
-            ctx = ctx.with_pool(&state.pool);
-        }
         let workers = if threads > 1 {
             state.workers.as_deref()
         } else {
             None
         };
-        if let Some(w) = workers {
-            ctx = ctx.with_workspaces(w.workspaces());
+        let workspaces = workers.map_or(&state.workspace, Workers::workspaces);
+        let mut ctx = Context::new(&state.cpu, threads).with_workspaces(workspaces);
+        if self.options.reuse_buffers {
+            ctx = ctx.with_pool(&state.pool);
         }
         let mut run = Run {
             vars: &mut state.vars,

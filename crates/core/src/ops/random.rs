@@ -69,7 +69,7 @@ impl Random {
             data.push(x);
         }
         let a = ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|e| e.to_string())?;
-        Ok(Value::F64(a).cast(self.dtype))
+        Ok(Value::F64(a).cast_in(ctx, self.dtype))
     }
 }
 

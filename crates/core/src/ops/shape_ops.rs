@@ -354,8 +354,8 @@ impl OpDef for Cast {
         expect_arity(inputs, 1, "Cast")?;
         Ok(Some(TensorInfo::new(self.to, inputs[0].shape.clone())))
     }
-    fn compute(&self, _ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
-        Ok(input(inputs, 0, "Cast")?.cast(self.to))
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
+        Ok(input(inputs, 0, "Cast")?.cast_in(ctx, self.to))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let from = ctx.input_infos[0].dtype;

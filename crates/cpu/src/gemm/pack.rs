@@ -8,13 +8,11 @@
 //! Packing only moves values, so neither its order nor its instructions change a result. Three
 //! cases:
 //! - lines contiguous (`along` 1: a weight matrix as the forward product reads it): panel by panel,
-//!   each depth step's lines one fixed-size copy (the crate's order; reading the operand a whole row
-//!   at a time across all panels measured 2% slower in the `deep` step);
+//!   each depth step's lines one fixed-size copy (the crate's order);
 //! - depth contiguous (`step` 1: the transposed weight matrix of the gradient `dY·Wᵀ`): f32 in
 //!   blocks of 16 lines × 16 depth steps on AVX-512 (8 × 8 on AVX2), each block 16 vector loads, a
-//!   transpose in registers and 16 vector stores, where the crate gathers one value at a time (the
-//!   `deep` step at batch 256: 3.5% more steps/s, interleaved A/B in one process); a last block of
-//!   fewer lines loads only those and stores the zeros of the padding with them;
+//!   transpose in registers and 16 vector stores, where the crate gathers one value at a time; a
+//!   last block of fewer lines loads only those and stores the zeros of the padding with them;
 //! - otherwise: one value at a time, a depth step at a time across a panel's lines (the crate's
 //!   order).
 

@@ -135,8 +135,8 @@ struct Problem<T> {
 }
 
 /// `c = a·b` (or `c += a·b` with `accumulate`) on the calling thread; `c` is `m×n` with row stride
-/// `c_rs`. Uses the crate's microkernels with the thread's own packing buffers, or the crate for the
-/// shapes it sends to kernels that allocate nothing. Fails only when the workspace cannot grow.
+/// `c_rs`. Uses the crate's microkernels with packing buffers from the context's workspaces, or the
+/// crate for the shapes it sends to kernels that allocate nothing. Fails only when the workspace cannot grow.
 ///
 /// # Safety
 /// The module invariant; with `accumulate` every element of the `m×n` block of `c` is initialized.
@@ -259,8 +259,8 @@ fn sent_elsewhere_by_the_crate<T>(p: &Problem<T>) -> bool {
 }
 
 /// The crate's single-threaded blocked loop (`gemm_basic_generic` with `Parallelism::None`), with
-/// the blocking `(kc, mc, nc)` of [`blocking`] and the packing buffers taken from the thread's
-/// workspace.
+/// the blocking `(kc, mc, nc)` of [`blocking`] and the packing buffers taken from the context's
+/// workspaces.
 ///
 /// # Safety
 /// As [`product`].
@@ -458,11 +458,8 @@ unsafe fn blocked<T: Microkernels>(
 /// Asks the CPU to bring `rows` rows of `cols` values, `row_step` elements apart from `first` on,
 /// into L2 (a prefetch of every cache line they touch, row by row). `X` in a weight gradient's
 /// product otherwise arrives a line at a time as the kernels walk down its rows six values wide, a
-/// stride the hardware prefetchers do not follow: in `gemm_micro` (300×1024·1024×300 with `Xᵀ`, 8
-/// copies of the operands so that they come from memory) warmed and read in place took 0.965 of the
-/// time of packed, in place without warming 1.004; in the `deep` and `deep_bn` steps at batch 2048,
-/// 1-2% more steps/s (docs/performance.md). A prefetch never faults, so the addresses need not be
-/// valid; these are (the caller's operand).
+/// stride the hardware prefetchers do not follow. A prefetch never faults, so the addresses need not
+/// be valid; these are (the caller's operand).
 fn warm_rows<T>(first: *const T, row_step: isize, rows: usize, cols: usize) {
     #[cfg(target_arch = "x86_64")]
     {

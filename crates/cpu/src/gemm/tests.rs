@@ -92,7 +92,7 @@ fn crate_product<T: Float>(c: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>, accu
     };
 }
 
-/// Our driver around the crate's microkernels (workspace per thread) gives the crate's own
+/// Our driver around the crate's microkernels (workspaces from the context) gives the crate's own
 /// results bit for bit: every transpose combination, with and without accumulation, over shapes
 /// that take each of its paths (small products, deep products blocked in depth, packed and
 /// unpacked operands, partial tiles, the crate's vector kernels), in f32 and f64. On two threads
