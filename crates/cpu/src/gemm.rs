@@ -1,4 +1,4 @@
-//! Matrix products (with the submodule [`packed`], our blocked loop around the `gemm` crates'
+//! Matrix products (with the submodule `packed`, our blocked loop around the `gemm` crates'
 //! microkernels): calls into the strided matrix multiply, the split of a product across threads,
 //! and vectors filled straight into their spare capacity ([`gemm_into_vec`], [`rows_into_vec`]),
 //! which saves the zero-filling pass an output would otherwise need.
@@ -215,7 +215,7 @@ where
 const DEPTH_SPLIT_MIN: usize = 1024;
 
 /// Whether a product of `m` rows summing over `k` terms splits its sum on several threads
-/// ([`DEPTH_SPLIT_MIN`]; the session does not pair such products).
+/// (at least 1024 terms, and more terms than rows; the session does not pair such products).
 pub fn splits_depth(m: usize, k: usize) -> bool {
     k >= DEPTH_SPLIT_MIN && k >= m
 }

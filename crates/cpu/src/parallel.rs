@@ -6,7 +6,7 @@ use crate::context::Context;
 use crate::math::Float;
 
 /// Runs `f(first_column, accumulators)` over `parts` disjoint column ranges of `acc` (one call when
-/// `parts` < 2), each inside [`vectorized`]. Each column's sum runs over its rows in order whatever
+/// `parts` < 2), each inside [`Context::vectorized`]. Each column's sum runs over its rows in order whatever
 /// the split, so results do not depend on it.
 pub fn column_parts<T: Send>(
     ctx: &Context<'_>,

@@ -1,6 +1,6 @@
 //! Vector instruction sets chosen at run time for the elementwise loops.
 //!
-//! The default x86-64 target compiles loops for SSE2 (4 f32 lanes). [`vectorized`] runs a closure
+//! The default x86-64 target compiles loops for SSE2 (4 f32 lanes). [`vectorized_with`] runs a closure
 //! inside a function compiled with AVX-512 (16 lanes) or AVX2 enabled, whichever the CPU has, so a
 //! portable binary gets the wide loops where they exist. The closure and everything it calls must be
 //! inlined into that function for its loops to be compiled wide: callers pass closures marked

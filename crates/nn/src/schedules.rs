@@ -67,8 +67,8 @@ pub fn polynomial_decay(
     )
 }
 
-/// `tf.train.piecewise_constant(step, boundaries, values)`: `values[0]` while step ≤ boundaries[0],
-/// `values[i]` while boundaries[i-1] < step ≤ boundaries[i], the last value beyond.
+/// `tf.train.piecewise_constant(step, boundaries, values)`: `values[0]` while step ≤ `boundaries[0]`,
+/// `values[i]` while `boundaries[i-1]` < step ≤ `boundaries[i]`, the last value beyond.
 pub fn piecewise_constant(
     g: &Graph,
     global_step: Variable,
