@@ -106,7 +106,7 @@ pub fn build(model: &str) -> Result<BenchModel> {
         let name = format!("hidden{i}");
         h = if model == "deep_bn" {
             let z = dense(&g, h, width, &name, None, false)?;
-            act.apply(&g, batch_norm(&g, z, &format!("bn{i}"), 0.9, 1e-3)?)?
+            g.unary_op(act, batch_norm(&g, z, &format!("bn{i}"), 0.9, 1e-3)?)?
         } else {
             dense(&g, h, width, &name, Some(act), true)?
         };

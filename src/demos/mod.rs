@@ -72,7 +72,7 @@ pub fn build_mlp(
                         ..Default::default()
                     },
                 )?;
-                spec.activation.apply(g, bn)?
+                g.unary_op(spec.activation, bn)?
             }
         };
         hidden.push(h);

@@ -21,6 +21,8 @@ pub trait Float:
     fn exp_fast(self) -> Self;
     /// e^x - 1, accurate near 0; for f32 branch-free and vectorizable (see [`exp_m1_f32`]).
     fn exp_m1_fast(self) -> Self;
+    /// The error function erf(x) = 2/√π ∫₀ˣ e^(-t²) dt (the `libm` crate's `erff` and `erf`).
+    fn erf(self) -> Self;
 }
 impl Float for f32 {
     fn from_f64(x: f64) -> Self {
@@ -37,6 +39,9 @@ impl Float for f32 {
     fn exp_m1_fast(self) -> Self {
         exp_m1_f32(self)
     }
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
 }
 impl Float for f64 {
     fn from_f64(x: f64) -> Self {
@@ -50,6 +55,9 @@ impl Float for f64 {
     }
     fn exp_m1_fast(self) -> Self {
         self.exp_m1()
+    }
+    fn erf(self) -> Self {
+        libm::erf(self)
     }
 }
 

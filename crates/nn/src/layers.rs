@@ -5,35 +5,10 @@ use ferroflow_core::{
     keys, Error, Graph, Initializer, Result, Reuse, Tensor, VarOptions, Variable,
 };
 
-/// An activation function, as a function and as a `dense` option.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Activation {
-    Sigmoid,
-    Tanh,
-    Relu,
-    Relu6,
-    /// `x > 0 ? x : alpha·x` (TF's default alpha is 0.2).
-    LeakyRelu(f64),
-    Elu,
-    Selu,
-    Softplus,
-}
-
-impl Activation {
-    /// Applies the activation (op named as TF names it: `Relu`, `Elu`, ...).
-    pub fn apply(self, g: &Graph, x: Tensor) -> Result<Tensor> {
-        match self {
-            Activation::Sigmoid => g.sigmoid(x),
-            Activation::Tanh => g.tanh(x),
-            Activation::Relu => g.relu(x),
-            Activation::Relu6 => g.relu6(x),
-            Activation::LeakyRelu(a) => g.leaky_relu(x, a),
-            Activation::Elu => g.elu(x),
-            Activation::Selu => g.selu(x),
-            Activation::Softplus => g.softplus(x),
-        }
-    }
-}
+/// An activation function as a `dense` option: any of core's elementwise functions
+/// (`Activation::Relu`, `Activation::Elu`, `Activation::Gelu`, `Activation::LeakyRelu { alpha }`, ...),
+/// applied with [`Graph::unary_op`] and named as TF names it (`Relu`, `Elu`, ...).
+pub use ferroflow_core::ops::unary::UnaryKind as Activation;
 
 /// Whether a layer runs in training mode: a fixed bool, or a bool tensor decided at run time
 /// (TF's `placeholder_with_default(False, shape=())` pattern).
@@ -190,7 +165,7 @@ pub fn dense_with(g: &Graph, input: Tensor, units: usize, opts: DenseOptions) ->
         out = g.named("BiasAdd").add(out, bias)?;
     }
     if let Some(a) = opts.activation {
-        out = a.apply(g, out)?;
+        out = g.unary_op(a, out)?;
     }
     Ok(out)
 }

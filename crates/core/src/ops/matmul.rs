@@ -245,16 +245,7 @@ impl OpDef for MatMulFused {
         match self.epilogue {
             ProductEpilogue::BiasAdd { relu: true } => "MatMul+AddV2+Relu",
             ProductEpilogue::BiasAdd { relu: false } => "MatMul+AddV2",
-            ProductEpilogue::ActivationGrad(kind) => match kind {
-                UnaryKind::Relu => "MatMul+ReluGrad",
-                UnaryKind::Relu6 => "MatMul+Relu6Grad",
-                UnaryKind::LeakyRelu { .. } => "MatMul+LeakyReluGrad",
-                UnaryKind::Sigmoid => "MatMul+SigmoidGrad",
-                UnaryKind::Tanh => "MatMul+TanhGrad",
-                UnaryKind::Elu => "MatMul+EluGrad",
-                UnaryKind::Selu => "MatMul+SeluGrad",
-                _ => "MatMul+ActivationGrad",
-            },
+            ProductEpilogue::ActivationGrad(kind) => kind.fused_product_name(),
         }
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
