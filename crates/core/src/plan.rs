@@ -379,30 +379,21 @@ fn drop_marked(steps: &mut Vec<Step>, marked: &[bool]) {
 /// the `Relu`'s output) is unchanged. (With `check_numerics`, a -inf before the `Relu` is then no
 /// longer seen: the fused step's output holds 0 there.)
 fn fuse_relu(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
-    use crate::ops::binary::{AddRelu, Binary, BinaryKind};
-    use crate::ops::unary::{Unary, UnaryKind};
     let readers = readers_of(steps);
     let mut fused_away = vec![false; steps.len()];
     for i in 0..steps.len() {
         let StepKind::Kernel(op) = &steps[i].kind else {
             continue;
         };
-        let float = || g.info(steps[i].node).is_ok_and(|t| t.dtype.is_float());
-        let fused = match op.as_ref() {
-            Op::BatchNorm(bn) => Op::BatchNorm(bn.with_relu()),
-            Op::Binary(Binary {
-                kind: BinaryKind::Add,
-            }) if float() => Op::AddRelu(AddRelu),
-            _ => continue,
+        let float = g.info(steps[i].node).is_ok_and(|t| t.dtype.is_float());
+        let Some(fused) = op.def().with_relu().filter(|_| float) else {
+            continue;
         };
         let out = steps[i].out;
         let Some(&[j]) = readers.get(&out).map(Vec::as_slice) else {
             continue;
         };
-        let relu = matches!(
-            &steps[j].kind,
-            StepKind::Kernel(r) if matches!(r.as_ref(), Op::Unary(Unary { kind: UnaryKind::Relu }))
-        );
+        let relu = matches!(&steps[j].kind, StepKind::Kernel(r) if r.def().is_relu());
         if !relu || steps[j].inputs != [out] || fetched.contains(&out) {
             continue;
         }
@@ -414,16 +405,15 @@ fn fuse_relu(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
     drop_marked(steps, &fused_away);
 }
 
-/// Fuses each float `MatMul` whose output nobody fetches and one step alone reads, when that step is
-/// a bias add (`AddV2`, or the `AddRelu` that [`fuse_relu`] made of it) or an activation gradient
-/// whose gradient input is the product (`ReluGrad` of a layer's `dX = dZ·Wᵀ`): one
-/// `MatMulFused` step that runs the second op over each band of rows as soon as the band is computed
-/// (the same operations, the same bits). The step takes the product's place (where a layer's `dX`
-/// stays next to its `dW`, to be paired with it), or the second op's when that op's other input is
-/// computed after the product (a bias read just before its add).
+/// Fuses each float product whose output nobody fetches and one step alone reads, when that step
+/// can be the product's epilogue (`OpDef::as_epilogue`: a bias add, or the `AddRelu` that
+/// [`fuse_relu`] made of it, or an activation gradient whose gradient input is the product, such as
+/// the `ReluGrad` of a layer's `dX = dZ·Wᵀ`): one step (`OpDef::with_epilogue`, the `MatMulFused`)
+/// that runs the second op over each band of rows as soon as the band is computed (the same
+/// operations, the same bits). The step takes the product's place (where a layer's `dX` stays next
+/// to its `dW`, to be paired with it), or the second op's when that op's other input is computed
+/// after the product (a bias read just before its add).
 fn fuse_products(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
-    use crate::ops::binary::{Binary, BinaryKind};
-    use crate::ops::matmul::{MatMulFused, ProductEpilogue};
     let readers = readers_of(steps);
     let producer: HashMap<usize, usize> = steps
         .iter()
@@ -433,9 +423,6 @@ fn fuse_products(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
     let mut fused_away = vec![false; steps.len()];
     for i in 0..steps.len() {
         let StepKind::Kernel(op) = &steps[i].kind else {
-            continue;
-        };
-        let Op::MatMul(product) = op.as_ref() else {
             continue;
         };
         let float = g.info(steps[i].node).is_ok_and(|t| t.dtype.is_float());
@@ -449,30 +436,23 @@ fn fuse_products(g: &GraphInner, steps: &mut Vec<Step>, fetched: &[usize]) {
         let StepKind::Kernel(second) = &steps[j].kind else {
             continue;
         };
-        let (epilogue, extra) = match (second.as_ref(), steps[j].inputs.as_slice()) {
-            (Op::AddRelu(_), &[x, y])
-            | (
-                Op::Binary(Binary {
-                    kind: BinaryKind::Add,
-                }),
-                &[x, y],
-            ) => {
-                let relu = matches!(second.as_ref(), Op::AddRelu(_));
-                let extra = if x == out { y } else { x };
-                (ProductEpilogue::BiasAdd { relu }, extra)
-            }
-            (Op::ActivationGrad(a), &[x, v]) if x == out => {
-                (ProductEpilogue::ActivationGrad(a.kind), v)
-            }
-            _ => continue,
+        let (&[a, b], Some(k)) = (
+            steps[j].inputs.as_slice(),
+            steps[j].inputs.iter().position(|&s| s == out),
+        ) else {
+            continue;
+        };
+        let extra = if k == 0 { b } else { a };
+        let Some(fused) = second
+            .def()
+            .as_epilogue(k)
+            .and_then(|e| op.def().with_epilogue(e))
+        else {
+            continue;
         };
         if extra == out {
             continue;
         }
-        let fused = Op::MatMulFused(MatMulFused {
-            product: product.clone(),
-            epilogue,
-        });
         let mut inputs = steps[i].inputs.clone();
         inputs.push(extra);
         let (at, away) = if producer.get(&extra).is_some_and(|&k| k > i) {

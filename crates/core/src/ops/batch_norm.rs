@@ -256,14 +256,6 @@ impl BatchNorm {
             relu: false,
         }
     }
-
-    /// The same op followed by `Relu` in the same pass (for the plan compiler).
-    pub(crate) fn with_relu(&self) -> Self {
-        BatchNorm {
-            epsilon: self.epsilon,
-            relu: true,
-        }
-    }
 }
 
 /// `y`, or TF's `Relu` of it when `RELU`.
@@ -505,6 +497,14 @@ impl OpDef for BatchNorm {
         } else {
             "BatchNormalization"
         }
+    }
+    fn with_relu(&self) -> Option<Op> {
+        (!self.relu).then(|| {
+            Op::BatchNorm(BatchNorm {
+                epsilon: self.epsilon,
+                relu: true,
+            })
+        })
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         infer_channels(

@@ -2,8 +2,9 @@
 //! (`AddRelu`), and `AddN`. Comparisons, logic and `where` are in `logic.rs`.
 
 use super::kernels::{by_float, float_input, zip_broadcast, zip_broadcast_par, Float, FloatArray};
+use super::matmul::ProductEpilogue;
 use super::unary::relu;
-use super::{expect_arity, GradContext, InferError, InferResult, OpDef};
+use super::{expect_arity, GradContext, InferError, InferResult, Op, OpDef};
 use crate::dtype::{DType, TensorInfo};
 use crate::error::{OpResult, Result};
 use crate::graph::{Graph, Tensor};
@@ -198,6 +199,9 @@ impl OpDef for AddRelu {
     fn type_name(&self) -> &'static str {
         "AddV2+Relu"
     }
+    fn as_epilogue(&self, _product_input: usize) -> Option<ProductEpilogue> {
+        Some(ProductEpilogue::BiasAdd { relu: true })
+    }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         ADD.infer(inputs)
     }
@@ -241,6 +245,12 @@ impl OpDef for AddRelu {
 impl OpDef for Binary {
     fn type_name(&self) -> &'static str {
         self.kind.type_name()
+    }
+    fn with_relu(&self) -> Option<Op> {
+        (self.kind == BinaryKind::Add).then_some(Op::AddRelu(AddRelu))
+    }
+    fn as_epilogue(&self, _product_input: usize) -> Option<ProductEpilogue> {
+        (self.kind == BinaryKind::Add).then_some(ProductEpilogue::BiasAdd { relu: false })
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         let out = broadcast_infer(inputs, self.type_name(), None)?;

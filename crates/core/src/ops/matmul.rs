@@ -92,6 +92,12 @@ impl OpDef for MatMul {
     fn type_name(&self) -> &'static str {
         "MatMul"
     }
+    fn with_epilogue(&self, epilogue: ProductEpilogue) -> Option<Op> {
+        Some(Op::MatMulFused(MatMulFused {
+            product: self.clone(),
+            epilogue,
+        }))
+    }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 2, "MatMul")?;
         super::same_dtype(inputs)?;

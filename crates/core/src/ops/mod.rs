@@ -105,6 +105,26 @@ pub trait OpDef {
     ) -> OpResult<()> {
         Err(format!("op {} has no in-place kernel", self.type_name()))
     }
+    /// Fusion: the op that computes this one followed by the `Relu` that alone reads its output, in
+    /// one pass (a bias add becomes `AddRelu`, a batch normalization its `+Relu` form). The plan
+    /// fuses float outputs only.
+    fn with_relu(&self) -> Option<Op> {
+        None
+    }
+    /// Fusion: whether this is the `Relu` that [`OpDef::with_relu`] absorbs.
+    fn is_relu(&self) -> bool {
+        false
+    }
+    /// Fusion: the op that computes this product and then `epilogue` over each band of its rows, if
+    /// this op takes epilogues (`MatMul`).
+    fn with_epilogue(&self, _epilogue: matmul::ProductEpilogue) -> Option<Op> {
+        None
+    }
+    /// Fusion: what this op does as the epilogue of a product that is its input `product_input`
+    /// (a bias add, or an activation gradient whose gradient input is the product), if it can be one.
+    fn as_epilogue(&self, _product_input: usize) -> Option<matmul::ProductEpilogue> {
+        None
+    }
     /// The gradient rule: one entry per input (`None` for no gradient), built from graph ops.
     fn gradient(&self, ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Err(Error::NoGradient {

@@ -254,6 +254,9 @@ impl OpDef for Unary {
     fn type_name(&self) -> &'static str {
         self.kind.type_name()
     }
+    fn is_relu(&self) -> bool {
+        self.kind == UnaryKind::Relu
+    }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         struct OnIntegers;
         impl UnaryVisitor for OnIntegers {
@@ -407,6 +410,9 @@ impl ActivationGrad {
 impl OpDef for ActivationGrad {
     fn type_name(&self) -> &'static str {
         self.kind.grad_type_name().unwrap_or("ActivationGrad")
+    }
+    fn as_epilogue(&self, product_input: usize) -> Option<super::matmul::ProductEpilogue> {
+        (product_input == 0).then_some(super::matmul::ProductEpilogue::ActivationGrad(self.kind))
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 2, self.type_name())?;
