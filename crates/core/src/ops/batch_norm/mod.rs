@@ -20,9 +20,7 @@
 //!   no gradient from this node: the sum the autodiff would have built from three paths, in one pass.
 //!   Gradients reaching the mean or variance from other consumers still flow back the ordinary way.
 
-use super::kernels::{
-    by_float, column_blocks, float_input, fold_columns, FloatArray, COLUMN_BLOCK,
-};
+use super::kernels::{by_float, column_blocks, float_input, FloatArray, COLUMN_BLOCK};
 use super::reduce::{normalize_axes, Reduce, ReduceKind};
 use super::{
     expect_arity, expect_float, same_dtype, GradContext, InferError, InferResult, Op, OpDef,
@@ -133,35 +131,6 @@ fn copy_then_in_place<T: FloatArray>(
     Ok(out)
 }
 
-// ---------------------------------------------------------------------------------------------
-// MomentsVariance
-
-/// `Σ_r (x - mean)² / rows` per channel: the variance half of `tf.nn.moments` over the leading axes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MomentsVariance;
-
-fn variance_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
-    let op = "MomentsVariance";
-    let (x, rows, c) = big_data::<T>(inputs, 0, op)?;
-    let mean = channel_data::<T>(inputs, 1, c, op, "the mean")?;
-    let mut out = ctx.try_filled_vec(c, T::zero())?;
-    fold_columns(
-        ctx,
-        x,
-        mean,
-        &mut out,
-        #[inline(always)]
-        |v, mu| (v - mu) * (v - mu),
-    );
-    let n = T::from_f64(rows as f64);
-    for a in out.iter_mut() {
-        *a = *a / n;
-    }
-    Ok(T::wrap(
-        ArrayD::from_shape_vec(IxDyn(&[c]), out).map_err(|e| e.to_string())?,
-    ))
-}
-
 /// The static channel count of `x`'s info (its last dimension), when known.
 fn static_channels(info: &TensorInfo) -> Option<usize> {
     info.shape.dims()?.last().copied().flatten()
@@ -204,33 +173,6 @@ fn infer_channels(
         expect_channels(info, c, what)?;
     }
     Ok(c)
-}
-
-impl OpDef for MomentsVariance {
-    fn type_name(&self) -> &'static str {
-        "MomentsVariance"
-    }
-    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
-        let c = infer_channels(inputs, 2, "MomentsVariance", &["the mean"])?;
-        Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(vec![c]))))
-    }
-    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
-        by_float(
-            inputs,
-            self.type_name(),
-            || variance_typed::<f32>(ctx, inputs),
-            || variance_typed::<f64>(ctx, inputs),
-        )
-    }
-    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
-        // d/dx = 2·(x - mean)·grad / rows; the mean is under stop_gradient, as in tf.nn.moments.
-        let g = ctx.graph;
-        let (x, mean) = (ctx.input(0)?, ctx.input(1)?);
-        let dtype = g.dtype(x)?;
-        let rows = g.div(g.cast(g.size(x)?, dtype)?, g.cast(g.size(mean)?, dtype)?)?;
-        let scale = g.div(g.mul(g.scalar_like(x, 2.0)?, grad)?, rows)?;
-        Ok(vec![Some(g.mul(g.sub(x, mean)?, scale)?), None])
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -650,3 +592,6 @@ impl Graph {
 
 mod grad;
 pub use grad::{BatchNormGradInput, BatchNormGradStats, BatchNormParamGrad, BnParam};
+
+mod moments;
+pub use moments::*;

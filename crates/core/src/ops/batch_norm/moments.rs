@@ -1,0 +1,68 @@
+//! `MomentsVariance`: the variance half of `tf.nn.moments`, one pass per channel.
+
+use super::*;
+use crate::dtype::{Shape, TensorInfo};
+use crate::error::{OpResult, Result};
+use crate::graph::Tensor;
+use crate::ops::kernels::{by_float, fold_columns, FloatArray};
+use crate::ops::{GradContext, InferResult, OpDef};
+use crate::value::Value;
+use ferroflow_cpu::Context;
+use ndarray::{ArrayD, IxDyn};
+use serde::{Deserialize, Serialize};
+
+// ---------------------------------------------------------------------------------------------
+// MomentsVariance
+
+/// `Σ_r (x - mean)² / rows` per channel: the variance half of `tf.nn.moments` over the leading axes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MomentsVariance;
+
+fn variance_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
+    let op = "MomentsVariance";
+    let (x, rows, c) = big_data::<T>(inputs, 0, op)?;
+    let mean = channel_data::<T>(inputs, 1, c, op, "the mean")?;
+    let mut out = ctx.try_filled_vec(c, T::zero())?;
+    fold_columns(
+        ctx,
+        x,
+        mean,
+        &mut out,
+        #[inline(always)]
+        |v, mu| (v - mu) * (v - mu),
+    );
+    let n = T::from_f64(rows as f64);
+    for a in out.iter_mut() {
+        *a = *a / n;
+    }
+    Ok(T::wrap(
+        ArrayD::from_shape_vec(IxDyn(&[c]), out).map_err(|e| e.to_string())?,
+    ))
+}
+
+impl OpDef for MomentsVariance {
+    fn type_name(&self) -> &'static str {
+        "MomentsVariance"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        let c = infer_channels(inputs, 2, "MomentsVariance", &["the mean"])?;
+        Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(vec![c]))))
+    }
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
+        by_float(
+            inputs,
+            self.type_name(),
+            || variance_typed::<f32>(ctx, inputs),
+            || variance_typed::<f64>(ctx, inputs),
+        )
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        // d/dx = 2·(x - mean)·grad / rows; the mean is under stop_gradient, as in tf.nn.moments.
+        let g = ctx.graph;
+        let (x, mean) = (ctx.input(0)?, ctx.input(1)?);
+        let dtype = g.dtype(x)?;
+        let rows = g.div(g.cast(g.size(x)?, dtype)?, g.cast(g.size(mean)?, dtype)?)?;
+        let scale = g.div(g.mul(g.scalar_like(x, 2.0)?, grad)?, rows)?;
+        Ok(vec![Some(g.mul(g.sub(x, mean)?, scale)?), None])
+    }
+}
