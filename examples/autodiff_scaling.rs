@@ -34,10 +34,7 @@ fn main() -> Result<()> {
         // The first run compiles the plan (pruning, ordering, CSE, folding, liveness) and runs it once.
         sess.run(
             &fetches,
-            &[feed(
-                x,
-                Value::from_f32(&[1, 8], vec![0.5; 8]).map_err(Error::Other)?,
-            )],
+            &[feed(x, Value::from_f32(&[1, 8], vec![0.5; 8])?)],
             &[],
         )?;
         let t_plan = t1.elapsed();

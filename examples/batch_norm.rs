@@ -1,7 +1,7 @@
 //! Batch normalization at a normal and a 10x learning rate (see src/demos/batch_norm.rs).
 //! Run: `cargo run --release --example batch_norm [-- --relu]` (sigmoid by default)
 
-use ferroflow::demos::batch_norm;
+use ferroflow_tools::demos::batch_norm;
 
 fn main() {
     let mut cfg = batch_norm::Config::default();

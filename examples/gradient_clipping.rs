@@ -1,7 +1,7 @@
 //! Exploding gradients and gradient clipping on the digits (see src/demos/clipping.rs).
 //! Run: `cargo run --release --example gradient_clipping`
 
-use ferroflow::demos::clipping::{self, Clipping};
+use ferroflow_tools::demos::clipping::{self, Clipping};
 
 fn main() {
     let cfg = clipping::Config::default();

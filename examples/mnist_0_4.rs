@@ -2,7 +2,7 @@
 //! (see src/demos/mnist.rs). Run: `cargo run --release --example mnist_0_4 [-- DIR]`,
 //! DIR holding the four MNIST IDX files (default ../shared/data/mnist).
 
-use ferroflow::demos::mnist;
+use ferroflow_tools::demos::mnist;
 
 fn main() {
     let mut cfg = mnist::Config::default();

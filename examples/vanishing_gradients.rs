@@ -1,7 +1,7 @@
 //! Vanishing gradients and their remedies on the digits (see src/demos/vanishing.rs).
 //! Run: `cargo run --release --example vanishing_gradients`
 
-use ferroflow::demos::vanishing;
+use ferroflow_tools::demos::vanishing;
 
 fn main() {
     let cfg = vanishing::Config::default();

@@ -19,10 +19,6 @@
 // Panic audit: no unwrap/expect in library code (indexing is reviewed and fuzzed: docs/reliability.md).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod bench;
-pub mod demos;
-pub mod fuzzing;
-
 pub use ferroflow_core as core;
 pub use ferroflow_core::*;
 pub use ferroflow_data as data;

@@ -6,7 +6,7 @@ use ferroflow::prelude::*;
 use rand::{Rng, SeedableRng};
 
 fn train(model: &str, options: SessionOptions) -> (Vec<f32>, Vec<Value>) {
-    let m = ferroflow::bench::build(model).unwrap();
+    let m = ferroflow_tools::bench::build(model).unwrap();
     let sess = Session::with_options(&m.graph, options);
     sess.run_targets(&[m.graph.global_variables_initializer().unwrap()], &[])
         .unwrap();
@@ -61,7 +61,7 @@ fn reuse_and_passes_change_no_result() {
 /// gradients run inside the products' steps instead.
 #[test]
 fn elementwise_ops_run_in_place() {
-    let m = ferroflow::bench::build("deep").unwrap();
+    let m = ferroflow_tools::bench::build("deep").unwrap();
     let count = |reuse: bool, fuse_products: bool| {
         let sess = Session::with_options(
             &m.graph,

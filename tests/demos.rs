@@ -1,6 +1,6 @@
 //! Small, fast versions of the lecture's demos, asserting their claims as measured facts.
 
-use ferroflow::demos::transfer;
+use ferroflow_tools::demos::transfer;
 
 #[test]
 fn transfer_learning_reuses_frozen_lower_layers() {
@@ -41,7 +41,7 @@ fn transfer_learning_reuses_frozen_lower_layers() {
 
 #[test]
 fn vanishing_gradients_and_their_remedies() {
-    use ferroflow::demos::vanishing;
+    use ferroflow_tools::demos::vanishing;
     let cfg = vanishing::Config {
         epochs: 4,
         units: 64,
@@ -86,7 +86,7 @@ fn vanishing_gradients_and_their_remedies() {
 
 #[test]
 fn clipping_prevents_divergence() {
-    use ferroflow::demos::clipping::{self, Clipping};
+    use ferroflow_tools::demos::clipping::{self, Clipping};
     let cfg = clipping::Config {
         epochs: 3,
         quiet: true,
@@ -114,7 +114,7 @@ fn clipping_prevents_divergence() {
 
 #[test]
 fn batch_norm_trains_faster_and_tolerates_a_10x_learning_rate() {
-    use ferroflow::demos::batch_norm;
+    use ferroflow_tools::demos::batch_norm;
     let cfg = batch_norm::Config {
         activation: ferroflow::nn::Activation::Relu,
         max_epochs: 4,
@@ -143,7 +143,7 @@ fn batch_norm_trains_faster_and_tolerates_a_10x_learning_rate() {
 
 #[test]
 fn mnist_0_4_with_early_stopping_on_the_bundled_subset() {
-    use ferroflow::demos::mnist;
+    use ferroflow_tools::demos::mnist;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let all = ferroflow::data::idx_dataset(
         &dir.join("t10k-first1000-images-idx3-ubyte.gz"),

@@ -30,32 +30,32 @@ fn replay(target: &str, f: fn(&[u8])) -> usize {
 
 #[test]
 fn checkpoint_corpus() {
-    assert!(replay("checkpoint", ferroflow::fuzzing::checkpoint) >= 1);
+    assert!(replay("checkpoint", ferroflow_tools::fuzzing::checkpoint) >= 1);
 }
 
 #[test]
 fn meta_graph_corpus() {
-    assert!(replay("meta_graph", ferroflow::fuzzing::meta_graph) >= 1);
+    assert!(replay("meta_graph", ferroflow_tools::fuzzing::meta_graph) >= 1);
 }
 
 #[test]
 fn tf_checkpoint_corpus() {
-    assert!(replay("tf_checkpoint", ferroflow::fuzzing::tf_checkpoint) >= 1);
+    assert!(replay("tf_checkpoint", ferroflow_tools::fuzzing::tf_checkpoint) >= 1);
 }
 
 #[test]
 fn idx_corpus() {
-    assert!(replay("idx", ferroflow::fuzzing::idx) >= 3);
+    assert!(replay("idx", ferroflow_tools::fuzzing::idx) >= 3);
 }
 
 #[test]
 fn csv_corpus() {
-    assert!(replay("csv", ferroflow::fuzzing::csv) >= 2);
+    assert!(replay("csv", ferroflow_tools::fuzzing::csv) >= 2);
 }
 
 #[test]
 fn graph_ops_corpus() {
-    assert!(replay("graph_ops", ferroflow::fuzzing::graph_ops) >= 2);
+    assert!(replay("graph_ops", ferroflow_tools::fuzzing::graph_ops) >= 2);
 }
 
 /// The seeds are real inputs, not just bytes that fail early: each reader accepts its seed.
@@ -98,12 +98,12 @@ fn framed_seeds_rebuild_the_real_files() {
         let framed = std::fs::read(seeds.join(dir).join("seed-2-framed")).unwrap();
         let real = std::fs::read(seeds.join(dir).join(real)).unwrap();
         assert_eq!(
-            ferroflow::fuzzing::raw_or_framed(&framed, magic, version),
+            ferroflow_tools::fuzzing::raw_or_framed(&framed, magic, version),
             real,
             "{dir}"
         );
         assert_eq!(
-            ferroflow::fuzzing::raw_or_framed(&real, magic, version),
+            ferroflow_tools::fuzzing::raw_or_framed(&real, magic, version),
             real
         );
     }

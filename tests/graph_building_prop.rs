@@ -3,7 +3,7 @@
 //! scopes with arbitrary names; unary, binary, shape, reduction and nn ops on random earlier tensors;
 //! gradients; collection queries with arbitrary regexes; check-numerics ops), followed by sessions that
 //! run random fetches with random feeds, never panic. Each call may fail with an error. The same
-//! interpreter (`ferroflow::fuzzing::graph_ops`) is the `graph_ops` fuzz target.
+//! interpreter (`ferroflow_tools::fuzzing::graph_ops`) is the `graph_ops` fuzz target.
 
 use proptest::prelude::*;
 
@@ -12,13 +12,13 @@ proptest! {
 
     #[test]
     fn random_graph_building_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
-        ferroflow::fuzzing::graph_ops(&bytes);
+        ferroflow_tools::fuzzing::graph_ops(&bytes);
     }
 
     /// Biased towards valid programs: small dims only, so that more calls succeed and go deeper.
     #[test]
     fn mostly_valid_graphs_never_panic(bytes in proptest::collection::vec(0u8..250, 0..400)) {
-        ferroflow::fuzzing::graph_ops(&bytes);
+        ferroflow_tools::fuzzing::graph_ops(&bytes);
     }
 }
 
@@ -38,7 +38,7 @@ fn the_interpreter_builds_real_graphs() {
         39,                     // run: passes on, numerics off, feed [3, 3], fetch
         0, 0, 1, 2, 3, 3, 9, 9, 9, 9, 9, 9, 9, 9, 9, 0, 4,
     ];
-    let built = ferroflow::fuzzing::graph_ops_count(&program);
+    let built = ferroflow_tools::fuzzing::graph_ops_count(&program);
     // Five graph calls, and at least one session run that succeeded.
     assert!(built >= 6, "only {built} calls succeeded");
 }

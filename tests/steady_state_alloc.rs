@@ -9,8 +9,8 @@
 //! call: there a traced step checks that every allocation left comes from the crate (its backtrace
 //! passes through `gemm_common`).
 
-use ferroflow::bench::build;
 use ferroflow::prelude::*;
+use ferroflow_tools::bench::build;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -2,8 +2,8 @@
 //! benchmark models at batch 256 (row bands, paired weight and input gradients, kernels split in
 //! halves) train to the same bits on one thread, on two, and on two with pairing off.
 
-use ferroflow::bench::build;
 use ferroflow::prelude::*;
+use ferroflow_tools::bench::build;
 
 /// The loss and every trainable variable after three training steps.
 fn train(model: &str, batch: usize, threads: usize) -> (u64, Vec<Vec<u32>>) {

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ferroflow::fuzzing::csv(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ferroflow_tools::fuzzing::csv(data));

@@ -136,12 +136,14 @@ impl Graph {
                 continue;
             }
             let seed = match &opts.grad_ys {
-                Some(gy) => *gy.get(i).ok_or_else(|| {
-                    Error::other(format!(
+                Some(gy) => *gy.get(i).ok_or_else(|| Error::InvalidArgument {
+                    node: "gradients".into(),
+                    op: "gradients".into(),
+                    message: format!(
                         "grad_ys has {} entries but there are {} ys",
                         gy.len(),
                         ys.len()
-                    ))
+                    ),
                 })?,
                 // Like TF's `ones(shape(y))`: a constant when the shape is static, so the seed does not
                 // make y itself a dependency of its gradients.

@@ -101,12 +101,16 @@ pub enum Error {
         input_shape: Shape,
     },
 
-    /// A kernel failed at run time (bad runtime shape, out-of-range index, ...).
-    #[error("error running node '{node}' (op {op}): {message}")]
+    /// A kernel failed at run time (bad runtime shape, out-of-range index, out of memory, ...):
+    /// the node, its op, the shapes of the inputs it was given, and the kernel's reason.
+    #[error(
+        "error running node '{node}' (op {op}) on inputs of shapes {input_shapes:?}: {source}"
+    )]
     Kernel {
         node: String,
         op: String,
-        message: String,
+        input_shapes: Vec<Vec<usize>>,
+        source: KernelError,
     },
 
     /// A tensor held NaN or infinite values where numerics are checked (`check_numerics`).
@@ -122,19 +126,52 @@ pub enum Error {
     #[error("invalid scope regex '{pattern}': {message}")]
     BadRegex { pattern: String, message: String },
 
-    /// Anything else, with a message.
-    #[error("{0}")]
-    Other(String),
+    /// Values that do not fill the shape asked for (`Value::from_f32` and friends).
+    #[error("cannot make a tensor of shape {shape:?} from {len} values")]
+    DataShape { shape: Vec<usize>, len: usize },
+
+    /// The backend failed outside a kernel (worker threads that could not start).
+    #[error(transparent)]
+    Backend(#[from] ferroflow_cpu::Error),
+
+    /// A broken invariant of ferroflow itself (a bug to report), with what was found.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Result with ferroflow-core's error.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// The error a kernel or shape rule returns before the graph adds the node name and op.
-pub type OpResult<T> = std::result::Result<T, String>;
+/// Why a kernel failed, before the session adds the node, its op and its inputs' shapes
+/// ([`Error::Kernel`]).
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum KernelError {
+    /// The backend could not do it: out of memory (TF's `ResourceExhausted`), or operands it
+    /// refuses.
+    #[error(transparent)]
+    Backend(#[from] ferroflow_cpu::Error),
+    /// The run-time shapes do not fit the op.
+    #[error("{0}")]
+    Shape(String),
+    /// An input's dtype is not one the kernel takes.
+    #[error("{0}")]
+    DType(String),
+    /// An input value the op refuses (an out-of-range index or label, a bad axis, ...).
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl From<ndarray::ShapeError> for KernelError {
+    fn from(e: ndarray::ShapeError) -> Self {
+        KernelError::Shape(e.to_string())
+    }
+}
+
+/// The result of a kernel.
+pub type OpResult<T> = std::result::Result<T, KernelError>;
 
 impl Error {
-    pub(crate) fn other(msg: impl Into<String>) -> Self {
-        Error::Other(msg.into())
+    pub(crate) fn internal(msg: impl Into<String>) -> Self {
+        Error::Internal(msg.into())
     }
 }

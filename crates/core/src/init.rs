@@ -158,7 +158,7 @@ impl Initializer {
         Value::checked_len(shape).map_err(|m| crate::error::Error::InvalidArgument {
             node: g.current_name_scope(),
             op: "initializer".into(),
-            message: m,
+            message: m.to_string(),
         })?;
         match self {
             Initializer::Zeros => g.named("zeros").constant(Value::filled(dtype, shape, 0.0)),

@@ -229,9 +229,10 @@ pub(crate) fn compile(
 
     let slot_of: HashMap<usize, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     let slot = |n: usize| -> Result<usize> {
-        slot_of.get(&resolve(n)).copied().ok_or_else(|| {
-            Error::other(format!("internal: node '{}' has no slot", g.nodes[n].name))
-        })
+        slot_of
+            .get(&resolve(n))
+            .copied()
+            .ok_or_else(|| Error::internal(format!("node '{}' has no slot", g.nodes[n].name)))
     };
 
     let mut steps = Vec::with_capacity(order.len());

@@ -206,12 +206,12 @@ impl Session {
         let at = self.plan_for(state, fetches, feeds, targets)?;
         let threads = self.options.threads.max(1);
         if threads > 1 && state.workers.is_none() {
-            state.workers = Some(Arc::new(Workers::new(threads).map_err(Error::other)?));
+            state.workers = Some(Arc::new(Workers::new(threads)?));
         }
         let cached = state
             .plans
             .get_mut(at)
-            .ok_or_else(|| Error::other("internal: plan cache entry vanished"))?;
+            .ok_or_else(|| Error::internal("plan cache entry vanished"))?;
         let workers = if threads > 1 {
             state.workers.as_deref()
         } else {
@@ -251,7 +251,8 @@ impl Session {
     /// Computes one tensor.
     pub fn run_one(&self, fetch: Tensor, feeds: &[(Tensor, Value)]) -> Result<Value> {
         let mut v = self.run(&[fetch], feeds, &[])?;
-        v.pop().ok_or_else(|| Error::other("run returned no value"))
+        v.pop()
+            .ok_or_else(|| Error::internal("run returned no value"))
     }
 
     /// Runs ops for their effects (an initializer, a train op).

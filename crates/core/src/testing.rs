@@ -37,9 +37,7 @@ pub fn check_gradients(
     let y_val = sess.run_one(y, xs)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let w_data: Vec<f64> = (0..y_val.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let w = Value::from_f64(y_val.shape(), w_data)
-        .map_err(Error::Other)?
-        .cast(y_val.dtype());
+    let w = Value::from_f64(y_val.shape(), w_data)?.cast(y_val.dtype());
     let w = g.constant(w)?;
     let loss = g.reduce_sum(g.mul(y, w)?, None, false)?;
     let xt: Vec<Tensor> = xs.iter().map(|(t, _)| *t).collect();
@@ -58,14 +56,16 @@ pub fn check_gradients(
             let eval = |delta: f64| -> Result<f64> {
                 let mut p = base.clone();
                 p[e] += delta;
-                let pv = Value::from_f64(x0.shape(), p)
-                    .map_err(Error::Other)?
-                    .cast(x0.dtype());
+                let pv = Value::from_f64(x0.shape(), p)?.cast(x0.dtype());
                 let mut feeds: Vec<(Tensor, Value)> = xs.to_vec();
                 feeds[k] = (*x, pv);
                 sess.run_one(loss, &feeds)?
                     .scalar_value()
-                    .ok_or_else(|| Error::other("loss is not a scalar"))
+                    .ok_or_else(|| Error::InvalidArgument {
+                        node: sess.graph().op_name(loss.op()),
+                        op: "check_gradients".into(),
+                        message: "the loss is not a scalar".into(),
+                    })
             };
             let num = (eval(eps)? - eval(-eps)?) / (2.0 * eps);
             let abs = (num - s).abs();

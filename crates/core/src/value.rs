@@ -1,6 +1,7 @@
 //! Concrete tensor values that cross the session API: ndarray arrays wrapped in a small enum.
 
 use crate::dtype::DType;
+use crate::error::KernelError;
 use ferroflow_cpu::{Context, VecPool};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
@@ -61,13 +62,17 @@ impl Value {
     /// that an absurd user-given shape is an error instead of an aborted allocation.
     /// Zero-length dimensions do not excuse the others: `[0, 2^40]` is refused too (the array
     /// library's own limit is on the product of the non-zero dimensions).
-    pub fn checked_len(shape: &[usize]) -> Result<usize, String> {
+    pub fn checked_len(shape: &[usize]) -> Result<usize, KernelError> {
         let nonzero = shape
             .iter()
             .filter(|&&d| d != 0)
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .filter(|&n| n <= MAX_ELEMENTS)
-            .ok_or_else(|| format!("shape {shape:?} has more than {MAX_ELEMENTS} elements"))?;
+            .ok_or_else(|| {
+                KernelError::Shape(format!(
+                    "shape {shape:?} has more than {MAX_ELEMENTS} elements"
+                ))
+            })?;
         Ok(if shape.contains(&0) { 0 } else { nonzero })
     }
 
@@ -92,22 +97,34 @@ impl Value {
         }
     }
     /// An f32 tensor from a shape and row-major data; `Err` when the sizes disagree.
-    pub fn from_f32(shape: &[usize], data: Vec<f32>) -> Result<Self, String> {
+    pub fn from_f32(shape: &[usize], data: Vec<f32>) -> Result<Self, crate::Error> {
+        let len = data.len();
         ArrayD::from_shape_vec(IxDyn(shape), data)
             .map(Value::F32)
-            .map_err(|e| e.to_string())
+            .map_err(|_| crate::Error::DataShape {
+                shape: shape.to_vec(),
+                len,
+            })
     }
     /// An f64 tensor from a shape and row-major data.
-    pub fn from_f64(shape: &[usize], data: Vec<f64>) -> Result<Self, String> {
+    pub fn from_f64(shape: &[usize], data: Vec<f64>) -> Result<Self, crate::Error> {
+        let len = data.len();
         ArrayD::from_shape_vec(IxDyn(shape), data)
             .map(Value::F64)
-            .map_err(|e| e.to_string())
+            .map_err(|_| crate::Error::DataShape {
+                shape: shape.to_vec(),
+                len,
+            })
     }
     /// An i64 tensor from a shape and row-major data.
-    pub fn from_i64(shape: &[usize], data: Vec<i64>) -> Result<Self, String> {
+    pub fn from_i64(shape: &[usize], data: Vec<i64>) -> Result<Self, crate::Error> {
+        let len = data.len();
         ArrayD::from_shape_vec(IxDyn(shape), data)
             .map(Value::I64)
-            .map_err(|e| e.to_string())
+            .map_err(|_| crate::Error::DataShape {
+                shape: shape.to_vec(),
+                len,
+            })
     }
     /// The f32 array, if this is one.
     pub fn as_f32(&self) -> Option<&ArrayD<f32>> {

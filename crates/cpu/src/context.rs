@@ -4,6 +4,7 @@
 //! or a global. A second backend (a communicator for collectives, a device) is one more field here.
 
 use crate::config::CpuConfig;
+use crate::error::{Error, Result};
 use crate::pool::VecPool;
 use crate::simd::Isa;
 use std::sync::{Mutex, MutexGuard, TryLockError};
@@ -112,22 +113,18 @@ impl<'a> Context<'a> {
     /// An empty vector with room for `n` elements: a pooled one when one fits, else a new one, or an
     /// error when the allocator refuses it (a legal but larger-than-memory tensor), instead of
     /// aborting the process.
-    pub fn try_vec<T: 'static>(&self, n: usize) -> Result<Vec<T>, String> {
+    pub fn try_vec<T: 'static>(&self, n: usize) -> Result<Vec<T>> {
         if let Some(v) = self.take_spare::<T>(n) {
             return Ok(v);
         }
         let mut v = Vec::new();
-        v.try_reserve_exact(n).map_err(|_| {
-            format!(
-                "cannot allocate a tensor of {n} elements ({} bytes)",
-                n.saturating_mul(std::mem::size_of::<T>())
-            )
-        })?;
+        v.try_reserve_exact(n)
+            .map_err(|_| Error::out_of_memory::<T>("a tensor", n))?;
         Ok(v)
     }
 
     /// `n` copies of `x`, allocated fallibly (see [`Context::try_vec`]).
-    pub fn try_filled_vec<T: Clone + 'static>(&self, n: usize, x: T) -> Result<Vec<T>, String> {
+    pub fn try_filled_vec<T: Clone + 'static>(&self, n: usize, x: T) -> Result<Vec<T>> {
         let mut v = self.try_vec(n)?;
         v.resize(n, x);
         Ok(v)
@@ -157,11 +154,7 @@ impl<'a> Context<'a> {
     }
 
     /// Runs `f` on at least `lines` cache lines of packing workspace.
-    pub(crate) fn with_workspace(
-        &self,
-        lines: usize,
-        f: impl FnOnce(*mut Line),
-    ) -> Result<(), String> {
+    pub(crate) fn with_workspace(&self, lines: usize, f: impl FnOnce(*mut Line)) -> Result<()> {
         match self.workspaces {
             Some(w) => w.with(lines, f),
             None => {
@@ -180,11 +173,10 @@ impl<'a> Context<'a> {
 pub(crate) struct Line(pub(crate) [u8; 64]);
 
 /// Grows `work` to at least `lines` cache lines (fallibly).
-fn grow(work: &mut Vec<Line>, lines: usize) -> Result<(), String> {
+fn grow(work: &mut Vec<Line>, lines: usize) -> Result<()> {
     if work.len() < lines {
-        work.try_reserve_exact(lines - work.len()).map_err(|_| {
-            format!("gemm: cannot allocate a packing workspace of {lines} cache lines")
-        })?;
+        work.try_reserve_exact(lines - work.len())
+            .map_err(|_| Error::out_of_memory::<Line>("a packing workspace", lines))?;
         work.resize(lines, Line([0; 64]));
     }
     Ok(())
@@ -216,7 +208,7 @@ impl Workspaces {
     /// when it is free, else any free one. A workspace that grows makes every other free one grow
     /// with it, so that a thread that got no product during warm-up does not allocate later. When all
     /// are busy (not expected: there are as many as threads), `f` gets a fresh buffer.
-    fn with(&self, lines: usize, f: impl FnOnce(*mut Line)) -> Result<(), String> {
+    fn with(&self, lines: usize, f: impl FnOnce(*mut Line)) -> Result<()> {
         let n = self.slots.len();
         let first = rayon::current_thread_index().unwrap_or(0) % n;
         let held = (0..n).find_map(|i| try_lock(&self.slots[(first + i) % n]));
@@ -268,7 +260,7 @@ impl Workers {
     /// A pool of `threads` workers (at least one). The calling thread becomes worker 0 unless it
     /// already belongs to a rayon pool (a thread can join one only, for its whole life); then all
     /// `threads` workers are new threads.
-    pub fn new(threads: usize) -> Result<Self, String> {
+    pub fn new(threads: usize) -> Result<Self> {
         let threads = threads.max(1);
         let builder = || {
             rayon::ThreadPoolBuilder::new()
@@ -277,9 +269,10 @@ impl Workers {
         };
         let pool = match builder().use_current_thread().build() {
             Ok(p) => p,
-            Err(_) => builder()
-                .build()
-                .map_err(|e| format!("cannot start {threads} worker threads: {e}"))?,
+            Err(_) => builder().build().map_err(|e| Error::Threads {
+                threads,
+                message: e.to_string(),
+            })?,
         };
         Ok(Workers {
             pool,
@@ -324,7 +317,14 @@ mod tests {
         assert_eq!(pool.lock().unwrap().len(), 1);
         // Without a pool, always fresh; an impossible size is an error, not an abort.
         assert_eq!(Context::serial().try_vec::<f32>(7).unwrap().capacity(), 7);
-        assert!(Context::serial().try_vec::<f32>(usize::MAX / 2).is_err());
+        assert_eq!(
+            Context::serial().try_vec::<f32>(usize::MAX / 8),
+            Err(Error::OutOfMemory {
+                what: "a tensor",
+                elements: usize::MAX / 8,
+                bytes: usize::MAX / 8 * 4,
+            })
+        );
     }
 
     #[test]

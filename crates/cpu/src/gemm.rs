@@ -8,6 +8,7 @@
 //! `j < cols` lies inside its slice; `c` does not alias `a` or `b` (it is a separate `&mut`).
 
 use crate::context::Context;
+use crate::error::{Error, Result};
 use crate::math::Float;
 use std::mem::MaybeUninit;
 
@@ -54,11 +55,11 @@ impl<'a, T> MatRef<'a, T> {
 
     /// The data from element `offset` on (the start of a band or half of this view), or an error
     /// naming `what` when that lies outside the slice.
-    fn data_from(&self, offset: isize, what: &str) -> Result<&'a [T], String> {
+    fn data_from(&self, offset: isize, what: &str) -> Result<&'a [T]> {
         usize::try_from(offset)
             .ok()
             .and_then(|o| self.data.get(o..))
-            .ok_or_else(|| format!("gemm: {what} outside the operand"))
+            .ok_or_else(|| Error::operands("gemm", format!("{what} outside the operand")))
     }
 
     fn in_bounds(&self) -> bool {
@@ -85,7 +86,7 @@ pub fn gemm<T: Float>(
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     accumulate: bool,
-) -> Result<(), String> {
+) -> Result<()> {
     // SAFETY: `c` is initialized, and `product` writes only initialized values into it.
     let c = unsafe { &mut *(c as *mut [T] as *mut [MaybeUninit<T>]) };
     // SAFETY: `c` is initialized (it came from a `&mut [T]`), as accumulation requires.
@@ -99,7 +100,7 @@ pub fn gemm_into_vec<T: Float>(
     c: &mut Vec<T>,
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
-) -> Result<(), String> {
+) -> Result<()> {
     gemm_into_vec_then(ctx, c, a, b, None)
 }
 
@@ -111,11 +112,11 @@ pub fn gemm_into_vec_then<T: Float>(
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     epilogue: Epilogue<'_, T>,
-) -> Result<(), String> {
+) -> Result<()> {
     let len = a
         .rows
         .checked_mul(b.cols)
-        .ok_or("gemm: the product's size overflows")?;
+        .ok_or_else(|| Error::operands("gemm", "the product's size overflows"))?;
     let spare = spare_of_empty(c, len, "gemm")?;
     // SAFETY: without accumulation `product` never reads `c`.
     unsafe { product(ctx, spare, a, b, false, ctx.threads(), epilogue) }?;
@@ -129,23 +130,20 @@ pub fn gemm_into_vec_then<T: Float>(
 fn spare_of_empty<'v, T>(
     v: &'v mut Vec<T>,
     len: usize,
-    what: &str,
-) -> Result<&'v mut [MaybeUninit<T>], String> {
+    what: &'static str,
+) -> Result<&'v mut [MaybeUninit<T>]> {
     if !v.is_empty() {
-        return Err(format!(
-            "{what}: the output vector holds {} elements, expected none",
+        let message = format!(
+            "the output vector holds {} elements, expected none",
             v.len()
-        ));
+        );
+        return Err(Error::operands(what, message));
     }
-    v.try_reserve_exact(len).map_err(|_| {
-        format!(
-            "{what}: cannot allocate {len} elements ({} bytes)",
-            len.saturating_mul(std::mem::size_of::<T>())
-        )
-    })?;
+    v.try_reserve_exact(len)
+        .map_err(|_| Error::out_of_memory::<T>("an output", len))?;
     v.spare_capacity_mut()
         .get_mut(..len)
-        .ok_or_else(|| format!("{what}: reserve failed"))
+        .ok_or_else(|| Error::operands(what, "reserve failed"))
 }
 
 /// `rows × cols` values appended to the empty `out`, row `r` being the first `cols` items of
@@ -158,7 +156,7 @@ pub fn rows_into_vec<T, I>(
     rows: usize,
     cols: usize,
     row: impl Fn(usize) -> I + Sync + Send + Copy,
-) -> Result<(), String>
+) -> Result<()>
 where
     T: Send,
     I: Iterator<Item = T>,
@@ -166,7 +164,7 @@ where
     use rayon::prelude::*;
     let len = rows
         .checked_mul(cols)
-        .ok_or("rows_into_vec: the size overflows")?;
+        .ok_or_else(|| Error::operands("rows_into_vec", "the size overflows"))?;
     let spare = spare_of_empty(out, len, "rows_into_vec")?;
     if len == 0 {
         return Ok(());
@@ -201,9 +199,8 @@ where
         fill(0, spare)
     };
     if !complete {
-        return Err(format!(
-            "rows_into_vec: a row gave fewer than its {cols} values"
-        ));
+        let message = format!("a row gave fewer than its {cols} values");
+        return Err(Error::operands("rows_into_vec", message));
     }
     // SAFETY: every one of the `len` slots lies in a row that was written completely (`complete`).
     unsafe { out.set_len(len) };
@@ -238,7 +235,7 @@ unsafe fn product_depth_halves<T: Float>(
     accumulate: bool,
     threads: usize,
     epilogue: Epilogue<'_, T>,
-) -> Result<(), String> {
+) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let half = k / 2;
     let (a0, b0) = (MatRef { cols: half, ..a }, MatRef { rows: half, ..b });
@@ -300,14 +297,11 @@ unsafe fn product<T: Float>(
     accumulate: bool,
     threads: usize,
     epilogue: Epilogue<'_, T>,
-) -> Result<(), String> {
+) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k || c.len() != m * n || !a.in_bounds() || !b.in_bounds() {
-        return Err(format!(
-            "gemm: shapes {m}x{k} · {}x{n} into {} elements",
-            b.rows,
-            c.len()
-        ));
+        let message = format!("shapes {m}x{k} · {}x{n} into {} elements", b.rows, c.len());
+        return Err(Error::operands("gemm", message));
     }
     if m == 0 || n == 0 {
         return Ok(());
@@ -346,7 +340,7 @@ unsafe fn product_bands<T: Float>(
     threads: usize,
     big: bool,
     epilogue: Epilogue<'_, T>,
-) -> Result<(), String> {
+) -> Result<()> {
     let (m, n) = (a.rows, b.cols);
     let config = ctx.config();
     if threads > 1 && big && m >= config.gemm_band_min_rows && config.gemm_split {
@@ -377,7 +371,7 @@ unsafe fn product_bands<T: Float>(
                 }
                 Ok(())
             })
-            .collect::<Result<(), String>>();
+            .collect::<Result<()>>();
     }
     let crate_threads = threads > 1 && big && !config.gemm_split;
     if let (Some(kernels), false, true) = (T::kernels(), crate_threads, config.gemm_own) {

@@ -11,6 +11,7 @@
 pub mod alloc;
 pub mod config;
 pub mod context;
+pub mod error;
 pub mod gemm;
 pub mod math;
 pub mod parallel;
@@ -19,6 +20,7 @@ pub mod simd;
 
 pub use config::{ConfigError, CpuConfig};
 pub use context::{Context, Workers, Workspaces};
+pub use error::{Error, Result};
 pub use math::Float;
 pub use pool::VecPool;
 pub use simd::Isa;

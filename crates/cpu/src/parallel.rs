@@ -58,7 +58,7 @@ pub fn column_blocks(w: usize, mut body: impl FnMut(usize, usize)) {
 /// Column sums of a row-major `rows × cols` slice: `Σ_r x[r·cols + j]`, adding the rows in order from
 /// zero (the order of ndarray's `sum_axis(Axis(0))`) below [`HALVED_COLUMN_ROWS`] rows and each half
 /// of the rows so from there on (see [`fold_columns`]), split across threads when large.
-pub fn column_sums<T: Float>(ctx: &Context<'_>, x: &[T], cols: usize) -> Result<Vec<T>, String> {
+pub fn column_sums<T: Float>(ctx: &Context<'_>, x: &[T], cols: usize) -> crate::Result<Vec<T>> {
     let mut out = ctx.try_filled_vec(cols, T::zero())?;
     if cols == 0 {
         return Ok(out);

@@ -66,7 +66,7 @@ pub(crate) fn bytes_value(
     b: &[u8],
 ) -> std::result::Result<Value, String> {
     let chunks = |n: usize| b.chunks_exact(n);
-    match dtype {
+    let value = match dtype {
         DType::F32 => Value::from_f32(
             shape,
             chunks(4)
@@ -90,8 +90,12 @@ pub(crate) fn bytes_value(
             b.iter().map(|&x| x != 0).collect(),
         )
         .map(Value::Bool)
-        .map_err(|e| e.to_string()),
-    }
+        .map_err(|_| ferroflow_core::Error::DataShape {
+            shape: shape.to_vec(),
+            len: b.len(),
+        }),
+    };
+    value.map_err(|e| e.to_string())
 }
 
 /// Writes a checkpoint atomically: the tensors are produced one at a time by `next_tensor`

@@ -255,7 +255,7 @@ impl TfCheckpointReader {
         } else {
             info.dtype.size_of()
         };
-        let n = Value::checked_len(&info.shape).map_err(&corrupt)?;
+        let n = Value::checked_len(&info.shape).map_err(|e| corrupt(e.to_string()))?;
         if e.size < 0 || e.offset < 0 || e.size as u64 != (n * elem) as u64 {
             return Err(corrupt(format!(
                 "tensor {key}: size {} does not fit shape {:?}",

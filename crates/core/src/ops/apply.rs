@@ -11,7 +11,7 @@
 use super::kernels::Float;
 use super::{expect_float, InferError, InferResult, OpDef, OpKind};
 use crate::dtype::TensorInfo;
-use crate::error::Result;
+use crate::error::{KernelError, OpResult, Result};
 use crate::graph::{Graph, Tensor, Variable};
 use ferroflow_cpu::Context;
 use serde::{Deserialize, Serialize};
@@ -62,14 +62,14 @@ impl ApplyRule {
         g: &[T],
         lr: T,
         scale: T,
-    ) -> std::result::Result<(), String> {
+    ) -> OpResult<()> {
         let n = w.len();
         if g.len() != n || slots.iter().any(|s| s.len() != n) || slots.len() != self.slot_count() {
-            return Err(format!(
+            return Err(KernelError::Shape(format!(
                 "update of {} elements with a gradient of {} elements",
                 n,
                 g.len()
-            ));
+            )));
         }
         let threads = ctx.threads();
         self.apply_split(ctx, w, slots, g, (lr, scale), threads)
@@ -84,7 +84,7 @@ impl ApplyRule {
         g: &[T],
         lr_scale: (T, T),
         parts: usize,
-    ) -> std::result::Result<(), String> {
+    ) -> OpResult<()> {
         let n = w.len();
         if parts < 2 || n < ctx.config().parallel_min_elements / 2 {
             return ctx.vectorized(
@@ -119,7 +119,7 @@ impl ApplyRule {
         slots: &mut [&mut [T]],
         g: &[T],
         (lr, scale): (T, T),
-    ) -> std::result::Result<(), String> {
+    ) -> OpResult<()> {
         let n = w.len();
         let c = T::from_f64;
         match (self, slots) {
@@ -205,7 +205,11 @@ impl ApplyRule {
                     w[i] = w[i] - lr * m[i] / (v[i].sqrt() + eps);
                 }
             }
-            _ => return Err("slot count does not match the rule".into()),
+            _ => {
+                return Err(KernelError::InvalidArgument(
+                    "slot count does not match the rule".into(),
+                ))
+            }
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use super::matmul::ProductEpilogue;
 use super::unary::relu;
 use super::{expect_arity, GradContext, InferError, InferResult, Op, OpDef};
 use crate::dtype::{DType, TensorInfo};
-use crate::error::{OpResult, Result};
+use crate::error::{KernelError, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
 use ferroflow_cpu::Context;
@@ -60,13 +60,17 @@ impl BinaryKind {
             BinaryKind::Mul => x.wrapping_mul(y),
             BinaryKind::Div => {
                 if y == 0 {
-                    return Err("integer division by zero".into());
+                    return Err(KernelError::InvalidArgument(
+                        "integer division by zero".into(),
+                    ));
                 }
                 x.wrapping_div(y)
             }
             BinaryKind::Pow => {
                 let e = u32::try_from(y).map_err(|_| {
-                    format!("integer pow needs a small non-negative exponent, got {y}")
+                    KernelError::InvalidArgument(format!(
+                        "integer pow needs a small non-negative exponent, got {y}"
+                    ))
                 })?;
                 x.wrapping_pow(e)
             }
@@ -154,8 +158,9 @@ fn binary_in_place<T: FloatArray>(
     others: &[&Value],
 ) -> OpResult<()> {
     let other = float_input::<T>(others, 0, kind.type_name())?;
-    let t = T::array_mut(target)
-        .ok_or_else(|| format!("{}: inputs differ in dtype", kind.type_name()))?;
+    let t = T::array_mut(target).ok_or_else(|| {
+        KernelError::DType(format!("{}: inputs differ in dtype", kind.type_name()))
+    })?;
     // One arm per kind, so each loop is specialized for one function.
     macro_rules! each {
         ($($kind:ident),*) => {
@@ -186,7 +191,8 @@ fn add_relu_in_place<T: FloatArray>(
 ) -> OpResult<()> {
     let op = "AddV2+Relu";
     let other = float_input::<T>(others, 0, op)?;
-    let t = T::array_mut(target).ok_or_else(|| format!("{op}: inputs differ in dtype"))?;
+    let t = T::array_mut(target)
+        .ok_or_else(|| KernelError::DType(format!("{op}: inputs differ in dtype")))?;
     // The operands in the order `AddV2` adds them (the sum is the same either way).
     if k == 0 {
         super::kernels::zip_into(ctx, t, other, true, |x, y| relu(x + y))
@@ -210,17 +216,24 @@ impl OpDef for AddRelu {
         match &mut out {
             Value::F32(a) => super::kernels::par_update(
                 ctx,
-                a.as_slice_mut()
-                    .ok_or("AddV2+Relu: output not contiguous")?,
+                a.as_slice_mut().ok_or_else(|| {
+                    KernelError::Shape("AddV2+Relu: output not contiguous".into())
+                })?,
                 relu,
             ),
             Value::F64(a) => super::kernels::par_update(
                 ctx,
-                a.as_slice_mut()
-                    .ok_or("AddV2+Relu: output not contiguous")?,
+                a.as_slice_mut().ok_or_else(|| {
+                    KernelError::Shape("AddV2+Relu: output not contiguous".into())
+                })?,
                 relu,
             ),
-            v => return Err(format!("AddV2+Relu needs floats, got {}", v.dtype())),
+            v => {
+                return Err(KernelError::DType(format!(
+                    "AddV2+Relu needs floats, got {}",
+                    v.dtype()
+                )))
+            }
         }
         Ok(out)
     }
@@ -237,7 +250,9 @@ impl OpDef for AddRelu {
         match target.dtype() {
             DType::F32 => add_relu_in_place::<f32>(ctx, k, target, others),
             DType::F64 => add_relu_in_place::<f64>(ctx, k, target, others),
-            d => Err(format!("AddV2+Relu in place needs floats, got {d}")),
+            d => Err(KernelError::DType(format!(
+                "AddV2+Relu in place needs floats, got {d}"
+            ))),
         }
     }
 }
@@ -304,10 +319,10 @@ impl OpDef for Binary {
         match target.dtype() {
             DType::F32 => binary_in_place::<f32>(ctx, self.kind, k, target, others),
             DType::F64 => binary_in_place::<f64>(ctx, self.kind, k, target, others),
-            d => Err(format!(
+            d => Err(KernelError::DType(format!(
                 "{} in place needs floats, got {d}",
                 self.type_name()
-            )),
+            ))),
         }
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -383,11 +398,11 @@ fn add_n_float<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<
     for i in 1..inputs.len() {
         let x = float_input::<T>(inputs, i, "AddN")?;
         if x.shape() != acc.shape() {
-            return Err(format!(
+            return Err(KernelError::Shape(format!(
                 "AddN inputs must share a shape, got {:?} and {:?}",
                 acc.shape(),
                 x.shape()
-            ));
+            )));
         }
         acc.zip_mut_with(x, |a, &b| *a = *a + b);
     }

@@ -1,7 +1,7 @@
 //! Shared kernel helpers over values and arrays: broadcasting, reshaping, dtype dispatch, and the
 //! array-level elementwise passes built on the backend's slice passes.
 
-use crate::error::OpResult;
+use crate::error::{KernelError, OpResult};
 use crate::value::Value;
 pub use ferroflow_cpu::math::{exp_f32, exp_m1_f32};
 pub use ferroflow_cpu::parallel::*;
@@ -31,9 +31,9 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> OpResult<Dims> {
         } else if da == 1 {
             db
         } else {
-            return Err(format!(
+            return Err(KernelError::Shape(format!(
                 "shapes {a:?} and {b:?} cannot be broadcast together"
-            ));
+            )));
         };
     }
     crate::Value::checked_len(&out)?;
@@ -52,7 +52,7 @@ pub fn zip_broadcast<A: Clone, B: Clone, C: 'static>(
         if let (Some(sa), Some(sb)) = (sa, sb) {
             let mut v: Vec<C> = ctx.output_vec(sa.len());
             v.extend(sa.iter().zip(sb).map(|(x, y)| f(x.clone(), y.clone())));
-            return ArrayD::from_shape_vec(IxDyn(a.shape()), v).map_err(|e| e.to_string());
+            return ArrayD::from_shape_vec(IxDyn(a.shape()), v).map_err(KernelError::from);
         }
     }
     let shape = broadcast_shapes(a.shape(), b.shape())?;
@@ -87,16 +87,20 @@ pub fn zip_broadcast<A: Clone, B: Clone, C: 'static>(
             None
         };
         if let Some(v) = v {
-            return ArrayD::from_shape_vec(IxDyn(&shape), v).map_err(|e| e.to_string());
+            return ArrayD::from_shape_vec(IxDyn(&shape), v).map_err(KernelError::from);
         }
     }
-    let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
-    let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
+    let av = a
+        .broadcast(IxDyn(&shape))
+        .ok_or_else(|| KernelError::Shape("broadcast failed".into()))?;
+    let bv = b
+        .broadcast(IxDyn(&shape))
+        .ok_or_else(|| KernelError::Shape("broadcast failed".into()))?;
     let mut out = ctx.try_vec(crate::Value::checked_len(&shape)?)?;
     Zip::from(&av)
         .and(&bv)
         .for_each(|x, y| out.push(f(x.clone(), y.clone())));
-    ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())
+    ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(KernelError::from)
 }
 
 /// Returns the array in row-major layout, copying only when needed.
@@ -116,19 +120,19 @@ pub fn reshape<T: Clone + 'static>(
 ) -> OpResult<ArrayD<T>> {
     let n = crate::Value::checked_len(shape)?;
     if n != a.len() {
-        return Err(format!(
+        return Err(KernelError::Shape(format!(
             "cannot reshape a tensor with {} elements to shape {:?} ({} elements)",
             a.len(),
             shape,
             n
-        ));
+        )));
     }
     let mut data: Vec<T> = ctx.output_vec(n);
     match a.as_slice() {
         Some(s) => data.extend_from_slice(s),
         None => data.extend(a.iter().cloned()),
     }
-    ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|e| e.to_string())
+    ArrayD::from_shape_vec(IxDyn(shape), data).map_err(KernelError::from)
 }
 
 /// Sums `g` down to `target` (reverses numpy broadcasting): leading axes and axes where the
@@ -141,11 +145,11 @@ pub fn sum_to_shape<T: Clone + num_traits::Zero + std::ops::Add<Output = T>>(
         return Ok(g.clone());
     }
     let extra = g.ndim().checked_sub(target.len()).ok_or_else(|| {
-        format!(
+        KernelError::Shape(format!(
             "cannot sum a gradient of shape {:?} to the larger shape {:?}",
             g.shape(),
             target
-        )
+        ))
     })?;
     let mut out = g.clone();
     for _ in 0..extra {
@@ -155,11 +159,11 @@ pub fn sum_to_shape<T: Clone + num_traits::Zero + std::ops::Add<Output = T>>(
         if t == 1 && out.shape()[i] != 1 {
             out = out.sum_axis(Axis(i)).insert_axis(Axis(i));
         } else if out.shape()[i] != t {
-            return Err(format!(
+            return Err(KernelError::Shape(format!(
                 "cannot sum a gradient of shape {:?} to shape {:?}",
                 g.shape(),
                 target
-            ));
+            )));
         }
     }
     Ok(standard(out))
@@ -180,7 +184,7 @@ pub fn map_float(
         };
         ArrayD::from_shape_vec(IxDyn(shape), v)
             .map(Value::F32)
-            .map_err(|e| e.to_string())
+            .map_err(KernelError::from)
     };
     match v {
         Value::F32(a) => run(a.shape(), a.as_slice(), a),
@@ -191,9 +195,12 @@ pub fn map_float(
             };
             ArrayD::from_shape_vec(IxDyn(a.shape()), v)
                 .map(Value::F64)
-                .map_err(|e| e.to_string())
+                .map_err(KernelError::from)
         }
-        other => Err(format!("{op} needs a float input, got {}", other.dtype())),
+        other => Err(KernelError::DType(format!(
+            "{op} needs a float input, got {}",
+            other.dtype()
+        ))),
     }
 }
 
@@ -208,11 +215,11 @@ pub fn zip_into<T: Copy + Send + Sync>(
     f: impl Fn(T, T) -> T + Sync + Send,
 ) -> OpResult<()> {
     if broadcast_shapes(target.shape(), other.shape())?[..] != *target.shape() {
-        return Err(format!(
+        return Err(KernelError::Shape(format!(
             "cannot write {:?} broadcast with {:?} into the first",
             target.shape(),
             other.shape()
-        ));
+        )));
     }
     let g = |t: T, o: T| if target_left { f(t, o) } else { f(o, t) };
     let trailing = other.ndim() <= target.ndim()
@@ -279,7 +286,7 @@ pub fn zip_broadcast_par<
             } else {
                 b.shape()
             };
-            return ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| e.to_string());
+            return ArrayD::from_shape_vec(IxDyn(shape), v).map_err(KernelError::from);
         }
     }
     zip_broadcast(ctx, a, b, f)
@@ -331,12 +338,12 @@ pub fn float_input<'a, T: FloatArray>(
 ) -> OpResult<&'a ArrayD<T>> {
     let v = inputs
         .get(i)
-        .ok_or_else(|| format!("{op}: missing input {i}"))?;
+        .ok_or_else(|| KernelError::InvalidArgument(format!("{op}: missing input {i}")))?;
     T::array(v).ok_or_else(|| {
-        format!(
+        KernelError::DType(format!(
             "{op}: input {i} has dtype {}, expected a float of the op's dtype",
             v.dtype()
-        )
+        ))
     })
 }
 
@@ -345,7 +352,7 @@ pub fn input<'a>(inputs: &[&'a Value], i: usize, op: &str) -> OpResult<&'a Value
     inputs
         .get(i)
         .copied()
-        .ok_or_else(|| format!("{op}: missing input {i}"))
+        .ok_or_else(|| KernelError::InvalidArgument(format!("{op}: missing input {i}")))
 }
 
 /// Runs the f32 or the f64 instance of a generic kernel body, by the dtype of the first input.
@@ -358,7 +365,9 @@ pub fn by_float(
     match inputs.first().map(|v| v.dtype()) {
         Some(crate::dtype::DType::F32) => f32_body(),
         Some(crate::dtype::DType::F64) => f64_body(),
-        Some(d) => Err(format!("{op} needs float inputs, got {d}")),
-        None => Err(format!("{op} needs at least one input")),
+        Some(d) => Err(KernelError::DType(format!(
+            "{op} needs float inputs, got {d}"
+        ))),
+        None => Err(KernelError::DType(format!("{op} needs at least one input"))),
     }
 }

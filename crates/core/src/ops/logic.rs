@@ -4,7 +4,7 @@ use super::binary::broadcast_infer;
 use super::kernels::zip_broadcast;
 use super::{expect_arity, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{DType, TensorInfo};
-use crate::error::{OpResult, Result};
+use crate::error::{KernelError, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
 use ferroflow_cpu::Context;
@@ -67,7 +67,13 @@ impl OpDef for Compare {
             (Value::F64(a), Value::F64(b)) => zip_broadcast(ctx, a, b, |x, y| k.test(&x, &y))?,
             (Value::I64(a), Value::I64(b)) => zip_broadcast(ctx, a, b, |x, y| k.test(&x, &y))?,
             (Value::Bool(a), Value::Bool(b)) => zip_broadcast(ctx, a, b, |x, y| k.test(&x, &y))?,
-            (a, b) => return Err(format!("cannot compare {} with {}", a.dtype(), b.dtype())),
+            (a, b) => {
+                return Err(KernelError::DType(format!(
+                    "cannot compare {} with {}",
+                    a.dtype(),
+                    b.dtype()
+                )))
+            }
         };
         Ok(Value::Bool(out))
     }
@@ -112,7 +118,7 @@ impl OpDef for Logical {
         let bool_in = |i: usize| -> OpResult<&ndarray::ArrayD<bool>> {
             super::kernels::input(inputs, i, "Logical")?
                 .as_bool()
-                .ok_or_else(|| "logical ops take bool inputs".to_string())
+                .ok_or_else(|| KernelError::DType("logical ops take bool inputs".into()))
         };
         let out = match self.kind {
             LogicalKind::Not => bool_in(0)?.mapv(|x| !x),
@@ -139,15 +145,21 @@ fn select_typed<T: Clone + 'static>(
     let ab_shape = super::kernels::broadcast_shapes(a.shape(), b.shape())?;
     let shape = super::kernels::broadcast_shapes(c.shape(), &ab_shape)?;
     let d = ndarray::IxDyn(&shape);
-    let cv = c.broadcast(d.clone()).ok_or("broadcast failed")?;
-    let av = a.broadcast(d.clone()).ok_or("broadcast failed")?;
-    let bv = b.broadcast(d.clone()).ok_or("broadcast failed")?;
+    let cv = c
+        .broadcast(d.clone())
+        .ok_or_else(|| KernelError::Shape("broadcast failed".into()))?;
+    let av = a
+        .broadcast(d.clone())
+        .ok_or_else(|| KernelError::Shape("broadcast failed".into()))?;
+    let bv = b
+        .broadcast(d.clone())
+        .ok_or_else(|| KernelError::Shape("broadcast failed".into()))?;
     let mut out = ctx.try_vec(Value::checked_len(&shape)?)?;
     ndarray::Zip::from(&cv)
         .and(&av)
         .and(&bv)
         .for_each(|&c, x, y| out.push(if c { x.clone() } else { y.clone() }));
-    ndarray::ArrayD::from_shape_vec(d, out).map_err(|e| e.to_string())
+    ndarray::ArrayD::from_shape_vec(d, out).map_err(KernelError::from)
 }
 
 impl OpDef for Select {
@@ -173,7 +185,7 @@ impl OpDef for Select {
     fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let c = super::kernels::input(inputs, 0, "SelectV2")?
             .as_bool()
-            .ok_or("the condition must be bool")?;
+            .ok_or_else(|| KernelError::DType("the condition must be bool".into()))?;
         match (
             super::kernels::input(inputs, 1, "SelectV2")?,
             super::kernels::input(inputs, 2, "SelectV2")?,
@@ -182,11 +194,11 @@ impl OpDef for Select {
             (Value::F64(a), Value::F64(b)) => Ok(Value::F64(select_typed(ctx, c, a, b)?)),
             (Value::I64(a), Value::I64(b)) => Ok(Value::I64(select_typed(ctx, c, a, b)?)),
             (Value::Bool(a), Value::Bool(b)) => Ok(Value::Bool(select_typed(ctx, c, a, b)?)),
-            (a, b) => Err(format!(
+            (a, b) => Err(KernelError::DType(format!(
                 "branches must share a dtype, got {} and {}",
                 a.dtype(),
                 b.dtype()
-            )),
+            ))),
         }
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {

@@ -6,7 +6,7 @@ use super::unary::{activation_grad_slice, relu, ActivationGrad, UnaryKind};
 use super::Op;
 use super::{expect_arity, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{Shape, TensorInfo};
-use crate::error::{OpResult, Result};
+use crate::error::{KernelError, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
 use ferroflow_cpu::gemm::{gemm_into_vec_then, Epilogue, MatRef};
@@ -43,22 +43,22 @@ fn matmul_typed<T: FloatArray>(
     let a = float_input::<T>(inputs, 0, "MatMul")?;
     let b = float_input::<T>(inputs, 1, "MatMul")?;
     let (&[ar, ac], &[br, bc]) = (a.shape(), b.shape()) else {
-        return Err(format!(
+        return Err(KernelError::DType(format!(
             "MatMul needs rank-2 inputs, got shapes {:?} and {:?}",
             a.shape(),
             b.shape()
-        ));
+        )));
     };
     let (mm, ka) = if m.transpose_a { (ac, ar) } else { (ar, ac) };
     let (kb, n) = if m.transpose_b { (bc, br) } else { (br, bc) };
     if ka != kb {
-        return Err(format!(
+        return Err(KernelError::Shape(format!(
             "Matrix size-incompatible: In[0]: {:?}, In[1]: {:?} (transpose_a={}, transpose_b={})",
             a.shape(),
             b.shape(),
             m.transpose_a,
             m.transpose_b
-        ));
+        )));
     }
     let (a_owned, b_owned);
     let sa = match a.as_slice() {
@@ -84,7 +84,7 @@ fn matmul_typed<T: FloatArray>(
         epilogue,
     )?;
     Ok(T::wrap(
-        ArrayD::from_shape_vec(IxDyn(&[mm, n]), c).map_err(|e| e.to_string())?,
+        ArrayD::from_shape_vec(IxDyn(&[mm, n]), c).map_err(KernelError::from)?,
     ))
 }
 

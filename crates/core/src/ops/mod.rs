@@ -16,7 +16,7 @@ pub mod state;
 pub mod unary;
 
 use crate::dtype::TensorInfo;
-use crate::error::{Error, OpResult, Result};
+use crate::error::{Error, KernelError, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
 use ferroflow_cpu::Context;
@@ -29,6 +29,15 @@ pub enum InferError {
     Shape(String),
     /// The dtypes do not fit the op.
     DType(String),
+}
+
+impl From<KernelError> for InferError {
+    fn from(e: KernelError) -> Self {
+        match e {
+            KernelError::DType(m) => InferError::DType(m),
+            other => InferError::Shape(other.to_string()),
+        }
+    }
 }
 
 /// The result of a shape/dtype rule: the output's info, or `None` for ops without a value.
@@ -63,7 +72,7 @@ impl GradContext<'_> {
         self.inputs
             .get(i)
             .copied()
-            .ok_or_else(|| Error::other(format!("node '{}' has no input {i}", self.name)))
+            .ok_or_else(|| Error::internal(format!("node '{}' has no input {i}", self.name)))
     }
 }
 
@@ -76,7 +85,10 @@ pub trait OpDef {
     /// The CPU kernel, run with the context's threads, pool and configuration. Stateful ops are
     /// executed by the session and keep this default.
     fn compute(&self, _ctx: &Context<'_>, _inputs: &[&Value]) -> OpResult<Value> {
-        Err(format!("op {} has no stateless kernel", self.type_name()))
+        Err(KernelError::InvalidArgument(format!(
+            "op {} has no stateless kernel",
+            self.type_name()
+        )))
     }
     /// Pure or stateful.
     fn kind(&self) -> OpKind {
@@ -103,7 +115,10 @@ pub trait OpDef {
         _target: &mut Value,
         _others: &[&Value],
     ) -> OpResult<()> {
-        Err(format!("op {} has no in-place kernel", self.type_name()))
+        Err(KernelError::InvalidArgument(format!(
+            "op {} has no in-place kernel",
+            self.type_name()
+        )))
     }
     /// Fusion: the op that computes this one followed by the `Relu` that alone reads its output, in
     /// one pass (a bias add becomes `AddRelu`, a batch normalization its `+Relu` form). The plan
@@ -297,11 +312,13 @@ pub(crate) fn expect_float(info: &TensorInfo, what: &str) -> std::result::Result
 }
 
 /// Normalizes a possibly negative axis against a rank.
-pub(crate) fn norm_axis(axis: i64, rank: usize) -> std::result::Result<usize, String> {
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> OpResult<usize> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
     if a < 0 || a >= r {
-        Err(format!("axis {axis} is out of range for rank {rank}"))
+        Err(KernelError::Shape(format!(
+            "axis {axis} is out of range for rank {rank}"
+        )))
     } else {
         Ok(a as usize)
     }

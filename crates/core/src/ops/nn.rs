@@ -4,7 +4,7 @@
 use super::kernels::{by_float, float_input, FloatArray};
 use super::{expect_arity, expect_float, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{DType, Shape, TensorInfo};
-use crate::error::{Error, OpResult, Result};
+use crate::error::{Error, KernelError, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
 use ferroflow_cpu::Context;
@@ -24,7 +24,7 @@ fn softmax_typed<T: FloatArray>(
 ) -> OpResult<Value> {
     let x = float_input::<T>(inputs, 0, "Softmax")?;
     if x.ndim() == 0 {
-        return Err("softmax needs rank >= 1".into());
+        return Err(KernelError::Shape("softmax needs rank >= 1".into()));
     }
     let mut out = crate::value::map_pooled(ctx, x, |v| v);
     let last = Axis(out.ndim() - 1);
@@ -95,31 +95,31 @@ fn sparse_xent_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpR
     let logits = float_input::<T>(inputs, 0, "SparseSoftmaxCrossEntropyWithLogits")?;
     let labels = super::kernels::input(inputs, 1, "SparseSoftmaxCrossEntropyWithLogits")?
         .as_i64()
-        .ok_or("labels must be int64")?;
+        .ok_or_else(|| KernelError::DType("labels must be int64".into()))?;
     let l2 = logits
         .view()
         .into_dimensionality::<Ix2>()
-        .map_err(|_| "logits must be rank 2")?;
+        .map_err(|_| KernelError::Shape("logits must be rank 2".into()))?;
     let (n, c) = l2.dim();
     if labels.len() != n || labels.ndim() != 1 {
-        return Err(format!(
+        return Err(KernelError::Shape(format!(
             "labels of shape {:?} do not match logits of shape [{n}, {c}]",
             labels.shape()
-        ));
+        )));
     }
     let mut out = ctx.output_vec(n);
     for (row, &lab) in l2.outer_iter().zip(labels.iter()) {
         if lab < 0 || lab as usize >= c {
-            return Err(format!(
+            return Err(KernelError::InvalidArgument(format!(
                 "Received a label value of {lab} which is outside the valid range of [0, {c})"
-            ));
+            )));
         }
         let m = row.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
         let lse = row.iter().fold(T::zero(), |a, &b| a + (b - m).exp()).ln() + m;
         out.push(lse - row[lab as usize]);
     }
     Ok(T::wrap(
-        ArrayD::from_shape_vec(ndarray::IxDyn(&[n]), out).map_err(|e| e.to_string())?,
+        ArrayD::from_shape_vec(ndarray::IxDyn(&[n]), out).map_err(KernelError::from)?,
     ))
 }
 
@@ -214,20 +214,20 @@ fn xent_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
     let logits = float_input::<T>(inputs, 0, "SoftmaxCrossEntropyWithLogits")?;
     let labels = float_input::<T>(inputs, 1, "SoftmaxCrossEntropyWithLogits")?;
     if logits.shape() != labels.shape() || logits.ndim() != 2 {
-        return Err(format!(
+        return Err(KernelError::Shape(format!(
             "logits {:?} and labels {:?} must be the same rank-2 shape",
             logits.shape(),
             labels.shape()
-        ));
+        )));
     }
     let l2 = logits
         .view()
         .into_dimensionality::<Ix2>()
-        .map_err(|e| e.to_string())?;
+        .map_err(KernelError::from)?;
     let y2 = labels
         .view()
         .into_dimensionality::<Ix2>()
-        .map_err(|e| e.to_string())?;
+        .map_err(KernelError::from)?;
     let mut out = Vec::with_capacity(l2.nrows());
     for (row, lab) in l2.outer_iter().zip(y2.outer_iter()) {
         let m = row.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
@@ -239,7 +239,7 @@ fn xent_typed<T: FloatArray>(inputs: &[&Value]) -> OpResult<Value> {
         );
     }
     Ok(T::wrap(
-        ArrayD::from_shape_vec(ndarray::IxDyn(&[l2.nrows()]), out).map_err(|e| e.to_string())?,
+        ArrayD::from_shape_vec(ndarray::IxDyn(&[l2.nrows()]), out).map_err(KernelError::from)?,
     ))
 }
 

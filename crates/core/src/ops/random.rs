@@ -3,7 +3,7 @@
 
 use super::{expect_arity, InferResult, OpDef, OpKind};
 use crate::dtype::{DType, Shape, TensorInfo};
-use crate::error::Result;
+use crate::error::{KernelError, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
 use ferroflow_cpu::Context;
@@ -68,7 +68,7 @@ impl Random {
             };
             data.push(x);
         }
-        let a = ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|e| e.to_string())?;
+        let a = ArrayD::from_shape_vec(IxDyn(shape), data).map_err(KernelError::from)?;
         Ok(Value::F64(a).cast_in(ctx, self.dtype))
     }
 }
@@ -86,7 +86,7 @@ impl OpDef for Random {
             &TensorInfo::new(self.dtype, Shape::scalar()),
             "a random op's dtype",
         )?;
-        Value::checked_len(&self.shape).map_err(super::InferError::Shape)?;
+        Value::checked_len(&self.shape).map_err(super::InferError::from)?;
         match inputs {
             [] => Ok(Some(TensorInfo::new(self.dtype, Shape::known(&self.shape)))),
             [like] => Ok(Some(TensorInfo::new(self.dtype, like.shape.clone()))),

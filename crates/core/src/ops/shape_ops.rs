@@ -4,7 +4,7 @@
 use super::kernels::{input, reshape, standard};
 use super::{expect_arity, norm_axis, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{DType, Dim, Shape, TensorInfo};
-use crate::error::{OpResult, Result};
+use crate::error::{KernelError, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
 use ferroflow_cpu::Context;
@@ -36,30 +36,32 @@ pub(crate) fn resolve_reshape(target: &[i64], count: usize) -> OpResult<super::k
     for (i, &d) in target.iter().enumerate() {
         if d == -1 {
             if unknown.replace(i).is_some() {
-                return Err("only one dimension of a reshape may be -1".into());
+                return Err(KernelError::Shape(
+                    "only one dimension of a reshape may be -1".into(),
+                ));
             }
         } else if d < 0 {
-            return Err(format!("invalid reshape dimension {d}"));
+            return Err(KernelError::Shape(format!("invalid reshape dimension {d}")));
         } else {
             known = known
                 .checked_mul(d as usize)
-                .ok_or("reshape size overflows")?;
+                .ok_or_else(|| KernelError::Shape("reshape size overflows".into()))?;
         }
     }
     let mut out: super::kernels::Dims = target.iter().map(|&d| d.max(0) as usize).collect();
     match unknown {
         Some(i) => {
             if known == 0 || !count.is_multiple_of(known) {
-                return Err(format!(
+                return Err(KernelError::Shape(format!(
                     "cannot reshape a tensor with {count} elements to shape {target:?}"
-                ));
+                )));
             }
             out[i] = count / known;
         }
         None if known != count => {
-            return Err(format!(
+            return Err(KernelError::Shape(format!(
             "cannot reshape a tensor with {count} elements to shape {target:?} ({known} elements)"
-        ))
+        )))
         }
         None => {}
     }
@@ -90,7 +92,7 @@ impl OpDef for Reshape {
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "Reshape")?;
         let shape = match inputs[0].shape.num_elements() {
-            Some(n) => Shape::known(&resolve_reshape(&self.shape, n).map_err(InferError::Shape)?),
+            Some(n) => Shape::known(&resolve_reshape(&self.shape, n).map_err(InferError::from)?),
             None => {
                 if self.shape.iter().filter(|&&d| d == -1).count() > 1
                     || self.shape.iter().any(|&d| d < -1)
@@ -178,22 +180,26 @@ impl AnyArrayFn for Permute<'_> {
         a: &ArrayD<T>,
     ) -> OpResult<ArrayD<T>> {
         if a.ndim() != self.0.len() {
-            return Err(format!(
+            return Err(KernelError::Shape(format!(
                 "transpose perm {:?} does not fit rank {}",
                 self.0,
                 a.ndim()
-            ));
+            )));
         }
         Ok(standard(a.view().permuted_axes(IxDyn(self.0)).to_owned()))
     }
 }
 
-fn check_perm(perm: &[usize]) -> std::result::Result<(), String> {
+fn check_perm(perm: &[usize]) -> OpResult<()> {
     let mut seen = vec![false; perm.len()];
     for &p in perm {
         match seen.get_mut(p) {
             Some(s) if !*s => *s = true,
-            _ => return Err(format!("{perm:?} is not a permutation")),
+            _ => {
+                return Err(KernelError::InvalidArgument(format!(
+                    "{perm:?} is not a permutation"
+                )))
+            }
         }
     }
     Ok(())
@@ -205,7 +211,7 @@ impl OpDef for Transpose {
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "Transpose")?;
-        check_perm(&self.perm).map_err(InferError::Shape)?;
+        check_perm(&self.perm).map_err(InferError::from)?;
         let shape = match inputs[0].shape.dims() {
             None => Shape::unknown_dims(self.perm.len()),
             Some(d) if d.len() == self.perm.len() => {
@@ -239,7 +245,7 @@ pub struct ExpandDims {
     pub axis: i64,
 }
 
-fn expand_axis(axis: i64, rank: usize) -> std::result::Result<usize, String> {
+fn expand_axis(axis: i64, rank: usize) -> OpResult<usize> {
     norm_axis(axis, rank + 1)
 }
 
@@ -252,7 +258,7 @@ impl OpDef for ExpandDims {
         let shape = match inputs[0].shape.dims() {
             None => Shape::unknown(),
             Some(d) => {
-                let ax = expand_axis(self.axis, d.len()).map_err(InferError::Shape)?;
+                let ax = expand_axis(self.axis, d.len()).map_err(InferError::from)?;
                 let mut v = d.to_vec();
                 v.insert(ax, Some(1));
                 Shape::new(v)
@@ -279,7 +285,7 @@ pub struct Squeeze {
 }
 
 impl Squeeze {
-    fn kept(&self, dims: &[Dim]) -> std::result::Result<Vec<Dim>, String> {
+    fn kept(&self, dims: &[Dim]) -> OpResult<Vec<Dim>> {
         let axes: Vec<usize> = self
             .axes
             .iter()
@@ -296,7 +302,11 @@ impl Squeeze {
                 match d {
                     Some(1) => {}
                     None if !axes.is_empty() => {}
-                    _ => return Err(format!("cannot squeeze axis {i} of size {d:?}")),
+                    _ => {
+                        return Err(KernelError::Shape(format!(
+                            "cannot squeeze axis {i} of size {d:?}"
+                        )))
+                    }
                 }
             } else {
                 out.push(*d);
@@ -320,7 +330,7 @@ impl OpDef for Squeeze {
                         "squeeze without axes needs a fully known shape".into(),
                     ));
                 }
-                Shape::new(self.kept(d).map_err(InferError::Shape)?)
+                Shape::new(self.kept(d).map_err(InferError::from)?)
             }
         };
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))

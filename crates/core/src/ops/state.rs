@@ -3,7 +3,7 @@
 
 use super::{expect_arity, same_dtype, GradContext, InferError, InferResult, Op, OpDef, OpKind};
 use crate::dtype::{DType, Shape, TensorInfo};
-use crate::error::{OpResult, Result};
+use crate::error::{KernelError, OpResult, Result};
 use crate::graph::{Graph, Operation, Tensor};
 use crate::value::Value;
 use ferroflow_cpu::Context;
@@ -50,7 +50,7 @@ impl OpDef for Placeholder {
         // The known dimensions alone must fit a tensor, so that static shape arithmetic cannot overflow.
         if let Some(dims) = self.shape.dims() {
             let known: Vec<usize> = dims.iter().flatten().copied().collect();
-            crate::Value::checked_len(&known).map_err(InferError::Shape)?;
+            crate::Value::checked_len(&known).map_err(InferError::from)?;
         }
         Ok(Some(TensorInfo::new(self.dtype, self.shape.clone())))
     }
@@ -247,7 +247,10 @@ impl OpDef for CheckNumerics {
     fn compute(&self, _ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let x = super::kernels::input(inputs, 0, "CheckNumerics")?;
         match non_finite(x) {
-            Some(what) => Err(format!("{}: Tensor had {what} values", self.message)),
+            Some(what) => Err(KernelError::InvalidArgument(format!(
+                "{}: Tensor had {what} values",
+                self.message
+            ))),
             None => Ok(x.clone()),
         }
     }

@@ -2,6 +2,7 @@
 //! in-place variable updates.
 
 use super::*;
+use crate::error::{KernelError, OpResult};
 
 /// The session state one run works on (borrowed from [`State`] beside the plan cache).
 pub(super) struct Run<'s> {
@@ -34,7 +35,7 @@ impl Run<'_> {
                 .map(|&s| {
                     slot_value(&slots, feeds, s)
                         .cloned()
-                        .ok_or_else(|| Error::other("a fetched value was not computed"))
+                        .ok_or_else(|| Error::internal("a fetched value was not computed"))
                 })
                 .collect()
         });
@@ -87,12 +88,8 @@ impl Run<'_> {
                 }
             }
             let mut forwarded = false;
-            let kernel_err = |message: String| Error::Kernel {
-                node: step.name.clone(),
-                op: step.op_type.into(),
-                message,
-            };
-            let missing = || kernel_err("input not computed".into());
+            let missing =
+                || Error::internal(format!("an input of '{}' was not computed", step.name));
             let out: Option<Arc<Value>> = match &step.kind {
                 StepKind::Kernel(op) => {
                     let in_place = if options.reuse_buffers && !step.free.is_empty() {
@@ -101,14 +98,15 @@ impl Run<'_> {
                         None
                     };
                     match in_place {
-                        Some(r) => {
+                        Some(Ok(v)) => {
                             forwarded = true;
-                            Some(r.map_err(kernel_err)?)
+                            Some(v)
                         }
+                        Some(Err(e)) => return Err(kernel_error(step, slots, feeds, e)),
                         None => match run_kernel(ctx, op, step, slots, feeds) {
                             Ok(KernelOut::Fresh(v)) => Some(self.wrap(v)),
                             Ok(KernelOut::Shared(a)) => Some(a),
-                            Err(e) => return Err(kernel_err(e)),
+                            Err(e) => return Err(kernel_error(step, slots, feeds, e)),
                         },
                     }
                 }
@@ -125,18 +123,17 @@ impl Run<'_> {
                     var_name,
                 } => {
                     let value = slot_value(slots, feeds, step.inputs[0]).ok_or_else(missing)?;
-                    let info = step
-                        .var_info
-                        .as_ref()
-                        .ok_or_else(|| kernel_err("missing variable info".into()))?;
+                    let info = step.var_info.as_ref().ok_or_else(|| {
+                        Error::internal(format!("'{}' has no variable info", step.name))
+                    })?;
                     if value.dtype() != info.dtype || !info.shape.accepts(value.shape()) {
-                        return Err(kernel_err(format!(
+                        return Err(kernel_error(step, slots, feeds, KernelError::Shape(format!(
                             "Assign requires shapes of both tensors to match. lhs shape= {} rhs shape= {:?} (dtypes {} and {})",
                             info.shape,
                             value.shape(),
                             info.dtype,
                             value.dtype()
-                        )));
+                        ))));
                     }
                     let new = match mode {
                         // Values are immutable once computed: the variable shares the value, no copy.
@@ -152,7 +149,7 @@ impl Run<'_> {
                             let r = update_in_place(&mut cur, value, *mode == AssignMode::Add);
                             let out = cur.clone();
                             self.vars.insert(*var, cur);
-                            r.map_err(kernel_err)?;
+                            r.map_err(|e| kernel_error(step, slots, feeds, e))?;
                             out
                         }
                     };
@@ -184,10 +181,9 @@ impl Run<'_> {
                             return Err(Error::UninitializedVariable { name: name.clone() });
                         }
                     }
-                    let mut w = self
-                        .vars
-                        .remove(var)
-                        .ok_or_else(|| kernel_err("variable vanished".into()))?;
+                    let mut w = self.vars.remove(var).ok_or_else(|| {
+                        Error::internal(format!("the variable of '{}' vanished", step.name))
+                    })?;
                     let mut ss: SmallVec<[Arc<Value>; 4]> = slot_vars
                         .iter()
                         .filter_map(|s| self.vars.remove(s))
@@ -198,7 +194,7 @@ impl Run<'_> {
                     for (id, v) in slot_vars.iter().zip(ss) {
                         self.vars.insert(*id, v);
                     }
-                    r.map_err(kernel_err)?;
+                    r.map_err(|e| kernel_error(step, slots, feeds, e))?;
                     Some(out)
                 }
                 StepKind::Random(r) => {
@@ -216,7 +212,10 @@ impl Run<'_> {
                             .to_vec(),
                         None => r.shape.clone(),
                     };
-                    Some(Arc::new(r.sample(ctx, rng, &shape).map_err(kernel_err)?))
+                    Some(Arc::new(
+                        r.sample(ctx, rng, &shape)
+                            .map_err(|e| kernel_error(step, slots, feeds, e))?,
+                    ))
                 }
                 StepKind::NoOp => None,
             };
@@ -348,13 +347,8 @@ impl Run<'_> {
             || op_a.compute(&ctx_a, &in_a),
             || op_b.compute(&ctx_b, &in_b),
         );
-        let err = |st: &plan::Step, message: String| Error::Kernel {
-            node: st.name.clone(),
-            op: st.op_type.into(),
-            message,
-        };
-        let va = ra.map_err(|e| err(a, e))?;
-        let vb = rb.map_err(|e| err(b, e))?;
+        let va = ra.map_err(|e| kernel_error(a, slots, feeds, e))?;
+        let vb = rb.map_err(|e| kernel_error(b, slots, feeds, e))?;
         Ok(Some((self.wrap(va), self.wrap(vb))))
     }
 
@@ -385,6 +379,26 @@ impl Run<'_> {
     }
 }
 
+/// The error of a failed kernel: its node, its op and the shapes of its inputs (those still in their
+/// slots; an input a kernel was overwriting in place shows as an empty shape).
+fn kernel_error(
+    step: &plan::Step,
+    slots: &[Option<Slot>],
+    feeds: &[(Tensor, Value)],
+    source: KernelError,
+) -> Error {
+    Error::Kernel {
+        node: step.name.clone(),
+        op: step.op_type.into(),
+        input_shapes: step
+            .inputs
+            .iter()
+            .map(|&i| slot_value(slots, feeds, i).map_or_else(Vec::new, |v| v.shape().to_vec()))
+            .collect(),
+        source,
+    }
+}
+
 /// The inputs of a step, on the stack.
 fn gather_inputs<'a>(
     step: &plan::Step,
@@ -410,12 +424,13 @@ fn run_kernel(
     step: &plan::Step,
     slots: &[Option<Slot>],
     feeds: &[(Tensor, Value)],
-) -> std::result::Result<KernelOut, String> {
-    let inputs = gather_inputs(step, slots, feeds).ok_or("input not computed")?;
+) -> OpResult<KernelOut> {
+    let missing = || KernelError::InvalidArgument("an input was not computed".into());
+    let inputs = gather_inputs(step, slots, feeds).ok_or_else(missing)?;
     match op.alias_input(&inputs).and_then(|k| step.inputs.get(k)) {
         Some(&src) => share(slots, feeds, src)
             .map(KernelOut::Shared)
-            .ok_or_else(|| "input not computed".into()),
+            .ok_or_else(missing),
         None => op.compute(ctx, &inputs).map(KernelOut::Fresh),
     }
 }
@@ -430,7 +445,7 @@ fn try_in_place(
     step: &plan::Step,
     slots: &mut [Option<Slot>],
     feeds: &[(Tensor, Value)],
-) -> Option<std::result::Result<Arc<Value>, String>> {
+) -> Option<OpResult<Arc<Value>>> {
     // Cheap test first (no allocation): is any input a candidate at all?
     let candidate = |slots: &[Option<Slot>], src: usize| {
         step.free.contains(&src)
@@ -461,7 +476,11 @@ fn try_in_place(
     for &i in step.inputs.iter().filter(|&&i| i != src) {
         match slot_value(slots, feeds, i) {
             Some(v) => others.push(v),
-            None => return Some(Err("input not computed".into())),
+            None => {
+                return Some(Err(KernelError::InvalidArgument(
+                    "input not computed".into(),
+                )))
+            }
         }
     }
     let Some(target) = Arc::get_mut(&mut arc) else {
@@ -484,11 +503,11 @@ fn share(slots: &[Option<Slot>], feeds: &[(Tensor, Value)], slot: usize) -> Opti
 /// `var += value` (or `-=`) in place when no one else holds the variable's value, else on a copy.
 fn update_in_place(cur: &mut Arc<Value>, value: &Value, add: bool) -> crate::error::OpResult<()> {
     if cur.shape() != value.shape() {
-        return Err(format!(
+        return Err(KernelError::Shape(format!(
             "update of shape {:?} does not fit the variable's shape {:?}",
             value.shape(),
             cur.shape()
-        ));
+        )));
     }
     match (Arc::make_mut(cur), value) {
         (Value::F32(a), Value::F32(b)) => {
@@ -505,11 +524,11 @@ fn update_in_place(cur: &mut Arc<Value>, value: &Value, add: bool) -> crate::err
             }
         }),
         (a, b) => {
-            return Err(format!(
+            return Err(KernelError::DType(format!(
                 "cannot update a {} variable with a {} value",
                 a.dtype(),
                 b.dtype()
-            ))
+            )))
         }
     }
     Ok(())
@@ -517,7 +536,7 @@ fn update_in_place(cur: &mut Arc<Value>, value: &Value, add: bool) -> crate::err
 
 fn slice_mut<T>(a: &mut ndarray::ArrayD<T>) -> crate::error::OpResult<&mut [T]> {
     a.as_slice_mut()
-        .ok_or_else(|| "variable storage is not contiguous".to_string())
+        .ok_or_else(|| KernelError::Shape("variable storage is not contiguous".into()))
 }
 
 /// Runs a fused optimizer rule on a variable and its slots, in place where no reader holds them.
@@ -530,25 +549,27 @@ fn apply_in_place(
     (lr, scale): (&Value, Option<&Value>),
 ) -> crate::error::OpResult<()> {
     if slots.len() != rule.slot_count() {
-        return Err("missing slot variables".into());
+        return Err(KernelError::InvalidArgument(
+            "missing slot variables".into(),
+        ));
     }
     let lr = lr
         .scalar_value()
-        .ok_or("the learning rate must be a scalar")?;
+        .ok_or_else(|| KernelError::InvalidArgument("the learning rate must be a scalar".into()))?;
     // A scale of the variable's dtype read as f64 converts back exactly.
     let scale = match scale {
-        Some(s) => s
-            .scalar_value()
-            .ok_or("the gradient scale must be a scalar")?,
+        Some(s) => s.scalar_value().ok_or_else(|| {
+            KernelError::InvalidArgument("the gradient scale must be a scalar".into())
+        })?,
         None => 1.0,
     };
     let lr = (lr, scale);
     match w.dtype() {
         DType::F32 => apply_typed::<f32>(ctx, rule, w, slots, grad, lr),
         DType::F64 => apply_typed::<f64>(ctx, rule, w, slots, grad, lr),
-        d => Err(format!(
+        d => Err(KernelError::InvalidArgument(format!(
             "cannot apply an optimizer update to a {d} variable"
-        )),
+        ))),
     }
 }
 
@@ -563,17 +584,19 @@ fn apply_typed<T: FloatArray>(
     let mut ss: SmallVec<[&mut [T]; 4]> = SmallVec::new();
     for s in slots.iter_mut() {
         let dt = s.dtype();
-        let a = T::array_mut(Arc::make_mut(s))
-            .ok_or_else(|| format!("a slot of dtype {dt} does not match the variable"))?;
+        let a = T::array_mut(Arc::make_mut(s)).ok_or_else(|| {
+            KernelError::DType(format!("a slot of dtype {dt} does not match the variable"))
+        })?;
         ss.push(slice_mut(a)?);
     }
     let g = T::array(grad).and_then(|a| a.as_slice()).ok_or_else(|| {
-        format!(
+        KernelError::DType(format!(
             "the gradient ({}) does not match the variable's dtype",
             grad.dtype()
-        )
+        ))
     })?;
-    let wa = T::array_mut(Arc::make_mut(w)).ok_or("variable dtype changed")?;
+    let wa = T::array_mut(Arc::make_mut(w))
+        .ok_or_else(|| KernelError::DType("variable dtype changed".into()))?;
     rule.apply(
         ctx,
         slice_mut(wa)?,

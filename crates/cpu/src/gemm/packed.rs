@@ -27,6 +27,7 @@
 use super::pack::pack;
 use super::MatRef;
 use crate::context::Context;
+use crate::error::{Error, Result};
 use gemm_common::microkernel::MicroKernelFn;
 
 /// Columns of a register tile in every x86 table of `gemm` 0.19 (a different layout in a later
@@ -148,7 +149,7 @@ pub unsafe fn product<T: Microkernels>(
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     accumulate: bool,
-) -> Result<(), String> {
+) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let c_rs = c_rs as isize;
     // The crate's own first step: a row-major destination is computed as its transpose.
@@ -270,15 +271,14 @@ unsafe fn blocked<T: Microkernels>(
     p: &Problem<T>,
     (kc, mc, nc): (usize, usize, usize),
     accumulate: bool,
-) -> Result<(), String> {
+) -> Result<()> {
     let lanes = kernels.lanes;
     let mr = kernels.table.len() * lanes;
     let isa = ctx.isa();
     let (m, n, k) = (p.m, p.n, p.k);
     if kc == 0 || mc == 0 {
-        return Err(format!(
-            "gemm: no blocking for {m}x{k}·{k}x{n} (kc {kc}, mc {mc})"
-        ));
+        let message = format!("no blocking for {m}x{k}·{k}x{n} (kc {kc}, mc {mc})");
+        return Err(Error::operands("gemm", message));
     }
     let (lhs, rhs) = (p.lhs, p.rhs);
     let crate_packs_rhs = (rhs.rs.unsigned_abs() != 1 && m > 2 * mr)

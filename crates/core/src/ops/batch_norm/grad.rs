@@ -5,7 +5,7 @@ use super::{
     per_rows, rows_cols,
 };
 use crate::dtype::{Shape, TensorInfo};
-use crate::error::OpResult;
+use crate::error::{KernelError, OpResult};
 use crate::ops::kernels::{
     by_float, column_blocks, float_input, halved_column_pass, FloatArray, COLUMN_BLOCK,
 };
@@ -29,11 +29,11 @@ fn grad_stats_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpRe
     let (gr, rows, c) = big_data::<T>(inputs, 0, op)?;
     let (x, _, cx) = big_data::<T>(inputs, 1, op)?;
     if cx != c || x.len() != gr.len() {
-        return Err(format!(
+        return Err(KernelError::InvalidArgument(format!(
             "{op}: the gradient has {} values of {c} channels, the input {} of {cx}",
             gr.len(),
             x.len()
-        ));
+        )));
     }
     let mean = channel_data::<T>(inputs, 2, c, op, "the mean")?;
     let mut out = ctx.try_filled_vec(2 * c, T::zero())?;
@@ -98,7 +98,7 @@ fn grad_stats_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpRe
         },
     );
     Ok(T::wrap(
-        ArrayD::from_shape_vec(IxDyn(&[2, c]), out).map_err(|e| e.to_string())?,
+        ArrayD::from_shape_vec(IxDyn(&[2, c]), out).map_err(KernelError::from)?,
     ))
 }
 
@@ -154,15 +154,15 @@ impl BatchNormParamGrad {
     fn run<T: FloatArray>(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let op = "BatchNormParamGrad";
         let stats = float_input::<T>(inputs, 0, op)?;
-        let s = stats
-            .as_slice()
-            .ok_or("BatchNormParamGrad: the statistics are not contiguous")?;
+        let s = stats.as_slice().ok_or_else(|| {
+            KernelError::Shape("BatchNormParamGrad: the statistics are not contiguous".into())
+        })?;
         let c = s.len() / 2;
         if stats.shape() != [2, c] {
-            return Err(format!(
+            return Err(KernelError::Shape(format!(
                 "{op}: the statistics have shape {:?}, expected [2, C]",
                 stats.shape()
-            ));
+            )));
         }
         let var = channel_data::<T>(inputs, 1, c, op, "the variance")?;
         let scale = channel_data::<T>(inputs, 2, c, op, "the scale")?;
@@ -179,7 +179,7 @@ impl BatchNormParamGrad {
             });
         }
         Ok(T::wrap(
-            ArrayD::from_shape_vec(IxDyn(&[c]), out).map_err(|e| e.to_string())?,
+            ArrayD::from_shape_vec(IxDyn(&[c]), out).map_err(KernelError::from)?,
         ))
     }
 }
@@ -228,15 +228,17 @@ impl BatchNormGradInput {
     ) -> OpResult<()> {
         let op = "BatchNormGradInput";
         let eps = T::from_f64(self.epsilon);
-        let gr = T::array_mut(target).ok_or("BatchNormGradInput: inputs differ in dtype")?;
+        let gr = T::array_mut(target).ok_or_else(|| {
+            KernelError::DType("BatchNormGradInput: inputs differ in dtype".into())
+        })?;
         let (rows, c) = rows_cols(gr.shape());
         let (x, _, cx) = big_data::<T>(others, 0, op)?;
         if cx != c || x.len() != gr.len() {
-            return Err(format!(
+            return Err(KernelError::Shape(format!(
                 "{op}: the gradient has shape {:?}, the input {} values of {cx} channels",
                 gr.shape(),
                 x.len()
-            ));
+            )));
         }
         let mean = channel_data::<T>(others, 1, c, op, "the mean")?;
         let var = channel_data::<T>(others, 2, c, op, "the variance")?;
@@ -245,13 +247,15 @@ impl BatchNormGradInput {
         let s = stats
             .as_slice()
             .filter(|s| s.len() == 2 * c)
-            .ok_or_else(|| format!("{op}: the statistics must be [2, {c}]"))?;
+            .ok_or_else(|| {
+                KernelError::InvalidArgument(format!("{op}: the statistics must be [2, {c}]"))
+            })?;
         let (s0, s1) = s.split_at(c);
         let n = T::from_f64(rows as f64);
         let total = self.total;
-        let data = gr
-            .as_slice_mut()
-            .ok_or("BatchNormGradInput: the gradient is not contiguous")?;
+        let data = gr.as_slice_mut().ok_or_else(|| {
+            KernelError::Shape("BatchNormGradInput: the gradient is not contiguous".into())
+        })?;
         per_rows(
             ctx,
             data,

@@ -26,7 +26,7 @@ use super::{
     expect_arity, expect_float, same_dtype, GradContext, InferError, InferResult, Op, OpDef,
 };
 use crate::dtype::{Shape, TensorInfo};
-use crate::error::{Error, OpResult, Result};
+use crate::error::{Error, KernelError, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
 use ferroflow_cpu::Context;
@@ -52,12 +52,12 @@ fn channel_data<'a, T: FloatArray>(
     let a = float_input::<T>(inputs, i, op)?;
     let s = a
         .as_slice()
-        .ok_or_else(|| format!("{op}: {what} is not contiguous"))?;
+        .ok_or_else(|| KernelError::Shape(format!("{op}: {what} is not contiguous")))?;
     if s.len() != c {
-        return Err(format!(
+        return Err(KernelError::Shape(format!(
             "{op}: {what} has shape {:?}, expected [{c}] (the input's last dimension)",
             a.shape()
-        ));
+        )));
     }
     Ok(s)
 }
@@ -72,7 +72,7 @@ fn big_data<'a, T: FloatArray>(
     let (rows, c) = rows_cols(a.shape());
     let s = a
         .as_slice()
-        .ok_or_else(|| format!("{op}: input {i} is not contiguous"))?;
+        .ok_or_else(|| KernelError::Shape(format!("{op}: input {i} is not contiguous")))?;
     Ok((s, rows, c))
 }
 
@@ -114,7 +114,7 @@ fn owned_copy<T: FloatArray>(ctx: &Context<'_>, a: &ArrayD<T>) -> OpResult<Array
         Some(s) => v.extend_from_slice(s),
         None => v.extend(a.iter().copied()),
     }
-    ArrayD::from_shape_vec(IxDyn(a.shape()), v).map_err(|e| e.to_string())
+    ArrayD::from_shape_vec(IxDyn(a.shape()), v).map_err(KernelError::from)
 }
 
 /// The out-of-place form of a kernel that writes over its first input: a copy of input 0, then
@@ -242,15 +242,17 @@ impl BatchNorm {
     ) -> OpResult<()> {
         let op = "BatchNormalization";
         let eps = T::from_f64(self.epsilon);
-        let x = T::array_mut(target).ok_or("BatchNormalization: inputs differ in dtype")?;
+        let x = T::array_mut(target).ok_or_else(|| {
+            KernelError::DType("BatchNormalization: inputs differ in dtype".into())
+        })?;
         let (_, c) = rows_cols(x.shape());
         let mean = channel_data::<T>(others, 0, c, op, "the mean")?;
         let var = channel_data::<T>(others, 1, c, op, "the variance")?;
         let offset = channel_data::<T>(others, 2, c, op, "the offset")?;
         let scale = channel_data::<T>(others, 3, c, op, "the scale")?;
-        let data = x
-            .as_slice_mut()
-            .ok_or("BatchNormalization: the input is not contiguous")?;
+        let data = x.as_slice_mut().ok_or_else(|| {
+            KernelError::Shape("BatchNormalization: the input is not contiguous".into())
+        })?;
         per_rows(
             ctx,
             data,
@@ -319,8 +321,8 @@ impl BatchNorm {
         } else {
             rows_affine::<T, false>(ctx, &mut out, data, rows, c, threads, (inv, shift))
         };
-        written.map_err(|e| format!("{op}: {e}"))?;
-        let out = ArrayD::from_shape_vec(IxDyn(x.shape()), out).map_err(|e| e.to_string())?;
+        written?;
+        let out = ArrayD::from_shape_vec(IxDyn(x.shape()), out).map_err(KernelError::from)?;
         Ok(T::wrap(out))
     }
 }
@@ -334,8 +336,8 @@ fn rows_affine<T: FloatArray, const RELU: bool>(
     c: usize,
     threads: usize,
     (inv, shift): (&[T], &[T]),
-) -> std::result::Result<(), String> {
-    ferroflow_cpu::gemm::rows_into_vec(
+) -> OpResult<()> {
+    Ok(ferroflow_cpu::gemm::rows_into_vec(
         &ctx.with_threads(threads),
         out,
         rows,
@@ -348,7 +350,7 @@ fn rows_affine<T: FloatArray, const RELU: bool>(
                 .zip(shift)
                 .map(|((&x, &k), &s)| activate::<T, RELU>(x * k + s))
         },
-    )
+    )?)
 }
 
 /// In-place rule shared by the two elementwise batch-norm kernels: input 0 when it is a writable float.
@@ -366,7 +368,9 @@ fn in_place_by_float(
     match target.dtype() {
         crate::DType::F32 => f32_body(target),
         crate::DType::F64 => f64_body(target),
-        d => Err(format!("{op} needs float inputs, got {d}")),
+        d => Err(KernelError::DType(format!(
+            "{op} needs float inputs, got {d}"
+        ))),
     }
 }
 
@@ -393,10 +397,10 @@ macro_rules! over_first_input {
             others: &[&Value],
         ) -> OpResult<()> {
             if k != 0 {
-                return Err(format!(
+                return Err(KernelError::InvalidArgument(format!(
                     "{} runs in place only over its first input",
                     self.type_name()
-                ));
+                )));
             }
             in_place_by_float(
                 target,

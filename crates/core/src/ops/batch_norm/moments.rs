@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::dtype::{Shape, TensorInfo};
-use crate::error::{OpResult, Result};
+use crate::error::{KernelError, OpResult, Result};
 use crate::graph::Tensor;
 use crate::ops::kernels::{by_float, fold_columns, FloatArray};
 use crate::ops::{GradContext, InferResult, OpDef};
@@ -36,7 +36,7 @@ fn variance_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResu
         *a = *a / n;
     }
     Ok(T::wrap(
-        ArrayD::from_shape_vec(IxDyn(&[c]), out).map_err(|e| e.to_string())?,
+        ArrayD::from_shape_vec(IxDyn(&[c]), out).map_err(KernelError::from)?,
     ))
 }
 

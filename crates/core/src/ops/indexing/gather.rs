@@ -1,7 +1,7 @@
 //! Row gathers (`Gather`, its gradient `GatherGrad`) and `OneHot`.
 
 use crate::dtype::{DType, Shape, TensorInfo};
-use crate::error::{OpResult, Result};
+use crate::error::{KernelError, OpResult, Result};
 use crate::graph::Tensor;
 use crate::ops::kernels::{input, standard};
 use crate::ops::shape_ops::{apply_any, AnyArrayFn};
@@ -25,17 +25,19 @@ impl AnyArrayFn for GatherRows<'_> {
         let rows = *p
             .shape()
             .first()
-            .ok_or("gather needs params of rank >= 1")?;
+            .ok_or_else(|| KernelError::Shape("gather needs params of rank >= 1".into()))?;
         let mut shape = self.0.shape().to_vec();
         shape.extend_from_slice(&p.shape()[1..]);
         let mut data = ctx.try_vec(crate::Value::checked_len(&shape)?)?;
         for &i in self.0.iter() {
             if i < 0 || i as usize >= rows {
-                return Err(format!("indices value {i} is not in [0, {rows})"));
+                return Err(KernelError::Shape(format!(
+                    "indices value {i} is not in [0, {rows})"
+                )));
             }
             data.extend(p.index_axis(Axis(0), i as usize).iter().cloned());
         }
-        ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|e| e.to_string())
+        ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(KernelError::from)
     }
 }
 
@@ -67,7 +69,7 @@ impl OpDef for Gather {
     fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let idx = input(inputs, 1, "GatherV2")?
             .as_i64()
-            .ok_or("indices must be int64")?;
+            .ok_or_else(|| KernelError::DType("indices must be int64".into()))?;
         apply_any(ctx, input(inputs, 0, "GatherV2")?, &GatherRows(idx))
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -95,24 +97,30 @@ fn gather_grad_typed<T: Clone + num_traits::Zero + std::ops::AddAssign + 'static
 ) -> OpResult<ArrayD<T>> {
     let rows = *like
         .first()
-        .ok_or("GatherGrad: params must have rank >= 1")?;
+        .ok_or_else(|| KernelError::Shape("GatherGrad: params must have rank >= 1".into()))?;
     let row_len: usize = like[1..].iter().product();
     let mut out = ctx.try_filled_vec(crate::Value::checked_len(like)?, T::zero())?;
     let gs = standard(g.clone());
-    let gflat = gs.as_slice().ok_or("GatherGrad: non-contiguous gradient")?;
+    let gflat = gs
+        .as_slice()
+        .ok_or_else(|| KernelError::Shape("GatherGrad: non-contiguous gradient".into()))?;
     if gflat.len() != idx.len() * row_len {
-        return Err("GatherGrad: gradient shape does not match indices".into());
+        return Err(KernelError::Shape(
+            "GatherGrad: gradient shape does not match indices".into(),
+        ));
     }
     for (k, &i) in idx.iter().enumerate() {
         if i < 0 || i as usize >= rows {
-            return Err(format!("indices value {i} is not in [0, {rows})"));
+            return Err(KernelError::Shape(format!(
+                "indices value {i} is not in [0, {rows})"
+            )));
         }
         let dst = &mut out[i as usize * row_len..(i as usize + 1) * row_len];
         for (d, s) in dst.iter_mut().zip(&gflat[k * row_len..(k + 1) * row_len]) {
             *d += s.clone();
         }
     }
-    ArrayD::from_shape_vec(IxDyn(like), out).map_err(|e| e.to_string())
+    ArrayD::from_shape_vec(IxDyn(like), out).map_err(KernelError::from)
 }
 
 impl OpDef for GatherGrad {
@@ -129,15 +137,15 @@ impl OpDef for GatherGrad {
     fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let idx = input(inputs, 1, "GatherGrad")?
             .as_i64()
-            .ok_or("indices must be int64")?;
+            .ok_or_else(|| KernelError::DType("indices must be int64".into()))?;
         let like = input(inputs, 2, "GatherGrad")?.shape().to_vec();
         match input(inputs, 0, "GatherGrad")? {
             Value::F32(g) => Ok(Value::F32(gather_grad_typed(ctx, g, idx, &like)?)),
             Value::F64(g) => Ok(Value::F64(gather_grad_typed(ctx, g, idx, &like)?)),
-            other => Err(format!(
+            other => Err(KernelError::DType(format!(
                 "GatherGrad needs a float gradient, got {}",
                 other.dtype()
-            )),
+            ))),
         }
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -183,7 +191,7 @@ impl OpDef for OneHot {
     fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let idx = input(inputs, 0, "OneHot")?
             .as_i64()
-            .ok_or("one_hot indices must be int64")?;
+            .ok_or_else(|| KernelError::DType("one_hot indices must be int64".into()))?;
         let mut shape: crate::ops::kernels::Dims = idx.shape().iter().copied().collect();
         shape.push(self.depth);
         let n = Value::checked_len(&shape)?;
@@ -204,7 +212,7 @@ impl OpDef for OneHot {
                     }
                 }
             }
-            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).map_err(|e| e.to_string())
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).map_err(KernelError::from)
         }
         let (on, off, d) = (self.on_value, self.off_value, self.depth);
         Ok(match self.dtype {

@@ -5,7 +5,7 @@ use super::kernels::{input, standard};
 use super::shape_ops::{apply_any, AnyArrayFn};
 use super::{expect_arity, norm_axis, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{DType, Dim, Shape, TensorInfo};
-use crate::error::{Error, OpResult, Result};
+use crate::error::{Error, KernelError, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
 use ferroflow_cpu::Context;
@@ -18,7 +18,7 @@ fn concat_infer(inputs: &[TensorInfo], axis: i64) -> InferResult {
     let Some(rank) = rank else {
         return Ok(Some(TensorInfo::new(dt, Shape::unknown())));
     };
-    let ax = norm_axis(axis, rank).map_err(InferError::Shape)?;
+    let ax = norm_axis(axis, rank).map_err(InferError::from)?;
     let mut out: Vec<Dim> = vec![None; rank];
     let mut total = Some(0usize);
     for (k, i) in inputs.iter().enumerate() {
@@ -61,12 +61,12 @@ fn concat_typed<T: Clone>(arrays: &[&ArrayD<T>], axis: i64) -> OpResult<ArrayD<T
     let rank = arrays
         .first()
         .map(|a| a.ndim())
-        .ok_or("concat needs at least one input")?;
+        .ok_or_else(|| KernelError::InvalidArgument("concat needs at least one input".into()))?;
     let ax = norm_axis(axis, rank)?;
     let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
     ndarray::concatenate(Axis(ax), &views)
         .map(standard)
-        .map_err(|e| format!("concat: {e}"))
+        .map_err(|e| KernelError::Shape(format!("concat: {e}")))
 }
 
 fn concat_values(inputs: &[&Value], axis: i64) -> OpResult<Value> {
@@ -74,7 +74,11 @@ fn concat_values(inputs: &[&Value], axis: i64) -> OpResult<Value> {
         ($method:ident) => {
             inputs
                 .iter()
-                .map(|v| v.$method().ok_or("concat inputs must share a dtype"))
+                .map(|v| {
+                    v.$method().ok_or_else(|| {
+                        KernelError::DType("concat inputs must share a dtype".into())
+                    })
+                })
                 .collect::<std::result::Result<Vec<_>, _>>()?
         };
     }
@@ -142,7 +146,7 @@ impl AnyArrayFn for SliceAlong {
         a: &ArrayD<T>,
     ) -> OpResult<ArrayD<T>> {
         if self.start + self.len > a.shape().get(self.axis).copied().unwrap_or(0) {
-            return Err("slice out of range".into());
+            return Err(KernelError::InvalidArgument("slice out of range".into()));
         }
         let v = a.slice_axis(
             Axis(self.axis),
@@ -208,22 +212,24 @@ pub struct Slice {
 impl Slice {
     fn ranges(&self, shape: &[usize]) -> OpResult<Vec<(usize, usize)>> {
         if self.begin.len() != shape.len() || self.size.len() != shape.len() {
-            return Err(format!(
+            return Err(KernelError::Shape(format!(
                 "slice begin {:?} / size {:?} do not fit shape {:?}",
                 self.begin, self.size, shape
-            ));
+            )));
         }
         let mut out = Vec::new();
         for ((&b, &s), &d) in self.begin.iter().zip(&self.size).zip(shape) {
             let len = if s < 0 {
-                d.checked_sub(b).ok_or("slice begin beyond the end")?
+                d.checked_sub(b).ok_or_else(|| {
+                    KernelError::InvalidArgument("slice begin beyond the end".into())
+                })?
             } else {
                 s as usize
             };
             if b.checked_add(len).is_none_or(|e| e > d) {
-                return Err(format!(
+                return Err(KernelError::Shape(format!(
                     "slice [{b}, {b}+{len}) is out of range for a dimension of size {d}"
-                ));
+                )));
             }
             out.push((b, len));
         }
@@ -324,12 +330,14 @@ fn slice_grad_typed<T: Clone + num_traits::Zero>(
     begin: &[usize],
 ) -> OpResult<ArrayD<T>> {
     if g.ndim() != like.len() || begin.len() != like.len() {
-        return Err("SliceGrad: rank mismatch".into());
+        return Err(KernelError::Shape("SliceGrad: rank mismatch".into()));
     }
     let mut out = ArrayD::<T>::zeros(IxDyn(like));
     for ((&b, &l), &d) in begin.iter().zip(g.shape()).zip(like) {
         if b + l > d {
-            return Err("SliceGrad: gradient does not fit".into());
+            return Err(KernelError::InvalidArgument(
+                "SliceGrad: gradient does not fit".into(),
+            ));
         }
     }
     out.slice_each_axis_mut(|ax| {
@@ -356,10 +364,10 @@ impl OpDef for SliceGrad {
         match input(inputs, 0, "SliceGrad")? {
             Value::F32(g) => Ok(Value::F32(slice_grad_typed(g, &like, &self.begin)?)),
             Value::F64(g) => Ok(Value::F64(slice_grad_typed(g, &like, &self.begin)?)),
-            other => Err(format!(
+            other => Err(KernelError::DType(format!(
                 "SliceGrad needs a float gradient, got {}",
                 other.dtype()
-            )),
+            ))),
         }
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {

@@ -4,7 +4,7 @@
 use super::kernels::{by_float, float_input, standard, sum_to_shape, FloatArray};
 use super::{expect_arity, expect_float, norm_axis, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{DType, Shape, TensorInfo};
-use crate::error::{Error, OpResult, Result};
+use crate::error::{Error, KernelError, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
 use ferroflow_cpu::Context;
@@ -32,7 +32,7 @@ pub struct Reduce {
 pub(crate) fn normalize_axes(
     axes: &Option<Vec<i64>>,
     rank: usize,
-) -> std::result::Result<super::kernels::Dims, String> {
+) -> OpResult<super::kernels::Dims> {
     let mut out = match axes {
         None => (0..rank).collect::<super::kernels::Dims>(),
         Some(a) => a
@@ -77,7 +77,7 @@ fn reduce_leading<T: FloatArray>(
             rest.iter().copied().collect()
         };
         Ok(T::wrap(
-            ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())?,
+            ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(KernelError::from)?,
         ))
     })())
 }
@@ -150,7 +150,7 @@ impl OpDef for Reduce {
         let Some(dims) = inputs[0].shape.dims() else {
             return Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::unknown())));
         };
-        let axes = normalize_axes(&self.axes, dims.len()).map_err(InferError::Shape)?;
+        let axes = normalize_axes(&self.axes, dims.len()).map_err(InferError::from)?;
         let mut out = Vec::new();
         for (i, d) in dims.iter().enumerate() {
             if axes.contains(&i) {
@@ -184,7 +184,7 @@ impl OpDef for Reduce {
         let axes = normalize_axes(&self.axes, rank).map_err(|m| Error::InvalidArgument {
             node: ctx.name.clone(),
             op: self.type_name().into(),
-            message: m,
+            message: m.to_string(),
         })?;
         let keep = |t: Tensor| -> Result<Tensor> {
             let mut t = t;
@@ -234,7 +234,7 @@ fn argmax_typed<T: FloatArray>(axis: i64, inputs: &[&Value]) -> OpResult<Value> 
     let x = float_input::<T>(inputs, 0, "ArgMax")?;
     let ax = norm_axis(axis, x.ndim())?;
     if x.shape()[ax] == 0 {
-        return Err("ArgMax over an empty axis".into());
+        return Err(KernelError::Shape("ArgMax over an empty axis".into()));
     }
     let out = x.map_axis(Axis(ax), |lane| {
         let mut best = 0usize;
@@ -258,7 +258,7 @@ impl OpDef for ArgMax {
         let shape = match inputs[0].shape.dims() {
             None => Shape::unknown(),
             Some(d) => {
-                let ax = norm_axis(self.axis, d.len()).map_err(InferError::Shape)?;
+                let ax = norm_axis(self.axis, d.len()).map_err(InferError::from)?;
                 let mut v = d.to_vec();
                 v.remove(ax);
                 Shape::new(v)
@@ -323,7 +323,7 @@ fn sum_to_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResult
         if let Some(data) = g.as_slice() {
             let out = super::kernels::column_sums(ctx, data, like.len())?;
             return Ok(T::wrap(
-                ArrayD::from_shape_vec(IxDyn(like.shape()), out).map_err(|e| e.to_string())?,
+                ArrayD::from_shape_vec(IxDyn(like.shape()), out).map_err(KernelError::from)?,
             ));
         }
     }
@@ -369,11 +369,13 @@ fn broadcast_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpRes
     let g = float_input::<T>(inputs, 0, "BroadcastLike")?;
     let like = super::kernels::input(inputs, 1, "BroadcastLike")?;
     let shape = super::kernels::broadcast_shapes(g.shape(), like.shape())?;
-    let v = g.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
+    let v = g
+        .broadcast(IxDyn(&shape))
+        .ok_or_else(|| KernelError::Shape("broadcast failed".into()))?;
     let mut out = ctx.output_vec(v.len());
     out.extend(v.iter().copied());
     Ok(T::wrap(
-        ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())?,
+        ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(KernelError::from)?,
     ))
 }
 

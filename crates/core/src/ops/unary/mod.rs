@@ -16,7 +16,7 @@ use super::kernels::{by_float, float_input, input, map_float, par_update, zip_br
 use super::kernels::{zip_into, Float, FloatArray};
 use super::{expect_arity, expect_float, GradContext, InferResult, OpDef};
 use crate::dtype::TensorInfo;
-use crate::error::{OpResult, Result};
+use crate::error::{KernelError, OpResult, Result};
 use crate::graph::{Graph, Tensor};
 use crate::value::Value;
 use ferroflow_cpu::simd::inlined;
@@ -183,7 +183,10 @@ impl UnaryVisitor for MapValue<'_, '_> {
             return if F::ON_INTEGERS {
                 Ok(Value::I64(a.mapv(|v| f.i64(v))))
             } else {
-                Err(format!("{} needs a float input, got int64", self.op))
+                Err(KernelError::DType(format!(
+                    "{} needs a float input, got int64",
+                    self.op
+                )))
             };
         }
         map_float(
@@ -225,7 +228,7 @@ impl UnaryVisitor for MapInPlace<'_, '_> {
                         ),
                     )
                 })
-                .ok_or_else(|| format!("{op}: non-contiguous buffer")),
+                .ok_or_else(|| KernelError::Shape(format!("{op}: non-contiguous buffer"))),
             Value::F64(a) => a
                 .as_slice_mut()
                 .map(|s| {
@@ -238,8 +241,11 @@ impl UnaryVisitor for MapInPlace<'_, '_> {
                         ),
                     )
                 })
-                .ok_or_else(|| format!("{op}: non-contiguous buffer")),
-            v => Err(format!("{op} needs a float input, got {}", v.dtype())),
+                .ok_or_else(|| KernelError::Shape(format!("{op}: non-contiguous buffer"))),
+            v => Err(KernelError::DType(format!(
+                "{op} needs a float input, got {}",
+                v.dtype()
+            ))),
         }
     }
 }
@@ -365,13 +371,15 @@ impl<T: FloatArray> UnaryVisitor for GradKernel<'_, '_, T> {
         let ctx = self.ctx;
         if let Some((k, target)) = self.in_place {
             let other = float_input::<T>(self.inputs, 0, "ActivationGrad")?;
-            let t = T::array_mut(target).ok_or("ActivationGrad: inputs differ in dtype")?;
+            let t = T::array_mut(target).ok_or_else(|| {
+                KernelError::DType("ActivationGrad: inputs differ in dtype".into())
+            })?;
             if t.shape() != other.shape() {
-                return Err(format!(
+                return Err(KernelError::Shape(format!(
                     "gradient and activation differ in shape: {:?} vs {:?}",
                     t.shape(),
                     other.shape()
-                ));
+                )));
             }
             // out = g · f'(v); the target is g (k = 0) or v (k = 1).
             zip_into(ctx, t, other, k == 0, |a, b| a * d(b))?;
@@ -380,11 +388,11 @@ impl<T: FloatArray> UnaryVisitor for GradKernel<'_, '_, T> {
         let g = float_input::<T>(self.inputs, 0, "ActivationGrad")?;
         let v = float_input::<T>(self.inputs, 1, "ActivationGrad")?;
         if g.shape() != v.shape() {
-            return Err(format!(
+            return Err(KernelError::Shape(format!(
                 "gradient {:?} and activation {:?} differ in shape",
                 g.shape(),
                 v.shape()
-            ));
+            )));
         }
         let out = zip_broadcast_par(ctx, g, v, |g, v| g * d(v))?;
         Ok(Some(T::wrap(out)))
@@ -427,7 +435,9 @@ impl OpDef for ActivationGrad {
         Ok(Some(TensorInfo::new(inputs[0].dtype, shape)))
     }
     fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
-        let fresh = |r: OpResult<Option<Value>>| r?.ok_or_else(|| "no output".to_string());
+        let fresh = |r: OpResult<Option<Value>>| {
+            r?.ok_or_else(|| KernelError::InvalidArgument("no output".into()))
+        };
         by_float(
             inputs,
             self.type_name(),
@@ -452,7 +462,10 @@ impl OpDef for ActivationGrad {
         let r = match target.dtype() {
             crate::DType::F32 => self.run::<f32>(ctx, others, Some((k, target))),
             crate::DType::F64 => self.run::<f64>(ctx, others, Some((k, target))),
-            d => Err(format!("{} needs float inputs, got {d}", self.type_name())),
+            d => Err(KernelError::DType(format!(
+                "{} needs float inputs, got {d}",
+                self.type_name()
+            ))),
         };
         r.map(|_| ())
     }

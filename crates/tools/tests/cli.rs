@@ -60,7 +60,7 @@ fn inspect_and_graph() {
         "{dot}"
     );
     let tf = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/tf-checkpoint/model.ckpt-3");
+        .join("../../tests/data/tf-checkpoint/model.ckpt-3");
     let (ok, out, err) = ferroflow(&[
         "inspect",
         &tf.to_string_lossy(),

@@ -6,11 +6,12 @@
 //! through `import_meta_graph` + `get_tensor_by_name`.
 
 use super::{accuracy, build_mlp, feeds_for, progress, secs, MlpSpec};
-use crate::prelude::*;
-use ferroflow_data::Dataset;
-use ferroflow_io::{import_meta_graph, Saver, VarList};
-use ferroflow_nn::layers::{dense_with, Activation, DenseOptions};
-use ferroflow_nn::{losses, Optimizer};
+use crate::{Result, ToolError};
+use ferroflow::data::Dataset;
+use ferroflow::io::{import_meta_graph, Saver, VarList};
+use ferroflow::nn::layers::{dense_with, Activation, DenseOptions};
+use ferroflow::nn::{losses, Optimizer};
+use ferroflow::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -131,15 +132,17 @@ fn small_set(data: &Dataset, per_class: usize) -> Dataset {
     data.select(&idx)
 }
 
-fn io_err(e: ferroflow_io::IoError) -> Error {
-    Error::Other(e.to_string())
+fn io_err(e: ferroflow::io::IoError) -> ToolError {
+    ToolError::Io(e)
 }
 
 /// Runs the whole demo.
 pub fn run(cfg: &Config) -> Result<Report> {
-    std::fs::create_dir_all(&cfg.dir)
-        .map_err(|e| Error::Other(format!("cannot create {}: {e}", cfg.dir.display())))?;
-    let (train_all, test_all) = ferroflow_data::digits_split();
+    std::fs::create_dir_all(&cfg.dir).map_err(|e| ToolError::Write {
+        path: cfg.dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let (train_all, test_all) = ferroflow::data::digits_split();
     let low = |d: &Dataset| d.filter_classes(|l| l < 5, |l| l);
     let high = |d: &Dataset| d.filter_classes(|l| l >= 5, |l| l - 5);
     let (train_low, test_low) = (low(&train_all), low(&test_all));
@@ -174,7 +177,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         .get_collection::<Variable>(keys::GLOBAL_VARIABLES, Some("hidden[123]"))?
         .iter()
         .map(|v| sess.variable_value(*v))
-        .collect::<Result<_>>()?;
+        .collect::<ferroflow::Result<_>>()?;
 
     let mut rows = Vec::new();
     // 2. From scratch on the small 5-9 set.
@@ -264,7 +267,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let s = Session::new(&mg);
     s.run_targets(&[mg.global_variables_initializer()?], &[])?;
     saver
-        .ok_or_else(|| Error::Other("the meta-graph has no saver".into()))?
+        .ok_or_else(|| ToolError::Data("the meta-graph has no saver".into()))?
         .restore(&s, &checkpoint)
         .map_err(io_err)?;
     let net = Net {

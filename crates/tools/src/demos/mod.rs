@@ -7,10 +7,11 @@ pub mod mnist;
 pub mod transfer;
 pub mod vanishing;
 
-use crate::prelude::*;
-use ferroflow_data::Dataset;
-use ferroflow_nn::layers::{dense_with, Activation, DenseOptions};
-use ferroflow_nn::{batch_normalization, BatchNormOptions, Training};
+use crate::{Result, ToolError};
+use ferroflow::data::Dataset;
+use ferroflow::nn::layers::{dense_with, Activation, DenseOptions};
+use ferroflow::nn::{batch_normalization, BatchNormOptions, Training};
+use ferroflow::prelude::*;
 use std::time::Duration;
 
 /// How each hidden layer of an MLP is built.
@@ -123,7 +124,7 @@ impl Classifier {
             let _s = scope.map(|s| g.name_scope(s)).transpose()?;
             build_mlp(&g, x, spec, classes, Some(training))?
         };
-        let loss = ferroflow_nn::losses::sparse_softmax_cross_entropy(&g, y, logits)?;
+        let loss = ferroflow::nn::losses::sparse_softmax_cross_entropy(&g, y, logits)?;
         Ok(Classifier {
             g,
             x,
@@ -137,10 +138,10 @@ impl Classifier {
 
     /// `opt.minimize(loss)` behind `control_dependencies(UPDATE_OPS)`, so batch norm's moving averages
     /// update with every step.
-    pub fn train_op(&self, opt: &ferroflow_nn::Optimizer) -> Result<Operation> {
+    pub fn train_op(&self, opt: &ferroflow::nn::Optimizer) -> Result<Operation> {
         let updates: Vec<Operation> = self.g.get_collection(keys::UPDATE_OPS, None)?;
         let _c = self.g.control_dependencies(&updates)?;
-        opt.minimize(&self.g, self.loss, None, None)
+        Ok(opt.minimize(&self.g, self.loss, None, None)?)
     }
 
     /// A session with every variable initialized.
@@ -183,7 +184,7 @@ pub fn accuracy(sess: &Session, x: Tensor, logits: Tensor, data: &Dataset) -> Re
     let out = sess.run_one(logits, &[feed(x, data.images.clone().into_dyn())])?;
     let l = out
         .as_f32()
-        .ok_or_else(|| Error::Other("logits are not f32".into()))?;
+        .ok_or_else(|| ToolError::Data("logits are not f32".into()))?;
     let mut correct = 0usize;
     for (row, &label) in l.outer_iter().zip(data.labels.iter()) {
         let mut best = 0;

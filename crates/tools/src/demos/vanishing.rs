@@ -4,9 +4,10 @@
 //! activations' mean and std, and plots gradient norm by layer.
 
 use super::{accuracy, feeds_for, progress, Classifier, MlpSpec};
-use crate::prelude::*;
-use ferroflow_nn::layers::Activation;
-use ferroflow_nn::Optimizer;
+use crate::{Result, ToolError};
+use ferroflow::nn::layers::Activation;
+use ferroflow::nn::Optimizer;
+use ferroflow::prelude::*;
 use std::path::Path;
 
 /// One configuration of the experiment.
@@ -110,7 +111,7 @@ fn mean_std(v: &Value) -> (f64, f64) {
 
 /// Trains one setup with plain gradient descent and records its trace.
 pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
-    let (train, test) = ferroflow_data::digits_split();
+    let (train, test) = ferroflow::data::digits_split();
     let spec = MlpSpec {
         hidden: vec![cfg.units; cfg.layers],
         activation: setup.activation,
@@ -140,7 +141,7 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
     let norms: Vec<Tensor> = grads
         .iter()
         .map(|&gr| g.sqrt(g.reduce_sum(g.square(gr)?, None, false)?))
-        .collect::<Result<_>>()?;
+        .collect::<ferroflow::Result<_>>()?;
     let train_op = net.train_op(&Optimizer::gradient_descent(cfg.learning_rate))?;
     let sess = net.session()?;
     let mut trace = Trace {
@@ -204,7 +205,10 @@ pub fn table(traces: &[Trace]) -> String {
 /// Plots the gradient norm by layer (log scale) at the first epoch, one line per setup, as SVG.
 pub fn plot(traces: &[Trace], path: &Path) -> Result<()> {
     use plotters::prelude::*;
-    let err = |e: String| Error::Other(format!("cannot plot to {}: {e}", path.display()));
+    let err = |e: String| ToolError::Write {
+        path: path.display().to_string(),
+        message: e,
+    };
     let layers = traces.first().map(|t| t.grad_norms[0].len()).unwrap_or(1);
     let all: Vec<f64> = traces
         .iter()

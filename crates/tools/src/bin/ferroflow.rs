@@ -100,7 +100,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         .parse()
         .map_err(|_| "--seconds takes a number")?;
     if args.iter().any(|a| a == "--dispatch") {
-        let us = ferroflow::bench::dispatch_overhead_us(5000).map_err(|e| e.to_string())?;
+        let us = ferroflow_tools::bench::dispatch_overhead_us(5000).map_err(|e| e.to_string())?;
         say(&format!(
             "# dispatch: {us:.3} us per node (chain of 5000 scalar adds)"
         ))?;
@@ -108,16 +108,18 @@ fn bench(args: &[String]) -> Result<(), String> {
     let mut options = ferroflow::SessionOptions::with_threads(threads);
     for (flag, value) in args.iter().zip(args.iter().skip(1)) {
         if flag == "--set" {
-            ferroflow::bench::apply_setting(&mut options, value).map_err(|e| e.to_string())?;
+            ferroflow_tools::bench::apply_setting(&mut options, value)
+                .map_err(|e| e.to_string())?;
         }
     }
     if args.iter().any(|a| a == "--no-huge-pages") {
         ALLOC.set_advise(false);
     }
     // One pool of worker threads for every session of the run.
-    options.workers = ferroflow::bench::shared_workers(&options).map_err(|e| e.to_string())?;
+    options.workers =
+        ferroflow_tools::bench::shared_workers(&options).map_err(|e| e.to_string())?;
     if args.iter().any(|a| a == "--peak") {
-        let p = ferroflow::bench::matmul_peak_gflops(&options).map_err(|e| e.to_string())?;
+        let p = ferroflow_tools::bench::matmul_peak_gflops(&options).map_err(|e| e.to_string())?;
         say(&format!(
             "# matmul peak (1024x1024 f32, {threads} threads): {p:.1} GFLOP/s"
         ))?;
@@ -125,7 +127,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     let ab = match arg(args, "--ab") {
         Some(setting) => {
             let mut with = options.clone();
-            ferroflow::bench::apply_setting(&mut with, setting).map_err(|e| e.to_string())?;
+            ferroflow_tools::bench::apply_setting(&mut with, setting).map_err(|e| e.to_string())?;
             Some(with)
         }
         None => None,
@@ -134,7 +136,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         for b in batches.split(',') {
             let batch: usize = b.parse().map_err(|_| format!("bad batch size {b}"))?;
             if let Some(setting) = &ab {
-                let r = ferroflow::bench::run_ab(model, batch, &options, setting, seconds)
+                let r = ferroflow_tools::bench::run_ab(model, batch, &options, setting, seconds)
                     .map_err(|e| e.to_string())?;
                 say(&format!(
                     "# A/B {model}/{batch} {}: {:.2} steps/s ({} steps) as it was, {:.2} ({} steps) with the setting: ratio {:.3}",
@@ -151,7 +153,7 @@ fn bench(args: &[String]) -> Result<(), String> {
                 profile: args.iter().any(|a| a == "--profile"),
                 ..options.clone()
             };
-            let (r, ops) = ferroflow::bench::run_profiled(model, batch, &profiled, seconds)
+            let (r, ops) = ferroflow_tools::bench::run_profiled(model, batch, &profiled, seconds)
                 .map_err(|e| e.to_string())?;
             say(&r.json())?;
             let total: f64 = ops.iter().map(|o| o.seconds).sum();

@@ -3,9 +3,10 @@
 //! lecture's `[(clip_by_value(g, -θ, θ), v) for g, v in grads]` loop, trains.
 
 use super::{accuracy, build_mlp, feeds_for, progress, MlpSpec};
-use crate::prelude::*;
-use ferroflow_nn::layers::Activation;
-use ferroflow_nn::{clip_by_global_norm, losses, Optimizer};
+use crate::Result;
+use ferroflow::nn::layers::Activation;
+use ferroflow::nn::{clip_by_global_norm, losses, Optimizer};
+use ferroflow::prelude::*;
 
 /// How gradients are treated before the update.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,15 +68,15 @@ impl Outcome {
 
 /// Trains the exploding network with the given clipping.
 pub fn run(clipping: Clipping, cfg: &Config) -> Result<Outcome> {
-    let (train, test) = ferroflow_data::digits_split();
+    let (train, test) = ferroflow::data::digits_split();
     let g = Graph::new();
     g.set_random_seed(cfg.seed);
     let x = g.named("X").placeholder(DType::F32, [None, Some(64)])?;
     let y = g.named("y").placeholder(DType::I64, [None])?;
     let init = Initializer::variance_scaling(
         2.0 * cfg.init_gain * cfg.init_gain,
-        ferroflow_nn::FanMode::FanIn,
-        ferroflow_nn::VsDistribution::TruncatedNormal,
+        ferroflow::nn::FanMode::FanIn,
+        ferroflow::nn::VsDistribution::TruncatedNormal,
     );
     let spec = MlpSpec {
         hidden: vec![cfg.units; cfg.layers],
@@ -89,7 +90,7 @@ pub fn run(clipping: Clipping, cfg: &Config) -> Result<Outcome> {
     let grads_and_vars = opt.compute_gradients(&g, loss, None)?;
     let grads: Vec<Option<Tensor>> = grads_and_vars.iter().map(|(gr, _)| *gr).collect();
     let vars = grads_and_vars.iter().map(|(_, v)| *v);
-    let norm = ferroflow_nn::global_norm(&g, &grads)?;
+    let norm = ferroflow::nn::global_norm(&g, &grads)?;
     let capped: Vec<(Option<Tensor>, Variable)> = match clipping {
         Clipping::None => grads_and_vars.clone(),
         Clipping::GlobalNorm(c) => clip_by_global_norm(&g, &grads, c)?

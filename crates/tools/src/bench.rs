@@ -2,9 +2,10 @@
 //! built with the public API exactly as the TensorFlow reference script builds them, trained on a
 //! fixed random batch; one JSON line per model and batch in the reference format.
 
-use crate::prelude::*;
-use ferroflow_nn::layers::{dense_with, Activation, DenseOptions};
-use ferroflow_nn::{clip_by_global_norm, losses, Optimizer};
+use crate::{Result, ToolError};
+use ferroflow::nn::layers::{dense_with, Activation, DenseOptions};
+use ferroflow::nn::{clip_by_global_norm, losses, Optimizer};
+use ferroflow::prelude::*;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +29,7 @@ fn dense(
     act: Option<Activation>,
     bias: bool,
 ) -> Result<Tensor> {
-    dense_with(
+    Ok(dense_with(
         g,
         h,
         units,
@@ -37,13 +38,13 @@ fn dense(
             use_bias: bias,
             kernel_initializer: Some(Initializer::variance_scaling(
                 2.0,
-                ferroflow_nn::FanMode::FanIn,
-                ferroflow_nn::VsDistribution::TruncatedNormal,
+                ferroflow::nn::FanMode::FanIn,
+                ferroflow::nn::VsDistribution::TruncatedNormal,
             )),
             name: Some(name.into()),
             ..Default::default()
         },
-    )
+    )?)
 }
 
 /// TF's `tf.nn.moments` + `tf.nn.batch_normalization` with the two moving-average updates in UPDATE_OPS,
@@ -81,7 +82,7 @@ fn batch_norm(g: &Graph, z: Tensor, name: &str, momentum: f64, eps: f64) -> Resu
     let u2 = g.assign_sub(mv, g.mul(decay, g.sub(mv.value(), var)?)?)?;
     g.add_to_collection(keys::UPDATE_OPS, u1.op());
     g.add_to_collection(keys::UPDATE_OPS, u2.op());
-    g.batch_normalization(z, mean, var, Some(beta.value()), Some(gamma.value()), eps)
+    Ok(g.batch_normalization(z, mean, var, Some(beta.value()), Some(gamma.value()), eps)?)
 }
 
 /// Builds a benchmark model by name.
@@ -94,7 +95,7 @@ pub fn build(model: &str) -> Result<BenchModel> {
         "book" => (5, Activation::Elu, 100),
         "deep" | "deep_bn" => (12, Activation::Relu, 300),
         other => {
-            return Err(Error::Other(format!(
+            return Err(ToolError::Usage(format!(
                 "unknown benchmark model '{other}' (book, deep, deep_bn)"
             )))
         }
@@ -178,9 +179,9 @@ pub fn run(model: &str, batch: usize, threads: usize, seconds: f64) -> Result<Be
 }
 
 /// Applies a benchmark setting `key=value` to session options: `fuse_products=0|1`, or a field of
-/// the [`ferroflow_core::CpuConfig`] (`gemm_own=0`, `pair_max_macs=4194304`, `simd=avx2`, ...).
+/// the [`ferroflow::core::CpuConfig`] (`gemm_own=0`, `pair_max_macs=4194304`, `simd=avx2`, ...).
 pub fn apply_setting(options: &mut SessionOptions, setting: &str) -> Result<()> {
-    let bad = |e: String| Error::Other(format!("bench setting {setting:?}: {e}"));
+    let bad = |e: String| ToolError::Usage(format!("bench setting {setting:?}: {e}"));
     match setting.split_once('=') {
         Some(("fuse_products", v)) => {
             options.fuse_products = match v.trim() {
@@ -210,11 +211,8 @@ impl Warm {
         let xs: Vec<f32> = (0..batch * 784).map(|_| rng.gen::<f32>()).collect();
         let ys: Vec<i64> = (0..batch).map(|_| rng.gen_range(0..10)).collect();
         let feeds = [
-            feed(
-                m.x,
-                Value::from_f32(&[batch, 784], xs).map_err(Error::Other)?,
-            ),
-            feed(m.y, Value::from_i64(&[batch], ys).map_err(Error::Other)?),
+            feed(m.x, Value::from_f32(&[batch, 784], xs)?),
+            feed(m.y, Value::from_i64(&[batch], ys)?),
         ];
         let warm = Warm { m, sess, feeds };
         for _ in 0..20 {
@@ -224,7 +222,7 @@ impl Warm {
     }
 
     fn step(&self) -> Result<()> {
-        self.sess.run_targets(&[self.m.train], &self.feeds)
+        Ok(self.sess.run_targets(&[self.m.train], &self.feeds)?)
     }
 }
 
@@ -235,7 +233,7 @@ pub fn run_profiled(
     batch: usize,
     options: &SessionOptions,
     seconds: f64,
-) -> Result<(BenchResult, Vec<ferroflow_core::OpProfile>)> {
+) -> Result<(BenchResult, Vec<ferroflow::core::OpProfile>)> {
     let threads = options.threads;
     let w = Warm::new(model, batch, options)?;
     w.sess.reset_profile();
@@ -327,13 +325,13 @@ pub fn run_ab(
 /// ones when `options.threads` is more than one.
 pub fn shared_workers(
     options: &SessionOptions,
-) -> Result<Option<Arc<ferroflow_core::cpu::Workers>>> {
+) -> Result<Option<Arc<ferroflow::core::cpu::Workers>>> {
     if options.workers.is_some() || options.threads < 2 {
         return Ok(options.workers.clone());
     }
-    ferroflow_core::cpu::Workers::new(options.threads)
+    ferroflow::core::cpu::Workers::new(options.threads)
         .map(|w| Some(Arc::new(w)))
-        .map_err(Error::Other)
+        .map_err(|e| ToolError::Core(e.into()))
 }
 
 /// Measures the single-precision matmul rate of this machine (2048×2048, the kernel the session uses).

@@ -2,9 +2,10 @@
 //! learning rate; epochs to reach a target test accuracy.
 
 use super::{accuracy, progress, Classifier, MlpSpec};
-use crate::prelude::*;
-use ferroflow_nn::layers::Activation;
-use ferroflow_nn::Optimizer;
+use crate::Result;
+use ferroflow::nn::layers::Activation;
+use ferroflow::nn::Optimizer;
+use ferroflow::prelude::*;
 
 /// Sizes of a run.
 #[derive(Clone, Debug)]
@@ -49,7 +50,7 @@ pub struct Outcome {
 
 /// Trains the net with or without BN at `learning_rate`.
 pub fn run(batch_norm: bool, learning_rate: f64, cfg: &Config) -> Result<Outcome> {
-    let (train, test) = ferroflow_data::digits_split();
+    let (train, test) = ferroflow::data::digits_split();
     let spec = MlpSpec {
         hidden: vec![cfg.units; cfg.layers],
         activation: cfg.activation,

@@ -6,7 +6,7 @@
 //! into `Err`s of the individual calls. A panic (or an abort, or an allocation the fuzzer's memory
 //! limit refuses) is a bug.
 
-use crate::prelude::*;
+use ferroflow::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// A scratch file of this process for readers that take a path.
@@ -59,13 +59,13 @@ pub fn raw_or_framed(data: &[u8], magic: [u8; 8], version: u32) -> Vec<u8> {
 pub fn checkpoint(data: &[u8]) {
     let data = raw_or_framed(
         data,
-        crate::io::checkpoint::MAGIC,
-        crate::io::checkpoint::VERSION,
+        ferroflow::io::checkpoint::MAGIC,
+        ferroflow::io::checkpoint::VERSION,
     );
     let Some(path) = scratch("model.ffckpt", &data) else {
         return;
     };
-    if let Ok(mut reader) = crate::io::checkpoint::CheckpointReader::open(&path) {
+    if let Ok(mut reader) = ferroflow::io::checkpoint::CheckpointReader::open(&path) {
         let keys: Vec<String> = reader.entries().iter().map(|e| e.name.clone()).collect();
         for k in keys {
             let _ = reader.read(&k);
@@ -78,13 +78,13 @@ pub fn checkpoint(data: &[u8]) {
 pub fn meta_graph(data: &[u8]) {
     let data = raw_or_framed(
         data,
-        crate::io::meta_graph::MAGIC,
-        crate::io::meta_graph::VERSION,
+        ferroflow::io::meta_graph::MAGIC,
+        ferroflow::io::meta_graph::VERSION,
     );
     let Some(path) = scratch("model.meta", &data) else {
         return;
     };
-    if let Ok((g, _saver)) = crate::io::meta_graph::import_meta_graph(&path) {
+    if let Ok((g, _saver)) = ferroflow::io::meta_graph::import_meta_graph(&path) {
         let _ = g.to_dot(false);
         let _ = exercise(&g, &mut Bytes::new(&data));
     }
@@ -104,7 +104,7 @@ pub fn tf_checkpoint(data: &[u8]) {
     let Some(prefix) = prefix.to_str() else {
         return;
     };
-    if let Ok(reader) = crate::io::tf_checkpoint::TfCheckpointReader::open(prefix) {
+    if let Ok(reader) = ferroflow::io::tf_checkpoint::TfCheckpointReader::open(prefix) {
         if let Ok(infos) = reader.tensors() {
             for info in infos {
                 let _ = reader.read(&info.name);
@@ -116,15 +116,15 @@ pub fn tf_checkpoint(data: &[u8]) {
 /// The IDX loader (MNIST's format), plain or gzipped.
 pub fn idx(data: &[u8]) {
     if let Some(path) = scratch("images.idx", data) {
-        let _ = crate::data::read_idx(&path);
+        let _ = ferroflow::data::read_idx(&path);
     }
-    let _ = crate::data::parse_idx(Path::new("<fuzz>"), data);
+    let _ = ferroflow::data::parse_idx(Path::new("<fuzz>"), data);
 }
 
 /// The digits CSV loader, plain or gzipped.
 pub fn csv(data: &[u8]) {
     if let Some(path) = scratch("digits.csv", data) {
-        let _ = crate::data::digits_csv(&path);
+        let _ = ferroflow::data::digits_csv(&path);
     }
 }
 
