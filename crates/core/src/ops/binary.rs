@@ -486,3 +486,7 @@ impl Graph {
         self.add_node(AddN.into(), xs, None, "AddN")
     }
 }
+
+#[cfg(test)]
+#[path = "binary_tests.rs"]
+mod tests;

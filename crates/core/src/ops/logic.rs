@@ -290,3 +290,7 @@ impl Graph {
         )
     }
 }
+
+#[cfg(test)]
+#[path = "logic_tests.rs"]
+mod tests;

@@ -312,3 +312,7 @@ impl Graph {
         )
     }
 }
+
+#[cfg(test)]
+#[path = "matmul_tests.rs"]
+mod tests;

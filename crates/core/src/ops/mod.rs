@@ -366,3 +366,41 @@ mod tests {
         assert_eq!(tag(&Op::SoftmaxXent(nn::SoftmaxXent)), 41);
     }
 }
+
+/// What the families' unit tests share: f64 inputs fed to placeholders, one-thread runs, gradients of
+/// a sum, and comparisons.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::{feed, DType, Graph, Session, SessionOptions, Tensor, Value};
+
+    /// An f64 placeholder of `shape`, and the feed that gives it `data`.
+    pub(crate) fn input(g: &Graph, shape: &[usize], data: &[f64]) -> (Tensor, (Tensor, Value)) {
+        let dims: Vec<Option<usize>> = shape.iter().map(|&d| Some(d)).collect();
+        let x = g.placeholder(DType::F64, dims).unwrap();
+        (x, feed(x, Value::from_f64(shape, data.to_vec()).unwrap()))
+    }
+
+    /// The fetches as f64 vectors, run on one thread.
+    pub(crate) fn eval(g: &Graph, fetches: &[Tensor], feeds: &[(Tensor, Value)]) -> Vec<Vec<f64>> {
+        let sess = Session::with_options(g, SessionOptions::with_threads(1));
+        let out = sess.run(fetches, feeds, &[]).unwrap();
+        out.iter().map(Value::to_f64_vec).collect()
+    }
+
+    /// d(sum(y))/dx.
+    pub(crate) fn grad(g: &Graph, y: Tensor, x: Tensor) -> Tensor {
+        let s = g.reduce_sum(y, None, false).unwrap();
+        g.gradients(&[s], &[x]).unwrap()[0].unwrap()
+    }
+
+    /// `got` equals `want` within `tol` relative (and absolute near zero).
+    pub(crate) fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: {got:?}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "{what}[{i}]: {g} vs {w}"
+            );
+        }
+    }
+}

@@ -386,3 +386,7 @@ impl Graph {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+#[path = "nn_tests.rs"]
+mod tests;

@@ -239,3 +239,7 @@ impl Graph {
         )
     }
 }
+
+#[cfg(test)]
+#[path = "random_tests.rs"]
+mod tests;

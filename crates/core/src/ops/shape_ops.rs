@@ -431,3 +431,7 @@ impl Graph {
         self.add_node(Cast { to: dtype }.into(), &[x.into()], None, "Cast")
     }
 }
+
+#[cfg(test)]
+#[path = "shape_ops_tests.rs"]
+mod tests;

@@ -422,3 +422,7 @@ impl Graph {
         self.assign_mode(var, delta.into(), AssignMode::Sub)
     }
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

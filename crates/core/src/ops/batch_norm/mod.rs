@@ -513,33 +513,6 @@ impl OpDef for BatchNorm {
 // Builders
 
 impl Graph {
-    /// `tf.nn.moments(x, axes, keep_dims)`: the mean and the (biased) variance over `axes`, the
-    /// variance computed against `stop_gradient(mean)` as in TF. Names `moments/mean` and
-    /// `moments/variance` under the current scope. Over all leading axes without `keep_dims` (the
-    /// batch-norm case) the variance is one fused pass (`MomentsVariance`); otherwise TF's composite.
-    pub fn moments(&self, x: Tensor, axes: &[i64], keep_dims: bool) -> Result<(Tensor, Tensor)> {
-        let _s = self.name_scope("moments")?;
-        let rank = self.shape(x)?.rank();
-        let leading = rank.is_some_and(|r| {
-            r >= 1
-                && normalize_axes(&Some(axes.to_vec()), r)
-                    .is_ok_and(|a| a.iter().copied().eq(0..r - 1))
-        });
-        if leading && !keep_dims {
-            let mean = self.named("mean").reduce_mean(x, Some(axes), false)?;
-            let var = self.add_node(MomentsVariance.into(), &[x, mean], Some("variance"), "")?;
-            return Ok((mean, var));
-        }
-        let mean = self.named("mean").reduce_mean(x, Some(axes), true)?;
-        let sq = self.squared_difference(x, self.stop_gradient(mean)?)?;
-        let var = self.named("variance").reduce_mean(sq, Some(axes), true)?;
-        if keep_dims {
-            return Ok((mean, var));
-        }
-        let squeeze = |t: Tensor| self.squeeze(t, axes);
-        Ok((squeeze(mean)?, squeeze(var)?))
-    }
-
     /// `tf.nn.batch_normalization(x, mean, variance, offset, scale, variance_epsilon)`:
     /// `x·inv + (offset - mean·inv)`, `inv = scale / √(variance + ε)` (offset 0 and scale 1 when
     /// `None`). With `[C]` statistics and parameters for an input of C channels it is the fused
@@ -599,3 +572,6 @@ pub use grad::{BatchNormGradInput, BatchNormGradStats, BatchNormParamGrad, BnPar
 
 mod moments;
 pub use moments::*;
+
+#[cfg(test)]
+mod tests;

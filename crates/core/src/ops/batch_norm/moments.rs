@@ -66,3 +66,32 @@ impl OpDef for MomentsVariance {
         Ok(vec![Some(g.mul(g.sub(x, mean)?, scale)?), None])
     }
 }
+
+impl crate::graph::Graph {
+    /// `tf.nn.moments(x, axes, keep_dims)`: the mean and the (biased) variance over `axes`, the
+    /// variance computed against `stop_gradient(mean)` as in TF. Names `moments/mean` and
+    /// `moments/variance` under the current scope. Over all leading axes without `keep_dims` (the
+    /// batch-norm case) the variance is one fused pass (`MomentsVariance`); otherwise TF's composite.
+    pub fn moments(&self, x: Tensor, axes: &[i64], keep_dims: bool) -> Result<(Tensor, Tensor)> {
+        let _s = self.name_scope("moments")?;
+        let rank = self.shape(x)?.rank();
+        let leading = rank.is_some_and(|r| {
+            r >= 1
+                && normalize_axes(&Some(axes.to_vec()), r)
+                    .is_ok_and(|a| a.iter().copied().eq(0..r - 1))
+        });
+        if leading && !keep_dims {
+            let mean = self.named("mean").reduce_mean(x, Some(axes), false)?;
+            let var = self.add_node(MomentsVariance.into(), &[x, mean], Some("variance"), "")?;
+            return Ok((mean, var));
+        }
+        let mean = self.named("mean").reduce_mean(x, Some(axes), true)?;
+        let sq = self.squared_difference(x, self.stop_gradient(mean)?)?;
+        let var = self.named("variance").reduce_mean(sq, Some(axes), true)?;
+        if keep_dims {
+            return Ok((mean, var));
+        }
+        let squeeze = |t: Tensor| self.squeeze(t, axes);
+        Ok((squeeze(mean)?, squeeze(var)?))
+    }
+}

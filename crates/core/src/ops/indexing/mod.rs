@@ -441,3 +441,6 @@ impl Graph {
 
 mod gather;
 pub use gather::*;
+
+#[cfg(test)]
+mod tests;

@@ -500,3 +500,6 @@ impl Graph {
 
 mod l2;
 pub use l2::*;
+
+#[cfg(test)]
+mod tests;
