@@ -321,6 +321,7 @@ impl Session {
 }
 
 mod run;
+mod update;
 use run::Run;
 
 impl Session {
