@@ -3,7 +3,6 @@
 
 use crate::error::{KernelError, OpResult};
 use crate::value::Value;
-pub use ferroflow_cpu::math::{exp_f32, exp_m1_f32};
 pub use ferroflow_cpu::parallel::*;
 pub use ferroflow_cpu::{Context, Float};
 use ndarray::{ArrayD, Axis, IxDyn, Zip};

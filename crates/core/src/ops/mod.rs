@@ -5,7 +5,7 @@ pub mod apply;
 pub mod batch_norm;
 pub mod binary;
 pub mod indexing;
-pub mod kernels;
+pub(crate) mod kernels;
 pub mod logic;
 pub mod matmul;
 pub mod nn;
