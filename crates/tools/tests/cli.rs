@@ -207,3 +207,71 @@ fn event_files_are_framed_as_tfrecords_with_masked_crcs() {
     assert_eq!(records, 4, "file version, graph, scalar, histogram");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `--help` and `--version` print to stdout and succeed; a subcommand's help does not run it;
+/// unknown flags and bad values are refused by name; flags go anywhere.
+#[test]
+fn help_version_and_argument_errors() {
+    let (ok, out, _) = ferroflow(&["--help"]);
+    assert!(
+        ok && out.contains("inspect") && out.contains("bench"),
+        "{out}"
+    );
+    let (ok, out, _) = ferroflow(&["--version"]);
+    assert!(
+        ok && out.trim() == format!("ferroflow {}", env!("CARGO_PKG_VERSION")),
+        "{out}"
+    );
+    let (ok, out, _) = ferroflow(&["bench", "--help"]);
+    assert!(
+        ok && out.contains("--seconds") && !out.contains("steps_per_s"),
+        "{out}"
+    );
+    let (ok, _, err) = ferroflow(&["inspect", "x", "--scop", "hidden"]);
+    assert!(!ok && err.contains("--scop"), "{err}");
+    let (ok, _, err) = ferroflow(&["bench", "--threads", "lots"]);
+    assert!(
+        !ok && err.contains("lots") && err.contains("--threads"),
+        "{err}"
+    );
+    let (ok, _, err) = ferroflow(&["bench", "--models", "modle"]);
+    assert!(!ok && err.contains("modle"), "{err}");
+    let (ok, _, err) = ferroflow(&[]);
+    assert!(!ok && err.contains("Usage"), "{err}");
+}
+
+/// `inspect` tells a missing checkpoint from a corrupt one, and a file of a checkpoint from its
+/// prefix; `graph` takes `--dot` before or after the path.
+#[test]
+fn inspect_errors_name_what_is_wrong() {
+    let dir = std::env::temp_dir().join(format!("ff-cli-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let g = Graph::new();
+    g.get_variable("w", &[2], DType::F32).unwrap();
+    let s = Session::new(&g);
+    s.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
+    let prefix = Saver::new(&g, VarList::All)
+        .unwrap()
+        .save(&s, &dir.join("m").to_string_lossy(), None)
+        .unwrap();
+    let data = ferroflow::io::checkpoint::data_path(&prefix);
+    let (ok, _, err) = ferroflow(&["inspect", &data.to_string_lossy()]);
+    assert!(
+        !ok && err.contains("pass the prefix, e.g.") && err.contains(&prefix),
+        "{err}"
+    );
+    let missing = dir.join("nothing-here").to_string_lossy().into_owned();
+    let (ok, _, err) = ferroflow(&["inspect", &missing]);
+    assert!(
+        !ok && err.contains("no checkpoint at") && err.contains(&missing),
+        "{err}"
+    );
+    let meta = format!("{prefix}.meta");
+    let (ok, dot, err) = ferroflow(&["graph", "--dot", &meta]);
+    assert!(ok && dot.starts_with("digraph"), "{err}");
+    std::fs::write(&data, b"not a checkpoint at all").unwrap();
+    let (ok, _, err) = ferroflow(&["inspect", &prefix]);
+    assert!(!ok && err.contains("not a valid checkpoint"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,33 +1,160 @@
 //! The `ferroflow` command-line tool: `inspect` checkpoints, list a meta-graph's ops (`graph`), and run
 //! the benchmarks (`bench`).
 
-use std::path::Path;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage:
-  ferroflow inspect CKPT_PREFIX [--scope REGEX]   list variables: name, dtype, shape, mean/std/min/max
-                                                  (ferroflow or TensorFlow V2 checkpoints)
-  ferroflow graph META [--dot [--hide-gradients]] list the ops of a meta-graph, or print it as Graphviz DOT
-  ferroflow bench [--threads N] [--models book,deep,deep_bn] [--batches 32,256,2048] [--seconds S] [--peak] [--dispatch] [--profile]
-                  [--set KEY=VALUE]... [--ab KEY=VALUE] [--no-huge-pages]
-                                                  --set changes a setting (a CpuConfig field, or
-                                                  fuse_products); --ab alternates sessions without and
-                                                  with a setting every 4 steps and prints both rates";
-
-fn arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
-    args.windows(2)
-        .find(|w| w[0] == flag)
-        .map(|w| w[1].as_str())
+/// Checkpoints, meta-graphs and benchmarks of ferroflow, a TensorFlow-1-style graph framework.
+#[derive(Parser)]
+#[command(name = "ferroflow", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), String> {
-    let re = scope
-        .map(ferroflow::ScopeRegex::new)
-        .transpose()
-        .map_err(|e| e.to_string())?;
+#[derive(Subcommand)]
+enum Command {
+    /// List a checkpoint's variables: name, dtype, shape, mean, std, min and max (ferroflow's
+    /// format or a TensorFlow V2 checkpoint).
+    Inspect {
+        /// The checkpoint's prefix, e.g. `runs/model.ckpt-3` (not one of its files).
+        prefix: String,
+        /// Only the variables whose names match this regex from their start (TF's scope rule).
+        #[arg(long, value_name = "REGEX")]
+        scope: Option<String>,
+    },
+    /// List the ops of a meta-graph (name, op type, shape, inputs), or print it as Graphviz DOT.
+    Graph {
+        /// The meta-graph file (`PREFIX.meta`).
+        meta: PathBuf,
+        /// Print Graphviz DOT, with name scopes as clusters.
+        #[arg(long)]
+        dot: bool,
+        /// With --dot: leave out the nodes that `gradients` built.
+        #[arg(long, requires = "dot")]
+        hide_gradients: bool,
+    },
+    /// Train the benchmark models and print one JSON line per model and batch (steps per second).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Threads one kernel may use.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: u32,
+    /// Models to train, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "book,deep,deep_bn",
+          value_parser = ["book", "deep", "deep_bn"])]
+    models: Vec<String>,
+    /// Batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "32,256,2048",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    batches: Vec<u32>,
+    /// Seconds of counted steps per model and batch (after 20 warm-up steps).
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Also measure the matrix-multiply rate of this machine (1024×1024).
+    #[arg(long)]
+    peak: bool,
+    /// Also measure the per-node cost of a run (a chain of 5000 scalar adds).
+    #[arg(long)]
+    dispatch: bool,
+    /// After each line, the session's time per op type.
+    #[arg(long)]
+    profile: bool,
+    /// Change a setting for the whole run: a `CpuConfig` field (`gemm_own=0`, `simd=avx2`, ...) or
+    /// `fuse_products=0`. May be given several times.
+    #[arg(long, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Train two sessions, without and with this setting, in turns of 4 steps, and print both rates
+    /// and their ratio instead of the reference lines.
+    #[arg(long, value_name = "KEY=VALUE")]
+    ab: Option<String>,
+    /// Do not mark large buffers for transparent huge pages.
+    #[arg(long)]
+    no_huge_pages: bool,
+}
+
+/// Large buffers on transparent huge pages (`bench --no-huge-pages` turns that off).
+#[global_allocator]
+static ALLOC: ferroflow::cpu::alloc::HugePageAlloc = ferroflow::cpu::alloc::HugePageAlloc::new();
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect { prefix, scope } => inspect(&prefix, scope.as_deref()),
+        Command::Graph {
+            meta,
+            dot,
+            hide_gradients,
+        } => graph(&meta, dot, hide_gradients),
+        Command::Bench(args) => bench(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`| head`) is not an error of ours.
+        Err(Failure::ClosedPipe) => ExitCode::SUCCESS,
+        Err(Failure::Message(e)) => {
+            eprintln!("ferroflow: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Why a command stopped.
+enum Failure {
+    /// Standard output was closed by its reader.
+    ClosedPipe,
+    Message(String),
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Message(e.to_string())
+    }
+}
+
+/// Prints a line; a closed pipe ends the command quietly instead of panicking.
+fn say(line: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    match writeln!(std::io::stdout(), "{line}") {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::ClosedPipe),
+        Err(e) => Err(Failure::Message(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+/// Why `prefix` names no checkpoint: a file of one given instead of its prefix, or nothing there.
+fn not_a_prefix(prefix: &str) -> Option<String> {
+    let suffixes = [".index", ".data-00000-of-00001", ".ffckpt", ".meta"];
+    if let Some(stem) = suffixes.iter().find_map(|s| prefix.strip_suffix(s)) {
+        if Path::new(prefix).is_file() {
+            return Some(format!(
+                "{prefix} is one of a checkpoint's files: pass the prefix, e.g. {stem}"
+            ));
+        }
+    }
+    let data_file = ferroflow::io::checkpoint::data_path(prefix);
+    let tf_index = format!("{prefix}.index");
+    if !data_file.exists() && !Path::new(&tf_index).exists() {
+        return Some(format!(
+            "no checkpoint at {prefix}: neither {} nor {tf_index} exists",
+            data_file.display()
+        ));
+    }
+    None
+}
+
+fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), Failure> {
+    let re = scope.map(ferroflow::ScopeRegex::new).transpose()?;
+    if let Some(why) = not_a_prefix(prefix) {
+        return Err(Failure::Message(why));
+    }
     // Our format or TensorFlow's, whichever the prefix names.
-    let mut ckpt = ferroflow::io::AnyCheckpoint::open(prefix).map_err(|e| e.to_string())?;
-    let rows = ckpt.entries().map_err(|e| e.to_string())?;
+    let mut ckpt = ferroflow::io::AnyCheckpoint::open(prefix)?;
+    let rows = ckpt.entries()?;
     say(&format!(
         "{:<40} {:<8} {:<16} {:>12} {:>12} {:>12} {:>12}",
         "name", "dtype", "shape", "mean", "std", "min", "max"
@@ -37,9 +164,8 @@ fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), String> {
             continue;
         }
         let d = ckpt
-            .read(&name)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{name} vanished"))?
+            .read(&name)?
+            .ok_or_else(|| Failure::Message(format!("{name} vanished")))?
             .to_f64_vec();
         let n = d.len().max(1) as f64;
         let mean = d.iter().sum::<f64>() / n;
@@ -55,92 +181,79 @@ fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
-fn graph(meta: &str, dot: bool, hide_gradients: bool) -> Result<(), String> {
-    let (g, _) = ferroflow::io::import_meta_graph(Path::new(meta)).map_err(|e| e.to_string())?;
+fn graph(meta: &Path, dot: bool, hide_gradients: bool) -> Result<(), Failure> {
+    if !meta.is_file() {
+        return Err(Failure::Message(format!(
+            "no meta-graph at {}: the file does not exist",
+            meta.display()
+        )));
+    }
+    let (g, _) = ferroflow::io::import_meta_graph(meta)?;
     if dot {
         return say(g.to_dot(hide_gradients).trim_end());
     }
     for op in g.operations() {
-        let inputs: Vec<String> = g
-            .inputs(op)
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(|t| g.tensor_name(*t))
-            .collect();
+        let inputs: Vec<String> = g.inputs(op)?.iter().map(|t| g.tensor_name(*t)).collect();
         let shape = g
             .shape(ferroflow::Tensor::from_index(op.index()))
             .map(|s| s.to_string())
             .unwrap_or_else(|_| "-".into());
-        println!(
+        say(&format!(
             "{:<48} {:<22} {:<14} {}",
             g.op_name(op),
             g.op_type(op),
             shape,
             inputs.join(", ")
-        );
+        ))?;
     }
     Ok(())
 }
 
-/// Prints a line; a closed pipe (`| head`) is an error, not a panic.
-fn say(line: &str) -> Result<(), String> {
-    use std::io::Write;
-    writeln!(std::io::stdout(), "{line}").map_err(|e| format!("cannot write to stdout: {e}"))
-}
-
-fn bench(args: &[String]) -> Result<(), String> {
-    let threads: usize = arg(args, "--threads")
-        .unwrap_or("2")
-        .parse()
-        .map_err(|_| "--threads takes a number")?;
-    let models = arg(args, "--models").unwrap_or("book,deep,deep_bn");
-    let batches = arg(args, "--batches").unwrap_or("32,256,2048");
-    let seconds: f64 = arg(args, "--seconds")
-        .unwrap_or("3")
-        .parse()
-        .map_err(|_| "--seconds takes a number")?;
-    if args.iter().any(|a| a == "--dispatch") {
-        let us = ferroflow_tools::bench::dispatch_overhead_us(5000).map_err(|e| e.to_string())?;
+fn bench(args: &BenchArgs) -> Result<(), Failure> {
+    use ferroflow_tools::bench;
+    let threads = args.threads as usize;
+    if args.seconds.is_nan() || args.seconds < 0.0 {
+        return Err(Failure::Message(format!(
+            "--seconds must be a duration, got {}",
+            args.seconds
+        )));
+    }
+    if args.dispatch {
+        let us = bench::dispatch_overhead_us(5000)?;
         say(&format!(
             "# dispatch: {us:.3} us per node (chain of 5000 scalar adds)"
         ))?;
     }
     let mut options = ferroflow::SessionOptions::with_threads(threads);
-    for (flag, value) in args.iter().zip(args.iter().skip(1)) {
-        if flag == "--set" {
-            ferroflow_tools::bench::apply_setting(&mut options, value)
-                .map_err(|e| e.to_string())?;
-        }
+    for setting in &args.set {
+        bench::apply_setting(&mut options, setting)?;
     }
-    if args.iter().any(|a| a == "--no-huge-pages") {
+    if args.no_huge_pages {
         ALLOC.set_advise(false);
     }
     // One pool of worker threads for every session of the run.
-    options.workers =
-        ferroflow_tools::bench::shared_workers(&options).map_err(|e| e.to_string())?;
-    if args.iter().any(|a| a == "--peak") {
-        let p = ferroflow_tools::bench::matmul_peak_gflops(&options).map_err(|e| e.to_string())?;
+    options.workers = bench::shared_workers(&options)?;
+    if args.peak {
+        let p = bench::matmul_peak_gflops(&options)?;
         say(&format!(
             "# matmul peak (1024x1024 f32, {threads} threads): {p:.1} GFLOP/s"
         ))?;
     }
-    let ab = match arg(args, "--ab") {
+    let ab = match &args.ab {
         Some(setting) => {
             let mut with = options.clone();
-            ferroflow_tools::bench::apply_setting(&mut with, setting).map_err(|e| e.to_string())?;
-            Some(with)
+            bench::apply_setting(&mut with, setting)?;
+            Some((setting, with))
         }
         None => None,
     };
-    for model in models.split(',') {
-        for b in batches.split(',') {
-            let batch: usize = b.parse().map_err(|_| format!("bad batch size {b}"))?;
-            if let Some(setting) = &ab {
-                let r = ferroflow_tools::bench::run_ab(model, batch, &options, setting, seconds)
-                    .map_err(|e| e.to_string())?;
+    for model in &args.models {
+        for &batch in &args.batches {
+            let batch = batch as usize;
+            if let Some((setting, with)) = &ab {
+                let r = bench::run_ab(model, batch, &options, with, args.seconds)?;
                 say(&format!(
-                    "# A/B {model}/{batch} {}: {:.2} steps/s ({} steps) as it was, {:.2} ({} steps) with the setting: ratio {:.3}",
-                    arg(args, "--ab").unwrap_or_default(),
+                    "# A/B {model}/{batch} {setting}: {:.2} steps/s ({} steps) as it was, {:.2} ({} steps) with the setting: ratio {:.3}",
                     r.base_steps_per_s,
                     r.base_steps,
                     r.setting_steps_per_s,
@@ -150,11 +263,10 @@ fn bench(args: &[String]) -> Result<(), String> {
                 continue;
             }
             let profiled = ferroflow::SessionOptions {
-                profile: args.iter().any(|a| a == "--profile"),
+                profile: args.profile,
                 ..options.clone()
             };
-            let (r, ops) = ferroflow_tools::bench::run_profiled(model, batch, &profiled, seconds)
-                .map_err(|e| e.to_string())?;
+            let (r, ops) = bench::run_profiled(model, batch, &profiled, args.seconds)?;
             say(&r.json())?;
             let total: f64 = ops.iter().map(|o| o.seconds).sum();
             for o in ops.iter().take(20) {
@@ -174,29 +286,4 @@ fn bench(args: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Large buffers on transparent huge pages (`bench --no-huge-pages` turns that off).
-#[global_allocator]
-static ALLOC: ferroflow::cpu::alloc::HugePageAlloc = ferroflow::cpu::alloc::HugePageAlloc::new();
-
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("inspect") if args.len() >= 2 => inspect(&args[1], arg(&args, "--scope")),
-        Some("graph") if args.len() >= 2 => graph(
-            &args[1],
-            args.iter().any(|a| a == "--dot"),
-            args.iter().any(|a| a == "--hide-gradients"),
-        ),
-        Some("bench") => bench(&args[1..]),
-        _ => Err(USAGE.to_string()),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ferroflow: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }
