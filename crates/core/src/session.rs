@@ -239,6 +239,9 @@ impl Session {
             lock(&state.pool).end_run();
             lock(&state.side_pool).end_run();
         }
+        if let Some(w) = workers {
+            w.workspaces().settle()?;
+        }
         out
     }
 

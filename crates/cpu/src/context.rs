@@ -7,6 +7,7 @@ use crate::config::CpuConfig;
 use crate::error::{Error, Result};
 use crate::pool::VecPool;
 use crate::simd::Isa;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// The defaults, for a context built without a configuration.
@@ -186,6 +187,8 @@ fn grow(work: &mut Vec<Line>, lines: usize) -> Result<()> {
 /// run so far and then reused, so that a product after warm-up allocates nothing.
 pub struct Workspaces {
     slots: Vec<Mutex<Vec<Line>>>,
+    /// The most lines any product has asked for: [`Workspaces::settle`] grows every slot to it.
+    largest: AtomicUsize,
 }
 
 impl std::fmt::Debug for Workspaces {
@@ -201,14 +204,29 @@ impl Workspaces {
     pub fn new(n: usize) -> Self {
         Workspaces {
             slots: (0..n.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
+            largest: AtomicUsize::new(0),
         }
+    }
+
+    /// Grows every workspace to the most lines any product has asked for. The session calls it after
+    /// each run, when no product holds one: a workspace that was busy while another grew catches up
+    /// then, so a thread that got no large product during warm-up does not allocate later.
+    pub fn settle(&self) -> Result<()> {
+        let lines = self.largest.load(Ordering::Relaxed);
+        for slot in &self.slots {
+            if let Some(mut work) = try_lock(slot) {
+                grow(&mut work, lines)?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs `f` on at least `lines` lines of a free workspace: the one of the calling worker thread
     /// when it is free, else any free one. A workspace that grows makes every other free one grow
-    /// with it, so that a thread that got no product during warm-up does not allocate later. When all
-    /// are busy (not expected: there are as many as threads), `f` gets a fresh buffer.
+    /// with it (and [`Workspaces::settle`] the busy ones). When all are busy (not expected: there
+    /// are as many as threads), `f` gets a fresh buffer.
     fn with(&self, lines: usize, f: impl FnOnce(*mut Line)) -> Result<()> {
+        self.largest.fetch_max(lines, Ordering::Relaxed);
         let n = self.slots.len();
         let first = rayon::current_thread_index().unwrap_or(0) % n;
         let held = (0..n).find_map(|i| try_lock(&self.slots[(first + i) % n]));
@@ -274,6 +292,9 @@ impl Workers {
                 message: e.to_string(),
             })?,
         };
+        // Every worker registers with the epoch collector of rayon's deques now (an allocation on
+        // its first steal otherwise, which could fall in a later run).
+        pool.broadcast(|_| drop(crossbeam_epoch::pin()));
         Ok(Workers {
             pool,
             workspaces: Workspaces::new(threads),
@@ -325,6 +346,19 @@ mod tests {
                 bytes: usize::MAX / 8 * 4,
             })
         );
+    }
+
+    #[test]
+    fn settling_grows_a_workspace_that_was_busy_when_another_grew() {
+        let w = Workspaces::new(2);
+        let ctx = Context::serial().with_workspaces(&w);
+        {
+            let _busy = w.slots[1].lock().unwrap();
+            ctx.with_workspace(50, |_| ()).unwrap();
+        }
+        assert_eq!(w.slots[1].lock().unwrap().len(), 0);
+        w.settle().unwrap();
+        assert!(w.slots.iter().all(|s| s.lock().unwrap().len() == 50));
     }
 
     #[test]
