@@ -33,6 +33,11 @@ pub struct CpuConfig {
     /// Multi-threaded products of at least this many rows split into row bands, one per thread;
     /// fewer rows split into column halves. Default: 64.
     pub gemm_band_min_rows: usize,
+    /// Multi-threaded products of many rows split into this many row bands per thread (each at
+    /// least 256 rows), handed out to the threads as they come free, so that a thread whose core
+    /// is taken by another process leaves its bands to the others. Default: 1 (one band per
+    /// thread).
+    pub gemm_tiles_per_thread: usize,
     /// Elementwise kernels, reductions and optimizer updates split across threads from this many
     /// elements. Default: 2^16.
     pub parallel_min_elements: usize,
@@ -54,13 +59,14 @@ impl CpuConfig {
         gemm_in_place: true,
         gemm_parallel_min_macs: 1 << 21,
         gemm_band_min_rows: 64,
+        gemm_tiles_per_thread: 1,
         parallel_min_elements: 1 << 16,
         pair_products: true,
         pair_max_macs: 1 << 26,
     };
 
     /// The names [`CpuConfig::set`] accepts, one per field.
-    pub const KEYS: [&'static str; 10] = [
+    pub const KEYS: [&'static str; 11] = [
         "simd",
         "gemm_split",
         "gemm_own",
@@ -68,6 +74,7 @@ impl CpuConfig {
         "gemm_in_place",
         "gemm_parallel_min_macs",
         "gemm_band_min_rows",
+        "gemm_tiles_per_thread",
         "parallel_min_elements",
         "pair_products",
         "pair_max_macs",
@@ -102,6 +109,7 @@ impl CpuConfig {
             "gemm_in_place" => self.gemm_in_place = flag()?,
             "gemm_parallel_min_macs" => self.gemm_parallel_min_macs = number()?,
             "gemm_band_min_rows" => self.gemm_band_min_rows = number()?,
+            "gemm_tiles_per_thread" => self.gemm_tiles_per_thread = number()?.max(1),
             "parallel_min_elements" => self.parallel_min_elements = number()?,
             "pair_products" => self.pair_products = flag()?,
             "pair_max_macs" => self.pair_max_macs = number()?,

@@ -207,6 +207,10 @@ where
     Ok(())
 }
 
+/// The fewest rows of a band when a product splits into more bands than threads
+/// ([`crate::CpuConfig::gemm_tiles_per_thread`]): each band packs the right operand again.
+const TILE_MIN_ROWS: usize = 256;
+
 /// Products summing over at least this many terms, and over more terms than they have rows, split
 /// the sum instead of the rows (see [`product_depth_halves`]).
 const DEPTH_SPLIT_MIN: usize = 1024;
@@ -348,7 +352,10 @@ unsafe fn product_bands<T: Float>(
         // narrow products of training (2048×300·300×300) this scales better than the crate's own
         // parallel loop.
         use rayon::prelude::*;
-        let band = m.div_ceil(threads);
+        let tiles = (threads * config.gemm_tiles_per_thread)
+            .min(m / TILE_MIN_ROWS)
+            .max(threads);
+        let band = m.div_ceil(tiles);
         return c
             .par_chunks_mut(band * n)
             .enumerate()

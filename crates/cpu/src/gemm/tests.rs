@@ -302,3 +302,33 @@ fn rows_into_vec_writes_every_row_or_fails() {
     let mut nonempty = vec![1.0f32];
     assert!(rows_into_vec(&ctx_of(1), &mut nonempty, 1, 1, |_| [2.0f32].into_iter()).is_err());
 }
+
+/// A tall product split into more row bands than threads (`gemm_tiles_per_thread`), the bands taken
+/// by whichever thread is free, gives the bits of one thread: each band sums every element in the
+/// same order.
+#[test]
+fn more_bands_than_threads_give_the_bits_of_one_thread() {
+    let (m, k, n) = (1100, 300, 200);
+    let (a, b) = test_operands::<f32>(m, k, n);
+    let (av, bv) = (
+        MatRef::row_major(&a, m, k, false),
+        MatRef::row_major(&b, k, n, false),
+    );
+    let product = |config: &CpuConfig, threads: usize| {
+        let mut c = vec![0.0f32; m * n];
+        gemm(&Context::new(config, threads), &mut c, av, bv, false).unwrap();
+        c
+    };
+    let one = product(&CpuConfig::default(), 1);
+    for tiles in [1, 4, 100] {
+        let config = CpuConfig {
+            gemm_tiles_per_thread: tiles,
+            ..CpuConfig::default()
+        };
+        assert!(product(&config, 2) == one, "{tiles} bands per thread");
+        assert!(
+            product(&config, 3) == one,
+            "{tiles} bands per thread, 3 threads"
+        );
+    }
+}
