@@ -1,6 +1,8 @@
 //! MNIST digits 0-4 (the lecture's exercise), without and with batch normalization
-//! (see src/demos/mnist.rs). Run: `cargo run --release --example mnist_0_4 [-- DIR]`,
-//! DIR holding the four MNIST IDX files (default ../shared/data/mnist).
+//! (see crates/tools/src/demos/mnist.rs). Run: `cargo run --release --example mnist_0_4 [-- DIR]`,
+//! DIR holding the four official gzipped MNIST IDX files (`train-images-idx3-ubyte.gz`,
+//! `train-labels-idx1-ubyte.gz`, `t10k-images-idx3-ubyte.gz`, `t10k-labels-idx1-ubyte.gz`; default
+//! `data/mnist`).
 
 use ferroflow_tools::demos::mnist;
 
@@ -12,7 +14,11 @@ fn main() {
     let data = match mnist::load(&cfg) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("cannot load MNIST from {}: {e}", cfg.data_dir.display());
+            eprintln!(
+                "cannot load MNIST from {}: {e}\nPut the four gzipped MNIST IDX files there, or pass their \
+                 directory: cargo run --release --example mnist_0_4 -- DIR",
+                cfg.data_dir.display()
+            );
             std::process::exit(1);
         }
     };

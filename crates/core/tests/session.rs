@@ -70,7 +70,7 @@ fn variables_initializers_and_assignments() {
     assert_eq!(f32s(&sess.run_one(add, &[]).unwrap()), [3.0, 4.0]);
     assert_eq!(f32s(&sess.run_one(sub, &[]).unwrap()), [2.5, 3.5]);
     assert_eq!(f32s(&sess.variable_value(v).unwrap()), [2.5, 3.5]);
-    // A second session has its own values.
+    // Another session over the same graph has its own values.
     let other = Session::new(&g);
     assert!(!other.is_initialized(v));
     let e = other.run_one(add, &[]).unwrap_err();

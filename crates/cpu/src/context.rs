@@ -212,7 +212,11 @@ impl Workspaces {
     /// each run, when no product holds one: a workspace that was busy while another grew catches up
     /// then, so a thread that got no large product during warm-up does not allocate later.
     pub fn settle(&self) -> Result<()> {
-        let lines = self.largest.load(Ordering::Relaxed);
+        self.grow_free(self.largest.load(Ordering::Relaxed))
+    }
+
+    /// Grows every workspace no product holds now to at least `lines`.
+    fn grow_free(&self, lines: usize) -> Result<()> {
         for slot in &self.slots {
             if let Some(mut work) = try_lock(slot) {
                 grow(&mut work, lines)?;
@@ -238,11 +242,7 @@ impl Workspaces {
         };
         if work.len() < lines {
             grow(&mut work, lines)?;
-            for slot in &self.slots {
-                if let Some(mut other) = try_lock(slot) {
-                    grow(&mut other, lines)?;
-                }
-            }
+            self.grow_free(lines)?;
         }
         f(work.as_mut_ptr());
         Ok(())

@@ -1,4 +1,4 @@
-//! `ferroflow bench`: the benchmark models of ../shared/bench/README.md (`book`, `deep`, `deep_bn`)
+//! `ferroflow bench`: the benchmark models of bench/README.md (`book`, `deep`, `deep_bn`)
 //! built with the public API exactly as the TensorFlow reference script builds them, trained on a
 //! fixed random batch; one JSON line per model and batch in the reference format.
 

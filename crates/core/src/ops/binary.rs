@@ -1,7 +1,9 @@
 //! Elementwise arithmetic of two tensors with numpy broadcasting, its plan-only fusion with `Relu`
 //! (`AddRelu`), and `AddN`. Comparisons, logic and `where` are in `logic.rs`.
 
-use super::kernels::{by_float, float_input, zip_broadcast, zip_broadcast_par, Float, FloatArray};
+use super::kernels::{
+    by_float, float_input, float_target, zip_broadcast, zip_broadcast_par, Float, FloatArray,
+};
 use super::matmul::ProductEpilogue;
 use super::unary::relu;
 use super::{expect_arity, GradContext, InferError, InferResult, Op, OpDef};
@@ -158,9 +160,7 @@ fn binary_in_place<T: FloatArray>(
     others: &[&Value],
 ) -> OpResult<()> {
     let other = float_input::<T>(others, 0, kind.type_name())?;
-    let t = T::array_mut(target).ok_or_else(|| {
-        KernelError::DType(format!("{}: inputs differ in dtype", kind.type_name()))
-    })?;
+    let t = float_target::<T>(target, kind.type_name())?;
     // One arm per kind, so each loop is specialized for one function.
     macro_rules! each {
         ($($kind:ident),*) => {
@@ -191,8 +191,7 @@ fn add_relu_in_place<T: FloatArray>(
 ) -> OpResult<()> {
     let op = "AddV2+Relu";
     let other = float_input::<T>(others, 0, op)?;
-    let t = T::array_mut(target)
-        .ok_or_else(|| KernelError::DType(format!("{op}: inputs differ in dtype")))?;
+    let t = float_target::<T>(target, op)?;
     // The operands in the order `AddV2` adds them (the sum is the same either way).
     if k == 0 {
         super::kernels::zip_into(ctx, t, other, true, |x, y| relu(x + y))

@@ -346,6 +346,15 @@ pub fn float_input<'a, T: FloatArray>(
     })
 }
 
+/// The float array of type `T` an in-place kernel of `op` writes over (an error when the target
+/// has another dtype than the op's other inputs).
+pub fn float_target<'a, T: FloatArray>(
+    target: &'a mut Value,
+    op: &str,
+) -> OpResult<&'a mut ArrayD<T>> {
+    T::array_mut(target).ok_or_else(|| KernelError::DType(format!("{op}: inputs differ in dtype")))
+}
+
 /// Gets the `i`-th input of a kernel.
 pub fn input<'a>(inputs: &[&'a Value], i: usize, op: &str) -> OpResult<&'a Value> {
     inputs

@@ -426,14 +426,18 @@ fn run_kernel(
     slots: &[Option<Slot>],
     feeds: &[(Tensor, Value)],
 ) -> OpResult<KernelOut> {
-    let missing = || KernelError::InvalidArgument("an input was not computed".into());
-    let inputs = gather_inputs(step, slots, feeds).ok_or_else(missing)?;
+    let inputs = gather_inputs(step, slots, feeds).ok_or_else(not_computed)?;
     match op.alias_input(&inputs).and_then(|k| step.inputs.get(k)) {
         Some(&src) => share(slots, feeds, src)
             .map(KernelOut::Shared)
-            .ok_or_else(missing),
+            .ok_or_else(not_computed),
         None => op.compute(ctx, &inputs).map(KernelOut::Fresh),
     }
+}
+
+/// A kernel's input that no earlier step computed (a broken plan).
+fn not_computed() -> KernelError {
+    KernelError::InvalidArgument("an input was not computed".into())
 }
 
 /// Buffer forwarding: when the op can write its output over one of its inputs, that input dies at
@@ -477,11 +481,7 @@ fn try_in_place(
     for &i in step.inputs.iter().filter(|&&i| i != src) {
         match slot_value(slots, feeds, i) {
             Some(v) => others.push(v),
-            None => {
-                return Some(Err(KernelError::InvalidArgument(
-                    "input not computed".into(),
-                )))
-            }
+            None => return Some(Err(not_computed())),
         }
     }
     let Some(target) = Arc::get_mut(&mut arc) else {

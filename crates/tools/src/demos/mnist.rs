@@ -33,7 +33,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            data_dir: PathBuf::from("../shared/data/mnist"),
+            data_dir: PathBuf::from("data/mnist"),
             learning_rate: 0.001,
             batch_size: 50,
             max_epochs: 60,

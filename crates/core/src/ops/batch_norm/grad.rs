@@ -7,7 +7,8 @@ use super::{
 use crate::dtype::{Shape, TensorInfo};
 use crate::error::{KernelError, OpResult};
 use crate::ops::kernels::{
-    by_float, column_blocks, float_input, halved_column_pass, FloatArray, COLUMN_BLOCK,
+    by_float, column_blocks, float_input, float_target, halved_column_pass, FloatArray,
+    COLUMN_BLOCK,
 };
 use crate::ops::{expect_arity, expect_float, same_dtype, InferError, InferResult, OpDef};
 use crate::value::Value;
@@ -228,9 +229,7 @@ impl BatchNormGradInput {
     ) -> OpResult<()> {
         let op = "BatchNormGradInput";
         let eps = T::from_f64(self.epsilon);
-        let gr = T::array_mut(target).ok_or_else(|| {
-            KernelError::DType("BatchNormGradInput: inputs differ in dtype".into())
-        })?;
+        let gr = float_target::<T>(target, op)?;
         let (rows, c) = rows_cols(gr.shape());
         let (x, _, cx) = big_data::<T>(others, 0, op)?;
         if cx != c || x.len() != gr.len() {

@@ -20,7 +20,9 @@
 //!   no gradient from this node: the sum the autodiff would have built from three paths, in one pass.
 //!   Gradients reaching the mean or variance from other consumers still flow back the ordinary way.
 
-use super::kernels::{by_float, column_blocks, float_input, FloatArray, COLUMN_BLOCK};
+use super::kernels::{
+    by_float, column_blocks, float_input, float_target, FloatArray, COLUMN_BLOCK,
+};
 use super::reduce::{normalize_axes, Reduce, ReduceKind};
 use super::{
     expect_arity, expect_float, same_dtype, GradContext, InferError, InferResult, Op, OpDef,
@@ -242,9 +244,7 @@ impl BatchNorm {
     ) -> OpResult<()> {
         let op = "BatchNormalization";
         let eps = T::from_f64(self.epsilon);
-        let x = T::array_mut(target).ok_or_else(|| {
-            KernelError::DType("BatchNormalization: inputs differ in dtype".into())
-        })?;
+        let x = float_target::<T>(target, op)?;
         let (_, c) = rows_cols(x.shape());
         let mean = channel_data::<T>(others, 0, c, op, "the mean")?;
         let var = channel_data::<T>(others, 1, c, op, "the variance")?;

@@ -13,7 +13,7 @@ mod tests;
 pub use functions::*;
 
 use super::kernels::{by_float, float_input, input, map_float, par_update, zip_broadcast_par};
-use super::kernels::{zip_into, Float, FloatArray};
+use super::kernels::{float_target, zip_into, Float, FloatArray};
 use super::{expect_arity, expect_float, GradContext, InferResult, OpDef};
 use crate::dtype::TensorInfo;
 use crate::error::{KernelError, OpResult, Result};
@@ -371,9 +371,7 @@ impl<T: FloatArray> UnaryVisitor for GradKernel<'_, '_, T> {
         let ctx = self.ctx;
         if let Some((k, target)) = self.in_place {
             let other = float_input::<T>(self.inputs, 0, "ActivationGrad")?;
-            let t = T::array_mut(target).ok_or_else(|| {
-                KernelError::DType("ActivationGrad: inputs differ in dtype".into())
-            })?;
+            let t = float_target::<T>(target, "ActivationGrad")?;
             if t.shape() != other.shape() {
                 return Err(KernelError::Shape(format!(
                     "gradient and activation differ in shape: {:?} vs {:?}",
