@@ -8,6 +8,9 @@
 //! without them the crate's own driver runs, which allocates its packing workspace inside every
 //! call: there a traced step checks that every allocation left comes from the crate (its backtrace
 //! passes through `gemm_common`).
+//!
+//! This file is a test binary of its own: its global allocator counts every allocation of the
+//! process, so no other test may run beside it.
 
 use ferroflow::prelude::*;
 use ferroflow_tools::bench::build;

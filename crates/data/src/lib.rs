@@ -304,19 +304,31 @@ pub fn idx_dataset(images: &Path, labels: &Path) -> Result<Dataset> {
     })
 }
 
-/// MNIST or Fashion-MNIST from a directory with the four official files: (train, test).
+/// MNIST or Fashion-MNIST from a directory with the four official files: (train, test). Each file may
+/// be gzipped (`train-images-idx3-ubyte.gz`, as distributed) or not (`train-images-idx3-ubyte`, as
+/// some packages install them); the gzipped name is tried first.
 pub fn mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
-    let f = |n: &str| dir.join(n);
+    let f = |n: &str| {
+        let gz = dir.join(format!("{n}.gz"));
+        let plain = dir.join(n);
+        if !gz.exists() && plain.exists() {
+            plain
+        } else {
+            gz
+        }
+    };
     Ok((
-        idx_dataset(
-            &f("train-images-idx3-ubyte.gz"),
-            &f("train-labels-idx1-ubyte.gz"),
-        )?,
-        idx_dataset(
-            &f("t10k-images-idx3-ubyte.gz"),
-            &f("t10k-labels-idx1-ubyte.gz"),
-        )?,
+        idx_dataset(&f("train-images-idx3-ubyte"), &f("train-labels-idx1-ubyte"))?,
+        idx_dataset(&f("t10k-images-idx3-ubyte"), &f("t10k-labels-idx1-ubyte"))?,
     ))
+}
+
+/// The directory of the MNIST copy that comes with this crate's source (`data/mnist`, 11.6 MB; see
+/// `data/README.md` there for its licence, CC BY-SA 3.0, and checksums). The path is fixed when the
+/// crate is compiled, so it exists where the source tree is: a clone of the repository or cargo's
+/// copy of the package.
+pub fn bundled_mnist_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join("mnist")
 }
 
 #[cfg(test)]
@@ -358,6 +370,23 @@ mod tests {
         assert_eq!(seen, all);
         let again: Vec<_> = d.batches(4, 1).map(|(_, l)| l).collect();
         assert_eq!(again, b.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn bundled_mnist_has_the_official_counts() {
+        let (train, test) = mnist(&bundled_mnist_dir()).unwrap();
+        assert_eq!(train.images.dim(), (60_000, 784));
+        assert_eq!(test.images.dim(), (10_000, 784));
+        // The first labels of each file as published (train: 5 0 4 1 9; t10k: 7 2 1 0 4).
+        assert_eq!(&train.labels.to_vec()[..5], &[5, 0, 4, 1, 9]);
+        assert_eq!(&test.labels.to_vec()[..5], &[7, 2, 1, 0, 4]);
+        let mut counts = [0; 10];
+        for &l in test.labels.iter() {
+            counts[l as usize] += 1;
+        }
+        assert_eq!(counts, [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
+        let missing = mnist(Path::new("/nonexistent/mnist")).unwrap_err().to_string();
+        assert!(missing.contains("/nonexistent/mnist/train-images-idx3-ubyte.gz"), "{missing}");
     }
 
     #[test]

@@ -93,7 +93,8 @@ pub fn run(batch_norm: bool, learning_rate: f64, cfg: &Config) -> Result<Outcome
 /// The summary table.
 pub fn table(outcomes: &[Outcome], cfg: &Config) -> String {
     let mut s = format!(
-        "{:<6} {:>8} {:>22} {:>16}\n",
+        "{:<11} {:<6} {:>8} {:>22} {:>16}\n",
+        "activation",
         "BN",
         "lr",
         format!("epochs to {:.0}%", 100.0 * cfg.target_accuracy),
@@ -101,7 +102,8 @@ pub fn table(outcomes: &[Outcome], cfg: &Config) -> String {
     );
     for o in outcomes {
         s.push_str(&format!(
-            "{:<6} {:>8} {:>22} {:>15.1}%\n",
+            "{:<11} {:<6} {:>8} {:>22} {:>15.1}%\n",
+            format!("{:?}", cfg.activation).to_lowercase(),
             o.batch_norm,
             o.learning_rate,
             o.epochs_to_target

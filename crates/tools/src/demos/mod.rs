@@ -217,3 +217,31 @@ pub fn progress(n: u64, label: &str, quiet: bool) -> indicatif::ProgressBar {
 pub fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
+
+/// Mean and sample standard deviation (0 for fewer than two values).
+pub fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    if xs.is_empty() {
+        return (f64::NAN, 0.0);
+    }
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean_std;
+
+    #[test]
+    fn mean_and_sample_std() {
+        // 1, 2, 3, 4: mean 2.5; squared deviations 2.25+0.25+0.25+2.25 = 5; 5/3 → std 1.2910.
+        let (m, s) = mean_std(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(m, 2.5);
+        assert!((s - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_std(&[7.0]), (7.0, 0.0));
+    }
+}

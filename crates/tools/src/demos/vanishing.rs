@@ -224,15 +224,16 @@ pub fn plot(traces: &[Trace], path: &Path) -> Result<()> {
             "Gradient norm of each hidden layer's kernel at initialization",
             ("sans-serif", 22),
         )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(80)
         .build_cartesian_2d(1usize..layers, (lo..hi).log_scale())
         .map_err(|e| err(e.to_string()))?;
     chart
         .configure_mesh()
         .x_desc("hidden layer (1 = lowest)")
         .y_desc("‖∂loss/∂W‖")
+        .y_label_formatter(&|v| format!("{v:.0e}"))
         .draw()
         .map_err(|e| err(e.to_string()))?;
     let colors = [RED, BLUE, GREEN, MAGENTA, BLACK];

@@ -4,38 +4,69 @@ use ferroflow_tools::demos::transfer;
 
 #[test]
 fn transfer_learning_reuses_frozen_lower_layers() {
+    use ferroflow_tools::demos::mnist;
+    use transfer::{report, Variant};
     let dir = std::env::temp_dir().join(format!("ff-demo-transfer-{}", std::process::id()));
     let cfg = transfer::Config {
-        pretrain_epochs: 8,
-        transfer_epochs: 15,
+        source: transfer::Source::Digits,
+        pretrain: mnist::Config {
+            hidden_units: 32,
+            max_epochs: 10,
+            patience: 3,
+            checkpoint_dir: dir.clone(),
+            ..Default::default()
+        },
         per_class: 20,
-        hidden_units: 32,
+        validation: 200,
+        epochs: 15,
+        seeds: 2,
         quiet: true,
-        dir: dir.clone(),
         ..Default::default()
     };
     let r = transfer::run(&cfg).unwrap();
     assert!(
-        r.pretrain_accuracy > 0.9,
+        r.pretrained.test_accuracy > 0.9,
         "pretraining on 0-4 reaches {:.3}",
-        r.pretrain_accuracy
+        r.pretrained.test_accuracy
     );
     assert!(r.frozen_bit_identical, "hidden1-3 must stay bit-identical");
-    assert_eq!(r.rows.len(), 3);
-    assert_eq!(
-        r.rows[1].trained_variables, 6,
-        "hidden4, hidden5, outputs: kernel and bias each"
-    );
+    assert_eq!(r.sizes.0, 100);
+    assert_eq!(r.rows.len(), 5);
+    // Parameters with 64 inputs and 32 units a layer: hidden1 64·32+32 = 2080, hidden2-5 32·32+32 =
+    // 1056 each, outputs 32·5+5 = 165.
+    let params = |v: Variant| r.row(v).unwrap().runs[0].trained_params;
+    assert_eq!(params(Variant::Scratch), 2080 + 4 * 1056 + 165);
+    assert_eq!(params(Variant::Frozen), 2 * 1056 + 165, "hidden4, hidden5, outputs");
+    assert_eq!(params(Variant::Cached), 2 * 1056 + 165);
+    assert_eq!(params(Variant::Unfrozen), 3 * 1056 + 165, "hidden3 too");
+    assert_eq!(params(Variant::MetaGraph), 1056 + 165, "new_hidden4, new_outputs");
     for row in &r.rows {
-        assert!(
-            row.test_accuracy > 0.5,
-            "{}: {:.3} on 5 classes",
-            row.name,
-            row.test_accuracy
-        );
+        assert_eq!(row.runs.len(), 2);
+        for run in &row.runs {
+            assert_eq!(run.validation.len(), 15);
+            assert!((1..=15).contains(&run.best_epoch));
+            assert!(
+                run.test_accuracy > 0.5,
+                "{}: {:.3} on 5 classes",
+                row.variant.name(),
+                run.test_accuracy
+            );
+        }
     }
-    let table = transfer::table(&r, &cfg);
-    assert!(table.contains("reuse hidden1-3, frozen"));
+    // Feeding hidden3's cached outputs trains the same layers on the same values as computing them
+    // in every step: the accuracies agree up to rounding differences of the products.
+    let acc = |v: Variant| r.row(v).unwrap().accuracy().0;
+    assert!(
+        (acc(Variant::Cached) - acc(Variant::Frozen)).abs() < 0.02,
+        "cached {:.4} vs frozen {:.4}",
+        acc(Variant::Cached),
+        acc(Variant::Frozen)
+    );
+    assert!(report::table(&r).contains("reuse hidden1-3, frozen"));
+    assert!(report::conclusion(&r).contains("caching hidden3's outputs"));
+    let svg = dir.join("plot.svg");
+    report::plot(&r, &svg).unwrap();
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
     std::fs::remove_dir_all(dir).unwrap();
 }
 

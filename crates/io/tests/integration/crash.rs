@@ -67,7 +67,7 @@ fn sigkill_during_saves_always_leaves_a_loadable_checkpoint() {
             .args([
                 "--ignored",
                 "--exact",
-                "child_save_loop",
+                "crash::child_save_loop",
                 "--test-threads",
                 "1",
             ])

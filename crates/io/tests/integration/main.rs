@@ -1,0 +1,5 @@
+//! ferroflow-io's integration tests.
+//! A single test binary: one link instead of one per file.
+
+mod crash;
+mod saver;

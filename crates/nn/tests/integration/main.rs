@@ -1,0 +1,5 @@
+//! ferroflow-nn's integration tests.
+//! A single test binary: one link instead of one per file.
+
+mod layers;
+mod train;

@@ -1,0 +1,10 @@
+//! The facade's integration tests, one module per concern.
+//! A single test binary: one link instead of one per file.
+
+mod buffer_reuse;
+mod demos;
+mod fuzz_corpus;
+mod graph_building_prop;
+mod tf_checkpoint;
+mod tf_fixtures;
+mod threads_same_bits;
