@@ -5,7 +5,13 @@
 use ferroflow::prelude::*;
 use std::time::Instant;
 
+/// How long deriving the gradients and planning takes for 250 to 1,000 layers.
+#[derive(clap::Parser)]
+#[command(version, about)]
+struct Args {}
+
 fn main() -> Result<()> {
+    let Args {} = clap::Parser::parse();
     println!(
         "{:>7} {:>8} {:>14} {:>14}",
         "layers", "nodes", "gradients", "compile plan"

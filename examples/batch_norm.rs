@@ -3,9 +3,19 @@
 
 use ferroflow_tools::demos::batch_norm;
 
+/// Batch normalization at a normal and a 10x learning rate, on the digits.
+#[derive(clap::Parser)]
+#[command(version, about)]
+struct Args {
+    /// ReLU hidden layers instead of sigmoid ones.
+    #[arg(long)]
+    relu: bool,
+}
+
 fn main() {
+    let args: Args = clap::Parser::parse();
     let mut cfg = batch_norm::Config::default();
-    if std::env::args().any(|a| a == "--relu") {
+    if args.relu {
         cfg.activation = ferroflow::nn::Activation::Relu;
     }
     let mut outcomes = Vec::new();

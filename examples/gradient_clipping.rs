@@ -3,7 +3,13 @@
 
 use ferroflow_tools::demos::clipping::{self, Clipping};
 
+/// Exploding gradients and gradient clipping on the digits.
+#[derive(clap::Parser)]
+#[command(version, about)]
+struct Args {}
+
 fn main() {
+    let Args {} = clap::Parser::parse();
     let cfg = clipping::Config::default();
     let mut outcomes = Vec::new();
     for c in [

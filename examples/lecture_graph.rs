@@ -12,7 +12,13 @@
 use ferroflow::nn::layers::{dense, Activation};
 use ferroflow::prelude::*;
 
+/// The lecture's slide 27: the graph, the collections, the reuse of hidden1-3.
+#[derive(clap::Parser)]
+#[command(version, about)]
+struct Args {}
+
 fn main() -> Result<()> {
+    let Args {} = clap::Parser::parse();
     let (n_inputs, n_hidden1, n_hidden2, n_hidden3, n_hidden4, n_hidden5, n_outputs) =
         (28 * 28, 300, 50, 50, 50, 50, 10);
     let g = Graph::new();

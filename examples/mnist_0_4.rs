@@ -14,7 +14,7 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// Runs per model, with seeds 42, 43, ...
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     seeds: u32,
     /// Adam's learning rate.
     #[arg(long)]
@@ -25,6 +25,12 @@ struct Args {
     /// Units in each hidden layer.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     hidden_units: Option<u32>,
+    /// Epochs without a better validation loss before stopping.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    patience: Option<u32>,
+    /// Batch normalization's momentum.
+    #[arg(long)]
+    bn_momentum: Option<f64>,
     /// Only the model without batch normalization, or only the one with it.
     #[arg(long, value_enum)]
     only: Option<Model>,
@@ -47,6 +53,12 @@ fn main() {
     }
     if let Some(b) = args.batch_size {
         cfg.batch_size = b as usize;
+    }
+    if let Some(p) = args.patience {
+        cfg.patience = p as usize;
+    }
+    if let Some(m) = args.bn_momentum {
+        cfg.bn_momentum = m;
     }
     if let Some(u) = args.hidden_units {
         cfg.hidden_units = u as usize;

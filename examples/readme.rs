@@ -3,7 +3,13 @@ use ferroflow::nn::layers::{dense, Activation};
 use ferroflow::nn::{losses, Optimizer};
 use ferroflow::prelude::*;
 
+/// The README's TF1-style program.
+#[derive(clap::Parser)]
+#[command(version, about)]
+struct Args {}
+
 fn main() -> Result<()> {
+    let Args {} = clap::Parser::parse();
     let g = Graph::new();
     let x = g.named("X").placeholder(DType::F32, [None, Some(64)])?;
     let y = g.named("y").placeholder(DType::I64, [None])?;

@@ -1,15 +1,22 @@
 //! Writes TensorBoard event files: the graph, a scalar over three steps (from a summary op), and a
-//! histogram of a layer's kernel. `cargo run --example tensorboard -- LOGDIR`, then
+//! histogram of a layer's kernel. `cargo run --example tensorboard [-- LOGDIR]` (default `target/logs/tensorboard`), then
 //! `tensorboard --logdir LOGDIR` (or `python3 scripts/check_tensorboard.py LOGDIR`).
 
 use ferroflow::io::summary::{self, FileWriter};
 use ferroflow::nn::layers::{dense, Activation};
 use ferroflow::prelude::*;
 
+/// Writes TensorBoard event files: a graph, a scalar and a histogram.
+#[derive(clap::Parser)]
+#[command(version, about)]
+struct Args {
+    /// Where the event files go.
+    #[arg(default_value = "target/logs/tensorboard")]
+    logdir: String,
+}
+
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let logdir = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "target/logs/tensorboard".into());
+    let Args { logdir } = clap::Parser::parse();
     let g = Graph::new();
     let x = g.named("X").placeholder(DType::F32, [None, Some(3)])?;
     let loss_in = g

@@ -3,15 +3,24 @@
 //! `scripts/check_tf_checkpoint.py`, which restores the checkpoint with Python TensorFlow's own
 //! `tf.compat.v1.train.Saver` into the same network and compares.
 //!
-//! `cargo run --release --example tf_export -- OUT_DIR`
+//! `cargo run --release --example tf_export [-- OUT_DIR]` (default `target/tf_export`)
 use ferroflow::io::{SaveFormat, Saver, VarList};
 use ferroflow::nn::layers::{dense, Activation};
 use ferroflow::nn::{losses, Optimizer};
 use ferroflow::prelude::*;
 use std::fmt::Write;
 
+/// Trains a small network on the digits and saves it as a TensorFlow V2 checkpoint with a probe file.
+#[derive(clap::Parser)]
+#[command(version, about)]
+struct Args {
+    /// Where the checkpoint and the probe file go.
+    #[arg(default_value = "target/tf_export")]
+    out_dir: std::path::PathBuf,
+}
+
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let out = std::path::PathBuf::from(std::env::args().nth(1).ok_or("usage: tf_export OUT_DIR")?);
+    let Args { out_dir: out } = clap::Parser::parse();
     std::fs::create_dir_all(&out)?;
     let g = Graph::new();
     g.set_random_seed(42);

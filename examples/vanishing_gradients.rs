@@ -3,7 +3,13 @@
 
 use ferroflow_tools::demos::vanishing;
 
+/// Vanishing gradients and their remedies on the digits.
+#[derive(clap::Parser)]
+#[command(version, about)]
+struct Args {}
+
 fn main() {
+    let Args {} = clap::Parser::parse();
     let cfg = vanishing::Config::default();
     let mut traces = Vec::new();
     for s in vanishing::setups() {

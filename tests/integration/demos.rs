@@ -11,6 +11,8 @@ fn transfer_learning_reuses_frozen_lower_layers() {
         source: transfer::Source::Digits,
         pretrain: mnist::Config {
             hidden_units: 32,
+            learning_rate: 0.001,
+            batch_size: 50,
             max_epochs: 10,
             patience: 3,
             checkpoint_dir: dir.clone(),
@@ -191,6 +193,8 @@ fn mnist_0_4_with_early_stopping_on_the_bundled_subset() {
     );
     let ck = std::env::temp_dir().join(format!("ff-mnist-{}", std::process::id()));
     let cfg = mnist::Config {
+        learning_rate: 0.001,
+        batch_size: 50,
         max_epochs: 12,
         patience: 3,
         checkpoint_dir: ck.clone(),

@@ -1,6 +1,6 @@
 //! The main demo, the lecture's transfer-learning exercise (Hands-On ML ch. 11, exercises 8-10) on
 //! MNIST: pretrain 5 hidden layers of 100 ELU units (He initialization, Adam, early stopping) on digits
-//! 0-4 and save them; then learn digits 5-9 from 100 images per class in five ways:
+//! 0-4 and save them (the first model of [`mnist`], the same code and settings); then learn digits 5-9 from 100 images per class in five ways:
 //!
 //! - from scratch;
 //! - restoring `get_collection(GLOBAL_VARIABLES, "hidden[123]")` and training only
@@ -216,6 +216,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     };
     let mut rows = Vec::new();
     let mut frozen_bit_identical = true;
+    let mut train_n = 0;
     for variant in Variant::ALL {
         let bar = progress(
             (cfg.seeds * cfg.epochs) as u64,
@@ -226,6 +227,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         for s in 1..=cfg.seeds as u64 {
             let seed = pcfg.seed + s;
             let train = sample_per_class(&task.pool, cfg.per_class, seed);
+            train_n = train.len();
             let (run, kept) = run_variant(variant, cfg, &pretrained, &task, train, seed, &bar)?;
             frozen_bit_identical &= kept;
             runs.push(run);
@@ -234,11 +236,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         rows.push(Row { variant, runs });
     }
     Ok(Report {
-        sizes: (
-            cfg.per_class * 5,
-            task.valid.len(),
-            task.test.len(),
-        ),
+        sizes: (train_n, task.valid.len(), task.test.len()),
         pretrained,
         rows,
         frozen_bit_identical,

@@ -25,6 +25,17 @@ impl Row {
             .map(|e| mean_std(&self.runs.iter().map(|r| r.validation[e]).collect::<Vec<_>>()).0)
             .collect()
     }
+    /// Mean training time until the best epoch, the one-time cost included, ms.
+    pub fn ms_to_best(&self) -> f64 {
+        mean_std(
+            &self
+                .runs
+                .iter()
+                .map(|r| r.setup_ms + r.best_epoch as f64 * r.epoch_ms)
+                .collect::<Vec<_>>(),
+        )
+        .0
+    }
     fn trained_params(&self) -> usize {
         self.runs.first().map_or(0, |r| r.trained_params)
     }
@@ -55,8 +66,14 @@ pub fn table(r: &Report) -> String {
         seeds
     );
     s.push_str(&format!(
-        "{:<26} {:>17} {:>11} {:>10} {:>9} {:>15}\n",
-        "model", "test accuracy", "best epoch", "ms/epoch", "once ms", "trained params"
+        "{:<26} {:>18} {:>11} {:>9} {:>8} {:>12} {:>15}\n",
+        "model",
+        "test accuracy",
+        "best epoch",
+        "ms/epoch",
+        "once ms",
+        "ms to best",
+        "trained params"
     ));
     for row in &r.rows {
         let (m, sd) = row.accuracy();
@@ -68,13 +85,14 @@ pub fn table(r: &Report) -> String {
         )
         .0;
         s.push_str(&format!(
-            "{:<26} {:>10.2}% ± {:>4.2} {:>11.1} {:>10.1} {:>9.0} {:>15}\n",
+            "{:<26} {:>10.2}% ± {:>4.2} {:>11.1} {:>9.1} {:>8.0} {:>12.0} {:>15}\n",
             row.variant.name(),
             100.0 * m,
             100.0 * sd,
             best,
             row.epoch_ms(),
             row.setup_ms(),
+            row.ms_to_best(),
             row.trained_params()
         ));
     }
@@ -119,7 +137,16 @@ pub fn conclusion(r: &Report) -> String {
         return String::new();
     };
     let mut s = String::from("conclusion:\n");
-    s.push_str(&format!("- {}.\n", compare(frozen, scratch)));
+    let ((mf, sf), (ms, ss)) = (frozen.accuracy(), scratch.accuracy());
+    s.push_str(if mf - ms > sf + ss {
+        "- with this few examples, reusing the pretrained layers beats training from scratch:\n  "
+    } else if ms - mf > sf + ss {
+        "- the pretrained layers do not make up for the missing examples here; training from scratch is \
+         more accurate:\n  "
+    } else {
+        "- reusing the pretrained layers and training from scratch end up alike:\n  "
+    });
+    s.push_str(&format!("{}.\n", compare(frozen, scratch)));
     s.push_str(&format!(
         "- the frozen model trains {} of the {} parameters from scratch ({:.0}%), {:.1} vs {:.1} ms an epoch.\n",
         frozen.trained_params(),
@@ -127,6 +154,12 @@ pub fn conclusion(r: &Report) -> String {
         100.0 * frozen.trained_params() as f64 / scratch.trained_params().max(1) as f64,
         frozen.epoch_ms(),
         scratch.epoch_ms()
+    ));
+    s.push_str(&format!(
+        "- time to the best epoch: {:.0} ms from scratch, {:.0} ms frozen, {:.0} ms frozen with the cache.\n",
+        scratch.ms_to_best(),
+        frozen.ms_to_best(),
+        cached.ms_to_best()
     ));
     s.push_str(&format!(
         "- caching hidden3's outputs makes an epoch {:.1}x faster than the frozen model's ({:.1} vs {:.1} ms) \
