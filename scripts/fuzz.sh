@@ -5,7 +5,7 @@
 # a sanitizer (libFuzzer's coverage guidance still works; out-of-bounds reads are caught by Rust's
 # own checks, and there is no unsafe code on these paths).
 # A crash leaves its input in fuzz/artifacts/TARGET/; copy it to fuzz/regressions/TARGET/ with the
-# fix so that `cargo test` (tests/fuzz_corpus.rs) replays it for ever.
+# fix so that `cargo test` (tests/integration/fuzz_corpus.rs) replays it for ever.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs=${1:-60}

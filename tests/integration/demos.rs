@@ -13,8 +13,8 @@ fn transfer_learning_reuses_frozen_lower_layers() {
             hidden_units: 32,
             learning_rate: 0.001,
             batch_size: 50,
-            max_epochs: 10,
-            patience: 3,
+            max_epochs: 30,
+            patience: 5,
             checkpoint_dir: dir.clone(),
             ..Default::default()
         },
@@ -22,6 +22,7 @@ fn transfer_learning_reuses_frozen_lower_layers() {
         validation: 200,
         epochs: 15,
         seeds: 2,
+        batch_size: 10,
         quiet: true,
         ..Default::default()
     };

@@ -1,5 +1,5 @@
 //! Entry points of the fuzz targets (`fuzz/`), kept in the library so that the seed corpus and every
-//! crash found are replayed by ordinary tests (`tests/fuzz_corpus.rs`) on the stable toolchain.
+//! crash found are replayed by ordinary tests (`tests/integration/fuzz_corpus.rs`) on the stable toolchain.
 //!
 //! Each function takes arbitrary bytes and must return without panicking, whatever the bytes are:
 //! readers turn malformed input into an `Err`, and the graph builder turns nonsensical call sequences
