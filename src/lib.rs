@@ -22,7 +22,7 @@
 //! use ferroflow::nn::{losses, Optimizer};
 //! use ferroflow::prelude::*;
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 //! let (train, test) = ferroflow::data::digits_split(); // 8x8 digits, bundled
 //! let g = Graph::new();
 //! let x = g.named("X").placeholder(DType::F32, [None, Some(64)])?; // tf.placeholder(..., name="X")
@@ -53,20 +53,21 @@
 //! let dir = std::env::temp_dir().join(format!("ff-doc-{}", std::process::id()));
 //! let path = Saver::new(&g, VarList::All)?.save(&sess, &dir.join("model.ckpt").to_string_lossy(), None)?;
 //!
-//! // Reuse the lower layer in a new graph:
-//! // tf.get_collection(tf.GraphKeys.GLOBAL_VARIABLES, scope="dnn/hidden1") into a Saver of its own.
+//! // Reuse the lower layer in a new graph: tf.get_collection(tf.GraphKeys.GLOBAL_VARIABLES,
+//! // scope="hidden1") into a Saver of its own. As in TF1, name_scope("dnn") names the ops but not the
+//! // variables: the kernel is "hidden1/kernel".
 //! let g2 = Graph::new();
 //! let x2 = g2.named("X").placeholder(DType::F32, [None, Some(64)])?;
 //! let _h1 = {
 //!     let _dnn = g2.name_scope("dnn")?;
 //!     dense(&g2, x2, 50, Some(Activation::Elu), "hidden1")?
 //! };
-//! let reuse: Vec<Variable> = g2.get_collection(keys::GLOBAL_VARIABLES, Some("dnn/hidden1"))?;
+//! let reuse: Vec<Variable> = g2.get_collection(keys::GLOBAL_VARIABLES, Some("hidden1"))?;
 //! let restore = Saver::new(&g2, reuse.iter().map(|v| (v.op_name(&g2), *v)).collect::<Vec<_>>())?;
 //! let sess2 = Session::new(&g2);
 //! sess2.run_targets(&[g2.global_variables_initializer()?], &[])?;
 //! restore.restore(&sess2, &path)?;
-//! let before = g.get_collection::<Variable>(keys::GLOBAL_VARIABLES, Some("dnn/hidden1"))?;
+//! let before = g.get_collection::<Variable>(keys::GLOBAL_VARIABLES, Some("hidden1"))?;
 //! assert_eq!(sess2.variable_value(reuse[0])?, sess.variable_value(before[0])?);
 //! std::fs::remove_dir_all(dir)?;
 //! # Ok(())
