@@ -1,11 +1,13 @@
 //! ferroflow-nn: layers (dense, batch normalization, dropout), initializers, activations,
 //! regularizers, losses, metrics, optimizers, gradient clipping and learning-rate schedules, with
-//! TF1's names, defaults and formulas. Built only on ferroflow-core's public API.
+//! TF1's names, defaults and formulas, and the training-health monitor (`health`). Built only on
+//! ferroflow-core's public API.
 // Panic audit: no unwrap/expect in library code (indexing is reviewed and fuzzed: docs/reliability.md).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod batch_norm;
 pub mod clip;
+pub mod health;
 pub mod layers;
 pub mod losses;
 pub mod optimizers;
