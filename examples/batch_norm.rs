@@ -34,4 +34,9 @@ fn main() {
         }
     }
     print!("{}", batch_norm::table(&outcomes, &cfg));
+    println!("\ntraining health (one snapshot per epoch, before its updates):");
+    for o in &outcomes {
+        let label = format!("BN={} lr={}", o.batch_norm, o.learning_rate);
+        print!("{}", ferroflow_tools::demos::findings_text(&label, &o.findings));
+    }
 }

@@ -26,4 +26,11 @@ fn main() {
         }
     }
     print!("{}", clipping::table(&outcomes));
+    println!("\ntraining health (one snapshot per epoch, gradients before clipping):");
+    for o in &outcomes {
+        print!(
+            "{}",
+            ferroflow_tools::demos::findings_text(&format!("{:?}", o.clipping), &o.findings)
+        );
+    }
 }

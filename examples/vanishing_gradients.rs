@@ -33,6 +33,16 @@ fn main() {
             .map(|(m, s)| format!("{m:.2}±{s:.2}"))
             .collect();
         println!("  activations at init (mean±std): {}", a.join(" "));
+        if let Some(init) = t.snapshots.first() {
+            println!("  training health at init:");
+            for line in init.table().lines() {
+                println!("    {line}");
+            }
+        }
+        print!(
+            "{}",
+            ferroflow_tools::demos::findings_text("  at init", &t.findings)
+        );
     }
     println!("\n{}", vanishing::table(&traces));
     // Per-layer gradient norms as TensorBoard scalars and histograms (`tensorboard --logdir target/logs`).
@@ -40,11 +50,11 @@ fn main() {
         let dir = std::path::PathBuf::from(format!("target/logs/vanishing/setup{k}"));
         let written = (|| -> Result<(), ferroflow::io::IoError> {
             let mut w = ferroflow::io::summary::FileWriter::new(&dir, None)?;
-            for (epoch, norms) in t.grad_norms.iter().enumerate() {
-                for (layer, n) in norms.iter().enumerate() {
-                    w.add_scalar(&format!("grad_norm/hidden{}", layer + 1), *n, epoch as i64)?;
+            for (snap, norms) in t.snapshots.iter().zip(&t.grad_norms) {
+                for (tag, v) in snap.scalars() {
+                    w.add_scalar(&tag, v, snap.step)?;
                 }
-                w.add_histogram("grad_norm/all_layers", norms, epoch as i64)?;
+                w.add_histogram("health/grad_norm_by_layer", norms, snap.step)?;
             }
             w.close()
         })();

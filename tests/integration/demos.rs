@@ -1,5 +1,6 @@
 //! Small, fast versions of the lecture's demos, asserting their claims as measured facts.
 
+use ferroflow::nn::health::Finding;
 use ferroflow_tools::demos::transfer;
 
 #[test]
@@ -89,6 +90,7 @@ fn vanishing_gradients_and_their_remedies() {
     let ratio = |t: &vanishing::Trace| t.grad_norms[0][0] / t.grad_norms[0][cfg.layers - 1];
     let acc = |t: &vanishing::Trace| *t.test_accuracy.last().unwrap();
     let (a, b, relu, elu, bn) = (&traces[0], &traces[1], &traces[2], &traces[3], &traces[4]);
+    let ratio_b = b.grad_norms[0][0] / b.grad_norms[0][cfg.layers - 1];
     // Sigmoid + Xavier: each layer scales the gradient by about √fan·σ_w·max σ' = 0.25, so the
     // lowest layer gets a millionth of the top layer's gradient.
     assert!(ratio(b) < 1e-3, "sigmoid+Xavier ratio {}", ratio(b));
@@ -116,6 +118,22 @@ fn vanishing_gradients_and_their_remedies() {
     let xav = b.activations[0][cfg.layers - 1].1;
     assert!(sat > 3.0 * xav, "saturation std {sat} vs {xav}");
     assert!(vanishing::table(&traces).contains("(d) sigmoid + N(0,1) + BN"));
+    // The training-health monitor says so on its own: vanishing for sigmoid + Xavier (with the
+    // ratio it measured), nothing for ELU + He + batch normalization.
+    assert!(
+        b.findings.iter().any(|f| matches!(f,
+            Finding::Vanishing { lowest, ratio, .. } if lowest == "hidden1" && *ratio == ratio_b)),
+        "{:?}",
+        b.findings
+    );
+    let elu_bn = vanishing::Setup {
+        name: "ELU + He + BN".into(),
+        activation: ferroflow::nn::Activation::Elu,
+        initializer: ferroflow::nn::Initializer::he_normal(),
+        batch_norm: true,
+    };
+    let t = vanishing::run_setup(&elu_bn, &cfg).unwrap();
+    assert_eq!(t.findings, [], "ELU + He + BN");
 }
 
 #[test]
@@ -144,6 +162,12 @@ fn clipping_prevents_divergence() {
         "clip_by_value loop: {:.3}",
         value.test_accuracy
     );
+    // The monitor sees the divergence without clipping, and nothing of the kind with it.
+    let blows_up = |f: &Finding| matches!(f, Finding::Exploding { .. } | Finding::NonFinite { .. });
+    assert!(none.findings.iter().any(blows_up), "{:?}", none.findings);
+    for o in [&norm, &value] {
+        assert!(!o.findings.iter().any(blows_up), "{:?}: {:?}", o.clipping, o.findings);
+    }
 }
 
 #[test]

@@ -10,6 +10,9 @@ pub struct Thresholds {
     pub vanishing_ratio: f64,
     /// Exploding: the global gradient norm grows by this factor within the window. Default 10.
     pub exploding_growth: f64,
+    /// ... and reaches at least this norm (growth from a tiny norm to a small one is not an
+    /// explosion). Default 1.
+    pub exploding_min_norm: f64,
     /// Saturation: more than this fraction of a layer's outputs saturated. Default 0.5.
     pub saturated: f64,
     /// Dead ReLUs: more than this fraction of a layer's units dead. Default 0.5.
@@ -23,6 +26,7 @@ impl Default for Thresholds {
         Thresholds {
             vanishing_ratio: 1e-3,
             exploding_growth: 10.0,
+            exploding_min_norm: 1.0,
             saturated: 0.5,
             dead: 0.5,
             stalled_ratio: 1e-5,
@@ -41,8 +45,8 @@ pub enum Finding {
     },
     /// The global gradient norm grew by `growth` within the window.
     Exploding { growth: f64, global_norm: f64 },
-    /// A gradient or weight norm is NaN or infinite.
-    NonFinite { layer: String },
+    /// A gradient or weight norm is NaN or infinite in these layers.
+    NonFinite { layers: Vec<String> },
     /// Most of a layer's outputs sit at a bound of its activation.
     Saturated { layer: String, fraction: f64 },
     /// Most of a layer's ReLU units output zero for the whole batch.
@@ -104,7 +108,9 @@ impl fmt::Display for Finding {
                 f,
                 "exploding gradients: the global norm grew {growth:.0}× to {global_norm:.2e}"
             ),
-            Finding::NonFinite { layer } => write!(f, "non-finite gradient or weights in {layer}"),
+            Finding::NonFinite { layers } => {
+                write!(f, "non-finite gradients or weights in {}", layers.join(", "))
+            }
             Finding::Saturated { layer, fraction } => write!(
                 f,
                 "{layer}: {:.0}% of the outputs saturated",
@@ -129,18 +135,14 @@ pub fn diagnose(window: &[Snapshot], t: &Thresholds) -> Vec<Finding> {
     let Some(last) = window.last() else {
         return out;
     };
-    for s in window {
-        for l in &s.layers {
-            if !(l.grad_norm.is_finite() && l.weight_norm.is_finite())
-                && !out
-                    .iter()
-                    .any(|f| matches!(f, Finding::NonFinite { layer } if *layer == l.name))
-            {
-                out.push(Finding::NonFinite {
-                    layer: l.name.clone(),
-                });
-            }
+    let mut bad: Vec<String> = Vec::new();
+    for l in window.iter().flat_map(|s| &s.layers) {
+        if !(l.grad_norm.is_finite() && l.weight_norm.is_finite()) && !bad.contains(&l.name) {
+            bad.push(l.name.clone());
         }
+    }
+    if !bad.is_empty() {
+        out.push(Finding::NonFinite { layers: bad });
     }
     let norms: Vec<f64> = window.iter().map(|s| s.global_grad_norm).collect();
     let mut lowest_so_far = f64::INFINITY;
@@ -155,7 +157,7 @@ pub fn diagnose(window: &[Snapshot], t: &Thresholds) -> Vec<Finding> {
             lowest_so_far = lowest_so_far.min(n);
         }
     }
-    if growth >= t.exploding_growth {
+    if growth >= t.exploding_growth && at >= t.exploding_min_norm {
         out.push(Finding::Exploding {
             growth,
             global_norm: at,

@@ -260,7 +260,16 @@ fn each_finding_at_its_threshold() {
     );
     // Non-finite.
     let nan = snap(6, vec![layer("h1", f64::NAN), layer("h2", 1.0)]);
-    assert!(diagnose(&[nan], &t).contains(&Finding::NonFinite { layer: "h1".into() }));
+    assert_eq!(
+        diagnose(&[nan], &t),
+        [Finding::NonFinite {
+            layers: vec!["h1".into()]
+        }]
+    );
+    // Growth of 10× that ends below a norm of 1 is not an explosion.
+    let small = snap(0, vec![layer("h1", 0.01)]);
+    let grown = snap(1, vec![layer("h1", 0.5)]);
+    assert_eq!(diagnose(&[small, grown], &t), []);
     // Saturated, dead, stalled.
     let mut l = layer("h1", 0.5);
     l.activation = Some(ActivationStats {

@@ -1,8 +1,9 @@
 //! Batch normalization (slides 17-19): the same deep net with and without BN, at a normal and a 10×
 //! learning rate; epochs to reach a target test accuracy.
 
-use super::{accuracy, progress, Classifier, MlpSpec};
+use super::{accuracy, feeds_for, progress_with_health, Classifier, MlpSpec};
 use crate::Result;
+use ferroflow::nn::health::{self, Finding, Monitor, MonitorOptions};
 use ferroflow::nn::layers::Activation;
 use ferroflow::nn::Optimizer;
 use ferroflow::prelude::*;
@@ -46,6 +47,9 @@ pub struct Outcome {
     pub accuracy: Vec<f64>,
     /// First epoch (1-based) at which the target was reached.
     pub epochs_to_target: Option<usize>,
+    /// The training-health monitor's findings over the epochs (one snapshot per epoch on the whole
+    /// training set, taken before the epoch's updates).
+    pub findings: Vec<Finding>,
 }
 
 /// Trains the net with or without BN at `learning_rate`.
@@ -58,20 +62,38 @@ pub fn run(batch_norm: bool, learning_rate: f64, cfg: &Config) -> Result<Outcome
         batch_norm: batch_norm.then_some(0.9),
     };
     let net = Classifier::new(64, 10, &spec, cfg.seed, None)?;
+    let kernels: Vec<Variable> = net
+        .g
+        .get_collection(keys::TRAINABLE_VARIABLES, Some("hidden[0-9]+/kernel"))?;
+    let monitor = Monitor::new(
+        &net.g,
+        net.loss,
+        MonitorOptions {
+            variables: Some(kernels),
+            ..Default::default()
+        },
+    )?;
     let train_op = net.train_op(&Optimizer::gradient_descent(learning_rate))?;
     let sess = net.session()?;
+    let mut all = feeds_for(net.x, net.y, train.images.clone(), train.labels.clone());
+    all.push(feed(net.training, batch_norm));
+    let mut snapshots = Vec::new();
     let mut out = Outcome {
         batch_norm,
         learning_rate,
         accuracy: vec![],
         epochs_to_target: None,
+        findings: vec![],
     };
-    let bar = progress(
+    let bar = progress_with_health(
         cfg.max_epochs as u64,
         &format!("BN={batch_norm} lr={learning_rate}"),
         cfg.quiet,
     );
     for epoch in 0..cfg.max_epochs {
+        let snap = monitor.measure(&sess, epoch as i64, &all)?;
+        bar.set_message(snap.table());
+        snapshots.push(snap);
         net.epoch(
             &sess,
             train_op,
@@ -87,6 +109,7 @@ pub fn run(batch_norm: bool, learning_rate: f64, cfg: &Config) -> Result<Outcome
         }
     }
     bar.finish_and_clear();
+    out.findings = health::diagnose(&snapshots, &health::Thresholds::default());
     Ok(out)
 }
 

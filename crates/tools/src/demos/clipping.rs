@@ -4,6 +4,7 @@
 
 use super::{accuracy, build_mlp, feeds_for, progress, MlpSpec};
 use crate::Result;
+use ferroflow::nn::health::{self, Finding, Monitor, MonitorOptions};
 use ferroflow::nn::layers::Activation;
 use ferroflow::nn::{clip_by_global_norm, losses, Optimizer};
 use ferroflow::prelude::*;
@@ -57,6 +58,9 @@ pub struct Outcome {
     /// The global gradient norm before the first update.
     pub initial_grad_norm: f64,
     pub test_accuracy: f64,
+    /// The training-health monitor's findings over the epochs (one snapshot per epoch, on the whole
+    /// training set, of the gradients before clipping).
+    pub findings: Vec<Finding>,
 }
 
 impl Outcome {
@@ -104,6 +108,7 @@ pub fn run(clipping: Clipping, cfg: &Config) -> Result<Outcome> {
             .collect::<Result<_>>()?,
     };
     let train_op = opt.apply_gradients(&g, &capped, None)?;
+    let monitor = Monitor::new(&g, loss, MonitorOptions::default())?;
     let sess = Session::new(&g);
     sess.run_targets(&[g.global_variables_initializer()?], &[])?;
     let all = feeds_for(x, y, train.images.clone(), train.labels.clone());
@@ -113,7 +118,9 @@ pub fn run(clipping: Clipping, cfg: &Config) -> Result<Outcome> {
         losses: vec![],
         initial_grad_norm,
         test_accuracy: 0.0,
+        findings: vec![],
     };
+    let mut snapshots = vec![monitor.measure(&sess, 0, &all)?];
     let bar = progress(cfg.epochs as u64, &format!("{clipping:?}"), cfg.quiet);
     for epoch in 0..cfg.epochs {
         for (xb, yb) in train.batches(cfg.batch_size, cfg.seed + epoch as u64) {
@@ -121,9 +128,11 @@ pub fn run(clipping: Clipping, cfg: &Config) -> Result<Outcome> {
         }
         out.losses
             .push(sess.run_one(loss, &all)?.scalar_value().unwrap_or(f64::NAN));
+        snapshots.push(monitor.measure(&sess, epoch as i64 + 1, &all)?);
         bar.inc(1);
     }
     bar.finish_and_clear();
+    out.findings = health::diagnose(&snapshots, &health::Thresholds::default());
     out.test_accuracy = accuracy(&sess, x, logits, &test)?;
     Ok(out)
 }

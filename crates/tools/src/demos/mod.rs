@@ -213,9 +213,32 @@ pub fn progress(n: u64, label: &str, quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// A progress bar for `n` epochs with the training-health table below it, refreshed with
+/// `bar.set_message(snapshot.table())` (hidden when `quiet`).
+pub fn progress_with_health(n: u64, label: &str, quiet: bool) -> indicatif::ProgressBar {
+    let bar = progress(n, label, quiet);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} epochs\n{msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
 /// Formats a duration in seconds with two decimals.
 pub fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
+}
+
+/// The training-health findings of a run, one line each ("none" when there are none).
+pub fn findings_text(label: &str, findings: &[ferroflow::nn::health::Finding]) -> String {
+    if findings.is_empty() {
+        return format!("{label}: no findings\n");
+    }
+    findings
+        .iter()
+        .map(|f| format!("{label}: {f}\n"))
+        .collect()
 }
 
 /// Mean and sample standard deviation (0 for fewer than two values).

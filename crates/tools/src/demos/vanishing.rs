@@ -1,10 +1,12 @@
 //! The lecture's first claim, measured: a deep sigmoid net with N(0, 1) weights has vanishing
 //! gradients in its lower layers; Xavier initialization, ReLU/ELU with He initialization, and batch
-//! normalization fix it. Records per layer and per epoch the gradient norm of each kernel and the
-//! activations' mean and std, and plots gradient norm by layer.
+//! normalization fix it. A training-health monitor (`ferroflow::nn::health`) records per layer and
+//! per epoch the gradient norm of each kernel and the activations' mean, std and saturation; its
+//! findings name what went wrong; the demo plots gradient norm by layer.
 
-use super::{accuracy, feeds_for, progress, Classifier, MlpSpec};
+use super::{accuracy, feeds_for, progress_with_health, Classifier, MlpSpec};
 use crate::{Result, ToolError};
+use ferroflow::nn::health::{self, Finding, Monitor, MonitorOptions, Snapshot};
 use ferroflow::nn::layers::Activation;
 use ferroflow::nn::Optimizer;
 use ferroflow::prelude::*;
@@ -97,16 +99,10 @@ pub struct Trace {
     /// `activations[epoch][layer]`: (mean, std) of each hidden layer's output.
     pub activations: Vec<Vec<(f64, f64)>>,
     pub test_accuracy: Vec<f64>,
-}
-
-fn mean_std(v: &Value) -> (f64, f64) {
-    let d = v.to_f64_vec();
-    let n = d.len().max(1) as f64;
-    let m = d.iter().sum::<f64>() / n;
-    (
-        m,
-        (d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt(),
-    )
+    /// The monitor's snapshot at the start of each epoch (epoch 0: as initialized).
+    pub snapshots: Vec<Snapshot>,
+    /// What the monitor finds in the network as initialized (the first snapshot).
+    pub findings: Vec<Finding>,
 }
 
 /// Trains one setup with plain gradient descent and records its trace.
@@ -119,29 +115,18 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
         batch_norm: setup.batch_norm.then_some(0.9),
     };
     let net = Classifier::new(64, 10, &spec, cfg.seed, Some("dnn"))?;
-    let (g, x, y, training, logits, loss, hidden) = (
-        &net.g,
-        net.x,
-        net.y,
-        net.training,
-        net.logits,
-        net.loss,
-        &net.hidden,
-    );
+    let (g, x, y, training, logits) = (&net.g, net.x, net.y, net.training, net.logits);
+    // The hidden layers' kernels: the monitor finds each one's activation in the graph.
     let kernels: Vec<Variable> =
         g.get_collection(keys::TRAINABLE_VARIABLES, Some("hidden[0-9]+/kernel"))?;
-    let grads: Vec<Tensor> = g
-        .gradients(
-            &[loss],
-            &kernels.iter().map(|k| k.var_tensor()).collect::<Vec<_>>(),
-        )?
-        .into_iter()
-        .flatten()
-        .collect();
-    let norms: Vec<Tensor> = grads
-        .iter()
-        .map(|&gr| g.sqrt(g.reduce_sum(g.square(gr)?, None, false)?))
-        .collect::<ferroflow::Result<_>>()?;
+    let monitor = Monitor::new(
+        g,
+        net.loss,
+        MonitorOptions {
+            variables: Some(kernels),
+            ..Default::default()
+        },
+    )?;
     let train_op = net.train_op(&Optimizer::gradient_descent(cfg.learning_rate))?;
     let sess = net.session()?;
     let mut trace = Trace {
@@ -149,25 +134,26 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
         grad_norms: vec![],
         activations: vec![],
         test_accuracy: vec![],
+        snapshots: vec![],
+        findings: vec![],
     };
-    let bar = progress(cfg.epochs as u64, &setup.name, cfg.quiet);
-    let all = feeds_for(x, y, train.images.clone(), train.labels.clone());
+    let bar = progress_with_health(cfg.epochs as u64, &setup.name, cfg.quiet);
+    let mut all = feeds_for(x, y, train.images.clone(), train.labels.clone());
+    all.push(feed(training, setup.batch_norm));
     for epoch in 0..cfg.epochs {
         // Measured before the epoch's updates: epoch 0 shows the network as initialized.
-        let mut fetches = norms.clone();
-        fetches.extend(hidden);
-        let mut feeds = all.clone();
-        feeds.push(feed(training, setup.batch_norm));
-        let out = sess.run(&fetches, &feeds, &[])?;
-        trace.grad_norms.push(
-            out[..norms.len()]
+        let snap = monitor.measure(&sess, epoch as i64, &all)?;
+        trace
+            .grad_norms
+            .push(snap.layers.iter().map(|l| l.grad_norm).collect());
+        trace.activations.push(
+            snap.layers
                 .iter()
-                .map(|v| v.scalar_value().unwrap_or(f64::NAN))
+                .map(|l| l.activation.as_ref().map_or((f64::NAN, f64::NAN), |a| (a.mean, a.std)))
                 .collect(),
         );
-        trace
-            .activations
-            .push(out[norms.len()..].iter().map(mean_std).collect());
+        bar.set_message(snap.table());
+        trace.snapshots.push(snap);
         for (xb, yb) in train.batches(cfg.batch_size, cfg.seed + epoch as u64) {
             let mut f = feeds_for(x, y, xb, yb);
             f.push(feed(training, true));
@@ -176,6 +162,10 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
         trace.test_accuracy.push(accuracy(&sess, x, logits, &test)?);
         bar.inc(1);
     }
+    trace.findings = health::diagnose(
+        trace.snapshots.get(..1).unwrap_or_default(),
+        &health::Thresholds::default(),
+    );
     bar.finish_and_clear();
     Ok(trace)
 }
