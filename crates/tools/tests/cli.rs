@@ -275,3 +275,39 @@ fn inspect_errors_name_what_is_wrong() {
     assert!(!ok && err.contains("not a valid checkpoint"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn health_reports_a_saved_classifier() {
+    use ferroflow_tools::demos::{Classifier, MlpSpec};
+    let dir = std::env::temp_dir().join(format!("ff-cli-health-{}", std::process::id()));
+    // Sigmoid layers with N(0, 1) weights on 784 inputs: the lecture's saturated network.
+    let spec = MlpSpec {
+        hidden: vec![50; 3],
+        activation: ferroflow::nn::Activation::Sigmoid,
+        initializer: Initializer::random_normal(),
+        batch_norm: None,
+    };
+    let net = Classifier::new(784, 10, &spec, 1, Some("dnn")).unwrap();
+    let sess = net.session().unwrap();
+    let prefix = Saver::new(&net.g, VarList::All)
+        .unwrap()
+        .save(&sess, &dir.join("sat.ckpt").to_string_lossy(), None)
+        .unwrap();
+    let (ok, out, err) = ferroflow(&["health", &prefix, "--batch", "64"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("64 test images of 10 classes"), "{out}");
+    for layer in ["hidden1", "hidden2", "hidden3", "outputs"] {
+        assert!(out.contains(layer), "{layer}: {out}");
+    }
+    assert!(
+        out.contains("of the outputs saturated → Xavier/He initialization"),
+        "{out}"
+    );
+    // A file name instead of the prefix, and a checkpoint without its meta-graph.
+    let (ok, _, err) = ferroflow(&["health", &format!("{prefix}.meta")]);
+    assert!(!ok && err.contains("pass the prefix"), "{err}");
+    std::fs::remove_file(format!("{prefix}.meta")).unwrap();
+    let (ok, _, err) = ferroflow(&["health", &prefix]);
+    assert!(!ok && err.contains("no meta-graph at"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

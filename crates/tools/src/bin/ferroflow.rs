@@ -1,5 +1,5 @@
-//! The `ferroflow` command-line tool: `inspect` checkpoints, list a meta-graph's ops (`graph`), and run
-//! the benchmarks (`bench`).
+//! The `ferroflow` command-line tool: `inspect` checkpoints, list a meta-graph's ops (`graph`), report
+//! a saved model's training health (`health`), and run the benchmarks (`bench`).
 
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -34,6 +34,19 @@ enum Command {
         /// With --dot: leave out the nodes that `gradients` built.
         #[arg(long, requires = "dot")]
         hide_gradients: bool,
+    },
+    /// Report a saved classifier's training health on one batch: per layer the gradient and weight
+    /// norms, the activations' mean, std, saturated and dead fractions, and the findings with the
+    /// lecture's remedies.
+    Health {
+        /// The checkpoint's prefix, e.g. `target/transfer_learning/plain.ckpt` (with `PREFIX.meta`).
+        prefix: String,
+        /// Directory with the four MNIST-format IDX files; default: the bundled MNIST.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Test images in the batch.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+        batch: u32,
     },
     /// Train the benchmark models and print one JSON line per model and batch (steps per second).
     Bench(BenchArgs),
@@ -90,6 +103,11 @@ fn main() -> ExitCode {
             dot,
             hide_gradients,
         } => graph(&meta, dot, hide_gradients),
+        Command::Health {
+            prefix,
+            data,
+            batch,
+        } => health(&prefix, data, batch as usize),
         Command::Bench(args) => bench(&args),
     };
     match result {
@@ -177,6 +195,29 @@ fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), Failure> {
             dtype.to_string(),
             format!("{shape:?}")
         ))?;
+    }
+    Ok(())
+}
+
+fn health(prefix: &str, data: Option<PathBuf>, batch: usize) -> Result<(), Failure> {
+    if let Some(why) = not_a_prefix(prefix) {
+        return Err(Failure::Message(why));
+    }
+    let dir = data.unwrap_or_else(ferroflow::data::bundled_mnist_dir);
+    let r = ferroflow_tools::health::report(prefix, &dir, batch)?;
+    say(&format!(
+        "{prefix}: {} test images of {} classes from {}\n",
+        r.batch,
+        r.classes,
+        dir.display()
+    ))?;
+    say(r.snapshot.table().trim_end())?;
+    say("")?;
+    if r.findings.is_empty() {
+        say("findings: none")?;
+    }
+    for f in &r.findings {
+        say(&format!("finding: {f}"))?;
     }
     Ok(())
 }
