@@ -7,6 +7,7 @@ use ferroflow::nn::layers::{dense_with, Activation, DenseOptions};
 use ferroflow::nn::{clip_by_global_norm, losses, Optimizer};
 use ferroflow::prelude::*;
 use rand::{Rng, SeedableRng};
+use ferroflow::nn::health::{Monitor, MonitorOptions};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -296,6 +297,12 @@ pub fn run_ab(
         Warm::new(model, batch, &with(base))?,
         Warm::new(model, batch, &with(setting))?,
     ];
+    alternate([&mut || w[0].step(), &mut || w[1].step()], seconds)
+}
+
+/// Runs the two step functions in turns of [`AB_RUN`] for `seconds`, timing each apart (not the
+/// first step after a switch).
+fn alternate(step: [&mut dyn FnMut() -> Result<()>; 2], seconds: f64) -> Result<AbResult> {
     let (mut time, mut steps) = ([0f64; 2], [0usize; 2]);
     let t0 = Instant::now();
     let mut i = 0usize;
@@ -305,7 +312,7 @@ pub fn run_ab(
             break;
         }
         let t = Instant::now();
-        w[which].step()?;
+        step[which]()?;
         if !i.is_multiple_of(AB_RUN) {
             time[which] += t.elapsed().as_secs_f64();
             steps[which] += 1;
@@ -318,6 +325,37 @@ pub fn run_ab(
         setting_steps_per_s: steps[1] as f64 / time[1],
         setting_steps: steps[1],
     })
+}
+
+/// The cost of the training-health monitor: like [`run_ab`], a session that trains plainly against
+/// one whose graph also holds a [`Monitor`] and which runs [`Monitor::train_step`] (the probes
+/// fetched with the step, the kernels copied before and after it) every `every`-th step.
+pub fn run_health_ab(
+    model: &str,
+    batch: usize,
+    options: &SessionOptions,
+    every: usize,
+    seconds: f64,
+) -> Result<AbResult> {
+    let workers = shared_workers(options)?;
+    let opts = SessionOptions {
+        workers,
+        ..options.clone()
+    };
+    let plain = Warm::new(model, batch, &opts)?;
+    let watched = Warm::new(model, batch, &opts)?;
+    let monitor = Monitor::new(&watched.m.graph, watched.m.loss, MonitorOptions::default())?;
+    let mut n = 0usize;
+    let mut monitored = || -> Result<()> {
+        n += 1;
+        if n.is_multiple_of(every.max(1)) {
+            monitor.train_step(&watched.sess, watched.m.train, n as i64, &watched.feeds)?;
+            Ok(())
+        } else {
+            watched.step()
+        }
+    };
+    alternate([&mut || plain.step(), &mut monitored], seconds)
 }
 
 /// Worker threads for sessions made one after another on this thread (the first pool built on a

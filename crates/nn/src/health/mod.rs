@@ -348,18 +348,30 @@ impl Monitor {
         let mut snap = self.read(step, &values)?;
         for ((stats, l), b) in snap.layers.iter_mut().zip(&self.layers).zip(&before) {
             let after = sess.variable_value(l.kernel)?;
-            let (w0, w1) = (b.to_f64_vec(), after.to_f64_vec());
-            let dw = w0
-                .iter()
-                .zip(&w1)
-                .map(|(a, b)| (b - a) * (b - a))
-                .sum::<f64>()
-                .sqrt();
-            let w = w1.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let (dw, w) = step_and_norm(b, &after);
             stats.update_ratio = Some(if w > 0.0 { dw / w } else { f64::INFINITY });
         }
         Ok(snap)
     }
+}
+
+/// (‖after − before‖, ‖after‖), summed in f64 straight from the tensors' elements.
+fn step_and_norm(before: &Value, after: &Value) -> (f64, f64) {
+    fn sums<T: Copy + Into<f64>>(b: &[T], a: &[T]) -> (f64, f64) {
+        b.iter().zip(a).fold((0.0, 0.0), |(d, n), (&x, &y)| {
+            let (x, y): (f64, f64) = (x.into(), y.into());
+            (d + (y - x) * (y - x), n + y * y)
+        })
+    }
+    let (d, n) = match (before.as_f32(), after.as_f32(), before.as_f64(), after.as_f64()) {
+        (Some(b), Some(a), _, _) => match (b.as_slice(), a.as_slice()) {
+            (Some(b), Some(a)) => sums(b, a),
+            _ => sums(&b.iter().copied().collect::<Vec<_>>(), &a.iter().copied().collect::<Vec<_>>()),
+        },
+        (_, _, Some(b), Some(a)) => sums(&b.iter().copied().collect::<Vec<_>>(), &a.iter().copied().collect::<Vec<_>>()),
+        _ => (f64::NAN, f64::NAN),
+    };
+    (d.sqrt(), n.sqrt())
 }
 
 impl Snapshot {

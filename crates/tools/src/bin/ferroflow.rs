@@ -83,8 +83,12 @@ struct BenchArgs {
     set: Vec<String>,
     /// Train two sessions, without and with this setting, in turns of 4 steps, and print both rates
     /// and their ratio instead of the reference lines.
-    #[arg(long, value_name = "KEY=VALUE")]
+    #[arg(long, value_name = "KEY=VALUE", conflicts_with = "health_every")]
     ab: Option<String>,
+    /// Train two sessions in turns of 4 steps, one plain and one that runs the training-health
+    /// monitor every N-th step, and print both rates and their ratio.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    health_every: Option<u32>,
     /// Do not mark large buffers for transparent huge pages.
     #[arg(long)]
     no_huge_pages: bool,
@@ -291,6 +295,18 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
     for model in &args.models {
         for &batch in &args.batches {
             let batch = batch as usize;
+            if let Some(every) = args.health_every {
+                let r = bench::run_health_ab(model, batch, &options, every as usize, args.seconds)?;
+                say(&format!(
+                    "# health {model}/{batch} every {every} steps: {:.2} steps/s ({} steps) plain, {:.2} ({} steps) monitored: ratio {:.3}",
+                    r.base_steps_per_s,
+                    r.base_steps,
+                    r.setting_steps_per_s,
+                    r.setting_steps,
+                    r.ratio()
+                ))?;
+                continue;
+            }
             if let Some((setting, with)) = &ab {
                 let r = bench::run_ab(model, batch, &options, with, args.seconds)?;
                 say(&format!(
