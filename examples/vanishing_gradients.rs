@@ -10,7 +10,10 @@ struct Args {}
 
 fn main() {
     let Args {} = clap::Parser::parse();
-    let cfg = vanishing::Config::default();
+    let cfg = vanishing::Config {
+        logdir: Some("target/logs/vanishing".into()),
+        ..Default::default()
+    };
     let mut traces = Vec::new();
     for s in vanishing::setups() {
         match vanishing::run_setup(&s, &cfg) {
@@ -45,24 +48,7 @@ fn main() {
         );
     }
     println!("\n{}", vanishing::table(&traces));
-    // Per-layer gradient norms as TensorBoard scalars and histograms (`tensorboard --logdir target/logs`).
-    for (k, t) in traces.iter().enumerate() {
-        let dir = std::path::PathBuf::from(format!("target/logs/vanishing/setup{k}"));
-        let written = (|| -> Result<(), ferroflow::io::IoError> {
-            let mut w = ferroflow::io::summary::FileWriter::new(&dir, None)?;
-            for (snap, norms) in t.snapshots.iter().zip(&t.grad_norms) {
-                for (tag, v) in snap.scalars() {
-                    w.add_scalar(&tag, v, snap.step)?;
-                }
-                w.add_histogram("health/grad_norm_by_layer", norms, snap.step)?;
-            }
-            w.close()
-        })();
-        if let Err(e) = written {
-            eprintln!("{}: {e}", t.setup);
-        }
-    }
-    println!("TensorBoard logs: target/logs/vanishing (one run per setup, setup0 = (a))");
+    println!("TensorBoard logs: target/logs/vanishing (one run per setup)");
     let path = std::path::Path::new("target/vanishing_gradients.svg");
     match vanishing::plot(&traces, path) {
         Ok(()) => println!("plot: {}", path.display()),

@@ -330,6 +330,34 @@ impl Monitor {
         self.read(step, &values)
     }
 
+    /// TensorBoard histograms of one batch: each layer's kernel (`health/<layer>/kernel`) and
+    /// activation output (`health/<layer>/activation`), as values.
+    pub fn histograms(
+        &self,
+        sess: &Session,
+        feeds: &[(Tensor, Value)],
+    ) -> Result<Vec<(String, Vec<f64>)>> {
+        let acts: Vec<(usize, Tensor)> = self
+            .layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.activation.as_ref().map(|a| (i, a.0)))
+            .collect();
+        let values = sess.run(&acts.iter().map(|a| a.1).collect::<Vec<_>>(), feeds, &[])?;
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            let kernel = sess.variable_value(l.kernel)?.to_f64_vec();
+            out.push((format!("health/{}/kernel", l.name), kernel));
+            if let Some(k) = acts.iter().position(|a| a.0 == i) {
+                out.push((
+                    format!("health/{}/activation", l.name),
+                    values[k].to_f64_vec(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Runs `train_op` once with the probes fetched in the same run (they see the weights before the
     /// update), then adds each kernel's ‖ΔW‖/‖W‖ from its values before and after.
     pub fn train_step(

@@ -149,6 +149,13 @@ fn every_number_matches_a_direct_computation() {
             _ => assert!(close(stats.saturated.unwrap(), frac(&|x| x.abs() > 0.99))),
         }
     }
+    // The histograms hold the kernels and activations themselves.
+    let h = m.histograms(&sess, &f).unwrap();
+    assert_eq!(h[0].0, "health/hidden1/kernel");
+    assert_eq!(h[0].1, sess.variable_value(kernels[0]).unwrap().to_f64_vec());
+    assert_eq!(h[1].0, "health/hidden1/activation");
+    assert_eq!(h[1].1, vals[grads.len()].to_f64_vec());
+    assert_eq!(h.len(), 4 * 2 + 1, "four layers with activations, outputs without");
     // N(0, 3) kernels on inputs in [-2, 2] push sigmoid and tanh into their bounds.
     let sat = snap.layers[0].activation.as_ref().unwrap().saturated.unwrap();
     assert!(sat > 0.2, "sigmoid saturated fraction {sat}");

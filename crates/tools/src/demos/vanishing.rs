@@ -10,7 +10,8 @@ use ferroflow::nn::health::{self, Finding, Monitor, MonitorOptions, Snapshot};
 use ferroflow::nn::layers::Activation;
 use ferroflow::nn::Optimizer;
 use ferroflow::prelude::*;
-use std::path::Path;
+use ferroflow::io::summary::FileWriter;
+use std::path::{Path, PathBuf};
 
 /// One configuration of the experiment.
 #[derive(Clone, Debug)]
@@ -74,6 +75,9 @@ pub struct Config {
     pub learning_rate: f64,
     pub quiet: bool,
     pub seed: u64,
+    /// Where to write TensorBoard event files, one run per setup (`<logdir>/<setup name>`): the
+    /// monitor's scalars and each layer's kernel and activation histograms, per epoch.
+    pub logdir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -86,6 +90,7 @@ impl Default for Config {
             learning_rate: 0.05,
             quiet: false,
             seed: 42,
+            logdir: None,
         }
     }
 }
@@ -140,6 +145,10 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
     let bar = progress_with_health(cfg.epochs as u64, &setup.name, cfg.quiet);
     let mut all = feeds_for(x, y, train.images.clone(), train.labels.clone());
     all.push(feed(training, setup.batch_norm));
+    let mut writer = match &cfg.logdir {
+        Some(dir) => Some(FileWriter::new(&dir.join(run_name(&setup.name)), None)?),
+        None => None,
+    };
     for epoch in 0..cfg.epochs {
         // Measured before the epoch's updates: epoch 0 shows the network as initialized.
         let snap = monitor.measure(&sess, epoch as i64, &all)?;
@@ -153,6 +162,14 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
                 .collect(),
         );
         bar.set_message(snap.table());
+        if let Some(w) = writer.as_mut() {
+            for (tag, v) in snap.scalars() {
+                w.add_scalar(&tag, v, snap.step)?;
+            }
+            for (tag, values) in monitor.histograms(&sess, &all)? {
+                w.add_histogram(&tag, &values, snap.step)?;
+            }
+        }
         trace.snapshots.push(snap);
         for (xb, yb) in train.batches(cfg.batch_size, cfg.seed + epoch as u64) {
             let mut f = feeds_for(x, y, xb, yb);
@@ -162,12 +179,28 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
         trace.test_accuracy.push(accuracy(&sess, x, logits, &test)?);
         bar.inc(1);
     }
+    if let Some(w) = writer {
+        w.close()?;
+    }
     trace.findings = health::diagnose(
         trace.snapshots.get(..1).unwrap_or_default(),
         &health::Thresholds::default(),
     );
     bar.finish_and_clear();
     Ok(trace)
+}
+
+/// A setup's name as a folder name: `(a) sigmoid + N(0,1)` → `a_sigmoid_N_0_1`.
+pub fn run_name(setup: &str) -> String {
+    let mut out = String::new();
+    for c in setup.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_end_matches('_').to_string()
 }
 
 /// The summary table: per setup, the gradient norm of the lowest and top hidden layers at the start,
