@@ -274,12 +274,18 @@ impl Saver {
                 });
             }
         }
+        // All or nothing: every tensor is read and verified before any variable changes, so a
+        // checkpoint that fails midway leaves the session as it was.
+        let mut values = Vec::with_capacity(self.entries.len());
         for (key, v) in &self.entries {
             let value = source.read(key)?.ok_or_else(|| IoError::KeyNotFound {
                 key: key.clone(),
                 path: source.path(),
             })?;
-            sess.set_variable_value(*v, value)?;
+            values.push((*v, value));
+        }
+        for (v, value) in values {
+            sess.set_variable_value(v, value)?;
         }
         Ok(())
     }

@@ -329,9 +329,22 @@ fn read_block(file: &[u8], (offset, size): (u64, u64)) -> std::result::Result<Ve
     }
     match kind.first().copied().unwrap_or(0xff) {
         0 => Ok(contents.to_vec()),
-        1 => snap::raw::Decoder::new()
-            .decompress_vec(contents)
-            .map_err(|e| format!("bad snappy block: {e}")),
+        1 => {
+            // Snappy's densest element, a 3-byte copy of 64 bytes, bounds what a block can expand
+            // to: a larger declared length is a lie, refused before anything is allocated.
+            let claimed = snap::raw::decompress_len(contents)
+                .map_err(|e| format!("bad snappy block: {e}"))?;
+            let bound = contents.len().saturating_mul(22).saturating_add(64);
+            if claimed > bound {
+                return Err(format!(
+                    "bad snappy block at offset {offset}: claims {claimed} bytes from {}",
+                    contents.len()
+                ));
+            }
+            snap::raw::Decoder::new()
+                .decompress_vec(contents)
+                .map_err(|e| format!("bad snappy block: {e}"))
+        }
         t => Err(format!("unknown block compression type {t}")),
     }
 }
@@ -528,4 +541,36 @@ pub fn write_tf_checkpoint(prefix: &str, tensors: &[(String, Value)]) -> Result<
     }
     crate::checkpoint::write_atomic(&data_path, &data)?;
     crate::checkpoint::write_atomic(&index_path, &index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block as it lies in a file: contents, the compression byte and the masked CRC of both.
+    fn framed(contents: &[u8], kind: u8) -> Vec<u8> {
+        let mut b = contents.to_vec();
+        b.push(kind);
+        let crc = masked_crc32c(&b);
+        b.extend(crc.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn a_snappy_block_that_claims_more_than_it_can_hold_is_refused() {
+        // Varint 2^31 (0x80 0x80 0x80 0x80 0x08), then a 1-byte literal: 2 GiB declared by 7 bytes,
+        // with a valid checksum. Snappy expands at most 64 bytes per 3, so 7 bytes hold at most 149.
+        let contents = [0x80, 0x80, 0x80, 0x80, 0x08, 0x00, b'x'];
+        let file = framed(&contents, 1);
+        let e = read_block(&file, (0, contents.len() as u64)).unwrap_err();
+        assert!(e.contains("claims 2147483648 bytes from 7"), "{e}");
+        // An honest block of the same shape decompresses: varint 1, a 1-byte literal "x".
+        let ok = [0x01, 0x00, b'x'];
+        assert_eq!(read_block(&framed(&ok, 1), (0, 3)).unwrap(), b"x");
+        // The densest honest block: 64 bytes from a literal and a 3-byte copy.
+        let mut dense = vec![65, 0x00, b'a'];
+        dense.extend([(63 << 2) | 2, 1, 0]);
+        let out = read_block(&framed(&dense, 1), (0, dense.len() as u64)).unwrap();
+        assert_eq!(out, vec![b'a'; 65]);
+    }
 }

@@ -360,3 +360,54 @@ proptest! {
         let _ = Shape::scalar();
     }
 }
+
+#[test]
+fn a_failed_restore_changes_no_variable() {
+    // Every single-byte flip of the checkpoint files, in both formats: a restore that fails leaves
+    // both variables as they were; one that succeeds (a flip in bytes nothing checks) restores both.
+    use ferroflow_io::SaveFormat;
+    let dir = tmpdir("all-or-nothing");
+    let g = Graph::new();
+    let init = |x: f32| VarOptions::init(Initializer::Constant(x as f64));
+    let a = g.get_variable_with("a", &[40], DType::F32, init(1.0)).unwrap();
+    let b = g.get_variable_with("b", &[40], DType::F32, init(2.0)).unwrap();
+    let s = self::init(&g);
+    let sentinel = |x: f32| Value::from_f32(&[40], vec![x; 40]).unwrap();
+    for (format, files) in [
+        (SaveFormat::Ferroflow, vec![".ffckpt"]),
+        (SaveFormat::TensorFlow, vec![".index", ".data-00000-of-00001"]),
+    ] {
+        let prefix = Saver::new(&g, VarList::All)
+            .unwrap()
+            .format(format)
+            .save(&s, &dir.join(format!("{format:?}")).to_string_lossy(), None)
+            .unwrap();
+        let (mut failed, mut restored) = (0, 0);
+        for suffix in files {
+            let path = format!("{prefix}{suffix}");
+            let good = std::fs::read(&path).unwrap();
+            for i in 0..good.len() {
+                let mut bad = good.clone();
+                bad[i] ^= 0xff;
+                std::fs::write(&path, &bad).unwrap();
+                s.set_variable_value(a, sentinel(-1.0)).unwrap();
+                s.set_variable_value(b, sentinel(-2.0)).unwrap();
+                let r = Saver::new(&g, VarList::All).unwrap().restore(&s, &prefix);
+                let (va, vb) = (s.variable_value(a).unwrap(), s.variable_value(b).unwrap());
+                if r.is_err() {
+                    failed += 1;
+                    assert!(
+                        va == sentinel(-1.0) && vb == sentinel(-2.0),
+                        "{format:?}: byte {i} of {suffix} failed the restore half-way"
+                    );
+                } else {
+                    restored += 1;
+                    assert!(va == sentinel(1.0) && vb == sentinel(2.0), "{format:?}: byte {i}");
+                }
+            }
+            std::fs::write(&path, &good).unwrap();
+        }
+        assert!(failed > 300, "{format:?}: {failed} failed, {restored} restored");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -162,6 +162,38 @@ fn every_number_matches_a_direct_computation() {
 }
 
 #[test]
+fn activations_named_explicitly_replace_the_ones_found() {
+    // hidden4's tanh output named as outputs' activation, and hidden1's as hidden2's: the stats
+    // follow the named tensors and their op types.
+    let n = net();
+    let g = &n.g;
+    let m = Monitor::new(
+        g,
+        n.loss,
+        MonitorOptions {
+            variables: None,
+            activations: vec![("outputs".into(), n.acts[3]), ("hidden2".into(), n.acts[0])],
+        },
+    )
+    .unwrap();
+    let types: Vec<Option<&str>> = m
+        .layers
+        .iter()
+        .map(|l| l.activation.as_ref().map(|a| a.2.as_str()))
+        .collect();
+    assert_eq!(
+        types,
+        [Some("Sigmoid"), Some("Sigmoid"), Some("Elu"), Some("Tanh"), Some("Tanh")]
+    );
+    let sess = Session::new(g);
+    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
+    let snap = m.measure(&sess, 0, &feeds(&n, 16)).unwrap();
+    assert_eq!(snap.layers[1].activation, snap.layers[0].activation);
+    assert_eq!(snap.layers[4].activation, snap.layers[3].activation);
+}
+
+#[test]
 fn the_update_ratio_is_the_step_over_the_weights() {
     // Plain gradient descent moves W by lr·∂L/∂W, so ‖ΔW‖/‖W‖ = lr·‖∂L/∂W‖ / ‖W after‖, where the
     // gradient norm is the one the same run fetched (before the update).
