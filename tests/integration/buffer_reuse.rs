@@ -75,7 +75,7 @@ fn elementwise_ops_run_in_place() {
         sess.run_targets(&[m.graph.global_variables_initializer().unwrap()], &[])
             .unwrap();
         let feeds = [
-            feed(m.x, Value::filled(DType::F32, &[8, 784], 0.5)),
+            feed(m.x, Value::filled(DType::F32, &[8, 784], 0.5).unwrap()),
             feed(m.y, Value::from_i64(&[8], vec![1; 8]).unwrap()),
         ];
         sess.run_targets(&[m.train], &feeds).unwrap();

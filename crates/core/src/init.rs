@@ -155,15 +155,17 @@ impl Initializer {
     /// Builds the ops that produce an initial value of `shape` and `dtype` in the current scope.
     /// An absurd shape (overflowing, or more than `value::MAX_ELEMENTS`) is an error.
     pub fn build(&self, g: &Graph, shape: &[usize], dtype: DType) -> Result<Tensor> {
-        Value::checked_len(shape).map_err(|m| crate::error::Error::InvalidArgument {
+        let refused = |m: crate::error::KernelError| crate::error::Error::InvalidArgument {
             node: g.current_name_scope(),
             op: "initializer".into(),
             message: m.to_string(),
-        })?;
+        };
+        Value::checked_len(shape).map_err(refused)?;
+        let filled = |x: f64| Value::filled(dtype, shape, x).map_err(refused);
         match self {
-            Initializer::Zeros => g.named("zeros").constant(Value::filled(dtype, shape, 0.0)),
-            Initializer::Ones => g.named("ones").constant(Value::filled(dtype, shape, 1.0)),
-            Initializer::Constant(c) => g.constant(Value::filled(dtype, shape, *c)),
+            Initializer::Zeros => g.named("zeros").constant(filled(0.0)?),
+            Initializer::Ones => g.named("ones").constant(filled(1.0)?),
+            Initializer::Constant(c) => g.constant(filled(*c)?),
             Initializer::Value(v) => g.constant(v.cast(dtype)),
             Initializer::RandomNormal { mean, stddev, seed } => {
                 g.random_normal(shape, *mean, *stddev, dtype, *seed)

@@ -56,7 +56,13 @@ impl Value {
     }
     /// A scalar of the given float or integer dtype holding `x` (bool: `x != 0`).
     pub fn scalar(dtype: DType, x: f64) -> Self {
-        Self::filled(dtype, &[], x)
+        let d = IxDyn(&[]);
+        match dtype {
+            DType::F32 => Value::F32(ArrayD::from_elem(d, x as f32)),
+            DType::F64 => Value::F64(ArrayD::from_elem(d, x)),
+            DType::I64 => Value::I64(ArrayD::from_elem(d, x as i64)),
+            DType::Bool => Value::Bool(ArrayD::from_elem(d, x != 0.0)),
+        }
     }
     /// The element count of `shape`, or an error when it overflows or exceeds [`MAX_ELEMENTS`], so
     /// that an absurd user-given shape is an error instead of an aborted allocation.
@@ -86,15 +92,24 @@ impl Value {
         }
     }
 
-    /// A tensor of the given shape with every element `x` converted to `dtype`.
-    pub fn filled(dtype: DType, shape: &[usize], x: f64) -> Self {
-        let d = IxDyn(shape);
-        match dtype {
-            DType::F32 => Value::F32(ArrayD::from_elem(d, x as f32)),
-            DType::F64 => Value::F64(ArrayD::from_elem(d, x)),
-            DType::I64 => Value::I64(ArrayD::from_elem(d, x as i64)),
-            DType::Bool => Value::Bool(ArrayD::from_elem(d, x != 0.0)),
+    /// A tensor of the given shape with every element `x` converted to `dtype`. An absurd shape
+    /// (see [`Value::checked_len`]) or an allocation the machine refuses is an error, never an
+    /// abort.
+    pub fn filled(dtype: DType, shape: &[usize], x: f64) -> Result<Self, KernelError> {
+        fn make<T: Clone>(shape: &[usize], n: usize, x: T) -> Result<ArrayD<T>, KernelError> {
+            let mut v: Vec<T> = Vec::new();
+            v.try_reserve_exact(n)
+                .map_err(|_| ferroflow_cpu::Error::out_of_memory::<T>("a filled tensor", n))?;
+            v.resize(n, x);
+            Ok(ArrayD::from_shape_vec(IxDyn(shape), v)?)
         }
+        let n = Value::checked_len(shape)?;
+        Ok(match dtype {
+            DType::F32 => Value::F32(make(shape, n, x as f32)?),
+            DType::F64 => Value::F64(make(shape, n, x)?),
+            DType::I64 => Value::I64(make(shape, n, x as i64)?),
+            DType::Bool => Value::Bool(make(shape, n, x != 0.0)?),
+        })
     }
     /// An f32 tensor from a shape and row-major data; `Err` when the sizes disagree.
     pub fn from_f32(shape: &[usize], data: Vec<f32>) -> Result<Self, crate::Error> {

@@ -392,6 +392,48 @@ fn absurd_shapes_are_errors_not_aborts() {
         .get_variable("big", &[1 << 20, 1 << 20], DType::F32)
         .unwrap_err();
     assert!(e.to_string().contains("more than"), "{e}");
+    let e = Value::filled(DType::F32, &[1 << 40, 1 << 40], 0.0).unwrap_err();
+    assert!(e.to_string().contains("more than"), "{e}");
+}
+
+/// Memory the kernel can hand out at once under heuristic overcommit (mode 0): RAM plus swap, in
+/// bytes; `None` where another mode, or an unreadable /proc, makes a refusal unpredictable.
+fn heuristic_overcommit_limit() -> Option<u64> {
+    let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").ok()?;
+    if mode.trim() != "0" {
+        return None;
+    }
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        info.lines()
+            .find(|l| l.starts_with(key))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((kib("MemTotal:")? + kib("SwapTotal:")?) * 1024)
+}
+
+#[test]
+fn an_initializer_the_machine_cannot_hold_is_an_error() {
+    // Zeros of 2^34 f32 (64 GiB) is a legal size; where the kernel refuses so large an allocation
+    // outright, building the initial value is an error naming the initializer, not an abort.
+    match heuristic_overcommit_limit() {
+        Some(limit) if limit < 1 << 36 => {
+            let g = Graph::new();
+            let e = g
+                .get_variable_with(
+                    "w",
+                    &[1 << 34],
+                    DType::F32,
+                    ferroflow_core::VarOptions::init(ferroflow_core::Initializer::Zeros),
+                )
+                .unwrap_err();
+            assert!(e.to_string().contains("OOM when allocating"), "{e}");
+        }
+        _ => eprintln!("skipped: this machine may grant 64 GiB of address space"),
+    }
 }
 
 #[test]
@@ -402,7 +444,7 @@ fn profile_counts_each_op_type() {
         .relu(
             g.matmul(
                 x,
-                g.constant(Value::filled(DType::F32, &[2, 2], 1.0)).unwrap(),
+                g.constant(Value::filled(DType::F32, &[2, 2], 1.0).unwrap()).unwrap(),
             )
             .unwrap(),
         )
@@ -416,7 +458,7 @@ fn profile_counts_each_op_type() {
             ..Default::default()
         },
     );
-    let xv = Value::filled(DType::F32, &[3, 2], 1.0);
+    let xv = Value::filled(DType::F32, &[3, 2], 1.0).unwrap();
     for _ in 0..4 {
         sess.run_one(y, &[feed(x, xv.clone())]).unwrap();
     }

@@ -548,7 +548,7 @@ impl OpDef for FillLike {
     }
     fn compute(&self, _ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
         let x = input(inputs, 0, self.type_name())?;
-        Ok(Value::filled(x.dtype(), x.shape(), self.value))
+        Value::filled(x.dtype(), x.shape(), self.value)
     }
     fn gradient(&self, _ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![None])
