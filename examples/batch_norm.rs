@@ -37,6 +37,9 @@ fn main() {
     println!("\ntraining health (one snapshot per epoch, before its updates):");
     for o in &outcomes {
         let label = format!("BN={} lr={}", o.batch_norm, o.learning_rate);
-        print!("{}", ferroflow_tools::demos::findings_text(&label, &o.findings));
+        print!(
+            "{}",
+            ferroflow_tools::demos::findings_text(&label, &o.findings)
+        );
     }
 }

@@ -80,7 +80,10 @@ fn main() {
     );
     let mut outcomes = Vec::new();
     for bn in [false, true] {
-        if args.only.is_some_and(|m| m != if bn { Model::Bn } else { Model::Plain }) {
+        if args
+            .only
+            .is_some_and(|m| m != if bn { Model::Bn } else { Model::Plain })
+        {
             continue;
         }
         for s in 0..args.seeds as u64 {

@@ -40,10 +40,18 @@ fn transfer_learning_reuses_frozen_lower_layers() {
     // 1056 each, outputs 32·5+5 = 165.
     let params = |v: Variant| r.row(v).unwrap().runs[0].trained_params;
     assert_eq!(params(Variant::Scratch), 2080 + 4 * 1056 + 165);
-    assert_eq!(params(Variant::Frozen), 2 * 1056 + 165, "hidden4, hidden5, outputs");
+    assert_eq!(
+        params(Variant::Frozen),
+        2 * 1056 + 165,
+        "hidden4, hidden5, outputs"
+    );
     assert_eq!(params(Variant::Cached), 2 * 1056 + 165);
     assert_eq!(params(Variant::Unfrozen), 3 * 1056 + 165, "hidden3 too");
-    assert_eq!(params(Variant::MetaGraph), 1056 + 165, "new_hidden4, new_outputs");
+    assert_eq!(
+        params(Variant::MetaGraph),
+        1056 + 165,
+        "new_hidden4, new_outputs"
+    );
     for row in &r.rows {
         assert_eq!(row.runs.len(), 2);
         for run in &row.runs {
@@ -166,7 +174,12 @@ fn clipping_prevents_divergence() {
     let blows_up = |f: &Finding| matches!(f, Finding::Exploding { .. } | Finding::NonFinite { .. });
     assert!(none.findings.iter().any(blows_up), "{:?}", none.findings);
     for o in [&norm, &value] {
-        assert!(!o.findings.iter().any(blows_up), "{:?}: {:?}", o.clipping, o.findings);
+        assert!(
+            !o.findings.iter().any(blows_up),
+            "{:?}: {:?}",
+            o.clipping,
+            o.findings
+        );
     }
 }
 

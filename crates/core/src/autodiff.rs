@@ -153,10 +153,11 @@ impl Graph {
                 }) {
                     Some(shape) => {
                         let dt = self.dtype(*y)?;
-                        self.named(&format!("grad_ys_{i}"))
-                            .constant(crate::value::Value::filled(dt, &shape, 1.0).map_err(|e| {
+                        self.named(&format!("grad_ys_{i}")).constant(
+                            crate::value::Value::filled(dt, &shape, 1.0).map_err(|e| {
                                 crate::error::Error::Internal(format!("grad_ys_{i}: {e}"))
-                            })?)?
+                            })?,
+                        )?
                     }
                     None => self.named(&format!("grad_ys_{i}")).ones_like(*y)?,
                 },

@@ -485,7 +485,10 @@ mod tests {
     #[test]
     fn ready_writes_run_latest_created_first() {
         let g = Graph::new();
-        let one = || g.constant(Value::filled(DType::F32, &[2], 1.0).unwrap()).unwrap();
+        let one = || {
+            g.constant(Value::filled(DType::F32, &[2], 1.0).unwrap())
+                .unwrap()
+        };
         let vars: Vec<_> = (0..3)
             .map(|i| g.variable(&format!("v{i}"), one(), true).unwrap())
             .collect();

@@ -328,7 +328,9 @@ pub fn mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
 /// crate is compiled, so it exists where the source tree is: a clone of the repository or cargo's
 /// copy of the package.
 pub fn bundled_mnist_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join("mnist")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("mnist")
 }
 
 #[cfg(test)]
@@ -384,9 +386,17 @@ mod tests {
         for &l in test.labels.iter() {
             counts[l as usize] += 1;
         }
-        assert_eq!(counts, [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
-        let missing = mnist(Path::new("/nonexistent/mnist")).unwrap_err().to_string();
-        assert!(missing.contains("/nonexistent/mnist/train-images-idx3-ubyte.gz"), "{missing}");
+        assert_eq!(
+            counts,
+            [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+        );
+        let missing = mnist(Path::new("/nonexistent/mnist"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("/nonexistent/mnist/train-images-idx3-ubyte.gz"),
+            "{missing}"
+        );
     }
 
     #[test]

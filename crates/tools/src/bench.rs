@@ -3,11 +3,11 @@
 //! fixed random batch; one JSON line per model and batch in the reference format.
 
 use crate::{Result, ToolError};
+use ferroflow::nn::health::{Monitor, MonitorOptions};
 use ferroflow::nn::layers::{dense_with, Activation, DenseOptions};
 use ferroflow::nn::{clip_by_global_norm, losses, Optimizer};
 use ferroflow::prelude::*;
 use rand::{Rng, SeedableRng};
-use ferroflow::nn::health::{Monitor, MonitorOptions};
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -56,9 +56,10 @@ fn inputs(g: &Graph) -> Result<(Tensor, Tensor)> {
 fn classes(g: &Graph) -> Result<usize> {
     for op in g.operations() {
         if g.op_type(op) == "SparseSoftmaxCrossEntropyWithLogits" {
-            let logits = *g.inputs(op)?.first().ok_or_else(|| {
-                usage(format!("{}: an op without inputs", g.op_name(op)))
-            })?;
+            let logits = *g
+                .inputs(op)?
+                .first()
+                .ok_or_else(|| usage(format!("{}: an op without inputs", g.op_name(op))))?;
             let shape = g.shape(logits)?;
             if let Some(Some(c)) = shape.dims().and_then(|d| d.last().copied()) {
                 return Ok(c);
@@ -94,8 +95,7 @@ pub fn report(prefix: &str, data_dir: &Path, batch: usize) -> Result<Report> {
         None => Saver::new(&g, VarList::All)?,
     };
     saver.restore(&sess, prefix)?;
-    let (_, test) =
-        ferroflow::data::mnist(data_dir).map_err(|e| ToolError::Data(e.to_string()))?;
+    let (_, test) = ferroflow::data::mnist(data_dir).map_err(|e| ToolError::Data(e.to_string()))?;
     let features = g.shape(x)?.dims().and_then(|d| d[1]).unwrap_or(0);
     if test.images.ncols() != features {
         return Err(usage(format!(
@@ -104,7 +104,9 @@ pub fn report(prefix: &str, data_dir: &Path, batch: usize) -> Result<Report> {
             test.images.ncols()
         )));
     }
-    let known = test.filter_classes(|l| (l as usize) < classes, |l| l).take(batch);
+    let known = test
+        .filter_classes(|l| (l as usize) < classes, |l| l)
+        .take(batch);
     if known.is_empty() {
         return Err(ToolError::Data(format!(
             "no test image in {} has a label below {classes}",

@@ -444,7 +444,8 @@ fn profile_counts_each_op_type() {
         .relu(
             g.matmul(
                 x,
-                g.constant(Value::filled(DType::F32, &[2, 2], 1.0).unwrap()).unwrap(),
+                g.constant(Value::filled(DType::F32, &[2, 2], 1.0).unwrap())
+                    .unwrap(),
             )
             .unwrap(),
         )

@@ -369,13 +369,20 @@ fn a_failed_restore_changes_no_variable() {
     let dir = tmpdir("all-or-nothing");
     let g = Graph::new();
     let init = |x: f32| VarOptions::init(Initializer::Constant(x as f64));
-    let a = g.get_variable_with("a", &[40], DType::F32, init(1.0)).unwrap();
-    let b = g.get_variable_with("b", &[40], DType::F32, init(2.0)).unwrap();
+    let a = g
+        .get_variable_with("a", &[40], DType::F32, init(1.0))
+        .unwrap();
+    let b = g
+        .get_variable_with("b", &[40], DType::F32, init(2.0))
+        .unwrap();
     let s = self::init(&g);
     let sentinel = |x: f32| Value::from_f32(&[40], vec![x; 40]).unwrap();
     for (format, files) in [
         (SaveFormat::Ferroflow, vec![".ffckpt"]),
-        (SaveFormat::TensorFlow, vec![".index", ".data-00000-of-00001"]),
+        (
+            SaveFormat::TensorFlow,
+            vec![".index", ".data-00000-of-00001"],
+        ),
     ] {
         let prefix = Saver::new(&g, VarList::All)
             .unwrap()
@@ -402,12 +409,18 @@ fn a_failed_restore_changes_no_variable() {
                     );
                 } else {
                     restored += 1;
-                    assert!(va == sentinel(1.0) && vb == sentinel(2.0), "{format:?}: byte {i}");
+                    assert!(
+                        va == sentinel(1.0) && vb == sentinel(2.0),
+                        "{format:?}: byte {i}"
+                    );
                 }
             }
             std::fs::write(&path, &good).unwrap();
         }
-        assert!(failed > 300, "{format:?}: {failed} failed, {restored} restored");
+        assert!(
+            failed > 300,
+            "{format:?}: {failed} failed, {restored} restored"
+        );
     }
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -109,7 +109,11 @@ impl fmt::Display for Finding {
                 "exploding gradients: the global norm grew {growth:.0}× to {global_norm:.2e}"
             ),
             Finding::NonFinite { layers } => {
-                write!(f, "non-finite gradients or weights in {}", layers.join(", "))
+                write!(
+                    f,
+                    "non-finite gradients or weights in {}",
+                    layers.join(", ")
+                )
             }
             Finding::Saturated { layer, fraction } => write!(
                 f,
@@ -117,7 +121,11 @@ impl fmt::Display for Finding {
                 100.0 * fraction
             ),
             Finding::DeadRelus { layer, fraction } => {
-                write!(f, "{layer}: {:.0}% of the ReLU units dead", 100.0 * fraction)
+                write!(
+                    f,
+                    "{layer}: {:.0}% of the ReLU units dead",
+                    100.0 * fraction
+                )
             }
             Finding::Stalled {
                 layer,
@@ -137,7 +145,8 @@ pub fn diagnose(window: &[Snapshot], t: &Thresholds) -> Vec<Finding> {
     };
     let mut bad: Vec<String> = Vec::new();
     for l in window.iter().flat_map(|s| &s.layers) {
-        if !(l.grad_norm.is_finite() && l.weight_norm.is_finite()) && !bad.contains(&l.name) {
+        let finite = l.grad_norm.is_finite() && l.weight_norm.is_finite();
+        if !finite && !bad.contains(&l.name) {
             bad.push(l.name.clone());
         }
     }

@@ -185,9 +185,8 @@ fn find_activation(
 fn activation_ops(g: &Graph, a: Tensor, kind: ActivationKind) -> Result<Vec<Tensor>> {
     let mean = g.reduce_mean(a, None, false)?;
     let std = g.sqrt(g.reduce_mean(g.square(g.sub(a, mean)?)?, None, false)?)?;
-    let fraction = |mask: Tensor| -> Result<Tensor> {
-        g.reduce_mean(g.cast(mask, g.dtype(a)?)?, None, false)
-    };
+    let fraction =
+        |mask: Tensor| -> Result<Tensor> { g.reduce_mean(g.cast(mask, g.dtype(a)?)?, None, false) };
     let third = match kind {
         ActivationKind::Bounded { low, high } => {
             let lo = g.less(a, g.scalar_like(a, low + SATURATION_BAND)?)?;
@@ -230,7 +229,10 @@ impl Monitor {
         let users = consumers(g)?;
         let grads = g.gradients(
             &[loss],
-            &kernels.iter().map(|(_, v)| v.var_tensor()).collect::<Vec<_>>(),
+            &kernels
+                .iter()
+                .map(|(_, v)| v.var_tensor())
+                .collect::<Vec<_>>(),
         )?;
         let _scope = g.name_scope("health")?;
         let mut layers = Vec::new();
@@ -325,7 +327,12 @@ impl Monitor {
     }
 
     /// Measures one batch without training.
-    pub fn measure(&self, sess: &Session, step: i64, feeds: &[(Tensor, Value)]) -> Result<Snapshot> {
+    pub fn measure(
+        &self,
+        sess: &Session,
+        step: i64,
+        feeds: &[(Tensor, Value)],
+    ) -> Result<Snapshot> {
         let values = sess.run(&self.fetches(), feeds, &[])?;
         self.read(step, &values)
     }
@@ -391,12 +398,23 @@ fn step_and_norm(before: &Value, after: &Value) -> (f64, f64) {
             (d + (y - x) * (y - x), n + y * y)
         })
     }
-    let (d, n) = match (before.as_f32(), after.as_f32(), before.as_f64(), after.as_f64()) {
+    let (d, n) = match (
+        before.as_f32(),
+        after.as_f32(),
+        before.as_f64(),
+        after.as_f64(),
+    ) {
         (Some(b), Some(a), _, _) => match (b.as_slice(), a.as_slice()) {
             (Some(b), Some(a)) => sums(b, a),
-            _ => sums(&b.iter().copied().collect::<Vec<_>>(), &a.iter().copied().collect::<Vec<_>>()),
+            _ => sums(
+                &b.iter().copied().collect::<Vec<_>>(),
+                &a.iter().copied().collect::<Vec<_>>(),
+            ),
         },
-        (_, _, Some(b), Some(a)) => sums(&b.iter().copied().collect::<Vec<_>>(), &a.iter().copied().collect::<Vec<_>>()),
+        (_, _, Some(b), Some(a)) => sums(
+            &b.iter().copied().collect::<Vec<_>>(),
+            &a.iter().copied().collect::<Vec<_>>(),
+        ),
         _ => (f64::NAN, f64::NAN),
     };
     (d.sqrt(), n.sqrt())

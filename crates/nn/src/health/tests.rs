@@ -19,7 +19,10 @@ struct Net {
 fn net() -> Net {
     let g = Graph::new();
     g.set_random_seed(7);
-    let x = g.named("X").placeholder(DType::F32, [None, Some(6)]).unwrap();
+    let x = g
+        .named("X")
+        .placeholder(DType::F32, [None, Some(6)])
+        .unwrap();
     let y = g.named("y").placeholder(DType::I64, [None]).unwrap();
     let mut h = x;
     let mut acts = Vec::new();
@@ -87,7 +90,10 @@ fn every_number_matches_a_direct_computation() {
     let g = &n.g;
     let m = Monitor::new(g, n.loss, MonitorOptions::default()).unwrap();
     let names: Vec<&str> = m.layers.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["hidden1", "hidden2", "hidden3", "hidden4", "outputs"]);
+    assert_eq!(
+        names,
+        ["hidden1", "hidden2", "hidden3", "hidden4", "outputs"]
+    );
     let found: Vec<Option<String>> = m
         .layers
         .iter()
@@ -95,7 +101,14 @@ fn every_number_matches_a_direct_computation() {
         .collect();
     assert_eq!(
         found,
-        [Some("Sigmoid"), Some("Relu"), Some("Elu"), Some("Tanh"), None].map(|s| s.map(String::from))
+        [
+            Some("Sigmoid"),
+            Some("Relu"),
+            Some("Elu"),
+            Some("Tanh"),
+            None
+        ]
+        .map(|s| s.map(String::from))
     );
     let sess = Session::new(g);
     sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
@@ -121,9 +134,19 @@ fn every_number_matches_a_direct_computation() {
     for (i, l) in snap.layers.iter().enumerate() {
         let gn = l2(&vals[i].to_f64_vec());
         global += gn * gn;
-        assert!(close(l.grad_norm, gn), "{}: {} vs {gn}", l.name, l.grad_norm);
+        assert!(
+            close(l.grad_norm, gn),
+            "{}: {} vs {gn}",
+            l.name,
+            l.grad_norm
+        );
         let w = l2(&sess.variable_value(kernels[i]).unwrap().to_f64_vec());
-        assert!(close(l.weight_norm, w), "{}: {} vs {w}", l.name, l.weight_norm);
+        assert!(
+            close(l.weight_norm, w),
+            "{}: {} vs {w}",
+            l.name,
+            l.weight_norm
+        );
     }
     assert!(close(snap.global_grad_norm, global.sqrt()));
     for (k, a) in n.acts.iter().enumerate() {
@@ -131,10 +154,17 @@ fn every_number_matches_a_direct_computation() {
         let stats = snap.layers[k].activation.as_ref().unwrap();
         let mean = v.iter().sum::<f64>() / v.len() as f64;
         let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
-        assert!(close(stats.mean, mean) && close(stats.std, std), "{k}: {stats:?}");
-        let frac = |p: &dyn Fn(f64) -> bool| v.iter().filter(|x| p(**x)).count() as f64 / v.len() as f64;
+        assert!(
+            close(stats.mean, mean) && close(stats.std, std),
+            "{k}: {stats:?}"
+        );
+        let frac =
+            |p: &dyn Fn(f64) -> bool| v.iter().filter(|x| p(**x)).count() as f64 / v.len() as f64;
         match k {
-            0 => assert!(close(stats.saturated.unwrap(), frac(&|x| !(0.01..=0.99).contains(&x)))),
+            0 => assert!(close(
+                stats.saturated.unwrap(),
+                frac(&|x| !(0.01..=0.99).contains(&x))
+            )),
             1 => {
                 // Units (columns of [16, 5]) that are zero in every row.
                 let units = g.shape(*a).unwrap().dims().unwrap()[1].unwrap_or(5);
@@ -152,12 +182,24 @@ fn every_number_matches_a_direct_computation() {
     // The histograms hold the kernels and activations themselves.
     let h = m.histograms(&sess, &f).unwrap();
     assert_eq!(h[0].0, "health/hidden1/kernel");
-    assert_eq!(h[0].1, sess.variable_value(kernels[0]).unwrap().to_f64_vec());
+    assert_eq!(
+        h[0].1,
+        sess.variable_value(kernels[0]).unwrap().to_f64_vec()
+    );
     assert_eq!(h[1].0, "health/hidden1/activation");
     assert_eq!(h[1].1, vals[grads.len()].to_f64_vec());
-    assert_eq!(h.len(), 4 * 2 + 1, "four layers with activations, outputs without");
+    assert_eq!(
+        h.len(),
+        4 * 2 + 1,
+        "four layers with activations, outputs without"
+    );
     // N(0, 3) kernels on inputs in [-2, 2] push sigmoid and tanh into their bounds.
-    let sat = snap.layers[0].activation.as_ref().unwrap().saturated.unwrap();
+    let sat = snap.layers[0]
+        .activation
+        .as_ref()
+        .unwrap()
+        .saturated
+        .unwrap();
     assert!(sat > 0.2, "sigmoid saturated fraction {sat}");
 }
 
@@ -183,7 +225,13 @@ fn activations_named_explicitly_replace_the_ones_found() {
         .collect();
     assert_eq!(
         types,
-        [Some("Sigmoid"), Some("Sigmoid"), Some("Elu"), Some("Tanh"), Some("Tanh")]
+        [
+            Some("Sigmoid"),
+            Some("Sigmoid"),
+            Some("Elu"),
+            Some("Tanh"),
+            Some("Tanh")
+        ]
     );
     let sess = Session::new(g);
     sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
@@ -265,7 +313,11 @@ fn layer(name: &str, grad: f64) -> LayerStats {
 }
 
 fn snap(step: i64, layers: Vec<LayerStats>) -> Snapshot {
-    let global = layers.iter().map(|l| l.grad_norm.powi(2)).sum::<f64>().sqrt();
+    let global = layers
+        .iter()
+        .map(|l| l.grad_norm.powi(2))
+        .sum::<f64>()
+        .sqrt();
     Snapshot {
         step,
         layers,

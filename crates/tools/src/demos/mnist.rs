@@ -179,9 +179,8 @@ pub fn table(outcomes: &[Outcome], cfg: &Config) -> String {
         if runs.is_empty() {
             continue;
         }
-        let stat = |f: &dyn Fn(&Outcome) -> f64| {
-            mean_std(&runs.iter().map(|o| f(o)).collect::<Vec<_>>())
-        };
+        let stat =
+            |f: &dyn Fn(&Outcome) -> f64| mean_std(&runs.iter().map(|o| f(o)).collect::<Vec<_>>());
         let (acc, sd) = stat(&|o| o.test_accuracy);
         let name = format!(
             "5x{} ELU He{}",

@@ -218,9 +218,11 @@ pub fn progress(n: u64, label: &str, quiet: bool) -> indicatif::ProgressBar {
 pub fn progress_with_health(n: u64, label: &str, quiet: bool) -> indicatif::ProgressBar {
     let bar = progress(n, label, quiet);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} epochs\n{msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>28} [{bar:30}] {pos}/{len} epochs\n{msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar
 }
@@ -235,10 +237,7 @@ pub fn findings_text(label: &str, findings: &[ferroflow::nn::health::Finding]) -
     if findings.is_empty() {
         return format!("{label}: no findings\n");
     }
-    findings
-        .iter()
-        .map(|f| format!("{label}: {f}\n"))
-        .collect()
+    findings.iter().map(|f| format!("{label}: {f}\n")).collect()
 }
 
 /// Mean and sample standard deviation (0 for fewer than two values).

@@ -6,11 +6,11 @@
 
 use super::{accuracy, feeds_for, progress_with_health, Classifier, MlpSpec};
 use crate::{Result, ToolError};
+use ferroflow::io::summary::FileWriter;
 use ferroflow::nn::health::{self, Finding, Monitor, MonitorOptions, Snapshot};
 use ferroflow::nn::layers::Activation;
 use ferroflow::nn::Optimizer;
 use ferroflow::prelude::*;
-use ferroflow::io::summary::FileWriter;
 use std::path::{Path, PathBuf};
 
 /// One configuration of the experiment.
@@ -158,7 +158,11 @@ pub fn run_setup(setup: &Setup, cfg: &Config) -> Result<Trace> {
         trace.activations.push(
             snap.layers
                 .iter()
-                .map(|l| l.activation.as_ref().map_or((f64::NAN, f64::NAN), |a| (a.mean, a.std)))
+                .map(|l| {
+                    l.activation
+                        .as_ref()
+                        .map_or((f64::NAN, f64::NAN), |a| (a.mean, a.std))
+                })
                 .collect(),
         );
         bar.set_message(snap.table());

@@ -218,11 +218,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let mut frozen_bit_identical = true;
     let mut train_n = 0;
     for variant in Variant::ALL {
-        let bar = progress(
-            (cfg.seeds * cfg.epochs) as u64,
-            variant.name(),
-            cfg.quiet,
-        );
+        let bar = progress((cfg.seeds * cfg.epochs) as u64, variant.name(), cfg.quiet);
         let mut runs = Vec::new();
         for s in 1..=cfg.seeds as u64 {
             let seed = pcfg.seed + s;
@@ -319,7 +315,16 @@ fn run_variant(
             test: cache(&sets.test)?,
         };
         let setup_ms = 1e3 * t0.elapsed().as_secs_f64();
-        let mut run = fit(&sess, op, &io(&net, hidden3), &trained, &cached, cfg, seed, bar)?;
+        let mut run = fit(
+            &sess,
+            op,
+            &io(&net, hidden3),
+            &trained,
+            &cached,
+            cfg,
+            seed,
+            bar,
+        )?;
         run.setup_ms = setup_ms;
         run
     } else {
@@ -356,7 +361,12 @@ fn meta_graph_run(
             ..Default::default()
         };
         let units = cfg.pretrain.hidden_units;
-        let h4 = dense_with(&g, hidden3, units, opts("new_hidden4", Some(Activation::Elu)))?;
+        let h4 = dense_with(
+            &g,
+            hidden3,
+            units,
+            opts("new_hidden4", Some(Activation::Elu)),
+        )?;
         dense_with(&g, h4, 5, opts("new_outputs", None))?
     };
     let loss = losses::sparse_softmax_cross_entropy(&g, y, logits)?;
@@ -393,7 +403,10 @@ fn fit(
     let mut steps = Duration::ZERO;
     for epoch in 1..=cfg.epochs {
         let t0 = Instant::now();
-        for (xb, yb) in sets.train.batches(cfg.batch_size, seed * 1000 + epoch as u64) {
+        for (xb, yb) in sets
+            .train
+            .batches(cfg.batch_size, seed * 1000 + epoch as u64)
+        {
             sess.run_targets(&[op], &feeds_for(io.input, io.y, xb, yb))?;
         }
         steps += t0.elapsed();

@@ -8,7 +8,13 @@ use std::path::Path;
 impl Row {
     /// Test accuracy over the seeds: (mean, std).
     pub fn accuracy(&self) -> (f64, f64) {
-        mean_std(&self.runs.iter().map(|r| r.test_accuracy).collect::<Vec<_>>())
+        mean_std(
+            &self
+                .runs
+                .iter()
+                .map(|r| r.test_accuracy)
+                .collect::<Vec<_>>(),
+        )
     }
     /// Mean training time per epoch, ms.
     pub fn epoch_ms(&self) -> f64 {
@@ -22,7 +28,16 @@ impl Row {
     pub fn validation_curve(&self) -> Vec<f64> {
         let epochs = self.runs.first().map_or(0, |r| r.validation.len());
         (0..epochs)
-            .map(|e| mean_std(&self.runs.iter().map(|r| r.validation[e]).collect::<Vec<_>>()).0)
+            .map(|e| {
+                mean_std(
+                    &self
+                        .runs
+                        .iter()
+                        .map(|r| r.validation[e])
+                        .collect::<Vec<_>>(),
+                )
+                .0
+            })
             .collect()
     }
     /// Mean training time until the best epoch, the one-time cost included, ms.
@@ -226,7 +241,9 @@ pub fn plot(r: &Report, path: &Path) -> Result<()> {
             .draw_series(LineSeries::new(pts, c.stroke_width(width)))
             .map_err(|e| err(e.to_string()))?
             .label(v.name())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width))
+            });
     }
     chart
         .configure_series_labels()
