@@ -254,6 +254,18 @@ fn graph(meta: &Path, dot: bool, hide_gradients: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// One line of an alternating run: both rates, their step counts and the ratio.
+fn ab_line(what: &str, r: &ferroflow_tools::bench::AbResult, base: &str, other: &str) -> String {
+    format!(
+        "# {what}: {:.2} steps/s ({} steps) {base}, {:.2} ({} steps) {other}: ratio {:.3}",
+        r.base_steps_per_s,
+        r.base_steps,
+        r.setting_steps_per_s,
+        r.setting_steps,
+        r.ratio()
+    )
+}
+
 fn bench(args: &BenchArgs) -> Result<(), Failure> {
     use ferroflow_tools::bench;
     let threads = args.threads as usize;
@@ -297,26 +309,14 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
             let batch = batch as usize;
             if let Some(every) = args.health_every {
                 let r = bench::run_health_ab(model, batch, &options, every as usize, args.seconds)?;
-                say(&format!(
-                    "# health {model}/{batch} every {every} steps: {:.2} steps/s ({} steps) plain, {:.2} ({} steps) monitored: ratio {:.3}",
-                    r.base_steps_per_s,
-                    r.base_steps,
-                    r.setting_steps_per_s,
-                    r.setting_steps,
-                    r.ratio()
-                ))?;
+                let what = format!("health {model}/{batch} every {every} steps");
+                say(&ab_line(&what, &r, "plain", "monitored"))?;
                 continue;
             }
             if let Some((setting, with)) = &ab {
                 let r = bench::run_ab(model, batch, &options, with, args.seconds)?;
-                say(&format!(
-                    "# A/B {model}/{batch} {setting}: {:.2} steps/s ({} steps) as it was, {:.2} ({} steps) with the setting: ratio {:.3}",
-                    r.base_steps_per_s,
-                    r.base_steps,
-                    r.setting_steps_per_s,
-                    r.setting_steps,
-                    r.ratio()
-                ))?;
+                let what = format!("A/B {model}/{batch} {setting}");
+                say(&ab_line(&what, &r, "as it was", "with the setting"))?;
                 continue;
             }
             let profiled = ferroflow::SessionOptions {

@@ -4,6 +4,7 @@
 pub mod batch_norm;
 pub mod clipping;
 pub mod mnist;
+pub mod plot;
 pub mod transfer;
 pub mod vanishing;
 

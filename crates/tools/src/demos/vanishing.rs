@@ -5,7 +5,7 @@
 //! findings name what went wrong; the demo plots gradient norm by layer.
 
 use super::{accuracy, feeds_for, progress_with_health, Classifier, MlpSpec};
-use crate::{Result, ToolError};
+use crate::Result;
 use ferroflow::io::summary::FileWriter;
 use ferroflow::nn::health::{self, Finding, Monitor, MonitorOptions, Snapshot};
 use ferroflow::nn::layers::Activation;
@@ -231,11 +231,8 @@ pub fn table(traces: &[Trace]) -> String {
 
 /// Plots the gradient norm by layer (log scale) at the first epoch, one line per setup, as SVG.
 pub fn plot(traces: &[Trace], path: &Path) -> Result<()> {
+    use super::plot::{line_chart, Axes, Line};
     use plotters::prelude::*;
-    let err = |e: String| ToolError::Write {
-        path: path.display().to_string(),
-        message: e,
-    };
     let layers = traces.first().map(|t| t.grad_norms[0].len()).unwrap_or(1);
     let all: Vec<f64> = traces
         .iter()
@@ -244,44 +241,27 @@ pub fn plot(traces: &[Trace], path: &Path) -> Result<()> {
         .collect();
     let lo = all.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-30) / 2.0;
     let hi = all.iter().cloned().fold(0.0, f64::max) * 2.0;
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Gradient norm of each hidden layer's kernel at initialization",
-            ("sans-serif", 22),
-        )
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(80)
-        .build_cartesian_2d(1usize..layers, (lo..hi).log_scale())
-        .map_err(|e| err(e.to_string()))?;
-    chart
-        .configure_mesh()
-        .x_desc("hidden layer (1 = lowest)")
-        .y_desc("‖∂loss/∂W‖")
-        .y_label_formatter(&|v| format!("{v:.0e}"))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
     let colors = [RED, BLUE, GREEN, MAGENTA, BLACK];
-    for (t, &c) in traces.iter().zip(colors.iter().cycle()) {
-        let pts: Vec<(usize, f64)> = t.grad_norms[0]
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i + 1, v.max(lo)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-            .map_err(|e| err(e.to_string()))?
-            .label(t.setup.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
-    root.present().map_err(|e| err(e.to_string()))?;
-    Ok(())
+    let lines: Vec<Line> = traces
+        .iter()
+        .zip(colors.iter().cycle())
+        .map(|(t, &color)| Line {
+            label: t.setup.clone(),
+            points: t.grad_norms[0]
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i + 1, v.max(lo)))
+                .collect(),
+            color,
+            width: 2,
+        })
+        .collect();
+    let axes = Axes {
+        title: "Gradient norm of each hidden layer's kernel at initialization",
+        x: "hidden layer (1 = lowest)",
+        y: "‖∂loss/∂W‖",
+        y_label: &|v| format!("{v:.0e}"),
+        legend: SeriesLabelPosition::MiddleRight,
+    };
+    line_chart(path, &axes, layers, (lo..hi).log_scale(), &lines)
 }

@@ -2,7 +2,7 @@
 
 use super::{Report, Row, Variant};
 use crate::demos::mean_std;
-use crate::{Result, ToolError};
+use crate::Result;
 use std::path::Path;
 
 impl Row {
@@ -192,11 +192,8 @@ pub fn conclusion(r: &Report) -> String {
 
 /// Plots the mean validation accuracy after each epoch, one line per variant, as SVG.
 pub fn plot(r: &Report, path: &Path) -> Result<()> {
+    use crate::demos::plot::{line_chart, Axes, Line};
     use plotters::prelude::*;
-    let err = |e: String| ToolError::Write {
-        path: path.display().to_string(),
-        message: e,
-    };
     let curves: Vec<(Variant, Vec<f64>)> = r
         .rows
         .iter()
@@ -208,50 +205,29 @@ pub fn plot(r: &Report, path: &Path) -> Result<()> {
         .flat_map(|(_, c)| c.iter().copied())
         .fold(1.0_f64, f64::min);
     let lo = (100.0 * lo / 5.0).floor() * 5.0;
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Classes 5-9 from few examples: validation accuracy (mean over seeds)",
-            ("sans-serif", 22),
-        )
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(1usize..epochs.max(2), lo..100.0)
-        .map_err(|e| err(e.to_string()))?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("validation accuracy (%)")
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
     let colors = [BLACK, BLUE, GREEN, RED, MAGENTA];
-    for ((v, curve), &c) in curves.iter().zip(colors.iter().cycle()) {
-        // The cached variant repeats the frozen one's numbers: the frozen line is drawn wider so
-        // that it shows around the cached one.
-        let width = if *v == Variant::Frozen { 5 } else { 2 };
-        let pts: Vec<(usize, f64)> = curve
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (i + 1, 100.0 * a))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(pts, c.stroke_width(width)))
-            .map_err(|e| err(e.to_string()))?
-            .label(v.name())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
-    root.present().map_err(|e| err(e.to_string()))?;
-    Ok(())
+    let lines: Vec<Line> = curves
+        .iter()
+        .zip(colors.iter().cycle())
+        .map(|((v, curve), &color)| Line {
+            label: v.name().into(),
+            points: curve
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (i + 1, 100.0 * a))
+                .collect(),
+            color,
+            // The cached variant repeats the frozen one's numbers: the frozen line is drawn wider
+            // so that it shows around the cached one.
+            width: if *v == Variant::Frozen { 5 } else { 2 },
+        })
+        .collect();
+    let axes = Axes {
+        title: "Classes 5-9 from few examples: validation accuracy (mean over seeds)",
+        x: "epoch",
+        y: "validation accuracy (%)",
+        y_label: &|v| format!("{v:.0}"),
+        legend: SeriesLabelPosition::LowerRight,
+    };
+    line_chart(path, &axes, epochs, lo..100.0, &lines)
 }
