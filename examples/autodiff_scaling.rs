@@ -7,7 +7,7 @@ use std::time::Instant;
 
 /// How long deriving the gradients and planning takes for 250 to 1,000 layers.
 #[derive(clap::Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {}
 
 fn main() -> Result<()> {

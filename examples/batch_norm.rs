@@ -5,7 +5,7 @@ use ferroflow_tools::demos::batch_norm;
 
 /// Batch normalization at a normal and a 10x learning rate, on the digits.
 #[derive(clap::Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// ReLU hidden layers instead of sigmoid ones.
     #[arg(long)]

@@ -5,7 +5,7 @@ use ferroflow_tools::demos::clipping::{self, Clipping};
 
 /// Exploding gradients and gradient clipping on the digits.
 #[derive(clap::Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {}
 
 fn main() {

@@ -14,7 +14,7 @@ use ferroflow::prelude::*;
 
 /// The lecture's slide 27: the graph, the collections, the reuse of hidden1-3.
 #[derive(clap::Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {}
 
 fn main() -> Result<()> {

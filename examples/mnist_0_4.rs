@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// 5 hidden layers of ELU units, He initialization, Adam, early stopping on classes 0-4.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Directory with the four MNIST-format IDX files (gzipped or not); default: the bundled MNIST.
     #[arg(long, value_name = "DIR")]

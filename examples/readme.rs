@@ -5,7 +5,7 @@ use ferroflow::prelude::*;
 
 /// The README's TF1-style program.
 #[derive(clap::Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {}
 
 fn main() -> Result<()> {

@@ -8,7 +8,7 @@ use ferroflow::prelude::*;
 
 /// Writes TensorBoard event files: a graph, a scalar and a histogram.
 #[derive(clap::Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Where the event files go.
     #[arg(default_value = "target/logs/tensorboard")]

@@ -12,7 +12,7 @@ use std::fmt::Write;
 
 /// Trains a small network on the digits and saves it as a TensorFlow V2 checkpoint with a probe file.
 #[derive(clap::Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Where the checkpoint and the probe file go.
     #[arg(default_value = "target/tf_export")]

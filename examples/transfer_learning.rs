@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// Pretrain on classes 0-4, then learn 5-9 from a few images per class, five ways.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Directory with the four MNIST-format IDX files (gzipped or not); default: the bundled MNIST.
     /// Fashion-MNIST works too, e.g. /usr/share/datasets/fashion-mnist.

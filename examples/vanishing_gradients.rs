@@ -5,7 +5,7 @@ use ferroflow_tools::demos::vanishing;
 
 /// Vanishing gradients and their remedies on the digits.
 #[derive(clap::Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {}
 
 fn main() {
