@@ -153,6 +153,7 @@ impl Saver {
                 source,
             })?;
         }
+        crate::checkpoint::remove_stale_temporaries(&file);
         let g = &self.graph;
         match self.format {
             SaveFormat::Ferroflow => {
@@ -248,7 +249,9 @@ impl Saver {
     /// others keep their values. The prefix may name a ferroflow checkpoint (`<prefix>.ffckpt`) or a
     /// TensorFlow V2 checkpoint (`<prefix>.index` + data shards), with the same key semantics. Errors name
     /// the key: missing, or of another shape or dtype; every key is checked before anything is assigned.
+    /// Like `save`, it removes the temporary files of killed saves from the checkpoint's directory.
     pub fn restore(&self, sess: &Session, prefix: &str) -> Result<()> {
+        crate::checkpoint::remove_stale_temporaries(&data_path(prefix));
         let mut source = AnyCheckpoint::open(prefix)?;
         let g = &self.graph;
         let listed: std::collections::HashMap<String, (DType, Vec<usize>)> = source

@@ -114,5 +114,32 @@ fn sigkill_during_saves_always_leaves_a_loadable_checkpoint() {
         restored >= 90,
         "only {restored} of 100 kills left a checkpoint to check"
     );
+    // Each restore above removed the temporaries of the saves killed before it: what is left can
+    // only be the last killed writer's, and the next restore removes that too.
+    let temporaries = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".tmp-")
+            })
+            .count()
+    };
+    assert!(
+        temporaries(&dir) <= 1,
+        "{} temporaries left",
+        temporaries(&dir)
+    );
+    if let Some(latest) = latest_checkpoint(&dir).unwrap() {
+        let (g, _) = graph();
+        Saver::new(&g, VarList::All)
+            .unwrap()
+            .restore(&Session::new(&g), &latest)
+            .unwrap();
+    }
+    assert_eq!(temporaries(&dir), 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -424,3 +424,33 @@ fn a_failed_restore_changes_no_variable() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn temporaries_of_dead_writers_are_removed_by_the_next_save() {
+    let dir = tmpdir("debris");
+    // A process that has exited: its pid names no running process (for the moment of this test).
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = dir.join(format!("m.ffckpt.tmp-{dead}"));
+    let mine = dir.join(format!("x.ffckpt.tmp-{}", std::process::id()));
+    let other = dir.join("notes.tmp-draft");
+    for f in [&stale, &mine, &other] {
+        std::fs::write(f, b"partial").unwrap();
+    }
+    let g = Graph::new();
+    g.get_variable("a", &[2], DType::F32).unwrap();
+    let s = init(&g);
+    Saver::new(&g, VarList::All)
+        .unwrap()
+        .save(&s, &dir.join("m").to_string_lossy(), None)
+        .unwrap();
+    if std::path::Path::new("/proc/self").exists() {
+        assert!(!stale.exists(), "a dead writer's temporary stays");
+    }
+    assert!(
+        mine.exists() && other.exists(),
+        "only dead writers' files go"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
