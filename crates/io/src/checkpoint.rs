@@ -221,6 +221,34 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Reads a whole file of at most `max` bytes, refusing anything but a regular file (a link to
+/// `/dev/zero` would never end, a FIFO would block) before reading, and never reading past `max`.
+/// `what` names the kind of file in the errors.
+pub(crate) fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>> {
+    let refuse = |message: String| IoError::Corrupt {
+        path: path.into(),
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+    if !meta.is_file() {
+        return Err(refuse(format!("a {what} must be a regular file")));
+    }
+    if meta.len() > max {
+        return Err(refuse(format!(
+            "a {what} of {} bytes is more than the {max} this build reads",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(max.saturating_add(1)).read_to_end(&mut bytes))
+        .map_err(io_err(path))?;
+    if bytes.len() as u64 > max {
+        return Err(refuse(format!("a {what} that grows past {max} bytes")));
+    }
+    Ok(bytes)
+}
+
 /// Removes the temporary files (`<name>.tmp-<pid>`) that writers which no longer run left in the
 /// directory of `path`: a save killed before its rename. Only where `/proc` tells which processes
 /// run (Linux); files of this process and of any running one are kept. Best effort: what cannot be

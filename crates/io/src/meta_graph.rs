@@ -131,10 +131,7 @@ pub fn export_meta_graph(g: &Graph, path: &Path, saver: Option<&Saver>) -> Resul
 }
 
 fn read_def(path: &Path) -> Result<MetaGraphDef> {
-    let bytes = std::fs::read(path).map_err(|source| IoError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let bytes = crate::checkpoint::read_bounded(path, MAX_BODY + 24, "meta-graph")?;
     let word = |range: std::ops::Range<usize>| bytes.get(range).unwrap_or(&[]);
     if bytes.len() < 24 || word(0..8) != MAGIC {
         return Err(meta_err(path, "not a ferroflow meta-graph (bad magic)"));

@@ -57,10 +57,8 @@ pub fn import_safetensors(
     map: &[(String, Variable)],
     path: &Path,
 ) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|source| IoError::Io {
-        path: path.into(),
-        source,
-    })?;
+    // Regular files only; the size bound is the format's own (an 8-byte header length, then data).
+    let bytes = crate::checkpoint::read_bounded(path, u64::MAX / 2, "safetensors file")?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| IoError::Corrupt {
         path: path.into(),
         message: e.to_string(),

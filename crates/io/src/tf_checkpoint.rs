@@ -121,19 +121,7 @@ impl TfCheckpointReader {
             path: path.clone(),
             message: m,
         };
-        let len = std::fs::metadata(&path)
-            .map_err(|source| IoError::Io {
-                path: path.clone(),
-                source,
-            })?
-            .len();
-        if len > MAX_INDEX {
-            return Err(corrupt(format!("index of {len} bytes is too large")));
-        }
-        let bytes = std::fs::read(&path).map_err(|source| IoError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = crate::checkpoint::read_bounded(&path, MAX_INDEX, "checkpoint index")?;
         if bytes.len() < 48 {
             return Err(corrupt("too short for an SSTable footer".into()));
         }

@@ -454,3 +454,30 @@ fn temporaries_of_dead_writers_are_removed_by_the_next_save() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[cfg(unix)]
+#[test]
+fn only_regular_files_are_read() {
+    // A meta-graph or index that is a link to /dev/zero would never end; a FIFO would block. Both
+    // are refused before a byte is read.
+    let dir = tmpdir("special");
+    let zero_meta = dir.join("z.meta");
+    std::os::unix::fs::symlink("/dev/zero", &zero_meta).unwrap();
+    let e = import_meta_graph(&zero_meta).err().unwrap();
+    assert!(e.to_string().contains("must be a regular file"), "{e}");
+    std::os::unix::fs::symlink("/dev/zero", dir.join("t.index")).unwrap();
+    let e = ferroflow_io::TfCheckpointReader::open(&dir.join("t").to_string_lossy())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("must be a regular file"), "{e}");
+    let fifo = dir.join("f.meta");
+    if std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        let e = import_meta_graph(&fifo).err().unwrap();
+        assert!(e.to_string().contains("must be a regular file"), "{e}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
