@@ -145,7 +145,7 @@ pub(crate) fn write_checkpoint_inner(
         path: path.into(),
         message: e.to_string(),
     })?;
-    let tmp = PathBuf::from(format!("{}.tmp-{}", path.display(), std::process::id()));
+    let tmp = temp_path(path);
     let result = (|| -> Result<()> {
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
         let mut w = FailingWriter {
@@ -203,7 +203,7 @@ pub(crate) fn write_checkpoint_inner(
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsynced, renamed over
 /// `path`, then the directory fsynced.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = PathBuf::from(format!("{}.tmp-{}", path.display(), std::process::id()));
+    let tmp = temp_path(path);
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -249,7 +249,19 @@ pub(crate) fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>>
     Ok(bytes)
 }
 
-/// Removes the temporary files (`<name>.tmp-<pid>`) that writers which no longer run left in the
+/// What marks a file as one of our temporaries: `<name>.ferroflow-tmp-<pid>`.
+const TEMP_TAG: &str = ".ferroflow-tmp-";
+
+/// The temporary name this process writes `path` under before renaming it into place.
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!(
+        "{}{TEMP_TAG}{}",
+        path.display(),
+        std::process::id()
+    ))
+}
+
+/// Removes the temporary files ([`temp_path`]) that writers which no longer run left in the
 /// directory of `path`: a save killed before its rename. Only where `/proc` tells which processes
 /// run (Linux); files of this process and of any running one are kept. Best effort: what cannot be
 /// listed or removed stays.
@@ -270,7 +282,7 @@ pub(crate) fn remove_stale_temporaries(path: &Path) {
         let name = entry.file_name();
         let Some(pid) = name
             .to_str()
-            .and_then(|n| n.rsplit_once(".tmp-"))
+            .and_then(|n| n.rsplit_once(TEMP_TAG))
             .and_then(|(_, pid)| pid.parse::<u32>().ok())
         else {
             continue;

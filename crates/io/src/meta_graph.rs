@@ -116,7 +116,7 @@ pub fn export_meta_graph(g: &Graph, path: &Path, saver: Option<&Saver>) -> Resul
     bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&body);
     bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-    let tmp = path.with_extension(format!("meta.tmp-{}", std::process::id()));
+    let tmp = crate::checkpoint::temp_path(path);
     let write = || -> std::io::Result<()> {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;

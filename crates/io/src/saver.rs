@@ -229,7 +229,7 @@ impl Saver {
             text.push_str(&format!("all_model_checkpoint_paths: {:?}\n", rel(p)));
         }
         let state = dir.join("checkpoint");
-        let tmp = dir.join(format!("checkpoint.tmp-{}", std::process::id()));
+        let tmp = crate::checkpoint::temp_path(&dir.join("checkpoint"));
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp)?;

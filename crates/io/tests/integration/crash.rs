@@ -124,7 +124,7 @@ fn sigkill_during_saves_always_leaves_a_loadable_checkpoint() {
                     .unwrap()
                     .file_name()
                     .to_string_lossy()
-                    .contains(".tmp-")
+                    .contains(".ferroflow-tmp-")
             })
             .count()
     };

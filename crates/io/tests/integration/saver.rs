@@ -432,9 +432,10 @@ fn temporaries_of_dead_writers_are_removed_by_the_next_save() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();
-    let stale = dir.join(format!("m.ffckpt.tmp-{dead}"));
-    let mine = dir.join(format!("x.ffckpt.tmp-{}", std::process::id()));
-    let other = dir.join("notes.tmp-draft");
+    let stale = dir.join(format!("m.ffckpt.ferroflow-tmp-{dead}"));
+    let mine = dir.join(format!("x.ffckpt.ferroflow-tmp-{}", std::process::id()));
+    // A user's file with a similar name but not our tag stays, whatever its number.
+    let other = dir.join(format!("notes.tmp-{dead}"));
     for f in [&stale, &mine, &other] {
         std::fs::write(f, b"partial").unwrap();
     }
