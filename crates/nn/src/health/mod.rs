@@ -22,6 +22,7 @@ pub mod findings;
 #[cfg(test)]
 mod tests;
 
+use crate::clip::global_norm;
 use ferroflow_core::{keys, Error, Graph, Operation, Result, Session, Tensor, Value, Variable};
 use std::collections::HashMap;
 
@@ -129,11 +130,6 @@ pub struct Monitor {
     global_grad_norm: Tensor,
 }
 
-fn norm(g: &Graph, t: Tensor) -> Result<Tensor> {
-    let ss = g.reduce_sum(g.square(t)?, None, false)?;
-    g.sqrt(ss)
-}
-
 /// The layer scope of a variable name: everything before the last `/`.
 fn scope_of(name: &str) -> &str {
     name.rsplit_once('/').map_or("", |(s, _)| s)
@@ -239,7 +235,7 @@ impl Monitor {
         let mut squares = Vec::new();
         for ((name, kernel), grad) in kernels.into_iter().zip(grads) {
             let grad_norm = match grad {
-                Some(gr) => norm(g, gr)?,
+                Some(gr) => global_norm(g, &[Some(gr)])?,
                 None => g.scalar(g.dtype(kernel.value())?, 0.0)?,
             };
             squares.push(g.square(grad_norm)?);
@@ -259,7 +255,7 @@ impl Monitor {
                 name,
                 kernel,
                 grad_norm,
-                weight_norm: norm(g, kernel.value())?,
+                weight_norm: global_norm(g, &[Some(kernel.value())])?,
                 activation,
                 act_stats,
             });
@@ -392,29 +388,18 @@ impl Monitor {
 
 /// (‖after − before‖, ‖after‖), summed in f64 straight from the tensors' elements.
 fn step_and_norm(before: &Value, after: &Value) -> (f64, f64) {
-    fn sums<T: Copy + Into<f64>>(b: &[T], a: &[T]) -> (f64, f64) {
-        b.iter().zip(a).fold((0.0, 0.0), |(d, n), (&x, &y)| {
+    fn sums<'a, T: Copy + Into<f64> + 'a>(
+        b: impl Iterator<Item = &'a T>,
+        a: impl Iterator<Item = &'a T>,
+    ) -> (f64, f64) {
+        b.zip(a).fold((0.0, 0.0), |(d, n), (&x, &y)| {
             let (x, y): (f64, f64) = (x.into(), y.into());
             (d + (y - x) * (y - x), n + y * y)
         })
     }
-    let (d, n) = match (
-        before.as_f32(),
-        after.as_f32(),
-        before.as_f64(),
-        after.as_f64(),
-    ) {
-        (Some(b), Some(a), _, _) => match (b.as_slice(), a.as_slice()) {
-            (Some(b), Some(a)) => sums(b, a),
-            _ => sums(
-                &b.iter().copied().collect::<Vec<_>>(),
-                &a.iter().copied().collect::<Vec<_>>(),
-            ),
-        },
-        (_, _, Some(b), Some(a)) => sums(
-            &b.iter().copied().collect::<Vec<_>>(),
-            &a.iter().copied().collect::<Vec<_>>(),
-        ),
+    let (d, n) = match (before, after) {
+        (Value::F32(b), Value::F32(a)) => sums(b.iter(), a.iter()),
+        (Value::F64(b), Value::F64(a)) => sums(b.iter(), a.iter()),
         _ => (f64::NAN, f64::NAN),
     };
     (d.sqrt(), n.sqrt())

@@ -201,30 +201,36 @@ pub fn accuracy(sess: &Session, x: Tensor, logits: Tensor, data: &Dataset) -> Re
 
 /// A progress bar for `n` epochs (hidden when `quiet`).
 pub fn progress(n: u64, label: &str, quiet: bool) -> indicatif::ProgressBar {
-    if quiet {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(n);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} epochs {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_string());
-    bar
+    styled_bar(
+        n,
+        label,
+        quiet,
+        "{prefix:>28} [{bar:30}] {pos}/{len} epochs {msg}",
+    )
 }
 
 /// A progress bar for `n` epochs with the training-health table below it, refreshed with
 /// `bar.set_message(snapshot.table())` (hidden when `quiet`).
 pub fn progress_with_health(n: u64, label: &str, quiet: bool) -> indicatif::ProgressBar {
-    let bar = progress(n, label, quiet);
+    styled_bar(
+        n,
+        label,
+        quiet,
+        "{prefix:>28} [{bar:30}] {pos}/{len} epochs\n{msg}",
+    )
+}
+
+fn styled_bar(n: u64, label: &str, quiet: bool, template: &str) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(n);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix:>28} [{bar:30}] {pos}/{len} epochs\n{msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
     );
+    bar.set_prefix(label.to_string());
     bar
 }
 

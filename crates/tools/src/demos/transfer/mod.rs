@@ -166,10 +166,10 @@ struct Io {
 }
 
 /// The inputs one run trains and evaluates on (images, or cached hidden3 outputs).
-struct Sets {
-    train: Dataset,
-    valid: Dataset,
-    test: Dataset,
+struct Sets<'a> {
+    train: &'a Dataset,
+    valid: &'a Dataset,
+    test: &'a Dataset,
 }
 
 fn load(cfg: &Config) -> Result<(Dataset, Dataset)> {
@@ -258,13 +258,13 @@ fn run_variant(
     bar: &indicatif::ProgressBar,
 ) -> Result<(Run, bool)> {
     let sets = Sets {
-        train,
-        valid: task.valid.clone(),
-        test: task.test.clone(),
+        train: &train,
+        valid: &task.valid,
+        test: &task.test,
     };
     let adam = Optimizer::adam(cfg.learning_rate);
     if variant == Variant::MetaGraph {
-        return Ok((meta_graph_run(cfg, pretrained, sets, seed, bar)?, true));
+        return Ok((meta_graph_run(cfg, pretrained, &sets, seed, bar)?, true));
     }
     let spec = mnist::spec(&cfg.pretrain, false);
     let net = Classifier::new(sets.train.images.ncols(), 5, &spec, seed, Some("dnn"))?;
@@ -309,10 +309,11 @@ fn run_variant(
                 labels: d.labels.clone(),
             })
         };
+        let (train, valid, test) = (cache(sets.train)?, cache(sets.valid)?, cache(sets.test)?);
         let cached = Sets {
-            train: cache(&sets.train)?,
-            valid: cache(&sets.valid)?,
-            test: cache(&sets.test)?,
+            train: &train,
+            valid: &valid,
+            test: &test,
         };
         let setup_ms = 1e3 * t0.elapsed().as_secs_f64();
         let mut run = fit(
@@ -342,7 +343,7 @@ fn run_variant(
 fn meta_graph_run(
     cfg: &Config,
     pretrained: &mnist::Outcome,
-    sets: Sets,
+    sets: &Sets,
     seed: u64,
     bar: &indicatif::ProgressBar,
 ) -> Result<Run> {
@@ -382,7 +383,7 @@ fn meta_graph_run(
         y,
         logits,
     };
-    fit(&sess, op, &io, &trained, &sets, cfg, seed, bar)
+    fit(&sess, op, &io, &trained, sets, cfg, seed, bar)
 }
 
 /// Trains for `cfg.epochs` epochs, feeding `input` (the images or a cached layer) and the labels;
@@ -410,7 +411,7 @@ fn fit(
             sess.run_targets(&[op], &feeds_for(io.input, io.y, xb, yb))?;
         }
         steps += t0.elapsed();
-        let v = accuracy(sess, io.input, io.logits, &sets.valid)?;
+        let v = accuracy(sess, io.input, io.logits, sets.valid)?;
         if best_epoch == 0 || v > validation[best_epoch - 1] {
             best_epoch = epoch;
             best_weights = trained
@@ -431,7 +432,7 @@ fn fit(
     Ok(Run {
         validation,
         best_epoch,
-        test_accuracy: accuracy(sess, io.input, io.logits, &sets.test)?,
+        test_accuracy: accuracy(sess, io.input, io.logits, sets.test)?,
         epoch_ms: 1e3 * steps.as_secs_f64() / cfg.epochs.max(1) as f64,
         setup_ms: 0.0,
         trained_params,
