@@ -1,14 +1,11 @@
 //! How a step's work is spread over threads changes where it runs, never what it computes: the
 //! benchmark models at batch 256 (row bands, paired weight and input gradients, kernels split in
-//! halves) train to the same bits on one thread, on two, and on two with pairing off.
+//! halves) and 2048 (weight gradients summed in two halves of the batch) train to the same bits on
+//! one thread, on two, on three, and on two with pairing off. A session that picks its thread count
+//! from run to run (`adapt_threads`, the default) therefore trains as any fixed count does.
 
 use ferroflow::prelude::*;
 use ferroflow_tools::bench::build;
-
-/// The loss and every trainable variable after three training steps.
-fn train(model: &str, batch: usize, threads: usize) -> (u64, Vec<Vec<u32>>) {
-    train_with(model, batch, SessionOptions::with_threads(threads))
-}
 
 fn train_with(model: &str, batch: usize, options: SessionOptions) -> (u64, Vec<Vec<u32>>) {
     let m = build(model).unwrap();
@@ -51,15 +48,35 @@ fn train_with(model: &str, batch: usize, options: SessionOptions) -> (u64, Vec<V
 #[test]
 fn two_threads_train_as_one_at_batch_256() {
     for model in ["deep", "deep_bn"] {
-        let one = train(model, 256, 1);
-        let two = train(model, 256, 2);
-        assert!(one.0 != 0 && one.1.len() > 10, "{model}");
-        assert!(one == two, "{model}: 2 threads differ from 1");
-        // The products of a layer's backward pass as a pair (the default at this size) and one
-        // after the other in row bands: the same bits.
-        let mut options = SessionOptions::with_threads(2);
-        options.cpu.pair_products = false;
-        let unpaired = train_with(model, 256, options);
-        assert!(one == unpaired, "{model}: unpaired products differ");
+        same_bits_on_any_thread_count(model, 256);
     }
+}
+
+#[test]
+fn two_threads_train_as_one_at_batch_2048() {
+    for model in ["book", "deep"] {
+        same_bits_on_any_thread_count(model, 2048);
+    }
+}
+
+fn same_bits_on_any_thread_count(model: &str, batch: usize) {
+    let fixed = |threads| SessionOptions {
+        adapt_threads: false,
+        ..SessionOptions::with_threads(threads)
+    };
+    let one = train_with(model, batch, fixed(1));
+    assert!(one.0 != 0 && one.1.len() > 10, "{model}");
+    for threads in [2, 3] {
+        let many = train_with(model, batch, fixed(threads));
+        assert!(
+            one == many,
+            "{model}/{batch}: {threads} threads differ from 1"
+        );
+    }
+    // The products of a layer's backward pass as a pair (the default at batch 256) and one after
+    // the other in row bands: the same bits.
+    let mut options = fixed(2);
+    options.cpu.pair_products = false;
+    let unpaired = train_with(model, batch, options);
+    assert!(one == unpaired, "{model}/{batch}: unpaired products differ");
 }

@@ -43,6 +43,12 @@ pub struct SessionOptions {
     /// The CPU backend's settings (see [`CpuConfig`]); [`Session::set_cpu_config`] changes them
     /// between runs.
     pub cpu: CpuConfig,
+    /// Let each plan choose, from run to run, between all [`SessionOptions::threads`] and one:
+    /// it runs on whichever its recent runs found faster and tries the other for two runs every 16
+    /// to 512 runs. On a machine where other processes keep cores busy, a step split across threads
+    /// waits for the thread whose core was taken, and one thread is then faster. On by default;
+    /// results are identical on any number of threads.
+    pub adapt_threads: bool,
     /// The worker threads to run on, shared with other sessions; `None` (the default): the session
     /// starts its own on its first run with more than one thread. Sharing matters for a program that
     /// makes many sessions on one thread: that thread joins the first pool built on it as worker 0,
@@ -79,6 +85,7 @@ impl Default for SessionOptions {
             reuse_buffers: true,
             fuse_products: true,
             cpu: CpuConfig::default(),
+            adapt_threads: true,
             workers: None,
         }
     }
@@ -102,6 +109,8 @@ struct Cached {
     plan: Arc<Plan>,
     /// The slot table, empty between runs (kept for its allocation).
     slots: Vec<Option<Slot>>,
+    /// How many threads its runs use (see [`SessionOptions::adapt_threads`]).
+    threads: ThreadChoice,
 }
 
 struct State {
@@ -204,15 +213,21 @@ impl Session {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let state = &mut *guard;
         let at = self.plan_for(state, fetches, feeds, targets)?;
-        let threads = self.options.threads.max(1);
-        if threads > 1 && state.workers.is_none() {
-            state.workers = Some(Arc::new(Workers::new(threads)?));
+        let max = self.options.threads.max(1);
+        if max > 1 && state.workers.is_none() {
+            state.workers = Some(Arc::new(Workers::new(max)?));
         }
         let cached = state
             .plans
             .get_mut(at)
             .ok_or_else(|| Error::internal("plan cache entry vanished"))?;
-        let workers = if threads > 1 {
+        let adapt = self.options.adapt_threads && max > 1;
+        let threads = if adapt {
+            cached.threads.threads(max)
+        } else {
+            max
+        };
+        let workers = if max > 1 {
             state.workers.as_deref()
         } else {
             None
@@ -231,10 +246,16 @@ impl Session {
             side_pool: &state.side_pool,
         };
         let options = &self.options;
+        let started = std::time::Instant::now();
         let out = match workers {
             Some(w) => w.install(|| run.execute(&ctx, cached, feeds, options)),
             None => run.execute(&ctx, cached, feeds, options),
         };
+        if adapt && out.is_ok() {
+            let fed: usize = feeds.iter().map(|(_, v)| v.len()).sum();
+            let cost = started.elapsed().as_secs_f64() / fed.max(1) as f64;
+            cached.threads.record(cost);
+        }
         if self.options.reuse_buffers {
             lock(&state.pool).end_run();
             lock(&state.side_pool).end_run();
@@ -313,6 +334,7 @@ impl Session {
                     key: key.clone(),
                     plan: Arc::new(plan),
                     slots: Vec::with_capacity(n),
+                    threads: ThreadChoice::default(),
                 });
                 state.plan_index.insert(key, state.plans.len() - 1);
                 state.plans.len() - 1
@@ -324,8 +346,10 @@ impl Session {
 }
 
 mod run;
+mod threads;
 mod update;
 use run::Run;
+use threads::ThreadChoice;
 
 impl Session {
     /// The current value of a variable, without running the graph.

@@ -75,14 +75,19 @@ impl<'a> Context<'a> {
         self.pool.is_some()
     }
 
-    /// Runs `a` and `b`, on two threads when another worker is free (inter-op parallelism: two
-    /// independent kernels of a step at once).
+    /// Runs `a` and `b`: with more than one thread, on two when another worker is free (inter-op
+    /// parallelism: two independent kernels of a step at once); with one, `a` and then `b` on the
+    /// calling thread.
     pub fn join<A: Send, B: Send>(
         &self,
         a: impl FnOnce() -> A + Send,
         b: impl FnOnce() -> B + Send,
     ) -> (A, B) {
-        rayon::join(a, b)
+        if self.threads > 1 {
+            rayon::join(a, b)
+        } else {
+            (a(), b())
+        }
     }
 
     /// The configuration.

@@ -215,19 +215,24 @@ const TILE_MIN_ROWS: usize = 256;
 /// the sum instead of the rows (see [`product_depth_halves`]).
 const DEPTH_SPLIT_MIN: usize = 1024;
 
-/// Whether a product of `m` rows summing over `k` terms splits its sum on several threads
-/// (at least 1024 terms, and more terms than rows; the session does not pair such products).
-pub fn splits_depth(m: usize, k: usize) -> bool {
-    k >= DEPTH_SPLIT_MIN && k >= m
+/// The fewest multiply-adds of a product that sums in two halves.
+const DEPTH_SPLIT_MIN_MACS: usize = 1 << 21;
+
+/// Whether the `m×n` product summing over `k` terms sums each half of its terms apart (at least
+/// 1024 terms, more terms than rows, and at least 2^21 multiply-adds; the session does not pair such
+/// products). Fixed by the shape alone, on any number of threads and with any configuration: the
+/// halves are part of what the product computes.
+pub fn splits_depth(m: usize, k: usize, n: usize) -> bool {
+    k >= DEPTH_SPLIT_MIN && k >= m && m.saturating_mul(n).saturating_mul(k) >= DEPTH_SPLIT_MIN_MACS
 }
 
 /// A deep product (the weight gradient `Xᵀ·dY` of a large batch: 300×2048·2048×300) as the sum of
-/// two half-depth products, one per half of the threads: `c = a₀·b₀ + a₁·b₁`, where `a₀`, `b₀` hold
+/// two half-depth products, on one thread each when there are two: `c = a₀·b₀ + a₁·b₁`, where `a₀`, `b₀` hold
 /// the first half of the batch rows and `a₁`, `b₁` the second. Each thread reads only its half of the
 /// rows of both operands (the half its own bands of the forward and backward products and row-split
 /// kernels wrote), where a split by output rows has each thread read and pack all of `b`. The second
 /// half goes to a scratch matrix from the pool, added to `c` afterwards: one more rounding per
-/// element than a single sum, at a split point fixed by the shape (the halves are not split again).
+/// element than a single sum, at a split point fixed by the shape, on any number of threads.
 ///
 /// # Safety
 /// As [`product`]: with `accumulate`, every element of `c` must be initialized.
@@ -256,13 +261,19 @@ unsafe fn product_depth_halves<T: Float>(
     let len = m * n;
     let mut scratch: Vec<T> = ctx.output_vec(len);
     let spare = spare_of_empty(&mut scratch, len, "gemm")?;
-    let t0 = threads / 2;
-    let (r0, r1) = rayon::join(
-        // SAFETY: the caller's contract for `c`; `spare` is only written (no accumulation). Both
-        // halves keep the shape checks of `product` (a half's depth is k/2 or k - k/2, at least 1).
-        || unsafe { product_bands(ctx, c, a0, b0, accumulate, t0, true, None) },
-        || unsafe { product_bands(ctx, spare, a1, b1, false, threads - t0, true, None) },
-    );
+    let t0 = (threads / 2).max(1);
+    let t1 = threads.saturating_sub(t0).max(1);
+    // SAFETY: the caller's contract for `c`; `spare` is only written (no accumulation). Both
+    // halves keep the shape checks of `product` (a half's depth is k/2 or k - k/2, at least 1).
+    let mut first = || unsafe { product_parts(ctx, c, a0, b0, accumulate, t0, None) };
+    // SAFETY: as above.
+    let mut second = || unsafe { product_parts(ctx, spare, a1, b1, false, t1, None) };
+    // The halves on two threads when there are, else one after the other: the same sums.
+    let (r0, r1) = if threads > 1 {
+        rayon::join(first, second)
+    } else {
+        (first(), second())
+    };
     r0.and(r1)?;
     // SAFETY: both products returned Ok, so each wrote all `len` elements of its output: `c` is
     // initialized, and so are the first `len` slots of `scratch`.
@@ -320,34 +331,54 @@ unsafe fn product<T: Float>(
         unsafe { finish(c, epilogue) };
         return Ok(());
     }
-    let config = ctx.config();
-    let big = m.saturating_mul(n).saturating_mul(k) >= config.gemm_parallel_min_macs;
-    if threads > 1 && big && splits_depth(m, k) && config.gemm_split {
+    if splits_depth(m, k, n) {
         // SAFETY: the caller's contract, passed on.
         return unsafe { product_depth_halves(ctx, c, a, b, accumulate, threads, epilogue) };
     }
     // SAFETY: the caller's contract, passed on.
-    unsafe { product_bands(ctx, c, a, b, accumulate, threads, big, epilogue) }
+    unsafe { product_parts(ctx, c, a, b, accumulate, threads, epilogue) }
 }
 
-/// [`product`] after the depth split: row bands on several threads, else one call into the crate.
+/// [`product`] after the depth split: on several threads in row bands (or column halves, for few
+/// rows), else in one piece. With our loop every part sums each element over the same depth blocks
+/// as the whole product ([`packed::depth_block`]), so the result has the same bits on any number of
+/// threads; a shape that the crate sends to one of its other kernels runs in one piece.
 ///
 /// # Safety
 /// As [`product`]; the shapes and bounds have been checked, and `m`, `k`, `n` are not zero.
-#[allow(clippy::too_many_arguments)]
-unsafe fn product_bands<T: Float>(
+unsafe fn product_parts<T: Float>(
     ctx: &Context<'_>,
     c: &mut [MaybeUninit<T>],
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     accumulate: bool,
     threads: usize,
-    big: bool,
     epilogue: Epilogue<'_, T>,
 ) -> Result<()> {
-    let (m, n) = (a.rows, b.cols);
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     let config = ctx.config();
-    if threads > 1 && big && m >= config.gemm_band_min_rows && config.gemm_split {
+    let big = m.saturating_mul(n).saturating_mul(k) >= config.gemm_parallel_min_macs;
+    let threads = if big { threads } else { 1 };
+    let own = T::kernels().filter(|_| config.gemm_own);
+    let whole_depth_block = own.and_then(|kernels| packed::depth_block(kernels, n, a, b));
+    // One part of `c` (rows × cols at `c`, row stride n) on the calling thread.
+    let part = |c: *mut T, a: MatRef<'_, T>, b: MatRef<'_, T>| -> Result<()> {
+        match own {
+            // SAFETY: a block of the caller's `c` that no other part touches, inside the checked
+            // operands; initialized when accumulating (the caller's contract).
+            Some(kernels) => unsafe {
+                packed::product(ctx, kernels, c, n, a, b, accumulate, whole_depth_block)
+            },
+            None => {
+                let none = gemm::Parallelism::None;
+                // SAFETY: as above.
+                unsafe { crate_product(c, n, a, b, accumulate, none) };
+                Ok(())
+            }
+        }
+    };
+    let splits = threads > 1 && config.gemm_split && (own.is_none() || whole_depth_block.is_some());
+    if splits && m >= config.gemm_band_min_rows {
         // One band of rows of c (and a) per thread, each a single-threaded product: for the tall,
         // narrow products of training (2048×300·300×300) this scales better than the crate's own
         // parallel loop.
@@ -367,9 +398,7 @@ unsafe fn product_bands<T: Float>(
                     rows,
                     ..a
                 };
-                // SAFETY: a band of `c`, initialized wherever `c` is; the epilogue runs on this
-                // band only, from its first row.
-                unsafe { product(ctx, c_band, a_band, b, accumulate, 1, None) }?;
+                part(c_band.as_mut_ptr() as *mut T, a_band, b)?;
                 if let Some(f) = epilogue {
                     // SAFETY: the band's product returned Ok, so it wrote every element.
                     f(r0, unsafe {
@@ -380,46 +409,45 @@ unsafe fn product_bands<T: Float>(
             })
             .collect::<Result<()>>();
     }
-    let crate_threads = threads > 1 && big && !config.gemm_split;
-    if let (Some(kernels), false, true) = (T::kernels(), crate_threads, config.gemm_own) {
-        if threads > 1 && big && n >= 2 * 16 {
-            // Fewer rows: one half of the columns of c (and b) per thread.
-            let half = n / 2;
-            let b1 = MatRef {
-                data: b.data_from(half as isize * b.cs, "column half")?,
-                cols: n - half,
-                ..b
-            };
-            let b0 = MatRef { cols: half, ..b };
-            let c0 = SendPtr(c.as_mut_ptr() as *mut T);
-            let c1 = SendPtr(c0.0.wrapping_add(half));
-            let (r0, r1) = rayon::join(
-                // SAFETY: the two halves are disjoint column blocks of `c` (row stride n), each
-                // written by one thread only; bounds as for the whole product.
-                move || unsafe { packed::product(ctx, kernels, c0.get(), n, a, b0, accumulate) },
-                move || unsafe { packed::product(ctx, kernels, c1.get(), n, a, b1, accumulate) },
-            );
-            r0.and(r1)?;
-        } else {
-            // SAFETY: bounds checked above; `c` is an exclusively borrowed m×n row-major block,
-            // initialized when `accumulate` (the caller's contract).
-            unsafe {
-                packed::product(ctx, kernels, c.as_mut_ptr() as *mut T, n, a, b, accumulate)
-            }?;
-        }
-        // SAFETY: the product returned Ok, so it wrote every element of `c`.
-        unsafe { finish(c, epilogue) };
-        return Ok(());
-    }
-    let parallelism = if threads > 1 && big {
-        gemm::Parallelism::Rayon(threads)
+    if splits && own.is_some() && n >= 2 * 16 {
+        // Fewer rows: one half of the columns of c (and b) per thread.
+        let half = n / 2;
+        let b1 = MatRef {
+            data: b.data_from(half as isize * b.cs, "column half")?,
+            cols: n - half,
+            ..b
+        };
+        let b0 = MatRef { cols: half, ..b };
+        let c0 = SendPtr(c.as_mut_ptr() as *mut T);
+        let c1 = SendPtr(c0.0.wrapping_add(half));
+        // The two halves are disjoint column blocks of `c` (row stride n), each written by one
+        // thread only.
+        let (r0, r1) = rayon::join(move || part(c0.get(), a, b0), move || part(c1.get(), a, b1));
+        r0.and(r1)?;
+    } else if threads > 1 && !config.gemm_split {
+        let parallelism = gemm::Parallelism::Rayon(threads);
+        // SAFETY: the bounds of a and b were checked; c is a distinct, exclusively borrowed m×n
+        // row-major buffer, initialized when `accumulate` (the caller's contract).
+        unsafe { crate_product(c.as_mut_ptr() as *mut T, n, a, b, accumulate, parallelism) };
+    } else if let Some(kernels) = own {
+        // SAFETY: bounds checked by `product`; `c` is an exclusively borrowed m×n row-major block,
+        // initialized when `accumulate` (the caller's contract).
+        unsafe {
+            packed::product(
+                ctx,
+                kernels,
+                c.as_mut_ptr() as *mut T,
+                n,
+                a,
+                b,
+                accumulate,
+                None,
+            )
+        }?;
     } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the bounds of a and b were checked above; c is a distinct, exclusively borrowed m×n
-    // row-major buffer, initialized when `accumulate` (the caller's contract).
-    unsafe { crate_product(c.as_mut_ptr() as *mut T, n, a, b, accumulate, parallelism) };
-    // SAFETY: the crate's product writes every element of `c`.
+        part(c.as_mut_ptr() as *mut T, a, b)?;
+    }
+    // SAFETY: the product returned Ok, so it wrote every element of `c`.
     unsafe { finish(c, epilogue) };
     Ok(())
 }

@@ -179,21 +179,22 @@ pub fn run(model: &str, batch: usize, threads: usize, seconds: f64) -> Result<Be
     run_profiled(model, batch, &options, seconds).map(|(r, _)| r)
 }
 
-/// Applies a benchmark setting `key=value` to session options: `fuse_products=0|1`, or a field of
-/// the [`ferroflow::core::CpuConfig`] (`gemm_own=0`, `pair_max_macs=4194304`, `simd=avx2`, ...).
+/// Applies a benchmark setting `key=value` to session options: `fuse_products=0|1`,
+/// `adapt_threads=0|1`, or a field of the [`ferroflow::core::CpuConfig`] (`gemm_own=0`,
+/// `pair_max_macs=4194304`, `simd=avx2`, ...).
 pub fn apply_setting(options: &mut SessionOptions, setting: &str) -> Result<()> {
     let bad = |e: String| ToolError::Usage(format!("bench setting {setting:?}: {e}"));
+    let flag = |v: &str| match v.trim() {
+        "0" | "false" | "off" => Ok(false),
+        "1" | "true" | "on" => Ok(true),
+        _ => Err(bad("expected 0 or 1".into())),
+    };
     match setting.split_once('=') {
-        Some(("fuse_products", v)) => {
-            options.fuse_products = match v.trim() {
-                "0" | "false" | "off" => false,
-                "1" | "true" | "on" => true,
-                _ => return Err(bad("expected 0 or 1".into())),
-            };
-            Ok(())
-        }
-        _ => options.cpu.apply(setting).map_err(|e| bad(e.to_string())),
+        Some(("fuse_products", v)) => options.fuse_products = flag(v)?,
+        Some(("adapt_threads", v)) => options.adapt_threads = flag(v)?,
+        _ => return options.cpu.apply(setting).map_err(|e| bad(e.to_string())),
     }
+    Ok(())
 }
 
 /// A model built, its session initialized, its batch made and 20 training steps run.

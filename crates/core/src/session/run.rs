@@ -320,8 +320,8 @@ impl Run<'_> {
         if macs_a >= limit
             || macs_b >= limit
             || macs_a.saturating_add(macs_b) < 1 << 18
-            || halves(rows_a, depth_a)
-            || halves(rows_b, depth_b)
+            || halves(rows_a, depth_a, cols_a)
+            || halves(rows_b, depth_b, cols_b)
         {
             return Ok(None);
         }

@@ -135,24 +135,11 @@ struct Problem<T> {
     rhs: Operand<T>,
 }
 
-/// `c = a·b` (or `c += a·b` with `accumulate`) on the calling thread; `c` is `m×n` with row stride
-/// `c_rs`. Uses the crate's microkernels with packing buffers from the context's workspaces, or the
-/// crate for the shapes it sends to kernels that allocate nothing. Fails only when the workspace cannot grow.
-///
-/// # Safety
-/// The module invariant; with `accumulate` every element of the `m×n` block of `c` is initialized.
-pub unsafe fn product<T: Microkernels>(
-    ctx: &Context<'_>,
-    kernels: Kernels<T>,
-    c: *mut T,
-    c_rs: usize,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    accumulate: bool,
-) -> Result<()> {
+/// The product in the kernel's terms, both ways: transposed as the crate first does to a row-major
+/// destination of row stride `c_rs` > 1 (the kernel's `m` is our column count), and as is.
+fn problems<T>(c: *mut T, c_rs: usize, a: MatRef<'_, T>, b: MatRef<'_, T>) -> [Problem<T>; 2] {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let c_rs = c_rs as isize;
-    // The crate's own first step: a row-major destination is computed as its transpose.
     let transposed = Problem {
         m: n,
         n: m,
@@ -189,22 +176,65 @@ pub unsafe fn product<T: Microkernels>(
             cs: b.cs,
         },
     };
+    [transposed, as_is]
+}
+
+/// The depth block (`kc`) with which [`product`] sums the `m×n` product `a·b` written with row
+/// stride `c_rs`, or `None` when the crate sends that shape to one of its other kernels. A part of
+/// the product (a band of rows, a block of columns) run with this depth block sums every element
+/// in the same order as the whole: how a product is split across threads never changes its bits.
+pub fn depth_block<T: Microkernels>(
+    kernels: Kernels<T>,
+    c_rs: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+) -> Option<usize> {
+    let [transposed, as_is] = problems(std::ptr::null_mut(), c_rs, a, b);
+    let p = if 1 < c_rs { transposed } else { as_is };
+    if sent_elsewhere_by_the_crate(&p) {
+        return None;
+    }
+    Some(blocking::<T>(&p, kernels.table.len() * kernels.lanes).0)
+}
+
+/// `c = a·b` (or `c += a·b` with `accumulate`) on the calling thread; `c` is `m×n` with row stride
+/// `c_rs`. Uses the crate's microkernels with packing buffers from the context's workspaces, or the
+/// crate for the shapes it sends to kernels that allocate nothing. A part of a larger product passes
+/// the whole's [`depth_block`] as `part_of`: it then always runs the blocked loop, with that depth
+/// block. Fails only when the workspace cannot grow.
+///
+/// # Safety
+/// The module invariant; with `accumulate` every element of the `m×n` block of `c` is initialized.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn product<T: Microkernels>(
+    ctx: &Context<'_>,
+    kernels: Kernels<T>,
+    c: *mut T,
+    c_rs: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    accumulate: bool,
+    part_of: Option<usize>,
+) -> Result<()> {
+    let m = a.rows;
+    let [transposed, as_is] = problems(c, c_rs, a, b);
+    // The crate's own first step: a row-major destination is computed as its transpose.
     let crate_transposes = 1 < c_rs;
     let p = if crate_transposes {
         &transposed
     } else {
         &as_is
     };
-    if sent_elsewhere_by_the_crate(p) {
+    if part_of.is_none() && sent_elsewhere_by_the_crate(p) {
         // SAFETY: the module invariant; `c` is initialized when `accumulate`.
-        unsafe {
-            super::crate_product(c, c_rs as usize, a, b, accumulate, gemm::Parallelism::None)
-        };
+        unsafe { super::crate_product(c, c_rs, a, b, accumulate, gemm::Parallelism::None) };
         return Ok(());
     }
     // The crate's depth blocks, whichever way the product runs: the same sums in the same order.
     let mr = kernels.table.len() * kernels.lanes;
-    let crate_blocks = blocking::<T>(p, mr);
+    let (kc, mc, nc) = blocking::<T>(p, mr);
+    let crate_blocks = (part_of.unwrap_or(kc), mc, nc);
+    let k = a.cols;
     // A transposed `b` with few rows of `c`: the crate packs all of `b` (a gather, each depth step
     // from a different row) for these few rows. Run as is instead: the rows of `b`'s transpose are
     // read in place, six at a time, and only `a` (few rows) is packed.
@@ -514,8 +544,19 @@ mod tests {
                 let bv = MatRef::row_major(&b, br, bc, tb);
                 let mut c = vec![1.0f32; m * n];
                 // SAFETY: valid row-major views; `c` is m×n, initialized, exclusively ours.
-                unsafe { product(&Context::serial(), kernels, c.as_mut_ptr(), n, av, bv, true) }
-                    .unwrap();
+                unsafe {
+                    product(
+                        &Context::serial(),
+                        kernels,
+                        c.as_mut_ptr(),
+                        n,
+                        av,
+                        bv,
+                        true,
+                        None,
+                    )
+                }
+                .unwrap();
                 for i in 0..m {
                     for j in 0..n {
                         let exact: f64 = (0..k)

@@ -95,9 +95,10 @@ fn crate_product<T: Float>(c: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>, accu
 /// Our driver around the crate's microkernels (workspaces from the context) gives the crate's own
 /// results bit for bit: every transpose combination, with and without accumulation, over shapes
 /// that take each of its paths (small products, deep products blocked in depth, packed and
-/// unpacked operands, partial tiles, the crate's vector kernels), in f32 and f64. On two threads
-/// (row bands, or column halves below 64 rows) the blocking follows each part's shape, so large
-/// products agree within rounding.
+/// unpacked operands, partial tiles, the crate's vector kernels), in f32 and f64, on one, two and
+/// three threads: each part (a row band, or a column half below 64 rows) sums over the depth blocks
+/// of the whole product. A deep product, summed in two halves on any number of threads, agrees
+/// within rounding.
 #[test]
 fn products_equal_the_crates_bit_for_bit() {
     fn check<T: Float>(what: &str) {
@@ -135,10 +136,10 @@ fn products_equal_the_crates_bit_for_bit() {
                 for accumulate in [false, true] {
                     let mut want = start.clone();
                     crate_product(&mut want, av, bv, accumulate);
-                    for threads in [1, 2] {
+                    for threads in [1, 2, 3] {
                         let mut got = start.clone();
                         gemm(&ctx_of(threads), &mut got, av, bv, accumulate).unwrap();
-                        if threads == 1 || m * n * k < CpuConfig::DEFAULT.gemm_parallel_min_macs {
+                        if !splits_depth(m, k, n) {
                             assert!(
                                 got == want,
                                 "{what} {m}x{k}x{n} ta {ta} tb {tb} acc {accumulate}"
@@ -158,13 +159,13 @@ fn products_equal_the_crates_bit_for_bit() {
     check::<f64>("f64");
 }
 
-/// A deep product on two or three threads (the weight gradient `Xᵀ·dY` of a large batch, X stored
-/// k×m) is the sum of its two half-depth products, each as one thread computes it alone, added
-/// once; on one thread it is a single sum. Both agree with the exact product.
+/// A deep product (the weight gradient `Xᵀ·dY` of a large batch, X stored k×m) is, on one, two or
+/// three threads, the sum of its two half-depth products (each too small to split again), added
+/// once. It agrees with the exact product, as the single sum of the crate does.
 #[test]
 fn deep_products_split_the_sum_in_two_halves() {
-    let (m, k, n) = (40, 2 * DEPTH_SPLIT_MIN + 3, 56);
-    assert!(m * n * k >= CpuConfig::DEFAULT.gemm_parallel_min_macs && k >= m);
+    let (m, k, n) = (40, 2 * DEPTH_SPLIT_MIN + 3, 30);
+    assert!(splits_depth(m, k, n) && !splits_depth(m, k / 2 + 1, n));
     // X stored k×m (as many values as an m×k operand), dY k×n.
     let (x, dy) = test_operands::<f32>(m, k, n);
     let product_of = |rows: std::ops::Range<usize>, threads: usize| {
@@ -185,8 +186,14 @@ fn deep_products_split_the_sum_in_two_halves() {
     let half = k / 2;
     let (first, second) = (product_of(0..half, 1), product_of(half..k, 1));
     let halves: Vec<f32> = first.iter().zip(&second).map(|(p, q)| p + q).collect();
-    let one = product_of(0..k, 1);
-    for threads in [2, 3] {
+    let mut one = vec![0.0f32; m * n];
+    crate_product(
+        &mut one,
+        MatRef::row_major(&x, k, m, true),
+        MatRef::row_major(&dy, k, n, false),
+        false,
+    );
+    for threads in [1, 2, 3] {
         assert_eq!(product_of(0..k, threads), halves, "{threads} threads");
     }
     for i in 0..m {
@@ -210,7 +217,8 @@ fn deep_products_split_the_sum_in_two_halves() {
 /// partial tile (the 300 outputs of a row run as four tiles of 64 and one of 44).
 #[test]
 fn weight_gradients_read_x_in_place_with_the_crates_bits() {
-    let (m, k, n) = (150, 1100, 300);
+    let (m, k, n) = (1200, 1100, 300);
+    assert!(!splits_depth(m, k, n));
     let (x, dy) = test_operands::<f32>(m, k, n);
     let (xt, y) = (
         MatRef::row_major(&x, k, m, true),

@@ -77,8 +77,8 @@ struct BenchArgs {
     /// After each line, the session's time per op type.
     #[arg(long)]
     profile: bool,
-    /// Change a setting for the whole run: a `CpuConfig` field (`gemm_own=0`, `simd=avx2`, ...) or
-    /// `fuse_products=0`. May be given several times.
+    /// Change a setting for the whole run: a `CpuConfig` field (`gemm_own=0`, `simd=avx2`, ...),
+    /// `fuse_products=0` or `adapt_threads=0`. May be given several times.
     #[arg(long, value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Train two sessions, without and with this setting, in turns of 4 steps, and print both rates
