@@ -11,6 +11,7 @@
 pub mod alloc;
 pub mod config;
 pub mod context;
+pub mod conv;
 pub mod error;
 pub mod gemm;
 pub mod math;

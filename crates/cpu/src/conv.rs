@@ -1,0 +1,385 @@
+//! 2-D convolution over NHWC data with HWIO filters, as matrix products: each output pixel's
+//! receptive field is gathered into one row of a patch matrix (im2col), so that the convolution is
+//! `patches · W` with `W` the filter seen as `(k_h·k_w·C) × O`. The backward passes are the two
+//! products of that: `dPatches = dY · Wᵀ` scattered back onto the input's pixels (col2im), and
+//! `dW = patchesᵀ · dY`. Pooling windows (submodule [`pooling`]) share the geometry.
+//!
+//! The patch matrix is built a fixed number of whole images at a time (at most
+//! [`PATCH_CHUNK_ELEMENTS`] values, at least one image), into a scratch vector from the context's
+//! pool, so its size does not grow with the batch and a step allocates nothing after warm-up. The
+//! chunks depend on the shapes alone, so the filter gradient's sum over chunks is the same on any
+//! number of threads. A 1×1 window with stride 1 and no padding needs no patches: the input is the
+//! patch matrix.
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::gemm::{gemm, gemm_into_vec, MatRef};
+use crate::math::Float;
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+pub mod pooling;
+#[cfg(test)]
+mod tests;
+
+/// The most values of one chunk of the patch matrix (4 MiB of f32).
+pub const PATCH_CHUNK_ELEMENTS: usize = 1 << 20;
+
+/// Where a sliding window (a filter or a pooling window) goes over an NHWC input: the input's
+/// sizes, the window's, its strides and dilations, the padding before the first row and column,
+/// and the output's spatial size. Output pixel `(oh, ow)`'s tap `(kh, kw)` reads input pixel
+/// `(oh·stride_h + kh·dilation_h - pad_top, ow·stride_w + kw·dilation_w - pad_left)`, or nothing
+/// (a zero for a convolution) when that lies outside the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window2d {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub channels: usize,
+    pub k_h: usize,
+    pub k_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub dilation_h: usize,
+    pub dilation_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+}
+
+impl Window2d {
+    /// Values of the input (`batch·in_h·in_w·channels`).
+    pub fn input_len(&self) -> Result<usize> {
+        checked(&[self.batch, self.in_h, self.in_w, self.channels])
+    }
+
+    /// Output pixels over the batch (`batch·out_h·out_w`): the rows of the patch matrix.
+    pub fn pixels(&self) -> Result<usize> {
+        checked(&[self.batch, self.out_h, self.out_w])
+    }
+
+    /// Values in one patch (`k_h·k_w·channels`): the columns of the patch matrix.
+    pub fn patch_len(&self) -> Result<usize> {
+        checked(&[self.k_h, self.k_w, self.channels])
+    }
+
+    /// Whether the input itself is the patch matrix (a 1×1 window, stride 1, no padding).
+    pub fn is_pointwise(&self) -> bool {
+        self.k_h == 1
+            && self.k_w == 1
+            && self.stride_h == 1
+            && self.stride_w == 1
+            && self.pad_top == 0
+            && self.pad_left == 0
+            && self.out_h == self.in_h
+            && self.out_w == self.in_w
+    }
+
+    /// The input row of tap `kh` of output row `oh`, if inside the input.
+    #[inline]
+    fn in_row(&self, oh: usize, kh: usize) -> Option<usize> {
+        (oh * self.stride_h + kh * self.dilation_h)
+            .checked_sub(self.pad_top)
+            .filter(|&h| h < self.in_h)
+    }
+
+    /// The input column of tap `kw` of output column `ow`, if inside the input.
+    #[inline]
+    fn in_col(&self, ow: usize, kw: usize) -> Option<usize> {
+        (ow * self.stride_w + kw * self.dilation_w)
+            .checked_sub(self.pad_left)
+            .filter(|&w| w < self.in_w)
+    }
+
+    /// Images per chunk of the patch matrix (see the module's documentation).
+    fn images_per_chunk(&self) -> Result<usize> {
+        let per_image = checked(&[self.out_h, self.out_w, self.patch_len()?])?;
+        Ok((PATCH_CHUNK_ELEMENTS / per_image.max(1)).clamp(1, self.batch.max(1)))
+    }
+
+    /// The size checks every kernel makes before touching memory: strides and dilations of at
+    /// least one, and slices of the lengths the shapes give.
+    fn check(&self, kernel: &'static str, lens: &[(&str, usize, usize)]) -> Result<()> {
+        if self.stride_h == 0 || self.stride_w == 0 || self.dilation_h == 0 || self.dilation_w == 0
+        {
+            return Err(Error::operands(
+                kernel,
+                "strides and dilations must be at least 1",
+            ));
+        }
+        for &(what, got, want) in lens {
+            if got != want {
+                let message = format!("{what} holds {got} values, the window needs {want}");
+                return Err(Error::operands(kernel, message));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The product of `dims`, or an error when it overflows.
+fn checked(dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| Error::operands("conv2d", "a size overflows"))
+}
+
+/// Writes the patch of output pixel `r` (counted over the batch) into `dst` (`patch_len` slots):
+/// every slot is written, a tap outside the input as zeros.
+#[inline]
+fn patch_row<T: Float>(g: &Window2d, x: &[T], r: usize, dst: &mut [MaybeUninit<T>]) {
+    let c = g.channels;
+    let (ow, oh, n) = (
+        r % g.out_w,
+        (r / g.out_w) % g.out_h,
+        r / (g.out_w * g.out_h),
+    );
+    let mut taps = dst.chunks_exact_mut(c);
+    for kh in 0..g.k_h {
+        let ih = g.in_row(oh, kh);
+        for kw in 0..g.k_w {
+            let Some(d) = taps.next() else { return };
+            match (ih, g.in_col(ow, kw)) {
+                (Some(ih), Some(iw)) => {
+                    let at = ((n * g.in_h + ih) * g.in_w + iw) * c;
+                    for (d, s) in d.iter_mut().zip(&x[at..at + c]) {
+                        d.write(*s);
+                    }
+                }
+                _ => {
+                    for d in d {
+                        d.write(T::zero());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The patch matrix of output pixels `first..first + rows` into the empty `out`, split across the
+/// context's threads in bands of rows.
+fn patches<T: Float>(
+    ctx: &Context<'_>,
+    g: &Window2d,
+    x: &[T],
+    first: usize,
+    rows: usize,
+    out: &mut Vec<T>,
+) -> Result<()> {
+    let k = g.patch_len()?;
+    let len = checked(&[rows, k])?;
+    out.clear();
+    out.try_reserve_exact(len)
+        .map_err(|_| Error::out_of_memory::<T>("a patch matrix", len))?;
+    let spare = &mut out.spare_capacity_mut()[..len];
+    let fill = |r0: usize, part: &mut [MaybeUninit<T>]| {
+        ctx.vectorized(
+            #[inline(always)]
+            || {
+                for (i, dst) in part.chunks_exact_mut(k).enumerate() {
+                    patch_row(g, x, first + r0 + i, dst);
+                }
+            },
+        )
+    };
+    let threads = ctx.threads();
+    if k > 0 && threads > 1 && ctx.parallel(len) {
+        let band = rows.div_ceil(threads) * k;
+        spare
+            .par_chunks_mut(band)
+            .enumerate()
+            .for_each(|(i, part)| fill(i * band / k, part));
+    } else if k > 0 {
+        fill(0, spare);
+    }
+    // SAFETY: the `len` slots form `rows` rows of `k`, and `patch_row` wrote every slot of each
+    // (its `k_h·k_w` taps of `channels` values each are exactly `k` slots).
+    unsafe { out.set_len(len) };
+    Ok(())
+}
+
+/// Adds the patch-matrix rows `dp` (the rows of whole images `n0..n0 + images`) onto the input
+/// pixels they were gathered from, in `dx` (all of the input): col2im, one image per task.
+fn scatter_patches<T: Float>(
+    ctx: &Context<'_>,
+    g: &Window2d,
+    dp: &[T],
+    n0: usize,
+    images: usize,
+    dx: &mut [T],
+) -> Result<()> {
+    let (k, c) = (g.patch_len()?, g.channels);
+    let image_in = checked(&[g.in_h, g.in_w, c])?;
+    let image_rows = g.out_h * g.out_w;
+    let one = |(dxi, dpi): (&mut [T], &[T])| {
+        for (p, row) in dpi.chunks_exact(k).enumerate() {
+            let (oh, ow) = (p / g.out_w, p % g.out_w);
+            let mut taps = row.chunks_exact(c);
+            for kh in 0..g.k_h {
+                let ih = g.in_row(oh, kh);
+                for kw in 0..g.k_w {
+                    let Some(src) = taps.next() else { return };
+                    if let (Some(ih), Some(iw)) = (ih, g.in_col(ow, kw)) {
+                        let at = (ih * g.in_w + iw) * c;
+                        for (d, s) in dxi[at..at + c].iter_mut().zip(src) {
+                            *d = *d + *s;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if image_in == 0 || image_rows == 0 || k == 0 {
+        return Ok(());
+    }
+    let dx = &mut dx[n0 * image_in..(n0 + images) * image_in];
+    if ctx.threads() > 1 && images > 1 {
+        dx.par_chunks_mut(image_in)
+            .zip(dp.par_chunks(image_rows * k))
+            .for_each(one);
+    } else {
+        dx.chunks_mut(image_in)
+            .zip(dp.chunks(image_rows * k))
+            .for_each(one);
+    }
+    Ok(())
+}
+
+/// TF's `Conv2D`: `x` (NHWC, as `g` says) with the filter `w` (`k_h × k_w × channels × out_c`,
+/// HWIO) into the empty `out` (`batch × out_h × out_w × out_c`).
+pub fn conv2d<T: Float>(
+    ctx: &Context<'_>,
+    g: &Window2d,
+    x: &[T],
+    w: &[T],
+    out_c: usize,
+    out: &mut Vec<T>,
+) -> Result<()> {
+    let (k, pixels) = (g.patch_len()?, g.pixels()?);
+    g.check(
+        "conv2d",
+        &[
+            ("the input", x.len(), g.input_len()?),
+            ("the filter", w.len(), checked(&[k, out_c])?),
+        ],
+    )?;
+    let wm = MatRef::row_major(w, k, out_c, false);
+    if g.is_pointwise() {
+        return gemm_into_vec(ctx, out, MatRef::row_major(x, pixels, k, false), wm);
+    }
+    let len = checked(&[pixels, out_c])?;
+    out.clear();
+    out.try_reserve_exact(len)
+        .map_err(|_| Error::out_of_memory::<T>("a convolution's output", len))?;
+    out.resize(len, T::zero());
+    let per = g.images_per_chunk()?;
+    let image_rows = g.out_h * g.out_w;
+    let mut scratch: Vec<T> = ctx.try_vec(per * image_rows * k)?;
+    let mut n0 = 0;
+    while n0 < g.batch {
+        let images = per.min(g.batch - n0);
+        let (r0, rows) = (n0 * image_rows, images * image_rows);
+        patches(ctx, g, x, r0, rows, &mut scratch)?;
+        let c = &mut out[r0 * out_c..(r0 + rows) * out_c];
+        gemm(
+            ctx,
+            c,
+            MatRef::row_major(&scratch, rows, k, false),
+            wm,
+            false,
+        )?;
+        n0 += images;
+    }
+    ctx.recycle(scratch);
+    Ok(())
+}
+
+/// TF's `Conv2DBackpropInput`: the gradient of [`conv2d`] with respect to its input, from the
+/// output's gradient `dy` and the filter `w`, into the empty `dx` (the input's shape).
+pub fn conv2d_backprop_input<T: Float>(
+    ctx: &Context<'_>,
+    g: &Window2d,
+    dy: &[T],
+    w: &[T],
+    out_c: usize,
+    dx: &mut Vec<T>,
+) -> Result<()> {
+    let (k, pixels) = (g.patch_len()?, g.pixels()?);
+    g.check(
+        "conv2d_backprop_input",
+        &[
+            ("the output gradient", dy.len(), checked(&[pixels, out_c])?),
+            ("the filter", w.len(), checked(&[k, out_c])?),
+        ],
+    )?;
+    let wt = MatRef::row_major(w, k, out_c, true);
+    if g.is_pointwise() {
+        return gemm_into_vec(ctx, dx, MatRef::row_major(dy, pixels, out_c, false), wt);
+    }
+    let len = g.input_len()?;
+    dx.clear();
+    dx.try_reserve_exact(len)
+        .map_err(|_| Error::out_of_memory::<T>("an input gradient", len))?;
+    dx.resize(len, T::zero());
+    let per = g.images_per_chunk()?;
+    let image_rows = g.out_h * g.out_w;
+    let mut scratch: Vec<T> = ctx.try_vec(per * image_rows * k)?;
+    let mut n0 = 0;
+    while n0 < g.batch {
+        let images = per.min(g.batch - n0);
+        let (r0, rows) = (n0 * image_rows, images * image_rows);
+        scratch.clear();
+        let dyc = MatRef::row_major(&dy[r0 * out_c..(r0 + rows) * out_c], rows, out_c, false);
+        gemm_into_vec(ctx, &mut scratch, dyc, wt)?;
+        scatter_patches(ctx, g, &scratch, n0, images, dx)?;
+        n0 += images;
+    }
+    ctx.recycle(scratch);
+    Ok(())
+}
+
+/// TF's `Conv2DBackpropFilter`: the gradient of [`conv2d`] with respect to its filter, from the
+/// input `x` and the output's gradient `dy`, into the empty `dw` (`k_h × k_w × channels × out_c`):
+/// the sum over chunks of `patchesᵀ · dY`.
+pub fn conv2d_backprop_filter<T: Float>(
+    ctx: &Context<'_>,
+    g: &Window2d,
+    x: &[T],
+    dy: &[T],
+    out_c: usize,
+    dw: &mut Vec<T>,
+) -> Result<()> {
+    let (k, pixels) = (g.patch_len()?, g.pixels()?);
+    g.check(
+        "conv2d_backprop_filter",
+        &[
+            ("the input", x.len(), g.input_len()?),
+            ("the output gradient", dy.len(), checked(&[pixels, out_c])?),
+        ],
+    )?;
+    if g.is_pointwise() {
+        let xt = MatRef::row_major(x, pixels, k, true);
+        return gemm_into_vec(ctx, dw, xt, MatRef::row_major(dy, pixels, out_c, false));
+    }
+    let len = checked(&[k, out_c])?;
+    dw.clear();
+    dw.try_reserve_exact(len)
+        .map_err(|_| Error::out_of_memory::<T>("a filter gradient", len))?;
+    dw.resize(len, T::zero());
+    let per = g.images_per_chunk()?;
+    let image_rows = g.out_h * g.out_w;
+    let mut scratch: Vec<T> = ctx.try_vec(per * image_rows * k)?;
+    let mut n0 = 0;
+    while n0 < g.batch {
+        let images = per.min(g.batch - n0);
+        let (r0, rows) = (n0 * image_rows, images * image_rows);
+        patches(ctx, g, x, r0, rows, &mut scratch)?;
+        let pt = MatRef::row_major(&scratch, rows, k, true);
+        let dyc = MatRef::row_major(&dy[r0 * out_c..(r0 + rows) * out_c], rows, out_c, false);
+        gemm(ctx, dw, pt, dyc, n0 > 0)?;
+        n0 += images;
+    }
+    ctx.recycle(scratch);
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! Max and average pooling over NHWC data and their gradients, TF's `MaxPool`, `MaxPoolGrad`,
+//! `AvgPool` and `AvgPoolGrad`. A window's taps outside the input (SAME padding) take no part: the
+//! maximum is over the taps inside, and the average divides by how many taps are inside. The
+//! gradient of a maximum goes to the first tap in row-major window order that holds it, as TF's
+//! CPU kernel resolves ties. Each image is one task: images never share input pixels.
+
+use super::{checked, Window2d};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::math::Float;
+use rayon::prelude::*;
+
+/// Runs `f(n, image n's part of out)` for every image `n` (`out_image` values each), in parallel
+/// when the context has threads and the work is large.
+fn per_image<B: Send>(
+    ctx: &Context<'_>,
+    out: &mut [B],
+    out_image: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [B]) + Sync + Send,
+) {
+    if out_image == 0 {
+        return;
+    }
+    if ctx.threads() > 1 && ctx.parallel(work) {
+        out.par_chunks_mut(out_image)
+            .enumerate()
+            .for_each(|(n, o)| f(n, o));
+    } else {
+        out.chunks_mut(out_image)
+            .enumerate()
+            .for_each(|(n, o)| f(n, o));
+    }
+}
+
+/// The taps of output pixel `(oh, ow)` inside the input, as offsets of their first channel within
+/// one image, in row-major window order.
+fn taps(g: &Window2d, oh: usize, ow: usize) -> impl Iterator<Item = usize> + '_ {
+    (0..g.k_h)
+        .filter_map(move |kh| g.in_row(oh, kh))
+        .flat_map(move |ih| {
+            (0..g.k_w)
+                .filter_map(move |kw| g.in_col(ow, kw))
+                .map(move |iw| (ih * g.in_w + iw) * g.channels)
+        })
+}
+
+/// Sizes of one image's input and output, after checking the slices.
+fn image_sizes(
+    g: &Window2d,
+    kernel: &'static str,
+    lens: &[(&str, usize, bool)],
+) -> Result<(usize, usize)> {
+    let in_image = checked(&[g.in_h, g.in_w, g.channels])?;
+    let out_image = checked(&[g.out_h, g.out_w, g.channels])?;
+    let want = |is_input: bool| -> Result<usize> {
+        checked(&[g.batch, if is_input { in_image } else { out_image }])
+    };
+    let lens: Vec<(&str, usize, usize)> = lens
+        .iter()
+        .map(|&(what, got, is_input)| Ok((what, got, want(is_input)?)))
+        .collect::<Result<_>>()?;
+    g.check(kernel, &lens)?;
+    Ok((in_image, out_image))
+}
+
+/// An empty vector made `len` zeros, fallibly.
+fn zeros<T: Float>(v: &mut Vec<T>, len: usize, what: &'static str) -> Result<()> {
+    v.clear();
+    v.try_reserve_exact(len)
+        .map_err(|_| Error::out_of_memory::<T>(what, len))?;
+    v.resize(len, T::zero());
+    Ok(())
+}
+
+/// TF's `MaxPool` of `x` into the empty `out`. A window with no tap inside the input gives -∞
+/// (VALID and SAME padding never make one).
+pub fn max_pool<T: Float>(
+    ctx: &Context<'_>,
+    g: &Window2d,
+    x: &[T],
+    out: &mut Vec<T>,
+) -> Result<()> {
+    let (in_image, out_image) = image_sizes(g, "max_pool", &[("the input", x.len(), true)])?;
+    zeros(out, checked(&[g.batch, out_image])?, "a pooling output")?;
+    let c = g.channels;
+    per_image(ctx, out, out_image, x.len(), |n, oi| {
+        let xi = &x[n * in_image..(n + 1) * in_image];
+        for (p, o) in oi.chunks_exact_mut(c).enumerate() {
+            o.fill(T::neg_infinity());
+            for at in taps(g, p / g.out_w, p % g.out_w) {
+                for (o, &v) in o.iter_mut().zip(&xi[at..at + c]) {
+                    if v > *o {
+                        *o = v;
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// TF's `MaxPoolGrad`: `dy` (the output's gradient) routed to the tap that gave each maximum of
+/// `x`'s windows, into the empty `dx` (the input's shape).
+pub fn max_pool_grad<T: Float>(
+    ctx: &Context<'_>,
+    g: &Window2d,
+    x: &[T],
+    dy: &[T],
+    dx: &mut Vec<T>,
+) -> Result<()> {
+    let (in_image, out_image) = image_sizes(
+        g,
+        "max_pool_grad",
+        &[
+            ("the input", x.len(), true),
+            ("the output gradient", dy.len(), false),
+        ],
+    )?;
+    zeros(dx, checked(&[g.batch, in_image])?, "a pooling gradient")?;
+    let c = g.channels;
+    per_image(ctx, dx, in_image, x.len(), |n, dxi| {
+        let xi = &x[n * in_image..(n + 1) * in_image];
+        let dyi = &dy[n * out_image..(n + 1) * out_image];
+        for (p, gy) in dyi.chunks_exact(c).enumerate() {
+            for ch in 0..c {
+                let mut best: Option<(usize, T)> = None;
+                for at in taps(g, p / g.out_w, p % g.out_w) {
+                    let v = xi[at + ch];
+                    if best.is_none_or(|(_, b)| v > b) {
+                        best = Some((at + ch, v));
+                    }
+                }
+                if let Some((at, _)) = best {
+                    dxi[at] = dxi[at] + gy[ch];
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// TF's `AvgPool` of `x` into the empty `out`: each window's mean over its taps inside the input.
+pub fn avg_pool<T: Float>(
+    ctx: &Context<'_>,
+    g: &Window2d,
+    x: &[T],
+    out: &mut Vec<T>,
+) -> Result<()> {
+    let (in_image, out_image) = image_sizes(g, "avg_pool", &[("the input", x.len(), true)])?;
+    zeros(out, checked(&[g.batch, out_image])?, "a pooling output")?;
+    let c = g.channels;
+    per_image(ctx, out, out_image, x.len(), |n, oi| {
+        let xi = &x[n * in_image..(n + 1) * in_image];
+        for (p, o) in oi.chunks_exact_mut(c).enumerate() {
+            let mut count = 0usize;
+            for at in taps(g, p / g.out_w, p % g.out_w) {
+                count += 1;
+                for (o, &v) in o.iter_mut().zip(&xi[at..at + c]) {
+                    *o = *o + v;
+                }
+            }
+            let inv = T::from_f64(count.max(1) as f64);
+            o.iter_mut().for_each(|o| *o = *o / inv);
+        }
+    });
+    Ok(())
+}
+
+/// TF's `AvgPoolGrad`: each output gradient shared equally among its window's taps inside the
+/// input, into the empty `dx` (the input's shape).
+pub fn avg_pool_grad<T: Float>(
+    ctx: &Context<'_>,
+    g: &Window2d,
+    dy: &[T],
+    dx: &mut Vec<T>,
+) -> Result<()> {
+    let (in_image, out_image) = image_sizes(
+        g,
+        "avg_pool_grad",
+        &[("the output gradient", dy.len(), false)],
+    )?;
+    zeros(dx, checked(&[g.batch, in_image])?, "a pooling gradient")?;
+    let c = g.channels;
+    per_image(ctx, dx, in_image, g.batch * in_image, |n, dxi| {
+        let dyi = &dy[n * out_image..(n + 1) * out_image];
+        for (p, gy) in dyi.chunks_exact(c).enumerate() {
+            let (oh, ow) = (p / g.out_w, p % g.out_w);
+            let count = T::from_f64(taps(g, oh, ow).count().max(1) as f64);
+            for at in taps(g, oh, ow) {
+                for (d, &v) in dxi[at..at + c].iter_mut().zip(gy) {
+                    *d = *d + v / count;
+                }
+            }
+        }
+    });
+    Ok(())
+}
