@@ -3,7 +3,9 @@
 
 pub mod apply;
 pub mod batch_norm;
+pub mod bias;
 pub mod binary;
+pub mod conv;
 pub mod indexing;
 pub(crate) mod kernels;
 pub mod logic;
@@ -217,6 +219,15 @@ op_list! {
     BatchNormGradInput(batch_norm::BatchNormGradInput),
     AddRelu(binary::AddRelu),
     MatMulFused(matmul::MatMulFused),
+    Conv2D(conv::Conv2D),
+    Conv2DBackpropInput(conv::Conv2DBackpropInput),
+    Conv2DBackpropFilter(conv::Conv2DBackpropFilter),
+    MaxPool(conv::pool::MaxPool),
+    MaxPoolGrad(conv::pool::MaxPoolGrad),
+    AvgPool(conv::pool::AvgPool),
+    AvgPoolGrad(conv::pool::AvgPoolGrad),
+    BiasAdd(bias::BiasAdd),
+    BiasAddGrad(bias::BiasAddGrad),
 }
 
 impl Op {

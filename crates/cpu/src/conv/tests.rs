@@ -5,13 +5,13 @@ use super::pooling::{avg_pool, avg_pool_grad, max_pool, max_pool_grad};
 use super::*;
 use crate::CpuConfig;
 
+/// A window with equal strides and dilations along both axes (`step` = (stride, dilation)).
 fn window(
     batch: usize,
     hw: (usize, usize),
     c: usize,
     k: (usize, usize),
-    stride: usize,
-    dilation: usize,
+    step: (usize, usize),
     pad: (usize, usize),
     out: (usize, usize),
 ) -> Window2d {
@@ -22,10 +22,10 @@ fn window(
         channels: c,
         k_h: k.0,
         k_w: k.1,
-        stride_h: stride,
-        stride_w: stride,
-        dilation_h: dilation,
-        dilation_w: dilation,
+        stride_h: step.0,
+        stride_w: step.0,
+        dilation_h: step.1,
+        dilation_w: step.1,
         pad_top: pad.0,
         pad_left: pad.1,
         out_h: out.0,
@@ -76,7 +76,7 @@ fn a_3x3_same_convolution_sums_the_neighbourhood() {
     // One 3×3 single-channel image 1..9 and an all-ones 3×3 filter, SAME padding (1 on each
     // side): each output is the sum of the pixel's in-bounds neighbours. Corner (0,0): 1+2+4+5 =
     // 12; centre: 45; edge (0,1): 1+2+3+4+5+6 = 21.
-    let g = window(1, (3, 3), 1, (3, 3), 1, 1, (1, 1), (3, 3));
+    let g = window(1, (3, 3), 1, (3, 3), (1, 1), (1, 1), (3, 3));
     let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
     let w = vec![1.0f32; 9];
     let ctx = Context::serial();
@@ -101,7 +101,7 @@ fn convolutions_match_the_definition_and_their_adjoints() {
         let config = CpuConfig::default();
         let ctx = Context::new(&config, threads);
         for (i, &(b, hw, c, k, s, d, pad, out, oc)) in cases.iter().enumerate() {
-            let g = window(b, hw, c, k, s, d, pad, out);
+            let g = window(b, hw, c, k, (s, d), pad, out);
             let x = values(g.input_len().unwrap(), i as u64);
             let w = values(g.patch_len().unwrap() * oc, i as u64 + 7);
             let want = direct(&g, &x, &w, oc);
@@ -133,7 +133,7 @@ fn convolutions_match_the_definition_and_their_adjoints() {
 fn the_filter_gradient_sums_over_chunks_of_images() {
     // Images of 16×16×4 with a 3×3 window: 256·36 = 9216 patch values per image, so a chunk of
     // 2^20 values holds 113 images, and 300 images make three chunks (113, 113, 74).
-    let g = window(300, (16, 16), 4, (3, 3), 1, 1, (1, 1), (16, 16));
+    let g = window(300, (16, 16), 4, (3, 3), (1, 1), (1, 1), (16, 16));
     assert_eq!(g.images_per_chunk().unwrap(), 113);
     let x = values(g.input_len().unwrap(), 1);
     let dy = values(g.pixels().unwrap() * 2, 2);
@@ -158,7 +158,7 @@ fn the_filter_gradient_sums_over_chunks_of_images() {
 fn pooling_over_a_padded_window() {
     // A 3×3 image 1..9 (one channel), 2×2 windows with stride 2 and SAME padding: TF pads 0 before
     // and 1 after, so the windows are {1,2,4,5}, {3,6}, {7,8}, {9}.
-    let g = window(1, (3, 3), 1, (2, 2), 2, 1, (0, 0), (2, 2));
+    let g = window(1, (3, 3), 1, (2, 2), (2, 1), (0, 0), (2, 2));
     let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
     let ctx = Context::serial();
     let mut y = Vec::new();
@@ -181,7 +181,7 @@ fn pooling_over_a_padded_window() {
 fn a_tied_maximum_sends_its_gradient_to_the_first_tap() {
     // One 2×2 window over equal values in two channels: channel 0 all 1, channel 1 [0, 3, 3, 0].
     // The gradient goes to the first tap in row-major order holding the maximum.
-    let g = window(1, (2, 2), 2, (2, 2), 2, 1, (0, 0), (1, 1));
+    let g = window(1, (2, 2), 2, (2, 2), (2, 1), (0, 0), (1, 1));
     let x = [1.0f32, 0.0, 1.0, 3.0, 1.0, 3.0, 1.0, 0.0];
     let ctx = Context::serial();
     let mut dx = Vec::new();
@@ -191,7 +191,7 @@ fn a_tied_maximum_sends_its_gradient_to_the_first_tap() {
 
 #[test]
 fn mismatched_slices_and_zero_strides_are_errors() {
-    let g = window(1, (3, 3), 1, (3, 3), 1, 1, (1, 1), (3, 3));
+    let g = window(1, (3, 3), 1, (3, 3), (1, 1), (1, 1), (3, 3));
     let ctx = Context::serial();
     let mut y = Vec::new();
     let e = conv2d(&ctx, &g, &[0.0f32; 8], &[0.0; 9], 1, &mut y).unwrap_err();

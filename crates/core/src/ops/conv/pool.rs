@@ -1,0 +1,290 @@
+//! Max and average pooling over NHWC data, TF's `MaxPool` and `AvgPool`, with their gradients
+//! `MaxPoolGrad` and `AvgPoolGrad`. Windows with SAME padding take only the taps inside the input:
+//! the maximum of those, and the mean over how many there are. A maximum's gradient goes to the
+//! first tap in row-major window order that holds it (TF's CPU kernel). `AvgPoolGrad` is linear in
+//! its gradient input and differentiable again (its gradient is `AvgPool`); `MaxPoolGrad` has no
+//! gradient rule (TF's `MaxPoolGradGrad` is not built).
+
+use super::super::kernels::{by_float, float_input, FloatArray};
+use super::super::{
+    expect_arity, expect_float, same_dtype, GradContext, InferError, InferResult, OpDef,
+};
+use super::{bad_argument, rank4, row_major, spatial, window, window_shape, Padding};
+use crate::dtype::TensorInfo;
+use crate::error::{KernelError, OpResult, Result};
+use crate::graph::{Graph, Tensor};
+use crate::value::Value;
+use ferroflow_cpu::conv::pooling;
+use ferroflow_cpu::Context;
+use ndarray::{ArrayD, IxDyn};
+use serde::{Deserialize, Serialize};
+
+/// Window size, strides and padding of a pooling op (TF's `ksize` and `strides` without their batch
+/// and depth entries, which TF requires to be 1 on CPU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolAttrs {
+    pub ksize: [usize; 2],
+    pub strides: [usize; 2],
+    pub padding: Padding,
+}
+
+/// Which pooling op a node is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Max,
+    MaxGrad,
+    Avg,
+    AvgGrad,
+}
+
+impl Which {
+    fn name(self) -> &'static str {
+        match self {
+            Which::Max => "MaxPool",
+            Which::MaxGrad => "MaxPoolGrad",
+            Which::Avg => "AvgPool",
+            Which::AvgGrad => "AvgPoolGrad",
+        }
+    }
+    /// The input that holds the output gradient, for the gradient ops.
+    fn grad_input(self) -> Option<usize> {
+        match self {
+            Which::MaxGrad => Some(2),
+            Which::AvgGrad => Some(1),
+            Which::Max | Which::Avg => None,
+        }
+    }
+}
+
+/// Shape rule: the forward ops map `[N, H, W, C]` to `[N, OH, OW, C]`; the gradient ops give their
+/// first input's shape, and check the output gradient against the pooled shape.
+fn infer_pool(inputs: &[TensorInfo], a: &PoolAttrs, which: Which) -> InferResult {
+    let op = which.name();
+    let arity = match which {
+        Which::Max | Which::Avg => 1,
+        Which::AvgGrad => 2,
+        Which::MaxGrad => 3,
+    };
+    expect_arity(inputs, arity, op)?;
+    let dtype = same_dtype(inputs)?;
+    expect_float(&inputs[0], &format!("{op}'s input"))?;
+    let x = rank4(&inputs[0], "the input")?;
+    let k = [Some(a.ksize[0]), Some(a.ksize[1])];
+    let out = window_shape(x, k, a.strides, [1, 1], a.padding, x.and_then(|x| x[3]))?;
+    let Some(g) = which.grad_input() else {
+        return Ok(Some(TensorInfo::new(dtype, out)));
+    };
+    if let (Some(dy), Some(o)) = (rank4(&inputs[g], "the output gradient")?, out.dims()) {
+        if !dy
+            .iter()
+            .zip(o)
+            .all(|(a, b)| a.is_none() || b.is_none() || a == b)
+        {
+            return Err(InferError::Shape(format!(
+                "the output gradient has shape {}, the pooled output is {out}",
+                inputs[g].shape
+            )));
+        }
+    }
+    Ok(Some(TensorInfo::new(dtype, inputs[0].shape.clone())))
+}
+
+fn pool_typed<T: FloatArray>(
+    ctx: &Context<'_>,
+    a: &PoolAttrs,
+    which: Which,
+    inputs: &[&Value],
+) -> OpResult<Value> {
+    let op = which.name();
+    let x = float_input::<T>(inputs, 0, op)?;
+    let g = window(x.shape(), a.ksize, a.strides, [1, 1], a.padding)?;
+    let pooled = [g.batch, g.out_h, g.out_w, g.channels];
+    let dy = match which.grad_input() {
+        Some(i) => {
+            let dy = float_input::<T>(inputs, i, op)?;
+            if dy.shape() != pooled {
+                return Err(KernelError::Shape(format!(
+                    "{op}: the output gradient has shape {:?}, the pooled output is {pooled:?}",
+                    dy.shape()
+                )));
+            }
+            Some(row_major(dy))
+        }
+        None => None,
+    };
+    let mut out = ctx.try_vec::<T>(0)?;
+    match (which, dy) {
+        (Which::Max, _) => pooling::max_pool(ctx, &g, &row_major(x), &mut out)?,
+        (Which::Avg, _) => pooling::avg_pool(ctx, &g, &row_major(x), &mut out)?,
+        (Which::MaxGrad, Some(dy)) => {
+            pooling::max_pool_grad(ctx, &g, &row_major(x), &dy, &mut out)?
+        }
+        (Which::AvgGrad, Some(dy)) => pooling::avg_pool_grad(ctx, &g, &dy, &mut out)?,
+        _ => {
+            return Err(KernelError::InvalidArgument(format!(
+                "{op}: missing its gradient input"
+            )))
+        }
+    }
+    let shape: &[usize] = if which.grad_input().is_some() {
+        x.shape()
+    } else {
+        &pooled
+    };
+    Ok(T::wrap(
+        ArrayD::from_shape_vec(IxDyn(shape), out).map_err(KernelError::from)?,
+    ))
+}
+
+fn compute_pool(
+    ctx: &Context<'_>,
+    a: &PoolAttrs,
+    which: Which,
+    inputs: &[&Value],
+) -> OpResult<Value> {
+    by_float(
+        inputs,
+        which.name(),
+        || pool_typed::<f32>(ctx, a, which, inputs),
+        || pool_typed::<f64>(ctx, a, which, inputs),
+    )
+}
+
+/// `tf.nn.max_pool`: the maximum of each window, per channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaxPool(pub PoolAttrs);
+
+/// The gradient of [`MaxPool`]: inputs the pool's input, its output and the output's gradient (TF's
+/// order; the kernel finds each window's maximum again from the input).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaxPoolGrad(pub PoolAttrs);
+
+/// `tf.nn.avg_pool`: the mean of each window's taps inside the input, per channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvgPool(pub PoolAttrs);
+
+/// The gradient of [`AvgPool`]: inputs the pool's input (for its shape; TF takes the shape as a
+/// tensor) and the output's gradient.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvgPoolGrad(pub PoolAttrs);
+
+impl OpDef for MaxPool {
+    fn type_name(&self) -> &'static str {
+        "MaxPool"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        infer_pool(inputs, &self.0, Which::Max)
+    }
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
+        compute_pool(ctx, &self.0, Which::Max, inputs)
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        let x = ctx.input(0)?;
+        let dx = ctx.graph.add_node(
+            MaxPoolGrad(self.0).into(),
+            &[x, ctx.output, grad],
+            None,
+            "MaxPoolGrad",
+        )?;
+        Ok(vec![Some(dx)])
+    }
+}
+
+impl OpDef for MaxPoolGrad {
+    fn type_name(&self) -> &'static str {
+        "MaxPoolGrad"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        infer_pool(inputs, &self.0, Which::MaxGrad)
+    }
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
+        compute_pool(ctx, &self.0, Which::MaxGrad, inputs)
+    }
+}
+
+impl OpDef for AvgPool {
+    fn type_name(&self) -> &'static str {
+        "AvgPool"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        infer_pool(inputs, &self.0, Which::Avg)
+    }
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
+        compute_pool(ctx, &self.0, Which::Avg, inputs)
+    }
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(ctx.graph.avg_pool_grad(
+            ctx.input(0)?,
+            grad,
+            self.0,
+        )?)])
+    }
+}
+
+impl OpDef for AvgPoolGrad {
+    fn type_name(&self) -> &'static str {
+        "AvgPoolGrad"
+    }
+    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
+        infer_pool(inputs, &self.0, Which::AvgGrad)
+    }
+    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
+        compute_pool(ctx, &self.0, Which::AvgGrad, inputs)
+    }
+    /// Linear in the output gradient, and the adjoint of `AvgPool`: its gradient is `AvgPool` of
+    /// the incoming gradient.
+    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
+        let pooled = ctx
+            .graph
+            .add_node(AvgPool(self.0).into(), &[grad], None, "AvgPool")?;
+        Ok(vec![None, Some(pooled)])
+    }
+}
+
+impl Graph {
+    /// `tf.nn.max_pool(value, ksize, strides, padding)` (NHWC): `ksize` and `strides` as `[k]`,
+    /// `[k_h, k_w]` or `[1, k_h, k_w, 1]`.
+    pub fn max_pool(
+        &self,
+        value: impl Into<Tensor>,
+        ksize: &[usize],
+        strides: &[usize],
+        padding: &str,
+    ) -> Result<Tensor> {
+        let a = pool_attrs("MaxPool", ksize, strides, padding)?;
+        self.add_node(MaxPool(a).into(), &[value.into()], None, "MaxPool")
+    }
+
+    /// `tf.nn.avg_pool(value, ksize, strides, padding)` (NHWC).
+    pub fn avg_pool(
+        &self,
+        value: impl Into<Tensor>,
+        ksize: &[usize],
+        strides: &[usize],
+        padding: &str,
+    ) -> Result<Tensor> {
+        let a = pool_attrs("AvgPool", ksize, strides, padding)?;
+        self.add_node(AvgPool(a).into(), &[value.into()], None, "AvgPool")
+    }
+
+    /// TF's `AvgPoolGrad`, the shape taken from `input`.
+    pub fn avg_pool_grad(&self, input: Tensor, grad: Tensor, attrs: PoolAttrs) -> Result<Tensor> {
+        self.add_node(
+            AvgPoolGrad(attrs).into(),
+            &[input, grad],
+            None,
+            "AvgPoolGrad",
+        )
+    }
+}
+
+/// Parses TF's list forms into [`PoolAttrs`].
+fn pool_attrs(op: &str, ksize: &[usize], strides: &[usize], padding: &str) -> Result<PoolAttrs> {
+    Ok(PoolAttrs {
+        ksize: spatial("ksize", ksize).map_err(|m| bad_argument(op, m))?,
+        strides: spatial("strides", strides).map_err(|m| bad_argument(op, m))?,
+        padding: Padding::parse(padding).ok_or_else(|| {
+            bad_argument(op, format!("padding '{padding}': expected SAME or VALID"))
+        })?,
+    })
+}
