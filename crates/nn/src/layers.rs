@@ -162,7 +162,7 @@ pub fn dense_with(g: &Graph, input: Tensor, units: usize, opts: DenseOptions) ->
             },
         )?;
         add_regularizer(g, &opts.bias_regularizer, bias)?;
-        out = g.named("BiasAdd").add(out, bias)?;
+        out = g.named("BiasAdd").bias_add(out, bias)?;
     }
     if let Some(a) = opts.activation {
         out = g.unary_op(a, out)?;
