@@ -6,5 +6,6 @@ mod demos;
 mod fuzz_corpus;
 mod graph_building_prop;
 mod tf_checkpoint;
+mod tf_cnn_checkpoint;
 mod tf_fixtures;
 mod threads_same_bits;

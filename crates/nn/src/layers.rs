@@ -85,7 +85,7 @@ pub(crate) fn unique_layer_name(g: &Graph, base: &str, first_var: &str) -> Strin
     }
 }
 
-fn add_regularizer(g: &Graph, reg: &Option<Regularizer>, v: Variable) -> Result<()> {
+pub(crate) fn add_regularizer(g: &Graph, reg: &Option<Regularizer>, v: Variable) -> Result<()> {
     if let Some(r) = reg {
         let loss = {
             let _s = g.name_scope(&format!("{}/Regularizer/", v.op_name(g)))?;

@@ -7,6 +7,7 @@
 
 pub mod batch_norm;
 pub mod clip;
+pub mod conv_layers;
 pub mod health;
 pub mod layers;
 pub mod losses;
@@ -16,6 +17,9 @@ pub mod schedules;
 
 pub use batch_norm::{batch_normalization, BatchNormOptions};
 pub use clip::{clip_by_global_norm, clip_by_norm, global_norm};
+pub use conv_layers::{
+    average_pooling2d, conv2d, conv2d_with, flatten, max_pooling2d, Conv2dOptions,
+};
 pub use ferroflow_core::init::{compute_fans, FanMode, Initializer, VsDistribution};
 pub use ferroflow_core::ops::apply::ApplyRule;
 pub use layers::{dense, dense_with, dropout, Activation, DenseOptions, Training};
