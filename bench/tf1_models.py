@@ -13,6 +13,8 @@ The models (ferroflow's `crates/tools/src/bench.rs` builds the same graphs):
 - deep_bn: deep, with each hidden layer's product (no bias) batch-normalized in training mode
   (tf.nn.moments over the batch, epsilon 1e-3, moving averages with momentum 0.9 updated through
   UPDATE_OPS every step) before its ReLU.
+- cnn: the classic TF1 MNIST CNN on the 784 inputs as 28x28x1: conv 32 3x3 ReLU SAME -> conv 64 3x3
+  stride 2 ReLU SAME -> max pool 2 -> flatten -> dense 64 ReLU -> dropout 0.5 -> 10; Adam(1e-3).
 Every kernel is He-initialized (variance scaling 2.0, truncated normal), biases start at zero. The
 input is one fixed batch of uniform floats and labels 0-9; 20 warm-up steps, then steps are counted
 for the given time.
@@ -56,7 +58,29 @@ def normalized(z, scope, momentum=0.9, epsilon=1e-3):
     return tf.nn.batch_normalization(z, mean, var, beta, gamma, epsilon)
 
 
+def conv(inputs, filters, stride, scope):
+    with tf.variable_scope(scope):
+        kernel = tf.get_variable("kernel", (3, 3, int(inputs.shape[3]), filters),
+                                 initializer=tf.variance_scaling_initializer(scale=2.0))
+        bias = tf.get_variable("bias", (filters,), initializer=tf.zeros_initializer())
+        return tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(inputs, kernel, [1, stride, stride, 1], "SAME"),
+                                         bias))
+
+
+def cnn_train_op():
+    x = tf.placeholder(tf.float32, (None, 784), name="X")
+    y = tf.placeholder(tf.int64, (None,), name="y")
+    h = conv(conv(tf.reshape(x, (-1, 28, 28, 1)), 32, 1, "conv1"), 64, 2, "conv2")
+    h = tf.reshape(tf.nn.max_pool(h, [1, 2, 2, 1], [1, 2, 2, 1], "VALID"), (-1, 7 * 7 * 64))
+    h = tf.nn.dropout(tf.nn.relu(layer(h, 64, "fc1")), rate=0.5)
+    logits = layer(h, 10, "outputs")
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    return x, y, tf.train.AdamOptimizer(1e-3).minimize(loss)
+
+
 def train_op(model):
+    if model == "cnn":
+        return cnn_train_op()
     depth, width, activation = SPECS[model]
     x = tf.placeholder(tf.float32, (None, 784), name="X")
     y = tf.placeholder(tf.int64, (None,), name="y")

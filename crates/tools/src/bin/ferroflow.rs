@@ -59,7 +59,7 @@ struct BenchArgs {
     threads: u32,
     /// Models to train, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "book,deep,deep_bn",
-          value_parser = ["book", "deep", "deep_bn"])]
+          value_parser = ["book", "deep", "deep_bn", "cnn"])]
     models: Vec<String>,
     /// Batch sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "32,256,2048",
