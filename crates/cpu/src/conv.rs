@@ -13,7 +13,7 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::gemm::{gemm, gemm_into_vec, MatRef};
+use crate::gemm::{gemm, gemm_into_uninit, gemm_into_vec, MatRef};
 use crate::math::Float;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -125,40 +125,70 @@ fn checked(dims: &[usize]) -> Result<usize> {
         .ok_or_else(|| Error::operands("conv2d", "a size overflows"))
 }
 
-/// Writes the patch of output pixel `r` (counted over the batch) into `dst` (`patch_len` slots):
-/// every slot is written, a tap outside the input as zeros.
+/// Writes `src` into the uninitialized `dst` (of the same length).
+#[inline(always)]
+fn write_copy<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        d.write(*s);
+    }
+}
+
+/// Writes zeros into `dst`.
+#[inline(always)]
+fn write_zeros<T: Float>(dst: &mut [MaybeUninit<T>]) {
+    for d in dst {
+        d.write(T::zero());
+    }
+}
+
+impl Window2d {
+    /// The input column of tap 0 of output column `ow`, when the window's `k_w` taps lie inside
+    /// the input next to each other (dilation 1): their `k_w·channels` values are then one
+    /// contiguous run of the input row.
+    #[inline]
+    fn run_start(&self, ow: usize) -> Option<usize> {
+        (ow * self.stride_w)
+            .checked_sub(self.pad_left)
+            .filter(|&w| self.dilation_w == 1 && w + self.k_w <= self.in_w)
+    }
+}
+
+/// Writes the patches of output line `q` (image `q / out_h`, output row `q % out_h`): `out_w`
+/// patches of `patch_len` slots, every slot written (a tap outside the input as zeros). `k > 0`.
 #[inline]
-fn patch_row<T: Float>(g: &Window2d, x: &[T], r: usize, dst: &mut [MaybeUninit<T>]) {
+fn patch_line<T: Float>(g: &Window2d, x: &[T], q: usize, dst: &mut [MaybeUninit<T>]) {
     let c = g.channels;
-    let (ow, oh, n) = (
-        r % g.out_w,
-        (r / g.out_w) % g.out_h,
-        r / (g.out_w * g.out_h),
-    );
-    let mut taps = dst.chunks_exact_mut(c);
-    for kh in 0..g.k_h {
-        let ih = g.in_row(oh, kh);
-        for kw in 0..g.k_w {
-            let Some(d) = taps.next() else { return };
-            match (ih, g.in_col(ow, kw)) {
+    let image_len = g.in_h * g.in_w * c;
+    let (n, oh) = (q / g.out_h, q % g.out_h);
+    let image = &x[n * image_len..(n + 1) * image_len];
+    let seg = g.k_w * c;
+    for (ow, patch) in dst.chunks_exact_mut(g.k_h * seg).enumerate() {
+        let run = g.run_start(ow);
+        for (kh, d) in patch.chunks_exact_mut(seg).enumerate() {
+            match (g.in_row(oh, kh), run) {
                 (Some(ih), Some(iw)) => {
-                    let at = ((n * g.in_h + ih) * g.in_w + iw) * c;
-                    for (d, s) in d.iter_mut().zip(&x[at..at + c]) {
-                        d.write(*s);
+                    let at = (ih * g.in_w + iw) * c;
+                    write_copy(d, &image[at..at + seg]);
+                }
+                (Some(ih), None) => {
+                    for (kw, d) in d.chunks_exact_mut(c).enumerate() {
+                        match g.in_col(ow, kw) {
+                            Some(iw) => {
+                                let at = (ih * g.in_w + iw) * c;
+                                write_copy(d, &image[at..at + c]);
+                            }
+                            None => write_zeros(d),
+                        }
                     }
                 }
-                _ => {
-                    for d in d {
-                        d.write(T::zero());
-                    }
-                }
+                (None, _) => write_zeros(d),
             }
         }
     }
 }
 
-/// The patch matrix of output pixels `first..first + rows` into the empty `out`, split across the
-/// context's threads in bands of rows.
+/// The patch matrix of output pixels `first..first + rows` (whole output lines) into the empty
+/// `out`, split across the context's threads in bands of lines.
 fn patches<T: Float>(
     ctx: &Context<'_>,
     g: &Window2d,
@@ -170,31 +200,32 @@ fn patches<T: Float>(
     let k = g.patch_len()?;
     let len = checked(&[rows, k])?;
     out.clear();
-    out.try_reserve_exact(len)
-        .map_err(|_| Error::out_of_memory::<T>("a patch matrix", len))?;
-    let spare = &mut out.spare_capacity_mut()[..len];
-    let fill = |r0: usize, part: &mut [MaybeUninit<T>]| {
-        ctx.vectorized(
-            #[inline(always)]
-            || {
-                for (i, dst) in part.chunks_exact_mut(k).enumerate() {
-                    patch_row(g, x, first + r0 + i, dst);
-                }
-            },
-        )
-    };
-    let threads = ctx.threads();
-    if k > 0 && threads > 1 && ctx.parallel(len) {
-        let band = rows.div_ceil(threads) * k;
-        spare
-            .par_chunks_mut(band)
-            .enumerate()
-            .for_each(|(i, part)| fill(i * band / k, part));
-    } else if k > 0 {
-        fill(0, spare);
+    let spare = crate::gemm::spare_of_empty(out, len, "conv2d")?;
+    if len > 0 {
+        let line = g.out_w * k;
+        let (q0, lines) = (first / g.out_w, rows / g.out_w);
+        let fill = |l0: usize, part: &mut [MaybeUninit<T>]| {
+            ctx.vectorized(
+                #[inline(always)]
+                || {
+                    for (i, dst) in part.chunks_exact_mut(line).enumerate() {
+                        patch_line(g, x, q0 + l0 + i, dst);
+                    }
+                },
+            )
+        };
+        if ctx.threads() > 1 && ctx.parallel(len) {
+            let band = lines.div_ceil(ctx.threads()) * line;
+            spare
+                .par_chunks_mut(band)
+                .enumerate()
+                .for_each(|(i, part)| fill(i * band / line, part));
+        } else {
+            fill(0, spare);
+        }
     }
-    // SAFETY: the `len` slots form `rows` rows of `k`, and `patch_row` wrote every slot of each
-    // (its `k_h·k_w` taps of `channels` values each are exactly `k` slots).
+    // SAFETY: `len > 0` means `out_w·k > 0`: the `len` slots are `lines` lines of `out_w` patches
+    // of `k` slots, and `patch_line` wrote every slot of each. With `len == 0` nothing is exposed.
     unsafe { out.set_len(len) };
     Ok(())
 }
@@ -212,27 +243,43 @@ fn scatter_patches<T: Float>(
     let (k, c) = (g.patch_len()?, g.channels);
     let image_in = checked(&[g.in_h, g.in_w, c])?;
     let image_rows = g.out_h * g.out_w;
-    let one = |(dxi, dpi): (&mut [T], &[T])| {
-        for (p, row) in dpi.chunks_exact(k).enumerate() {
-            let (oh, ow) = (p / g.out_w, p % g.out_w);
-            let mut taps = row.chunks_exact(c);
-            for kh in 0..g.k_h {
-                let ih = g.in_row(oh, kh);
-                for kw in 0..g.k_w {
-                    let Some(src) = taps.next() else { return };
-                    if let (Some(ih), Some(iw)) = (ih, g.in_col(ow, kw)) {
-                        let at = (ih * g.in_w + iw) * c;
-                        for (d, s) in dxi[at..at + c].iter_mut().zip(src) {
-                            *d = *d + *s;
-                        }
-                    }
-                }
-            }
-        }
-    };
     if image_in == 0 || image_rows == 0 || k == 0 {
         return Ok(());
     }
+    let seg = g.k_w * c;
+    let add = |d: &mut [T], s: &[T]| {
+        for (d, s) in d.iter_mut().zip(s) {
+            *d = *d + *s;
+        }
+    };
+    let one = |(dxi, dpi): (&mut [T], &[T])| {
+        ctx.vectorized(
+            #[inline(always)]
+            || {
+                for (p, row) in dpi.chunks_exact(k).enumerate() {
+                    let (oh, ow) = (p / g.out_w, p % g.out_w);
+                    let run = g.run_start(ow);
+                    for (kh, src) in row.chunks_exact(seg).enumerate() {
+                        match (g.in_row(oh, kh), run) {
+                            (Some(ih), Some(iw)) => {
+                                let at = (ih * g.in_w + iw) * c;
+                                add(&mut dxi[at..at + seg], src);
+                            }
+                            (Some(ih), None) => {
+                                for (kw, src) in src.chunks_exact(c).enumerate() {
+                                    if let Some(iw) = g.in_col(ow, kw) {
+                                        let at = (ih * g.in_w + iw) * c;
+                                        add(&mut dxi[at..at + c], src);
+                                    }
+                                }
+                            }
+                            (None, _) => {}
+                        }
+                    }
+                }
+            },
+        )
+    };
     let dx = &mut dx[n0 * image_in..(n0 + images) * image_in];
     if ctx.threads() > 1 && images > 1 {
         dx.par_chunks_mut(image_in)
@@ -270,9 +317,7 @@ pub fn conv2d<T: Float>(
     }
     let len = checked(&[pixels, out_c])?;
     out.clear();
-    out.try_reserve_exact(len)
-        .map_err(|_| Error::out_of_memory::<T>("a convolution's output", len))?;
-    out.resize(len, T::zero());
+    let spare = crate::gemm::spare_of_empty(out, len, "conv2d")?;
     let per = g.images_per_chunk()?;
     let image_rows = g.out_h * g.out_w;
     let mut scratch: Vec<T> = ctx.try_vec(per * image_rows * k)?;
@@ -281,17 +326,14 @@ pub fn conv2d<T: Float>(
         let images = per.min(g.batch - n0);
         let (r0, rows) = (n0 * image_rows, images * image_rows);
         patches(ctx, g, x, r0, rows, &mut scratch)?;
-        let c = &mut out[r0 * out_c..(r0 + rows) * out_c];
-        gemm(
-            ctx,
-            c,
-            MatRef::row_major(&scratch, rows, k, false),
-            wm,
-            false,
-        )?;
+        let c = &mut spare[r0 * out_c..(r0 + rows) * out_c];
+        gemm_into_uninit(ctx, c, MatRef::row_major(&scratch, rows, k, false), wm)?;
         n0 += images;
     }
     ctx.recycle(scratch);
+    // SAFETY: the chunks cover the images `0..batch`, whose output rows are all `len` slots, and
+    // each chunk's product returned Ok, having written all of its rows.
+    unsafe { out.set_len(len) };
     Ok(())
 }
 

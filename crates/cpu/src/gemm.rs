@@ -125,9 +125,22 @@ pub fn gemm_into_vec_then<T: Float>(
     Ok(())
 }
 
+/// `a·b` written into `c`, storage not yet initialized (`m×n` slots): every slot is written when this
+/// returns `Ok` (the product never reads `c`).
+pub(crate) fn gemm_into_uninit<T: Float>(
+    ctx: &Context<'_>,
+    c: &mut [MaybeUninit<T>],
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+) -> Result<()> {
+    // SAFETY: without accumulation `product` never reads `c`; it checks the shapes against
+    // `c.len()` before writing.
+    unsafe { product(ctx, c, a, b, false, ctx.threads(), None) }
+}
+
 /// The first `len` slots of the empty vector `v`'s spare capacity, reserved fallibly (an error
 /// naming `what` when `v` is not empty or the memory is not there).
-fn spare_of_empty<'v, T>(
+pub(crate) fn spare_of_empty<'v, T>(
     v: &'v mut Vec<T>,
     len: usize,
     what: &'static str,

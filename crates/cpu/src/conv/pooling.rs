@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 use crate::math::Float;
 use rayon::prelude::*;
 
+/// Channels whose running maxima `max_pool_grad` keeps on the stack at once.
+const CHANNEL_BLOCK: usize = 64;
+
 /// Runs `f(n, image n's part of out)` for every image `n` (`out_image` values each), in parallel
 /// when the context has threads and the work is large.
 fn per_image<B: Send>(
@@ -86,16 +89,19 @@ pub fn max_pool<T: Float>(
     let c = g.channels;
     per_image(ctx, out, out_image, x.len(), |n, oi| {
         let xi = &x[n * in_image..(n + 1) * in_image];
-        for (p, o) in oi.chunks_exact_mut(c).enumerate() {
-            o.fill(T::neg_infinity());
-            for at in taps(g, p / g.out_w, p % g.out_w) {
-                for (o, &v) in o.iter_mut().zip(&xi[at..at + c]) {
-                    if v > *o {
-                        *o = v;
+        ctx.vectorized(
+            #[inline(always)]
+            || {
+                for (p, o) in oi.chunks_exact_mut(c).enumerate() {
+                    o.fill(T::neg_infinity());
+                    for at in taps(g, p / g.out_w, p % g.out_w) {
+                        for (o, &v) in o.iter_mut().zip(&xi[at..at + c]) {
+                            *o = if v > *o { v } else { *o };
+                        }
                     }
                 }
-            }
-        }
+            },
+        )
     });
     Ok(())
 }
@@ -122,20 +128,34 @@ pub fn max_pool_grad<T: Float>(
     per_image(ctx, dx, in_image, x.len(), |n, dxi| {
         let xi = &x[n * in_image..(n + 1) * in_image];
         let dyi = &dy[n * out_image..(n + 1) * out_image];
-        for (p, gy) in dyi.chunks_exact(c).enumerate() {
-            for ch in 0..c {
-                let mut best: Option<(usize, T)> = None;
-                for at in taps(g, p / g.out_w, p % g.out_w) {
-                    let v = xi[at + ch];
-                    if best.is_none_or(|(_, b)| v > b) {
-                        best = Some((at + ch, v));
+        ctx.vectorized(
+            #[inline(always)]
+            || {
+                for (p, gy) in dyi.chunks_exact(c).enumerate() {
+                    // The channels in blocks that keep each one's best value and its tap on the
+                    // stack; the taps are walked once per block.
+                    for c0 in (0..c).step_by(CHANNEL_BLOCK) {
+                        let w = CHANNEL_BLOCK.min(c - c0);
+                        let mut best = [T::neg_infinity(); CHANNEL_BLOCK];
+                        let mut from = [usize::MAX; CHANNEL_BLOCK];
+                        for at in taps(g, p / g.out_w, p % g.out_w) {
+                            let at = at + c0;
+                            for (j, &v) in xi[at..at + w].iter().enumerate() {
+                                if v > best[j] || from[j] == usize::MAX {
+                                    best[j] = v;
+                                    from[j] = at + j;
+                                }
+                            }
+                        }
+                        for (&i, &gv) in from[..w].iter().zip(&gy[c0..c0 + w]) {
+                            if let Some(d) = dxi.get_mut(i) {
+                                *d = *d + gv;
+                            }
+                        }
                     }
                 }
-                if let Some((at, _)) = best {
-                    dxi[at] = dxi[at] + gy[ch];
-                }
-            }
-        }
+            },
+        )
     });
     Ok(())
 }
