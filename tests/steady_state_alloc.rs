@@ -137,7 +137,7 @@ fn allocations_per_step(
 fn a_training_step_allocates_nothing_after_warm_up() {
     let mut one_thread_losses = Vec::new();
     for threads in [1, 2] {
-        for (m, model) in ["book", "deep", "deep_bn"].into_iter().enumerate() {
+        for (m, model) in ["book", "deep", "deep_bn", "cnn"].into_iter().enumerate() {
             let (counts, outside, loss) = allocations_per_step(model, 64, threads, true);
             // Two threads (split kernels, paired products) train exactly as one does.
             if threads == 1 {

@@ -54,9 +54,10 @@ impl Random {
         shape: &[usize],
     ) -> crate::error::OpResult<Value> {
         let n = Value::checked_len(shape)?;
-        let mut data = ctx.try_vec(n)?;
-        for _ in 0..n {
-            let x: f64 = match self.dist {
+        // Draws in f64 and rounds to the dtype (`x as f32`, what a cast of the f64 draws gives),
+        // straight into pooled storage of the dtype.
+        let mut draw = || -> f64 {
+            match self.dist {
                 Distribution::Uniform => rng.gen::<f64>(),
                 Distribution::Normal => StandardNormal.sample(rng),
                 Distribution::TruncatedNormal => loop {
@@ -65,11 +66,26 @@ impl Random {
                         break x;
                     }
                 },
-            };
-            data.push(x);
-        }
-        let a = ArrayD::from_shape_vec(IxDyn(shape), data).map_err(KernelError::from)?;
-        Ok(Value::F64(a).cast_in(ctx, self.dtype))
+            }
+        };
+        let dims = IxDyn(shape);
+        Ok(match self.dtype {
+            DType::F32 => {
+                let mut data = ctx.try_vec::<f32>(n)?;
+                data.extend((0..n).map(|_| draw() as f32));
+                Value::F32(ArrayD::from_shape_vec(dims, data).map_err(KernelError::from)?)
+            }
+            DType::F64 => {
+                let mut data = ctx.try_vec::<f64>(n)?;
+                data.extend((0..n).map(|_| draw()));
+                Value::F64(ArrayD::from_shape_vec(dims, data).map_err(KernelError::from)?)
+            }
+            d => {
+                return Err(KernelError::DType(format!(
+                    "random values must be float32 or float64, got {d}"
+                )))
+            }
+        })
     }
 }
 

@@ -206,17 +206,19 @@ impl Run<'_> {
                             Some(s) => StdRng::seed_from_u64(s),
                             None => StdRng::from_entropy(),
                         });
-                    let shape = match step.inputs.first() {
+                    let shape: crate::ops::kernels::Dims = match step.inputs.first() {
                         Some(&i) => slot_value(slots, feeds, i)
                             .ok_or_else(missing)?
                             .shape()
-                            .to_vec(),
-                        None => r.shape.clone(),
+                            .iter()
+                            .copied()
+                            .collect(),
+                        None => r.shape.iter().copied().collect(),
                     };
-                    Some(Arc::new(
-                        r.sample(ctx, rng, &shape)
-                            .map_err(|e| kernel_error(step, slots, feeds, e))?,
-                    ))
+                    let v = r
+                        .sample(ctx, rng, &shape)
+                        .map_err(|e| kernel_error(step, slots, feeds, e))?;
+                    Some(self.wrap(v))
                 }
                 StepKind::NoOp => None,
             };

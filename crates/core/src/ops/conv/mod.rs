@@ -284,7 +284,12 @@ fn conv_typed<T: FloatArray>(
         )));
     }
     let out_shape = [g.batch, g.out_h, g.out_w, c_out];
-    let mut out = ctx.try_vec::<T>(0)?;
+    let len = match which {
+        Which::Forward => Value::checked_len(&out_shape)?,
+        Which::Input => x.len(),
+        Which::Filter => w.len(),
+    };
+    let mut out = ctx.try_vec::<T>(len)?;
     let shape: &[usize] = match which {
         Which::Forward => {
             ferroflow_cpu::conv::conv2d(ctx, &g, &row_major(x), &row_major(w), c_out, &mut out)?;

@@ -112,7 +112,11 @@ fn pool_typed<T: FloatArray>(
         }
         None => None,
     };
-    let mut out = ctx.try_vec::<T>(0)?;
+    let len = match which.grad_input() {
+        Some(_) => x.len(),
+        None => Value::checked_len(&pooled)?,
+    };
+    let mut out = ctx.try_vec::<T>(len)?;
     match (which, dy) {
         (Which::Max, _) => pooling::max_pool(ctx, &g, &row_major(x), &mut out)?,
         (Which::Avg, _) => pooling::avg_pool(ctx, &g, &row_major(x), &mut out)?,
