@@ -1,3 +1,9 @@
+//! Times the convolution kernels on the `cnn` benchmark's two layers at batch 256 (3×3 windows;
+//! conv1 28×28×1 → 32, conv2 28×28×32 → 64 with stride 2, SAME padding): the forward pass, the
+//! input and filter gradients, and for comparison the same products as one GEMM each over patches
+//! made beforehand, so the cost of building patches and scattering them back shows.
+//!
+//! `cargo run --release -p ferroflow-cpu --example conv_micro [-- THREADS]` (default 2)
 use ferroflow_cpu::conv::*;
 use ferroflow_cpu::gemm::{gemm, MatRef};
 use ferroflow_cpu::{Context, CpuConfig, Workers};
