@@ -2,7 +2,7 @@
 (forward, gradients, clipping, optimizer update, batch-norm moving averages) is one `jax.jit`
 function whose state is donated, run synchronously (the loss is waited for, as Session.run waits).
 
-    python jax_models.py [--threads 2] [--models book,deep,deep_bn] [--batches 32,256,2048] [--seconds 3]
+    python jax_models.py [--threads 2] [--models book,deep,deep_bn,cnn] [--batches 32,256,2048] [--seconds 3]
 
 prints one JSON line per model and batch, the fields of `ferroflow bench`. XLA sizes its thread pool
 to the CPUs the process may use; `--threads` below that pins the process to the first CPUs before
@@ -94,8 +94,60 @@ def build(jax, jnp, model, seed=1):
     return jax.jit(step, donate_argnums=(0, 1, 2)), (params, bn_state, opt_state)
 
 
+def build_cnn(jax, jnp, seed=1):
+    """tf1_models.py's cnn: conv 32 3x3 ReLU SAME -> conv 64 3x3 stride 2 ReLU SAME -> max pool 2 ->
+    dense 64 ReLU -> dropout 0.5 -> 10, Adam(1e-3); the dropout key is part of the state."""
+    key = jax.random.PRNGKey(seed)
+    shapes = [(3, 3, 1, 32), (3, 3, 32, 64), (7 * 7 * 64, 64), (64, 10)]
+    params = []
+    for shape in shapes:
+        key, sub = jax.random.split(key)
+        fan_in = 1
+        for d in shape[:-1]:
+            fan_in *= d
+        std = (2.0 / fan_in) ** 0.5 / 0.87962566103423978
+        params.append({"w": std * jax.random.truncated_normal(sub, -2.0, 2.0, shape, jnp.float32),
+                       "b": jnp.zeros(shape[-1])})
+
+    def conv(x, p, stride):
+        y = jax.lax.conv_general_dilated(x, p["w"], (stride, stride), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jax.nn.relu(y + p["b"])
+
+    def loss_fn(params, key, x, y):
+        h = conv(conv(x.reshape(-1, 28, 28, 1), params[0], 1), params[1], 2)
+        h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+        h = jax.nn.relu(h.reshape(h.shape[0], -1) @ params[2]["w"] + params[2]["b"])
+        keep = jax.random.bernoulli(key, 0.5, h.shape)
+        h = jnp.where(keep, h / 0.5, 0.0)
+        logits = h @ params[3]["w"] + params[3]["b"]
+        logp = jax.nn.log_softmax(logits)
+        return -jnp.take_along_axis(logp, y[:, None], axis=1).mean()
+
+    def zeros():
+        return jax.tree_util.tree_map(jnp.zeros_like, params)
+
+    opt_state = {"t": jnp.zeros((), jnp.float32), "m": zeros(), "v": zeros()}
+
+    def step(params, key, opt_state, x, y, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+        key, sub = jax.random.split(key)
+        loss, grads = jax.value_and_grad(loss_fn)(params, sub, x, y)
+        t = opt_state["t"] + 1
+        m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, opt_state["m"], grads)
+        v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, opt_state["v"], grads)
+        size = lr * jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        params = jax.tree_util.tree_map(lambda p, m, v: p - size * m / (jnp.sqrt(v) + eps),
+                                        params, m, v)
+        return params, key, {"t": t, "m": m, "v": v}, loss
+
+    return jax.jit(step, donate_argnums=(0, 1, 2)), (params, key, opt_state)
+
+
 def steps_per_second(jax, jnp, np, model, batch, seconds):
-    step, (params, bn_state, opt_state) = build(jax, jnp, model)
+    if model == "cnn":
+        step, (params, bn_state, opt_state) = build_cnn(jax, jnp)
+    else:
+        step, (params, bn_state, opt_state) = build(jax, jnp, model)
     rng = np.random.default_rng(1)
     x = jax.device_put(rng.random((batch, 784), dtype=np.float32))
     y = jax.device_put(rng.integers(0, 10, batch).astype(np.int32))

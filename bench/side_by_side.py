@@ -5,7 +5,7 @@ median over rounds of the per-round ratios of steps per second, so that the mach
 minutes cancels out.
 
     python3 bench/side_by_side.py --tf-python VENV/bin/python [--jax-python VENV/bin/python] \
-        [--ferroflow "target/release/ferroflow bench"] [--models book,deep,deep_bn] \
+        [--ferroflow "target/release/ferroflow bench"] [--models book,deep,deep_bn,cnn] \
         [--batches 32,256,2048] [--threads 2] [--seconds 2] [--rounds 3] [--busy N [--quiet-too]] \
         [--baseline "OTHER/ferroflow bench"] [--json out.json]
 

@@ -1,6 +1,6 @@
 """The benchmark models trained by TensorFlow's 1.x graph mode (tf.compat.v1, oneDNN kernels).
 
-    python tf1_models.py [--threads 2] [--models book,deep,deep_bn] [--batches 32,256,2048] [--seconds 3]
+    python tf1_models.py [--threads 2] [--models book,deep,deep_bn,cnn] [--batches 32,256,2048] [--seconds 3]
 
 prints one JSON line per model and batch, the same fields as `ferroflow bench`:
 {"engine", "model", "batch", "threads", "steps_per_s", "samples_per_s"}.

@@ -1,12 +1,13 @@
-//! Trains a small network on the bundled digits with ferroflow and saves it as a TensorFlow V2
-//! checkpoint, with a probe file (inputs, ferroflow's logits, every variable's sum) for
-//! `scripts/check_tf_checkpoint.py`, which restores the checkpoint with Python TensorFlow's own
-//! `tf.compat.v1.train.Saver` into the same network and compares.
+//! Trains two small networks on the bundled digits with ferroflow, an MLP and a CNN (the 8×8
+//! digits as 8×8×1 images), and saves each as a TensorFlow V2 checkpoint, with probe files
+//! (inputs, ferroflow's logits, every variable's sum) for `scripts/check_tf_checkpoint.py`, which
+//! restores the checkpoints with Python TensorFlow's own `tf.compat.v1.train.Saver` into the same
+//! networks and compares.
 //!
 //! `cargo run --release --example tf_export [-- OUT_DIR]` (default `target/tf_export`)
 use ferroflow::io::{SaveFormat, Saver, VarList};
 use ferroflow::nn::layers::{dense, Activation};
-use ferroflow::nn::{losses, Optimizer};
+use ferroflow::nn::{conv2d, flatten, losses, max_pooling2d, Optimizer};
 use ferroflow::prelude::*;
 use std::fmt::Write;
 
@@ -46,8 +47,74 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let prefix = saver.save(&sess, &out.join("model.ckpt").to_string_lossy(), Some(3))?;
 
     let probe = test_set.take(8);
-    let xs = probe.images.clone().into_dyn();
-    let lv = sess.run_one(logits, &[feed(x, xs)])?;
+    write_probe(
+        &out.join("probe.json"),
+        &prefix,
+        &sess,
+        &saver,
+        x,
+        logits,
+        &probe,
+    )?;
+    println!(
+        "saved {} variables to {prefix} (TensorFlow V2 format) and {}",
+        saver.entries().len(),
+        out.join("probe.json").display()
+    );
+
+    // The CNN of tests/data/tf-cnn-checkpoint: conv 8 3×3 SAME → conv 16 3×3 stride 2 SAME → max
+    // pool 2 → flatten → dense 32 → 10, on the digits as 8×8×1 images.
+    let g = Graph::new();
+    g.set_random_seed(7);
+    let x = g.named("X").placeholder(DType::F32, [None, Some(64)])?;
+    let y = g.named("y").placeholder(DType::I64, [None])?;
+    let relu = Some(Activation::Relu);
+    let images = g.reshape(x, &[-1, 8, 8, 1])?;
+    let c1 = conv2d(&g, images, 8, [3, 3], [1, 1], "same", relu, "conv2d")?;
+    let c2 = conv2d(&g, c1, 16, [3, 3], [2, 2], "same", relu, "conv2d_1")?;
+    let pooled = max_pooling2d(&g, c2, [2, 2], [2, 2], "valid", None)?;
+    let h = dense(&g, flatten(&g, pooled, None)?, 32, relu, "dense")?;
+    let logits = dense(&g, h, 10, None, "dense_1")?;
+    let loss = losses::sparse_softmax_cross_entropy(&g, y, logits)?;
+    let train = Optimizer::adam(0.01).minimize(&g, loss, None, None)?;
+    let sess = Session::new(&g);
+    sess.run_targets(&[g.global_variables_initializer()?], &[])?;
+    for epoch in 0..3 {
+        for (xb, yb) in train_set.batches(32, epoch) {
+            sess.run_targets(&[train], &[feed(x, xb.into_dyn()), feed(y, yb.into_dyn())])?;
+        }
+    }
+    let saver = Saver::new(&g, VarList::All)?.format(SaveFormat::TensorFlow);
+    let prefix = saver.save(&sess, &out.join("cnn.ckpt").to_string_lossy(), None)?;
+    write_probe(
+        &out.join("cnn_probe.json"),
+        &prefix,
+        &sess,
+        &saver,
+        x,
+        logits,
+        &probe,
+    )?;
+    println!(
+        "saved {} variables of the CNN to {prefix} (TensorFlow V2 format) and {}",
+        saver.entries().len(),
+        out.join("cnn_probe.json").display()
+    );
+    Ok(())
+}
+
+/// The probe file: the checkpoint's prefix, the probe inputs (rows of 64), ferroflow's logits for
+/// them, and the sum of every saved variable.
+fn write_probe(
+    path: &std::path::Path,
+    prefix: &str,
+    sess: &Session,
+    saver: &Saver,
+    x: Tensor,
+    logits: Tensor,
+    probe: &ferroflow::data::Dataset,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let lv = sess.run_one(logits, &[feed(x, probe.images.clone().into_dyn())])?;
     let mut json = String::from("{\"prefix\": ");
     write!(json, "{:?}, \"inputs\": [", prefix)?;
     for (i, row) in probe.images.rows().into_iter().enumerate() {
@@ -69,11 +136,6 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         write!(json, "{sep}{key:?}: {sum:e}")?;
     }
     json.push_str("}}\n");
-    std::fs::write(out.join("probe.json"), json)?;
-    println!(
-        "saved {} variables to {prefix} (TensorFlow V2 format) and {}",
-        saver.entries().len(),
-        out.join("probe.json").display()
-    );
+    std::fs::write(path, json)?;
     Ok(())
 }

@@ -6,6 +6,8 @@ Usage: python check_tf_checkpoint.py OUT_DIR   (OUT_DIR as given to `cargo run -
    ferroflow computed.
 2. The same network built with tf.compat.v1 (tf.layers.dense's names: hidden1/kernel, ...) and restored
    with tf.compat.v1.train.Saver gives ferroflow's logits on the probe inputs within 1e-4.
+3. The same for the CNN (cnn_probe.json): tf.layers.conv2d's names conv2d/kernel, conv2d_1/...,
+   tf.nn.conv2d, max_pool, dense and dense_1.
 Exits non-zero on any mismatch.
 """
 import json
@@ -52,4 +54,27 @@ want = np.array(probe["logits"], np.float32)
 err = float(np.max(np.abs(got - want)))
 assert err <= 1e-4 * max(1.0, float(np.max(np.abs(want)))), f"logits differ by {err}"
 print(f"tf.compat.v1.train.Saver.restore: logits of {len(want)} probes match ferroflow's (max diff {err:.2e})")
-print("OK: TensorFlow reads ferroflow's checkpoint")
+
+cnn = json.load(open(f"{out}/cnn_probe.json"))
+g = tf.Graph()
+with g.as_default():
+    X = tf.compat.v1.placeholder(tf.float32, [None, 64], name="X")
+
+    def conv(x, filters, stride, name):
+        with tf.compat.v1.variable_scope(name):
+            k = tf.compat.v1.get_variable("kernel", [3, 3, x.shape[-1], filters])
+            b = tf.compat.v1.get_variable("bias", [filters])
+        return tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, k, [1, stride, stride, 1], "SAME"), b))
+
+    h = conv(conv(tf.reshape(X, [-1, 8, 8, 1]), 8, 1, "conv2d"), 16, 2, "conv2d_1")
+    h = tf.reshape(tf.nn.max_pool(h, [1, 2, 2, 1], [1, 2, 2, 1], "VALID"), [-1, 64])
+    logits = dense(dense(h, 32, tf.nn.relu, "dense"), 10, None, "dense_1")
+    saver = tf.compat.v1.train.Saver(tf.compat.v1.global_variables())
+    with tf.compat.v1.Session(graph=g) as sess:
+        saver.restore(sess, cnn["prefix"])
+        got = sess.run(logits, {X: np.array(cnn["inputs"], np.float32)})
+want = np.array(cnn["logits"], np.float32)
+err = float(np.max(np.abs(got - want)))
+assert err <= 1e-4 * max(1.0, float(np.max(np.abs(want)))), f"CNN logits differ by {err}"
+print(f"tf.compat.v1.train.Saver.restore: the CNN's logits of {len(want)} probes match ferroflow's (max diff {err:.2e})")
+print("OK: TensorFlow reads ferroflow's checkpoints")

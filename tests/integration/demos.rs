@@ -254,3 +254,44 @@ fn mnist_0_4_with_early_stopping_on_the_bundled_subset() {
     }
     std::fs::remove_dir_all(ck).unwrap();
 }
+
+#[test]
+fn the_cnn_learns_digits_from_a_small_subset_and_saves_a_restorable_checkpoint() {
+    use ferroflow_tools::demos::cnn;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let all = ferroflow::data::idx_dataset(
+        &dir.join("t10k-first1000-images-idx3-ubyte.gz"),
+        &dir.join("t10k-first1000-labels-idx1-ubyte.gz"),
+    )
+    .unwrap();
+    let pick = |r: std::ops::Range<usize>| all.select(&r.collect::<Vec<_>>());
+    let data = (pick(0..700), pick(700..800), pick(800..1000));
+    let out = std::env::temp_dir().join(format!("ff-cnn-{}", std::process::id()));
+    let cfg = cnn::Config {
+        epochs: 4,
+        batch_size: 50,
+        out_dir: out.clone(),
+        quiet: true,
+        ..Default::default()
+    };
+    let o = cnn::run(42, &data, &cfg).unwrap();
+    assert_eq!(o.validation_accuracy.len(), 4);
+    // 700 training images, four epochs: far above chance (10%) on 200 unseen ones.
+    assert!(o.test_accuracy > 0.75, "{o:?}");
+    // The checkpoint restores into a fresh network, which then classifies the test images as the
+    // trained one did (dropout is off outside training).
+    let net = cnn::Cnn::new(7).unwrap();
+    let sess = ferroflow::prelude::Session::new(&net.g);
+    ferroflow::io::Saver::new(&net.g, ferroflow::io::VarList::All)
+        .unwrap()
+        .restore(&sess, &o.checkpoint)
+        .unwrap();
+    let restored = ferroflow_tools::demos::accuracy(&sess, net.x, net.logits, &data.2).unwrap();
+    assert_eq!(restored, o.test_accuracy);
+    let chart = out.join("chart.svg");
+    cnn::plot(&chart, &[o]).unwrap();
+    assert!(std::fs::read_to_string(&chart)
+        .unwrap()
+        .contains("validation accuracy"));
+    std::fs::remove_dir_all(out).unwrap();
+}

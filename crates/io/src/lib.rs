@@ -53,6 +53,9 @@ pub enum IoError {
     DuplicateName { name: String },
     #[error("{path}: {message}")]
     MetaGraph { path: PathBuf, message: String },
+    /// A summary that cannot be written as asked (an image of an unsupported size or layout).
+    #[error("{path}: cannot write the summary: {message}")]
+    Summary { path: PathBuf, message: String },
     #[error(transparent)]
     Core(#[from] ferroflow_core::Error),
 }

@@ -36,8 +36,23 @@ pub struct SummaryValue {
     pub tag: String,
     #[prost(float, optional, tag = "2")]
     pub simple_value: Option<f32>,
+    #[prost(message, optional, tag = "4")]
+    pub image: Option<ImageProto>,
     #[prost(message, optional, tag = "5")]
     pub histo: Option<HistogramProto>,
+}
+
+/// TF's `Summary.Image`: a PNG and its size (colorspace 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ImageProto {
+    #[prost(int32, tag = "1")]
+    pub height: i32,
+    #[prost(int32, tag = "2")]
+    pub width: i32,
+    #[prost(int32, tag = "3")]
+    pub colorspace: i32,
+    #[prost(bytes = "vec", tag = "4")]
+    pub encoded_image_string: Vec<u8>,
 }
 
 /// TF's `Summary` message.
@@ -200,15 +215,15 @@ impl MergedSummary {
                 if *histo {
                     SummaryValue {
                         tag: tag.clone(),
-                        simple_value: None,
                         histo: Some(histogram_proto(&data)),
+                        ..Default::default()
                     }
                 } else {
                     let x = data.first().copied().unwrap_or(f64::NAN) as f32;
                     SummaryValue {
                         tag: tag.clone(),
                         simple_value: Some(x),
-                        histo: None,
+                        ..Default::default()
                     }
                 }
             })
@@ -315,7 +330,7 @@ impl FileWriter {
         let v = SummaryValue {
             tag: tag.into(),
             simple_value: Some(value as f32),
-            histo: None,
+            ..Default::default()
         };
         self.add_summary(Summary { value: vec![v] }, step)
     }
@@ -324,8 +339,69 @@ impl FileWriter {
     pub fn add_histogram(&mut self, tag: &str, values: &[f64], step: i64) -> Result<()> {
         let v = SummaryValue {
             tag: tag.into(),
-            simple_value: None,
             histo: Some(histogram_proto(values)),
+            ..Default::default()
+        };
+        self.add_summary(Summary { value: vec![v] }, step)
+    }
+
+    /// An image (TensorBoard's Images tab), as `tf.summary.image` writes one: `pixels` row-major,
+    /// `channels` (1 grey, 3 RGB, 4 RGBA) 8-bit values per pixel, stored as a PNG.
+    pub fn add_image(
+        &mut self,
+        tag: &str,
+        pixels: &[u8],
+        height: usize,
+        width: usize,
+        channels: usize,
+        step: i64,
+    ) -> Result<()> {
+        let bad = |message: String| IoError::Summary {
+            path: self.path.clone(),
+            message,
+        };
+        let color = match channels {
+            1 => png::ColorType::Grayscale,
+            3 => png::ColorType::Rgb,
+            4 => png::ColorType::Rgba,
+            c => {
+                return Err(bad(format!(
+                    "image '{tag}': {c} channels (1, 3 or 4 are supported)"
+                )))
+            }
+        };
+        let (h, w) = match (u32::try_from(height), u32::try_from(width)) {
+            (Ok(h), Ok(w)) if h > 0 && w > 0 => (h, w),
+            _ => return Err(bad(format!("image '{tag}': size {height}×{width}"))),
+        };
+        if height
+            .checked_mul(width)
+            .and_then(|n| n.checked_mul(channels))
+            != Some(pixels.len())
+        {
+            return Err(bad(format!(
+                "image '{tag}': {} values for {height}×{width}×{channels}",
+                pixels.len()
+            )));
+        }
+        let mut encoded = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut encoded, w, h);
+            enc.set_color(color);
+            enc.set_depth(png::BitDepth::Eight);
+            let png_error = |e: png::EncodingError| bad(format!("image '{tag}': {e}"));
+            let mut writer = enc.write_header().map_err(png_error)?;
+            writer.write_image_data(pixels).map_err(png_error)?;
+        }
+        let v = SummaryValue {
+            tag: tag.into(),
+            image: Some(ImageProto {
+                height: h as i32,
+                width: w as i32,
+                colorspace: channels as i32,
+                encoded_image_string: encoded,
+            }),
+            ..Default::default()
         };
         self.add_summary(Summary { value: vec![v] }, step)
     }
@@ -401,7 +477,7 @@ mod tests {
                 value: vec![SummaryValue {
                     tag: "mse".into(),
                     simple_value: Some(3.0),
-                    histo: None,
+                    ..Default::default()
                 }],
             }),
             ..Default::default()
@@ -414,5 +490,38 @@ mod tests {
         ]);
         want.extend_from_slice(&3.0f32.to_le_bytes());
         assert_eq!(b, want);
+    }
+
+    #[test]
+    fn an_image_is_written_as_a_png_tensorboard_can_show() {
+        let dir = std::env::temp_dir().join(format!("ff-image-summary-{}", std::process::id()));
+        let mut w = FileWriter::new(&dir, None).unwrap();
+        // A 2×3 grey image: 0, 50, 100 over 150, 200, 250.
+        let pixels = [0u8, 50, 100, 150, 200, 250];
+        w.add_image("filters", &pixels, 2, 3, 1, 7).unwrap();
+        let e = w.add_image("bad", &pixels, 2, 2, 1, 7).unwrap_err();
+        assert!(e.to_string().contains("6 values for 2×2×1"), "{e}");
+        let e = w.add_image("bad", &pixels, 1, 3, 2, 7).unwrap_err();
+        assert!(e.to_string().contains("2 channels"), "{e}");
+        w.flush().unwrap();
+        // The second record of the file (after the file-version event).
+        let bytes = std::fs::read(w.path()).unwrap();
+        let first = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let at = 12 + first + 4;
+        let len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+        let data = &bytes[at + 12..at + 12 + len];
+        let event: Event = prost::Message::decode(data).unwrap();
+        assert_eq!(event.step, 7);
+        let value = &event.summary.unwrap().value[0];
+        assert_eq!(value.tag, "filters");
+        let image = value.image.as_ref().unwrap();
+        assert_eq!((image.height, image.width, image.colorspace), (2, 3, 1));
+        let decoder = png::Decoder::new(image.encoded_image_string.as_slice());
+        let mut reader = decoder.read_info().unwrap();
+        let mut out = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut out).unwrap();
+        assert_eq!((info.width, info.height), (3, 2));
+        assert_eq!(&out[..info.buffer_size()], &pixels);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod batch_norm;
 pub mod clipping;
+pub mod cnn;
 pub mod mnist;
 pub mod plot;
 pub mod transfer;
