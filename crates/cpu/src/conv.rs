@@ -293,6 +293,51 @@ fn scatter_patches<T: Float>(
     Ok(())
 }
 
+/// One chunk of the patch matrix: its first image, how many images, and its rows (output pixels)
+/// `r0..r0 + rows`.
+#[derive(Clone, Copy)]
+struct Chunk {
+    n0: usize,
+    images: usize,
+    r0: usize,
+    rows: usize,
+}
+
+/// Runs `body` over the chunks of whole images (see the module's documentation), in order, with a
+/// scratch vector from the pool that can hold one chunk's patch matrix.
+fn for_each_chunk<T: Float>(
+    ctx: &Context<'_>,
+    g: &Window2d,
+    mut body: impl FnMut(Chunk, &mut Vec<T>) -> Result<()>,
+) -> Result<()> {
+    let per = g.images_per_chunk()?;
+    let image_rows = g.out_h * g.out_w;
+    let mut scratch: Vec<T> = ctx.try_vec(checked(&[per, image_rows, g.patch_len()?])?)?;
+    let mut n0 = 0;
+    while n0 < g.batch {
+        let images = per.min(g.batch - n0);
+        let chunk = Chunk {
+            n0,
+            images,
+            r0: n0 * image_rows,
+            rows: images * image_rows,
+        };
+        body(chunk, &mut scratch)?;
+        n0 += images;
+    }
+    ctx.recycle(scratch);
+    Ok(())
+}
+
+/// The empty vector `v` made `len` zeros, fallibly (`what` names it in the out-of-memory error).
+fn zeros<T: Float>(v: &mut Vec<T>, len: usize, what: &'static str) -> Result<()> {
+    v.clear();
+    v.try_reserve_exact(len)
+        .map_err(|_| Error::out_of_memory::<T>(what, len))?;
+    v.resize(len, T::zero());
+    Ok(())
+}
+
 /// TF's `Conv2D`: `x` (NHWC, as `g` says) with the filter `w` (`k_h × k_w × channels × out_c`,
 /// HWIO) into the empty `out` (`batch × out_h × out_w × out_c`).
 pub fn conv2d<T: Float>(
@@ -318,19 +363,11 @@ pub fn conv2d<T: Float>(
     let len = checked(&[pixels, out_c])?;
     out.clear();
     let spare = crate::gemm::spare_of_empty(out, len, "conv2d")?;
-    let per = g.images_per_chunk()?;
-    let image_rows = g.out_h * g.out_w;
-    let mut scratch: Vec<T> = ctx.try_vec(per * image_rows * k)?;
-    let mut n0 = 0;
-    while n0 < g.batch {
-        let images = per.min(g.batch - n0);
-        let (r0, rows) = (n0 * image_rows, images * image_rows);
-        patches(ctx, g, x, r0, rows, &mut scratch)?;
-        let c = &mut spare[r0 * out_c..(r0 + rows) * out_c];
-        gemm_into_uninit(ctx, c, MatRef::row_major(&scratch, rows, k, false), wm)?;
-        n0 += images;
-    }
-    ctx.recycle(scratch);
+    for_each_chunk(ctx, g, |c, scratch| {
+        patches(ctx, g, x, c.r0, c.rows, scratch)?;
+        let rows = &mut spare[c.r0 * out_c..(c.r0 + c.rows) * out_c];
+        gemm_into_uninit(ctx, rows, MatRef::row_major(scratch, c.rows, k, false), wm)
+    })?;
     // SAFETY: the chunks cover the images `0..batch`, whose output rows are all `len` slots, and
     // each chunk's product returned Ok, having written all of its rows.
     unsafe { out.set_len(len) };
@@ -359,26 +396,18 @@ pub fn conv2d_backprop_input<T: Float>(
     if g.is_pointwise() {
         return gemm_into_vec(ctx, dx, MatRef::row_major(dy, pixels, out_c, false), wt);
     }
-    let len = g.input_len()?;
-    dx.clear();
-    dx.try_reserve_exact(len)
-        .map_err(|_| Error::out_of_memory::<T>("an input gradient", len))?;
-    dx.resize(len, T::zero());
-    let per = g.images_per_chunk()?;
-    let image_rows = g.out_h * g.out_w;
-    let mut scratch: Vec<T> = ctx.try_vec(per * image_rows * k)?;
-    let mut n0 = 0;
-    while n0 < g.batch {
-        let images = per.min(g.batch - n0);
-        let (r0, rows) = (n0 * image_rows, images * image_rows);
+    zeros(dx, g.input_len()?, "an input gradient")?;
+    for_each_chunk(ctx, g, |c, scratch| {
         scratch.clear();
-        let dyc = MatRef::row_major(&dy[r0 * out_c..(r0 + rows) * out_c], rows, out_c, false);
-        gemm_into_vec(ctx, &mut scratch, dyc, wt)?;
-        scatter_patches(ctx, g, &scratch, n0, images, dx)?;
-        n0 += images;
-    }
-    ctx.recycle(scratch);
-    Ok(())
+        let dy = &dy[c.r0 * out_c..(c.r0 + c.rows) * out_c];
+        gemm_into_vec(
+            ctx,
+            scratch,
+            MatRef::row_major(dy, c.rows, out_c, false),
+            wt,
+        )?;
+        scatter_patches(ctx, g, scratch, c.n0, c.images, dx)
+    })
 }
 
 /// TF's `Conv2DBackpropFilter`: the gradient of [`conv2d`] with respect to its filter, from the
@@ -404,24 +433,17 @@ pub fn conv2d_backprop_filter<T: Float>(
         let xt = MatRef::row_major(x, pixels, k, true);
         return gemm_into_vec(ctx, dw, xt, MatRef::row_major(dy, pixels, out_c, false));
     }
-    let len = checked(&[k, out_c])?;
-    dw.clear();
-    dw.try_reserve_exact(len)
-        .map_err(|_| Error::out_of_memory::<T>("a filter gradient", len))?;
-    dw.resize(len, T::zero());
-    let per = g.images_per_chunk()?;
-    let image_rows = g.out_h * g.out_w;
-    let mut scratch: Vec<T> = ctx.try_vec(per * image_rows * k)?;
-    let mut n0 = 0;
-    while n0 < g.batch {
-        let images = per.min(g.batch - n0);
-        let (r0, rows) = (n0 * image_rows, images * image_rows);
-        patches(ctx, g, x, r0, rows, &mut scratch)?;
-        let pt = MatRef::row_major(&scratch, rows, k, true);
-        let dyc = MatRef::row_major(&dy[r0 * out_c..(r0 + rows) * out_c], rows, out_c, false);
-        gemm(ctx, dw, pt, dyc, n0 > 0)?;
-        n0 += images;
-    }
-    ctx.recycle(scratch);
-    Ok(())
+    zeros(dw, checked(&[k, out_c])?, "a filter gradient")?;
+    for_each_chunk(ctx, g, |c, scratch| {
+        patches(ctx, g, x, c.r0, c.rows, scratch)?;
+        let pt = MatRef::row_major(scratch, c.rows, k, true);
+        let dy = &dy[c.r0 * out_c..(c.r0 + c.rows) * out_c];
+        gemm(
+            ctx,
+            dw,
+            pt,
+            MatRef::row_major(dy, c.rows, out_c, false),
+            c.n0 > 0,
+        )
+    })
 }

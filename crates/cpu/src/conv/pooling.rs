@@ -4,9 +4,9 @@
 //! gradient of a maximum goes to the first tap in row-major window order that holds it, as TF's
 //! CPU kernel resolves ties. Each image is one task: images never share input pixels.
 
-use super::{checked, Window2d};
+use super::{checked, zeros, Window2d};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::math::Float;
 use rayon::prelude::*;
 
@@ -63,15 +63,6 @@ fn image_sizes(
         g.check(kernel, &[(what, got, want)])?;
     }
     Ok((in_image, out_image))
-}
-
-/// An empty vector made `len` zeros, fallibly.
-fn zeros<T: Float>(v: &mut Vec<T>, len: usize, what: &'static str) -> Result<()> {
-    v.clear();
-    v.try_reserve_exact(len)
-        .map_err(|_| Error::out_of_memory::<T>(what, len))?;
-    v.resize(len, T::zero());
-    Ok(())
 }
 
 /// TF's `MaxPool` of `x` into the empty `out`. A window with no tap inside the input gives -∞

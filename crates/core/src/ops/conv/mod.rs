@@ -203,17 +203,35 @@ fn filter_dims(w: &[usize], op: &str) -> OpResult<([usize; 2], usize, usize)> {
 }
 
 /// Which of the three convolution ops a node is.
-#[derive(Clone, Copy)]
-enum Which {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConvKind {
+    /// `tf.nn.conv2d`: inputs `x` `[N, H, W, C]` and `filter` `[k_h, k_w, C, O]`; output
+    /// `[N, OH, OW, O]`, `y[n, oh, ow, o] = Σ_{kh, kw, c} x[n, oh·s_h + kh·d_h - pad_top,
+    /// ow·s_w + kw·d_w - pad_left, c] · filter[kh, kw, c, o]` over the taps inside the input.
     Forward,
+    /// `Conv2DBackpropInput`, the gradient with respect to the input: inputs `x` (for its shape),
+    /// `filter`, `dy`; output `x`'s shape.
     Input,
+    /// `Conv2DBackpropFilter`, the gradient with respect to the filter: inputs `x`, `filter` (for
+    /// its shape), `dy`; output the filter's shape.
     Filter,
+}
+
+impl ConvKind {
+    /// TF's op type.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvKind::Forward => "Conv2D",
+            ConvKind::Input => "Conv2DBackpropInput",
+            ConvKind::Filter => "Conv2DBackpropFilter",
+        }
+    }
 }
 
 /// The shared shape rule: inputs (x or its stand-in, w or its stand-in[, dy]); the output is the
 /// convolution's output, the input's shape, or the filter's shape.
-fn infer_conv(inputs: &[TensorInfo], attrs: &ConvAttrs, which: Which, op: &str) -> InferResult {
-    let n = if matches!(which, Which::Forward) {
+fn infer_conv(inputs: &[TensorInfo], attrs: &ConvAttrs, which: ConvKind, op: &str) -> InferResult {
+    let n = if matches!(which, ConvKind::Forward) {
         2
     } else {
         3
@@ -257,9 +275,9 @@ fn infer_conv(inputs: &[TensorInfo], attrs: &ConvAttrs, which: Which, op: &str) 
         }
     }
     let shape = match which {
-        Which::Forward => out,
-        Which::Input => inputs[0].shape.clone(),
-        Which::Filter => inputs[1].shape.clone(),
+        ConvKind::Forward => out,
+        ConvKind::Input => inputs[0].shape.clone(),
+        ConvKind::Filter => inputs[1].shape.clone(),
     };
     Ok(Some(TensorInfo::new(dtype, shape)))
 }
@@ -267,7 +285,7 @@ fn infer_conv(inputs: &[TensorInfo], attrs: &ConvAttrs, which: Which, op: &str) 
 fn conv_typed<T: FloatArray>(
     ctx: &Context<'_>,
     attrs: &ConvAttrs,
-    which: Which,
+    which: ConvKind,
     inputs: &[&Value],
     op: &str,
 ) -> OpResult<Value> {
@@ -285,17 +303,17 @@ fn conv_typed<T: FloatArray>(
     }
     let out_shape = [g.batch, g.out_h, g.out_w, c_out];
     let len = match which {
-        Which::Forward => Value::checked_len(&out_shape)?,
-        Which::Input => x.len(),
-        Which::Filter => w.len(),
+        ConvKind::Forward => Value::checked_len(&out_shape)?,
+        ConvKind::Input => x.len(),
+        ConvKind::Filter => w.len(),
     };
     let mut out = ctx.try_vec::<T>(len)?;
     let shape: &[usize] = match which {
-        Which::Forward => {
+        ConvKind::Forward => {
             ferroflow_cpu::conv::conv2d(ctx, &g, &row_major(x), &row_major(w), c_out, &mut out)?;
             &out_shape
         }
-        Which::Input | Which::Filter => {
+        ConvKind::Input | ConvKind::Filter => {
             let dy = float_input::<T>(inputs, 2, op)?;
             if dy.shape() != out_shape {
                 return Err(KernelError::Shape(format!(
@@ -303,7 +321,7 @@ fn conv_typed<T: FloatArray>(
                     dy.shape()
                 )));
             }
-            if let Which::Input = which {
+            if let ConvKind::Input = which {
                 let (dy, w) = (row_major(dy), row_major(w));
                 ferroflow_cpu::conv::conv2d_backprop_input(ctx, &g, &dy, &w, c_out, &mut out)?;
                 x.shape()
@@ -322,7 +340,7 @@ fn conv_typed<T: FloatArray>(
 fn compute_conv(
     ctx: &Context<'_>,
     attrs: &ConvAttrs,
-    which: Which,
+    which: ConvKind,
     inputs: &[&Value],
     op: &str,
 ) -> OpResult<Value> {
@@ -334,82 +352,54 @@ fn compute_conv(
     )
 }
 
-/// `tf.nn.conv2d`: inputs `x` `[N, H, W, C]` and `filter` `[k_h, k_w, C, O]`; output
-/// `[N, OH, OW, O]`, `y[n, oh, ow, o] = Σ_{kh, kw, c} x[n, oh·s_h + kh·d_h - pad_top, ow·s_w +
-/// kw·d_w - pad_left, c] · filter[kh, kw, c, o]` over the taps inside the input.
+/// A convolution op or one of its gradients (see [`ConvKind`]), with its attributes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Conv2D(pub ConvAttrs);
-
-/// The gradient of [`Conv2D`] with respect to its input: inputs `x` (for its shape), `filter`,
-/// `dy`; output `x`'s shape.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Conv2DBackpropInput(pub ConvAttrs);
-
-/// The gradient of [`Conv2D`] with respect to its filter: inputs `x`, `filter` (for its shape),
-/// `dy`; output the filter's shape.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Conv2DBackpropFilter(pub ConvAttrs);
-
-impl OpDef for Conv2D {
-    fn type_name(&self) -> &'static str {
-        "Conv2D"
-    }
-    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
-        infer_conv(inputs, &self.0, Which::Forward, "Conv2D")
-    }
-    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
-        compute_conv(ctx, &self.0, Which::Forward, inputs, "Conv2D")
-    }
-    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
-        let (x, w) = (ctx.input(0)?, ctx.input(1)?);
-        Ok(vec![
-            Some(ctx.graph.conv2d_backprop_input(x, w, grad, self.0)?),
-            Some(ctx.graph.conv2d_backprop_filter(x, w, grad, self.0)?),
-        ])
-    }
+pub struct Conv {
+    pub kind: ConvKind,
+    pub attrs: ConvAttrs,
 }
 
-impl OpDef for Conv2DBackpropInput {
+impl OpDef for Conv {
     fn type_name(&self) -> &'static str {
-        "Conv2DBackpropInput"
+        self.kind.name()
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
-        infer_conv(inputs, &self.0, Which::Input, "Conv2DBackpropInput")
+        infer_conv(inputs, &self.attrs, self.kind, self.kind.name())
     }
     fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
-        compute_conv(ctx, &self.0, Which::Input, inputs, "Conv2DBackpropInput")
+        compute_conv(ctx, &self.attrs, self.kind, inputs, self.kind.name())
     }
-    /// `dx = B(w, dy)` is linear in each of `w` and `dy`, and `⟨h, B(w, dy)⟩ = ⟨dy, conv(h, w)⟩`:
-    /// so `∂/∂dy = conv(h, w)` and `∂/∂w = BackpropFilter(h, dy)`.
+    /// All three are bilinear in their data inputs, with `⟨dy, conv(x, w)⟩ = ⟨BackpropInput(w,
+    /// dy), x⟩ = ⟨BackpropFilter(x, dy), w⟩`. So `Conv2D` gives `BackpropInput(x, w, g)` and
+    /// `BackpropFilter(x, w, g)`; `BackpropInput(·, w, dy)` with incoming `h` (shaped as x) gives
+    /// `∂/∂w = BackpropFilter(h, w, dy)` and `∂/∂dy = conv(h, w)`; `BackpropFilter(x, ·, dy)` with
+    /// incoming `h` (shaped as w) gives `∂/∂x = BackpropInput(x, h, dy)` and `∂/∂dy = conv(x, h)`.
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
-        let (w, dy) = (ctx.input(1)?, ctx.input(2)?);
-        Ok(vec![
-            None,
-            Some(ctx.graph.conv2d_backprop_filter(grad, w, dy, self.0)?),
-            Some(ctx.graph.conv2d_with(grad, w, self.0)?),
-        ])
-    }
-}
-
-impl OpDef for Conv2DBackpropFilter {
-    fn type_name(&self) -> &'static str {
-        "Conv2DBackpropFilter"
-    }
-    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
-        infer_conv(inputs, &self.0, Which::Filter, "Conv2DBackpropFilter")
-    }
-    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
-        compute_conv(ctx, &self.0, Which::Filter, inputs, "Conv2DBackpropFilter")
-    }
-    /// `dw = F(x, dy)` with `⟨h, F(x, dy)⟩ = ⟨dy, conv(x, h)⟩`: `∂/∂dy = conv(x, h)` and
-    /// `∂/∂x = BackpropInput(h, dy)`.
-    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
-        let (x, dy) = (ctx.input(0)?, ctx.input(2)?);
-        Ok(vec![
-            Some(ctx.graph.conv2d_backprop_input(x, grad, dy, self.0)?),
-            None,
-            Some(ctx.graph.conv2d_with(x, grad, self.0)?),
-        ])
+        let g = ctx.graph;
+        let node = |kind: ConvKind, inputs: [Tensor; 3]| g.conv_node(kind, &inputs, self.attrs);
+        let (a, b) = (ctx.input(0)?, ctx.input(1)?);
+        Ok(match self.kind {
+            ConvKind::Forward => vec![
+                Some(node(ConvKind::Input, [a, b, grad])?),
+                Some(node(ConvKind::Filter, [a, b, grad])?),
+            ],
+            ConvKind::Input => {
+                let dy = ctx.input(2)?;
+                vec![
+                    None,
+                    Some(node(ConvKind::Filter, [grad, b, dy])?),
+                    Some(g.conv2d_with(grad, b, self.attrs)?),
+                ]
+            }
+            ConvKind::Filter => {
+                let dy = ctx.input(2)?;
+                vec![
+                    Some(node(ConvKind::Input, [a, grad, dy])?),
+                    None,
+                    Some(g.conv2d_with(a, grad, self.attrs)?),
+                ]
+            }
+        })
     }
 }
 
@@ -465,12 +455,7 @@ impl Graph {
         filter: impl Into<Tensor>,
         attrs: ConvAttrs,
     ) -> Result<Tensor> {
-        self.add_node(
-            Conv2D(attrs).into(),
-            &[input.into(), filter.into()],
-            None,
-            "Conv2D",
-        )
+        self.conv_node(ConvKind::Forward, &[input.into(), filter.into()], attrs)
     }
 
     /// TF's `Conv2DBackpropInput`, the shape taken from `input` (see the module's documentation).
@@ -481,12 +466,7 @@ impl Graph {
         out_backprop: Tensor,
         attrs: ConvAttrs,
     ) -> Result<Tensor> {
-        self.add_node(
-            Conv2DBackpropInput(attrs).into(),
-            &[input, filter, out_backprop],
-            None,
-            "Conv2DBackpropInput",
-        )
+        self.conv_node(ConvKind::Input, &[input, filter, out_backprop], attrs)
     }
 
     /// TF's `Conv2DBackpropFilter`, the shape taken from `filter`.
@@ -497,11 +477,10 @@ impl Graph {
         out_backprop: Tensor,
         attrs: ConvAttrs,
     ) -> Result<Tensor> {
-        self.add_node(
-            Conv2DBackpropFilter(attrs).into(),
-            &[input, filter, out_backprop],
-            None,
-            "Conv2DBackpropFilter",
-        )
+        self.conv_node(ConvKind::Filter, &[input, filter, out_backprop], attrs)
+    }
+
+    fn conv_node(&self, kind: ConvKind, inputs: &[Tensor], attrs: ConvAttrs) -> Result<Tensor> {
+        self.add_node(Conv { kind, attrs }.into(), inputs, None, kind.name())
     }
 }

@@ -29,41 +29,48 @@ pub struct PoolAttrs {
 }
 
 /// Which pooling op a node is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Which {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PoolKind {
+    /// `tf.nn.max_pool`: the maximum of each window, per channel.
     Max,
+    /// The gradient of `Max`: inputs the pool's input, its output and the output's gradient (TF's
+    /// order; the kernel finds each window's maximum again from the input).
     MaxGrad,
+    /// `tf.nn.avg_pool`: the mean of each window's taps inside the input, per channel.
     Avg,
+    /// The gradient of `Avg`: inputs the pool's input (for its shape; TF takes the shape as a
+    /// tensor) and the output's gradient.
     AvgGrad,
 }
 
-impl Which {
-    fn name(self) -> &'static str {
+impl PoolKind {
+    /// TF's op type.
+    pub fn name(self) -> &'static str {
         match self {
-            Which::Max => "MaxPool",
-            Which::MaxGrad => "MaxPoolGrad",
-            Which::Avg => "AvgPool",
-            Which::AvgGrad => "AvgPoolGrad",
+            PoolKind::Max => "MaxPool",
+            PoolKind::MaxGrad => "MaxPoolGrad",
+            PoolKind::Avg => "AvgPool",
+            PoolKind::AvgGrad => "AvgPoolGrad",
         }
     }
     /// The input that holds the output gradient, for the gradient ops.
     fn grad_input(self) -> Option<usize> {
         match self {
-            Which::MaxGrad => Some(2),
-            Which::AvgGrad => Some(1),
-            Which::Max | Which::Avg => None,
+            PoolKind::MaxGrad => Some(2),
+            PoolKind::AvgGrad => Some(1),
+            PoolKind::Max | PoolKind::Avg => None,
         }
     }
 }
 
 /// Shape rule: the forward ops map `[N, H, W, C]` to `[N, OH, OW, C]`; the gradient ops give their
 /// first input's shape, and check the output gradient against the pooled shape.
-fn infer_pool(inputs: &[TensorInfo], a: &PoolAttrs, which: Which) -> InferResult {
+fn infer_pool(inputs: &[TensorInfo], a: &PoolAttrs, which: PoolKind) -> InferResult {
     let op = which.name();
     let arity = match which {
-        Which::Max | Which::Avg => 1,
-        Which::AvgGrad => 2,
-        Which::MaxGrad => 3,
+        PoolKind::Max | PoolKind::Avg => 1,
+        PoolKind::AvgGrad => 2,
+        PoolKind::MaxGrad => 3,
     };
     expect_arity(inputs, arity, op)?;
     let dtype = same_dtype(inputs)?;
@@ -92,7 +99,7 @@ fn infer_pool(inputs: &[TensorInfo], a: &PoolAttrs, which: Which) -> InferResult
 fn pool_typed<T: FloatArray>(
     ctx: &Context<'_>,
     a: &PoolAttrs,
-    which: Which,
+    which: PoolKind,
     inputs: &[&Value],
 ) -> OpResult<Value> {
     let op = which.name();
@@ -118,12 +125,12 @@ fn pool_typed<T: FloatArray>(
     };
     let mut out = ctx.try_vec::<T>(len)?;
     match (which, dy) {
-        (Which::Max, _) => pooling::max_pool(ctx, &g, &row_major(x), &mut out)?,
-        (Which::Avg, _) => pooling::avg_pool(ctx, &g, &row_major(x), &mut out)?,
-        (Which::MaxGrad, Some(dy)) => {
+        (PoolKind::Max, _) => pooling::max_pool(ctx, &g, &row_major(x), &mut out)?,
+        (PoolKind::Avg, _) => pooling::avg_pool(ctx, &g, &row_major(x), &mut out)?,
+        (PoolKind::MaxGrad, Some(dy)) => {
             pooling::max_pool_grad(ctx, &g, &row_major(x), &dy, &mut out)?
         }
-        (Which::AvgGrad, Some(dy)) => pooling::avg_pool_grad(ctx, &g, &dy, &mut out)?,
+        (PoolKind::AvgGrad, Some(dy)) => pooling::avg_pool_grad(ctx, &g, &dy, &mut out)?,
         _ => {
             return Err(KernelError::InvalidArgument(format!(
                 "{op}: missing its gradient input"
@@ -143,7 +150,7 @@ fn pool_typed<T: FloatArray>(
 fn compute_pool(
     ctx: &Context<'_>,
     a: &PoolAttrs,
-    which: Which,
+    which: PoolKind,
     inputs: &[&Value],
 ) -> OpResult<Value> {
     by_float(
@@ -154,94 +161,41 @@ fn compute_pool(
     )
 }
 
-/// `tf.nn.max_pool`: the maximum of each window, per channel.
+/// A pooling op or its gradient (see [`PoolKind`]), with its window.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MaxPool(pub PoolAttrs);
-
-/// The gradient of [`MaxPool`]: inputs the pool's input, its output and the output's gradient (TF's
-/// order; the kernel finds each window's maximum again from the input).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MaxPoolGrad(pub PoolAttrs);
-
-/// `tf.nn.avg_pool`: the mean of each window's taps inside the input, per channel.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AvgPool(pub PoolAttrs);
-
-/// The gradient of [`AvgPool`]: inputs the pool's input (for its shape; TF takes the shape as a
-/// tensor) and the output's gradient.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AvgPoolGrad(pub PoolAttrs);
-
-impl OpDef for MaxPool {
-    fn type_name(&self) -> &'static str {
-        "MaxPool"
-    }
-    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
-        infer_pool(inputs, &self.0, Which::Max)
-    }
-    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
-        compute_pool(ctx, &self.0, Which::Max, inputs)
-    }
-    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
-        let x = ctx.input(0)?;
-        let dx = ctx.graph.add_node(
-            MaxPoolGrad(self.0).into(),
-            &[x, ctx.output, grad],
-            None,
-            "MaxPoolGrad",
-        )?;
-        Ok(vec![Some(dx)])
-    }
+pub struct Pool {
+    pub kind: PoolKind,
+    pub attrs: PoolAttrs,
 }
 
-impl OpDef for MaxPoolGrad {
+impl OpDef for Pool {
     fn type_name(&self) -> &'static str {
-        "MaxPoolGrad"
+        self.kind.name()
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
-        infer_pool(inputs, &self.0, Which::MaxGrad)
+        infer_pool(inputs, &self.attrs, self.kind)
     }
     fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
-        compute_pool(ctx, &self.0, Which::MaxGrad, inputs)
+        compute_pool(ctx, &self.attrs, self.kind, inputs)
     }
-}
-
-impl OpDef for AvgPool {
-    fn type_name(&self) -> &'static str {
-        "AvgPool"
-    }
-    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
-        infer_pool(inputs, &self.0, Which::Avg)
-    }
-    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
-        compute_pool(ctx, &self.0, Which::Avg, inputs)
-    }
+    /// `MaxPool`: `MaxPoolGrad(x, y, dy)`. `AvgPool`: `AvgPoolGrad(x, dy)`. `AvgPoolGrad` is linear
+    /// in the output gradient and the adjoint of `AvgPool`: its gradient is `AvgPool` of the
+    /// incoming gradient. `MaxPoolGrad` has none.
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(ctx.graph.avg_pool_grad(
-            ctx.input(0)?,
-            grad,
-            self.0,
-        )?)])
-    }
-}
-
-impl OpDef for AvgPoolGrad {
-    fn type_name(&self) -> &'static str {
-        "AvgPoolGrad"
-    }
-    fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
-        infer_pool(inputs, &self.0, Which::AvgGrad)
-    }
-    fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
-        compute_pool(ctx, &self.0, Which::AvgGrad, inputs)
-    }
-    /// Linear in the output gradient, and the adjoint of `AvgPool`: its gradient is `AvgPool` of
-    /// the incoming gradient.
-    fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
-        let pooled = ctx
-            .graph
-            .add_node(AvgPool(self.0).into(), &[grad], None, "AvgPool")?;
-        Ok(vec![None, Some(pooled)])
+        let g = ctx.graph;
+        let node = |kind: PoolKind, inputs: &[Tensor]| g.pool_node(kind, inputs, self.attrs);
+        match self.kind {
+            PoolKind::Max => Ok(vec![Some(node(
+                PoolKind::MaxGrad,
+                &[ctx.input(0)?, ctx.output, grad],
+            )?)]),
+            PoolKind::Avg => Ok(vec![Some(node(PoolKind::AvgGrad, &[ctx.input(0)?, grad])?)]),
+            PoolKind::AvgGrad => Ok(vec![None, Some(node(PoolKind::Avg, &[grad])?)]),
+            PoolKind::MaxGrad => Err(crate::error::Error::NoGradient {
+                node: ctx.name.clone(),
+                op: self.type_name().into(),
+            }),
+        }
     }
 }
 
@@ -255,8 +209,8 @@ impl Graph {
         strides: &[usize],
         padding: &str,
     ) -> Result<Tensor> {
-        let a = pool_attrs("MaxPool", ksize, strides, padding)?;
-        self.add_node(MaxPool(a).into(), &[value.into()], None, "MaxPool")
+        let attrs = pool_attrs("MaxPool", ksize, strides, padding)?;
+        self.pool_node(PoolKind::Max, &[value.into()], attrs)
     }
 
     /// `tf.nn.avg_pool(value, ksize, strides, padding)` (NHWC).
@@ -267,18 +221,17 @@ impl Graph {
         strides: &[usize],
         padding: &str,
     ) -> Result<Tensor> {
-        let a = pool_attrs("AvgPool", ksize, strides, padding)?;
-        self.add_node(AvgPool(a).into(), &[value.into()], None, "AvgPool")
+        let attrs = pool_attrs("AvgPool", ksize, strides, padding)?;
+        self.pool_node(PoolKind::Avg, &[value.into()], attrs)
     }
 
     /// TF's `AvgPoolGrad`, the shape taken from `input`.
     pub fn avg_pool_grad(&self, input: Tensor, grad: Tensor, attrs: PoolAttrs) -> Result<Tensor> {
-        self.add_node(
-            AvgPoolGrad(attrs).into(),
-            &[input, grad],
-            None,
-            "AvgPoolGrad",
-        )
+        self.pool_node(PoolKind::AvgGrad, &[input, grad], attrs)
+    }
+
+    fn pool_node(&self, kind: PoolKind, inputs: &[Tensor], attrs: PoolAttrs) -> Result<Tensor> {
+        self.add_node(Pool { kind, attrs }.into(), inputs, None, kind.name())
     }
 }
 
