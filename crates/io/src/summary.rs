@@ -1,7 +1,7 @@
 //! TensorBoard summaries: event files framed and encoded exactly as TensorFlow writes them (TFRecord
 //! framing with masked CRC-32C, `Event`/`Summary`/`HistogramProto` protobufs via prost, TF's default
-//! histogram buckets), a `GraphDef` of the graph for the graph view, and summary ops collected in
-//! SUMMARIES.
+//! histogram buckets), a `GraphDef` of the graph for the graph view, summary ops collected in
+//! SUMMARIES, and images (PNG) and text written straight to the file.
 //!
 //! Difference from TF: ferroflow has no string tensors, so `scalar` and `histogram` return the tensor
 //! they watch (an identity named after the summary) and `merge_all` gives a [`MergedSummary`] that
@@ -40,6 +40,42 @@ pub struct SummaryValue {
     pub image: Option<ImageProto>,
     #[prost(message, optional, tag = "5")]
     pub histo: Option<HistogramProto>,
+    #[prost(message, optional, tag = "8")]
+    pub tensor: Option<TensorProto>,
+    #[prost(message, optional, tag = "9")]
+    pub metadata: Option<SummaryMetadata>,
+}
+
+/// The parts of TF's `TensorProto` a text summary uses: a scalar string.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TensorProto {
+    /// `DT_STRING` is 7.
+    #[prost(int32, tag = "1")]
+    pub dtype: i32,
+    #[prost(message, optional, tag = "2")]
+    pub tensor_shape: Option<TensorShapeProto>,
+    #[prost(bytes = "vec", repeated, tag = "8")]
+    pub string_val: Vec<Vec<u8>>,
+}
+
+/// TF's `TensorShapeProto` (no dimensions: a scalar).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TensorShapeProto {}
+
+/// TF's `SummaryMetadata`: which TensorBoard plugin shows the value.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SummaryMetadata {
+    #[prost(message, optional, tag = "1")]
+    pub plugin_data: Option<PluginData>,
+}
+
+/// TF's `SummaryMetadata.PluginData`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PluginData {
+    #[prost(string, tag = "1")]
+    pub plugin_name: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub content: Vec<u8>,
 }
 
 /// TF's `Summary.Image`: a PNG and its size (colorspace 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA).
@@ -236,11 +272,18 @@ fn masked_crc(data: &[u8]) -> u32 {
     crate::tf_checkpoint::masked_crc32c(data)
 }
 
-/// Writes event files for TensorBoard (TF's `tf.summary.FileWriter`).
+/// Writes event files for TensorBoard (TF's `tf.summary.FileWriter`). As in TF, events reach the
+/// file at least every `flush_secs` (120 by default; [`FileWriter::flush_secs`]), on
+/// [`FileWriter::flush`] and [`FileWriter::close`], and when the writer is dropped.
 pub struct FileWriter {
     path: PathBuf,
     out: std::io::BufWriter<std::fs::File>,
+    flush_every: std::time::Duration,
+    last_flush: std::time::Instant,
 }
+
+/// TF's default `flush_secs`.
+const FLUSH_SECS: u64 = 120;
 
 fn now() -> f64 {
     std::time::SystemTime::now()
@@ -269,6 +312,8 @@ impl FileWriter {
         let mut w = FileWriter {
             path,
             out: std::io::BufWriter::new(file),
+            flush_every: std::time::Duration::from_secs(FLUSH_SECS),
+            last_flush: std::time::Instant::now(),
         };
         w.write_event(&Event {
             wall_time: secs.floor(),
@@ -279,6 +324,13 @@ impl FileWriter {
             w.add_graph(g)?;
         }
         Ok(w)
+    }
+
+    /// TF's `flush_secs`: events written since the last flush reach the file once this many seconds
+    /// have passed (checked when an event is added); 0 flushes every event.
+    pub fn flush_secs(mut self, secs: f64) -> Self {
+        self.flush_every = std::time::Duration::from_secs_f64(secs.max(0.0));
+        self
     }
 
     /// The event file's path.
@@ -418,11 +470,36 @@ impl FileWriter {
         rec.extend_from_slice(&masked_crc(&len).to_le_bytes());
         rec.extend_from_slice(&data);
         rec.extend_from_slice(&masked_crc(&data).to_le_bytes());
-        self.out.write_all(&rec).map_err(io)
+        self.out.write_all(&rec).map_err(io)?;
+        if self.last_flush.elapsed() >= self.flush_every {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// `tf.summary.text(tag, text)` without a graph op: a string shown by TensorBoard's Text tab.
+    pub fn add_text(&mut self, tag: &str, text: &str, step: i64) -> Result<()> {
+        let v = SummaryValue {
+            tag: tag.into(),
+            tensor: Some(TensorProto {
+                dtype: 7,
+                tensor_shape: Some(TensorShapeProto {}),
+                string_val: vec![text.as_bytes().to_vec()],
+            }),
+            metadata: Some(SummaryMetadata {
+                plugin_data: Some(PluginData {
+                    plugin_name: "text".into(),
+                    content: Vec::new(),
+                }),
+            }),
+            ..Default::default()
+        };
+        self.add_summary(Summary { value: vec![v] }, step)
     }
 
     /// Flushes buffered events to the file.
     pub fn flush(&mut self) -> Result<()> {
+        self.last_flush = std::time::Instant::now();
         let path = self.path.clone();
         self.out
             .flush()
@@ -432,6 +509,13 @@ impl FileWriter {
     /// Flushes and closes.
     pub fn close(mut self) -> Result<()> {
         self.flush()
+    }
+}
+
+impl Drop for FileWriter {
+    /// Flushes what is buffered (an error here has no caller to go to; `close` reports it).
+    fn drop(&mut self) {
+        let _ = self.out.flush();
     }
 }
 
@@ -522,6 +606,31 @@ mod tests {
         let info = reader.next_frame(&mut out).unwrap();
         assert_eq!((info.width, info.height), (3, 2));
         assert_eq!(&out[..info.buffer_size()], &pixels);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The file holds every event once the writer is dropped, and with `flush_secs(0)` after each
+    /// event; with the default 120 s, small events stay buffered until then.
+    #[test]
+    fn events_reach_the_file_on_drop_and_every_flush_secs() {
+        let dir = std::env::temp_dir().join(format!("ff-flush-{}", std::process::id()));
+        let w = FileWriter::new(&dir, None).unwrap();
+        let path = w.path().to_path_buf();
+        let mut w = w;
+        for step in 0..50 {
+            w.add_scalar("loss", 1.0, step).unwrap();
+        }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        drop(w);
+        let dropped = std::fs::metadata(&path).unwrap().len();
+        assert!(dropped > 50 * 20, "{dropped} bytes");
+        let mut w = FileWriter::new(&dir.join("eager"), None)
+            .unwrap()
+            .flush_secs(0.0);
+        w.add_text("notes", "first run", 1).unwrap();
+        let written = std::fs::read(w.path()).unwrap();
+        assert!(written.windows(9).any(|b| b == b"first run"));
+        assert!(written.windows(4).any(|b| b == b"text"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
