@@ -383,3 +383,97 @@ fn max_norm_clips_rows_in_place_of_the_variable() {
         assert!((a - b).abs() < 1e-6, "{v:?}");
     }
 }
+
+/// `conv2d` layers: TF's variable and op names (`conv2d`, `conv2d_1`), glorot-uniform kernels over
+/// the receptive field (limit √(6 / (3·3·2 + 3·3·4)) = 0.4714 for a [3, 3, 2, 4] kernel), reuse
+/// rules; batch normalization over the channels of an NHWC output, whose moving variance takes the
+/// unbiased batch variance as TF's fused kernel does.
+#[test]
+fn conv_layers_names_initializers_and_batch_norm_over_channels() {
+    use ferroflow_nn::{conv2d, conv2d_with, flatten, max_pooling2d, Conv2dOptions};
+    let g = Graph::new();
+    g.set_random_seed(3);
+    let x = g
+        .placeholder(DType::F32, [None, Some(6), Some(6), Some(2)])
+        .unwrap();
+    let c1 = conv2d(
+        &g,
+        x,
+        4,
+        [3, 3],
+        [1, 1],
+        "same",
+        Some(Activation::Relu),
+        "conv2d",
+    )
+    .unwrap();
+    let options = Conv2dOptions {
+        use_bias: false,
+        ..Default::default()
+    };
+    let c2 = conv2d_with(&g, c1, 3, [3, 3], options).unwrap();
+    assert_eq!(g.op_name(c2.op()), "conv2d_1/Conv2D");
+    // VALID (the layers' default): 6 - 3 + 1 = 4.
+    assert_eq!(
+        g.shape(c2).unwrap().dims().unwrap(),
+        &[None, Some(4), Some(4), Some(3)]
+    );
+    let vars: Vec<Variable> = g.get_collection(keys::GLOBAL_VARIABLES, None).unwrap();
+    let names: Vec<String> = vars.iter().map(|v| v.op_name(&g)).collect();
+    assert_eq!(names, ["conv2d/kernel", "conv2d/bias", "conv2d_1/kernel"]);
+    let e = conv2d(&g, c1, 4, [3, 3], [1, 1], "same", None, "conv2d").unwrap_err();
+    assert!(
+        e.to_string().contains("conv2d/kernel already exists"),
+        "{e}"
+    );
+    let e = conv2d(&g, c1, 4, [3, 3], [1, 1], "full", None, "c3").unwrap_err();
+    assert!(e.to_string().contains("padding 'full'"), "{e}");
+
+    let bn = batch_normalization(&g, c2, true, BatchNormOptions::default()).unwrap();
+    let pooled = max_pooling2d(&g, bn, [2, 2], [2, 2], "valid", None).unwrap();
+    let flat = flatten(&g, pooled, None).unwrap();
+    assert_eq!(g.shape(flat).unwrap().dims().unwrap(), &[None, Some(12)]);
+    let updates: Vec<ferroflow_core::Operation> = g.get_collection(keys::UPDATE_OPS, None).unwrap();
+    assert_eq!(updates.len(), 2);
+
+    let sess = Session::new(&g);
+    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
+    let k = sess.variable_value(vars[0]).unwrap().to_f64_vec();
+    let limit = (6.0f64 / (18.0 + 36.0)).sqrt();
+    assert!(k.iter().all(|v| v.abs() <= limit) && k.iter().any(|v| v.abs() > 0.8 * limit));
+    let data: Vec<f32> = (0..2 * 72)
+        .map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0)
+        .collect();
+    let fx = feed(x, Value::from_f32(&[2, 6, 6, 2], data).unwrap());
+    let out = sess.run(&[bn, c2], &[fx.clone()], &updates).unwrap();
+    // Per channel over the 2·4·4 = 32 positions: the normalized values have mean 0 and biased
+    // variance v / (v + ε) (ε = 1e-3).
+    let (y, z) = (out[0].to_f64_vec(), out[1].to_f64_vec());
+    let moving_var: Vec<Variable> = g
+        .get_collection(
+            keys::GLOBAL_VARIABLES,
+            Some("batch_normalization/moving_variance"),
+        )
+        .unwrap();
+    let mv = sess.variable_value(moving_var[0]).unwrap().to_f64_vec();
+    for ch in 0..3 {
+        let col = |v: &[f64]| v.iter().skip(ch).step_by(3).copied().collect::<Vec<f64>>();
+        let (yc, zc) = (col(&y), col(&z));
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let var = |v: &[f64]| {
+            let m = mean(v);
+            v.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / v.len() as f64
+        };
+        let vz = var(&zc);
+        assert!(mean(&yc).abs() < 1e-5, "channel {ch}");
+        assert!((var(&yc) - vz / (vz + 1e-3)).abs() < 1e-4, "channel {ch}");
+        // One update with momentum 0.99 from 1: 1 - 0.01·(1 - v·32/31).
+        let want = 1.0 - 0.01 * (1.0 - vz * 32.0 / 31.0);
+        assert!(
+            (mv[ch] - want).abs() < 1e-5,
+            "channel {ch}: {} vs {want}",
+            mv[ch]
+        );
+    }
+}
