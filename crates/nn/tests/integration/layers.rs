@@ -446,7 +446,7 @@ fn conv_layers_names_initializers_and_batch_norm_over_channels() {
         .map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0)
         .collect();
     let fx = feed(x, Value::from_f32(&[2, 6, 6, 2], data).unwrap());
-    let out = sess.run(&[bn, c2], &[fx.clone()], &updates).unwrap();
+    let out = sess.run(&[bn, c2], &[fx], &updates).unwrap();
     // Per channel over the 2·4·4 = 32 positions: the normalized values have mean 0 and biased
     // variance v / (v + ε) (ε = 1e-3).
     let (y, z) = (out[0].to_f64_vec(), out[1].to_f64_vec());
@@ -457,7 +457,7 @@ fn conv_layers_names_initializers_and_batch_norm_over_channels() {
         )
         .unwrap();
     let mv = sess.variable_value(moving_var[0]).unwrap().to_f64_vec();
-    for ch in 0..3 {
+    for (ch, &mv) in mv.iter().enumerate() {
         let col = |v: &[f64]| v.iter().skip(ch).step_by(3).copied().collect::<Vec<f64>>();
         let (yc, zc) = (col(&y), col(&z));
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
