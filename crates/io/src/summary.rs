@@ -7,8 +7,9 @@
 //! they watch (an identity named after the summary) and `merge_all` gives a [`MergedSummary`] that
 //! evaluates them in a session and builds the `Summary` proto.
 
+use crate::tf_checkpoint::{tf_dtype, DimProto, ShapeProto};
 use crate::{IoError, Result};
-use ferroflow_core::{keys, CollectionItem, Graph, Session, Tensor, Value};
+use ferroflow_core::{keys, CollectionItem, Graph, Session, Tensor, TensorInfo, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -53,14 +54,10 @@ pub struct TensorProto {
     #[prost(int32, tag = "1")]
     pub dtype: i32,
     #[prost(message, optional, tag = "2")]
-    pub tensor_shape: Option<TensorShapeProto>,
+    pub(crate) tensor_shape: Option<ShapeProto>,
     #[prost(bytes = "vec", repeated, tag = "8")]
     pub string_val: Vec<Vec<u8>>,
 }
-
-/// TF's `TensorShapeProto` (no dimensions: a scalar).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct TensorShapeProto {}
 
 /// TF's `SummaryMetadata`: which TensorBoard plugin shows the value.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -120,6 +117,76 @@ struct NodeDef {
     op: String,
     #[prost(string, repeated, tag = "3")]
     input: Vec<String>,
+    #[prost(btree_map = "string, message", tag = "5")]
+    attr: std::collections::BTreeMap<String, AttrValue>,
+}
+
+/// TF's `AttrValue`: the two kinds a graph for TensorBoard carries (a dtype, a list of shapes).
+#[derive(Clone, PartialEq, prost::Message)]
+struct AttrValue {
+    #[prost(oneof = "AttrKind", tags = "1, 6")]
+    value: Option<AttrKind>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum AttrKind {
+    #[prost(message, tag = "1")]
+    List(AttrList),
+    /// A `DataType` enum value.
+    #[prost(int32, tag = "6")]
+    Type(i32),
+}
+
+/// TF's `AttrValue.ListValue`, its shapes only.
+#[derive(Clone, PartialEq, prost::Message)]
+struct AttrList {
+    #[prost(message, repeated, tag = "7")]
+    shape: Vec<ShapeProto>,
+}
+
+/// A node's attributes as TF writes them for TensorBoard: its output dtype (`dtype` for
+/// placeholders, constants and variables, `T` for the others) and `_output_shapes` (unknown
+/// dimensions as -1, an unknown rank as `unknown_rank`).
+fn output_attrs(
+    op: &str,
+    output: Option<&TensorInfo>,
+) -> std::collections::BTreeMap<String, AttrValue> {
+    let mut attr = std::collections::BTreeMap::new();
+    let Some(info) = output else {
+        return attr;
+    };
+    let key = match op {
+        "Placeholder" | "PlaceholderWithDefault" | "Const" | "VariableV2" => "dtype",
+        _ => "T",
+    };
+    attr.insert(
+        key.to_string(),
+        AttrValue {
+            value: Some(AttrKind::Type(tf_dtype(info.dtype))),
+        },
+    );
+    let shape = match info.shape.dims() {
+        Some(dims) => ShapeProto {
+            dim: dims
+                .iter()
+                .map(|d| DimProto {
+                    size: d.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+                })
+                .collect(),
+            unknown_rank: false,
+        },
+        None => ShapeProto {
+            dim: Vec::new(),
+            unknown_rank: true,
+        },
+    };
+    attr.insert(
+        "_output_shapes".to_string(),
+        AttrValue {
+            value: Some(AttrKind::List(AttrList { shape: vec![shape] })),
+        },
+    );
+    attr
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -338,7 +405,8 @@ impl FileWriter {
         &self.path
     }
 
-    /// Writes the graph's `GraphDef` (names, op types, inputs; control inputs as `^name`).
+    /// Writes the graph's `GraphDef`: names, op types, inputs (control inputs as `^name`), and each
+    /// node's output dtype and `_output_shapes`, which TensorBoard's graph view shows on the edges.
     pub fn add_graph(&mut self, g: &Graph) -> Result<()> {
         let mut node = Vec::with_capacity(g.len());
         for op in g.operations() {
@@ -353,10 +421,12 @@ impl FileWriter {
                     .iter()
                     .map(|&i| format!("^{}", g.op_name(Tensor::from_index(i)))),
             );
+            let op = n.op.type_name();
             node.push(NodeDef {
                 name: n.name.clone(),
-                op: n.op.type_name().into(),
+                op: op.into(),
                 input,
+                attr: output_attrs(op, n.output.as_ref()),
             });
         }
         let bytes = prost::Message::encode_to_vec(&GraphDef { node });
@@ -483,7 +553,7 @@ impl FileWriter {
             tag: tag.into(),
             tensor: Some(TensorProto {
                 dtype: 7,
-                tensor_shape: Some(TensorShapeProto {}),
+                tensor_shape: Some(ShapeProto::default()),
                 string_val: vec![text.as_bytes().to_vec()],
             }),
             metadata: Some(SummaryMetadata {

@@ -31,18 +31,20 @@ struct VersionDef {
     min_consumer: i32,
 }
 
+/// TF's `TensorShapeProto.Dim` (the size only; -1 is unknown).
 #[derive(Clone, PartialEq, prost::Message)]
-struct DimProto {
+pub(crate) struct DimProto {
     #[prost(int64, tag = "1")]
-    size: i64,
+    pub(crate) size: i64,
 }
 
+/// TF's `TensorShapeProto`.
 #[derive(Clone, PartialEq, prost::Message)]
-struct ShapeProto {
+pub(crate) struct ShapeProto {
     #[prost(message, repeated, tag = "2")]
-    dim: Vec<DimProto>,
+    pub(crate) dim: Vec<DimProto>,
     #[prost(bool, tag = "3")]
-    unknown_rank: bool,
+    pub(crate) unknown_rank: bool,
 }
 
 /// `BundleEntryProto`.
@@ -384,7 +386,7 @@ fn parse_block(b: &[u8]) -> std::result::Result<Entries, String> {
 }
 
 /// The TF `DataType` enum value of a ferroflow dtype.
-fn tf_dtype(d: DType) -> i32 {
+pub(crate) fn tf_dtype(d: DType) -> i32 {
     match d {
         DType::F32 => 1,
         DType::F64 => 2,

@@ -112,3 +112,40 @@ fn events_reach_the_file_on_drop_and_every_flush_secs() {
     assert!(written.windows(4).any(|b| b == b"text"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The graph event carries each node's dtype and `_output_shapes`: a `[None, 3]` placeholder and
+/// the `[None, 2]` product of it with a `[3, 2]` constant.
+#[test]
+fn the_graph_carries_dtypes_and_output_shapes() {
+    let g = Graph::new();
+    let x = g
+        .named("X")
+        .placeholder(ferroflow_core::DType::F32, [None, Some(3)])
+        .unwrap();
+    let w = g
+        .constant(Value::from_f32(&[3, 2], vec![0.0; 6]).unwrap())
+        .unwrap();
+    g.named("y").matmul(x, w).unwrap();
+    let dir = std::env::temp_dir().join(format!("ff-graph-attrs-{}", std::process::id()));
+    let mut writer = FileWriter::new(&dir, Some(&g)).unwrap();
+    writer.flush().unwrap();
+    let bytes = std::fs::read(writer.path()).unwrap();
+    let first = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let at = 12 + first + 4;
+    let len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+    let event: Event = prost::Message::decode(&bytes[at + 12..at + 12 + len]).unwrap();
+    let graph: GraphDef = prost::Message::decode(event.graph_def.unwrap().as_slice()).unwrap();
+    let node = |name: &str| graph.node.iter().find(|n| n.name == name).unwrap().clone();
+    let shape = |n: &NodeDef| match &n.attr["_output_shapes"].value {
+        Some(AttrKind::List(l)) => l.shape[0].dim.iter().map(|d| d.size).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let (xn, yn) = (node("X"), node("y"));
+    assert_eq!(xn.attr["dtype"].value, Some(AttrKind::Type(1)));
+    assert_eq!(shape(&xn), [-1, 3]);
+    assert_eq!(yn.op, "MatMul");
+    assert_eq!(yn.attr["T"].value, Some(AttrKind::Type(1)));
+    assert_eq!(shape(&yn), [-1, 2]);
+    drop(writer);
+    std::fs::remove_dir_all(dir).unwrap();
+}
