@@ -79,9 +79,9 @@ fn an_image_is_written_as_a_png_tensorboard_can_show() {
     assert_eq!(value.tag, "filters");
     let image = value.image.as_ref().unwrap();
     assert_eq!((image.height, image.width, image.colorspace), (2, 3, 1));
-    let decoder = png::Decoder::new(image.encoded_image_string.as_slice());
+    let decoder = png::Decoder::new(std::io::Cursor::new(image.encoded_image_string.as_slice()));
     let mut reader = decoder.read_info().unwrap();
-    let mut out = vec![0; reader.output_buffer_size()];
+    let mut out = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut out).unwrap();
     assert_eq!((info.width, info.height), (3, 2));
     assert_eq!(&out[..info.buffer_size()], &pixels);
