@@ -269,3 +269,75 @@ fn saver_writes_tensorflow_format() {
     let r = TfCheckpointReader::open(&p1).unwrap();
     assert_eq!(r.tensors().unwrap()[0].name, "hidden1/kernel");
 }
+
+/// A TF checkpoint with unusual entries (tests/data/tf-odd-checkpoint, made by make_checkpoint.py
+/// there): float16 and bfloat16 read as float32 with TF's values, int32 as int64; the string and the
+/// partitioned variable are listed as unreadable, with the reason, and never keep the others from
+/// being read or restored.
+#[test]
+fn unusual_entries_read_or_are_listed_and_never_block_the_others() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tf-odd-checkpoint");
+    let exp: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let prefix = dir.join("odd.ckpt").to_string_lossy().into_owned();
+    let r = TfCheckpointReader::open(&prefix).unwrap();
+    let names: Vec<String> = r.tensors().unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["bf16", "count", "half", "plain"]);
+    for name in &names {
+        let v = r.read(name).unwrap().unwrap();
+        let want: Vec<f64> = exp["variables"][name.as_str()]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(v.to_f64_vec(), want, "{name}");
+        let dtype = if name == "count" {
+            DType::I64
+        } else {
+            DType::F32
+        };
+        assert_eq!(v.dtype(), dtype, "{name}");
+    }
+    let unreadable = r.unreadable();
+    let why = |k: &str| {
+        unreadable
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, w)| w.clone())
+    };
+    assert!(why("note").unwrap().contains("string"), "{unreadable:?}");
+    assert!(
+        why("split")
+            .unwrap()
+            .contains("partitioned variable (2 partitions)"),
+        "{unreadable:?}"
+    );
+    assert!(
+        unreadable
+            .iter()
+            .any(|(n, _)| n.contains("2 partition entries")),
+        "{unreadable:?}"
+    );
+    let e = r.read("note").unwrap_err();
+    assert!(
+        matches!(e, ferroflow::io::IoError::Unsupported { .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("tensor note is not supported"),
+        "{e}"
+    );
+    // A graph with one of the readable variables restores from it.
+    let g = Graph::new();
+    let plain = g.get_variable("plain", &[2, 3], DType::F32).unwrap();
+    let sess = Session::new(&g);
+    Saver::new(&g, vec![plain])
+        .unwrap()
+        .restore(&sess, &prefix)
+        .unwrap();
+    assert_eq!(
+        sess.variable_value(plain).unwrap().to_f64_vec(),
+        [0.0, 0.25, 0.5, 0.75, 1.0, 1.25]
+    );
+}

@@ -33,6 +33,14 @@ pub enum IoError {
     },
     #[error("{path} is not a valid checkpoint: {message}")]
     Corrupt { path: PathBuf, message: String },
+    /// A well-formed entry of a kind ferroflow does not read (a string tensor, a partitioned
+    /// variable, an unknown dtype): the checkpoint's other entries still read.
+    #[error("{path}: tensor {key} is not supported: it is {message}")]
+    Unsupported {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
     #[error("The passed save_path is not a valid checkpoint: {path}")]
     NotACheckpoint { path: PathBuf },
     #[error("Restoring from checkpoint failed: Key {key} not found in checkpoint {path}")]

@@ -349,6 +349,14 @@ impl AnyCheckpoint {
                 .collect(),
         })
     }
+    /// The entries that cannot be read, with the reason (TF checkpoints only: string tensors,
+    /// partitioned variables, unknown dtypes).
+    pub fn unreadable(&self) -> Vec<(String, String)> {
+        match self {
+            AnyCheckpoint::Ferroflow(..) => Vec::new(),
+            AnyCheckpoint::TensorFlow(r, _) => r.unreadable(),
+        }
+    }
     /// Reads one tensor (checksum verified); `None` when the key is absent.
     pub fn read(&mut self, key: &str) -> Result<Option<ferroflow_core::Value>> {
         match self {

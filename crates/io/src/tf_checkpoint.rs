@@ -2,11 +2,13 @@
 //! (footer, blocks with masked CRC-32C, prefix-compressed entries, optional snappy) mapping keys to
 //! `BundleEntryProto`s, and the `.data-SSSSS-of-NNNNN` shards holding the tensor bytes.
 
-use crate::checkpoint::bytes_value;
 use crate::{IoError, Result};
 use ferroflow_core::{DType, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use stored::stored;
+
+mod stored;
 
 const TABLE_MAGIC: u64 = 0xdb47_7524_8b80_fb57;
 const MAX_INDEX: u64 = 1 << 30;
@@ -62,6 +64,25 @@ struct BundleEntry {
     size: i64,
     #[prost(fixed32, tag = "6")]
     crc32c: u32,
+    /// Set on the entry of a partitioned variable: its partitions, stored under keys of their own.
+    #[prost(message, repeated, tag = "7")]
+    slices: Vec<SliceProto>,
+}
+
+/// TF's `TensorSliceProto`: one extent per dimension.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SliceProto {
+    #[prost(message, repeated, tag = "1")]
+    extent: Vec<ExtentProto>,
+}
+
+/// TF's `TensorSliceProto.Extent`; no length means the whole dimension.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ExtentProto {
+    #[prost(int64, tag = "1")]
+    start: i64,
+    #[prost(int64, optional, tag = "2")]
+    length: Option<i64>,
 }
 
 /// One tensor of a TF checkpoint: its key, dtype (as ferroflow reads it) and shape.
@@ -107,6 +128,9 @@ fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
 pub struct TfCheckpointReader {
     prefix: String,
     entries: BTreeMap<String, BundleEntry>,
+    /// Entries under keys that are not text: the partitions of partitioned variables (TF encodes
+    /// the variable's name and the slice into the key).
+    slice_entries: usize,
     num_shards: i32,
 }
 
@@ -149,6 +173,7 @@ impl TfCheckpointReader {
         parse_block(&read_block(&bytes, meta).map_err(&corrupt)?).map_err(&corrupt)?;
         let index_block = read_block(&bytes, index).map_err(&corrupt)?;
         let mut entries = BTreeMap::new();
+        let mut slice_entries = 0;
         let mut header = None;
         for (_, value) in parse_block(&index_block).map_err(&corrupt)? {
             let mut p = 0;
@@ -162,11 +187,19 @@ impl TfCheckpointReader {
                             .map_err(|e| corrupt(format!("bad bundle header: {e}")))?,
                     );
                 } else {
-                    let name =
-                        String::from_utf8(key).map_err(|_| corrupt("a key is not UTF-8".into()))?;
-                    let e = <BundleEntry as prost::Message>::decode(value.as_slice())
-                        .map_err(|e| corrupt(format!("bad entry for {name}: {e}")))?;
-                    entries.insert(name, e);
+                    let e =
+                        <BundleEntry as prost::Message>::decode(value.as_slice()).map_err(|e| {
+                            corrupt(format!(
+                                "bad entry for {}: {e}",
+                                String::from_utf8_lossy(&key)
+                            ))
+                        })?;
+                    match String::from_utf8(key) {
+                        Ok(name) => {
+                            entries.insert(name, e);
+                        }
+                        Err(_) => slice_entries += 1,
+                    }
                 }
             }
         }
@@ -177,31 +210,46 @@ impl TfCheckpointReader {
         Ok(TfCheckpointReader {
             prefix: prefix.into(),
             entries,
+            slice_entries,
             num_shards: header.num_shards.max(1),
         })
     }
 
-    /// The tensors, sorted by key.
+    /// The tensors ferroflow reads, sorted by key (see [`TfCheckpointReader::unreadable`] for the
+    /// others).
     pub fn tensors(&self) -> Result<Vec<TfTensorInfo>> {
-        self.entries.iter().map(|(k, e)| self.info(k, e)).collect()
+        self.entries
+            .iter()
+            .filter(|(_, e)| stored(e).is_ok())
+            .map(|(k, e)| self.info(k, e))
+            .collect()
+    }
+
+    /// The entries ferroflow does not read, with the reason: string tensors (such as TF2's
+    /// `_CHECKPOINTABLE_OBJECT_GRAPH`), partitioned variables, other dtypes. They never keep the
+    /// other tensors from being read.
+    pub fn unreadable(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .entries
+            .iter()
+            .filter_map(|(k, e)| stored(e).err().map(|why| (k.clone(), why)))
+            .collect();
+        if self.slice_entries > 0 {
+            let why = "the partitions of partitioned variables (binary keys)".to_string();
+            out.push((format!("({} partition entries)", self.slice_entries), why));
+        }
+        out
     }
 
     fn info(&self, name: &str, e: &BundleEntry) -> Result<TfTensorInfo> {
         let path = PathBuf::from(format!("{}.index", self.prefix));
-        let dtype = match e.dtype {
-            1 => DType::F32,
-            2 => DType::F64,
-            3 | 9 => DType::I64,
-            10 => DType::Bool,
-            d => {
-                return Err(IoError::Corrupt {
-                    path,
-                    message: format!(
-                        "tensor {name} has TF dtype {d}, which ferroflow does not read"
-                    ),
-                })
-            }
-        };
+        let dtype = stored(e)
+            .map_err(|message| IoError::Unsupported {
+                path: path.clone(),
+                key: name.into(),
+                message,
+            })?
+            .dtype();
         let shape = e
             .shape
             .as_ref()
@@ -239,12 +287,12 @@ impl TfCheckpointReader {
             path: path.clone(),
             message: m,
         };
-        // int32 is stored in 4 bytes and read as int64.
-        let elem = if e.dtype == 3 {
-            4
-        } else {
-            info.dtype.size_of()
-        };
+        let kind = stored(e).map_err(|message| IoError::Unsupported {
+            path: path.clone(),
+            key: key.into(),
+            message,
+        })?;
+        let elem = kind.bytes();
         let n = Value::checked_len(&info.shape).map_err(|e| corrupt(e.to_string()))?;
         if e.size < 0 || e.offset < 0 || e.size as u64 != (n * elem) as u64 {
             return Err(corrupt(format!(
@@ -285,19 +333,7 @@ impl TfCheckpointReader {
         if masked_crc32c(&buf) != e.crc32c {
             return Err(corrupt(format!("checksum mismatch in tensor {key}")));
         }
-        // int32 widens to int64; every other dtype is stored as ferroflow stores it.
-        let v = if e.dtype == 3 {
-            let wide: Vec<u8> = buf
-                .chunks_exact(4)
-                .flat_map(|c| {
-                    (i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as i64).to_le_bytes()
-                })
-                .collect();
-            bytes_value(DType::I64, &info.shape, &wide)
-        } else {
-            bytes_value(info.dtype, &info.shape, &buf)
-        }
-        .map_err(corrupt)?;
+        let v = stored::decode(kind, &info.shape, &buf).map_err(corrupt)?;
         Ok(Some(v))
     }
 }
@@ -496,6 +532,7 @@ pub fn write_tf_checkpoint(prefix: &str, tensors: &[(String, Value)]) -> Result<
             offset: data.len() as i64,
             size: bytes.len() as i64,
             crc32c: masked_crc32c(&bytes),
+            slices: Vec::new(),
         };
         data.extend_from_slice(&bytes);
         entries.push((key.as_bytes(), prost::Message::encode_to_vec(&entry)));

@@ -200,6 +200,11 @@ fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), Failure> {
             format!("{shape:?}")
         ))?;
     }
+    for (name, why) in ckpt.unreadable() {
+        if re.as_ref().is_none_or(|re| re.matches(&name)) {
+            say(&format!("{name:<40} not read: {why}"))?;
+        }
+    }
     Ok(())
 }
 
