@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use stored::stored;
 
+mod partitions;
 mod stored;
 
 const TABLE_MAGIC: u64 = 0xdb47_7524_8b80_fb57;
@@ -129,8 +130,8 @@ pub struct TfCheckpointReader {
     prefix: String,
     entries: BTreeMap<String, BundleEntry>,
     /// Entries under keys that are not text: the partitions of partitioned variables (TF encodes
-    /// the variable's name and the slice into the key).
-    slice_entries: usize,
+    /// the variable's name and the slice into the key; see `partitions.rs`).
+    slice_entries: BTreeMap<Vec<u8>, BundleEntry>,
     num_shards: i32,
 }
 
@@ -173,7 +174,7 @@ impl TfCheckpointReader {
         parse_block(&read_block(&bytes, meta).map_err(&corrupt)?).map_err(&corrupt)?;
         let index_block = read_block(&bytes, index).map_err(&corrupt)?;
         let mut entries = BTreeMap::new();
-        let mut slice_entries = 0;
+        let mut slice_entries = BTreeMap::new();
         let mut header = None;
         for (_, value) in parse_block(&index_block).map_err(&corrupt)? {
             let mut p = 0;
@@ -198,7 +199,9 @@ impl TfCheckpointReader {
                         Ok(name) => {
                             entries.insert(name, e);
                         }
-                        Err(_) => slice_entries += 1,
+                        Err(raw) => {
+                            slice_entries.insert(raw.into_bytes(), e);
+                        }
                     }
                 }
             }
@@ -226,18 +229,14 @@ impl TfCheckpointReader {
     }
 
     /// The entries ferroflow does not read, with the reason: string tensors (such as TF2's
-    /// `_CHECKPOINTABLE_OBJECT_GRAPH`), partitioned variables, other dtypes. They never keep the
+    /// `_CHECKPOINTABLE_OBJECT_GRAPH`) and other dtypes. They never keep the
     /// other tensors from being read.
     pub fn unreadable(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
+        let out: Vec<(String, String)> = self
             .entries
             .iter()
             .filter_map(|(k, e)| stored(e).err().map(|why| (k.clone(), why)))
             .collect();
-        if self.slice_entries > 0 {
-            let why = "the partitions of partitioned variables (binary keys)".to_string();
-            out.push((format!("({} partition entries)", self.slice_entries), why));
-        }
         out
     }
 
@@ -278,6 +277,14 @@ impl TfCheckpointReader {
             return Ok(None);
         };
         let info = self.info(key, e)?;
+        if !e.slices.is_empty() {
+            return partitions::assemble(self, key, e, &info.shape).map(Some);
+        }
+        self.read_entry(key, e, &info.shape).map(Some)
+    }
+
+    /// The tensor stored in entry `e` (named `key` in errors), of `shape`.
+    fn read_entry(&self, key: &str, e: &BundleEntry, shape: &[usize]) -> Result<Value> {
         let shard = format!(
             "{}.data-{:05}-of-{:05}",
             self.prefix, e.shard_id, self.num_shards
@@ -293,11 +300,11 @@ impl TfCheckpointReader {
             message,
         })?;
         let elem = kind.bytes();
-        let n = Value::checked_len(&info.shape).map_err(|e| corrupt(e.to_string()))?;
+        let n = Value::checked_len(shape).map_err(|e| corrupt(e.to_string()))?;
         if e.size < 0 || e.offset < 0 || e.size as u64 != (n * elem) as u64 {
             return Err(corrupt(format!(
-                "tensor {key}: size {} does not fit shape {:?}",
-                e.size, info.shape
+                "tensor {key}: size {} does not fit shape {shape:?}",
+                e.size
             )));
         }
         use std::io::{Read, Seek, SeekFrom};
@@ -333,8 +340,7 @@ impl TfCheckpointReader {
         if masked_crc32c(&buf) != e.crc32c {
             return Err(corrupt(format!("checksum mismatch in tensor {key}")));
         }
-        let v = stored::decode(kind, &info.shape, &buf).map_err(corrupt)?;
-        Ok(Some(v))
+        stored::decode(kind, shape, &buf).map_err(corrupt)
     }
 }
 

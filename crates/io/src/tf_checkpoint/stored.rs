@@ -1,7 +1,6 @@
 //! How the dtypes of a TF checkpoint's entries become ferroflow values: float32, float64, int64
 //! and bool as they are; int32 widened to int64; float16 and bfloat16 converted to float32 (exact:
-//! each is a subset of float32). String tensors, partitioned variables and other dtypes are not
-//! read, and say why.
+//! each is a subset of float32). String tensors and other dtypes are not read, and say why.
 
 use super::BundleEntry;
 use crate::checkpoint::bytes_value;
@@ -39,12 +38,6 @@ impl Stored {
 
 /// How an entry is read, or why it cannot be.
 pub(super) fn stored(e: &BundleEntry) -> std::result::Result<Stored, String> {
-    if !e.slices.is_empty() {
-        return Err(format!(
-            "a partitioned variable ({} partitions), which ferroflow does not assemble",
-            e.slices.len()
-        ));
-    }
     Ok(match e.dtype {
         1 => Stored::Same(DType::F32),
         2 => Stored::Same(DType::F64),
