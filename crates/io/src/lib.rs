@@ -15,7 +15,9 @@ pub mod tf_checkpoint;
 
 pub use checkpoint::{CheckpointReader, TensorEntry};
 pub use meta_graph::{export_meta_graph, import_meta_graph};
-pub use safetensors_io::{export_safetensors, import_safetensors};
+pub use safetensors_io::{
+    export_safetensors, export_safetensors_with, import_safetensors, FloatFormat,
+};
 pub use saver::{
     get_checkpoint_state, latest_checkpoint, AnyCheckpoint, SaveFormat, Saver, VarList,
 };
@@ -52,6 +54,13 @@ pub enum IoError {
         var_dtype: String,
         ckpt_shape: Vec<usize>,
         ckpt_dtype: String,
+    },
+    #[error("{path}: key {key} holds {file_dtype}, which does not convert to the variable's dtype {var_dtype}")]
+    DTypeMismatch {
+        key: String,
+        var_dtype: String,
+        file_dtype: String,
+        path: PathBuf,
     },
     #[error("No variables to save")]
     NoVariables,

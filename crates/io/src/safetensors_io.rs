@@ -1,5 +1,7 @@
 //! Export and import variables by name in the safetensors format (the `safetensors` crate), so
-//! weights move to and from PyTorch/JAX tooling.
+//! weights move to and from PyTorch/JAX tooling. Import converts float16 and bfloat16 tensors into
+//! float32 or float64 variables (exactly) and int32 tensors into int64 variables; export writes
+//! float variables as float16 or bfloat16 on request ([`FloatFormat`], rounding to nearest even).
 
 use crate::checkpoint::{bytes_value, value_bytes};
 use crate::{IoError, Result};
@@ -16,17 +18,49 @@ fn to_st(d: DType) -> Dtype {
     }
 }
 
+/// How [`export_safetensors_with`] stores float variables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FloatFormat {
+    /// Each in its own dtype (float32 or float64).
+    #[default]
+    Native,
+    /// As float16 (IEEE half precision), rounded to nearest even.
+    F16,
+    /// As bfloat16, rounded to nearest even.
+    BF16,
+}
+
 /// Writes the variables' current values to `path`, each under its op name (`hidden1/kernel`).
 pub fn export_safetensors(g: &Graph, sess: &Session, vars: &[Variable], path: &Path) -> Result<()> {
+    export_safetensors_with(g, sess, vars, path, FloatFormat::Native)
+}
+
+/// [`export_safetensors`], float variables stored as `floats` says.
+pub fn export_safetensors_with(
+    g: &Graph,
+    sess: &Session,
+    vars: &[Variable],
+    path: &Path,
+    floats: FloatFormat,
+) -> Result<()> {
     let mut owned = Vec::with_capacity(vars.len());
     for v in vars {
         let value = sess.variable_value(*v)?;
-        owned.push((
-            v.op_name(g),
-            value.dtype(),
-            value.shape().to_vec(),
-            value_bytes(&value),
-        ));
+        let halves = |f: &dyn Fn(f64) -> [u8; 2]| -> Vec<u8> {
+            value.to_f64_vec().into_iter().flat_map(f).collect()
+        };
+        let (dtype, bytes) = match floats {
+            FloatFormat::F16 if value.dtype().is_float() => (
+                Dtype::F16,
+                halves(&|x| half::f16::from_f64(x).to_le_bytes()),
+            ),
+            FloatFormat::BF16 if value.dtype().is_float() => (
+                Dtype::BF16,
+                halves(&|x| half::bf16::from_f64(x).to_le_bytes()),
+            ),
+            _ => (to_st(value.dtype()), value_bytes(&value)),
+        };
+        owned.push((v.op_name(g), dtype, value.shape().to_vec(), bytes));
     }
     let corrupt = |m: String| IoError::Corrupt {
         path: path.into(),
@@ -37,7 +71,7 @@ pub fn export_safetensors(g: &Graph, sess: &Session, vars: &[Variable], path: &P
         .map(|(name, dt, shape, bytes)| {
             Ok((
                 name.clone(),
-                TensorView::new(to_st(*dt), shape.clone(), bytes)
+                TensorView::new(*dt, shape.clone(), bytes)
                     .map_err(|e| corrupt(format!("{name}: {e}")))?,
             ))
         })
@@ -70,7 +104,20 @@ pub fn import_safetensors(
             path: path.into(),
         })?;
         let (dt, shape) = (v.dtype(g), t.shape().to_vec());
-        if t.dtype() != to_st(dt) || !v.shape(g).accepts(&shape) {
+        let converts = match t.dtype() {
+            Dtype::F16 | Dtype::BF16 => dt.is_float(),
+            Dtype::I32 => dt == DType::I64,
+            d => d == to_st(dt),
+        };
+        if !converts {
+            return Err(IoError::DTypeMismatch {
+                key: key.clone(),
+                var_dtype: dt.to_string(),
+                file_dtype: format!("{:?}", t.dtype()),
+                path: path.into(),
+            });
+        }
+        if !v.shape(g).accepts(&shape) {
             return Err(IoError::Mismatch {
                 key: key.clone(),
                 var_shape: v.shape(g).to_string(),
@@ -79,7 +126,44 @@ pub fn import_safetensors(
                 ckpt_dtype: format!("{:?}", t.dtype()),
             });
         }
-        let value = bytes_value(dt, &shape, t.data()).map_err(|m| IoError::Corrupt {
+        let two = |c: &[u8]| {
+            u16::from_le_bytes([
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+            ])
+        };
+        let wide: Vec<u8>;
+        let data = match t.dtype() {
+            Dtype::F16 | Dtype::BF16 => {
+                let bf = t.dtype() == Dtype::BF16;
+                let x = t.data().chunks_exact(2).map(|c| {
+                    if bf {
+                        half::bf16::from_bits(two(c)).to_f64()
+                    } else {
+                        half::f16::from_bits(two(c)).to_f64()
+                    }
+                });
+                wide = if dt == DType::F64 {
+                    x.flat_map(f64::to_le_bytes).collect()
+                } else {
+                    x.flat_map(|v| (v as f32).to_le_bytes()).collect()
+                };
+                &wide
+            }
+            Dtype::I32 => {
+                wide = t
+                    .data()
+                    .chunks_exact(4)
+                    .flat_map(|c| {
+                        let four = [0, 1, 2, 3].map(|i| c.get(i).copied().unwrap_or(0));
+                        i64::from(i32::from_le_bytes(four)).to_le_bytes()
+                    })
+                    .collect();
+                &wide
+            }
+            _ => t.data(),
+        };
+        let value = bytes_value(dt, &shape, data).map_err(|m| IoError::Corrupt {
             path: path.into(),
             message: format!("{key}: {m}"),
         })?;
@@ -142,6 +226,70 @@ mod tests {
             import_safetensors(&g2, &s2, &[("hidden1/kernel".into(), k2)], &path),
             Err(IoError::Corrupt { .. })
         ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// float16/bfloat16 both ways and int32 in: a float32 variable written as float16 and as
+    /// bfloat16 reads back rounded as each format rounds (0.1 → 0.0999755859375 in float16,
+    /// 0.10009765625 in bfloat16; 3.0 exactly); an int32 tensor fills an int64 variable; a float32
+    /// file into an int64 variable is a dtype error, not a shape error.
+    #[test]
+    fn half_precision_and_int32() {
+        let dir = std::env::temp_dir().join(format!("ff-st-half-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let g = Graph::new();
+        let w = g
+            .get_variable_with("w", &[2], DType::F32, VarOptions::init(Initializer::Zeros))
+            .unwrap();
+        let s = Session::new(&g);
+        s.set_variable_value(
+            w,
+            ferroflow_core::Value::from_f32(&[2], vec![0.1, 3.0]).unwrap(),
+        )
+        .unwrap();
+        for (format, first) in [
+            (FloatFormat::F16, 0.0999755859375),
+            (FloatFormat::BF16, 0.10009765625),
+        ] {
+            let path = dir.join("h.safetensors");
+            export_safetensors_with(&g, &s, &[w], &path, format).unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            let st = SafeTensors::deserialize(&bytes).unwrap();
+            let dtype = if format == FloatFormat::F16 {
+                Dtype::F16
+            } else {
+                Dtype::BF16
+            };
+            assert_eq!(st.tensor("w").unwrap().dtype(), dtype);
+            let g2 = Graph::new();
+            let w2 = g2.get_variable("w", &[2], DType::F64).unwrap();
+            let s2 = Session::new(&g2);
+            import_safetensors(&g2, &s2, &[("w".into(), w2)], &path).unwrap();
+            assert_eq!(s2.variable_value(w2).unwrap().to_f64_vec(), [first, 3.0]);
+        }
+        let path = dir.join("i.safetensors");
+        let data: Vec<u8> = [7i32, -3, i32::MAX]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let view = TensorView::new(Dtype::I32, vec![3], &data).unwrap();
+        std::fs::write(
+            &path,
+            safetensors::tensor::serialize([("n", view)], None).unwrap(),
+        )
+        .unwrap();
+        let n = g.get_variable("n", &[3], DType::I64).unwrap();
+        import_safetensors(&g, &s, &[("n".into(), n)], &path).unwrap();
+        assert_eq!(
+            s.variable_value(n).unwrap().to_f64_vec(),
+            [7.0, -3.0, 2147483647.0]
+        );
+        let e = import_safetensors(&g, &s, &[("n".into(), w)], &path).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("does not convert to the variable's dtype float32"),
+            "{e}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
