@@ -33,34 +33,22 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let h2 = dense(&g, h1, 30, Some(Activation::Relu), "hidden2")?;
         dense(&g, h2, 10, None, "outputs")?
     };
-    let loss = losses::sparse_softmax_cross_entropy(&g, y, logits)?;
-    let train = Optimizer::adam(0.01).minimize(&g, loss, None, None)?;
-    let sess = Session::new(&g);
-    sess.run_targets(&[g.global_variables_initializer()?], &[])?;
     let (train_set, test_set) = ferroflow::data::digits_split();
-    for epoch in 0..3 {
-        for (xb, yb) in train_set.batches(32, epoch) {
-            sess.run_targets(&[train], &[feed(x, xb.into_dyn()), feed(y, yb.into_dyn())])?;
-        }
-    }
-    let saver = Saver::new(&g, VarList::All)?.format(SaveFormat::TensorFlow);
-    let prefix = saver.save(&sess, &out.join("model.ckpt").to_string_lossy(), Some(3))?;
-
     let probe = test_set.take(8);
-    write_probe(
-        &out.join("probe.json"),
-        &prefix,
-        &sess,
-        &saver,
+    let net = Net {
+        g: &g,
         x,
+        y,
         logits,
+    };
+    train_and_export(
+        &net,
+        &train_set,
         &probe,
+        &out,
+        ("model.ckpt", Some(3)),
+        "probe.json",
     )?;
-    println!(
-        "saved {} variables to {prefix} (TensorFlow V2 format) and {}",
-        saver.entries().len(),
-        out.join("probe.json").display()
-    );
 
     // The CNN of tests/data/tf-cnn-checkpoint: conv 8 3×3 SAME → conv 16 3×3 stride 2 SAME → max
     // pool 2 → flatten → dense 32 → 10, on the digits as 8×8×1 images.
@@ -75,30 +63,59 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let pooled = max_pooling2d(&g, c2, [2, 2], [2, 2], "valid", None)?;
     let h = dense(&g, flatten(&g, pooled, None)?, 32, relu, "dense")?;
     let logits = dense(&g, h, 10, None, "dense_1")?;
-    let loss = losses::sparse_softmax_cross_entropy(&g, y, logits)?;
-    let train = Optimizer::adam(0.01).minimize(&g, loss, None, None)?;
-    let sess = Session::new(&g);
+    let net = Net {
+        g: &g,
+        x,
+        y,
+        logits,
+    };
+    train_and_export(
+        &net,
+        &train_set,
+        &probe,
+        &out,
+        ("cnn.ckpt", None),
+        "cnn_probe.json",
+    )?;
+    Ok(())
+}
+
+/// A classifier of the digits: its graph, input, labels and logits.
+struct Net<'g> {
+    g: &'g Graph,
+    x: Tensor,
+    y: Tensor,
+    logits: Tensor,
+}
+
+/// Trains `net` three epochs with Adam on `train_set`, saves it in TensorFlow's format under
+/// `out/<name>` (with the global step given), and writes the probe file `out/<probe_file>`.
+fn train_and_export(
+    net: &Net,
+    train_set: &ferroflow::data::Dataset,
+    probe: &ferroflow::data::Dataset,
+    out: &std::path::Path,
+    (name, step): (&str, Option<i64>),
+    probe_file: &str,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let (g, x, y) = (net.g, net.x, net.y);
+    let loss = losses::sparse_softmax_cross_entropy(g, y, net.logits)?;
+    let train = Optimizer::adam(0.01).minimize(g, loss, None, None)?;
+    let sess = Session::new(g);
     sess.run_targets(&[g.global_variables_initializer()?], &[])?;
     for epoch in 0..3 {
         for (xb, yb) in train_set.batches(32, epoch) {
             sess.run_targets(&[train], &[feed(x, xb.into_dyn()), feed(y, yb.into_dyn())])?;
         }
     }
-    let saver = Saver::new(&g, VarList::All)?.format(SaveFormat::TensorFlow);
-    let prefix = saver.save(&sess, &out.join("cnn.ckpt").to_string_lossy(), None)?;
-    write_probe(
-        &out.join("cnn_probe.json"),
-        &prefix,
-        &sess,
-        &saver,
-        x,
-        logits,
-        &probe,
-    )?;
+    let saver = Saver::new(g, VarList::All)?.format(SaveFormat::TensorFlow);
+    let prefix = saver.save(&sess, &out.join(name).to_string_lossy(), step)?;
+    let probe_path = out.join(probe_file);
+    write_probe(&probe_path, &prefix, &sess, &saver, x, net.logits, probe)?;
     println!(
-        "saved {} variables of the CNN to {prefix} (TensorFlow V2 format) and {}",
+        "saved {} variables to {prefix} (TensorFlow V2 format) and {}",
         saver.entries().len(),
-        out.join("cnn_probe.json").display()
+        probe_path.display()
     );
     Ok(())
 }
