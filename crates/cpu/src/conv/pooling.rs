@@ -95,6 +95,36 @@ pub fn max_pool<T: Float>(
     Ok(())
 }
 
+/// Calls `f(j, at)` for channel `c0 + j` (`j < w`) of output pixel `p`: `at` is the offset, within
+/// the image `xi`, of the first tap in row-major window order that holds the window's maximum
+/// (none for a window with no tap inside the input).
+#[inline(always)]
+fn for_each_argmax<T: Float>(
+    g: &Window2d,
+    xi: &[T],
+    p: usize,
+    c0: usize,
+    w: usize,
+    mut f: impl FnMut(usize, usize),
+) {
+    let mut best = [T::neg_infinity(); CHANNEL_BLOCK];
+    let mut from = [usize::MAX; CHANNEL_BLOCK];
+    for at in taps(g, p / g.out_w, p % g.out_w) {
+        let at = at + c0;
+        for (j, &v) in xi[at..at + w].iter().enumerate() {
+            if v > best[j] || from[j] == usize::MAX {
+                best[j] = v;
+                from[j] = at + j;
+            }
+        }
+    }
+    for (j, &at) in from[..w].iter().enumerate() {
+        if at != usize::MAX {
+            f(j, at);
+        }
+    }
+}
+
 /// TF's `MaxPoolGrad`: `dy` (the output's gradient) routed to the tap that gave each maximum of
 /// `x`'s windows, into the empty `dx` (the input's shape).
 pub fn max_pool_grad<T: Float>(
@@ -125,26 +155,52 @@ pub fn max_pool_grad<T: Float>(
                     // stack; the taps are walked once per block.
                     for c0 in (0..c).step_by(CHANNEL_BLOCK) {
                         let w = CHANNEL_BLOCK.min(c - c0);
-                        let mut best = [T::neg_infinity(); CHANNEL_BLOCK];
-                        let mut from = [usize::MAX; CHANNEL_BLOCK];
-                        for at in taps(g, p / g.out_w, p % g.out_w) {
-                            let at = at + c0;
-                            for (j, &v) in xi[at..at + w].iter().enumerate() {
-                                if v > best[j] || from[j] == usize::MAX {
-                                    best[j] = v;
-                                    from[j] = at + j;
-                                }
-                            }
-                        }
-                        for (&i, &gv) in from[..w].iter().zip(&gy[c0..c0 + w]) {
-                            if let Some(d) = dxi.get_mut(i) {
+                        for_each_argmax(g, xi, p, c0, w, |j, at| {
+                            if let (Some(d), Some(&gv)) = (dxi.get_mut(at), gy.get(c0 + j)) {
                                 *d = *d + gv;
                             }
-                        }
+                        });
                     }
                 }
             },
         )
+    });
+    Ok(())
+}
+
+/// TF's `MaxPoolGradGrad`: the gradient of `MaxPoolGrad` with respect to its output gradient. For
+/// an input-shaped `ddx`, each pooled output takes `ddx` at the tap that gave its window's
+/// maximum of `x`, into the empty `out` (the pooled shape).
+pub fn max_pool_grad_grad<T: Float>(
+    ctx: &Context<'_>,
+    g: &Window2d,
+    x: &[T],
+    ddx: &[T],
+    out: &mut Vec<T>,
+) -> Result<()> {
+    let (in_image, out_image) = image_sizes(
+        g,
+        "max_pool_grad_grad",
+        &[
+            ("the input", x.len(), true),
+            ("the input-shaped gradient", ddx.len(), true),
+        ],
+    )?;
+    zeros(out, checked(&[g.batch, out_image])?, "a pooling gradient")?;
+    let c = g.channels;
+    per_image(ctx, out, out_image, x.len(), |n, oi| {
+        let xi = &x[n * in_image..(n + 1) * in_image];
+        let gi = &ddx[n * in_image..(n + 1) * in_image];
+        for (p, o) in oi.chunks_exact_mut(c).enumerate() {
+            for c0 in (0..c).step_by(CHANNEL_BLOCK) {
+                let w = CHANNEL_BLOCK.min(c - c0);
+                for_each_argmax(g, xi, p, c0, w, |j, at| {
+                    if let (Some(o), Some(&v)) = (o.get_mut(c0 + j), gi.get(at)) {
+                        *o = v;
+                    }
+                });
+            }
+        }
     });
     Ok(())
 }

@@ -2,8 +2,9 @@
 //! `MaxPoolGrad` and `AvgPoolGrad`. Windows with SAME padding take only the taps inside the input:
 //! the maximum of those, and the mean over how many there are. A maximum's gradient goes to the
 //! first tap in row-major window order that holds it (TF's CPU kernel). `AvgPoolGrad` is linear in
-//! its gradient input and differentiable again (its gradient is `AvgPool`); `MaxPoolGrad` has no
-//! gradient rule (TF's `MaxPoolGradGrad` is not built).
+//! its gradient input and differentiable again (its gradient is `AvgPool`); `MaxPoolGrad`'s
+//! gradient is TF's `MaxPoolGradGrad` and the other way round, so both pools differentiate to any
+//! order.
 
 use super::super::kernels::{by_float, float_input, FloatArray};
 use super::super::{
@@ -41,6 +42,10 @@ pub enum PoolKind {
     /// The gradient of `Avg`: inputs the pool's input (for its shape; TF takes the shape as a
     /// tensor) and the output's gradient.
     AvgGrad,
+    /// The gradient of `MaxGrad` with respect to its output gradient: inputs the pool's input, its
+    /// output, and an input-shaped gradient; each pooled output takes that gradient at the tap of
+    /// its window's maximum.
+    MaxGradGrad,
 }
 
 impl PoolKind {
@@ -51,26 +56,33 @@ impl PoolKind {
             PoolKind::MaxGrad => "MaxPoolGrad",
             PoolKind::Avg => "AvgPool",
             PoolKind::AvgGrad => "AvgPoolGrad",
+            PoolKind::MaxGradGrad => "MaxPoolGradGrad",
         }
     }
-    /// The input that holds the output gradient, for the gradient ops.
+    /// The input that holds the incoming gradient, for the gradient ops.
     fn grad_input(self) -> Option<usize> {
         match self {
-            PoolKind::MaxGrad => Some(2),
+            PoolKind::MaxGrad | PoolKind::MaxGradGrad => Some(2),
             PoolKind::AvgGrad => Some(1),
             PoolKind::Max | PoolKind::Avg => None,
         }
     }
+    /// Whether the output has the pooled shape (else the input's); the gradient input has the
+    /// other one.
+    fn pooled_output(self) -> bool {
+        matches!(self, PoolKind::Max | PoolKind::Avg | PoolKind::MaxGradGrad)
+    }
 }
 
-/// Shape rule: the forward ops map `[N, H, W, C]` to `[N, OH, OW, C]`; the gradient ops give their
-/// first input's shape, and check the output gradient against the pooled shape.
+/// Shape rule: the forward ops map `[N, H, W, C]` to `[N, OH, OW, C]`; `MaxPoolGrad` and
+/// `AvgPoolGrad` give their first input's shape and check the gradient against the pooled shape;
+/// `MaxPoolGradGrad` gives the pooled shape and checks its gradient against the input's.
 fn infer_pool(inputs: &[TensorInfo], a: &PoolAttrs, which: PoolKind) -> InferResult {
     let op = which.name();
     let arity = match which {
         PoolKind::Max | PoolKind::Avg => 1,
         PoolKind::AvgGrad => 2,
-        PoolKind::MaxGrad => 3,
+        PoolKind::MaxGrad | PoolKind::MaxGradGrad => 3,
     };
     expect_arity(inputs, arity, op)?;
     let dtype = same_dtype(inputs)?;
@@ -81,19 +93,29 @@ fn infer_pool(inputs: &[TensorInfo], a: &PoolAttrs, which: PoolKind) -> InferRes
     let Some(g) = which.grad_input() else {
         return Ok(Some(TensorInfo::new(dtype, out)));
     };
-    if let (Some(dy), Some(o)) = (rank4(&inputs[g], "the output gradient")?, out.dims()) {
+    let (want, what) = if which.pooled_output() {
+        (inputs[0].shape.clone(), "the pool's input")
+    } else {
+        (out.clone(), "the pooled output")
+    };
+    if let (Some(dy), Some(w)) = (rank4(&inputs[g], "the gradient")?, want.dims()) {
         if !dy
             .iter()
-            .zip(o)
+            .zip(w)
             .all(|(a, b)| a.is_none() || b.is_none() || a == b)
         {
             return Err(InferError::Shape(format!(
-                "the output gradient has shape {}, the pooled output is {out}",
+                "the gradient has shape {}, {what} is {want}",
                 inputs[g].shape
             )));
         }
     }
-    Ok(Some(TensorInfo::new(dtype, inputs[0].shape.clone())))
+    let shape = if which.pooled_output() {
+        out
+    } else {
+        inputs[0].shape.clone()
+    };
+    Ok(Some(TensorInfo::new(dtype, shape)))
 }
 
 fn pool_typed<T: FloatArray>(
@@ -109,9 +131,14 @@ fn pool_typed<T: FloatArray>(
     let dy = match which.grad_input() {
         Some(i) => {
             let dy = float_input::<T>(inputs, i, op)?;
-            if dy.shape() != pooled {
+            let want: &[usize] = if which.pooled_output() {
+                x.shape()
+            } else {
+                &pooled
+            };
+            if dy.shape() != want {
                 return Err(KernelError::Shape(format!(
-                    "{op}: the output gradient has shape {:?}, the pooled output is {pooled:?}",
+                    "{op}: the gradient has shape {:?}, expected {want:?}",
                     dy.shape()
                 )));
             }
@@ -119,16 +146,20 @@ fn pool_typed<T: FloatArray>(
         }
         None => None,
     };
-    let len = match which.grad_input() {
-        Some(_) => x.len(),
-        None => Value::checked_len(&pooled)?,
+    let shape: &[usize] = if which.pooled_output() {
+        &pooled
+    } else {
+        x.shape()
     };
-    let mut out = ctx.try_vec::<T>(len)?;
+    let mut out = ctx.try_vec::<T>(Value::checked_len(shape)?)?;
     match (which, dy) {
         (PoolKind::Max, _) => pooling::max_pool(ctx, &g, &row_major(x), &mut out)?,
         (PoolKind::Avg, _) => pooling::avg_pool(ctx, &g, &row_major(x), &mut out)?,
         (PoolKind::MaxGrad, Some(dy)) => {
             pooling::max_pool_grad(ctx, &g, &row_major(x), &dy, &mut out)?
+        }
+        (PoolKind::MaxGradGrad, Some(dd)) => {
+            pooling::max_pool_grad_grad(ctx, &g, &row_major(x), &dd, &mut out)?
         }
         (PoolKind::AvgGrad, Some(dy)) => pooling::avg_pool_grad(ctx, &g, &dy, &mut out)?,
         _ => {
@@ -137,11 +168,6 @@ fn pool_typed<T: FloatArray>(
             )))
         }
     }
-    let shape: &[usize] = if which.grad_input().is_some() {
-        x.shape()
-    } else {
-        &pooled
-    };
     Ok(T::wrap(
         ArrayD::from_shape_vec(IxDyn(shape), out).map_err(KernelError::from)?,
     ))
@@ -180,7 +206,9 @@ impl OpDef for Pool {
     }
     /// `MaxPool`: `MaxPoolGrad(x, y, dy)`. `AvgPool`: `AvgPoolGrad(x, dy)`. `AvgPoolGrad` is linear
     /// in the output gradient and the adjoint of `AvgPool`: its gradient is `AvgPool` of the
-    /// incoming gradient. `MaxPoolGrad` has none.
+    /// incoming gradient. `MaxPoolGrad` and `MaxPoolGradGrad` are linear in their gradient input
+    /// and adjoint to each other (both route values along the same argmax taps), so each one's
+    /// gradient is the other; the input and output of the pool get none (TF gives zeros).
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = ctx.graph;
         let node = |kind: PoolKind, inputs: &[Tensor]| g.pool_node(kind, inputs, self.attrs);
@@ -191,10 +219,22 @@ impl OpDef for Pool {
             )?)]),
             PoolKind::Avg => Ok(vec![Some(node(PoolKind::AvgGrad, &[ctx.input(0)?, grad])?)]),
             PoolKind::AvgGrad => Ok(vec![None, Some(node(PoolKind::Avg, &[grad])?)]),
-            PoolKind::MaxGrad => Err(crate::error::Error::NoGradient {
-                node: ctx.name.clone(),
-                op: self.type_name().into(),
-            }),
+            PoolKind::MaxGrad => Ok(vec![
+                None,
+                None,
+                Some(node(
+                    PoolKind::MaxGradGrad,
+                    &[ctx.input(0)?, ctx.input(1)?, grad],
+                )?),
+            ]),
+            PoolKind::MaxGradGrad => Ok(vec![
+                None,
+                None,
+                Some(node(
+                    PoolKind::MaxGrad,
+                    &[ctx.input(0)?, ctx.input(1)?, grad],
+                )?),
+            ]),
         }
     }
 }

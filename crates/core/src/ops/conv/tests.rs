@@ -196,6 +196,38 @@ fn the_gradient_ops_have_gradients() {
         .unwrap();
     let report = check_gradients(&g, dx, &[fdy], 1e-6).unwrap();
     assert!(report.max_rel_err < 1e-8, "AvgPoolGrad: {report:?}");
+    // Max pooling to second order: the gradient of MaxPoolGrad with respect to its output
+    // gradient is MaxPoolGradGrad, and that one's is MaxPoolGrad (x fixed: the argmax taps do not
+    // move under the small steps of the check).
+    let y = g.max_pool(xc, &[3], &[2], "SAME").unwrap();
+    let (dy, fdy) = input(
+        &g,
+        &[2, 3, 3, 2],
+        &(0..36)
+            .map(|i| f64::from(i) / 7.0 - 2.0)
+            .collect::<Vec<_>>(),
+    );
+    let with_upstream = |ys: Tensor, xs: Tensor, up: Tensor| {
+        let options = GradientOptions {
+            grad_ys: Some(vec![up]),
+            ..Default::default()
+        };
+        g.gradients_with(&[ys], &[xs], options).unwrap()[0].unwrap()
+    };
+    let dx = with_upstream(y, xc, dy);
+    let report = check_gradients(&g, dx, &[fdy], 1e-6).unwrap();
+    assert!(report.max_rel_err < 1e-8, "MaxPoolGrad: {report:?}");
+    let (ddx, fddx) = input(
+        &g,
+        &[2, 5, 5, 2],
+        &(0..100)
+            .map(|i| f64::from(i % 13) / 5.0)
+            .collect::<Vec<_>>(),
+    );
+    let back = with_upstream(dx, dy, ddx);
+    assert_eq!(g.op_type(back.op()), "MaxPoolGradGrad");
+    let report = check_gradients(&g, back, &[fddx], 1e-6).unwrap();
+    assert!(report.max_rel_err < 1e-8, "MaxPoolGradGrad: {report:?}");
 }
 
 /// A 2×2 max pool with stride 2 over a 4×4 image (one channel) 0..16: the maxima are the bottom-
