@@ -59,6 +59,76 @@ pub(crate) fn value_bytes(v: &Value) -> Vec<u8> {
     }
 }
 
+/// A dtype other programs store that ferroflow reads as a wider one of its own (exactly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Narrow {
+    /// int32, read as int64.
+    Int32,
+    /// IEEE float16, read as float32 or float64.
+    F16,
+    /// bfloat16, read as float32 or float64.
+    BF16,
+}
+
+impl Narrow {
+    /// Bytes of one element.
+    pub(crate) fn size_of(self) -> usize {
+        match self {
+            Narrow::Int32 => 4,
+            Narrow::F16 | Narrow::BF16 => 2,
+        }
+    }
+
+    /// Whether it reads into a value of `to` (int32 into int64, the half-precision floats into
+    /// float32 and float64).
+    pub(crate) fn widens_to(self, to: DType) -> bool {
+        match self {
+            Narrow::Int32 => to == DType::I64,
+            Narrow::F16 | Narrow::BF16 => to.is_float(),
+        }
+    }
+}
+
+/// `shape`'s elements stored little-endian as `narrow` in `b`, as a value of dtype `to` (one that
+/// [`Narrow::widens_to`]).
+pub(crate) fn widened_value(
+    narrow: Narrow,
+    to: DType,
+    shape: &[usize],
+    b: &[u8],
+) -> std::result::Result<Value, String> {
+    let halves = |bf16: bool| {
+        b.chunks_exact(2).map(move |c| {
+            let bits = u16::from_le_bytes([
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+            ]);
+            if bf16 {
+                half::bf16::from_bits(bits).to_f64()
+            } else {
+                half::f16::from_bits(bits).to_f64()
+            }
+        })
+    };
+    let value = match (narrow, to) {
+        (Narrow::Int32, DType::I64) => Value::from_i64(
+            shape,
+            b.chunks_exact(4)
+                .map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
+                .collect(),
+        ),
+        (Narrow::F16 | Narrow::BF16, DType::F32) => Value::from_f32(
+            shape,
+            halves(narrow == Narrow::BF16).map(|x| x as f32).collect(),
+        ),
+        (Narrow::F16 | Narrow::BF16, DType::F64) => {
+            Value::from_f64(shape, halves(narrow == Narrow::BF16).collect())
+        }
+        _ => return Err(format!("{narrow:?} does not read as {to}")),
+    };
+    value.map_err(|e| e.to_string())
+}
+
 /// The inverse of [`value_bytes`]: `b` must hold exactly `shape`'s elements of `dtype`.
 pub(crate) fn bytes_value(
     dtype: DType,

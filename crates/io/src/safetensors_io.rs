@@ -3,7 +3,7 @@
 //! float32 or float64 variables (exactly) and int32 tensors into int64 variables; export writes
 //! float variables as float16 or bfloat16 on request ([`FloatFormat`], rounding to nearest even).
 
-use crate::checkpoint::{bytes_value, value_bytes};
+use crate::checkpoint::{bytes_value, value_bytes, widened_value, Narrow};
 use crate::{IoError, Result};
 use ferroflow_core::{DType, Graph, Session, Variable};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -104,10 +104,15 @@ pub fn import_safetensors(
             path: path.into(),
         })?;
         let (dt, shape) = (v.dtype(g), t.shape().to_vec());
-        let converts = match t.dtype() {
-            Dtype::F16 | Dtype::BF16 => dt.is_float(),
-            Dtype::I32 => dt == DType::I64,
-            d => d == to_st(dt),
+        let narrow = match t.dtype() {
+            Dtype::I32 => Some(Narrow::Int32),
+            Dtype::F16 => Some(Narrow::F16),
+            Dtype::BF16 => Some(Narrow::BF16),
+            _ => None,
+        };
+        let converts = match narrow {
+            Some(n) => n.widens_to(dt),
+            None => t.dtype() == to_st(dt),
         };
         if !converts {
             return Err(IoError::DTypeMismatch {
@@ -126,44 +131,11 @@ pub fn import_safetensors(
                 ckpt_dtype: format!("{:?}", t.dtype()),
             });
         }
-        let two = |c: &[u8]| {
-            u16::from_le_bytes([
-                c.first().copied().unwrap_or(0),
-                c.get(1).copied().unwrap_or(0),
-            ])
-        };
-        let wide: Vec<u8>;
-        let data = match t.dtype() {
-            Dtype::F16 | Dtype::BF16 => {
-                let bf = t.dtype() == Dtype::BF16;
-                let x = t.data().chunks_exact(2).map(|c| {
-                    if bf {
-                        half::bf16::from_bits(two(c)).to_f64()
-                    } else {
-                        half::f16::from_bits(two(c)).to_f64()
-                    }
-                });
-                wide = if dt == DType::F64 {
-                    x.flat_map(f64::to_le_bytes).collect()
-                } else {
-                    x.flat_map(|v| (v as f32).to_le_bytes()).collect()
-                };
-                &wide
-            }
-            Dtype::I32 => {
-                wide = t
-                    .data()
-                    .chunks_exact(4)
-                    .flat_map(|c| {
-                        let four = [0, 1, 2, 3].map(|i| c.get(i).copied().unwrap_or(0));
-                        i64::from(i32::from_le_bytes(four)).to_le_bytes()
-                    })
-                    .collect();
-                &wide
-            }
-            _ => t.data(),
-        };
-        let value = bytes_value(dt, &shape, data).map_err(|m| IoError::Corrupt {
+        let value = match narrow {
+            Some(n) => widened_value(n, dt, &shape, t.data()),
+            None => bytes_value(dt, &shape, t.data()),
+        }
+        .map_err(|m| IoError::Corrupt {
             path: path.into(),
             message: format!("{key}: {m}"),
         })?;
