@@ -143,26 +143,11 @@ pub fn conv2d_with(
     Ok(out)
 }
 
-/// A pooling layer: the op under a name scope `name` or, by default, `base`, `base_1`, ...
-fn pooling(
-    g: &Graph,
-    inputs: Tensor,
-    pool_size: [usize; 2],
-    strides: [usize; 2],
-    padding: &str,
-    name: Option<&str>,
-    base: &str,
-) -> Result<Tensor> {
-    let layer = name.unwrap_or(base);
-    parse_padding(padding, layer)?;
+/// A layer without variables: `op` under the name scope `layer` (uniquified as TF does: `layer`,
+/// `layer_1`, ...).
+fn in_scope(g: &Graph, layer: &str, op: impl FnOnce(&Graph) -> Result<Tensor>) -> Result<Tensor> {
     let _s = g.name_scope(layer)?;
-    if base == "max_pooling2d" {
-        g.named("MaxPool")
-            .max_pool(inputs, &pool_size, &strides, padding)
-    } else {
-        g.named("AvgPool")
-            .avg_pool(inputs, &pool_size, &strides, padding)
-    }
+    op(g)
 }
 
 /// `tf.layers.max_pooling2d(inputs, pool_size, strides, padding, name=...)`.
@@ -174,15 +159,10 @@ pub fn max_pooling2d(
     padding: &str,
     name: Option<&str>,
 ) -> Result<Tensor> {
-    pooling(
-        g,
-        inputs,
-        pool_size,
-        strides,
-        padding,
-        name,
-        "max_pooling2d",
-    )
+    in_scope(g, name.unwrap_or("max_pooling2d"), |g| {
+        g.named("MaxPool")
+            .max_pool(inputs, &pool_size, &strides, padding)
+    })
 }
 
 /// `tf.layers.average_pooling2d(inputs, pool_size, strides, padding, name=...)`.
@@ -194,15 +174,10 @@ pub fn average_pooling2d(
     padding: &str,
     name: Option<&str>,
 ) -> Result<Tensor> {
-    pooling(
-        g,
-        inputs,
-        pool_size,
-        strides,
-        padding,
-        name,
-        "average_pooling2d",
-    )
+    in_scope(g, name.unwrap_or("average_pooling2d"), |g| {
+        g.named("AvgPool")
+            .avg_pool(inputs, &pool_size, &strides, padding)
+    })
 }
 
 /// `tf.layers.flatten(inputs)`: `[N, d1, d2, ...]` to `[N, d1·d2·...]` (the trailing dimensions
@@ -222,6 +197,7 @@ pub fn flatten(g: &Graph, inputs: Tensor, name: Option<&str>) -> Result<Tensor> 
             message: format!("every dimension but the first must be known, got shape {shape}"),
         });
     };
-    let _s = g.name_scope(layer)?;
-    g.named("Reshape").reshape(inputs, &[-1, rest as i64])
+    in_scope(g, layer, |g| {
+        g.named("Reshape").reshape(inputs, &[-1, rest as i64])
+    })
 }
