@@ -41,15 +41,7 @@ impl OpDef for BiasAdd {
         let dtype = same_dtype(inputs)?;
         expect_float(&inputs[0], "BiasAdd's inputs")?;
         let (x, b) = (&inputs[0].shape, &inputs[1].shape);
-        let last = match x.dims() {
-            Some([]) => {
-                return Err(InferError::Shape(
-                    "the value must have at least one dimension, got a scalar".into(),
-                ))
-            }
-            Some(d) => d.last().copied().flatten(),
-            None => None,
-        };
+        let last = channels(x, "the value")?;
         match b.dims() {
             None | Some([None]) => {}
             Some([Some(n)]) if last.is_none_or(|c| c == *n) => {}
@@ -92,6 +84,18 @@ impl OpDef for BiasAdd {
     }
 }
 
+/// The static size of `shape`'s last axis (the channels), or an error naming `what` when it is a
+/// scalar.
+fn channels(shape: &Shape, what: &str) -> std::result::Result<Option<usize>, InferError> {
+    match shape.dims() {
+        Some([]) => Err(InferError::Shape(format!(
+            "{what} must have at least one dimension, got a scalar"
+        ))),
+        Some(d) => Ok(d.last().copied().flatten()),
+        None => Ok(None),
+    }
+}
+
 /// The run-time form of the shape rule: a bias vector as long as the value's last axis.
 fn check_bias(inputs: &[&Value]) -> OpResult<()> {
     let (Some(x), Some(b)) = (inputs.first(), inputs.get(1)) else {
@@ -130,15 +134,7 @@ impl OpDef for BiasAddGrad {
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "BiasAddGrad")?;
         expect_float(&inputs[0], "BiasAddGrad's input")?;
-        let c = match inputs[0].shape.dims() {
-            Some([]) => {
-                return Err(InferError::Shape(
-                    "the input must have at least one dimension, got a scalar".into(),
-                ))
-            }
-            Some(d) => d.last().copied().flatten(),
-            None => None,
-        };
+        let c = channels(&inputs[0].shape, "the input")?;
         Ok(Some(TensorInfo::new(inputs[0].dtype, Shape::new(vec![c]))))
     }
     fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
