@@ -4,7 +4,7 @@
 //! accuracy of the last epoch, and a checkpoint of each run.
 
 use super::plot::{line_chart, Axes, Line};
-use super::{accuracy, feeds_for, mean_std, progress};
+use super::{accuracy, feeds_for, hold_out, mean_std, progress};
 use crate::{Result, ToolError};
 use ferroflow::core::ops::conv::Padding;
 use ferroflow::data::Dataset;
@@ -127,17 +127,8 @@ impl Cnn {
 pub fn load(cfg: &Config) -> Result<(Dataset, Dataset, Dataset)> {
     let (train, test) =
         ferroflow::data::mnist(&cfg.data_dir).map_err(|e| ToolError::Data(e.to_string()))?;
-    let n = train.len();
-    let valid_n = cfg.validation.min(n / 5);
-    let mut tr = train.select(&(0..n - valid_n).collect::<Vec<_>>());
-    if let Some(l) = cfg.train_limit {
-        tr = tr.take(l);
-    }
-    Ok((
-        tr,
-        train.select(&(n - valid_n..n).collect::<Vec<_>>()),
-        test,
-    ))
+    let (train, valid) = hold_out(&train, cfg.validation, cfg.train_limit);
+    Ok((train, valid, test))
 }
 
 /// Trains one CNN with seed `seed` for `cfg.epochs` epochs and saves it.

@@ -2,7 +2,7 @@
 //! 5 hidden layers of 100 ELU units, He initialization, Adam, early stopping on a validation split;
 //! then the same with batch normalization. Published: 97.3% test accuracy (98.9% tuned), 99.5% with BN.
 
-use super::{accuracy, feeds_for, mean_std, progress, Classifier, MlpSpec};
+use super::{accuracy, feeds_for, hold_out, mean_std, progress, Classifier, MlpSpec};
 use crate::{Result, ToolError};
 use ferroflow::data::Dataset;
 use ferroflow::io::{Saver, VarList};
@@ -78,15 +78,8 @@ pub fn load(cfg: &Config) -> Result<(Dataset, Dataset, Dataset)> {
 pub fn split_0_4(train: &Dataset, test: &Dataset, cfg: &Config) -> (Dataset, Dataset, Dataset) {
     let low = |d: &Dataset| d.filter_classes(|l| l < 5, |l| l);
     let (train, test) = (low(train), low(test));
-    let n = train.len();
-    let valid_n = cfg.validation.min(n / 5);
-    let idx: Vec<usize> = (0..n - valid_n).collect();
-    let vidx: Vec<usize> = (n - valid_n..n).collect();
-    let mut tr = train.select(&idx);
-    if let Some(l) = cfg.train_limit {
-        tr = tr.take(l);
-    }
-    (tr, train.select(&vidx), test)
+    let (train, valid) = hold_out(&train, cfg.validation, cfg.train_limit);
+    (train, valid, test)
 }
 
 /// The network: 5 hidden layers of `cfg.hidden_units` ELU units, He initialization, and with

@@ -171,6 +171,18 @@ impl Classifier {
     }
 }
 
+/// A training set split for early stopping: its last `validation` examples (at most a fifth) for
+/// validation, the rest, capped at `limit` examples, for training. Returns (train, validation).
+pub fn hold_out(train: &Dataset, validation: usize, limit: Option<usize>) -> (Dataset, Dataset) {
+    let n = train.len();
+    let valid_n = validation.min(n / 5);
+    let mut tr = train.select(&(0..n - valid_n).collect::<Vec<_>>());
+    if let Some(l) = limit {
+        tr = tr.take(l);
+    }
+    (tr, train.select(&(n - valid_n..n).collect::<Vec<_>>()))
+}
+
 /// Feeds for a data set: images as `[n, features]` f32 and labels as i64.
 pub fn feeds_for(
     x: Tensor,
