@@ -86,42 +86,17 @@ fn batch_norm(g: &Graph, z: Tensor, name: &str, momentum: f64, eps: f64) -> Resu
     Ok(g.batch_normalization(z, mean, var, Some(beta.value()), Some(gamma.value()), eps)?)
 }
 
-/// The `cnn` model: the classic TF1 MNIST CNN (the demo's network) on the 784 inputs seen as
-/// 28×28×1: conv 32 3×3 ReLU SAME → conv 64 3×3 stride 2 ReLU SAME → max pool 2 → flatten →
-/// dense 64 ReLU → dropout 0.5 → 10 logits, Adam(1e-3); kernels He-initialized as the dense
-/// models'. FLOPs count 6 per multiply-add of every product, as the dense models'.
+/// The `cnn` model: the MNIST CNN of the demo (`demos::cnn::logits`: conv 32 3×3 ReLU SAME → conv 64
+/// 3×3 stride 2 ReLU SAME → max pool 2 → flatten → dense 64 ReLU → dropout 0.5 → 10 logits) in
+/// training mode, Adam(1e-3); kernels He-initialized as the dense models'. FLOPs count 6 per
+/// multiply-add of every product, as the dense models'.
 fn cnn(g: &Graph, x: Tensor, y: Tensor) -> Result<(Tensor, Operation, f64)> {
-    use ferroflow::nn::{conv2d_with, flatten, layers::dropout, max_pooling2d, Conv2dOptions};
     let he = Initializer::variance_scaling(
         2.0,
         ferroflow::nn::FanMode::FanIn,
         ferroflow::nn::VsDistribution::TruncatedNormal,
     );
-    let conv = |h: Tensor, filters: usize, stride: usize, name: &str| {
-        let options = Conv2dOptions {
-            strides: [stride, stride],
-            padding: ferroflow::core::ops::conv::Padding::Same,
-            activation: Some(Activation::Relu),
-            kernel_initializer: Some(he.clone()),
-            name: Some(name.into()),
-            ..Default::default()
-        };
-        conv2d_with(g, h, filters, [3, 3], options)
-    };
-    let images = g.reshape(x, &[-1, 28, 28, 1])?;
-    let c1 = conv(images, 32, 1, "conv1")?;
-    let c2 = conv(c1, 64, 2, "conv2")?;
-    let pooled = max_pooling2d(g, c2, [2, 2], [2, 2], "valid", None)?;
-    let h = dense(
-        g,
-        flatten(g, pooled, None)?,
-        64,
-        "fc1",
-        Some(Activation::Relu),
-        true,
-    )?;
-    let h = dropout(g, h, 0.5, true, None)?;
-    let logits = dense(g, h, 10, "outputs", None, true)?;
+    let logits = crate::demos::cnn::logits(g, x, true, Some(he))?;
     let loss = g.reduce_mean(
         g.sparse_softmax_cross_entropy_with_logits(y, logits)?,
         None,

@@ -10,7 +10,7 @@ use ferroflow::core::ops::conv::Padding;
 use ferroflow::data::Dataset;
 use ferroflow::io::summary::FileWriter;
 use ferroflow::io::{Saver, VarList};
-use ferroflow::nn::layers::{dense, dropout, Activation};
+use ferroflow::nn::layers::{dense_with, dropout, Activation, DenseOptions, Training};
 use ferroflow::nn::{conv2d_with, flatten, max_pooling2d, Conv2dOptions, Optimizer};
 use ferroflow::prelude::*;
 use plotters::prelude::*;
@@ -88,29 +88,7 @@ impl Cnn {
         let training = g
             .named("training")
             .placeholder_with_default(g.constant(false)?, Shape::scalar())?;
-        let conv = |h: Tensor, filters: usize, stride: usize, name: &str| {
-            let options = Conv2dOptions {
-                strides: [stride, stride],
-                padding: Padding::Same,
-                activation: Some(Activation::Relu),
-                name: Some(name.into()),
-                ..Default::default()
-            };
-            conv2d_with(&g, h, filters, [3, 3], options)
-        };
-        let images = g.reshape(x, &[-1, 28, 28, 1])?;
-        let c1 = conv(images, 32, 1, "conv2d")?;
-        let c2 = conv(c1, 64, 2, "conv2d_1")?;
-        let pooled = max_pooling2d(&g, c2, [2, 2], [2, 2], "valid", None)?;
-        let h = dense(
-            &g,
-            flatten(&g, pooled, None)?,
-            64,
-            Some(Activation::Relu),
-            "dense",
-        )?;
-        let h = dropout(&g, h, 0.5, training, None)?;
-        let logits = dense(&g, h, 10, None, "dense_1")?;
+        let logits = logits(&g, x, training, None)?;
         let loss = ferroflow::nn::losses::sparse_softmax_cross_entropy(&g, y, logits)?;
         Ok(Cnn {
             g,
@@ -121,6 +99,49 @@ impl Cnn {
             loss,
         })
     }
+}
+
+/// The network on `x` (`[None, 784]`, seen as 28×28×1 images), under tf.layers' names: its
+/// logits. Every kernel starts from `kernel_initializer` (`None`: glorot uniform, tf.layers'
+/// default), biases at zero; the dropout is active when `training` says so.
+pub fn logits(
+    g: &Graph,
+    x: Tensor,
+    training: impl Into<Training>,
+    kernel_initializer: Option<Initializer>,
+) -> Result<Tensor> {
+    let conv = |h: Tensor, filters: usize, stride: usize, name: &str| {
+        let options = Conv2dOptions {
+            strides: [stride, stride],
+            padding: Padding::Same,
+            activation: Some(Activation::Relu),
+            kernel_initializer: kernel_initializer.clone(),
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        conv2d_with(g, h, filters, [3, 3], options)
+    };
+    let dense = |h: Tensor, units: usize, activation: Option<Activation>, name: &str| {
+        let options = DenseOptions {
+            activation,
+            kernel_initializer: kernel_initializer.clone(),
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        dense_with(g, h, units, options)
+    };
+    let images = g.reshape(x, &[-1, 28, 28, 1])?;
+    let c1 = conv(images, 32, 1, "conv2d")?;
+    let c2 = conv(c1, 64, 2, "conv2d_1")?;
+    let pooled = max_pooling2d(g, c2, [2, 2], [2, 2], "valid", None)?;
+    let h = dense(
+        flatten(g, pooled, None)?,
+        64,
+        Some(Activation::Relu),
+        "dense",
+    )?;
+    let h = dropout(g, h, 0.5, training, None)?;
+    Ok(dense(h, 10, None, "dense_1")?)
 }
 
 /// The bundled (or given) MNIST: (train, validation, test), pixels scaled to [0, 1].
