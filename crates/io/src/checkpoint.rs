@@ -3,6 +3,7 @@
 //! Written atomically (temporary file, fsync, rename) and tensor by tensor; read with every length
 //! bounded before allocation and every checksum verified.
 
+use crate::files::{io_err, sync_dir, temp_path};
 use crate::{IoError, Result};
 use ferroflow_core::{DType, Value};
 use serde::{Deserialize, Serialize};
@@ -40,13 +41,6 @@ struct Header {
 /// The path of the checkpoint file of a prefix (`model.ckpt-10` → `model.ckpt-10.ffckpt`).
 pub fn data_path(prefix: &str) -> PathBuf {
     PathBuf::from(format!("{prefix}.{EXTENSION}"))
-}
-
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> IoError + '_ {
-    move |source| IoError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// A value's elements as little-endian bytes (bool: one byte each), row-major.
@@ -270,109 +264,6 @@ pub(crate) fn write_checkpoint_inner(
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsynced, renamed over
-/// `path`, then the directory fsynced.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_path(path);
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    if let Err(source) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(IoError::Io {
-            path: path.into(),
-            source,
-        });
-    }
-    sync_dir(path);
-    Ok(())
-}
-
-/// Reads a whole file of at most `max` bytes, refusing anything but a regular file (a link to
-/// `/dev/zero` would never end, a FIFO would block) before reading, and never reading past `max`.
-/// `what` names the kind of file in the errors.
-pub(crate) fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>> {
-    let refuse = |message: String| IoError::Corrupt {
-        path: path.into(),
-        message,
-    };
-    let meta = std::fs::metadata(path).map_err(io_err(path))?;
-    if !meta.is_file() {
-        return Err(refuse(format!("a {what} must be a regular file")));
-    }
-    if meta.len() > max {
-        return Err(refuse(format!(
-            "a {what} of {} bytes is more than the {max} this build reads",
-            meta.len()
-        )));
-    }
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|f| f.take(max.saturating_add(1)).read_to_end(&mut bytes))
-        .map_err(io_err(path))?;
-    if bytes.len() as u64 > max {
-        return Err(refuse(format!("a {what} that grows past {max} bytes")));
-    }
-    Ok(bytes)
-}
-
-/// What marks a file as one of our temporaries: `<name>.ferroflow-tmp-<pid>`.
-const TEMP_TAG: &str = ".ferroflow-tmp-";
-
-/// The temporary name this process writes `path` under before renaming it into place.
-pub(crate) fn temp_path(path: &Path) -> PathBuf {
-    PathBuf::from(format!(
-        "{}{TEMP_TAG}{}",
-        path.display(),
-        std::process::id()
-    ))
-}
-
-/// Removes the temporary files ([`temp_path`]) that writers which no longer run left in the
-/// directory of `path`: a save killed before its rename. Only where `/proc` tells which processes
-/// run (Linux); files of this process and of any running one are kept. Best effort: what cannot be
-/// listed or removed stays.
-pub(crate) fn remove_stale_temporaries(path: &Path) {
-    let proc_fs = Path::new("/proc/self");
-    if !proc_fs.exists() {
-        return;
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let me = std::process::id();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.rsplit_once(TEMP_TAG))
-            .and_then(|(_, pid)| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let running = Path::new("/proc").join(pid.to_string()).exists();
-        if pid != me && !running && entry.file_type().is_ok_and(|t| t.is_file()) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// Fsyncs the directory holding `path` so a rename survives a crash (best effort where unsupported).
-pub(crate) fn sync_dir(path: &Path) {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-}
-
 /// A writer that fails after a number of bytes: how tests simulate a save killed midway.
 struct FailingWriter<W: Write + Seek> {
     inner: W,
@@ -415,8 +306,7 @@ impl CheckpointReader {
             path: path.into(),
             message: m,
         };
-        let mut file = File::open(path).map_err(io_err(path))?;
-        let file_len = file.metadata().map_err(io_err(path))?.len();
+        let (mut file, file_len) = crate::files::open_regular(path, "checkpoint")?;
         let mut pre = [0u8; 20];
         file.read_exact(&mut pre).map_err(|_| {
             corrupt(format!(

@@ -7,6 +7,7 @@
 )]
 
 pub mod checkpoint;
+mod files;
 pub mod meta_graph;
 pub mod safetensors_io;
 pub mod saver;

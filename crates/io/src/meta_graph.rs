@@ -116,7 +116,7 @@ pub fn export_meta_graph(g: &Graph, path: &Path, saver: Option<&Saver>) -> Resul
     bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&body);
     bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-    let tmp = crate::checkpoint::temp_path(path);
+    let tmp = crate::files::temp_path(path);
     let write = || -> std::io::Result<()> {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
@@ -131,7 +131,7 @@ pub fn export_meta_graph(g: &Graph, path: &Path, saver: Option<&Saver>) -> Resul
 }
 
 fn read_def(path: &Path) -> Result<MetaGraphDef> {
-    let bytes = crate::checkpoint::read_bounded(path, MAX_BODY + 24, "meta-graph")?;
+    let bytes = crate::files::read_bounded(path, MAX_BODY + 24, "meta-graph")?;
     let word = |range: std::ops::Range<usize>| bytes.get(range).unwrap_or(&[]);
     if bytes.len() < 24 || word(0..8) != MAGIC {
         return Err(meta_err(path, "not a ferroflow meta-graph (bad magic)"));

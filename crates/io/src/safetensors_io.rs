@@ -92,7 +92,7 @@ pub fn import_safetensors(
     path: &Path,
 ) -> Result<()> {
     // Regular files only; the size bound is the format's own (an 8-byte header length, then data).
-    let bytes = crate::checkpoint::read_bounded(path, u64::MAX / 2, "safetensors file")?;
+    let bytes = crate::files::read_bounded(path, u64::MAX / 2, "safetensors file")?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| IoError::Corrupt {
         path: path.into(),
         message: e.to_string(),

@@ -1,7 +1,8 @@
 //! `tf.train.Saver`: which variables under which keys, `save` with global step, `max_to_keep` and the
 //! `checkpoint` state file, `restore` of exactly the saver's variables, `latest_checkpoint`.
 
-use crate::checkpoint::{data_path, sync_dir, write_checkpoint, CheckpointReader};
+use crate::checkpoint::{data_path, write_checkpoint, CheckpointReader};
+use crate::files::sync_dir;
 use crate::tf_checkpoint::{write_tf_checkpoint, TfCheckpointReader};
 use crate::{IoError, Result};
 use ferroflow_core::{DType, Graph, Session, Variable};
@@ -153,7 +154,7 @@ impl Saver {
                 source,
             })?;
         }
-        crate::checkpoint::remove_stale_temporaries(&file);
+        crate::files::recover_dir(&file);
         let g = &self.graph;
         match self.format {
             SaveFormat::Ferroflow => {
@@ -229,7 +230,7 @@ impl Saver {
             text.push_str(&format!("all_model_checkpoint_paths: {:?}\n", rel(p)));
         }
         let state = dir.join("checkpoint");
-        let tmp = crate::checkpoint::temp_path(&dir.join("checkpoint"));
+        let tmp = crate::files::temp_path(&dir.join("checkpoint"));
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp)?;
@@ -251,7 +252,7 @@ impl Saver {
     /// the key: missing, or of another shape or dtype; every key is checked before anything is assigned.
     /// Like `save`, it removes the temporary files of killed saves from the checkpoint's directory.
     pub fn restore(&self, sess: &Session, prefix: &str) -> Result<()> {
-        crate::checkpoint::remove_stale_temporaries(&data_path(prefix));
+        crate::files::recover_dir(&data_path(prefix));
         let mut source = AnyCheckpoint::open(prefix)?;
         let g = &self.graph;
         let listed: std::collections::HashMap<String, (DType, Vec<usize>)> = source

@@ -5,11 +5,17 @@
 use crate::{IoError, Result};
 use ferroflow_core::{DType, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use stored::stored;
 
 mod partitions;
 mod stored;
+mod switch;
+mod write;
+
+pub(crate) use switch::finish_switches;
+pub(crate) use write::tf_dtype;
+pub use write::write_tf_checkpoint;
 
 const TABLE_MAGIC: u64 = 0xdb47_7524_8b80_fb57;
 const MAX_INDEX: u64 = 1 << 30;
@@ -133,22 +139,28 @@ pub struct TfCheckpointReader {
     /// the variable's name and the slice into the key; see `partitions.rs`).
     slice_entries: BTreeMap<Vec<u8>, BundleEntry>,
     num_shards: i32,
+    /// The data file of an unfinished switch (a save killed between its renames), read in place
+    /// of shard 0 of 1 while it exists.
+    pending_data: Option<PathBuf>,
 }
 
 impl TfCheckpointReader {
-    /// True when `<prefix>.index` exists.
+    /// True when `<prefix>.index` exists (or the index of a save switching into place).
     pub fn exists(prefix: &str) -> bool {
-        Path::new(&format!("{prefix}.index")).is_file()
+        switch::resolve(prefix).is_ok_and(|p| p.index.is_file())
     }
 
     /// Opens `<prefix>.index`, verifying every block's checksum and every entry.
     pub fn open(prefix: &str) -> Result<Self> {
-        let path = PathBuf::from(format!("{prefix}.index"));
+        let switch::PairPaths {
+            index: path,
+            pending_data,
+        } = switch::resolve(prefix)?;
         let corrupt = |m: String| IoError::Corrupt {
             path: path.clone(),
             message: m,
         };
-        let bytes = crate::checkpoint::read_bounded(&path, MAX_INDEX, "checkpoint index")?;
+        let bytes = crate::files::read_bounded(&path, MAX_INDEX, "checkpoint index")?;
         if bytes.len() < 48 {
             return Err(corrupt("too short for an SSTable footer".into()));
         }
@@ -215,6 +227,7 @@ impl TfCheckpointReader {
             entries,
             slice_entries,
             num_shards: header.num_shards.max(1),
+            pending_data,
         })
     }
 
@@ -241,7 +254,7 @@ impl TfCheckpointReader {
     }
 
     fn info(&self, name: &str, e: &BundleEntry) -> Result<TfTensorInfo> {
-        let path = PathBuf::from(format!("{}.index", self.prefix));
+        let path = switch::index_path(&self.prefix);
         let dtype = stored(e)
             .map_err(|message| IoError::Unsupported {
                 path: path.clone(),
@@ -285,11 +298,10 @@ impl TfCheckpointReader {
 
     /// The tensor stored in entry `e` (named `key` in errors), of `shape`.
     fn read_entry(&self, key: &str, e: &BundleEntry, shape: &[usize]) -> Result<Value> {
-        let shard = format!(
-            "{}.data-{:05}-of-{:05}",
-            self.prefix, e.shard_id, self.num_shards
-        );
-        let path = PathBuf::from(&shard);
+        let path = match &self.pending_data {
+            Some(p) if e.shard_id == 0 && self.num_shards == 1 => p.clone(),
+            _ => switch::shard_path(&self.prefix, e.shard_id, self.num_shards),
+        };
         let corrupt = |m: String| IoError::Corrupt {
             path: path.clone(),
             message: m,
@@ -308,17 +320,7 @@ impl TfCheckpointReader {
             )));
         }
         use std::io::{Read, Seek, SeekFrom};
-        let mut f = std::fs::File::open(&path).map_err(|source| IoError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let file_len = f
-            .metadata()
-            .map_err(|source| IoError::Io {
-                path: path.clone(),
-                source,
-            })?
-            .len();
+        let (mut f, file_len) = crate::files::open_regular(&path, "checkpoint data file")?;
         if (e.offset as u64)
             .checked_add(e.size as u64)
             .is_none_or(|end| end > file_len)
@@ -425,155 +427,6 @@ fn parse_block(b: &[u8]) -> std::result::Result<Entries, String> {
         pos = value_end;
     }
     Ok(out)
-}
-
-/// The TF `DataType` enum value of a ferroflow dtype.
-pub(crate) fn tf_dtype(d: DType) -> i32 {
-    match d {
-        DType::F32 => 1,
-        DType::F64 => 2,
-        DType::I64 => 9,
-        DType::Bool => 10,
-    }
-}
-
-/// Builds one SSTable block from sorted entries: prefix-compressed, a restart every 16 entries, then the
-/// restart array and its count.
-fn build_block(entries: &[(&[u8], Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut restarts = Vec::new();
-    let mut prev: &[u8] = &[];
-    for (i, (key, value)) in entries.iter().enumerate() {
-        let shared = if i % 16 == 0 {
-            restarts.push(out.len() as u32);
-            0
-        } else {
-            prev.iter()
-                .zip(key.iter())
-                .take_while(|(a, b)| a == b)
-                .count()
-        };
-        for n in [shared, key.len() - shared, value.len()] {
-            prost::encoding::encode_varint(n as u64, &mut out);
-        }
-        out.extend_from_slice(key.get(shared..).unwrap_or(&[]));
-        out.extend_from_slice(value);
-        prev = key;
-    }
-    if restarts.is_empty() {
-        restarts.push(0);
-    }
-    for r in &restarts {
-        out.extend_from_slice(&r.to_le_bytes());
-    }
-    out.extend_from_slice(&(restarts.len() as u32).to_le_bytes());
-    out
-}
-
-/// Appends a block with its trailer (compression type 0, masked CRC-32C) and returns its handle.
-fn append_block(file: &mut Vec<u8>, contents: &[u8]) -> (u64, u64) {
-    let handle = (file.len() as u64, contents.len() as u64);
-    file.extend_from_slice(contents);
-    file.push(0);
-    let mut crc = crc32c::crc32c(contents);
-    crc = crc32c::crc32c_append(crc, &[0]);
-    file.extend_from_slice(&crc.rotate_right(15).wrapping_add(0xa282_ead8).to_le_bytes());
-    handle
-}
-
-fn encode_handle((offset, size): (u64, u64), out: &mut Vec<u8>) {
-    prost::encoding::encode_varint(offset, out);
-    prost::encoding::encode_varint(size, out);
-}
-
-/// Writes `tensors` as a TensorFlow V2 checkpoint: `<prefix>.data-00000-of-00001` (the tensors' bytes in
-/// key order) and `<prefix>.index` (an SSTable of `BundleEntryProto`s under the sorted keys, after the
-/// `BundleHeaderProto` under the empty key), exactly as TF's `BundleWriter` lays them out, so that
-/// `tf.train.Saver.restore` and `tf.train.load_checkpoint` read them. Each file is written to a temporary
-/// name, fsynced and renamed; the data file first, so that an index never names a missing shard.
-pub fn write_tf_checkpoint(prefix: &str, tensors: &[(String, Value)]) -> Result<()> {
-    let mut sorted: Vec<&(String, Value)> = tensors.iter().collect();
-    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let index_path = PathBuf::from(format!("{prefix}.index"));
-    if let Some((a, _)) = sorted
-        .iter()
-        .zip(sorted.iter().skip(1))
-        .find(|(a, b)| a.0 == b.0)
-    {
-        return Err(IoError::Corrupt {
-            path: index_path,
-            message: format!("key {} is given twice", a.0),
-        });
-    }
-    if let Some((k, _)) = sorted.iter().find(|(k, _)| k.is_empty()) {
-        return Err(IoError::Corrupt {
-            path: index_path,
-            message: format!("the empty key {k:?} is reserved for the bundle header"),
-        });
-    }
-    let mut data = Vec::new();
-    let mut entries: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(sorted.len() + 1);
-    let header = BundleHeader {
-        num_shards: 1,
-        endianness: 0,
-        version: Some(VersionDef {
-            producer: 1,
-            min_consumer: 0,
-        }),
-    };
-    entries.push((b"", prost::Message::encode_to_vec(&header)));
-    for (key, value) in &sorted {
-        let bytes = crate::checkpoint::value_bytes(value);
-        let entry = BundleEntry {
-            dtype: tf_dtype(value.dtype()),
-            shape: Some(ShapeProto {
-                dim: value
-                    .shape()
-                    .iter()
-                    .map(|&d| DimProto { size: d as i64 })
-                    .collect(),
-                unknown_rank: false,
-            }),
-            shard_id: 0,
-            offset: data.len() as i64,
-            size: bytes.len() as i64,
-            crc32c: masked_crc32c(&bytes),
-            slices: Vec::new(),
-        };
-        data.extend_from_slice(&bytes);
-        entries.push((key.as_bytes(), prost::Message::encode_to_vec(&entry)));
-    }
-    let mut index = Vec::new();
-    let data_handle = append_block(&mut index, &build_block(&entries));
-    let meta_handle = append_block(&mut index, &build_block(&[]));
-    // The index block maps a key >= the data block's last key to that block: LevelDB's short successor
-    // of the last key (its first byte below 0xff incremented, the rest cut), as TF writes it.
-    let mut last = entries.last().map(|(k, _)| k.to_vec()).unwrap_or_default();
-    if let Some(i) = last.iter().position(|&b| b != 0xff) {
-        last.truncate(i + 1);
-        if let Some(b) = last.last_mut() {
-            *b += 1;
-        }
-    }
-    let mut handle_bytes = Vec::new();
-    encode_handle(data_handle, &mut handle_bytes);
-    let index_handle = append_block(&mut index, &build_block(&[(&last, handle_bytes)]));
-    let mut footer = Vec::with_capacity(48);
-    encode_handle(meta_handle, &mut footer);
-    encode_handle(index_handle, &mut footer);
-    footer.resize(40, 0);
-    footer.extend_from_slice(&TABLE_MAGIC.to_le_bytes());
-    index.extend_from_slice(&footer);
-
-    let data_path = PathBuf::from(format!("{prefix}.data-00000-of-00001"));
-    if let Some(dir) = data_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| IoError::Io {
-            path: dir.into(),
-            source,
-        })?;
-    }
-    crate::checkpoint::write_atomic(&data_path, &data)?;
-    crate::checkpoint::write_atomic(&index_path, &index)
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Crash safety: a child process saving checkpoints in a loop is killed with SIGKILL at random
 //! moments, 100 times; after every kill, `latest_checkpoint` must restore a complete checkpoint whose
-//! variables all come from one save.
+//! variables all come from one save, and never an older one than before. Once in ferroflow's format
+//! with a step in every prefix, once in TensorFlow's format rewriting one fixed prefix (where the
+//! index and data file must switch into place as a pair).
 
 use ferroflow_core::{DType, Graph, Initializer, Session, Value, VarOptions, Variable};
-use ferroflow_io::{latest_checkpoint, Saver, VarList};
+use ferroflow_io::{latest_checkpoint, SaveFormat, Saver, VarList};
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::time::Duration;
@@ -37,9 +39,15 @@ fn child_save_loop() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    let tf = std::env::var("FF_CRASH_FORMAT").is_ok_and(|f| f == "tf");
     let (g, vars) = graph();
     let sess = Session::new(&g);
     let saver = Saver::new(&g, VarList::All).unwrap().max_to_keep(Some(3));
+    let saver = if tf {
+        saver.format(SaveFormat::TensorFlow)
+    } else {
+        saver
+    };
     let prefix = Path::new(&dir)
         .join("model.ckpt")
         .to_string_lossy()
@@ -49,13 +57,22 @@ fn child_save_loop() {
             sess.set_variable_value(*v, Value::from_f32(&[N], vec![step as f32; N]).unwrap())
                 .unwrap();
         }
-        saver.save(&sess, &prefix, Some(step)).unwrap();
+        saver.save(&sess, &prefix, (!tf).then_some(step)).unwrap();
     }
 }
 
 #[test]
 fn sigkill_during_saves_always_leaves_a_loadable_checkpoint() {
-    let dir = std::env::temp_dir().join(format!("ff-crash-{}", std::process::id()));
+    kill_saves(false);
+}
+
+#[test]
+fn sigkill_during_tf_saves_to_one_prefix_always_leaves_one_whole_pair() {
+    kill_saves(true);
+}
+
+fn kill_saves(tf: bool) {
+    let dir = std::env::temp_dir().join(format!("ff-crash-{tf}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let exe = std::env::current_exe().unwrap();
@@ -73,6 +90,7 @@ fn sigkill_during_saves_always_leaves_a_loadable_checkpoint() {
             ])
             .env("FF_CRASH_DIR", &dir)
             .env("FF_CRASH_START", (last_step + 1).to_string())
+            .env("FF_CRASH_FORMAT", if tf { "tf" } else { "ferroflow" })
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -97,12 +115,14 @@ fn sigkill_during_saves_always_leaves_a_loadable_checkpoint() {
             values.iter().all(|x| *x == values[0]),
             "kill {kill}: variables from different saves: {values:?}"
         );
-        let step: i64 = latest.rsplit('-').next().unwrap().parse().unwrap();
-        assert_eq!(
-            values[0] as i64, step,
-            "kill {kill}: checkpoint {latest} holds step {}",
-            values[0]
-        );
+        let step = values[0] as i64;
+        if !tf {
+            let named: i64 = latest.rsplit('-').next().unwrap().parse().unwrap();
+            assert_eq!(
+                step, named,
+                "kill {kill}: checkpoint {latest} holds step {step}"
+            );
+        }
         assert!(
             step >= last_step,
             "kill {kill}: went back from {last_step} to {step}"
@@ -114,25 +134,24 @@ fn sigkill_during_saves_always_leaves_a_loadable_checkpoint() {
         restored >= 90,
         "only {restored} of 100 kills left a checkpoint to check"
     );
-    // Each restore above removed the temporaries of the saves killed before it: what is left can
-    // only be the last killed writer's, and the next restore removes that too.
-    let temporaries = |dir: &std::path::Path| {
+    // Each restore above cleared up after the saves killed before it: what is left can only be
+    // the last killed writer's (its temporaries, and in TF's format perhaps its switch record),
+    // and the next restore removes that too.
+    let leftovers = |dir: &std::path::Path| -> Vec<String> {
         std::fs::read_dir(dir)
             .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .contains(".ferroflow-tmp-")
-            })
-            .count()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".ferroflow-"))
+            .collect()
     };
-    assert!(
-        temporaries(&dir) <= 1,
-        "{} temporaries left",
-        temporaries(&dir)
-    );
+    let writers: std::collections::BTreeSet<String> = leftovers(&dir)
+        .iter()
+        .filter_map(|n| {
+            n.rsplit_once(".ferroflow-tmp-")
+                .map(|(_, pid)| pid.to_string())
+        })
+        .collect();
+    assert!(writers.len() <= 1, "left: {:?}", leftovers(&dir));
     if let Some(latest) = latest_checkpoint(&dir).unwrap() {
         let (g, _) = graph();
         Saver::new(&g, VarList::All)
@@ -140,6 +159,6 @@ fn sigkill_during_saves_always_leaves_a_loadable_checkpoint() {
             .restore(&Session::new(&g), &latest)
             .unwrap();
     }
-    assert_eq!(temporaries(&dir), 0);
+    assert_eq!(leftovers(&dir), Vec::<String>::new());
     std::fs::remove_dir_all(&dir).unwrap();
 }

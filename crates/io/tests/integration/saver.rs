@@ -459,8 +459,8 @@ fn temporaries_of_dead_writers_are_removed_by_the_next_save() {
 #[cfg(unix)]
 #[test]
 fn only_regular_files_are_read() {
-    // A meta-graph or index that is a link to /dev/zero would never end; a FIFO would block. Both
-    // are refused before a byte is read.
+    // A meta-graph, index, checkpoint or data file that is a link to /dev/zero would never end; a
+    // FIFO would block. Both are refused before a byte is read.
     let dir = tmpdir("special");
     let zero_meta = dir.join("z.meta");
     std::os::unix::fs::symlink("/dev/zero", &zero_meta).unwrap();
@@ -471,13 +471,38 @@ fn only_regular_files_are_read() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("must be a regular file"), "{e}");
+    let zero_ckpt = dir.join("z.ffckpt");
+    std::os::unix::fs::symlink("/dev/zero", &zero_ckpt).unwrap();
+    let e = ferroflow_io::CheckpointReader::open(&zero_ckpt)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("must be a regular file"), "{e}");
+    let mkfifo = |path: &std::path::Path| {
+        std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     let fifo = dir.join("f.meta");
-    if std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .is_ok_and(|s| s.success())
-    {
+    if mkfifo(&fifo) {
         let e = import_meta_graph(&fifo).err().unwrap();
+        assert!(e.to_string().contains("must be a regular file"), "{e}");
+        let fifo_ckpt = dir.join("f.ffckpt");
+        assert!(mkfifo(&fifo_ckpt));
+        let e = ferroflow_io::CheckpointReader::open(&fifo_ckpt)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("must be a regular file"), "{e}");
+        // A TF checkpoint whose data file was replaced by a FIFO: its index opens, reading a
+        // tensor is refused.
+        let prefix = dir.join("d").to_string_lossy().into_owned();
+        let x = Value::from_f32(&[2], vec![1.0, 2.0]).unwrap();
+        ferroflow_io::write_tf_checkpoint(&prefix, &[("x".into(), x)]).unwrap();
+        let data = dir.join("d.data-00000-of-00001");
+        std::fs::remove_file(&data).unwrap();
+        assert!(mkfifo(&data));
+        let reader = ferroflow_io::TfCheckpointReader::open(&prefix).unwrap();
+        let e = reader.read("x").err().unwrap();
         assert!(e.to_string().contains("must be a regular file"), "{e}");
     }
     std::fs::remove_dir_all(dir).unwrap();
