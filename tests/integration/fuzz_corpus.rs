@@ -44,6 +44,11 @@ fn tf_checkpoint_corpus() {
 }
 
 #[test]
+fn safetensors_corpus() {
+    assert!(replay("safetensors", ferroflow_tools::fuzzing::safetensors) >= 2);
+}
+
+#[test]
 fn idx_corpus() {
     assert!(replay("idx", ferroflow_tools::fuzzing::idx) >= 3);
 }
@@ -107,4 +112,92 @@ fn framed_seeds_rebuild_the_real_files() {
             real
         );
     }
+}
+
+/// An index file and its shard, from a `tf_checkpoint` seed: raw (two files split at a 16-bit
+/// position) or, first byte odd, a compression byte and a data block to build the index around.
+fn tf_seed_files(seed: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let split = |b: &[u8]| {
+        let at = usize::from(u16::from_le_bytes([b[0], b[1]]));
+        (b[2..2 + at].to_vec(), b[2 + at..].to_vec())
+    };
+    if seed[0] % 2 == 1 {
+        let (block, shard) = split(&seed[2..]);
+        let index = ferroflow::io::tf_checkpoint::index_around_block(&block, seed[1], b"\xff");
+        (index, shard)
+    } else {
+        split(seed)
+    }
+}
+
+/// The framed `tf_checkpoint` seeds (the data block as it is, and as a snappy stream) read as the
+/// same checkpoint as the raw seed, and the framed safetensors seed is the raw one.
+#[test]
+fn framed_tf_and_safetensors_seeds_are_the_real_files() {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let dir = std::env::temp_dir().join(format!("ff-tf-seeds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let read_all = |name: &str| {
+        let (index, shard) =
+            tf_seed_files(&std::fs::read(seeds.join("tf_checkpoint").join(name)).unwrap());
+        std::fs::write(dir.join(format!("{name}.index")), index).unwrap();
+        std::fs::write(dir.join(format!("{name}.data-00000-of-00001")), shard).unwrap();
+        let r = ferroflow::io::TfCheckpointReader::open(&dir.join(name).to_string_lossy()).unwrap();
+        let infos = r.tensors().unwrap();
+        assert!(!infos.is_empty() && r.unreadable().is_empty(), "{name}");
+        infos
+            .iter()
+            .map(|i| {
+                (
+                    i.name.clone(),
+                    r.read(&i.name).unwrap().unwrap().to_f64_vec(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let real = read_all("seed-1");
+    assert_eq!(read_all("seed-2-framed"), real);
+    assert_eq!(read_all("seed-3-snappy"), real);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let raw = std::fs::read(seeds.join("safetensors/seed-1.safetensors")).unwrap();
+    let framed = std::fs::read(seeds.join("safetensors/seed-2-framed")).unwrap();
+    let header_len = usize::from(u16::from_le_bytes([framed[1], framed[2]]));
+    let mut rebuilt = (header_len as u64).to_le_bytes().to_vec();
+    rebuilt.extend_from_slice(&framed[3..]);
+    assert_eq!(rebuilt, raw);
+    // The raw seed imports: f32, float16 widened to f32, int32 widened to i64.
+    use ferroflow::prelude::*;
+    let g = Graph::new();
+    let var = |name: &str, dtype, shape: &[usize]| {
+        let v = g
+            .get_variable_with(name, shape, dtype, VarOptions::init(Initializer::Zeros))
+            .unwrap();
+        (name.to_string(), v)
+    };
+    let vars = vec![
+        var("a", DType::F32, &[2, 3]),
+        var("b", DType::F32, &[2]),
+        var("c", DType::I64, &[2]),
+    ];
+    let sess = Session::new(&g);
+    ferroflow::io::import_safetensors(
+        &g,
+        &sess,
+        &vars,
+        &seeds.join("safetensors/seed-1.safetensors"),
+    )
+    .unwrap();
+    let got: Vec<Vec<f64>> = vars
+        .iter()
+        .map(|(_, v)| sess.variable_value(*v).unwrap().to_f64_vec())
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            vec![1.0, -2.0],
+            vec![7.0, -8.0]
+        ]
+    );
 }

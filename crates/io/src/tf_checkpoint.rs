@@ -15,7 +15,7 @@ mod write;
 
 pub(crate) use switch::finish_switches;
 pub(crate) use write::tf_dtype;
-pub use write::write_tf_checkpoint;
+pub use write::{index_around_block, write_tf_checkpoint};
 
 const TABLE_MAGIC: u64 = 0xdb47_7524_8b80_fb57;
 const MAX_INDEX: u64 = 1 << 30;

@@ -91,9 +91,23 @@ pub fn meta_graph(data: &[u8]) {
 }
 
 /// The TensorFlow V2 checkpoint reader: the input is an `.index` file and a `.data-00000-of-00001`
-/// shard (see `split_two`); list the tensors and read each one.
+/// shard (see `split_two`); list the tensors and read each one. Inputs whose first byte is odd
+/// give instead a compression byte (0 none, 1 snappy), then the contents of the index's data block
+/// and the shard: the index is built around the block with valid checksums
+/// (`index_around_block`), so that mutations reach the snappy decoder, the block's entries and the
+/// `BundleEntryProto`s instead of stopping at a checksum.
 pub fn tf_checkpoint(data: &[u8]) {
-    let (index, shard) = split_two(data);
+    let framed;
+    let (index, shard) = match data.split_first() {
+        Some((mode, rest)) if mode % 2 == 1 => {
+            let (compression, rest) = rest.split_first().unwrap_or((&0, &[]));
+            let (block, shard) = split_two(rest);
+            framed =
+                ferroflow::io::tf_checkpoint::index_around_block(block, compression % 2, b"\xff");
+            (framed.as_slice(), shard)
+        }
+        _ => split_two(data),
+    };
     let (Some(index_path), Some(_)) = (
         scratch("tf.index", index),
         scratch("tf.data-00000-of-00001", shard),
@@ -105,12 +119,50 @@ pub fn tf_checkpoint(data: &[u8]) {
         return;
     };
     if let Ok(reader) = ferroflow::io::tf_checkpoint::TfCheckpointReader::open(prefix) {
+        let _ = reader.unreadable();
         if let Ok(infos) = reader.tensors() {
             for info in infos {
                 let _ = reader.read(&info.name);
             }
         }
     }
+}
+
+/// The safetensors importer, into a graph of an f32 `[2, 3]`, an f32 `[2]` and an i64 `[2]` variable
+/// (keys `a`, `b`, `c`). Inputs whose first byte is odd give the JSON header and the data (see
+/// `split_two`), framed with the header's true length.
+pub fn safetensors(data: &[u8]) {
+    let framed;
+    let file = match data.split_first() {
+        Some((mode, rest)) if mode % 2 == 1 => {
+            let (header, tensors) = split_two(rest);
+            let mut f = (header.len() as u64).to_le_bytes().to_vec();
+            f.extend_from_slice(header);
+            f.extend_from_slice(tensors);
+            framed = f;
+            framed.as_slice()
+        }
+        _ => data,
+    };
+    let Some(path) = scratch("model.safetensors", file) else {
+        return;
+    };
+    let g = Graph::new();
+    let vars = [
+        ("a", DType::F32, &[2usize, 3][..]),
+        ("b", DType::F32, &[2][..]),
+        ("c", DType::I64, &[2][..]),
+    ]
+    .iter()
+    .filter_map(|(name, dtype, shape)| {
+        let v = g
+            .get_variable_with(name, shape, *dtype, VarOptions::init(Initializer::Zeros))
+            .ok()?;
+        Some((name.to_string(), v))
+    })
+    .collect::<Vec<_>>();
+    let sess = Session::new(&g);
+    let _ = ferroflow::io::import_safetensors(&g, &sess, &vars, &path);
 }
 
 /// The IDX loader (MNIST's format), plain or gzipped.

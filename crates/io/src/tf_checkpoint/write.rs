@@ -51,15 +51,36 @@ fn build_block(entries: &[(&[u8], Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-/// Appends a block with its trailer (compression type 0, masked CRC-32C) and returns its handle.
-fn append_block(file: &mut Vec<u8>, contents: &[u8]) -> (u64, u64) {
+/// Appends a block with its trailer (the compression type, then the masked CRC-32C of contents and
+/// type) and returns its handle.
+fn append_block(file: &mut Vec<u8>, contents: &[u8], compression: u8) -> (u64, u64) {
     let handle = (file.len() as u64, contents.len() as u64);
     file.extend_from_slice(contents);
-    file.push(0);
-    let mut crc = crc32c::crc32c(contents);
-    crc = crc32c::crc32c_append(crc, &[0]);
-    file.extend_from_slice(&crc.rotate_right(15).wrapping_add(0xa282_ead8).to_le_bytes());
+    file.push(compression);
+    let crc = masked_crc32c(file.get(handle.0 as usize..).unwrap_or(&[]));
+    file.extend_from_slice(&crc.to_le_bytes());
     handle
+}
+
+/// An index file around one data block: the block's `contents` as given with `compression` (0 none,
+/// 1 snappy), the empty metaindex block, the index block mapping `last_key` to the data block, and
+/// the footer, every checksum valid. The writer passes a block it built; the `tf_checkpoint` fuzz
+/// target passes mutated contents, so that they reach the block decoders behind the checksums.
+#[doc(hidden)]
+pub fn index_around_block(contents: &[u8], compression: u8, last_key: &[u8]) -> Vec<u8> {
+    let mut index = Vec::new();
+    let data_handle = append_block(&mut index, contents, compression);
+    let meta_handle = append_block(&mut index, &build_block(&[]), 0);
+    let mut handle_bytes = Vec::new();
+    encode_handle(data_handle, &mut handle_bytes);
+    let index_handle = append_block(&mut index, &build_block(&[(last_key, handle_bytes)]), 0);
+    let mut footer = Vec::with_capacity(48);
+    encode_handle(meta_handle, &mut footer);
+    encode_handle(index_handle, &mut footer);
+    footer.resize(40, 0);
+    footer.extend_from_slice(&TABLE_MAGIC.to_le_bytes());
+    index.extend_from_slice(&footer);
+    index
 }
 
 fn encode_handle((offset, size): (u64, u64), out: &mut Vec<u8>) {
@@ -135,9 +156,6 @@ pub(crate) fn write_tf_checkpoint_with(
         data.extend_from_slice(&bytes);
         entries.push((key.as_bytes(), prost::Message::encode_to_vec(&entry)));
     }
-    let mut index = Vec::new();
-    let data_handle = append_block(&mut index, &build_block(&entries));
-    let meta_handle = append_block(&mut index, &build_block(&[]));
     // The index block maps a key >= the data block's last key to that block: LevelDB's short successor
     // of the last key (its first byte below 0xff incremented, the rest cut), as TF writes it.
     let mut last = entries.last().map(|(k, _)| k.to_vec()).unwrap_or_default();
@@ -147,15 +165,7 @@ pub(crate) fn write_tf_checkpoint_with(
             *b += 1;
         }
     }
-    let mut handle_bytes = Vec::new();
-    encode_handle(data_handle, &mut handle_bytes);
-    let index_handle = append_block(&mut index, &build_block(&[(&last, handle_bytes)]));
-    let mut footer = Vec::with_capacity(48);
-    encode_handle(meta_handle, &mut footer);
-    encode_handle(index_handle, &mut footer);
-    footer.resize(40, 0);
-    footer.extend_from_slice(&TABLE_MAGIC.to_le_bytes());
-    index.extend_from_slice(&footer);
+    let index = index_around_block(&build_block(&entries), 0, &last);
 
     let data_path = switch::shard_path(prefix, 0, 1);
     if let Some(dir) = data_path.parent().filter(|d| !d.as_os_str().is_empty()) {
