@@ -9,7 +9,7 @@ use crate::ops::kernels::FloatArray;
 use crate::ops::state::AssignMode;
 use crate::plan::{self, Plan, StepKind};
 use crate::value::Value;
-use ferroflow_cpu::{Context, CpuConfig, VecPool, Workers, Workspaces};
+use ferroflow_cpu::{Context, CpuConfig, MemoryBudget, VecPool, Workers, Workspaces};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use smallvec::SmallVec;
@@ -54,6 +54,11 @@ pub struct SessionOptions {
     /// makes many sessions on one thread: that thread joins the first pool built on it as worker 0,
     /// so parallel kernels start on it at once, and later pools are handed each run instead.
     pub workers: Option<Arc<Workers>>,
+    /// The most bytes of tensors a run may hold at once (variables, feeds, and the values still
+    /// to be read); `None` (the default): no limit. A kernel whose output would pass it fails
+    /// before allocating, with TF's "OOM when allocating" error naming the node, as a device out
+    /// of memory does in TF. Pooled storage counts as soon as a kernel takes it.
+    pub memory_limit: Option<usize>,
 }
 
 /// The profile's totals per (op type, built by `gradients`): calls, time, calls run in place.
@@ -87,6 +92,7 @@ impl Default for SessionOptions {
             cpu: CpuConfig::default(),
             adapt_threads: true,
             workers: None,
+            memory_limit: None,
         }
     }
 }

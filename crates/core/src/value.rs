@@ -192,29 +192,31 @@ impl Value {
     }
     /// Converts to another dtype (TF's `cast`: float→int truncates toward zero, nonzero→true).
     pub fn cast(&self, to: DType) -> Value {
+        // A context without a memory budget never refuses an output: `cast_in` cannot fail here.
         self.cast_in(&Context::serial(), to)
+            .unwrap_or_else(|_| Value::empty())
     }
 
-    /// [`Value::cast`] with the output storage from `ctx`'s pool.
-    pub fn cast_in(&self, ctx: &Context<'_>, to: DType) -> Value {
-        match (self, to) {
-            (Value::F32(a), DType::F32) => Value::F32(map_pooled(ctx, a, |x| x)),
-            (Value::F64(a), DType::F64) => Value::F64(map_pooled(ctx, a, |x| x)),
-            (Value::I64(a), DType::I64) => Value::I64(map_pooled(ctx, a, |x| x)),
-            (Value::Bool(a), DType::Bool) => Value::Bool(map_pooled(ctx, a, |x| x)),
-            (Value::F32(a), DType::F64) => Value::F64(map_pooled(ctx, a, |x| x as f64)),
-            (Value::F32(a), DType::I64) => Value::I64(map_pooled(ctx, a, |x| x as i64)),
-            (Value::F32(a), DType::Bool) => Value::Bool(map_pooled(ctx, a, |x| x != 0.0)),
-            (Value::F64(a), DType::F32) => Value::F32(map_pooled(ctx, a, |x| x as f32)),
-            (Value::F64(a), DType::I64) => Value::I64(map_pooled(ctx, a, |x| x as i64)),
-            (Value::F64(a), DType::Bool) => Value::Bool(map_pooled(ctx, a, |x| x != 0.0)),
-            (Value::I64(a), DType::F32) => Value::F32(map_pooled(ctx, a, |x| x as f32)),
-            (Value::I64(a), DType::F64) => Value::F64(map_pooled(ctx, a, |x| x as f64)),
-            (Value::I64(a), DType::Bool) => Value::Bool(map_pooled(ctx, a, |x| x != 0)),
-            (Value::Bool(a), DType::F32) => Value::F32(map_pooled(ctx, a, |x| x as u8 as f32)),
-            (Value::Bool(a), DType::F64) => Value::F64(map_pooled(ctx, a, |x| x as u8 as f64)),
-            (Value::Bool(a), DType::I64) => Value::I64(map_pooled(ctx, a, |x| x as i64)),
-        }
+    /// [`Value::cast`] with the output storage from `ctx`'s pool and drawn from its memory budget.
+    pub fn cast_in(&self, ctx: &Context<'_>, to: DType) -> ferroflow_cpu::Result<Value> {
+        Ok(match (self, to) {
+            (Value::F32(a), DType::F32) => Value::F32(map_pooled(ctx, a, |x| x)?),
+            (Value::F64(a), DType::F64) => Value::F64(map_pooled(ctx, a, |x| x)?),
+            (Value::I64(a), DType::I64) => Value::I64(map_pooled(ctx, a, |x| x)?),
+            (Value::Bool(a), DType::Bool) => Value::Bool(map_pooled(ctx, a, |x| x)?),
+            (Value::F32(a), DType::F64) => Value::F64(map_pooled(ctx, a, |x| x as f64)?),
+            (Value::F32(a), DType::I64) => Value::I64(map_pooled(ctx, a, |x| x as i64)?),
+            (Value::F32(a), DType::Bool) => Value::Bool(map_pooled(ctx, a, |x| x != 0.0)?),
+            (Value::F64(a), DType::F32) => Value::F32(map_pooled(ctx, a, |x| x as f32)?),
+            (Value::F64(a), DType::I64) => Value::I64(map_pooled(ctx, a, |x| x as i64)?),
+            (Value::F64(a), DType::Bool) => Value::Bool(map_pooled(ctx, a, |x| x != 0.0)?),
+            (Value::I64(a), DType::F32) => Value::F32(map_pooled(ctx, a, |x| x as f32)?),
+            (Value::I64(a), DType::F64) => Value::F64(map_pooled(ctx, a, |x| x as f64)?),
+            (Value::I64(a), DType::Bool) => Value::Bool(map_pooled(ctx, a, |x| x != 0)?),
+            (Value::Bool(a), DType::F32) => Value::F32(map_pooled(ctx, a, |x| x as u8 as f32)?),
+            (Value::Bool(a), DType::F64) => Value::F64(map_pooled(ctx, a, |x| x as u8 as f64)?),
+            (Value::Bool(a), DType::I64) => Value::I64(map_pooled(ctx, a, |x| x as i64)?),
+        })
     }
 }
 
@@ -284,20 +286,23 @@ pub(crate) fn map_pooled<A: Clone, B: 'static>(
     ctx: &Context<'_>,
     a: &ArrayD<A>,
     f: impl Fn(A) -> B,
-) -> ArrayD<B> {
-    let mut v = ctx.output_vec(a.len());
+) -> ferroflow_cpu::Result<ArrayD<B>> {
+    let mut v = ctx.output_vec(a.len())?;
     match a.as_slice() {
         Some(s) => v.extend(s.iter().map(|x| f(x.clone()))),
         None => v.extend(a.iter().map(|x| f(x.clone()))),
     }
-    ArrayD::from_shape_vec(a.raw_dim(), v).unwrap_or_else(|_| a.map(|x| f(x.clone())))
+    Ok(ArrayD::from_shape_vec(a.raw_dim(), v).unwrap_or_else(|_| a.map(|x| f(x.clone()))))
 }
 
 /// A scalar in a pooled buffer.
-pub(crate) fn pooled_scalar<T: Clone + 'static>(ctx: &Context<'_>, x: T) -> ArrayD<T> {
-    let mut v = ctx.output_vec(1);
+pub(crate) fn pooled_scalar<T: Clone + 'static>(
+    ctx: &Context<'_>,
+    x: T,
+) -> ferroflow_cpu::Result<ArrayD<T>> {
+    let mut v = ctx.output_vec(1)?;
     v.push(x.clone());
-    ArrayD::from_shape_vec(IxDyn(&[]), v).unwrap_or_else(|_| ArrayD::from_elem(IxDyn(&[]), x))
+    Ok(ArrayD::from_shape_vec(IxDyn(&[]), v).unwrap_or_else(|_| ArrayD::from_elem(IxDyn(&[]), x)))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub struct Context<'a> {
     threads: usize,
     pool: Option<&'a Mutex<VecPool>>,
     workspaces: Option<&'a Workspaces>,
+    budget: Option<&'a MemoryBudget>,
 }
 
 impl Context<'static> {
@@ -31,6 +32,7 @@ impl Context<'static> {
             threads: 1,
             pool: None,
             workspaces: None,
+            budget: None,
         }
     }
 }
@@ -43,6 +45,7 @@ impl<'a> Context<'a> {
             threads: threads.max(1),
             pool: None,
             workspaces: None,
+            budget: None,
         }
     }
 
@@ -58,6 +61,14 @@ impl<'a> Context<'a> {
     pub fn with_workspaces(self, workspaces: &'a Workspaces) -> Self {
         Context {
             workspaces: Some(workspaces),
+            ..self
+        }
+    }
+
+    /// This context with every output it allocates drawn from `budget` (a session's memory limit).
+    pub fn with_budget(self, budget: &'a MemoryBudget) -> Self {
+        Context {
+            budget: Some(budget),
             ..self
         }
     }
@@ -120,6 +131,7 @@ impl<'a> Context<'a> {
     /// error when the allocator refuses it (a legal but larger-than-memory tensor), instead of
     /// aborting the process.
     pub fn try_vec<T: 'static>(&self, n: usize) -> Result<Vec<T>> {
+        self.charge::<T>(n)?;
         if let Some(v) = self.take_spare::<T>(n) {
             return Ok(v);
         }
@@ -136,11 +148,22 @@ impl<'a> Context<'a> {
         Ok(v)
     }
 
-    /// An empty vector with room for `n`: pooled when one fits, else new (infallible, for kernels
-    /// whose input already proves the size is reasonable).
-    pub fn output_vec<T: 'static>(&self, n: usize) -> Vec<T> {
-        self.take_spare::<T>(n)
-            .unwrap_or_else(|| Vec::with_capacity(n))
+    /// An empty vector with room for `n`: pooled when one fits, else new, for kernels whose input
+    /// already proves the size is one the allocator can give; an error only beyond the memory
+    /// budget (see [`Context::with_budget`]).
+    pub fn output_vec<T: 'static>(&self, n: usize) -> Result<Vec<T>> {
+        self.charge::<T>(n)?;
+        Ok(self
+            .take_spare::<T>(n)
+            .unwrap_or_else(|| Vec::with_capacity(n)))
+    }
+
+    /// Draws `n` values of `T` from the budget, if there is one.
+    fn charge<T>(&self, n: usize) -> Result<()> {
+        match self.budget {
+            Some(b) => b.draw(n.saturating_mul(std::mem::size_of::<T>())),
+            None => Ok(()),
+        }
     }
 
     /// Gives a scratch vector back to the pool (dropped when there is none).
@@ -324,6 +347,39 @@ impl Workers {
     }
 }
 
+/// What the outputs of one kernel may still allocate under a session's memory limit: the limit
+/// less what the run already holds. Kernels running at once draw from it together.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes of which `held` are taken.
+    pub fn new(limit: usize, held: usize) -> Self {
+        MemoryBudget {
+            limit,
+            left: std::sync::atomic::AtomicUsize::new(limit.saturating_sub(held)),
+        }
+    }
+
+    /// Takes `bytes`, or refuses them all with [`Error::MemoryLimit`] when fewer are left.
+    pub fn draw(&self, bytes: usize) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            })
+            .map(|_| ())
+            .map_err(|left| Error::MemoryLimit {
+                bytes,
+                held: self.limit.saturating_sub(left),
+                limit: self.limit,
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +407,28 @@ mod tests {
                 bytes: usize::MAX / 8 * 4,
             })
         );
+    }
+
+    #[test]
+    fn a_budget_refuses_what_would_pass_the_limit_and_takes_nothing_then() {
+        // 100 bytes, 60 held: 40 left. 10 f32 (40 bytes) fit exactly; one more f32 does not.
+        let b = MemoryBudget::new(100, 60);
+        let ctx = Context::serial().with_budget(&b);
+        assert_eq!(ctx.try_vec::<f32>(10).unwrap().capacity(), 10);
+        assert_eq!(
+            ctx.output_vec::<f32>(1),
+            Err(Error::MemoryLimit {
+                bytes: 4,
+                held: 100,
+                limit: 100
+            })
+        );
+        let b = MemoryBudget::new(100, 60);
+        let ctx = Context::serial().with_budget(&b);
+        assert!(ctx.try_vec::<f64>(6).is_err()); // 48 > 40: refused, nothing taken
+        assert!(ctx.try_vec::<f64>(5).is_ok()); // 40 fit
+                                                // More held than the limit: nothing fits, not even one byte.
+        assert!(MemoryBudget::new(10, 20).draw(1).is_err());
     }
 
     #[test]

@@ -11,6 +11,14 @@ pub enum Error {
         elements: usize,
         bytes: usize,
     },
+    /// An output the session's memory limit has no room for (`SessionOptions::memory_limit`):
+    /// refused before it is allocated.
+    #[error("OOM when allocating a tensor of {bytes} bytes: the run holds {held} bytes of the session's memory limit of {limit}")]
+    MemoryLimit {
+        bytes: usize,
+        held: usize,
+        limit: usize,
+    },
     /// Operands whose sizes or strides do not fit the call (the kernel touches no memory then).
     #[error("{kernel}: {message}")]
     Operands {

@@ -272,7 +272,7 @@ unsafe fn product_depth_halves<T: Float>(
         ..b
     };
     let len = m * n;
-    let mut scratch: Vec<T> = ctx.output_vec(len);
+    let mut scratch: Vec<T> = ctx.output_vec(len)?;
     let spare = spare_of_empty(&mut scratch, len, "gemm")?;
     let t0 = (threads / 2).max(1);
     let t1 = threads.saturating_sub(t0).max(1);

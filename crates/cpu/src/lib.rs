@@ -20,7 +20,7 @@ pub mod pool;
 pub mod simd;
 
 pub use config::{ConfigError, CpuConfig};
-pub use context::{Context, Workers, Workspaces};
+pub use context::{Context, MemoryBudget, Workers, Workspaces};
 pub use error::{Error, Result};
 pub use math::Float;
 pub use pool::VecPool;

@@ -183,17 +183,18 @@ fn fold_rows<T: Float>(
     )
 }
 
-/// `out[i] = f(a[i])`, split into one contiguous chunk per session thread when large.
+/// `out[i] = f(a[i])`, split into one contiguous chunk per session thread when large; an error only
+/// beyond the context's memory budget.
 pub fn par_map<A: Sync, C: Copy + Default + Send + Sync + 'static>(
     ctx: &Context<'_>,
     a: &[A],
     f: impl Fn(&A) -> C + Sync + Send,
-) -> Vec<C> {
+) -> crate::Result<Vec<C>> {
     let threads = ctx.threads();
     if ctx.parallel(a.len()) {
         use rayon::prelude::*;
         let chunk = a.len().div_ceil(threads);
-        let mut out = ctx.output_vec(a.len());
+        let mut out = ctx.output_vec(a.len())?;
         out.resize(a.len(), C::default());
         out.par_chunks_mut(chunk)
             .zip(a.par_chunks(chunk))
@@ -207,14 +208,14 @@ pub fn par_map<A: Sync, C: Copy + Default + Send + Sync + 'static>(
                     },
                 )
             });
-        out
+        Ok(out)
     } else {
-        let mut out = ctx.output_vec(a.len());
+        let mut out = ctx.output_vec(a.len())?;
         ctx.vectorized(
             #[inline(always)]
             || out.extend(a.iter().map(f)),
         );
-        out
+        Ok(out)
     }
 }
 
@@ -286,12 +287,12 @@ pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync + 'static>(
     a: &[A],
     b: &[B],
     f: impl Fn(&A, &B) -> C + Sync + Send,
-) -> Vec<C> {
+) -> crate::Result<Vec<C>> {
     let threads = ctx.threads();
     if ctx.parallel(a.len()) && a.len() == b.len() {
         use rayon::prelude::*;
         let chunk = a.len().div_ceil(threads);
-        let mut out = ctx.output_vec(a.len());
+        let mut out = ctx.output_vec(a.len())?;
         out.resize(a.len(), C::default());
         out.par_chunks_mut(chunk)
             .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
@@ -305,14 +306,14 @@ pub fn par_zip<A: Sync, B: Sync, C: Copy + Default + Send + Sync + 'static>(
                     },
                 )
             });
-        out
+        Ok(out)
     } else {
-        let mut out = ctx.output_vec(a.len());
+        let mut out = ctx.output_vec(a.len())?;
         ctx.vectorized(
             #[inline(always)]
             || out.extend(a.iter().zip(b).map(|(p, q)| f(p, q))),
         );
-        out
+        Ok(out)
     }
 }
 

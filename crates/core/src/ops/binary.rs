@@ -393,7 +393,7 @@ pub struct AddN;
 
 fn add_n_float<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
     let first = float_input::<T>(inputs, 0, "AddN")?;
-    let mut acc = crate::value::map_pooled(ctx, first, |v| v);
+    let mut acc = crate::value::map_pooled(ctx, first, |v| v)?;
     for i in 1..inputs.len() {
         let x = float_input::<T>(inputs, i, "AddN")?;
         if x.shape() != acc.shape() {

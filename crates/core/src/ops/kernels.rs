@@ -49,7 +49,7 @@ pub fn zip_broadcast<A: Clone, B: Clone, C: 'static>(
     if a.shape() == b.shape() && a.is_standard_layout() && b.is_standard_layout() {
         let (sa, sb) = (a.as_slice(), b.as_slice());
         if let (Some(sa), Some(sb)) = (sa, sb) {
-            let mut v: Vec<C> = ctx.output_vec(sa.len());
+            let mut v: Vec<C> = ctx.output_vec(sa.len())?;
             v.extend(sa.iter().zip(sb).map(|(x, y)| f(x.clone(), y.clone())));
             return ArrayD::from_shape_vec(IxDyn(a.shape()), v).map_err(KernelError::from);
         }
@@ -63,11 +63,11 @@ pub fn zip_broadcast<A: Clone, B: Clone, C: 'static>(
             small.len() <= big.len() && big[big.len() - small.len()..] == *small
         };
         let v: Option<Vec<C>> = if sb.len() == 1 && a.shape() == &shape[..] {
-            let mut v = ctx.output_vec(n);
+            let mut v = ctx.output_vec(n)?;
             v.extend(sa.iter().map(|x| f(x.clone(), sb[0].clone())));
             Some(v)
         } else if sa.len() == 1 && b.shape() == &shape[..] {
-            let mut v = ctx.output_vec(n);
+            let mut v = ctx.output_vec(n)?;
             v.extend(sb.iter().map(|y| f(sa[0].clone(), y.clone())));
             Some(v)
         } else if !sb.is_empty() && a.shape() == &shape[..] && trailing(a.shape(), b.shape()) {
@@ -126,7 +126,7 @@ pub fn reshape<T: Clone + 'static>(
             n
         )));
     }
-    let mut data: Vec<T> = ctx.output_vec(n);
+    let mut data: Vec<T> = ctx.output_vec(n)?;
     match a.as_slice() {
         Some(s) => data.extend_from_slice(s),
         None => data.extend(a.iter().cloned()),
@@ -178,7 +178,7 @@ pub fn map_float(
 ) -> OpResult<Value> {
     let run = |shape: &[usize], data: Option<&[f32]>, a: &ArrayD<f32>| -> OpResult<Value> {
         let v = match data {
-            Some(s) => par_map(ctx, s, |x| f32f(*x)),
+            Some(s) => par_map(ctx, s, |x| f32f(*x))?,
             None => a.iter().map(|x| f32f(*x)).collect(),
         };
         ArrayD::from_shape_vec(IxDyn(shape), v)
@@ -189,7 +189,7 @@ pub fn map_float(
         Value::F32(a) => run(a.shape(), a.as_slice(), a),
         Value::F64(a) => {
             let v: Vec<f64> = match a.as_slice() {
-                Some(s) => par_map(ctx, s, |x| f64f(*x)),
+                Some(s) => par_map(ctx, s, |x| f64f(*x))?,
                 None => a.iter().map(|x| f64f(*x)).collect(),
             };
             ArrayD::from_shape_vec(IxDyn(a.shape()), v)
@@ -271,11 +271,11 @@ pub fn zip_broadcast_par<
 ) -> OpResult<ArrayD<C>> {
     if let (Some(sa), Some(sb)) = (a.as_slice(), b.as_slice()) {
         let v = if a.shape() == b.shape() {
-            Some(par_zip(ctx, sa, sb, |x, y| f(x.clone(), y.clone())))
+            Some(par_zip(ctx, sa, sb, |x, y| f(x.clone(), y.clone()))?)
         } else if sb.len() == 1 && a.ndim() >= b.ndim() {
-            Some(par_map(ctx, sa, |x| f(x.clone(), sb[0].clone())))
+            Some(par_map(ctx, sa, |x| f(x.clone(), sb[0].clone()))?)
         } else if sa.len() == 1 && b.ndim() >= a.ndim() {
-            Some(par_map(ctx, sb, |y| f(sa[0].clone(), y.clone())))
+            Some(par_map(ctx, sb, |y| f(sa[0].clone(), y.clone()))?)
         } else {
             None
         };

@@ -26,7 +26,7 @@ fn softmax_typed<T: FloatArray>(
     if x.ndim() == 0 {
         return Err(KernelError::Shape("softmax needs rank >= 1".into()));
     }
-    let mut out = crate::value::map_pooled(ctx, x, |v| v);
+    let mut out = crate::value::map_pooled(ctx, x, |v| v)?;
     let last = Axis(out.ndim() - 1);
     for mut lane in out.lanes_mut(last) {
         let m = lane.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
@@ -107,7 +107,7 @@ fn sparse_xent_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpR
             labels.shape()
         )));
     }
-    let mut out = ctx.output_vec(n);
+    let mut out = ctx.output_vec(n)?;
     for (row, &lab) in l2.outer_iter().zip(labels.iter()) {
         if lab < 0 || lab as usize >= c {
             return Err(KernelError::InvalidArgument(format!(

@@ -365,7 +365,7 @@ impl OpDef for Cast {
         Ok(Some(TensorInfo::new(self.to, inputs[0].shape.clone())))
     }
     fn compute(&self, ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Value> {
-        Ok(input(inputs, 0, "Cast")?.cast_in(ctx, self.to))
+        Ok(input(inputs, 0, "Cast")?.cast_in(ctx, self.to)?)
     }
     fn gradient(&self, ctx: &GradContext<'_>, grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         let from = ctx.input_infos[0].dtype;

@@ -75,6 +75,17 @@ impl Run<'_> {
             if std::mem::take(&mut paired_with_previous) {
                 continue;
             }
+            // Under a memory limit, what this step's kernels allocate is drawn from the limit less
+            // what the run holds now.
+            let budget;
+            let ctx = match options.memory_limit {
+                Some(limit) => {
+                    budget = MemoryBudget::new(limit, self.held_bytes(slots, feeds));
+                    ctx.with_budget(&budget)
+                }
+                None => *ctx,
+            };
+            let ctx = &ctx;
             let started = options.profile.then(std::time::Instant::now);
             if options.threads > 1 {
                 if let Some(next) = plan.steps.get(i + 1) {
@@ -353,6 +364,24 @@ impl Run<'_> {
         let va = ra.map_err(|e| kernel_error(a, slots, feeds, e))?;
         let vb = rb.map_err(|e| kernel_error(b, slots, feeds, e))?;
         Ok(Some((self.wrap(va), self.wrap(vb))))
+    }
+
+    /// The bytes of the tensors the run holds: the variables, the feeds and the values still to be
+    /// read, each storage counted once however many slots share it.
+    fn held_bytes(&self, slots: &[Option<Slot>], feeds: &[(Tensor, Value)]) -> usize {
+        let bytes = |v: &Value| v.len().saturating_mul(v.dtype().size_of());
+        let mut shared: Vec<&Arc<Value>> = self.vars.values().collect();
+        shared.extend(slots.iter().filter_map(|s| match s {
+            Some(Slot::Owned(a)) => Some(a),
+            _ => None,
+        }));
+        shared.sort_unstable_by_key(|a| Arc::as_ptr(a));
+        shared.dedup_by_key(|a| Arc::as_ptr(a));
+        let fed: usize = feeds.iter().map(|(_, v)| bytes(v)).sum();
+        shared
+            .iter()
+            .map(|a| bytes(a))
+            .fold(fed, usize::saturating_add)
     }
 
     /// Gives a dead value back: its storage to the pool and its `Arc` to the shells, when nothing

@@ -5,6 +5,7 @@ mod batch_norm;
 mod fused_products;
 mod gradients;
 mod kernels_prop;
+mod memory_limit;
 mod naming;
 mod op_gradients_prop;
 mod session;

@@ -101,7 +101,7 @@ fn l2_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpResult<Val
         #[inline(always)]
         |v| v * v,
     ) / T::from_f64(2.0);
-    Ok(T::wrap(crate::value::pooled_scalar(ctx, s)))
+    Ok(T::wrap(crate::value::pooled_scalar(ctx, s)?))
 }
 
 impl OpDef for L2Loss {

@@ -99,7 +99,7 @@ fn reduce_typed<T: FloatArray>(
         if r.kind == ReduceKind::Mean {
             total = total / T::from_f64(x.len() as f64);
         }
-        return Ok(T::wrap(crate::value::pooled_scalar(ctx, total)));
+        return Ok(T::wrap(crate::value::pooled_scalar(ctx, total)?));
     }
     let mut out = x.clone();
     let mut count = 1usize;
@@ -295,7 +295,7 @@ impl OpDef for Size {
         Ok(Value::I64(crate::value::pooled_scalar(
             ctx,
             super::kernels::input(inputs, 0, "Size")?.len() as i64,
-        )))
+        )?))
     }
     fn gradient(&self, _ctx: &GradContext<'_>, _grad: Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![None])
@@ -372,7 +372,7 @@ fn broadcast_typed<T: FloatArray>(ctx: &Context<'_>, inputs: &[&Value]) -> OpRes
     let v = g
         .broadcast(IxDyn(&shape))
         .ok_or_else(|| KernelError::Shape("broadcast failed".into()))?;
-    let mut out = ctx.output_vec(v.len());
+    let mut out = ctx.output_vec(v.len())?;
     out.extend(v.iter().copied());
     Ok(T::wrap(
         ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(KernelError::from)?,
