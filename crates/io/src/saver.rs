@@ -367,6 +367,9 @@ impl AnyCheckpoint {
     }
 }
 
+/// The largest state file read: a text line per kept checkpoint.
+const MAX_STATE: u64 = 16 << 20;
+
 fn parse_state(text: &str) -> Option<CheckpointState> {
     let mut latest = None;
     let mut all = Vec::new();
@@ -394,11 +397,17 @@ fn parse_state(text: &str) -> Option<CheckpointState> {
 /// `None` when there is no state file.
 pub fn get_checkpoint_state(dir: &Path) -> Result<Option<CheckpointState>> {
     let path = dir.join("checkpoint");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(IoError::Io { path, source }),
+    let bytes = match crate::files::read_bounded(&path, MAX_STATE, "checkpoint state file") {
+        Ok(b) => b,
+        Err(IoError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
     };
+    let text = String::from_utf8(bytes).map_err(|_| IoError::Corrupt {
+        path: path.clone(),
+        message: "the checkpoint state file is not UTF-8 text".into(),
+    })?;
     let mut st = parse_state(&text).ok_or_else(|| IoError::Corrupt {
         path: path.clone(),
         message: "unparsable checkpoint state file".into(),

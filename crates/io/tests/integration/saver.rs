@@ -459,7 +459,7 @@ fn temporaries_of_dead_writers_are_removed_by_the_next_save() {
 #[cfg(unix)]
 #[test]
 fn only_regular_files_are_read() {
-    // A meta-graph, index, checkpoint or data file that is a link to /dev/zero would never end; a
+    // A meta-graph, index, checkpoint, data or state file that is a link to /dev/zero would never end; a
     // FIFO would block. Both are refused before a byte is read.
     let dir = tmpdir("special");
     let zero_meta = dir.join("z.meta");
@@ -470,6 +470,10 @@ fn only_regular_files_are_read() {
     let e = ferroflow_io::TfCheckpointReader::open(&dir.join("t").to_string_lossy())
         .err()
         .unwrap();
+    assert!(e.to_string().contains("must be a regular file"), "{e}");
+    // A state file `checkpoint` that is a link to /dev/zero.
+    std::os::unix::fs::symlink("/dev/zero", dir.join("checkpoint")).unwrap();
+    let e = latest_checkpoint(&dir).err().unwrap();
     assert!(e.to_string().contains("must be a regular file"), "{e}");
     let zero_ckpt = dir.join("z.ffckpt");
     std::os::unix::fs::symlink("/dev/zero", &zero_ckpt).unwrap();
