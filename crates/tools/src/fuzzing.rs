@@ -252,7 +252,7 @@ impl<'a> Bytes<'a> {
 }
 
 /// Runs a graph-building sequence driven by `data`: placeholders, constants, variables, scopes,
-/// unary/binary/shape/reduction/nn ops on random earlier tensors, gradients and collection queries,
+/// unary/binary/shape/reduction/nn/convolution ops on random earlier tensors, gradients and collection queries,
 /// then sessions that run random fetches with random feeds. Every call may fail; none may panic.
 pub fn graph_ops(data: &[u8]) {
     graph_ops_count(data);
@@ -269,7 +269,7 @@ pub fn graph_ops_count(data: &[u8]) -> usize {
     while !b.done() && steps < 64 {
         steps += 1;
         let pick = |b: &mut Bytes, pool: &[Tensor]| pool.get(b.below(pool.len())).copied();
-        let made: Result<Tensor> = match b.below(40) {
+        let made: Result<Tensor> = match b.below(41) {
             0 => {
                 let dims: Vec<Option<usize>> = b
                     .dims()
@@ -424,6 +424,34 @@ pub fn graph_ops_count(data: &[u8]) -> usize {
             38 => g
                 .add_check_numerics_ops()
                 .map(|op| Tensor::from_index(op.index())),
+            39 => {
+                // The CNN ops, on earlier tensors or new 4-D constants (any dimension may be huge).
+                let operand = |b: &mut Bytes| match pick(b, &pool) {
+                    Some(t) if b.byte() & 1 == 1 => Some(t),
+                    _ => {
+                        let dims: Vec<usize> = (0..4).map(|_| b.dim()).collect();
+                        b.value(DType::F32, &dims).and_then(|v| g.constant(v).ok())
+                    }
+                };
+                let Some(x) = operand(&mut b) else {
+                    continue;
+                };
+                let strides = [1 + b.below(3), 1 + b.below(3)];
+                let ksize = [1 + b.below(3), 1 + b.below(3)];
+                let padding = ["SAME", "VALID", "FULL"][b.below(3)];
+                match b.below(4) {
+                    0 => match operand(&mut b) {
+                        Some(f) => g.conv2d_dilated(x, f, &strides, padding, &[1 + b.below(2)]),
+                        None => continue,
+                    },
+                    1 => g.max_pool(x, &ksize, &strides, padding),
+                    2 => g.avg_pool(x, &ksize, &strides, padding),
+                    _ => match operand(&mut b) {
+                        Some(bias) => g.bias_add(x, bias),
+                        None => continue,
+                    },
+                }
+            }
             _ => {
                 built += exercise(&g, &mut b);
                 continue;
