@@ -5,6 +5,7 @@ mod buffer_reuse;
 mod demos;
 mod fuzz_corpus;
 mod graph_building_prop;
+mod tf2_object_checkpoint;
 mod tf_checkpoint;
 mod tf_cnn_checkpoint;
 mod tf_fixtures;

@@ -272,8 +272,8 @@ fn saver_writes_tensorflow_format() {
 
 /// A TF checkpoint with unusual entries (tests/data/tf-odd-checkpoint, made by make_checkpoint.py
 /// there): float16 and bfloat16 read as float32 with TF's values, int32 as int64, the variable saved
-/// in two partitions whole; the string is listed as unreadable, with the reason, and never keeps the
-/// others from being read or restored.
+/// in two partitions whole; the string is listed as unreadable as a value, with the reason, reads as
+/// bytes, and never keeps the others from being read or restored.
 #[test]
 fn unusual_entries_read_or_are_listed_and_never_block_the_others() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tf-odd-checkpoint");
@@ -317,6 +317,13 @@ fn unusual_entries_read_or_are_listed_and_never_block_the_others() {
         e.to_string().contains("tensor note is not supported"),
         "{e}"
     );
+    // Its bytes read as bytes.
+    assert_eq!(
+        r.read_strings("note").unwrap().unwrap(),
+        [b"hello".to_vec()]
+    );
+    let e = r.read_strings("plain").unwrap_err();
+    assert!(e.to_string().contains("not a string tensor"), "{e}");
     // A graph with one of the readable variables restores from it.
     let g = Graph::new();
     let plain = g.get_variable("plain", &[2, 3], DType::F32).unwrap();

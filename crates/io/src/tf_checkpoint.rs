@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use stored::stored;
 
+pub mod object_graph;
 mod partitions;
 mod stored;
+mod strings;
 mod switch;
 mod write;
 
@@ -254,16 +256,23 @@ impl TfCheckpointReader {
     }
 
     fn info(&self, name: &str, e: &BundleEntry) -> Result<TfTensorInfo> {
-        let path = switch::index_path(&self.prefix);
         let dtype = stored(e)
             .map_err(|message| IoError::Unsupported {
-                path: path.clone(),
+                path: switch::index_path(&self.prefix),
                 key: name.into(),
                 message,
             })?
             .dtype();
-        let shape = e
-            .shape
+        Ok(TfTensorInfo {
+            name: name.into(),
+            dtype,
+            shape: self.info_shape(name, e)?,
+        })
+    }
+
+    /// The shape entry `e` (named `name`) records.
+    fn info_shape(&self, name: &str, e: &BundleEntry) -> Result<Vec<usize>> {
+        e.shape
             .as_ref()
             .map(|s| {
                 s.dim
@@ -273,15 +282,10 @@ impl TfCheckpointReader {
             })
             .transpose()
             .map_err(|_| IoError::Corrupt {
-                path,
+                path: switch::index_path(&self.prefix),
                 message: format!("tensor {name} has a negative dimension"),
-            })?
-            .unwrap_or_default();
-        Ok(TfTensorInfo {
-            name: name.into(),
-            dtype,
-            shape,
-        })
+            })
+            .map(Option::unwrap_or_default)
     }
 
     /// Reads one tensor (checksum verified); `None` when the key is absent.
@@ -298,24 +302,74 @@ impl TfCheckpointReader {
 
     /// The tensor stored in entry `e` (named `key` in errors), of `shape`.
     fn read_entry(&self, key: &str, e: &BundleEntry, shape: &[usize]) -> Result<Value> {
-        let path = match &self.pending_data {
+        let kind = stored(e).map_err(|message| IoError::Unsupported {
+            path: self.shard_of(e),
+            key: key.into(),
+            message,
+        })?;
+        let n = Value::checked_len(shape).map_err(|err| IoError::Corrupt {
+            path: self.shard_of(e),
+            message: err.to_string(),
+        })?;
+        let (buf, path) = self.raw_bytes(key, e, Some(n.saturating_mul(kind.bytes())))?;
+        let corrupt = |m: String| IoError::Corrupt { path, message: m };
+        if masked_crc32c(&buf) != e.crc32c {
+            return Err(corrupt(format!("checksum mismatch in tensor {key}")));
+        }
+        stored::decode(kind, shape, &buf).map_err(corrupt)
+    }
+
+    /// Reads a string tensor (TF's `DT_STRING`, such as TF2's `_CHECKPOINTABLE_OBJECT_GRAPH`) as
+    /// the bytes of each element, checksums verified; `None` when the key is absent. Any other
+    /// dtype is `IoError::Unsupported`.
+    pub fn read_strings(&self, key: &str) -> Result<Option<Vec<Vec<u8>>>> {
+        let Some(e) = self.entries.get(key) else {
+            return Ok(None);
+        };
+        if e.dtype != strings::DT_STRING {
+            return Err(IoError::Unsupported {
+                path: self.shard_of(e),
+                key: key.into(),
+                message: format!("TF dtype {}, not a string tensor", e.dtype),
+            });
+        }
+        let shape = self.info_shape(key, e)?;
+        let (buf, path) = self.raw_bytes(key, e, None)?;
+        let n = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        n.ok_or_else(|| "its element count overflows".to_string())
+            .and_then(|n| strings::decode(&buf, n, e.crc32c))
+            .map(Some)
+            .map_err(|m| IoError::Corrupt {
+                path,
+                message: format!("string tensor {key}: {m}"),
+            })
+    }
+
+    /// The data file entry `e` lies in.
+    fn shard_of(&self, e: &BundleEntry) -> PathBuf {
+        match &self.pending_data {
             Some(p) if e.shard_id == 0 && self.num_shards == 1 => p.clone(),
             _ => switch::shard_path(&self.prefix, e.shard_id, self.num_shards),
-        };
+        }
+    }
+
+    /// The stored bytes of entry `e` (named `key` in errors), which must be `expected` bytes when
+    /// given, with the data file they come from; checked against the file's length before anything
+    /// is allocated.
+    fn raw_bytes(
+        &self,
+        key: &str,
+        e: &BundleEntry,
+        expected: Option<usize>,
+    ) -> Result<(Vec<u8>, PathBuf)> {
+        let path = self.shard_of(e);
         let corrupt = |m: String| IoError::Corrupt {
             path: path.clone(),
             message: m,
         };
-        let kind = stored(e).map_err(|message| IoError::Unsupported {
-            path: path.clone(),
-            key: key.into(),
-            message,
-        })?;
-        let elem = kind.bytes();
-        let n = Value::checked_len(shape).map_err(|e| corrupt(e.to_string()))?;
-        if e.size < 0 || e.offset < 0 || e.size as u64 != (n * elem) as u64 {
+        if e.size < 0 || e.offset < 0 || expected.is_some_and(|n| e.size as u64 != n as u64) {
             return Err(corrupt(format!(
-                "tensor {key}: size {} does not fit shape {shape:?}",
+                "tensor {key}: size {} does not fit its shape",
                 e.size
             )));
         }
@@ -329,20 +383,14 @@ impl TfCheckpointReader {
                 "tensor {key} lies beyond the end of the data file"
             )));
         }
-        f.seek(SeekFrom::Start(e.offset as u64))
-            .map_err(|source| IoError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        let mut buf = vec![0u8; e.size as usize];
-        f.read_exact(&mut buf).map_err(|source| IoError::Io {
+        let io = |source| IoError::Io {
             path: path.clone(),
             source,
-        })?;
-        if masked_crc32c(&buf) != e.crc32c {
-            return Err(corrupt(format!("checksum mismatch in tensor {key}")));
-        }
-        stored::decode(kind, shape, &buf).map_err(corrupt)
+        };
+        f.seek(SeekFrom::Start(e.offset as u64)).map_err(io)?;
+        let mut buf = vec![0u8; e.size as usize];
+        f.read_exact(&mut buf).map_err(io)?;
+        Ok((buf, path))
     }
 }
 

@@ -119,7 +119,14 @@ pub fn tf_checkpoint(data: &[u8]) {
         return;
     };
     if let Ok(reader) = ferroflow::io::tf_checkpoint::TfCheckpointReader::open(prefix) {
-        let _ = reader.unreadable();
+        for (key, _) in reader.unreadable() {
+            let _ = reader.read_strings(&key);
+        }
+        if let Ok(Some(graph)) =
+            ferroflow::io::tf_checkpoint::object_graph::ObjectGraph::read(&reader)
+        {
+            let _ = graph.paths();
+        }
         if let Ok(infos) = reader.tensors() {
             for info in infos {
                 let _ = reader.read(&info.name);

@@ -311,3 +311,24 @@ fn health_reports_a_saved_classifier() {
     assert!(!ok && err.contains("no meta-graph at"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn inspect_shows_the_object_paths_of_a_tf2_checkpoint() {
+    let prefix = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/tf2-object-checkpoint/obj.ckpt");
+    let (ok, out, err) = ferroflow(&["inspect", &prefix.to_string_lossy()]);
+    assert!(ok, "{err}");
+    // The first layer's kernel is saved under the optimizer's path; the object graph also names
+    // the model's path to it. The object graph itself is listed as a string entry.
+    assert!(
+        out.contains("optimizer/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE float32  [5, 8]"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "    object: optimizer/_trainable_variables/0, model/_functional/_operations/1/_kernel"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("_CHECKPOINTABLE_OBJECT_GRAPH"), "{out}");
+}

@@ -1,6 +1,7 @@
 //! How the dtypes of a TF checkpoint's entries become ferroflow values: float32, float64, int64
 //! and bool as they are; int32 widened to int64; float16 and bfloat16 converted to float32 (exact:
-//! each is a subset of float32). String tensors and other dtypes are not read, and say why.
+//! each is a subset of float32). String tensors are not values (`read_strings` reads their bytes);
+//! other dtypes are not read, and say why.
 
 use super::BundleEntry;
 use crate::checkpoint::{bytes_value, widened_value, Narrow};
@@ -41,7 +42,7 @@ pub(super) fn stored(e: &BundleEntry) -> std::result::Result<Stored, String> {
         10 => Stored::Same(DType::Bool),
         14 => Stored::Narrow(Narrow::BF16),
         19 => Stored::Narrow(Narrow::F16),
-        7 => return Err("a string tensor (dtype string)".into()),
+        7 => return Err("a string tensor (dtype string; `read_strings` reads its bytes)".into()),
         d => return Err(format!("TF dtype {d}, which ferroflow does not read")),
     })
 }

@@ -177,6 +177,14 @@ fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), Failure> {
     // Our format or TensorFlow's, whichever the prefix names.
     let mut ckpt = ferroflow::io::AnyCheckpoint::open(prefix)?;
     let rows = ckpt.entries()?;
+    // A TF2 object-based checkpoint: the object paths of each key, from its object graph.
+    let objects = match &ckpt {
+        ferroflow::io::AnyCheckpoint::TensorFlow(r, _) => {
+            ferroflow::io::tf_checkpoint::object_graph::ObjectGraph::read(r)?
+                .map(|graph| graph.paths())
+        }
+        ferroflow::io::AnyCheckpoint::Ferroflow(..) => None,
+    };
     say(&format!(
         "{:<40} {:<8} {:<16} {:>12} {:>12} {:>12} {:>12}",
         "name", "dtype", "shape", "mean", "std", "min", "max"
@@ -199,6 +207,9 @@ fn inspect(prefix: &str, scope: Option<&str>) -> Result<(), Failure> {
             dtype.to_string(),
             format!("{shape:?}")
         ))?;
+        if let Some(paths) = objects.as_ref().and_then(|o| o.get(&name)) {
+            say(&format!("    object: {}", paths.join(", ")))?;
+        }
     }
     for (name, why) in ckpt.unreadable() {
         if re.as_ref().is_none_or(|re| re.matches(&name)) {
