@@ -110,10 +110,15 @@ fn train_and_export(
     }
     let saver = Saver::new(g, VarList::All)?.format(SaveFormat::TensorFlow);
     let prefix = saver.save(&sess, &out.join(name).to_string_lossy(), step)?;
+    // The inference part of the graph as TensorFlow's MetaGraphDef, for
+    // `tf.compat.v1.train.import_meta_graph` (and Netron).
+    let meta = format!("{prefix}-inference.meta");
+    ferroflow::io::export_tf_meta_graph(g, std::path::Path::new(&meta), &[net.logits])?;
     let probe_path = out.join(probe_file);
     write_probe(&probe_path, &prefix, &sess, &saver, x, net.logits, probe)?;
     println!(
-        "saved {} variables to {prefix} (TensorFlow V2 format) and {}",
+        "saved {} variables to {prefix} (TensorFlow V2 format), its inference graph to {meta} \
+         (TensorFlow MetaGraphDef) and {}",
         saver.entries().len(),
         probe_path.display()
     );
@@ -133,7 +138,12 @@ fn write_probe(
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let lv = sess.run_one(logits, &[feed(x, probe.images.clone().into_dyn())])?;
     let mut json = String::from("{\"prefix\": ");
-    write!(json, "{:?}, \"inputs\": [", prefix)?;
+    write!(
+        json,
+        "{:?}, \"logits_tensor\": {:?}, \"inputs\": [",
+        prefix,
+        format!("{}:0", sess.graph().op_name(logits))
+    )?;
     for (i, row) in probe.images.rows().into_iter().enumerate() {
         let sep = if i == 0 { "" } else { ", " };
         let cells: Vec<String> = row.iter().map(|v| format!("{v:e}")).collect();

@@ -8,6 +8,10 @@ Usage: python check_tf_checkpoint.py OUT_DIR   (OUT_DIR as given to `cargo run -
    with tf.compat.v1.train.Saver gives ferroflow's logits on the probe inputs within 1e-4.
 3. The same for the CNN (cnn_probe.json): tf.layers.conv2d's names conv2d/kernel, conv2d_1/...,
    tf.nn.conv2d, max_pool, dense and dense_1.
+4. For both: the inference graph ferroflow exported as a MetaGraphDef (PREFIX-inference.meta) loads
+   with tf.compat.v1.train.import_meta_graph, its variables' initializers run, a
+   tf.compat.v1.train.Saver() built from its `variables` collection restores the checkpoint, and
+   running the logits tensor by its name gives ferroflow's logits within 1e-4.
 Exits non-zero on any mismatch.
 """
 import json
@@ -77,4 +81,21 @@ want = np.array(cnn["logits"], np.float32)
 err = float(np.max(np.abs(got - want)))
 assert err <= 1e-4 * max(1.0, float(np.max(np.abs(want)))), f"CNN logits differ by {err}"
 print(f"tf.compat.v1.train.Saver.restore: the CNN's logits of {len(want)} probes match ferroflow's (max diff {err:.2e})")
-print("OK: TensorFlow reads ferroflow's checkpoints")
+for probe_file in ["probe.json", "cnn_probe.json"]:
+    p = json.load(open(f"{out}/{probe_file}"))
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.train.import_meta_graph(f"{p['prefix']}-inference.meta")
+        names = sorted(v.name for v in tf.compat.v1.global_variables())
+        trainable = sorted(v.name for v in tf.compat.v1.trainable_variables())
+        assert names and names == trainable, f"collections: {names} vs {trainable}"
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session(graph=g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            saver.restore(sess, p["prefix"])
+            got = sess.run(p["logits_tensor"], {"X:0": np.array(p["inputs"], np.float32)})
+    want = np.array(p["logits"], np.float32)
+    err = float(np.max(np.abs(got - want)))
+    assert err <= 1e-4 * max(1.0, float(np.max(np.abs(want)))), f"{probe_file}: imported graph's logits differ by {err}"
+    print(f"tf.compat.v1.train.import_meta_graph: {len(names)} variables, {p['logits_tensor']} of {len(want)} probes matches ferroflow's (max diff {err:.2e})")
+print("OK: TensorFlow reads ferroflow's checkpoints and inference graphs")

@@ -13,6 +13,7 @@ pub mod safetensors_io;
 pub mod saver;
 pub mod summary;
 pub mod tf_checkpoint;
+pub mod tf_graph;
 
 pub use checkpoint::{CheckpointReader, TensorEntry};
 pub use meta_graph::{export_meta_graph, import_meta_graph};
@@ -23,6 +24,7 @@ pub use saver::{
     get_checkpoint_state, latest_checkpoint, AnyCheckpoint, SaveFormat, Saver, VarList,
 };
 pub use tf_checkpoint::{write_tf_checkpoint, TfCheckpointReader};
+pub use tf_graph::export_tf_meta_graph;
 
 use std::path::PathBuf;
 

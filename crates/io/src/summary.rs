@@ -7,7 +7,8 @@
 //! they watch (an identity named after the summary) and `merge_all` gives a [`MergedSummary`] that
 //! evaluates them in a session and builds the `Summary` proto.
 
-use crate::tf_checkpoint::{tf_dtype, DimProto, ShapeProto};
+use crate::tf_checkpoint::{tf_dtype, ShapeProto};
+use crate::tf_graph::{shape_proto, AttrKind, AttrList, AttrValue, GraphDef, NodeDef};
 use crate::{IoError, Result};
 use ferroflow_core::{keys, CollectionItem, Graph, Session, Tensor, TensorInfo, Value};
 use std::io::Write;
@@ -109,41 +110,6 @@ struct Event {
     summary: Option<Summary>,
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct NodeDef {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(string, tag = "2")]
-    op: String,
-    #[prost(string, repeated, tag = "3")]
-    input: Vec<String>,
-    #[prost(btree_map = "string, message", tag = "5")]
-    attr: std::collections::BTreeMap<String, AttrValue>,
-}
-
-/// TF's `AttrValue`: the two kinds a graph for TensorBoard carries (a dtype, a list of shapes).
-#[derive(Clone, PartialEq, prost::Message)]
-struct AttrValue {
-    #[prost(oneof = "AttrKind", tags = "1, 6")]
-    value: Option<AttrKind>,
-}
-
-#[derive(Clone, PartialEq, prost::Oneof)]
-enum AttrKind {
-    #[prost(message, tag = "1")]
-    List(AttrList),
-    /// A `DataType` enum value.
-    #[prost(int32, tag = "6")]
-    Type(i32),
-}
-
-/// TF's `AttrValue.ListValue`, its shapes only.
-#[derive(Clone, PartialEq, prost::Message)]
-struct AttrList {
-    #[prost(message, repeated, tag = "7")]
-    shape: Vec<ShapeProto>,
-}
-
 /// A node's attributes as TF writes them for TensorBoard: its output dtype (`dtype` for
 /// placeholders, constants and variables, `T` for the others) and `_output_shapes` (unknown
 /// dimensions as -1, an unknown rank as `unknown_rank`).
@@ -165,34 +131,17 @@ fn output_attrs(
             value: Some(AttrKind::Type(tf_dtype(info.dtype))),
         },
     );
-    let shape = match info.shape.dims() {
-        Some(dims) => ShapeProto {
-            dim: dims
-                .iter()
-                .map(|d| DimProto {
-                    size: d.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
-                })
-                .collect(),
-            unknown_rank: false,
-        },
-        None => ShapeProto {
-            dim: Vec::new(),
-            unknown_rank: true,
-        },
-    };
+    let shape = shape_proto(&info.shape);
     attr.insert(
         "_output_shapes".to_string(),
         AttrValue {
-            value: Some(AttrKind::List(AttrList { shape: vec![shape] })),
+            value: Some(AttrKind::List(AttrList {
+                i: Vec::new(),
+                shape: vec![shape],
+            })),
         },
     );
     attr
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct GraphDef {
-    #[prost(message, repeated, tag = "1")]
-    node: Vec<NodeDef>,
 }
 
 /// TF's default histogram bucket limits: ±1e-12·1.1^k up to 1e20, then ±DBL_MAX, and 0.
@@ -429,7 +378,10 @@ impl FileWriter {
                 attr: output_attrs(op, n.output.as_ref()),
             });
         }
-        let bytes = prost::Message::encode_to_vec(&GraphDef { node });
+        let bytes = prost::Message::encode_to_vec(&GraphDef {
+            node,
+            versions: None,
+        });
         self.write_event(&Event {
             wall_time: now(),
             graph_def: Some(bytes),

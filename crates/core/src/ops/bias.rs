@@ -8,6 +8,7 @@
 use super::binary::{Binary, BinaryKind};
 use super::kernels::{by_float, float_input, FloatArray};
 use super::matmul::ProductEpilogue;
+use super::tf::{TfAttr, TfNode};
 use super::{
     expect_arity, expect_float, same_dtype, GradContext, InferError, InferResult, Op, OpDef,
 };
@@ -35,6 +36,9 @@ pub struct BiasAddGrad;
 impl OpDef for BiasAdd {
     fn type_name(&self) -> &'static str {
         "BiasAdd"
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        Some(TfNode::typed(inputs)?.with("data_format", TfAttr::Str("NHWC".into())))
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 2, "BiasAdd")?;

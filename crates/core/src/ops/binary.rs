@@ -5,6 +5,7 @@ use super::kernels::{
     by_float, float_input, float_target, zip_broadcast, zip_broadcast_par, Float, FloatArray,
 };
 use super::matmul::ProductEpilogue;
+use super::tf::TfNode;
 use super::unary::relu;
 use super::{expect_arity, GradContext, InferError, InferResult, Op, OpDef};
 use crate::dtype::{DType, TensorInfo};
@@ -259,6 +260,9 @@ impl OpDef for AddRelu {
 impl OpDef for Binary {
     fn type_name(&self) -> &'static str {
         self.kind.type_name()
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        TfNode::typed(inputs)
     }
     fn with_relu(&self) -> Option<Op> {
         (self.kind == BinaryKind::Add).then_some(Op::AddRelu(AddRelu))

@@ -2,6 +2,7 @@
 
 use super::binary::{AddRelu, Binary, BinaryKind};
 use super::kernels::{by_float, float_input, FloatArray};
+use super::tf::{TfAttr, TfNode};
 use super::unary::{activation_grad_slice, relu, ActivationGrad, UnaryKind};
 use super::Op;
 use super::{expect_arity, GradContext, InferError, InferResult, OpDef};
@@ -91,6 +92,13 @@ fn matmul_typed<T: FloatArray>(
 impl OpDef for MatMul {
     fn type_name(&self) -> &'static str {
         "MatMul"
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        Some(
+            TfNode::typed(inputs)?
+                .with("transpose_a", TfAttr::Bool(self.transpose_a))
+                .with("transpose_b", TfAttr::Bool(self.transpose_b)),
+        )
     }
     fn with_epilogue(&self, epilogue: ProductEpilogue) -> Option<Op> {
         Some(Op::MatMulFused(MatMulFused {

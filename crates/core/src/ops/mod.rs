@@ -15,7 +15,10 @@ pub mod random;
 pub mod reduce;
 pub mod shape_ops;
 pub mod state;
+pub mod tf;
 pub mod unary;
+
+pub use tf::{TfAttr, TfNode};
 
 use crate::dtype::TensorInfo;
 use crate::error::{Error, KernelError, OpResult, Result};
@@ -140,6 +143,11 @@ pub trait OpDef {
     /// Fusion: what this op does as the epilogue of a product that is its input `product_input`
     /// (a bias add, or an activation gradient whose gradient input is the product), if it can be one.
     fn as_epilogue(&self, _product_input: usize) -> Option<matmul::ProductEpilogue> {
+        None
+    }
+    /// The TensorFlow node of the same meaning (see [`tf`]), for these input dtypes and shapes;
+    /// `None` when TF has no such op.
+    fn tf_node(&self, _inputs: &[TensorInfo]) -> Option<TfNode> {
         None
     }
     /// The gradient rule: one entry per input (`None` for no gradient), built from graph ops.

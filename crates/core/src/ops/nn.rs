@@ -2,6 +2,7 @@
 //! composite `sigmoid_cross_entropy_with_logits` and `clip_by_value` builders.
 
 use super::kernels::{by_float, float_input, FloatArray};
+use super::tf::{TfAttr, TfNode};
 use super::{expect_arity, expect_float, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{DType, Shape, TensorInfo};
 use crate::error::{Error, KernelError, OpResult, Result};
@@ -49,6 +50,9 @@ impl OpDef for Softmax {
         } else {
             "Softmax"
         }
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        TfNode::typed(inputs)
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, self.type_name())?;
@@ -168,6 +172,9 @@ fn class_count(ctx: &GradContext<'_>) -> Result<usize> {
 impl OpDef for SparseSoftmaxXent {
     fn type_name(&self) -> &'static str {
         "SparseSoftmaxCrossEntropyWithLogits"
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        Some(TfNode::typed(inputs)?.with("Tlabels", TfAttr::Type(inputs.get(1)?.dtype)))
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         let out = xent_infer(inputs, Some(DType::I64), self.type_name())?;

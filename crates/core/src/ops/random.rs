@@ -1,6 +1,7 @@
 //! Seeded random ops: uniform, normal and truncated normal (TF's `RandomUniform`,
 //! `RandomStandardNormal`, `TruncatedNormal`), with TF's graph-seed/op-seed rule.
 
+use super::tf::{TfAttr, TfNode};
 use super::{expect_arity, InferResult, OpDef, OpKind};
 use crate::dtype::{DType, Shape, TensorInfo};
 use crate::error::{KernelError, Result};
@@ -96,6 +97,23 @@ impl OpDef for Random {
             Distribution::Normal => "RandomStandardNormal",
             Distribution::TruncatedNormal => "TruncatedNormal",
         }
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        // The shape is TF's input: the run-time one's when ferroflow has it as an input.
+        if !inputs.is_empty() {
+            return None;
+        }
+        let (seed, seed2) = self.seed.map_or((0, 0), |(g, o)| (g as i64, o as i64));
+        TfNode::default()
+            .with("dtype", TfAttr::Type(self.dtype))
+            .with("T", TfAttr::Type(DType::I64))
+            .with("seed", TfAttr::Int(seed))
+            .with("seed2", TfAttr::Int(seed2))
+            .with_const(
+                "shape",
+                self.shape.iter().map(|&d| d as i64).collect(),
+                false,
+            )
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         super::expect_float(

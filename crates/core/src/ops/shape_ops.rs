@@ -2,6 +2,7 @@
 //! and cast (selection and combination ops live in `indexing.rs`).
 
 use super::kernels::{input, reshape, standard};
+use super::tf::{TfAttr, TfNode};
 use super::{expect_arity, norm_axis, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{DType, Dim, Shape, TensorInfo};
 use crate::error::{KernelError, OpResult, Result};
@@ -88,6 +89,11 @@ pub struct Reshape {
 impl OpDef for Reshape {
     fn type_name(&self) -> &'static str {
         "Reshape"
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        TfNode::typed(inputs)?
+            .with("Tshape", TfAttr::Type(DType::I64))
+            .with_const("shape", self.shape.clone(), false)
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "Reshape")?;
@@ -359,6 +365,14 @@ pub struct Cast {
 impl OpDef for Cast {
     fn type_name(&self) -> &'static str {
         "Cast"
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        Some(
+            TfNode::default()
+                .with("SrcT", TfAttr::Type(inputs.first()?.dtype))
+                .with("DstT", TfAttr::Type(self.to))
+                .with("Truncate", TfAttr::Bool(false)),
+        )
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "Cast")?;

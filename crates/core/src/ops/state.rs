@@ -1,6 +1,7 @@
 //! Constants, placeholders, variables and assignment, identity, stop_gradient and no-ops:
 //! the nodes the session matches by kind.
 
+use super::tf::{TfAttr, TfNode};
 use super::{expect_arity, same_dtype, GradContext, InferError, InferResult, Op, OpDef, OpKind};
 use crate::dtype::{DType, Shape, TensorInfo};
 use crate::error::{KernelError, OpResult, Result};
@@ -18,6 +19,13 @@ pub struct Const {
 impl OpDef for Const {
     fn type_name(&self) -> &'static str {
         "Const"
+    }
+    fn tf_node(&self, _inputs: &[TensorInfo]) -> Option<TfNode> {
+        Some(
+            TfNode::default()
+                .with("dtype", TfAttr::Type(self.value.dtype()))
+                .with("value", TfAttr::Tensor(self.value.clone())),
+        )
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 0, "Const")?;
@@ -44,6 +52,13 @@ pub struct Placeholder {
 impl OpDef for Placeholder {
     fn type_name(&self) -> &'static str {
         "Placeholder"
+    }
+    fn tf_node(&self, _inputs: &[TensorInfo]) -> Option<TfNode> {
+        Some(
+            TfNode::default()
+                .with("dtype", TfAttr::Type(self.dtype))
+                .with("shape", TfAttr::Shape(self.shape.clone())),
+        )
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 0, "Placeholder")?;
@@ -101,6 +116,15 @@ impl OpDef for VariableOp {
     fn type_name(&self) -> &'static str {
         "VariableV2"
     }
+    fn tf_node(&self, _inputs: &[TensorInfo]) -> Option<TfNode> {
+        Some(
+            TfNode::default()
+                .with("dtype", TfAttr::Type(self.dtype))
+                .with("shape", TfAttr::Shape(self.shape.clone()))
+                .with("container", TfAttr::Str(String::new()))
+                .with("shared_name", TfAttr::Str(String::new())),
+        )
+    }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 0, "VariableV2")?;
         Ok(Some(TensorInfo::new(self.dtype, self.shape.clone())))
@@ -139,6 +163,14 @@ impl OpDef for Assign {
             AssignMode::Sub => "AssignSub",
         }
     }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        let node =
+            TfNode::typed(inputs)?.with("use_locking", TfAttr::Bool(self.mode == AssignMode::Set));
+        Some(match self.mode {
+            AssignMode::Set => node.with("validate_shape", TfAttr::Bool(true)),
+            AssignMode::Add | AssignMode::Sub => node,
+        })
+    }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 2, self.type_name())?;
         same_dtype(inputs)?;
@@ -163,6 +195,9 @@ impl OpDef for NoOp {
     fn type_name(&self) -> &'static str {
         "NoOp"
     }
+    fn tf_node(&self, _inputs: &[TensorInfo]) -> Option<TfNode> {
+        Some(TfNode::default())
+    }
     fn infer(&self, _inputs: &[TensorInfo]) -> InferResult {
         Ok(None)
     }
@@ -178,6 +213,9 @@ pub struct Identity;
 impl OpDef for Identity {
     fn type_name(&self) -> &'static str {
         "Identity"
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        TfNode::typed(inputs)
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "Identity")?;
@@ -198,6 +236,9 @@ pub struct StopGradient;
 impl OpDef for StopGradient {
     fn type_name(&self) -> &'static str {
         "StopGradient"
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        TfNode::typed(inputs)
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "StopGradient")?;

@@ -10,6 +10,7 @@
 //! a variable, and the input is what the filter gradient reads).
 
 use super::kernels::{by_float, float_input, FloatArray};
+use super::tf::{nhwc, TfAttr, TfNode};
 use super::{expect_arity, expect_float, same_dtype, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{Dim, Shape, TensorInfo};
 use crate::error::{Error, KernelError, OpResult, Result};
@@ -362,6 +363,22 @@ pub struct Conv {
 impl OpDef for Conv {
     fn type_name(&self) -> &'static str {
         self.kind.name()
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        // TF's backprop ops take the other operand's shape as a tensor where ferroflow takes the
+        // operand itself: only the forward convolution has a TF node of the same inputs.
+        if self.kind != ConvKind::Forward {
+            return None;
+        }
+        let a = &self.attrs;
+        Some(
+            TfNode::typed(inputs)?
+                .with("strides", nhwc(a.strides))
+                .with("dilations", nhwc(a.dilations))
+                .with("padding", TfAttr::Str(a.padding.tf_name().into()))
+                .with("data_format", TfAttr::Str("NHWC".into()))
+                .with("use_cudnn_on_gpu", TfAttr::Bool(true)),
+        )
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         infer_conv(inputs, &self.attrs, self.kind, self.kind.name())

@@ -7,6 +7,7 @@
 //! order.
 
 use super::super::kernels::{by_float, float_input, FloatArray};
+use super::super::tf::{nhwc, TfAttr, TfNode};
 use super::super::{
     expect_arity, expect_float, same_dtype, GradContext, InferError, InferResult, OpDef,
 };
@@ -197,6 +198,20 @@ pub struct Pool {
 impl OpDef for Pool {
     fn type_name(&self) -> &'static str {
         self.kind.name()
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        // The gradients take other inputs than TF's own gradient ops: forward pooling only.
+        if !matches!(self.kind, PoolKind::Max | PoolKind::Avg) {
+            return None;
+        }
+        let a = &self.attrs;
+        Some(
+            TfNode::typed(inputs)?
+                .with("ksize", nhwc(a.ksize))
+                .with("strides", nhwc(a.strides))
+                .with("padding", TfAttr::Str(a.padding.tf_name().into()))
+                .with("data_format", TfAttr::Str("NHWC".into())),
+        )
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         infer_pool(inputs, &self.attrs, self.kind)

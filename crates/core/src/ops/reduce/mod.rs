@@ -2,6 +2,7 @@
 //! gradients of broadcasting ops are built from (`SumToShapeOf`, `BroadcastLike`).
 
 use super::kernels::{by_float, float_input, standard, sum_to_shape, FloatArray};
+use super::tf::{TfAttr, TfNode};
 use super::{expect_arity, expect_float, norm_axis, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{DType, Shape, TensorInfo};
 use crate::error::{Error, KernelError, OpResult, Result};
@@ -144,6 +145,17 @@ impl OpDef for Reduce {
             ReduceKind::Min => "Min",
         }
     }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        // TF takes the axes as a tensor; all of them when ferroflow's are `None`.
+        let axes = match &self.axes {
+            Some(a) => a.clone(),
+            None => (0..inputs.first()?.shape.rank()? as i64).collect(),
+        };
+        TfNode::typed(inputs)?
+            .with("Tidx", TfAttr::Type(DType::I64))
+            .with("keep_dims", TfAttr::Bool(self.keepdims))
+            .with_const("reduction_indices", axes, false)
+    }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, self.type_name())?;
         expect_float(&inputs[0], "the input")?;
@@ -251,6 +263,12 @@ fn argmax_typed<T: FloatArray>(axis: i64, inputs: &[&Value]) -> OpResult<Value> 
 impl OpDef for ArgMax {
     fn type_name(&self) -> &'static str {
         "ArgMax"
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        TfNode::typed(inputs)?
+            .with("Tidx", TfAttr::Type(DType::I64))
+            .with("output_type", TfAttr::Type(DType::I64))
+            .with_const("dimension", vec![self.axis], true)
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "ArgMax")?;

@@ -14,6 +14,7 @@ pub use functions::*;
 
 use super::kernels::{by_float, float_input, input, map_float, par_update, zip_broadcast_par};
 use super::kernels::{float_target, zip_into, Float, FloatArray};
+use super::tf::{TfAttr, TfNode};
 use super::{expect_arity, expect_float, GradContext, InferResult, OpDef};
 use crate::dtype::TensorInfo;
 use crate::error::{KernelError, OpResult, Result};
@@ -259,6 +260,16 @@ pub struct Unary {
 impl OpDef for Unary {
     fn type_name(&self) -> &'static str {
         self.kind.type_name()
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        match self.kind {
+            // TF's gelu is a Python composite, not an op.
+            UnaryKind::Gelu => None,
+            UnaryKind::LeakyRelu { alpha } => {
+                Some(TfNode::typed(inputs)?.with("alpha", TfAttr::Float(alpha)))
+            }
+            _ => TfNode::typed(inputs),
+        }
     }
     fn is_relu(&self) -> bool {
         self.kind == UnaryKind::Relu
