@@ -77,6 +77,101 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         ("cnn.ckpt", None),
         "cnn_probe.json",
     )?;
+    export_op_zoo(&out, &probe)?;
+    Ok(())
+}
+
+/// Every op that has a TensorFlow node, on the probe images: exported as a MetaGraphDef with
+/// ferroflow's value of each output, which scripts/check_tf_checkpoint.py compares with what
+/// TensorFlow computes from the imported graph.
+fn export_op_zoo(
+    out: &std::path::Path,
+    probe: &ferroflow::data::Dataset,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let g = Graph::new();
+    let x = g.named("X").placeholder(DType::F32, [None, Some(64)])?;
+    let labels = g.named("labels").placeholder(DType::I64, [None])?;
+    let two = g.constant(Value::scalar_f32(2.0))?;
+    let pos = g.add(g.abs(x)?, g.constant(Value::scalar_f32(0.5))?)?;
+    let images = g.reshape(x, &[-1, 8, 8, 1])?;
+    let filters = g.constant(Value::from_f32(
+        &[3, 3, 1, 2],
+        (0..18).map(|i| (i as f32 - 9.0) / 10.0).collect(),
+    )?)?;
+    // 16 classes: the mean of each group of 4 pixels.
+    let logits = g.reduce_mean(g.reshape(x, &[-1, 16, 4])?, Some(&[2]), false)?;
+    let outputs = vec![
+        g.softmax(x)?,
+        g.log_softmax(x)?,
+        g.cast(g.argmax(x, 1)?, DType::F32)?,
+        g.reduce_mean(x, Some(&[1]), true)?,
+        g.reduce_sum(x, None, false)?,
+        g.reduce_max(x, Some(&[0]), false)?,
+        g.transpose(g.reshape(x, &[-1, 4, 16])?, &[0, 2, 1])?,
+        g.squeeze(g.expand_dims(x, 1)?, &[1])?,
+        g.concat(&[x, g.neg(x)?], 1)?,
+        g.cast(g.size(x)?, DType::F32)?,
+        g.leaky_relu(x, 0.2)?,
+        g.elu(x)?,
+        g.selu(x)?,
+        g.softplus(x)?,
+        g.sigmoid(x)?,
+        g.tanh(x)?,
+        g.relu6(g.mul(x, two)?)?,
+        g.sqrt(pos)?,
+        g.log(pos)?,
+        g.exp(g.neg(pos)?)?,
+        g.reciprocal(pos)?,
+        g.square(x)?,
+        g.sign(x)?,
+        g.floor(x)?,
+        g.pow(pos, two)?,
+        g.maximum(x, g.neg(x)?)?,
+        g.minimum(x, two)?,
+        g.squared_difference(x, two)?,
+        g.div(x, pos)?,
+        g.sub(x, two)?,
+        g.conv2d_dilated(images, filters, &[1, 1], "SAME", &[2, 2])?,
+        g.conv2d(images, filters, &[2, 2], "VALID")?,
+        g.max_pool(images, &[3, 3], &[2, 2], "SAME")?,
+        g.avg_pool(images, &[3, 3], &[2, 2], "SAME")?,
+        g.sparse_softmax_cross_entropy_with_logits(labels, logits)?,
+    ];
+    let path = out.join("ops-inference.meta");
+    ferroflow::io::export_tf_meta_graph(&g, &path, &outputs)?;
+    let sess = Session::new(&g);
+    let values = sess.run(
+        &outputs,
+        &[
+            feed(x, probe.images.clone().into_dyn()),
+            feed(labels, probe.labels.clone().into_dyn()),
+        ],
+        &[],
+    )?;
+    let mut json = format!("{{\"meta\": {:?}, \"inputs\": [", path.to_string_lossy());
+    for (i, row) in probe.images.rows().into_iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let cells: Vec<String> = row.iter().map(|v| format!("{v:e}")).collect();
+        write!(json, "{sep}[{}]", cells.join(", "))?;
+    }
+    let labels: Vec<String> = probe.labels.iter().map(|l| l.to_string()).collect();
+    write!(
+        json,
+        "], \"labels\": [{}], \"outputs\": {{",
+        labels.join(", ")
+    )?;
+    for (i, (t, v)) in outputs.iter().zip(&values).enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let cells: Vec<String> = v.to_f64_vec().iter().map(|v| format!("{v:e}")).collect();
+        write!(json, "{sep}\"{}:0\": [{}]", g.op_name(*t), cells.join(", "))?;
+    }
+    json.push_str("}}\n");
+    std::fs::write(out.join("ops_probe.json"), json)?;
+    println!(
+        "saved {} ops' outputs as a TensorFlow MetaGraphDef to {}",
+        outputs.len(),
+        path.display()
+    );
     Ok(())
 }
 

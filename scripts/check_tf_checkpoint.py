@@ -12,6 +12,8 @@ Usage: python check_tf_checkpoint.py OUT_DIR   (OUT_DIR as given to `cargo run -
    with tf.compat.v1.train.import_meta_graph, its variables' initializers run, a
    tf.compat.v1.train.Saver() built from its `variables` collection restores the checkpoint, and
    running the logits tensor by its name gives ferroflow's logits within 1e-4.
+5. Every op that ferroflow writes as a TensorFlow node (ops-inference.meta, ops_probe.json): the
+   imported graph computes each output as ferroflow did, within 1e-5 (relative, plus 1e-6).
 Exits non-zero on any mismatch.
 """
 import json
@@ -98,4 +100,21 @@ for probe_file in ["probe.json", "cnn_probe.json"]:
     err = float(np.max(np.abs(got - want)))
     assert err <= 1e-4 * max(1.0, float(np.max(np.abs(want)))), f"{probe_file}: imported graph's logits differ by {err}"
     print(f"tf.compat.v1.train.import_meta_graph: {len(names)} variables, {p['logits_tensor']} of {len(want)} probes matches ferroflow's (max diff {err:.2e})")
+zoo = json.load(open(f"{out}/ops_probe.json"))
+g = tf.Graph()
+with g.as_default():
+    tf.compat.v1.train.import_meta_graph(zoo["meta"])
+    names = list(zoo["outputs"])
+    with tf.compat.v1.Session(graph=g) as sess:
+        got = sess.run(names, {"X:0": np.array(zoo["inputs"], np.float32),
+                               "labels:0": np.array(zoo["labels"], np.int64)})
+worst = 0.0
+for name, value in zip(names, got):
+    want = np.array(zoo["outputs"][name], np.float64)
+    value = np.asarray(value, np.float64).ravel()
+    assert value.shape == want.shape, f"{name}: {value.shape} values vs ferroflow's {want.shape}"
+    err = np.abs(value - want) - 1e-5 * np.abs(want)
+    assert float(np.max(err)) <= 1e-6, f"{name}: differs by {float(np.max(np.abs(value - want)))}"
+    worst = max(worst, float(np.max(np.abs(value - want))))
+print(f"tf.compat.v1.train.import_meta_graph: {len(names)} ops compute ferroflow's outputs (max diff {worst:.2e})")
 print("OK: TensorFlow reads ferroflow's checkpoints and inference graphs")

@@ -349,3 +349,135 @@ pub fn export_tf_meta_graph(g: &Graph, path: &Path, outputs: &[Tensor]) -> Resul
     };
     crate::files::write_atomic(path, &prost::Message::encode_to_vec(&meta))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroflow_core::{DType, Initializer, VarOptions};
+
+    fn decode(path: &Path) -> MetaGraphDef {
+        prost::Message::decode(std::fs::read(path).unwrap().as_slice()).unwrap()
+    }
+
+    fn attr<'a>(n: &'a NodeDef, key: &str) -> &'a AttrKind {
+        n.attr[key].value.as_ref().unwrap()
+    }
+
+    #[test]
+    fn an_inference_graph_becomes_tf_nodes_with_their_attributes_and_collections() {
+        let dir = std::env::temp_dir().join(format!("ff-tfgraph-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let g = Graph::new();
+        let x = g
+            .named("X")
+            .placeholder(DType::F32, [None, Some(3)])
+            .unwrap();
+        let w = g
+            .get_variable_with(
+                "w",
+                &[3, 2],
+                DType::F32,
+                VarOptions::init(Initializer::Ones),
+            )
+            .unwrap();
+        let product = g.matmul(x, w).unwrap();
+        let flat = g.named("flat").reshape(product, &[-1]).unwrap();
+        let total = g.named("total").reduce_sum(flat, None, false).unwrap();
+        // Not needed by `total`: left out.
+        g.named("unused")
+            .placeholder(DType::F32, [Some(1)])
+            .unwrap();
+        let path = dir.join("m.meta");
+        export_tf_meta_graph(&g, &path, &[total]).unwrap();
+        let meta = decode(&path);
+        let nodes = meta.graph_def.unwrap().node;
+        let by_name = |name: &str| {
+            nodes
+                .iter()
+                .find(|n| n.name == name)
+                .unwrap_or_else(|| panic!("{name}"))
+        };
+        let ops: Vec<(&str, &str)> = nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.op.as_str()))
+            .collect();
+        assert!(!ops.iter().any(|(n, _)| *n == "unused"), "{ops:?}");
+        // Placeholder: dtype float (1) and shape [-1, 3].
+        let p = by_name("X");
+        assert_eq!(p.op, "Placeholder");
+        assert_eq!(attr(p, "dtype"), &AttrKind::Type(1));
+        let AttrKind::Shape(s) = attr(p, "shape") else {
+            panic!()
+        };
+        assert_eq!(s.dim.iter().map(|d| d.size).collect::<Vec<_>>(), [-1, 3]);
+        // The variable, its read, its initializer (an Assign of a Const of ones).
+        assert_eq!(by_name("w").op, "VariableV2");
+        assert_eq!(by_name("w/read").op, "Identity");
+        let assign = by_name("w/Assign");
+        assert_eq!(assign.op, "Assign");
+        assert_eq!(attr(assign, "validate_shape"), &AttrKind::B(true));
+        // The product, with its transposes.
+        let mm = nodes.iter().find(|n| n.op == "MatMul").unwrap();
+        assert_eq!(mm.input, ["X", "w/read"]);
+        assert_eq!(attr(mm, "transpose_a"), &AttrKind::B(false));
+        assert_eq!(attr(mm, "T"), &AttrKind::Type(1));
+        // The reshape's shape and the sum's axes (all of a rank-1 input) become int64 constants.
+        let reshape = by_name("flat");
+        assert_eq!(reshape.input.last().unwrap(), "flat/shape");
+        let AttrKind::Tensor(t) = attr(by_name("flat/shape"), "value") else {
+            panic!()
+        };
+        assert_eq!(
+            (t.dtype, t.tensor_content.clone()),
+            (9, (-1i64).to_le_bytes().to_vec())
+        );
+        let sum = by_name("total");
+        assert_eq!(
+            (sum.op.as_str(), attr(sum, "keep_dims")),
+            ("Sum", &AttrKind::B(false))
+        );
+        let AttrKind::Tensor(t) = attr(by_name("total/reduction_indices"), "value") else {
+            panic!()
+        };
+        assert_eq!(t.tensor_content, 0i64.to_le_bytes());
+        // The variables collections hold w's VariableDef.
+        for key in ["variables", "trainable_variables"] {
+            let Some(CollectionKind::BytesList(list)) = &meta.collection_def[key].kind else {
+                panic!()
+            };
+            let def: VariableDef = prost::Message::decode(list.value[0].as_slice()).unwrap();
+            assert_eq!(
+                (
+                    def.variable_name.as_str(),
+                    def.snapshot_name.as_str(),
+                    def.initializer_name.as_str()
+                ),
+                ("w:0", "w/read:0", "w/Assign")
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_training_step_is_refused_with_every_op_tf_lacks() {
+        let dir = std::env::temp_dir().join(format!("ff-tfgraph-grad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let g = Graph::new();
+        let x = g.placeholder(DType::F32, [None, Some(3)]).unwrap();
+        let w = g.get_variable("w", &[3, 2], DType::F32).unwrap();
+        let loss = g
+            .reduce_mean(g.relu(g.matmul(x, w).unwrap()).unwrap(), None, false)
+            .unwrap();
+        let grad = g.gradients(&[loss], &[w.value()]).unwrap()[0].unwrap();
+        let path = dir.join("train.meta");
+        let e = export_tf_meta_graph(&g, &path, &[grad])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cannot be written for TensorFlow") && e.contains("(node 'gradients/"),
+            "{e}"
+        );
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

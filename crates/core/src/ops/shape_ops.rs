@@ -215,6 +215,11 @@ impl OpDef for Transpose {
     fn type_name(&self) -> &'static str {
         "Transpose"
     }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        TfNode::typed(inputs)?
+            .with("Tperm", TfAttr::Type(DType::I64))
+            .with_const("perm", self.perm.iter().map(|&p| p as i64).collect(), false)
+    }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "Transpose")?;
         check_perm(&self.perm).map_err(InferError::from)?;
@@ -258,6 +263,11 @@ fn expand_axis(axis: i64, rank: usize) -> OpResult<usize> {
 impl OpDef for ExpandDims {
     fn type_name(&self) -> &'static str {
         "ExpandDims"
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        TfNode::typed(inputs)?
+            .with("Tdim", TfAttr::Type(DType::I64))
+            .with_const("dim", vec![self.axis], true)
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "ExpandDims")?;
@@ -325,6 +335,9 @@ impl Squeeze {
 impl OpDef for Squeeze {
     fn type_name(&self) -> &'static str {
         "Squeeze"
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        Some(TfNode::typed(inputs)?.with("squeeze_dims", TfAttr::Ints(self.axes.clone())))
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "Squeeze")?;

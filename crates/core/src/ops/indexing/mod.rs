@@ -3,6 +3,7 @@
 
 use super::kernels::{input, standard};
 use super::shape_ops::{apply_any, AnyArrayFn};
+use super::tf::{TfAttr, TfNode};
 use super::{expect_arity, norm_axis, GradContext, InferError, InferResult, OpDef};
 use crate::dtype::{DType, Dim, Shape, TensorInfo};
 use crate::error::{Error, KernelError, OpResult, Result};
@@ -93,6 +94,12 @@ fn concat_values(inputs: &[&Value], axis: i64) -> OpResult<Value> {
 impl OpDef for Concat {
     fn type_name(&self) -> &'static str {
         "ConcatV2"
+    }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        TfNode::typed(inputs)?
+            .with("N", TfAttr::Int(inputs.len() as i64))
+            .with("Tidx", TfAttr::Type(DType::I64))
+            .with_const("axis", vec![self.axis], true)
     }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         concat_infer(inputs, self.axis)

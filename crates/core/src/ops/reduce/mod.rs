@@ -305,6 +305,9 @@ impl OpDef for Size {
     fn type_name(&self) -> &'static str {
         "Size"
     }
+    fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
+        Some(TfNode::typed(inputs)?.with("out_type", TfAttr::Type(DType::I64)))
+    }
     fn infer(&self, inputs: &[TensorInfo]) -> InferResult {
         expect_arity(inputs, 1, "Size")?;
         Ok(Some(TensorInfo::new(DType::I64, Shape::scalar())))
