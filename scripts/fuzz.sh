@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(checkpoint meta_graph tf_checkpoint safetensors idx csv graph_ops)
+[ ${#targets[@]} -eq 0 ] && targets=(checkpoint meta_graph tf_meta_graph tf_checkpoint safetensors idx csv graph_ops)
 toolchain=()
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   toolchain=(+nightly)

@@ -44,6 +44,11 @@ fn tf_checkpoint_corpus() {
 }
 
 #[test]
+fn tf_meta_graph_corpus() {
+    assert!(replay("tf_meta_graph", ferroflow_tools::fuzzing::tf_meta_graph) >= 3);
+}
+
+#[test]
 fn safetensors_corpus() {
     assert!(replay("safetensors", ferroflow_tools::fuzzing::safetensors) >= 2);
 }
@@ -79,6 +84,16 @@ fn seeds_are_valid_inputs() {
     assert!(g.get_tensor_by_name("w:0").is_ok());
     assert!(g.get_tensor_by_name("dnn/MatMul:0").is_ok());
     assert!(saver.is_some());
+    // ferroflow's export of 35 ops imports whole; TensorFlow's training graphs import in part.
+    let ops = seeds.join("tf_meta_graph/seed-3-ferroflow-ops.meta");
+    assert!(
+        ferroflow::io::import_tf_meta_graph(&ops, &[])
+            .unwrap()
+            .len()
+            > 35
+    );
+    let mlp = seeds.join("tf_meta_graph/seed-1-mlp.meta");
+    assert!(ferroflow::io::import_tf_meta_graph(&mlp, &["dnn/outputs/BiasAdd"]).is_ok());
 }
 
 /// The framed seeds (first byte odd: header or body with a checksum made valid by the target) give back

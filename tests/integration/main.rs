@@ -9,4 +9,5 @@ mod tf2_object_checkpoint;
 mod tf_checkpoint;
 mod tf_cnn_checkpoint;
 mod tf_fixtures;
+mod tf_meta_import;
 mod threads_same_bits;

@@ -24,7 +24,7 @@ pub use saver::{
     get_checkpoint_state, latest_checkpoint, AnyCheckpoint, SaveFormat, Saver, VarList,
 };
 pub use tf_checkpoint::{write_tf_checkpoint, TfCheckpointReader};
-pub use tf_graph::export_tf_meta_graph;
+pub use tf_graph::{export_tf_meta_graph, import_tf_meta_graph};
 
 use std::path::PathBuf;
 

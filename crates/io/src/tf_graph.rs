@@ -61,7 +61,8 @@ pub(crate) struct AttrList {
     pub(crate) shape: Vec<ShapeProto>,
 }
 
-/// TF's `TensorProto`, its bytes as `tensor_content` (little-endian, row-major; bool one byte).
+/// TF's `TensorProto`: ferroflow writes the bytes as `tensor_content` (little-endian, row-major;
+/// bool one byte); TensorFlow writes small constants as typed value lists instead.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct TensorProto {
     #[prost(int32, tag = "1")]
@@ -70,6 +71,16 @@ pub(crate) struct TensorProto {
     tensor_shape: Option<ShapeProto>,
     #[prost(bytes = "vec", tag = "4")]
     tensor_content: Vec<u8>,
+    #[prost(float, repeated, tag = "5")]
+    float_val: Vec<f32>,
+    #[prost(double, repeated, tag = "6")]
+    double_val: Vec<f64>,
+    #[prost(int32, repeated, tag = "7")]
+    int_val: Vec<i32>,
+    #[prost(int64, repeated, tag = "10")]
+    int64_val: Vec<i64>,
+    #[prost(bool, repeated, tag = "11")]
+    bool_val: Vec<bool>,
 }
 
 /// TF's `GraphDef`.
@@ -87,6 +98,9 @@ pub(crate) struct Versions {
     #[prost(int32, tag = "1")]
     producer: i32,
 }
+
+mod import;
+pub use import::import_tf_meta_graph;
 
 /// TF's `MetaGraphDef`: the graph and its collections.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -170,6 +184,7 @@ fn tensor_proto(v: &Value) -> TensorProto {
         dtype: tf_dtype(v.dtype()),
         tensor_shape: Some(shape_proto(&Shape::known(v.shape()))),
         tensor_content: crate::checkpoint::value_bytes(v),
+        ..Default::default()
     }
 }
 

@@ -90,6 +90,17 @@ pub fn meta_graph(data: &[u8]) {
     }
 }
 
+/// The TensorFlow `MetaGraphDef` importer (a protobuf: no checksum stands between mutations and the
+/// decoder): the whole graph, then a session runs random fetches with random feeds.
+pub fn tf_meta_graph(data: &[u8]) {
+    let Some(path) = scratch("tf.meta", data) else {
+        return;
+    };
+    if let Ok(g) = ferroflow::io::import_tf_meta_graph(&path, &[]) {
+        let _ = exercise(&g, &mut Bytes::new(data));
+    }
+}
+
 /// The TensorFlow V2 checkpoint reader: the input is an `.index` file and a `.data-00000-of-00001`
 /// shard (see `split_two`); list the tensors and read each one. Inputs whose first byte is odd
 /// give instead a compression byte (0 none, 1 snappy), then the contents of the index's data block

@@ -11,7 +11,8 @@ made by hand under the layers' names):
     dense     = relu(flat · dense/kernel [64,32] + dense/bias)
     logits    = dense · dense_1/kernel [32,10] + dense_1/bias
 
-trained three Adam steps on random data, then saved with tf.compat.v1.train.Saver (format V2).
+trained three Adam steps on random data, then saved with tf.compat.v1.train.Saver (format V2, with
+the graph as `model.ckpt.meta`, a MetaGraphDef).
 expected.json holds the probe inputs (4 images) and the logits TensorFlow computes for them.
 
     /tmp/tf/bin/python tests/data/tf-cnn-checkpoint/make_checkpoint.py tests/data/tf-cnn-checkpoint
@@ -66,7 +67,7 @@ with g.as_default():
             xb = rng.uniform(0, 16, (32, 8, 8, 1)).astype(np.float32)
             yb = rng.integers(0, 10, 32)
             sess.run(train, {X: xb, y: yb})
-        saver.save(sess, os.path.join(out, "model.ckpt"), write_meta_graph=False)
+        saver.save(sess, os.path.join(out, "model.ckpt"))
         probe = rng.uniform(0, 16, (4, 8, 8, 1)).astype(np.float32)
         lv = sess.run(logits, {X: probe})
 

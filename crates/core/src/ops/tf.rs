@@ -4,6 +4,21 @@
 //! same meaning (ferroflow's gradient helpers, fused ops) have none. The protobuf encoding lives
 //! in `ferroflow-io` (`tf_graph`).
 
+use super::bias::{BiasAdd, BiasAddGrad};
+use super::binary::{Binary, BinaryKind};
+use super::conv::pool::{Pool, PoolAttrs, PoolKind};
+use super::conv::{Conv, ConvAttrs, ConvKind};
+use super::indexing::Concat;
+use super::matmul::MatMul;
+use super::nn::{Softmax, SparseSoftmaxXent};
+use super::random::{Distribution, Random};
+use super::reduce::{ArgMax, Reduce, ReduceKind, Size};
+use super::shape_ops::{Cast, ExpandDims, Reshape, Squeeze, Transpose};
+use super::state::{
+    Assign, AssignMode, Const, Identity, NoOp, Placeholder, StopGradient, VariableOp,
+};
+use super::unary::{Unary, UnaryKind};
+use super::{Op, OpDef};
 use crate::dtype::{DType, Shape, TensorInfo};
 use crate::value::Value;
 
@@ -55,4 +70,307 @@ impl TfNode {
 /// TF's 4-D `strides`/`ksize`/`dilations` list of an NHWC op from its two spatial values.
 pub(crate) fn nhwc(spatial: [usize; 2]) -> TfAttr {
     TfAttr::Ints(vec![1, spatial[0] as i64, spatial[1] as i64, 1])
+}
+
+/// A TF node's attributes by name, as ferroflow reads them.
+pub type TfAttrs = std::collections::BTreeMap<String, TfAttr>;
+
+/// The unary functions TF has an op of the same name for (`LeakyRelu` aside: it has a parameter).
+const UNARY: [UnaryKind; 16] = [
+    UnaryKind::Neg,
+    UnaryKind::Square,
+    UnaryKind::Sqrt,
+    UnaryKind::Exp,
+    UnaryKind::Log,
+    UnaryKind::Abs,
+    UnaryKind::Sign,
+    UnaryKind::Reciprocal,
+    UnaryKind::Sigmoid,
+    UnaryKind::Tanh,
+    UnaryKind::Relu,
+    UnaryKind::Relu6,
+    UnaryKind::Elu,
+    UnaryKind::Selu,
+    UnaryKind::Softplus,
+    UnaryKind::Floor,
+];
+
+const BINARY: [BinaryKind; 8] = [
+    BinaryKind::Add,
+    BinaryKind::Sub,
+    BinaryKind::Mul,
+    BinaryKind::Div,
+    BinaryKind::Pow,
+    BinaryKind::Maximum,
+    BinaryKind::Minimum,
+    BinaryKind::SquaredDifference,
+];
+
+/// The ferroflow op of a TF node of type `op` with `attrs`: the inverse of [`OpDef::tf_node`].
+/// `consts` holds, per input, its value when the input is a constant. Returns the op and how many
+/// leading inputs it takes as graph inputs (the others, a reshape's shape or a reduction's axes,
+/// are constants it reads as attributes); `Err` says why the node is not supported.
+pub fn op_from_tf(
+    op: &str,
+    attrs: &TfAttrs,
+    consts: &[Option<&Value>],
+) -> std::result::Result<(Op, usize), String> {
+    let n = consts.len();
+    let int = |k: usize| -> std::result::Result<Vec<i64>, String> {
+        match consts.get(k).copied().flatten() {
+            Some(Value::I64(a)) => Ok(a.iter().copied().collect()),
+            _ => Err(format!("input {k} must be an integer constant")),
+        }
+    };
+    let ty = |name: &str| match attrs.get(name) {
+        Some(TfAttr::Type(d)) => Ok(*d),
+        _ => Err(format!("attribute {name} must be a dtype ferroflow has")),
+    };
+    let ints = |name: &str| match attrs.get(name) {
+        Some(TfAttr::Ints(v)) => Ok(v.clone()),
+        _ => Err(format!("attribute {name} must be a list of integers")),
+    };
+    let flag = |name: &str| matches!(attrs.get(name), Some(TfAttr::Bool(true)));
+    let nhwc_pair = |name: &str| -> std::result::Result<[usize; 2], String> {
+        match ints(name)?.as_slice() {
+            [1, h, w, 1] if *h > 0 && *w > 0 => Ok([*h as usize, *w as usize]),
+            v => Err(format!("{name} {v:?}: only NHWC [1, h, w, 1] is supported")),
+        }
+    };
+    let padding = || match attrs.get("padding") {
+        Some(TfAttr::Str(p)) => super::conv::Padding::parse(p).ok_or(format!("padding {p}")),
+        _ => Err("no padding".to_string()),
+    };
+    let nhwc_only = || match attrs.get("data_format") {
+        None => Ok(()),
+        Some(TfAttr::Str(f)) if f == "NHWC" => Ok(()),
+        Some(other) => Err(format!("data_format {other:?}: only NHWC is supported")),
+    };
+    let first = |v: Vec<i64>| v.first().copied().ok_or("an empty constant".to_string());
+    let assign = |mode| Op::from(Assign { mode });
+    let shape = |k: usize| -> std::result::Result<Vec<usize>, String> {
+        int(k)?
+            .into_iter()
+            .map(|d| usize::try_from(d).map_err(|_| format!("dimension {d}")))
+            .collect()
+    };
+    if let Some(kind) = UNARY.iter().find(|k| k.type_name() == op) {
+        return Ok((Unary { kind: *kind }.into(), 1));
+    }
+    if let Some(kind) = BINARY
+        .iter()
+        .find(|k| Binary { kind: **k }.type_name() == op)
+    {
+        return Ok((Binary { kind: *kind }.into(), 2));
+    }
+    Ok(match op {
+        "Add" => (
+            Binary {
+                kind: BinaryKind::Add,
+            }
+            .into(),
+            2,
+        ),
+        "Div" => (
+            Binary {
+                kind: BinaryKind::Div,
+            }
+            .into(),
+            2,
+        ),
+        "LeakyRelu" => {
+            let alpha = match attrs.get("alpha") {
+                Some(TfAttr::Float(a)) => *a,
+                _ => 0.2,
+            };
+            (
+                Unary {
+                    kind: UnaryKind::LeakyRelu { alpha },
+                }
+                .into(),
+                1,
+            )
+        }
+        "Const" => match attrs.get("value") {
+            Some(TfAttr::Tensor(v)) => (Const { value: v.clone() }.into(), 0),
+            _ => return Err("a constant without a value".into()),
+        },
+        "Placeholder" => {
+            let shape = match attrs.get("shape") {
+                Some(TfAttr::Shape(s)) => s.clone(),
+                _ => Shape::unknown(),
+            };
+            (
+                Placeholder {
+                    dtype: ty("dtype")?,
+                    shape,
+                }
+                .into(),
+                0,
+            )
+        }
+        // TF2's resource variables (`tf.compat.v1.get_variable` in TF 2.x graphs) are read and
+        // assigned through ops of their own; ferroflow reads a variable through an identity.
+        "VariableV2" | "VarHandleOp" => match attrs.get("shape") {
+            Some(TfAttr::Shape(s)) => (
+                VariableOp {
+                    dtype: ty("dtype")?,
+                    shape: s.clone(),
+                }
+                .into(),
+                0,
+            ),
+            _ => return Err("a variable without a shape".into()),
+        },
+        "Assign" | "AssignVariableOp" => (assign(AssignMode::Set), 2),
+        "AssignAdd" | "AssignAddVariableOp" => (assign(AssignMode::Add), 2),
+        "AssignSub" | "AssignSubVariableOp" => (assign(AssignMode::Sub), 2),
+        "Identity" | "ReadVariableOp" => (Identity.into(), 1),
+        "BiasAddGrad" => {
+            nhwc_only()?;
+            (BiasAddGrad.into(), 1)
+        }
+        "StopGradient" => (StopGradient.into(), 1),
+        "NoOp" => (NoOp.into(), 0),
+        "MatMul" => (
+            MatMul {
+                transpose_a: flag("transpose_a"),
+                transpose_b: flag("transpose_b"),
+            }
+            .into(),
+            2,
+        ),
+        "BiasAdd" => {
+            nhwc_only()?;
+            (BiasAdd.into(), 2)
+        }
+        "Sum" | "Mean" | "Max" | "Min" => {
+            let kind = match op {
+                "Sum" => ReduceKind::Sum,
+                "Mean" => ReduceKind::Mean,
+                "Max" => ReduceKind::Max,
+                _ => ReduceKind::Min,
+            };
+            let axes = Some(int(1)?);
+            (
+                Reduce {
+                    kind,
+                    axes,
+                    keepdims: flag("keep_dims"),
+                }
+                .into(),
+                1,
+            )
+        }
+        "ArgMax" => (
+            ArgMax {
+                axis: first(int(1)?)?,
+            }
+            .into(),
+            1,
+        ),
+        "Reshape" => (Reshape { shape: int(1)? }.into(), 1),
+        "Transpose" => {
+            let perm = shape(1)?;
+            (Transpose { perm }.into(), 1)
+        }
+        "ExpandDims" => (
+            ExpandDims {
+                axis: first(int(1)?)?,
+            }
+            .into(),
+            1,
+        ),
+        "Squeeze" => (
+            Squeeze {
+                axes: ints("squeeze_dims").unwrap_or_default(),
+            }
+            .into(),
+            1,
+        ),
+        "ConcatV2" if n >= 2 => (
+            Concat {
+                axis: first(int(n - 1)?)?,
+            }
+            .into(),
+            n - 1,
+        ),
+        "Size" => (Size.into(), 1),
+        "Softmax" => (Softmax { log: false }.into(), 1),
+        "LogSoftmax" => (Softmax { log: true }.into(), 1),
+        "SparseSoftmaxCrossEntropyWithLogits" => (SparseSoftmaxXent.into(), 2),
+        "Cast" => (Cast { to: ty("DstT")? }.into(), 1),
+        "Conv2D" => {
+            nhwc_only()?;
+            let attrs = ConvAttrs {
+                strides: nhwc_pair("strides")?,
+                dilations: nhwc_pair("dilations").unwrap_or([1, 1]),
+                padding: padding()?,
+            };
+            (
+                Conv {
+                    kind: ConvKind::Forward,
+                    attrs,
+                }
+                .into(),
+                2,
+            )
+        }
+        "MaxPool" | "AvgPool" => {
+            nhwc_only()?;
+            let kind = if op == "MaxPool" {
+                PoolKind::Max
+            } else {
+                PoolKind::Avg
+            };
+            let attrs = PoolAttrs {
+                ksize: nhwc_pair("ksize")?,
+                strides: nhwc_pair("strides")?,
+                padding: padding()?,
+            };
+            (Pool { kind, attrs }.into(), 1)
+        }
+        "RandomUniform" | "RandomStandardNormal" | "TruncatedNormal" => {
+            let dist = match op {
+                "RandomUniform" => Distribution::Uniform,
+                "RandomStandardNormal" => Distribution::Normal,
+                _ => Distribution::TruncatedNormal,
+            };
+            let seed = |name: &str| match attrs.get(name) {
+                Some(TfAttr::Int(s)) => *s as u64,
+                _ => 0,
+            };
+            let (s1, s2) = (seed("seed"), seed("seed2"));
+            let seed = (s1 != 0 || s2 != 0).then_some((s1, s2));
+            (
+                Random {
+                    dist,
+                    dtype: ty("dtype")?,
+                    shape: shape(0)?,
+                    seed,
+                }
+                .into(),
+                0,
+            )
+        }
+        // `tf.zeros`/`tf.fill` of a constant shape: folded into the constant it makes.
+        "Fill" => match consts
+            .get(1)
+            .copied()
+            .flatten()
+            .and_then(Value::scalar_value)
+        {
+            Some(x) => {
+                let dtype = consts
+                    .get(1)
+                    .copied()
+                    .flatten()
+                    .map_or(DType::F32, Value::dtype);
+                let value = Value::filled(dtype, &shape(0)?, x).map_err(|e| e.to_string())?;
+                (Const { value }.into(), 0)
+            }
+            None => return Err("a fill of a value that is not a constant".into()),
+        },
+        _ => return Err("not an op ferroflow has".into()),
+    })
 }

@@ -1,0 +1,204 @@
+//! TensorFlow's own `.meta` (tests/data/tf-checkpoint/model.ckpt-3.meta, written by
+//! `tf.compat.v1.train.Saver` with the checkpoint beside it): the inference part imports, the
+//! checkpoint restores into it by the variables its `VariableDef`s register, and it computes
+//! TensorFlow's logits; the training step's ops ferroflow lacks are refused, every type named.
+
+use ferroflow::io::{import_tf_meta_graph, Saver, VarList};
+use ferroflow::prelude::*;
+use serde_json::Value as Json;
+
+fn dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tf-checkpoint")
+}
+
+fn floats(j: &Json) -> Vec<f64> {
+    j.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_tensorflow_meta_graph_imports_restores_and_gives_tensorflows_logits() {
+    let exp: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap())
+            .unwrap();
+    let g = import_tf_meta_graph(
+        &dir().join("model.ckpt-3.meta"),
+        &["dnn/outputs/BiasAdd:0", "Mean"],
+    )
+    .unwrap();
+    // The three layers' kernels and biases, registered as TF registers them; not the optimizer's.
+    let vars: Vec<Variable> = g.get_collection(keys::GLOBAL_VARIABLES, None).unwrap();
+    let mut names: Vec<String> = vars.iter().map(|v| v.name(&g)).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "hidden1/bias:0",
+            "hidden1/kernel:0",
+            "hidden2/bias:0",
+            "hidden2/kernel:0",
+            "outputs/bias:0",
+            "outputs/kernel:0"
+        ]
+    );
+    assert_eq!(g.trainable_variables().len(), 6);
+    // Its initializers run (TF's random_uniform subgraphs and zeros).
+    let sess = Session::new(&g);
+    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
+    let kernel = sess.variable_value(vars[0]).unwrap().to_f64_vec();
+    assert!(kernel.iter().any(|&w| w != 0.0) || names[0].ends_with("bias:0"));
+    // Restored from TF's checkpoint, it gives TF's logits.
+    Saver::new(&g, VarList::All)
+        .unwrap()
+        .restore(&sess, &dir().join("model.ckpt-3").to_string_lossy())
+        .unwrap();
+    let pin = &exp["probe_input"];
+    let shape: Vec<usize> = pin["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let data: Vec<f32> = floats(&pin["data"]).iter().map(|&v| v as f32).collect();
+    let x = g.get_tensor_by_name("X:0").unwrap();
+    let logits = g.get_tensor_by_name("dnn/outputs/BiasAdd:0").unwrap();
+    let got = sess
+        .run_one(logits, &[feed(x, Value::from_f32(&shape, data).unwrap())])
+        .unwrap()
+        .to_f64_vec();
+    let want = floats(&exp["probe_logits"]["data"]);
+    assert_eq!(got.len(), want.len());
+    for (i, (o, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (o - w).abs() <= 1e-5 * w.abs() + 1e-6,
+            "logit {i}: {o} vs TensorFlow {w}"
+        );
+    }
+}
+
+#[test]
+fn a_tensorflow_training_step_is_refused_naming_every_op_type_ferroflow_lacks() {
+    let e = import_tf_meta_graph(&dir().join("model.ckpt-3.meta"), &["Adam"])
+        .unwrap_err()
+        .to_string();
+    for op in ["ApplyAdam", "ReluGrad", "Shape", "Tile"] {
+        assert!(e.contains(op), "{op} not named: {e}");
+    }
+    assert!(e.contains("(node 'gradients/"), "{e}");
+    // The loss gradient reads the second output of TF's two-output cross-entropy op.
+    assert!(
+        e.contains("SparseSoftmaxCrossEntropyWithLogits:1 of a multi-output op"),
+        "{e}"
+    );
+    // An output that is not in the graph is named.
+    let e = import_tf_meta_graph(&dir().join("model.ckpt-3.meta"), &["nope:0"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no node named 'nope'"), "{e}");
+}
+
+/// A CNN graph with TF2's resource variables (`VarHandleOp`, `ReadVariableOp`,
+/// `AssignVariableOp`), from tests/data/tf-cnn-checkpoint (make_checkpoint.py there).
+#[test]
+fn a_tensorflow_cnn_meta_graph_with_resource_variables_gives_tensorflows_logits() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tf-cnn-checkpoint");
+    let exp: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let g = import_tf_meta_graph(&dir.join("model.ckpt.meta"), &["BiasAdd_1:0"]).unwrap();
+    let vars: Vec<Variable> = g.get_collection(keys::GLOBAL_VARIABLES, None).unwrap();
+    assert_eq!(vars.len(), 8);
+    let sess = Session::new(&g);
+    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
+    Saver::new(&g, VarList::All)
+        .unwrap()
+        .restore(&sess, &dir.join("model.ckpt").to_string_lossy())
+        .unwrap();
+    let pin = &exp["probe_input"];
+    let shape: Vec<usize> = pin["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let data: Vec<f32> = floats(&pin["data"]).iter().map(|&v| v as f32).collect();
+    let x = g.get_tensor_by_name("X:0").unwrap();
+    let logits = g.get_tensor_by_name("BiasAdd_1:0").unwrap();
+    let got = sess
+        .run_one(logits, &[feed(x, Value::from_f32(&shape, data).unwrap())])
+        .unwrap()
+        .to_f64_vec();
+    let want = floats(&exp["probe_logits"]["data"]);
+    assert_eq!(got.len(), want.len());
+    for (i, (o, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (o - w).abs() <= 1e-5 * w.abs() + 1e-5,
+            "logit {i}: {o} vs TensorFlow {w}"
+        );
+    }
+}
+
+/// ferroflow's own export imports back (`export_tf_meta_graph`, then `import_tf_meta_graph`): the
+/// same outputs from the same variable values.
+#[test]
+fn an_exported_graph_imports_back_to_the_same_outputs() {
+    use ferroflow::nn::layers::{dense, Activation};
+    let g = Graph::new();
+    let x = g
+        .named("X")
+        .placeholder(DType::F32, [None, Some(16)])
+        .unwrap();
+    let images = g.reshape(x, &[-1, 4, 4, 1]).unwrap();
+    let k = g
+        .constant(
+            Value::from_f32(
+                &[2, 2, 1, 3],
+                (0..12).map(|i| i as f32 / 6.0 - 1.0).collect(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let pooled = g
+        .max_pool(
+            g.conv2d(images, k, &[1, 1], "SAME").unwrap(),
+            &[2, 2],
+            &[2, 2],
+            "VALID",
+        )
+        .unwrap();
+    let flat = g.reshape(pooled, &[-1, 12]).unwrap();
+    let h = dense(&g, flat, 5, Some(Activation::Elu), "hidden").unwrap();
+    let out = g
+        .log_softmax(dense(&g, h, 3, None, "out").unwrap())
+        .unwrap();
+    let path = std::env::temp_dir().join(format!("ff-roundtrip-{}.meta", std::process::id()));
+    ferroflow::io::export_tf_meta_graph(&g, &path, &[out]).unwrap();
+    let g2 = import_tf_meta_graph(&path, &[&format!("{}:0", g.op_name(out))]).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let (s1, s2) = (Session::new(&g), Session::new(&g2));
+    s1.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
+    s2.run_targets(&[g2.global_variables_initializer().unwrap()], &[])
+        .unwrap();
+    let vars2: Vec<Variable> = g2.get_collection(keys::GLOBAL_VARIABLES, None).unwrap();
+    for v in g
+        .get_collection::<Variable>(keys::GLOBAL_VARIABLES, None)
+        .unwrap()
+    {
+        let twin = vars2.iter().find(|w| w.name(&g2) == v.name(&g)).unwrap();
+        s2.set_variable_value(*twin, s1.variable_value(v).unwrap())
+            .unwrap();
+    }
+    let input =
+        Value::from_f32(&[2, 16], (0..32).map(|i| (i as f32 * 0.37).sin()).collect()).unwrap();
+    let want = s1.run_one(out, &[feed(x, input.clone())]).unwrap();
+    let x2 = g2.get_tensor_by_name("X:0").unwrap();
+    let out2 = g2
+        .get_tensor_by_name(&format!("{}:0", g.op_name(out)))
+        .unwrap();
+    assert_eq!(s2.run_one(out2, &[feed(x2, input)]).unwrap(), want);
+}
