@@ -47,11 +47,18 @@ struct Attribute {
     checkpoint_key: String,
 }
 
+/// One object of the graph: its children (node, the name it calls each by) and the checkpoint
+/// keys of its saved values.
+#[derive(Clone, Debug, PartialEq)]
+struct Node {
+    children: Vec<(usize, String)>,
+    keys: Vec<String>,
+}
+
 /// A checkpoint's object graph, decoded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObjectGraph {
-    /// Per node: its children (node, local name) and its attributes' checkpoint keys.
-    nodes: Vec<(Vec<(usize, String)>, Vec<String>)>,
+    nodes: Vec<Node>,
 }
 
 impl ObjectGraph {
@@ -89,7 +96,7 @@ impl ObjectGraph {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let keys = o.attributes.into_iter().map(|a| a.checkpoint_key).collect();
-                Ok((children, keys))
+                Ok(Node { children, keys })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(ObjectGraph { nodes }))
@@ -109,10 +116,10 @@ impl ObjectGraph {
         }
         while let Some(i) = queue.pop_front() {
             let base = first.get(i).cloned().flatten().unwrap_or_default();
-            let Some((children, _)) = self.nodes.get(i) else {
+            let Some(node) = self.nodes.get(i) else {
                 continue;
             };
-            for (child, name) in children {
+            for (child, name) in &node.children {
                 let path = if base.is_empty() {
                     name.clone()
                 } else {
@@ -128,8 +135,8 @@ impl ObjectGraph {
             }
         }
         let mut out = BTreeMap::new();
-        for ((_, keys), paths) in self.nodes.iter().zip(into) {
-            for key in keys {
+        for (node, paths) in self.nodes.iter().zip(into) {
+            for key in &node.keys {
                 out.insert(key.clone(), paths.clone());
             }
         }
