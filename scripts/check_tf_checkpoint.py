@@ -8,8 +8,9 @@ Usage: python check_tf_checkpoint.py OUT_DIR   (OUT_DIR as given to `cargo run -
    with tf.compat.v1.train.Saver gives ferroflow's logits on the probe inputs within 1e-4.
 3. The same for the CNN (cnn_probe.json): tf.layers.conv2d's names conv2d/kernel, conv2d_1/...,
    tf.nn.conv2d, max_pool, dense and dense_1.
-4. For both: the inference graph ferroflow exported as a MetaGraphDef (PREFIX-inference.meta) loads
-   with tf.compat.v1.train.import_meta_graph, its variables' initializers run, a
+4. For both: the inference graph ferroflow exported as a MetaGraphDef (PREFIX-inference.meta), and
+   the MetaGraphDef the Saver wrote beside the checkpoint (PREFIX.meta: all of the graph TF can
+   represent, the optimizer's variables included), load with tf.compat.v1.train.import_meta_graph, its variables' initializers run, a
    tf.compat.v1.train.Saver() built from its `variables` collection restores the checkpoint, and
    running the logits tensor by its name gives ferroflow's logits within 1e-4.
 5. Every op that ferroflow writes as a TensorFlow node (ops-inference.meta, ops_probe.json): the
@@ -83,14 +84,16 @@ want = np.array(cnn["logits"], np.float32)
 err = float(np.max(np.abs(got - want)))
 assert err <= 1e-4 * max(1.0, float(np.max(np.abs(want)))), f"CNN logits differ by {err}"
 print(f"tf.compat.v1.train.Saver.restore: the CNN's logits of {len(want)} probes match ferroflow's (max diff {err:.2e})")
-for probe_file in ["probe.json", "cnn_probe.json"]:
+for probe_file, suffix in [(f, s) for f in ["probe.json", "cnn_probe.json"] for s in ["-inference.meta", ".meta"]]:
     p = json.load(open(f"{out}/{probe_file}"))
     g = tf.Graph()
     with g.as_default():
-        tf.compat.v1.train.import_meta_graph(f"{p['prefix']}-inference.meta")
+        tf.compat.v1.train.import_meta_graph(f"{p['prefix']}{suffix}")
         names = sorted(v.name for v in tf.compat.v1.global_variables())
         trainable = sorted(v.name for v in tf.compat.v1.trainable_variables())
-        assert names and names == trainable, f"collections: {names} vs {trainable}"
+        # The inference graph has the model's variables; the Saver's .meta the optimizer's too.
+        assert trainable and set(trainable) <= set(names), f"collections: {names} vs {trainable}"
+        assert suffix == ".meta" or names == trainable, f"collections: {names} vs {trainable}"
         saver = tf.compat.v1.train.Saver()
         with tf.compat.v1.Session(graph=g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
@@ -99,7 +102,7 @@ for probe_file in ["probe.json", "cnn_probe.json"]:
     want = np.array(p["logits"], np.float32)
     err = float(np.max(np.abs(got - want)))
     assert err <= 1e-4 * max(1.0, float(np.max(np.abs(want)))), f"{probe_file}: imported graph's logits differ by {err}"
-    print(f"tf.compat.v1.train.import_meta_graph: {len(names)} variables, {p['logits_tensor']} of {len(want)} probes matches ferroflow's (max diff {err:.2e})")
+    print(f"tf.compat.v1.train.import_meta_graph({suffix}): {len(names)} variables, {p['logits_tensor']} of {len(want)} probes matches ferroflow's (max diff {err:.2e})")
 zoo = json.load(open(f"{out}/ops_probe.json"))
 g = tf.Graph()
 with g.as_default():

@@ -202,3 +202,69 @@ fn an_exported_graph_imports_back_to_the_same_outputs() {
         .unwrap();
     assert_eq!(s2.run_one(out2, &[feed(x2, input)]).unwrap(), want);
 }
+
+/// A `Saver` saving in TensorFlow's format writes TF's `MetaGraphDef` beside the checkpoint: the
+/// model, its initializers and the optimizer's variables, without ferroflow's gradient and update
+/// ops; `import_meta_graph` reads it back with a saver of all its variables.
+#[test]
+fn a_tf_format_saver_writes_a_meta_graph_both_read() {
+    use ferroflow::io::{import_meta_graph, SaveFormat};
+    use ferroflow::nn::layers::{dense, Activation};
+    use ferroflow::nn::{losses, Optimizer};
+    let g = Graph::new();
+    let x = g
+        .named("X")
+        .placeholder(DType::F32, [None, Some(4)])
+        .unwrap();
+    let y = g.named("y").placeholder(DType::I64, [None]).unwrap();
+    let h = dense(&g, x, 6, Some(Activation::Relu), "hidden").unwrap();
+    let logits = dense(&g, h, 3, None, "out").unwrap();
+    let loss = losses::sparse_softmax_cross_entropy(&g, y, logits).unwrap();
+    let train = Optimizer::adam(0.01)
+        .minimize(&g, loss, None, None)
+        .unwrap();
+    let sess = Session::new(&g);
+    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
+    let xv = Value::from_f32(&[2, 4], vec![0.5, -1.0, 2.0, 0.0, 1.5, 0.25, -0.5, 1.0]).unwrap();
+    let yv = Value::from_i64(&[2], vec![2, 0]).unwrap();
+    sess.run_targets(&[train], &[feed(x, xv.clone()), feed(y, yv)])
+        .unwrap();
+    let want = sess.run_one(logits, &[feed(x, xv.clone())]).unwrap();
+    let dir = std::env::temp_dir().join(format!("ff-tfmeta-saver-{}", std::process::id()));
+    let prefix = Saver::new(&g, VarList::All)
+        .unwrap()
+        .format(SaveFormat::TensorFlow)
+        .save(&sess, &dir.join("model.ckpt").to_string_lossy(), Some(1))
+        .unwrap();
+    let meta = std::path::PathBuf::from(format!("{prefix}.meta"));
+    // TensorFlow's format: no ferroflow magic, a protobuf the TF importer reads.
+    assert_ne!(&std::fs::read(&meta).unwrap()[..6], b"FFMETA");
+    let (g2, saver) = import_meta_graph(&meta).unwrap();
+    let gradient_nodes = |g: &Graph| {
+        g.operations()
+            .iter()
+            .filter(|o| g.node(o.index()).unwrap().name.starts_with("gradients/"))
+            .count()
+    };
+    assert!(gradient_nodes(&g) > 0);
+    assert_eq!(gradient_nodes(&g2), 0);
+    let names: Vec<String> = g2
+        .get_collection::<Variable>(keys::GLOBAL_VARIABLES, None)
+        .unwrap()
+        .iter()
+        .map(|v| v.name(&g2))
+        .collect();
+    assert!(
+        names.contains(&"hidden/kernel/Adam:0".to_string()),
+        "{names:?}"
+    );
+    let s2 = Session::new(&g2);
+    saver.unwrap().restore(&s2, &prefix).unwrap();
+    let x2 = g2.get_tensor_by_name("X:0").unwrap();
+    let logits2 = g2
+        .get_tensor_by_name(&format!("{}:0", g.op_name(logits)))
+        .unwrap();
+    assert_eq!(s2.run_one(logits2, &[feed(x2, xv)]).unwrap(), want);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -171,9 +171,36 @@ fn read_def(path: &Path) -> Result<MetaGraphDef> {
         .map_err(|e| meta_err(path, format!("undecodable meta-graph: {e}")))
 }
 
+/// Whether the file at `path` begins with ferroflow's meta-graph magic.
+fn has_magic(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let (file, _) = crate::files::open_regular(path, "meta-graph")?;
+    let mut head = Vec::with_capacity(MAGIC.len());
+    file.take(MAGIC.len() as u64)
+        .read_to_end(&mut head)
+        .map_err(|source| IoError::Io {
+            path: path.into(),
+            source,
+        })?;
+    Ok(head == MAGIC)
+}
+
 /// `tf.train.import_meta_graph(path)`: rebuilds the graph into a fresh `Graph`, with its collections and
-/// get_variable store, and returns the saver stored with it (if any).
+/// get_variable store, and returns the saver stored with it (if any). A file in TensorFlow's
+/// `MetaGraphDef` format (what a `Saver` writes beside a checkpoint in TF's format, or TensorFlow
+/// itself) is imported whole by [`crate::import_tf_meta_graph`], with a saver of all its variables.
 pub fn import_meta_graph(path: &Path) -> Result<(Graph, Option<Saver>)> {
+    if !has_magic(path)? {
+        let g = crate::tf_graph::import_tf_meta_graph(path, &[])?;
+        let vars: Vec<ferroflow_core::Variable> =
+            g.get_collection(ferroflow_core::keys::GLOBAL_VARIABLES, None)?;
+        let saver = if vars.is_empty() {
+            None
+        } else {
+            Some(Saver::new(&g, vars)?)
+        };
+        return Ok((g, saver));
+    }
     let def = read_def(path)?;
     let g = Graph::new();
     for n in &def.nodes {

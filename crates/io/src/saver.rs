@@ -126,7 +126,11 @@ impl Saver {
         self
     }
 
-    /// Whether `save` writes `<prefix>.meta` beside the checkpoint (default true, as in TF).
+    /// Whether `save` writes `<prefix>.meta` beside the checkpoint (default true, as in TF): in
+    /// ferroflow's meta-graph format (the whole graph, training step included), or with
+    /// [`SaveFormat::TensorFlow`] as TF's `MetaGraphDef` of every node TF can represent (the model
+    /// and its initializers, not ferroflow's gradient and update ops), which
+    /// `tf.compat.v1.train.import_meta_graph` and [`crate::import_meta_graph`] both read.
     pub fn write_meta_graph(mut self, yes: bool) -> Self {
         self.write_meta_graph = yes;
         self
@@ -183,11 +187,17 @@ impl Saver {
             }
         }
         if self.write_meta_graph {
-            crate::meta_graph::export_meta_graph(
-                g,
-                Path::new(&format!("{prefix}.meta")),
-                Some(self),
-            )?;
+            let meta = format!("{prefix}.meta");
+            match self.format {
+                SaveFormat::Ferroflow => {
+                    crate::meta_graph::export_meta_graph(g, Path::new(&meta), Some(self))?
+                }
+                // Beside a checkpoint in TF's format, TF's own MetaGraphDef: the graph TF can
+                // represent (the model, its initializers, what computes from them).
+                SaveFormat::TensorFlow => {
+                    crate::tf_graph::export_tf_meta_graph_of_all(g, Path::new(&meta))?
+                }
+            }
         }
         self.update_state(&prefix)?;
         Ok(prefix)

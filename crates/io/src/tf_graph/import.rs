@@ -182,6 +182,10 @@ pub fn import_tf_meta_graph(path: &Path, outputs: &[&str]) -> Result<Graph> {
     let meta = <MetaGraphDef as prost::Message>::decode(bytes.as_slice())
         .map_err(|e| err(format!("not a TensorFlow MetaGraphDef: {e}")))?;
     let nodes = meta.graph_def.map(|d| d.node).unwrap_or_default();
+    // Protobuf decoding accepts much that is not one: a file without a node is not a graph.
+    if nodes.is_empty() {
+        return Err(err("not a TensorFlow MetaGraphDef (no graph nodes)".into()));
+    }
     let by_name: HashMap<&str, &NodeDef> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
     let variables: Vec<(VariableDef, bool)> = ["variables", "trainable_variables"]
         .iter()
@@ -241,7 +245,15 @@ pub fn import_tf_meta_graph(path: &Path, outputs: &[&str]) -> Result<Graph> {
                 continue;
             }
         };
-        let refs: Vec<(&str, bool)> = node.input.iter().filter_map(|i| reference(i)).collect();
+        // A node reading a second output was reported by the walk.
+        let Some(refs) = node
+            .input
+            .iter()
+            .map(|i| reference(i))
+            .collect::<Option<Vec<(&str, bool)>>>()
+        else {
+            continue;
+        };
         let data: Vec<&str> = refs.iter().filter(|(_, c)| !c).map(|(n, _)| *n).collect();
         let consts: Vec<Option<&Value>> = data.iter().map(|n| values.get(n)).collect();
         let (op, taken) = match op_from_tf(&node.op, &node_attrs, &consts) {
