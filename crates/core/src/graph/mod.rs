@@ -5,10 +5,9 @@ mod collections;
 mod dot;
 mod naming;
 mod variables;
-pub(crate) use naming::is_gradient_name;
 
 pub use collections::{keys, CollectionItem, FromCollectionItem, ScopeRegex};
-pub use naming::{Reuse, ScopeGuard};
+pub use naming::{is_gradient_name, Reuse, ScopeGuard};
 pub use variables::{VarOptions, Variable};
 
 use crate::dtype::{DType, Shape, TensorInfo};

@@ -57,7 +57,7 @@ impl Drop for ScopeGuard {
 
 /// Whether a node's name lies under the scope that `gradients` builds its nodes in (`gradients/`,
 /// or `gradients_N/` for later calls, as in TF).
-pub(crate) fn is_gradient_name(name: &str) -> bool {
+pub fn is_gradient_name(name: &str) -> bool {
     name.split('/')
         .next()
         .is_some_and(|s| s == "gradients" || s.starts_with("gradients_"))

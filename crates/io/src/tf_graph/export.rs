@@ -102,10 +102,15 @@ pub fn export_tf_meta_graph(g: &Graph, path: &Path, outputs: &[Tensor]) -> Resul
 
 /// Writes every node of `g` that TensorFlow can represent, with all its inputs, and the variables
 /// among them: what a `Saver` saving in TF's format writes as `<prefix>.meta`. A graph's training
-/// step (ferroflow's gradient ops, its optimizers' updates) is left out; the model, its
+/// step (what `gradients` built, its optimizers' updates) is left out; the model, its
 /// initializers and whatever computes from them are there.
 pub(crate) fn export_tf_meta_graph_of_all(g: &Graph, path: &Path) -> Result<()> {
-    let keep: BTreeSet<usize> = g.operations().iter().map(|o| o.index()).collect();
+    let mut keep = BTreeSet::new();
+    for op in g.operations() {
+        if !ferroflow_core::graph::is_gradient_name(&g.node(op.index())?.name) {
+            keep.insert(op.index());
+        }
+    }
     let written = tf_nodes(g, &keep, true)?;
     let vars: Vec<Variable> = g
         .get_collection::<Variable>(keys::GLOBAL_VARIABLES, None)?
