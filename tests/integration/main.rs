@@ -10,4 +10,5 @@ mod tf_checkpoint;
 mod tf_cnn_checkpoint;
 mod tf_fixtures;
 mod tf_meta_import;
+mod tf_probe;
 mod threads_same_bits;

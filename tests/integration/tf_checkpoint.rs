@@ -3,6 +3,7 @@
 //! outputs into the same network built with ferroflow reproduces TensorFlow's logits; corruption is
 //! detected.
 
+use super::tf_probe;
 use ferroflow::io::{Saver, TfCheckpointReader, VarList};
 use ferroflow::nn::layers::{dense, Activation};
 use ferroflow::prelude::*;
@@ -21,7 +22,7 @@ fn scratch(name: &str) -> std::path::PathBuf {
 }
 
 fn expected() -> Json {
-    serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap()).unwrap()
+    tf_probe::expected(&dir())
 }
 
 #[test]
@@ -84,36 +85,7 @@ fn restoring_the_lower_layers_reproduces_tensorflows_logits() {
         .unwrap()
         .restore(&sess, &prefix)
         .unwrap();
-    let pin = &exp["probe_input"];
-    let shape: Vec<usize> = pin["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<f32> = pin["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    let out = sess
-        .run_one(logits, &[feed(x, Value::from_f32(&shape, data).unwrap())])
-        .unwrap()
-        .to_f64_vec();
-    let want: Vec<f64> = exp["probe_logits"]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    assert_eq!(out.len(), want.len());
-    for (i, (o, w)) in out.iter().zip(&want).enumerate() {
-        assert!(
-            (o - w).abs() <= 1e-5 * w.abs() + 1e-6,
-            "logit {i}: {o} vs TensorFlow {w}"
-        );
-    }
+    tf_probe::assert_logits(&sess, x, logits, &exp, 1e-6);
     // Restoring a key the checkpoint lacks names it.
     let extra = g.get_variable("extra", &[1], DType::F32).unwrap();
     let e = Saver::new(&g, vec![extra])

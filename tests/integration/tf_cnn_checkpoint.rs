@@ -2,25 +2,16 @@
 //! restores by name into the same network built with ferroflow's conv layers, which then computes
 //! TensorFlow's logits.
 
+use super::tf_probe;
 use ferroflow::io::{Saver, VarList};
 use ferroflow::nn::layers::{dense, Activation};
 use ferroflow::nn::{conv2d, flatten, max_pooling2d};
 use ferroflow::prelude::*;
-use serde_json::Value as Json;
-
-fn floats(j: &Json) -> Vec<f32> {
-    j.as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect()
-}
 
 #[test]
 fn a_tensorflow_cnn_restores_and_gives_tensorflows_logits() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tf-cnn-checkpoint");
-    let exp: Json =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let exp = tf_probe::expected(&dir);
     let g = Graph::new();
     let x = g
         .named("X")
@@ -55,25 +46,5 @@ fn a_tensorflow_cnn_restores_and_gives_tensorflows_logits() {
         .unwrap()
         .restore(&sess, &prefix)
         .unwrap();
-    let pin = &exp["probe_input"];
-    let shape: Vec<usize> = pin["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let input = Value::from_f32(&shape, floats(&pin["data"])).unwrap();
-    let out = sess
-        .run_one(logits, &[feed(x, input)])
-        .unwrap()
-        .to_f64_vec();
-    let want = floats(&exp["probe_logits"]["data"]);
-    assert_eq!(out.len(), 40);
-    for (i, (o, w)) in out.iter().zip(&want).enumerate() {
-        let w = f64::from(*w);
-        assert!(
-            (o - w).abs() <= 1e-5 * (1.0 + w.abs()),
-            "logit {i}: {o} vs TensorFlow {w}"
-        );
-    }
+    tf_probe::assert_logits(&sess, x, logits, &exp, 1e-5);
 }

@@ -3,27 +3,17 @@
 //! checkpoint restores into it by the variables its `VariableDef`s register, and it computes
 //! TensorFlow's logits; the training step's ops ferroflow lacks are refused, every type named.
 
+use super::tf_probe;
 use ferroflow::io::{import_tf_meta_graph, Saver, VarList};
 use ferroflow::prelude::*;
-use serde_json::Value as Json;
 
 fn dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tf-checkpoint")
 }
 
-fn floats(j: &Json) -> Vec<f64> {
-    j.as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect()
-}
-
 #[test]
 fn a_tensorflow_meta_graph_imports_restores_and_gives_tensorflows_logits() {
-    let exp: Json =
-        serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap())
-            .unwrap();
+    let exp = tf_probe::expected(&dir());
     let g = import_tf_meta_graph(
         &dir().join("model.ckpt-3.meta"),
         &["dnn/outputs/BiasAdd:0", "Mean"],
@@ -56,28 +46,9 @@ fn a_tensorflow_meta_graph_imports_restores_and_gives_tensorflows_logits() {
         .unwrap()
         .restore(&sess, &dir().join("model.ckpt-3").to_string_lossy())
         .unwrap();
-    let pin = &exp["probe_input"];
-    let shape: Vec<usize> = pin["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<f32> = floats(&pin["data"]).iter().map(|&v| v as f32).collect();
     let x = g.get_tensor_by_name("X:0").unwrap();
     let logits = g.get_tensor_by_name("dnn/outputs/BiasAdd:0").unwrap();
-    let got = sess
-        .run_one(logits, &[feed(x, Value::from_f32(&shape, data).unwrap())])
-        .unwrap()
-        .to_f64_vec();
-    let want = floats(&exp["probe_logits"]["data"]);
-    assert_eq!(got.len(), want.len());
-    for (i, (o, w)) in got.iter().zip(&want).enumerate() {
-        assert!(
-            (o - w).abs() <= 1e-5 * w.abs() + 1e-6,
-            "logit {i}: {o} vs TensorFlow {w}"
-        );
-    }
+    tf_probe::assert_logits(&sess, x, logits, &exp, 1e-6);
 }
 
 #[test]
@@ -106,8 +77,7 @@ fn a_tensorflow_training_step_is_refused_naming_every_op_type_ferroflow_lacks() 
 #[test]
 fn a_tensorflow_cnn_meta_graph_with_resource_variables_gives_tensorflows_logits() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tf-cnn-checkpoint");
-    let exp: Json =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let exp = tf_probe::expected(&dir);
     let g = import_tf_meta_graph(&dir.join("model.ckpt.meta"), &["BiasAdd_1:0"]).unwrap();
     let vars: Vec<Variable> = g.get_collection(keys::GLOBAL_VARIABLES, None).unwrap();
     assert_eq!(vars.len(), 8);
@@ -118,28 +88,9 @@ fn a_tensorflow_cnn_meta_graph_with_resource_variables_gives_tensorflows_logits(
         .unwrap()
         .restore(&sess, &dir.join("model.ckpt").to_string_lossy())
         .unwrap();
-    let pin = &exp["probe_input"];
-    let shape: Vec<usize> = pin["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<f32> = floats(&pin["data"]).iter().map(|&v| v as f32).collect();
     let x = g.get_tensor_by_name("X:0").unwrap();
     let logits = g.get_tensor_by_name("BiasAdd_1:0").unwrap();
-    let got = sess
-        .run_one(logits, &[feed(x, Value::from_f32(&shape, data).unwrap())])
-        .unwrap()
-        .to_f64_vec();
-    let want = floats(&exp["probe_logits"]["data"]);
-    assert_eq!(got.len(), want.len());
-    for (i, (o, w)) in got.iter().zip(&want).enumerate() {
-        assert!(
-            (o - w).abs() <= 1e-5 * w.abs() + 1e-5,
-            "logit {i}: {o} vs TensorFlow {w}"
-        );
-    }
+    tf_probe::assert_logits(&sess, x, logits, &exp, 1e-5);
 }
 
 /// ferroflow's own export imports back (`export_tf_meta_graph`, then `import_tf_meta_graph`): the
