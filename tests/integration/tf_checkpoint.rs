@@ -243,7 +243,8 @@ fn saver_writes_tensorflow_format() {
 }
 
 /// A TF checkpoint with unusual entries (tests/data/tf-odd-checkpoint, made by make_checkpoint.py
-/// there): float16 and bfloat16 read as float32 with TF's values, int32 as int64, the variable saved
+/// there): float16 and bfloat16 read as float32 with TF's values, int32, int16, int8 and uint8 as
+/// int64, the variable saved
 /// in two partitions whole; the string is listed as unreadable as a value, with the reason, reads as
 /// bytes, and never keeps the others from being read or restored.
 #[test]
@@ -254,7 +255,10 @@ fn unusual_entries_read_or_are_listed_and_never_block_the_others() {
     let prefix = dir.join("odd.ckpt").to_string_lossy().into_owned();
     let r = TfCheckpointReader::open(&prefix).unwrap();
     let names: Vec<String> = r.tensors().unwrap().into_iter().map(|t| t.name).collect();
-    assert_eq!(names, ["bf16", "count", "half", "plain", "split"]);
+    assert_eq!(
+        names,
+        ["bf16", "count", "half", "i16", "i8", "plain", "split", "u8"]
+    );
     for name in &names {
         let v = r.read(name).unwrap().unwrap();
         let want: Vec<f64> = exp["variables"][name.as_str()]["data"]
@@ -264,7 +268,8 @@ fn unusual_entries_read_or_are_listed_and_never_block_the_others() {
             .map(|x| x.as_f64().unwrap())
             .collect();
         assert_eq!(v.to_f64_vec(), want, "{name}");
-        let dtype = if name == "count" {
+        // The integers read as int64, the floats as float32.
+        let dtype = if ["count", "i16", "i8", "u8"].contains(&name.as_str()) {
             DType::I64
         } else {
             DType::F32

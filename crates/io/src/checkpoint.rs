@@ -58,6 +58,11 @@ pub(crate) fn value_bytes(v: &Value) -> Vec<u8> {
 pub(crate) enum Narrow {
     /// int32, read as int64.
     Int32,
+    /// The narrower integers, read as int64 too.
+    Int16,
+    Int8,
+    UInt16,
+    UInt8,
     /// IEEE float16, read as float32 or float64.
     F16,
     /// bfloat16, read as float32 or float64.
@@ -69,16 +74,30 @@ impl Narrow {
     pub(crate) fn size_of(self) -> usize {
         match self {
             Narrow::Int32 => 4,
-            Narrow::F16 | Narrow::BF16 => 2,
+            Narrow::Int16 | Narrow::UInt16 | Narrow::F16 | Narrow::BF16 => 2,
+            Narrow::Int8 | Narrow::UInt8 => 1,
         }
     }
 
-    /// Whether it reads into a value of `to` (int32 into int64, the half-precision floats into
-    /// float32 and float64).
+    /// The integer stored little-endian in `c` (`None` for the floats).
+    fn int(self, c: &[u8]) -> Option<i64> {
+        let byte = |k: usize| c.get(k).copied().unwrap_or(0);
+        Some(match self {
+            Narrow::Int32 => i64::from(i32::from_le_bytes([byte(0), byte(1), byte(2), byte(3)])),
+            Narrow::Int16 => i64::from(i16::from_le_bytes([byte(0), byte(1)])),
+            Narrow::UInt16 => i64::from(u16::from_le_bytes([byte(0), byte(1)])),
+            Narrow::Int8 => i64::from(i8::from_le_bytes([byte(0)])),
+            Narrow::UInt8 => i64::from(byte(0)),
+            Narrow::F16 | Narrow::BF16 => return None,
+        })
+    }
+
+    /// Whether it reads into a value of `to` (the integers into int64, the half-precision floats
+    /// into float32 and float64).
     pub(crate) fn widens_to(self, to: DType) -> bool {
         match self {
-            Narrow::Int32 => to == DType::I64,
             Narrow::F16 | Narrow::BF16 => to.is_float(),
+            _ => to == DType::I64,
         }
     }
 }
@@ -105,18 +124,26 @@ pub(crate) fn widened_value(
         })
     };
     let value = match (narrow, to) {
-        (Narrow::Int32, DType::I64) => Value::from_i64(
-            shape,
-            b.chunks_exact(4)
-                .map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
-                .collect(),
-        ),
-        (Narrow::F16 | Narrow::BF16, DType::F32) => Value::from_f32(
-            shape,
-            halves(narrow == Narrow::BF16).map(|x| x as f32).collect(),
-        ),
-        (Narrow::F16 | Narrow::BF16, DType::F64) => {
-            Value::from_f64(shape, halves(narrow == Narrow::BF16).collect())
+        (Narrow::F16 | Narrow::BF16, _) => {
+            return match to {
+                DType::F32 => Value::from_f32(
+                    shape,
+                    halves(narrow == Narrow::BF16).map(|x| x as f32).collect(),
+                ),
+                DType::F64 => Value::from_f64(shape, halves(narrow == Narrow::BF16).collect()),
+                _ => return Err(format!("{narrow:?} does not read as {to}")),
+            }
+            .map_err(|e| e.to_string())
+        }
+        (_, DType::I64) => {
+            let ints: Option<Vec<i64>> = b
+                .chunks_exact(narrow.size_of())
+                .map(|c| narrow.int(c))
+                .collect();
+            match ints {
+                Some(v) => Value::from_i64(shape, v),
+                None => return Err(format!("{narrow:?} does not read as {to}")),
+            }
         }
         _ => return Err(format!("{narrow:?} does not read as {to}")),
     };

@@ -1,5 +1,6 @@
 """A TensorFlow checkpoint with unusual entries, for ferroflow's reader test
-(tests/integration/tf_checkpoint.rs): float16 and bfloat16 variables, an int32 one, a string
+(tests/integration/tf_checkpoint.rs): float16 and bfloat16 variables, int32, int16, int8 and uint8
+ones, a string
 variable, a variable split into two partitions, and an ordinary float32 one. Written by
 tf.compat.v1.train.Saver (format V2); expected.json holds each variable's values as TF reads them.
 
@@ -21,6 +22,9 @@ with g.as_default():
     half = tf1.get_variable("half", initializer=np.array([0.5, -1.25, 3.0e-3, 65504.0], np.float16))
     bf = tf1.get_variable("bf16", initializer=tf.constant([1.0, -2.5, 0.1, 300.0], tf.bfloat16))
     i32 = tf1.get_variable("count", initializer=np.array([7, -3, 2147483647], np.int32))
+    i16 = tf1.get_variable("i16", initializer=np.array([-32768, 300, 32767], np.int16))
+    i8 = tf1.get_variable("i8", initializer=np.array([-128, -1, 127], np.int8))
+    u8 = tf1.get_variable("u8", initializer=np.array([0, 200, 255], np.uint8))
     text = tf1.get_variable("note", initializer=tf.constant("hello"), dtype=tf.string)
     parts = tf1.get_variable("split", shape=[4, 2], initializer=tf1.random_uniform_initializer(seed=1),
                              partitioner=tf1.fixed_size_partitioner(2))

@@ -1,5 +1,6 @@
 //! How the dtypes of a TF checkpoint's entries become ferroflow values: float32, float64, int64
-//! and bool as they are; int32 widened to int64; float16 and bfloat16 converted to float32 (exact:
+//! and bool as they are; int8, int16, int32, uint8 and uint16 widened to int64 (ferroflow's one
+//! integer type, which holds each exactly); float16 and bfloat16 converted to float32 (exact:
 //! each is a subset of float32). String tensors are not values (`read_strings` reads their bytes);
 //! other dtypes are not read, and say why.
 
@@ -12,7 +13,8 @@ use ferroflow_core::{DType, Value};
 pub(super) enum Stored {
     /// As ferroflow stores the dtype.
     Same(DType),
-    /// int32 widened to int64; float16 and bfloat16 converted to float32.
+    /// int8, int16, int32, uint8 and uint16 widened to int64 (exact); float16 and bfloat16
+    /// converted to float32 (exact).
     Narrow(Narrow),
 }
 
@@ -20,8 +22,8 @@ impl Stored {
     pub(super) fn dtype(self) -> DType {
         match self {
             Stored::Same(d) => d,
-            Stored::Narrow(Narrow::Int32) => DType::I64,
             Stored::Narrow(Narrow::F16 | Narrow::BF16) => DType::F32,
+            Stored::Narrow(_) => DType::I64,
         }
     }
     pub(super) fn bytes(self) -> usize {
@@ -38,6 +40,10 @@ pub(super) fn stored(e: &BundleEntry) -> std::result::Result<Stored, String> {
         1 => Stored::Same(DType::F32),
         2 => Stored::Same(DType::F64),
         3 => Stored::Narrow(Narrow::Int32),
+        4 => Stored::Narrow(Narrow::UInt8),
+        5 => Stored::Narrow(Narrow::Int16),
+        6 => Stored::Narrow(Narrow::Int8),
+        17 => Stored::Narrow(Narrow::UInt16),
         9 => Stored::Same(DType::I64),
         10 => Stored::Same(DType::Bool),
         14 => Stored::Narrow(Narrow::BF16),
