@@ -219,3 +219,41 @@ fn a_tf_format_saver_writes_a_meta_graph_both_read() {
     assert_eq!(s2.run_one(logits2, &[feed(x2, xv)]).unwrap(), want);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A batch-normalized network as TF1 code builds it (`tf.nn.moments`, `tf.nn.batch_normalization`,
+/// moving averages through `UPDATE_OPS`), from tests/data/tf-bn-checkpoint (make_checkpoint.py
+/// there): its logits in training mode (batch statistics) are TensorFlow's, and a moving mean
+/// (not trainable) restores as TF left it.
+#[test]
+fn a_tensorflow_batch_norm_graph_gives_tensorflows_logits() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tf-bn-checkpoint");
+    let exp = tf_probe::expected(&dir);
+    let g = import_tf_meta_graph(
+        &dir.join("model.ckpt.meta"),
+        &["logits:0", "bn1/moving_mean/read:0"],
+    )
+    .unwrap();
+    let sess = Session::new(&g);
+    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
+    Saver::new(&g, VarList::All)
+        .unwrap()
+        .restore(&sess, &dir.join("model.ckpt").to_string_lossy())
+        .unwrap();
+    let x = g.get_tensor_by_name("X:0").unwrap();
+    let logits = g.get_tensor_by_name("logits:0").unwrap();
+    tf_probe::assert_logits(&sess, x, logits, &exp, 1e-5);
+    let mm: Vec<Variable> = g
+        .get_collection(keys::GLOBAL_VARIABLES, Some("bn1/moving_mean"))
+        .unwrap();
+    let want: Vec<f64> = exp["bn1_moving_mean"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let got = sess.variable_value(mm[0]).unwrap().to_f64_vec();
+    for (a, b) in got.iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-6, "{got:?} vs {want:?}");
+    }
+}

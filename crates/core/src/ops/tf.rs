@@ -76,7 +76,7 @@ pub(crate) fn nhwc(spatial: [usize; 2]) -> TfAttr {
 pub type TfAttrs = std::collections::BTreeMap<String, TfAttr>;
 
 /// The unary functions TF has an op of the same name for (`LeakyRelu` aside: it has a parameter).
-const UNARY: [UnaryKind; 16] = [
+const UNARY: [UnaryKind; 17] = [
     UnaryKind::Neg,
     UnaryKind::Square,
     UnaryKind::Sqrt,
@@ -93,6 +93,7 @@ const UNARY: [UnaryKind; 16] = [
     UnaryKind::Selu,
     UnaryKind::Softplus,
     UnaryKind::Floor,
+    UnaryKind::Rsqrt,
 ];
 
 const BINARY: [BinaryKind; 8] = [

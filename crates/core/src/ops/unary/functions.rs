@@ -97,6 +97,31 @@ impl Graph {
 }
 
 // ---------------------------------------------------------------------------------------------
+/// `tf.math.rsqrt`: 1/√x (batch normalization's scale). d/dx = -y³/2.
+#[derive(Clone, Copy)]
+pub struct Rsqrt;
+impl UnaryFn for Rsqrt {
+    const NAME: &'static str = "Rsqrt";
+    fn kind(self) -> UnaryKind {
+        UnaryKind::Rsqrt
+    }
+    #[inline(always)]
+    fn f<T: Float>(self, x: T) -> T {
+        T::one() / x.sqrt()
+    }
+    fn gradient(self, g: &Graph, grad: Tensor, x: Tensor, y: Tensor) -> Result<Tensor> {
+        let cube = g.mul(g.square(y)?, y)?;
+        g.mul(grad, g.mul(cube, g.scalar_like(x, -0.5)?)?)
+    }
+}
+impl Graph {
+    /// `tf.math.rsqrt`.
+    pub fn rsqrt(&self, x: impl Into<Tensor>) -> Result<Tensor> {
+        self.unary_op(UnaryKind::Rsqrt, x)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 /// `tf.exp`, by the vectorizable [`Float::exp_fast`]. d/dx = y.
 #[derive(Clone, Copy)]
 pub struct Exp;

@@ -96,6 +96,7 @@ pub enum UnaryKind {
     Softplus,
     Floor,
     Gelu,
+    Rsqrt,
 }
 
 /// Something done with a function, by its type: [`UnaryKind::visit`] calls it.
@@ -127,6 +128,7 @@ impl UnaryKind {
             UnaryKind::Softplus => v.visit(Softplus),
             UnaryKind::Floor => v.visit(Floor),
             UnaryKind::Gelu => v.visit(Gelu),
+            UnaryKind::Rsqrt => v.visit(Rsqrt),
         }
     }
 

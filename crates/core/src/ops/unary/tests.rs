@@ -47,6 +47,7 @@ fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
 /// - softplus(0) = ln 2 = 0.6931471805599453, softplus'(0) = sigmoid(0) = 0.5; softplus(-30) =
 ///   e^-30 (log1p of a tiny value), no overflow at 800: softplus(800) = 800.
 /// - leaky_relu(-2, alpha 0.2) = -0.4, derivative 0.2; relu6(7) = 6 with derivative 0.
+/// - rsqrt(4) = 1/2 with derivative -x^(-3/2)/2 = -1/16; rsqrt(1/4) = 2 with derivative -8/2 = -4.
 #[test]
 fn golden_values_forward_and_gradient() {
     let (y, d) = forward_and_grad(&[-2.0, -0.0, 0.5, 3.0], |g, x| g.relu(x));
@@ -91,6 +92,10 @@ fn golden_values_forward_and_gradient() {
     });
     close(&y, &[-0.4, 13.0], 1e-15, "leaky_relu + relu6");
     close(&d, &[0.2, 1.0], 1e-15, "leaky_relu' + relu6'");
+
+    let (y, d) = forward_and_grad(&[4.0, 0.25], |g, x| g.rsqrt(x));
+    close(&y, &[0.5, 2.0], 1e-15, "rsqrt");
+    close(&d, &[-0.0625, -4.0], 1e-15, "rsqrt'");
 }
 
 /// Integer inputs: neg, abs, square and sign on int64 (wrapping, as TF's int kernels); a float-only
