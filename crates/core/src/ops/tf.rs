@@ -72,6 +72,11 @@ pub(crate) fn nhwc(spatial: [usize; 2]) -> TfAttr {
     TfAttr::Ints(vec![1, spatial[0] as i64, spatial[1] as i64, 1])
 }
 
+/// The most elements of a value that a graph file describes without holding them (a `Fill`, a
+/// constant with one value for its whole shape): 2^26, 256 MiB of float32, so that a few bytes of a
+/// file cannot ask for gigabytes.
+pub const MAX_FILLED: usize = 1 << 26;
+
 /// A TF node's attributes by name, as ferroflow reads them.
 pub type TfAttrs = std::collections::BTreeMap<String, TfAttr>;
 
@@ -367,7 +372,12 @@ pub fn op_from_tf(
                     .copied()
                     .flatten()
                     .map_or(DType::F32, Value::dtype);
-                let value = Value::filled(dtype, &shape(0)?, x).map_err(|e| e.to_string())?;
+                let dims = shape(0)?;
+                let n = Value::checked_len(&dims).map_err(|e| e.to_string())?;
+                if n > MAX_FILLED {
+                    return Err(format!("a fill of {n} elements (at most {MAX_FILLED})"));
+                }
+                let value = Value::filled(dtype, &dims, x).map_err(|e| e.to_string())?;
                 (Const { value }.into(), 0)
             }
             None => return Err("a fill of a value that is not a constant".into()),

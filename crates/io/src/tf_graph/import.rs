@@ -16,6 +16,10 @@ use std::path::Path;
 /// The largest `.meta` read.
 const MAX_META: u64 = 1 << 30;
 
+/// The most elements a constant may have when the file holds fewer values than that (TF fills
+/// the rest): 2^26, 256 MiB of float32.
+pub(crate) const MAX_FILLED: usize = ferroflow_core::ops::tf::MAX_FILLED;
+
 /// A TF `DataType` as ferroflow holds it: int32 becomes int64, ferroflow's one integer type.
 fn dtype(code: i32) -> Option<DType> {
     match code {
@@ -59,6 +63,14 @@ fn tensor(t: &TensorProto) -> std::result::Result<Value, String> {
         _ => t.bool_val.iter().map(|&x| f64::from(u8::from(x))).collect(),
     };
     let n = Value::checked_len(&dims).map_err(|e| e.to_string())?;
+    // Values the file does not hold (one value filling the shape, or none for zeros) are bounded,
+    // so that a few bytes cannot ask for gigabytes.
+    if list.len() < n && n > MAX_FILLED {
+        return Err(format!(
+            "a constant of {n} elements from {} values (at most {MAX_FILLED} are filled in)",
+            list.len()
+        ));
+    }
     // Integers above 2^53 do not survive an f64 list: int64 lists are read directly.
     if t.dtype == 9 && n > 1 && t.int64_val.len() == n {
         return Value::from_i64(&dims, t.int64_val.clone()).map_err(|e| e.to_string());
@@ -314,4 +326,155 @@ pub fn import_tf_meta_graph(path: &Path, outputs: &[&str]) -> Result<Graph> {
     g.set_collection(keys::GLOBAL_VARIABLES, all);
     g.set_collection(keys::TRAINABLE_VARIABLES, trainable);
     Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{GraphDef, MetaInfoDef, Versions};
+    use super::*;
+
+    fn node(name: &str, op: &str, input: &[&str], attr: Vec<(&str, AttrKind)>) -> NodeDef {
+        NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: input.iter().map(|s| s.to_string()).collect(),
+            attr: attr
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), AttrValue { value: Some(v) }))
+                .collect(),
+        }
+    }
+
+    fn constant(name: &str, dtype: i32, dims: &[i64], fill: TensorProto) -> NodeDef {
+        let shape = ShapeProto {
+            dim: dims
+                .iter()
+                .map(|&size| crate::tf_checkpoint::DimProto { size })
+                .collect(),
+            unknown_rank: false,
+        };
+        let value = TensorProto {
+            dtype,
+            tensor_shape: Some(shape),
+            ..fill
+        };
+        node(
+            name,
+            "Const",
+            &[],
+            vec![
+                ("dtype", AttrKind::Type(dtype)),
+                ("value", AttrKind::Tensor(value)),
+            ],
+        )
+    }
+
+    fn import(nodes: Vec<NodeDef>) -> Result<Graph> {
+        let meta = MetaGraphDef {
+            meta_info_def: Some(MetaInfoDef::default()),
+            graph_def: Some(GraphDef {
+                node: nodes,
+                versions: Some(Versions { producer: 1 }),
+            }),
+            collection_def: BTreeMap::new(),
+        };
+        let path = std::env::temp_dir().join(format!(
+            "ff-tfimport-{}-{:?}.meta",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&path, prost::Message::encode_to_vec(&meta)).unwrap();
+        let g = import_tf_meta_graph(&path, &[]);
+        std::fs::remove_file(&path).unwrap();
+        g
+    }
+
+    #[test]
+    fn small_constants_fill_their_shape_within_a_bound() {
+        // One float for a [2, 3] constant fills it (TF's small-constant form); int32 widens.
+        let g = import(vec![
+            constant(
+                "six",
+                1,
+                &[2, 3],
+                TensorProto {
+                    float_val: vec![1.5],
+                    ..Default::default()
+                },
+            ),
+            constant(
+                "ints",
+                3,
+                &[2],
+                TensorProto {
+                    int_val: vec![7, -8],
+                    ..Default::default()
+                },
+            ),
+        ])
+        .unwrap();
+        let sess = ferroflow_core::Session::new(&g);
+        let six = g.get_tensor_by_name("six:0").unwrap();
+        let ints = g.get_tensor_by_name("ints:0").unwrap();
+        let out = sess.run(&[six, ints], &[], &[]).unwrap();
+        assert_eq!(out[0].to_f64_vec(), [1.5; 6]);
+        assert_eq!(
+            (out[1].dtype(), out[1].to_f64_vec()),
+            (DType::I64, vec![7.0, -8.0])
+        );
+        // One value for 2^30 elements (4 GiB): refused, nothing allocated.
+        let e = import(vec![constant(
+            "big",
+            1,
+            &[1 << 30],
+            TensorProto {
+                float_val: vec![1.0],
+                ..Default::default()
+            },
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("a constant of 1073741824 elements from 1 values"),
+            "{e}"
+        );
+        // The same through a Fill of a constant shape.
+        let e = import(vec![
+            constant(
+                "dims",
+                9,
+                &[1],
+                TensorProto {
+                    int64_val: vec![1 << 30],
+                    ..Default::default()
+                },
+            ),
+            constant(
+                "one",
+                1,
+                &[],
+                TensorProto {
+                    float_val: vec![1.0],
+                    ..Default::default()
+                },
+            ),
+            node(
+                "fill",
+                "Fill",
+                &["dims", "one"],
+                vec![("T", AttrKind::Type(1))],
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("Fill (a fill of 1073741824 elements") && e.contains("(node 'fill')"),
+            "{e}"
+        );
+        // Protobuf that decodes but holds no graph.
+        assert!(import(vec![])
+            .unwrap_err()
+            .to_string()
+            .contains("no graph nodes"));
+    }
 }
