@@ -1,8 +1,8 @@
 //! TensorFlow's graph protobufs (`GraphDef`, `NodeDef`, `AttrValue`, `TensorProto`,
-//! `MetaGraphDef` with its collections): the messages, and `export_tf_meta_graph`, which writes the
-//! part of a ferroflow graph that computes some outputs as a `.meta` file that
-//! `tf.compat.v1.train.import_meta_graph` loads (and Netron opens). TensorBoard's graph view
-//! (`summary.rs`) writes the same `GraphDef`.
+//! `MetaGraphDef` with its collections), and the two ways across: `export.rs` writes a ferroflow
+//! graph as a `.meta` file that `tf.compat.v1.train.import_meta_graph` loads (and Netron opens),
+//! `import.rs` reads one TensorFlow wrote. TensorBoard's graph view (`summary.rs`) writes the same
+//! `GraphDef`.
 
 use crate::tf_checkpoint::{DimProto, ShapeProto};
 use ferroflow_core::Shape;

@@ -1,8 +1,9 @@
-//! How an op is written as a TensorFlow `NodeDef` (`OpDef::tf_node`): the attributes TF's op of the
-//! same type takes, and the inputs TF takes as tensors where ferroflow keeps attributes (a
-//! reshape's shape, a reduction's axes), to be added as constants. Ops without a TF op of the
-//! same meaning (ferroflow's gradient helpers, fused ops) have none. The protobuf encoding lives
-//! in `ferroflow-io` (`tf_graph`).
+//! Ops as TensorFlow nodes, both ways. Each op says how it is written as a TF `NodeDef`
+//! (`OpDef::tf_node`): the attributes TF's op of the same type takes, and the inputs TF takes as
+//! tensors where ferroflow keeps attributes (a reshape's shape, a reduction's axes), to be added
+//! as constants; ops without a TF op of the same meaning (ferroflow's gradient helpers, fused ops)
+//! have none. [`op_from_tf`] is the way back, one function over TF's op types. The protobuf
+//! encoding lives in `ferroflow-io` (`tf_graph`).
 
 use super::bias::{BiasAdd, BiasAddGrad};
 use super::binary::{Binary, BinaryKind};
