@@ -201,12 +201,41 @@ pub fn digits_split() -> (Dataset, Dataset) {
     digits().split(0.2, 42)
 }
 
-/// Loads a digits-format CSV (optionally gzipped) from a file.
-pub fn digits_csv(path: &Path) -> Result<Dataset> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+/// The bytes of `path`, when it is a regular file (a link to `/dev/zero` would never end, a FIFO
+/// would block) of at most [`MAX_DECOMPRESSED`] bytes.
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let io = |source| DataError::Io {
         path: path.into(),
         source,
-    })?;
+    };
+    let refuse = |message: String| DataError::Format {
+        path: path.into(),
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".into()));
+    }
+    if meta.len() > MAX_DECOMPRESSED {
+        return Err(refuse(format!(
+            "{} bytes is more than the {MAX_DECOMPRESSED} a data file may hold",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_DECOMPRESSED + 1).read_to_end(&mut bytes))
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_DECOMPRESSED {
+        return Err(refuse(format!("grows past {MAX_DECOMPRESSED} bytes")));
+    }
+    Ok(bytes)
+}
+
+/// Loads a digits-format CSV (optionally gzipped) from a file.
+pub fn digits_csv(path: &Path) -> Result<Dataset> {
+    let bytes = read_file(path)?;
     let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
         gunzip(path, &bytes)?
     } else {
@@ -221,10 +250,7 @@ pub fn digits_csv(path: &Path) -> Result<Dataset> {
 
 /// Reads an IDX file (optionally gzipped): returns the dimensions and the u8 values.
 pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let raw = read_file(path)?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         gunzip(path, &raw)?
     } else {
@@ -336,6 +362,22 @@ pub fn bundled_mnist_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_are_read() {
+        // A link to /dev/zero would never end; a directory is no file either.
+        let dir = std::env::temp_dir().join(format!("ff-data-special-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let zero = dir.join("zero.idx");
+        let _ = std::fs::remove_file(&zero);
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let e = read_idx(&zero).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = digits_csv(&dir).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn bundled_digits_have_the_documented_counts() {
