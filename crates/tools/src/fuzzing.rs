@@ -488,9 +488,12 @@ pub fn graph_ops_count(data: &[u8]) -> usize {
 /// without the compiler passes and numerics checks.
 fn exercise(g: &Graph, b: &mut Bytes) -> usize {
     let ops = g.operations();
+    // Graphs may legally ask for gigabytes (a random op of 2^30 elements); the memory limit turns
+    // that into an error, as it would for a user running a graph from elsewhere.
     let options = SessionOptions {
         optimize: b.byte() & 1 == 0,
         check_numerics: b.byte() & 1 == 1,
+        memory_limit: Some(256 << 20),
         ..SessionOptions::default()
     };
     let sess = Session::with_options(g, options);
