@@ -11,6 +11,24 @@ fn dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tf-checkpoint")
 }
 
+/// The graph `outputs` need from the `.meta` at `meta`, initialized, then restored from the
+/// checkpoint `prefix`.
+fn import_and_restore(
+    meta: &std::path::Path,
+    prefix: &std::path::Path,
+    outputs: &[&str],
+) -> (Graph, Session) {
+    let g = import_tf_meta_graph(meta, outputs).unwrap();
+    let sess = Session::new(&g);
+    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
+        .unwrap();
+    Saver::new(&g, VarList::All)
+        .unwrap()
+        .restore(&sess, &prefix.to_string_lossy())
+        .unwrap();
+    (g, sess)
+}
+
 #[test]
 fn a_tensorflow_meta_graph_imports_restores_and_gives_tensorflows_logits() {
     let exp = tf_probe::expected(&dir());
@@ -78,16 +96,13 @@ fn a_tensorflow_training_step_is_refused_naming_every_op_type_ferroflow_lacks() 
 fn a_tensorflow_cnn_meta_graph_with_resource_variables_gives_tensorflows_logits() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tf-cnn-checkpoint");
     let exp = tf_probe::expected(&dir);
-    let g = import_tf_meta_graph(&dir.join("model.ckpt.meta"), &["BiasAdd_1:0"]).unwrap();
+    let (g, sess) = import_and_restore(
+        &dir.join("model.ckpt.meta"),
+        &dir.join("model.ckpt"),
+        &["BiasAdd_1:0"],
+    );
     let vars: Vec<Variable> = g.get_collection(keys::GLOBAL_VARIABLES, None).unwrap();
     assert_eq!(vars.len(), 8);
-    let sess = Session::new(&g);
-    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
-        .unwrap();
-    Saver::new(&g, VarList::All)
-        .unwrap()
-        .restore(&sess, &dir.join("model.ckpt").to_string_lossy())
-        .unwrap();
     let x = g.get_tensor_by_name("X:0").unwrap();
     let logits = g.get_tensor_by_name("BiasAdd_1:0").unwrap();
     tf_probe::assert_logits(&sess, x, logits, &exp, 1e-5);
@@ -228,18 +243,11 @@ fn a_tf_format_saver_writes_a_meta_graph_both_read() {
 fn a_tensorflow_batch_norm_graph_gives_tensorflows_logits() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tf-bn-checkpoint");
     let exp = tf_probe::expected(&dir);
-    let g = import_tf_meta_graph(
+    let (g, sess) = import_and_restore(
         &dir.join("model.ckpt.meta"),
+        &dir.join("model.ckpt"),
         &["logits:0", "bn1/moving_mean/read:0"],
-    )
-    .unwrap();
-    let sess = Session::new(&g);
-    sess.run_targets(&[g.global_variables_initializer().unwrap()], &[])
-        .unwrap();
-    Saver::new(&g, VarList::All)
-        .unwrap()
-        .restore(&sess, &dir.join("model.ckpt").to_string_lossy())
-        .unwrap();
+    );
     let x = g.get_tensor_by_name("X:0").unwrap();
     let logits = g.get_tensor_by_name("logits:0").unwrap();
     tf_probe::assert_logits(&sess, x, logits, &exp, 1e-5);
