@@ -148,22 +148,16 @@ fn export_op_zoo(
         ],
         &[],
     )?;
-    let mut json = format!("{{\"meta\": {:?}, \"inputs\": [", path.to_string_lossy());
-    for (i, row) in probe.images.rows().into_iter().enumerate() {
-        let sep = if i == 0 { "" } else { ", " };
-        let cells: Vec<String> = row.iter().map(|v| format!("{v:e}")).collect();
-        write!(json, "{sep}[{}]", cells.join(", "))?;
-    }
-    let labels: Vec<String> = probe.labels.iter().map(|l| l.to_string()).collect();
-    write!(
-        json,
-        "], \"labels\": [{}], \"outputs\": {{",
-        labels.join(", ")
-    )?;
+    let mut json = format!(
+        "{{\"meta\": {:?}, \"inputs\": {}, \"labels\": {}, \"outputs\": {{",
+        path.to_string_lossy(),
+        image_rows(probe),
+        numbers(probe.labels.iter().map(|&l| l as f64)),
+    );
     for (i, (t, v)) in outputs.iter().zip(&values).enumerate() {
         let sep = if i == 0 { "" } else { ", " };
-        let cells: Vec<String> = v.to_f64_vec().iter().map(|v| format!("{v:e}")).collect();
-        write!(json, "{sep}\"{}:0\": [{}]", g.op_name(*t), cells.join(", "))?;
+        let name = g.op_name(*t);
+        write!(json, "{sep}\"{name}:0\": {}", numbers(v.to_f64_vec()))?;
     }
     json.push_str("}}\n");
     std::fs::write(out.join("ops_probe.json"), json)?;
@@ -233,25 +227,19 @@ fn write_probe(
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let lv = sess.run_one(logits, &[feed(x, probe.images.clone().into_dyn())])?;
     let mut json = String::from("{\"prefix\": ");
+    let logit_rows: Vec<String> = lv
+        .to_f64_vec()
+        .chunks(10)
+        .map(|row| numbers(row.iter().copied()))
+        .collect();
     write!(
         json,
-        "{:?}, \"logits_tensor\": {:?}, \"inputs\": [",
+        "{:?}, \"logits_tensor\": {:?}, \"inputs\": {}, \"logits\": [{}], \"sums\": {{",
         prefix,
-        format!("{}:0", sess.graph().op_name(logits))
+        format!("{}:0", sess.graph().op_name(logits)),
+        image_rows(probe),
+        logit_rows.join(", ")
     )?;
-    for (i, row) in probe.images.rows().into_iter().enumerate() {
-        let sep = if i == 0 { "" } else { ", " };
-        let cells: Vec<String> = row.iter().map(|v| format!("{v:e}")).collect();
-        write!(json, "{sep}[{}]", cells.join(", "))?;
-    }
-    json.push_str("], \"logits\": [");
-    let lvals = lv.to_f64_vec();
-    for (i, row) in lvals.chunks(10).enumerate() {
-        let sep = if i == 0 { "" } else { ", " };
-        let cells: Vec<String> = row.iter().map(|v| format!("{v:e}")).collect();
-        write!(json, "{sep}[{}]", cells.join(", "))?;
-    }
-    json.push_str("], \"sums\": {");
     for (i, (key, v)) in saver.entries().iter().enumerate() {
         let sep = if i == 0 { "" } else { ", " };
         let sum: f64 = sess.variable_value(*v)?.to_f64_vec().iter().sum();
@@ -260,4 +248,21 @@ fn write_probe(
     json.push_str("}}\n");
     std::fs::write(path, json)?;
     Ok(())
+}
+
+/// A JSON list of numbers.
+fn numbers(values: impl IntoIterator<Item = f64>) -> String {
+    let cells: Vec<String> = values.into_iter().map(|v| format!("{v:e}")).collect();
+    format!("[{}]", cells.join(", "))
+}
+
+/// The probe images as a JSON list of rows.
+fn image_rows(probe: &ferroflow::data::Dataset) -> String {
+    let rows: Vec<String> = probe
+        .images
+        .rows()
+        .into_iter()
+        .map(|row| numbers(row.iter().map(|&v| f64::from(v))))
+        .collect();
+    format!("[{}]", rows.join(", "))
 }

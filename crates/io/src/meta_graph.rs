@@ -130,8 +130,8 @@ pub fn export_meta_graph(g: &Graph, path: &Path, saver: Option<&Saver>) -> Resul
     })
 }
 
-fn read_def(path: &Path) -> Result<MetaGraphDef> {
-    let bytes = crate::files::read_bounded(path, MAX_BODY + 24, "meta-graph")?;
+/// The meta-graph in `bytes`, read from `path` (named in errors).
+fn read_def(path: &Path, bytes: &[u8]) -> Result<MetaGraphDef> {
     let word = |range: std::ops::Range<usize>| bytes.get(range).unwrap_or(&[]);
     if bytes.len() < 24 || word(0..8) != MAGIC {
         return Err(meta_err(path, "not a ferroflow meta-graph (bad magic)"));
@@ -171,27 +171,14 @@ fn read_def(path: &Path) -> Result<MetaGraphDef> {
         .map_err(|e| meta_err(path, format!("undecodable meta-graph: {e}")))
 }
 
-/// Whether the file at `path` begins with ferroflow's meta-graph magic.
-fn has_magic(path: &Path) -> Result<bool> {
-    use std::io::Read;
-    let (file, _) = crate::files::open_regular(path, "meta-graph")?;
-    let mut head = Vec::with_capacity(MAGIC.len());
-    file.take(MAGIC.len() as u64)
-        .read_to_end(&mut head)
-        .map_err(|source| IoError::Io {
-            path: path.into(),
-            source,
-        })?;
-    Ok(head == MAGIC)
-}
-
 /// `tf.train.import_meta_graph(path)`: rebuilds the graph into a fresh `Graph`, with its collections and
 /// get_variable store, and returns the saver stored with it (if any). A file in TensorFlow's
 /// `MetaGraphDef` format (what a `Saver` writes beside a checkpoint in TF's format, or TensorFlow
 /// itself) is imported whole by [`crate::import_tf_meta_graph`], with a saver of all its variables.
 pub fn import_meta_graph(path: &Path) -> Result<(Graph, Option<Saver>)> {
-    if !has_magic(path)? {
-        let g = crate::tf_graph::import_tf_meta_graph(path, &[])?;
+    let bytes = crate::files::read_bounded(path, MAX_BODY + 24, "meta-graph")?;
+    if !bytes.starts_with(&MAGIC) {
+        let g = crate::tf_graph::import_tf_bytes(path, &bytes, &[])?;
         let vars: Vec<ferroflow_core::Variable> =
             g.get_collection(ferroflow_core::keys::GLOBAL_VARIABLES, None)?;
         let saver = if vars.is_empty() {
@@ -201,7 +188,7 @@ pub fn import_meta_graph(path: &Path) -> Result<(Graph, Option<Saver>)> {
         };
         return Ok((g, saver));
     }
-    let def = read_def(path)?;
+    let def = read_def(path, &bytes)?;
     let g = Graph::new();
     for n in &def.nodes {
         use bincode::Options;

@@ -100,6 +100,7 @@ mod export;
 mod import;
 pub use export::export_tf_meta_graph;
 pub(crate) use export::export_tf_meta_graph_of_all;
+pub(crate) use import::import_tf_bytes;
 pub use import::import_tf_meta_graph;
 
 /// TF's `MetaGraphDef`: the graph and its collections.

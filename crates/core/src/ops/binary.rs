@@ -29,6 +29,18 @@ pub enum BinaryKind {
 }
 
 impl BinaryKind {
+    /// Every kind (TF has an op for each).
+    pub const ALL: [BinaryKind; 8] = [
+        BinaryKind::Add,
+        BinaryKind::Sub,
+        BinaryKind::Mul,
+        BinaryKind::Div,
+        BinaryKind::Pow,
+        BinaryKind::Maximum,
+        BinaryKind::Minimum,
+        BinaryKind::SquaredDifference,
+    ];
+
     #[inline(always)]
     fn apply<T: Float>(self, x: T, y: T) -> T {
         match self {

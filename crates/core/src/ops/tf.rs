@@ -81,38 +81,6 @@ pub const MAX_FILLED: usize = 1 << 26;
 /// A TF node's attributes by name, as ferroflow reads them.
 pub type TfAttrs = std::collections::BTreeMap<String, TfAttr>;
 
-/// The unary functions TF has an op of the same name for (`LeakyRelu` aside: it has a parameter).
-const UNARY: [UnaryKind; 17] = [
-    UnaryKind::Neg,
-    UnaryKind::Square,
-    UnaryKind::Sqrt,
-    UnaryKind::Exp,
-    UnaryKind::Log,
-    UnaryKind::Abs,
-    UnaryKind::Sign,
-    UnaryKind::Reciprocal,
-    UnaryKind::Sigmoid,
-    UnaryKind::Tanh,
-    UnaryKind::Relu,
-    UnaryKind::Relu6,
-    UnaryKind::Elu,
-    UnaryKind::Selu,
-    UnaryKind::Softplus,
-    UnaryKind::Floor,
-    UnaryKind::Rsqrt,
-];
-
-const BINARY: [BinaryKind; 8] = [
-    BinaryKind::Add,
-    BinaryKind::Sub,
-    BinaryKind::Mul,
-    BinaryKind::Div,
-    BinaryKind::Pow,
-    BinaryKind::Maximum,
-    BinaryKind::Minimum,
-    BinaryKind::SquaredDifference,
-];
-
 /// The ferroflow op of a TF node of type `op` with `attrs`: the inverse of [`OpDef::tf_node`].
 /// `consts` holds, per input, its value when the input is a constant. Returns the op and how many
 /// leading inputs it takes as graph inputs (the others, a reshape's shape or a reduction's axes,
@@ -161,10 +129,10 @@ pub fn op_from_tf(
             .map(|d| usize::try_from(d).map_err(|_| format!("dimension {d}")))
             .collect()
     };
-    if let Some(kind) = UNARY.iter().find(|k| k.type_name() == op) {
+    if let Some(kind) = UnaryKind::TF_OPS.iter().find(|k| k.type_name() == op) {
         return Ok((Unary { kind: *kind }.into(), 1));
     }
-    if let Some(kind) = BINARY
+    if let Some(kind) = BinaryKind::ALL
         .iter()
         .find(|k| Binary { kind: **k }.type_name() == op)
     {

@@ -186,12 +186,23 @@ impl<'a> Walk<'a> {
 /// training step of a TF graph (its `gradients/` and optimizer nodes) is left out by naming only
 /// inference outputs.
 pub fn import_tf_meta_graph(path: &Path, outputs: &[&str]) -> Result<Graph> {
+    let bytes = crate::files::read_bounded(path, MAX_META, "TensorFlow meta-graph")?;
+    import_tf_bytes(path, &bytes, outputs)
+}
+
+/// [`import_tf_meta_graph`] of a file already read (`path` names it in errors).
+pub(crate) fn import_tf_bytes(path: &Path, bytes: &[u8], outputs: &[&str]) -> Result<Graph> {
     let err = |message: String| IoError::MetaGraph {
         path: path.into(),
         message,
     };
-    let bytes = crate::files::read_bounded(path, MAX_META, "TensorFlow meta-graph")?;
-    let meta = <MetaGraphDef as prost::Message>::decode(bytes.as_slice())
+    if bytes.len() as u64 > MAX_META {
+        return Err(err(format!(
+            "a TensorFlow meta-graph of {} bytes is more than the {MAX_META} this build reads",
+            bytes.len()
+        )));
+    }
+    let meta = <MetaGraphDef as prost::Message>::decode(bytes)
         .map_err(|e| err(format!("not a TensorFlow MetaGraphDef: {e}")))?;
     let nodes = meta.graph_def.map(|d| d.node).unwrap_or_default();
     // Protobuf decoding accepts much that is not one: a file without a node is not a graph.
@@ -309,9 +320,7 @@ pub fn import_tf_meta_graph(path: &Path, outputs: &[&str]) -> Result<Graph> {
     let mut trainable = Vec::new();
     for (v, is_trainable) in &variables {
         let name = strip(&v.variable_name);
-        if *is_trainable && !needed.iter().any(|n| strip(&n.variable_name) == name) {
-            continue;
-        }
+        // A variable whose nodes the outputs did not need was not imported: it is left out.
         let Ok(var) = g.variable_from_names(&name, &strip(&v.snapshot_name), &v.initializer_name)
         else {
             continue;

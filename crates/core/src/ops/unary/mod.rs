@@ -106,6 +106,29 @@ pub trait UnaryVisitor {
 }
 
 impl UnaryKind {
+    /// The functions TensorFlow has an op of the same name for and no parameter: what a TF node's
+    /// type maps back to, and (with `LeakyRelu`) the ones written as TF nodes. Not `Gelu`, which
+    /// is a Python composite in TF.
+    pub const TF_OPS: [UnaryKind; 17] = [
+        UnaryKind::Neg,
+        UnaryKind::Square,
+        UnaryKind::Sqrt,
+        UnaryKind::Exp,
+        UnaryKind::Log,
+        UnaryKind::Abs,
+        UnaryKind::Sign,
+        UnaryKind::Reciprocal,
+        UnaryKind::Sigmoid,
+        UnaryKind::Tanh,
+        UnaryKind::Relu,
+        UnaryKind::Relu6,
+        UnaryKind::Elu,
+        UnaryKind::Selu,
+        UnaryKind::Softplus,
+        UnaryKind::Floor,
+        UnaryKind::Rsqrt,
+    ];
+
     /// Calls `v` with this kind's function type.
     #[inline(always)]
     pub fn visit<V: UnaryVisitor>(self, v: V) -> V::Output {
@@ -265,12 +288,11 @@ impl OpDef for Unary {
     }
     fn tf_node(&self, inputs: &[TensorInfo]) -> Option<TfNode> {
         match self.kind {
-            // TF's gelu is a Python composite, not an op.
-            UnaryKind::Gelu => None,
             UnaryKind::LeakyRelu { alpha } => {
                 Some(TfNode::typed(inputs)?.with("alpha", TfAttr::Float(alpha)))
             }
-            _ => TfNode::typed(inputs),
+            k if UnaryKind::TF_OPS.contains(&k) => TfNode::typed(inputs),
+            _ => None,
         }
     }
     fn is_relu(&self) -> bool {
