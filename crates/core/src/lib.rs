@@ -22,10 +22,13 @@ pub use error::{Error, Result};
 pub use ferroflow_cpu as cpu;
 /// The CPU backend's configuration, part of [`SessionOptions`].
 pub use ferroflow_cpu::CpuConfig;
+/// The ranks of a data-parallel job, part of [`SessionOptions`]; a group of threads for tests.
+pub use ferroflow_cpu::{Communicator, LocalGroup, LocalRank};
 pub use graph::{
     keys, CollectionItem, Graph, Operation, Reuse, ScopeGuard, ScopeRegex, Tensor, VarOptions,
     Variable,
 };
 pub use init::{FanMode, Initializer, VsDistribution};
+pub use ops::collective::{CollectiveOp, Reduction};
 pub use session::{feed, OpProfile, Session, SessionOptions};
 pub use value::Value;

@@ -297,7 +297,7 @@ pub(crate) fn compile(
                     StepKind::Alias
                 }
                 op => {
-                    debug_assert_eq!(op.kind(), OpKind::Pure);
+                    debug_assert_ne!(op.kind(), OpKind::Stateful);
                     for &i in &n.inputs {
                         inputs.push(slot(i)?);
                     }

@@ -9,7 +9,7 @@ use crate::ops::kernels::FloatArray;
 use crate::ops::state::AssignMode;
 use crate::plan::{self, Plan, StepKind};
 use crate::value::Value;
-use ferroflow_cpu::{Context, CpuConfig, MemoryBudget, VecPool, Workers, Workspaces};
+use ferroflow_cpu::{Communicator, Context, CpuConfig, MemoryBudget, VecPool, Workers, Workspaces};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use smallvec::SmallVec;
@@ -59,6 +59,10 @@ pub struct SessionOptions {
     /// before allocating, with TF's "OOM when allocating" error naming the node, as a device out
     /// of memory does in TF. Pooled storage counts as soon as a kernel takes it.
     pub memory_limit: Option<usize>,
+    /// The ranks of the data-parallel job this process is one of, for the collective ops
+    /// (`all_reduce`, `broadcast`, `all_gather`); `None` (the default): a graph with collectives
+    /// fails at the first one, saying it needs a communicator.
+    pub communicator: Option<Arc<dyn Communicator>>,
 }
 
 /// The profile's totals per (op type, built by `gradients`): calls, time, calls run in place.
@@ -93,6 +97,7 @@ impl Default for SessionOptions {
             adapt_threads: true,
             workers: None,
             memory_limit: None,
+            communicator: None,
         }
     }
 }
@@ -242,6 +247,9 @@ impl Session {
         let mut ctx = Context::new(&state.cpu, threads).with_workspaces(workspaces);
         if self.options.reuse_buffers {
             ctx = ctx.with_pool(&state.pool);
+        }
+        if let Some(comm) = &self.options.communicator {
+            ctx = ctx.with_communicator(&**comm);
         }
         let mut run = Run {
             vars: &mut state.vars,

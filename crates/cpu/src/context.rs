@@ -1,8 +1,9 @@
 //! The execution context every kernel receives: the configuration, how many threads it may use, the
 //! pool its output storage comes from and the packing workspaces of the matrix products. A session
 //! builds one per run from state it owns; nothing a kernel needs is reached through a thread-local
-//! or a global. A second backend (a communicator for collectives, a device) is one more field here.
+//! or a global. The communicator of a data-parallel job is one more field; so would a device be.
 
+use crate::comm::Communicator;
 use crate::config::CpuConfig;
 use crate::error::{Error, Result};
 use crate::pool::VecPool;
@@ -21,6 +22,7 @@ pub struct Context<'a> {
     pool: Option<&'a Mutex<VecPool>>,
     workspaces: Option<&'a Workspaces>,
     budget: Option<&'a MemoryBudget>,
+    comm: Option<&'a dyn Communicator>,
 }
 
 impl Context<'static> {
@@ -33,6 +35,7 @@ impl Context<'static> {
             pool: None,
             workspaces: None,
             budget: None,
+            comm: None,
         }
     }
 }
@@ -46,6 +49,7 @@ impl<'a> Context<'a> {
             pool: None,
             workspaces: None,
             budget: None,
+            comm: None,
         }
     }
 
@@ -71,6 +75,19 @@ impl<'a> Context<'a> {
             budget: Some(budget),
             ..self
         }
+    }
+
+    /// This context with collectives run over `comm` (the ranks of a data-parallel job).
+    pub fn with_communicator(self, comm: &'a dyn Communicator) -> Self {
+        Context {
+            comm: Some(comm),
+            ..self
+        }
+    }
+
+    /// The communicator collectives run over, if the session has one.
+    pub fn communicator(&self) -> Option<&'a dyn Communicator> {
+        self.comm
     }
 
     /// This context limited to `threads` threads.

@@ -5,10 +5,11 @@
 //! allocator for large buffers ([`alloc`]).
 //!
 //! It knows nothing about graphs: every kernel takes a [`Context`] (configuration, threads, pool,
-//! workspaces) and slices or strided matrices. All of ferroflow's `unsafe` is here.
+//! workspaces, and for collectives a [`Communicator`]) and slices or strided matrices. All of ferroflow's `unsafe` is here.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod alloc;
+pub mod comm;
 pub mod config;
 pub mod context;
 pub mod conv;
@@ -19,6 +20,7 @@ pub mod parallel;
 pub mod pool;
 pub mod simd;
 
+pub use comm::{CallInfo, CollectiveKind, CommBuf, Communicator, LocalGroup, LocalRank};
 pub use config::{ConfigError, CpuConfig};
 pub use context::{Context, MemoryBudget, Workers, Workspaces};
 pub use error::{Error, Result};

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod batch_norm;
 pub mod bias;
 pub mod binary;
+pub mod collective;
 pub mod conv;
 pub mod indexing;
 pub(crate) mod kernels;
@@ -55,6 +56,9 @@ pub enum OpKind {
     Pure,
     /// Reads or writes session state, or draws random numbers: executed by the session itself.
     Stateful,
+    /// Communicates with the other ranks of a data-parallel job: its kernel runs like a pure op's,
+    /// but it is never folded or deduplicated (every rank must make the same calls).
+    Collective,
 }
 
 /// What a gradient rule sees of the node it differentiates.
@@ -231,6 +235,7 @@ op_list! {
     Pool(conv::pool::Pool),
     BiasAdd(bias::BiasAdd),
     BiasAddGrad(bias::BiasAddGrad),
+    Collective(collective::Collective),
 }
 
 impl Op {

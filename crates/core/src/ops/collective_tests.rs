@@ -1,0 +1,146 @@
+//! The collectives on a group of three (or two) ranks that are threads, each building its own graph
+//! and session as a process of a real job would.
+
+use super::{CollectiveOp, Reduction};
+use crate::{DType, Graph, LocalGroup, Session, SessionOptions, Tensor, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs `f(rank, graph)` on every rank of a group of `size`, each on its own thread, and evaluates
+/// the tensors it returns in a session over the group.
+fn on_ranks(size: usize, f: impl Fn(usize, &Graph) -> Vec<Tensor> + Sync) -> Vec<Vec<Vec<f64>>> {
+    let ranks = LocalGroup::new(size, Duration::from_secs(60));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ranks
+            .into_iter()
+            .enumerate()
+            .map(|(r, comm)| {
+                let f = &f;
+                s.spawn(move || {
+                    let g = Graph::new();
+                    let fetches = f(r, &g);
+                    let options = SessionOptions {
+                        communicator: Some(Arc::new(comm)),
+                        ..SessionOptions::with_threads(1)
+                    };
+                    let sess = Session::with_options(&g, options);
+                    let out = sess.run(&fetches, &[], &[]).unwrap();
+                    out.iter().map(Value::to_f64_vec).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn vector(g: &Graph, data: &[f64]) -> Tensor {
+    g.constant(Value::from_f64(&[data.len()], data.to_vec()).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn all_reduce_sums_and_averages_over_the_ranks() {
+    // Rank r holds [r, 1]: over ranks 0, 1, 2 the sum is [3, 3] and the mean [1, 1]. The inputs are
+    // constants: the plan must not fold a collective away at compile time.
+    let out = on_ranks(3, |r, g| {
+        let x = vector(g, &[r as f64, 1.0]);
+        vec![
+            g.all_reduce(x, Reduction::Sum).unwrap(),
+            g.all_reduce(x, Reduction::Mean).unwrap(),
+        ]
+    });
+    for rank in out {
+        assert_eq!(rank, vec![vec![3.0, 3.0], vec![1.0, 1.0]]);
+    }
+}
+
+#[test]
+fn the_gradient_of_a_sum_all_reduce_is_the_sum_of_every_ranks_gradient() {
+    // Rank r's loss is Σ w_r·y with y = Σ_q x_q: the total loss's gradient by x_r is Σ_q w_q, the
+    // same on every rank: [1+3, 2+4] for w_0 = [1, 2], w_1 = [3, 4]. With a mean all-reduce it is
+    // half that.
+    for (reduction, scale) in [(Reduction::Sum, 1.0), (Reduction::Mean, 0.5)] {
+        let out = on_ranks(2, |r, g| {
+            let x = vector(g, &[5.0, 6.0]);
+            let w = vector(g, &[1.0 + 2.0 * r as f64, 2.0 + 2.0 * r as f64]);
+            let y = g.all_reduce(x, reduction).unwrap();
+            let loss = g.reduce_sum(g.mul(w, y).unwrap(), None, false).unwrap();
+            vec![g.gradients(&[loss], &[x]).unwrap()[0].unwrap()]
+        });
+        for rank in out {
+            assert_eq!(rank, vec![vec![4.0 * scale, 6.0 * scale]]);
+        }
+    }
+}
+
+#[test]
+fn broadcast_copies_the_root_and_its_gradient_sums_onto_the_root() {
+    // y = x_1 on every rank; with rank r's loss Σ (r+1)·y, the total's gradient is 1+2+3 = 6 on the
+    // root (rank 1) and 0 on the others.
+    let out = on_ranks(3, |r, g| {
+        let x = vector(g, &[10.0 * r as f64, 7.0]);
+        let y = g.broadcast(x, 1).unwrap();
+        let w = g.scalar(DType::F64, (r + 1) as f64).unwrap();
+        let loss = g.reduce_sum(g.mul(w, y).unwrap(), None, false).unwrap();
+        vec![y, g.gradients(&[loss], &[x]).unwrap()[0].unwrap()]
+    });
+    for (r, rank) in out.iter().enumerate() {
+        assert_eq!(rank[0], vec![10.0, 7.0]);
+        let root_grad = if r == 1 { 6.0 } else { 0.0 };
+        assert_eq!(rank[1], vec![root_grad, root_grad]);
+    }
+}
+
+#[test]
+fn all_gather_concatenates_in_rank_order_and_its_gradient_scatters_the_sum() {
+    // x_r = [[r, -r]]; gathered: [[0, 0], [1, -1], [2, -2]] on every rank, static shape [?, 2].
+    // With rank r's loss Σ (r+1)·y, each x_q's gradient is Σ_r (r+1) = 6 in every element.
+    let out = on_ranks(3, |r, g| {
+        let v = r as f64;
+        let x = g
+            .constant(Value::from_f64(&[1, 2], vec![v, -v]).unwrap())
+            .unwrap();
+        let y = g.all_gather(x).unwrap();
+        assert_eq!(g.info(y).unwrap().shape.dims(), Some(&[None, Some(2)][..]));
+        let w = g.scalar(DType::F64, (r + 1) as f64).unwrap();
+        let loss = g.reduce_sum(g.mul(w, y).unwrap(), None, false).unwrap();
+        vec![y, g.gradients(&[loss], &[x]).unwrap()[0].unwrap()]
+    });
+    for rank in out {
+        assert_eq!(rank[0], vec![0.0, 0.0, 1.0, -1.0, 2.0, -2.0]);
+        assert_eq!(rank[1], vec![6.0, 6.0]);
+    }
+}
+
+#[test]
+fn a_collective_without_a_communicator_names_what_it_needs() {
+    let g = Graph::new();
+    let y = g.all_reduce(vector(&g, &[1.0]), Reduction::Sum).unwrap();
+    let e = Session::new(&g).run_one(y, &[]).unwrap_err().to_string();
+    assert!(e.contains("HorovodAllreduce"), "{e}");
+    assert!(e.contains("SessionOptions::communicator"), "{e}");
+}
+
+#[test]
+fn shape_rules_refuse_bool_int_means_and_gathering_scalars() {
+    let g = Graph::new();
+    let b = g.constant(Value::from(true)).unwrap();
+    assert!(g
+        .all_reduce(b, Reduction::Sum)
+        .unwrap_err()
+        .to_string()
+        .contains("bool"));
+    let i = g.scalar(DType::I64, 1.0).unwrap();
+    assert!(g
+        .all_reduce(i, Reduction::Mean)
+        .unwrap_err()
+        .to_string()
+        .contains("int64"));
+    assert!(g.all_reduce(i, Reduction::Sum).is_ok());
+    let f = g.scalar(DType::F32, 1.0).unwrap();
+    let e = g
+        .collective(f, CollectiveOp::AllGather)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("scalar"), "{e}");
+}
