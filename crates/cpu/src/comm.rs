@@ -119,8 +119,7 @@ pub trait Communicator: Send + Sync + fmt::Debug {
 pub fn collective_error(rank: usize, call: &CallInfo, message: impl Into<String>) -> Error {
     Error::Collective {
         rank,
-        call: call.to_string(),
-        message: message.into(),
+        message: format!("{call}: {}", message.into()),
     }
 }
 
@@ -206,7 +205,7 @@ pub struct LocalGroup;
 impl LocalGroup {
     /// The `size` ranks of a new group (at least one); a call waits at most `timeout` for the other
     /// ranks before failing with an error that names the ranks it waited for.
-    pub fn new(size: usize, timeout: Duration) -> Vec<LocalRank> {
+    pub fn ranks(size: usize, timeout: Duration) -> Vec<LocalRank> {
         let size = size.max(1);
         let shared = Arc::new(Shared {
             round: Mutex::new(Round {
@@ -297,7 +296,7 @@ impl Communicator for LocalRank {
     }
     fn collective(&self, call: &CallInfo, data: CommBuf<'_>) -> Result<()> {
         let fail = |m: String| collective_error(self.rank, call, m);
-        if call.kind == CollectiveKind::AllGather && call.len % self.shared.size != 0 {
+        if call.kind == CollectiveKind::AllGather && !call.len.is_multiple_of(self.shared.size) {
             return Err(fail(format!(
                 "an all-gather buffer of {} elements is not {} equal segments",
                 call.len, self.shared.size
@@ -371,7 +370,7 @@ mod tests {
 
     /// Runs `f(rank)` on every rank of a group of `size`, each on its own thread.
     fn on_ranks<T: Send>(size: usize, f: impl Fn(&LocalRank) -> T + Sync) -> Vec<T> {
-        let ranks = LocalGroup::new(size, Duration::from_secs(30));
+        let ranks = LocalGroup::ranks(size, Duration::from_secs(30));
         std::thread::scope(|s| {
             let handles: Vec<_> = ranks
                 .iter()
@@ -445,7 +444,7 @@ mod tests {
 
     #[test]
     fn a_rank_that_leaves_fails_the_others_naming_it() {
-        let mut ranks = LocalGroup::new(2, Duration::from_secs(30));
+        let mut ranks = LocalGroup::ranks(2, Duration::from_secs(30));
         let gone = ranks.pop().unwrap();
         let r0 = ranks.pop().unwrap();
         let waiter = std::thread::spawn(move || {
@@ -465,7 +464,7 @@ mod tests {
 
     #[test]
     fn a_missing_rank_times_out_naming_it() {
-        let ranks = LocalGroup::new(3, Duration::from_millis(50));
+        let ranks = LocalGroup::ranks(3, Duration::from_millis(50));
         let mut v = vec![1.0f32];
         let m = ranks[0]
             .collective(

@@ -27,12 +27,8 @@ pub enum Error {
     },
     /// A collective that could not complete on this rank: another rank gone or late past the
     /// timeout, ranks making different calls, or the transport failing.
-    #[error("collective {call} on rank {rank}: {message}")]
-    Collective {
-        rank: usize,
-        call: String,
-        message: String,
-    },
+    #[error("collective on rank {rank}: {message}")]
+    Collective { rank: usize, message: String },
     /// Worker threads could not be started.
     #[error("cannot start {threads} worker threads: {message}")]
     Threads { threads: usize, message: String },

@@ -75,6 +75,15 @@ impl Dataset {
         let idx: Vec<usize> = (0..n.min(self.len())).collect();
         self.select(&idx)
     }
+    /// `tf.data.Dataset.shard(num_shards, index)`: the examples whose position modulo `num_shards` is
+    /// `index`, in order (each rank of a data-parallel job takes its own shard). `num_shards` 0 is
+    /// taken as 1; an `index` past the shards gives an empty set.
+    pub fn shard(&self, num_shards: usize, index: usize) -> Dataset {
+        let idx: Vec<usize> = (0..self.len())
+            .filter(|i| i % num_shards.max(1) == index)
+            .collect();
+        self.select(&idx)
+    }
     /// A seeded shuffle split into (train, test) with `test_fraction` of the examples in test.
     pub fn split(&self, test_fraction: f64, seed: u64) -> (Dataset, Dataset) {
         let mut idx: Vec<usize> = (0..self.len()).collect();
@@ -394,6 +403,21 @@ mod tests {
         assert_eq!(digits_split().1, test, "the split is fixed");
         let low = d.filter_classes(|l| l < 5, |l| l);
         assert_eq!(low.len(), 178 + 182 + 177 + 183 + 181);
+    }
+
+    #[test]
+    fn shards_split_the_examples_by_position_modulo_the_count() {
+        // 1797 digits in 4 shards: positions 0,4,8,... (450 of them), 1,5,9,... (449), ...
+        let d = digits();
+        let shards: Vec<Dataset> = (0..4).map(|i| d.shard(4, i)).collect();
+        assert_eq!(
+            shards.iter().map(Dataset::len).collect::<Vec<_>>(),
+            [450, 449, 449, 449]
+        );
+        assert_eq!(shards[1].labels[2], d.labels[9]);
+        assert_eq!(shards[3].images.row(0), d.images.row(3));
+        assert!(d.shard(4, 4).is_empty());
+        assert_eq!(d.shard(1, 0), d);
     }
 
     #[test]

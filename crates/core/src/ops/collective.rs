@@ -116,7 +116,7 @@ fn divide(value: &mut Value, n: usize) {
 /// Rank `r`'s segment of `value` along axis 0, of `size` equal segments.
 fn segment(value: &Value, r: usize, size: usize) -> OpResult<Value> {
     let rows = value.shape().first().copied().unwrap_or(0);
-    if rows % size != 0 {
+    if !rows.is_multiple_of(size) {
         return Err(KernelError::Shape(format!(
             "ReduceScatter: axis 0 of {:?} does not split into {size} equal segments",
             value.shape()

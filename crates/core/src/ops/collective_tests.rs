@@ -9,7 +9,7 @@ use std::time::Duration;
 /// Runs `f(rank, graph)` on every rank of a group of `size`, each on its own thread, and evaluates
 /// the tensors it returns in a session over the group.
 fn on_ranks(size: usize, f: impl Fn(usize, &Graph) -> Vec<Tensor> + Sync) -> Vec<Vec<Vec<f64>>> {
-    let ranks = LocalGroup::new(size, Duration::from_secs(60));
+    let ranks = LocalGroup::ranks(size, Duration::from_secs(60));
     std::thread::scope(|s| {
         let handles: Vec<_> = ranks
             .into_iter()
