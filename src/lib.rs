@@ -84,6 +84,9 @@ pub use ferroflow_core as core;
 pub use ferroflow_core::*;
 pub use ferroflow_data as data;
 pub use ferroflow_io as io;
+/// Data-parallel training over MPI (the `mpi` feature).
+#[cfg(feature = "mpi")]
+pub use ferroflow_mpi as mpi;
 pub use ferroflow_nn as nn;
 
 /// Everything a TF1-style program usually needs in scope.

@@ -3,6 +3,7 @@
 
 mod buffer_reuse;
 mod demos;
+mod distributed;
 mod fuzz_corpus;
 mod graph_building_prop;
 mod tf2_object_checkpoint;

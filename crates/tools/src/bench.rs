@@ -5,8 +5,9 @@
 use crate::{Result, ToolError};
 use ferroflow::nn::health::{Monitor, MonitorOptions};
 use ferroflow::nn::layers::{dense_with, Activation, DenseOptions};
-use ferroflow::nn::{clip_by_global_norm, losses, Optimizer};
+use ferroflow::nn::{clip_by_global_norm, losses, DistributedOptimizer, Optimizer};
 use ferroflow::prelude::*;
+use ferroflow::Reduction;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,9 +49,45 @@ fn dense(
     )?)
 }
 
+/// How a model trains as one rank of a data-parallel job (with a communicator in its session).
+#[derive(Clone, Debug)]
+pub struct Distribution {
+    /// The gradients are averaged over the ranks in buffers of up to this many bytes.
+    pub fusion_threshold: usize,
+    /// Batch normalization with the statistics of the global batch (synchronized over the ranks:
+    /// two more all-reduces per layer) rather than of each rank's shard.
+    pub sync_batch_norm: bool,
+}
+
+impl Default for Distribution {
+    fn default() -> Self {
+        Distribution {
+            fusion_threshold: ferroflow::nn::DEFAULT_FUSION_THRESHOLD,
+            sync_batch_norm: false,
+        }
+    }
+}
+
+/// The moments over axis 0 of the global batch, from each rank's shard of equal size: the mean of
+/// the shards' means, and the mean of the shards' variances plus their means' squared distances
+/// from the global mean. Differentiable, as the all-reduces are.
+fn global_moments(g: &Graph, z: Tensor) -> Result<(Tensor, Tensor)> {
+    let _s = g.name_scope("sync_moments")?;
+    let (mean, var) = g.moments(z, &[0], false)?;
+    let global_mean = g.all_reduce(mean, Reduction::Mean)?;
+    let spread = g.add(var, g.square(g.sub(mean, global_mean)?)?)?;
+    Ok((global_mean, g.all_reduce(spread, Reduction::Mean)?))
+}
+
 /// TF's `tf.nn.moments` + `tf.nn.batch_normalization` with the two moving-average updates in UPDATE_OPS,
-/// exactly as the reference script writes it.
-fn batch_norm(g: &Graph, z: Tensor, name: &str, momentum: f64, eps: f64) -> Result<Tensor> {
+/// exactly as the reference script writes it; with `sync`, the moments of the global batch.
+fn batch_norm(
+    g: &Graph,
+    z: Tensor,
+    name: &str,
+    (momentum, eps): (f64, f64),
+    sync: bool,
+) -> Result<Tensor> {
     let n = g
         .shape(z)?
         .dims()
@@ -77,7 +114,11 @@ fn batch_norm(g: &Graph, z: Tensor, name: &str, momentum: f64, eps: f64) -> Resu
             v("moving_variance", Initializer::Ones, false)?,
         )
     };
-    let (mean, var) = g.moments(z, &[0], false)?;
+    let (mean, var) = if sync {
+        global_moments(g, z)?
+    } else {
+        g.moments(z, &[0], false)?
+    };
     let decay = g.scalar(DType::F32, 1.0 - momentum)?;
     let u1 = g.assign_sub(mm, g.mul(decay, g.sub(mm.value(), mean)?)?)?;
     let u2 = g.assign_sub(mv, g.mul(decay, g.sub(mv.value(), var)?)?)?;
@@ -109,11 +150,22 @@ fn cnn(g: &Graph, x: Tensor, y: Tensor) -> Result<(Tensor, Operation, f64)> {
 
 /// Builds a benchmark model by name.
 pub fn build(model: &str) -> Result<BenchModel> {
+    build_with(model, None)
+}
+
+/// Builds a benchmark model by name, as one rank of a data-parallel job with `distribution` (the
+/// `cnn` model trains on one process only).
+pub fn build_with(model: &str, distribution: Option<&Distribution>) -> Result<BenchModel> {
     let g = Graph::new();
     g.set_random_seed(42);
     let x = g.named("X").placeholder(DType::F32, [None, Some(784)])?;
     let y = g.named("y").placeholder(DType::I64, [None])?;
     if model == "cnn" {
+        if distribution.is_some() {
+            return Err(ToolError::Usage(
+                "the cnn benchmark trains on one process only".into(),
+            ));
+        }
         let (loss, train, flop_per_example) = cnn(&g, x, y)?;
         return Ok(BenchModel {
             graph: g,
@@ -140,7 +192,11 @@ pub fn build(model: &str) -> Result<BenchModel> {
         let name = format!("hidden{i}");
         h = if model == "deep_bn" {
             let z = dense(&g, h, width, &name, None, false)?;
-            g.unary_op(act, batch_norm(&g, z, &format!("bn{i}"), 0.9, 1e-3)?)?
+            let sync = distribution.is_some_and(|d| d.sync_batch_norm);
+            g.unary_op(
+                act,
+                batch_norm(&g, z, &format!("bn{i}"), (0.9, 1e-3), sync)?,
+            )?
         } else {
             dense(&g, h, width, &name, Some(act), true)?
         };
@@ -155,11 +211,21 @@ pub fn build(model: &str) -> Result<BenchModel> {
         false,
     )?;
     let _ = losses::accuracy;
+    let distributed = |opt: Optimizer| {
+        distribution.map(|d| DistributedOptimizer::new(opt).fusion_threshold(d.fusion_threshold))
+    };
     let train = if model == "book" {
-        Optimizer::adam(0.001).minimize(&g, loss, None, None)?
+        let opt = Optimizer::adam(0.001);
+        match distributed(opt.clone()) {
+            Some(d) => d.minimize(&g, loss, None, None)?,
+            None => opt.minimize(&g, loss, None, None)?,
+        }
     } else {
         let opt = Optimizer::momentum(0.01, 0.9, false);
-        let gv = opt.compute_gradients(&g, loss, None)?;
+        let gv = match distributed(opt.clone()) {
+            Some(d) => d.compute_gradients(&g, loss, None)?,
+            None => opt.compute_gradients(&g, loss, None)?,
+        };
         let grads: Vec<Option<Tensor>> = gv.iter().map(|p| p.0).collect();
         let (clipped, _) = clip_by_global_norm(&g, &grads, 5.0)?;
         let gv2: Vec<(Option<Tensor>, Variable)> =

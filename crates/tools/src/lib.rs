@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod demos;
+pub mod distributed;
 mod error;
 pub mod fuzzing;
 pub mod health;

@@ -45,3 +45,31 @@ fn moments_normalization_and_the_total_derivative() {
     close(&out[4], &[3.0, 3.0], 0.0, "d / d offset");
     close(&out[5], &[0.0, 0.0], 1e-14, "d / d scale");
 }
+
+/// The same normalization with the statistics passed through identities (so the gradient cannot
+/// take the fused total derivative and goes through the mean and the variance separately) has
+/// the same gradient as the fused path, for a weighted sum whose total derivative is not zero.
+#[test]
+fn statistics_from_elsewhere_give_the_same_total_derivative() {
+    let g = Graph::new();
+    let (x, fx) = input(&g, &[3, 2], &[1.0, 10.0, 3.0, 20.0, 5.0, 60.0]);
+    let (w, fw) = input(&g, &[3, 2], &[1.0, -2.0, 0.5, 3.0, 2.0, 1.0]);
+    let (scale, fs) = input(&g, &[2], &[2.0, 1.0]);
+    let (mean, var) = g.moments(x, &[0], false).unwrap();
+    let fused = g
+        .batch_normalization(x, mean, var, None, Some(scale), 1e-3)
+        .unwrap();
+    let (m2, v2) = (g.identity(mean).unwrap(), g.identity(var).unwrap());
+    let apart = g
+        .batch_normalization(x, m2, v2, None, Some(scale), 1e-3)
+        .unwrap();
+    let loss = |y| g.reduce_sum(g.mul(w, y).unwrap(), None, false).unwrap();
+    let fetches = [grad(&g, loss(fused), x), grad(&g, loss(apart), x)];
+    let out = eval(&g, &fetches, &[fx, fw, fs]);
+    close(
+        &out[1],
+        &out[0],
+        1e-12,
+        "d loss / dx through the statistics",
+    );
+}
