@@ -6,6 +6,8 @@ mod demos;
 mod distributed;
 mod fuzz_corpus;
 mod graph_building_prop;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod tf2_object_checkpoint;
 mod tf_checkpoint;
 mod tf_cnn_checkpoint;
