@@ -92,6 +92,14 @@ struct BenchArgs {
     /// Do not mark large buffers for transparent huge pages.
     #[arg(long)]
     no_huge_pages: bool,
+    /// Run as one rank of an MPI job (start with `mpirun -np N ferroflow bench --mpi`): each batch
+    /// is the global batch, split over the ranks; rank 0 prints each rank's steps/s and the share
+    /// of its step spent in collectives. Needs a build with the `mpi` feature.
+    #[arg(long, conflicts_with_all = ["ab", "health_every", "profile"])]
+    mpi: bool,
+    /// With --mpi: synchronize batch normalization's statistics over the ranks.
+    #[arg(long, requires = "mpi")]
+    sync_batch_norm: bool,
 }
 
 /// Large buffers on transparent huge pages (`bench --no-huge-pages` turns that off).
@@ -297,6 +305,9 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
             "# dispatch: {us:.3} us per node (chain of 5000 scalar adds)"
         ))?;
     }
+    if args.mpi {
+        return bench_mpi(args);
+    }
     let mut options = ferroflow::SessionOptions::with_threads(threads);
     for setting in &args.set {
         bench::apply_setting(&mut options, setting)?;
@@ -359,4 +370,64 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `bench --mpi`: this process is one rank of the job.
+#[cfg(feature = "mpi")]
+fn bench_mpi(args: &BenchArgs) -> Result<(), Failure> {
+    use ferroflow::mpi::{init, MpiOptions};
+    use ferroflow_tools::bench::Distribution;
+    use ferroflow_tools::distributed::{run_ranks, Rank};
+    let mpi = init().map_err(|e| Failure::Message(format!("cannot start MPI: {e}")))?;
+    let comm = mpi.communicator(MpiOptions::default());
+    let rank = Rank {
+        comm: comm.clone(),
+        distribution: Distribution {
+            sync_batch_norm: args.sync_batch_norm,
+            ..Distribution::default()
+        },
+    };
+    for model in &args.models {
+        for &batch in &args.batches {
+            let speeds = run_ranks(
+                model,
+                batch as usize,
+                args.threads as usize,
+                args.seconds,
+                &rank,
+                &|| comm.time_in_collectives().0,
+            )?;
+            if mpi.is_chief() {
+                let each = |f: &dyn Fn(&ferroflow_tools::distributed::RankSpeed) -> f64| {
+                    speeds
+                        .iter()
+                        .map(|s| format!("{:.3}", f(s)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let slowest = speeds
+                    .iter()
+                    .map(|s| s.steps_per_s)
+                    .fold(f64::INFINITY, f64::min);
+                say(&format!(
+                    "{{\"engine\": \"ferroflow {} mpi\", \"model\": \"{model}\", \"batch\": {batch}, \"ranks\": {}, \"threads\": {}, \"steps_per_s\": {slowest:.2}, \"rank_steps_per_s\": [{}], \"communication_share\": [{}]}}",
+                    env!("CARGO_PKG_VERSION"),
+                    mpi.size(),
+                    args.threads,
+                    each(&|s| s.steps_per_s),
+                    each(&|s| s.communication),
+                ))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `bench --mpi` in a build without MPI.
+#[cfg(not(feature = "mpi"))]
+fn bench_mpi(_args: &BenchArgs) -> Result<(), Failure> {
+    Err(Failure::Message(
+        "this ferroflow was built without MPI: build it with `--features mpi` (Open MPI needed)"
+            .into(),
+    ))
 }
