@@ -131,6 +131,83 @@ pub(crate) fn recover_dir(path: &Path) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+    let lock = dir.join(LOCK_NAME);
+    if lock_holder(&lock).is_some_and(|(host, pid)| host == this_host() && gone(pid)) {
+        let _ = std::fs::remove_file(lock);
+    }
+}
+
+/// The lock a save holds on its directory (the state file `checkpoint` and the prefixes in it).
+const LOCK_NAME: &str = "checkpoint.ferroflow-lock";
+
+/// This host's name, as the lock records it (empty where `/proc` does not say).
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The host and process that hold `lock`, when it exists and says.
+fn lock_holder(lock: &Path) -> Option<(String, u32)> {
+    let text = std::fs::read_to_string(lock).ok()?;
+    let (host, pid) = text.trim().rsplit_once(' ')?;
+    Some((host.to_string(), pid.parse().ok()?))
+}
+
+/// A save's hold on its directory: two saves into one directory at once (two ranks of a job, two
+/// threads) would race on the state file and on any prefix they share, so the second is refused
+/// with [`IoError::Busy`]. The lock names its host and process; one left by a process of this host
+/// that no longer runs is taken over. Released when dropped.
+pub(crate) struct SaveLock {
+    path: PathBuf,
+}
+
+impl SaveLock {
+    /// Takes the lock of the directory holding `file`.
+    pub(crate) fn take(file: &Path) -> Result<SaveLock> {
+        let path = dir_of(file).join(LOCK_NAME);
+        let me = format!("{} {}", this_host(), std::process::id());
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    f.write_all(me.as_bytes()).map_err(io_err(&path))?;
+                    return Ok(SaveLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = lock_holder(&path);
+                    let stale = holder.as_ref().is_some_and(|(host, pid)| {
+                        *host == this_host()
+                            && *pid != std::process::id()
+                            && Path::new("/proc/self").exists()
+                            && !Path::new("/proc").join(pid.to_string()).exists()
+                    });
+                    if !stale {
+                        let holder = match holder {
+                            Some((host, pid)) => format!("held by process {pid} on host '{host}'"),
+                            None => "its lock is being written".into(),
+                        };
+                        return Err(IoError::Busy { path, holder });
+                    }
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        Err(IoError::Busy {
+            path,
+            holder: "another process took it first".into(),
+        })
+    }
+}
+
+impl Drop for SaveLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Fsyncs the directory holding `path` so a rename survives a crash (best effort where unsupported).

@@ -48,6 +48,10 @@ pub enum IoError {
     },
     #[error("The passed save_path is not a valid checkpoint: {path}")]
     NotACheckpoint { path: PathBuf },
+    /// Another save into the same directory is in progress (two processes of a data-parallel job
+    /// saving one checkpoint: only the chief should). `holder` says whose lock `path` is.
+    #[error("{path}: another save into this directory is in progress ({holder}); save from one process only (rank 0), or remove the file if that process is gone")]
+    Busy { path: PathBuf, holder: String },
     #[error("Restoring from checkpoint failed: Key {key} not found in checkpoint {path}")]
     KeyNotFound { key: String, path: PathBuf },
     #[error("Restoring from checkpoint failed for key {key}: Assign requires shapes of both tensors to match. lhs shape= {var_shape} rhs shape= {ckpt_shape:?} (dtypes {var_dtype} and {ckpt_dtype})")]

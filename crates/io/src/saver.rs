@@ -145,7 +145,9 @@ impl Saver {
     /// [`SaveFormat::TensorFlow`], `<prefix>.index` and `<prefix>.data-00000-of-00001`) and
     /// `<prefix>.meta`, updates
     /// `<dir>/checkpoint`, deletes checkpoints beyond `max_to_keep`, and returns the prefix
-    /// (`path-<step>` with a step). Each file is written atomically; the state file last.
+    /// (`path-<step>` with a step). Each file is written atomically; the state file last. A save
+    /// holds a lock on its directory: a second save into it at the same time (another rank of a
+    /// job, another thread) fails with [`IoError::Busy`] rather than race on the state file.
     pub fn save(&self, sess: &Session, path: &str, global_step: Option<i64>) -> Result<String> {
         let prefix = match global_step {
             Some(s) => format!("{path}-{s}"),
@@ -159,6 +161,7 @@ impl Saver {
             })?;
         }
         crate::files::recover_dir(&file);
+        let _lock = crate::files::SaveLock::take(&file)?;
         let g = &self.graph;
         match self.format {
             SaveFormat::Ferroflow => {

@@ -515,3 +515,50 @@ fn only_regular_files_are_read() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// This host's name as the save lock records it.
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_save_into_a_directory_another_live_process_is_saving_into_is_refused() {
+    let dir = tmpdir("busy");
+    let prefix = dir.join("model.ckpt").to_string_lossy().into_owned();
+    let g = Graph::new();
+    lecture_net(&g, 1);
+    let s = init(&g);
+    let saver = Saver::new(&g, VarList::All).unwrap();
+    let lock = dir.join("checkpoint.ferroflow-lock");
+    // A live holder: a child process that sleeps while "saving".
+    let mut holder = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(&lock, format!("{} {}", host(), holder.id())).unwrap();
+    match saver.save(&s, &prefix, Some(1)) {
+        Err(IoError::Busy { holder: who, .. }) => {
+            assert!(who.contains(&format!("process {}", holder.id())), "{who}")
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    assert!(!dir.join("model.ckpt-1.ffckpt").exists());
+    // The holder dies without releasing it: the next save takes the stale lock over, and releases
+    // it when done.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    saver.save(&s, &prefix, Some(1)).unwrap();
+    assert!(dir.join("model.ckpt-1.ffckpt").exists());
+    assert!(!lock.exists());
+    // A lock of another host cannot be checked: refused, naming that host.
+    std::fs::write(&lock, "elsewhere 1").unwrap();
+    let e = saver.save(&s, &prefix, Some(2)).unwrap_err().to_string();
+    assert!(
+        e.contains("host 'elsewhere'") && e.contains("rank 0"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
