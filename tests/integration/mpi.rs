@@ -104,7 +104,7 @@ fn child_rank() {
     let timeout = std::env::var("FF_MPI_TIMEOUT_MS")
         .map(|ms| Duration::from_millis(ms.parse().unwrap()))
         .unwrap_or(Duration::from_secs(120));
-    let comm = mpi.communicator(MpiOptions { timeout });
+    let comm = mpi.communicator(MpiOptions { timeout }).unwrap();
     let r = mpi.rank();
     let parts: Vec<&str> = scenario.split(':').collect();
     match parts[..] {

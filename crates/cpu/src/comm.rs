@@ -113,6 +113,48 @@ pub trait Communicator: Send + Sync + fmt::Debug {
     /// Runs the collective `call` describes over `data` in place. Every rank ends with the same
     /// bits.
     fn collective(&self, call: &CallInfo, data: CommBuf<'_>) -> Result<()>;
+    /// Starts the collective `call` describes over `data` and returns a ticket for
+    /// [`Communicator::finish`]: at once where the implementation makes progress in the background
+    /// (MPI's communication thread), after running it otherwise. Starts count as calls: every rank
+    /// makes the same starts and collectives in the same order.
+    fn start(&self, call: CallInfo, data: CommVec) -> Result<Ticket>;
+    /// Waits for a started collective and returns its result.
+    fn finish(&self, ticket: Ticket) -> Result<CommVec>;
+}
+
+/// What [`Communicator::start`] returns: the number of a started collective.
+pub type Ticket = u64;
+
+/// The started collectives of one rank and their results, for implementations of
+/// [`Communicator::start`] and [`Communicator::finish`].
+#[derive(Debug, Default)]
+pub struct Tickets {
+    next: std::sync::atomic::AtomicU64,
+    done: Mutex<std::collections::HashMap<Ticket, Result<CommVec>>>,
+    finished: Condvar,
+}
+
+impl Tickets {
+    /// A new ticket.
+    pub fn issue(&self) -> Ticket {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Records the result of `ticket`'s collective.
+    pub fn complete(&self, ticket: Ticket, result: Result<CommVec>) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        done.insert(ticket, result);
+        self.finished.notify_all();
+    }
+    /// Waits for the result of `ticket`'s collective and takes it.
+    pub fn wait(&self, ticket: Ticket) -> Result<CommVec> {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = done.remove(&ticket) {
+                return r;
+            }
+            done = self.finished.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 /// The error of a failed collective on `rank`.
@@ -123,37 +165,48 @@ pub fn collective_error(rank: usize, call: &CallInfo, message: impl Into<String>
     }
 }
 
-/// A rank's data as posted to a [`LocalGroup`].
-#[derive(Clone, Debug)]
-enum Owned {
+/// A collective's data, owned: what [`Communicator::start`] takes and [`Communicator::finish`]
+/// gives back.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CommVec {
     F32(Vec<f32>),
     F64(Vec<f64>),
     I64(Vec<i64>),
 }
 
-impl Owned {
-    fn of(data: &CommBuf<'_>) -> Self {
+impl CommVec {
+    /// A copy of `data`.
+    pub fn of(data: &CommBuf<'_>) -> Self {
         match data {
-            CommBuf::F32(s) => Owned::F32(s.to_vec()),
-            CommBuf::F64(s) => Owned::F64(s.to_vec()),
-            CommBuf::I64(s) => Owned::I64(s.to_vec()),
+            CommBuf::F32(s) => CommVec::F32(s.to_vec()),
+            CommBuf::F64(s) => CommVec::F64(s.to_vec()),
+            CommBuf::I64(s) => CommVec::I64(s.to_vec()),
         }
     }
-    fn copy_into(&self, data: CommBuf<'_>) {
+    /// The data as a buffer to run a collective over in place.
+    pub fn as_buf(&mut self) -> CommBuf<'_> {
+        match self {
+            CommVec::F32(v) => CommBuf::F32(v),
+            CommVec::F64(v) => CommBuf::F64(v),
+            CommVec::I64(v) => CommBuf::I64(v),
+        }
+    }
+    /// Copies the data into `data` (same dtype and length).
+    pub fn copy_into(&self, data: CommBuf<'_>) {
         match (self, data) {
-            (Owned::F32(v), CommBuf::F32(s)) => s.copy_from_slice(v),
-            (Owned::F64(v), CommBuf::F64(s)) => s.copy_from_slice(v),
-            (Owned::I64(v), CommBuf::I64(s)) => s.copy_from_slice(v),
+            (CommVec::F32(v), CommBuf::F32(s)) => s.copy_from_slice(v),
+            (CommVec::F64(v), CommBuf::F64(s)) => s.copy_from_slice(v),
+            (CommVec::I64(v), CommBuf::I64(s)) => s.copy_from_slice(v),
             // The calls matched (dtype and length) before any result was made.
             _ => {}
         }
     }
     /// `self += other`, elementwise (same dtype and length: the calls matched).
-    fn add(&mut self, other: &Owned) {
+    fn add(&mut self, other: &CommVec) {
         match (self, other) {
-            (Owned::F32(a), Owned::F32(b)) => a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
-            (Owned::F64(a), Owned::F64(b)) => a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
-            (Owned::I64(a), Owned::I64(b)) => a
+            (CommVec::F32(a), CommVec::F32(b)) => a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
+            (CommVec::F64(a), CommVec::F64(b)) => a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
+            (CommVec::I64(a), CommVec::I64(b)) => a
                 .iter_mut()
                 .zip(b)
                 .for_each(|(x, y)| *x = x.wrapping_add(*y)),
@@ -161,7 +214,7 @@ impl Owned {
         }
     }
     /// Segment `r` of `from` (of `size` segments) copied into segment `r` of `self`.
-    fn take_segment(&mut self, from: &Owned, r: usize, size: usize) {
+    fn take_segment(&mut self, from: &CommVec, r: usize, size: usize) {
         fn seg<T: Copy>(a: &mut [T], b: &[T], r: usize, size: usize) {
             let n = a.len() / size.max(1);
             if let (Some(dst), Some(src)) =
@@ -171,9 +224,9 @@ impl Owned {
             }
         }
         match (self, from) {
-            (Owned::F32(a), Owned::F32(b)) => seg(a, b, r, size),
-            (Owned::F64(a), Owned::F64(b)) => seg(a, b, r, size),
-            (Owned::I64(a), Owned::I64(b)) => seg(a, b, r, size),
+            (CommVec::F32(a), CommVec::F32(b)) => seg(a, b, r, size),
+            (CommVec::F64(a), CommVec::F64(b)) => seg(a, b, r, size),
+            (CommVec::I64(a), CommVec::I64(b)) => seg(a, b, r, size),
             _ => {}
         }
     }
@@ -184,8 +237,8 @@ impl Owned {
 struct Round {
     /// Counts completed calls; a waiting rank sees it change.
     generation: u64,
-    posted: Vec<Option<(CallInfo, Owned)>>,
-    result: Arc<std::result::Result<Owned, String>>,
+    posted: Vec<Option<(CallInfo, CommVec)>>,
+    result: Arc<std::result::Result<CommVec, String>>,
     /// A rank whose handle was dropped: every later call fails, naming it.
     gone: Option<usize>,
 }
@@ -222,17 +275,19 @@ impl LocalGroup {
             .map(|rank| LocalRank {
                 rank,
                 shared: shared.clone(),
+                tickets: Tickets::default(),
             })
             .collect()
     }
 }
 
 /// One rank of a [`LocalGroup`]. Dropping it (a rank that ends, or panics) makes every other rank's
-/// current and later calls fail with an error naming it.
+/// current and later calls fail with an error naming it. Its starts run the collective at once.
 #[derive(Debug)]
 pub struct LocalRank {
     rank: usize,
     shared: Arc<Shared>,
+    tickets: Tickets,
 }
 
 impl LocalRank {
@@ -256,7 +311,7 @@ impl Drop for LocalRank {
 }
 
 /// The result every rank of a round gets, from the posted calls in rank order.
-fn combine(posted: &[Option<(CallInfo, Owned)>]) -> std::result::Result<Owned, String> {
+fn combine(posted: &[Option<(CallInfo, CommVec)>]) -> std::result::Result<CommVec, String> {
     let calls: Vec<CallInfo> = posted.iter().flatten().map(|(c, _)| c.clone()).collect();
     if let Some(m) = mismatch(&calls) {
         return Err(m);
@@ -308,7 +363,7 @@ impl Communicator for LocalRank {
         }
         let generation = round.generation;
         if let Some(slot) = round.posted.get_mut(self.rank) {
-            *slot = Some((call.clone(), Owned::of(&data)));
+            *slot = Some((call.clone(), CommVec::of(&data)));
         }
         if round.posted.iter().all(Option::is_some) {
             let result = combine(&round.posted);
@@ -352,6 +407,15 @@ impl Communicator for LocalRank {
             }
             Err(m) => Err(fail(m.clone())),
         }
+    }
+    fn start(&self, call: CallInfo, mut data: CommVec) -> Result<Ticket> {
+        let ticket = self.tickets.issue();
+        let result = self.collective(&call, data.as_buf()).map(|()| data);
+        self.tickets.complete(ticket, result);
+        Ok(ticket)
+    }
+    fn finish(&self, ticket: Ticket) -> Result<CommVec> {
+        self.tickets.wait(ticket)
     }
 }
 

@@ -20,7 +20,9 @@ pub mod parallel;
 pub mod pool;
 pub mod simd;
 
-pub use comm::{CallInfo, CollectiveKind, CommBuf, Communicator, LocalGroup, LocalRank};
+pub use comm::{
+    CallInfo, CollectiveKind, CommBuf, CommVec, Communicator, LocalGroup, LocalRank, Ticket,
+};
 pub use config::{ConfigError, CpuConfig};
 pub use context::{Context, MemoryBudget, Workers, Workspaces};
 pub use error::{Error, Result};

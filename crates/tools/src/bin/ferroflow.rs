@@ -379,7 +379,7 @@ fn bench_mpi(args: &BenchArgs) -> Result<(), Failure> {
     use ferroflow_tools::bench::Distribution;
     use ferroflow_tools::distributed::{run_ranks, Rank};
     let mpi = init().map_err(|e| Failure::Message(format!("cannot start MPI: {e}")))?;
-    let comm = mpi.communicator(MpiOptions::default());
+    let comm = mpi.communicator(MpiOptions::default())?;
     let rank = Rank {
         comm: comm.clone(),
         distribution: Distribution {
