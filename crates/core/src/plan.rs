@@ -8,7 +8,7 @@ use crate::graph::GraphInner;
 use crate::ops::apply::ApplyRule;
 use crate::ops::random::Random;
 use crate::ops::state::AssignMode;
-use crate::ops::{Op, OpKind};
+use crate::ops::{Op, OpKind, Schedule};
 use crate::passes;
 use crate::value::Value;
 use std::collections::{HashMap, HashSet};
@@ -118,7 +118,8 @@ fn collect_needed(
     needed
 }
 
-/// Kahn's algorithm with priorities: variable reads first, then every other op, and writes
+/// Kahn's algorithm with priorities: variable reads first, then the ops that declare
+/// [`Schedule::Early`], every other op, those that declare [`Schedule::Late`], and writes
 /// (assignments, optimizer updates) only when nothing else is ready. So within a run every read sees
 /// the values from before the run, and a variable is updated in place once no reader holds it.
 /// Among other ops the earliest created runs first; among ready writes the latest created: the
@@ -149,20 +150,25 @@ fn toposort(
             consumers.entry(d).or_default().push(i);
         }
     }
+    const WRITE: u8 = 4;
     let rank = |i: usize| -> u8 {
         let op = g.nodes[i].op.as_ref();
         if matches!(op, Op::Variable(_)) && !fed.contains_key(&i) {
             0
         } else if is_write(op) {
-            2
+            WRITE
         } else {
-            1
+            match op.def().schedule() {
+                Schedule::Early => 1,
+                Schedule::Normal => 2,
+                Schedule::Late => 3,
+            }
         }
     };
     // Smallest first: rank, then creation order (reversed for writes), then the node itself.
     let entry = |i: usize| {
         let r = rank(i);
-        Reverse((r, if r == 2 { usize::MAX - i } else { i }, i))
+        Reverse((r, if r == WRITE { usize::MAX - i } else { i }, i))
     };
     let mut ready: BinaryHeap<Reverse<(u8, usize, usize)>> = ids
         .iter()

@@ -145,12 +145,16 @@ impl Tickets {
         done.insert(ticket, result);
         self.finished.notify_all();
     }
-    /// Waits for the result of `ticket`'s collective and takes it.
-    pub fn wait(&self, ticket: Ticket) -> Result<CommVec> {
+    /// Waits for the result of `ticket`'s collective and takes it; `None` for a ticket never
+    /// issued.
+    pub fn wait(&self, ticket: Ticket) -> Option<Result<CommVec>> {
+        if ticket >= self.next.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(r) = done.remove(&ticket) {
-                return r;
+                return Some(r);
             }
             done = self.finished.wait(done).unwrap_or_else(|e| e.into_inner());
         }
@@ -162,6 +166,14 @@ pub fn collective_error(rank: usize, call: &CallInfo, message: impl Into<String>
     Error::Collective {
         rank,
         message: format!("{call}: {}", message.into()),
+    }
+}
+
+/// The error for finishing a collective that was never started.
+pub fn unknown_ticket(rank: usize, ticket: Ticket) -> Error {
+    Error::Collective {
+        rank,
+        message: format!("no collective was started with ticket {ticket}"),
     }
 }
 
@@ -415,7 +427,9 @@ impl Communicator for LocalRank {
         Ok(ticket)
     }
     fn finish(&self, ticket: Ticket) -> Result<CommVec> {
-        self.tickets.wait(ticket)
+        self.tickets
+            .wait(ticket)
+            .unwrap_or_else(|| Err(unknown_ticket(self.rank, ticket)))
     }
 }
 

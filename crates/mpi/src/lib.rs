@@ -13,7 +13,9 @@
 
 mod transport;
 
-use ferroflow_cpu::comm::{collective_error, CallInfo, CommBuf, CommVec, Ticket, Tickets};
+use ferroflow_cpu::comm::{
+    collective_error, unknown_ticket, CallInfo, CommBuf, CommVec, Ticket, Tickets,
+};
 use ferroflow_cpu::{Communicator, Error, Result};
 use mpi::environment::Universe;
 use mpi::topology::Communicator as _;
@@ -200,7 +202,10 @@ impl Communicator for MpiCommunicator {
     }
     fn finish(&self, ticket: Ticket) -> Result<CommVec> {
         let started = Instant::now();
-        let result = self.tickets.wait(ticket);
+        let result = self
+            .tickets
+            .wait(ticket)
+            .unwrap_or_else(|| Err(unknown_ticket(self.rank, ticket)));
         self.waited_ns
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         result

@@ -96,7 +96,7 @@ impl Transport {
     fn arrive(&self, world: &SimpleCommunicator, call: &CallInfo) -> Result<()> {
         let mut request = world.immediate_barrier();
         let deadline = Instant::now() + self.timeout;
-        let mut polls = 0u32;
+        let mut pause = Duration::from_micros(10);
         loop {
             match request.test() {
                 Ok(_) => return Ok(()),
@@ -116,14 +116,11 @@ impl Transport {
                     ),
                 ));
             }
-            // Spin briefly (the other ranks are usually close), then let the session's threads
-            // have the core.
-            polls += 1;
-            if polls < 1000 {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_micros(50));
-            }
+            // Back off from 10 µs to 1 ms between polls: a rank that arrives early (its
+            // communication started while the backward pass goes on) leaves the cores to the
+            // session's threads.
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(1));
         }
     }
 

@@ -21,6 +21,11 @@ pub struct DistributedOptimizer {
     /// The most bytes of gradients fused into one all-reduce ([`DEFAULT_FUSION_THRESHOLD`]); 0
     /// reduces each gradient on its own.
     pub fusion_threshold: usize,
+    /// Start each buffer's all-reduce as soon as its gradients exist and wait for it only when
+    /// nothing else is left to compute (`Graph::all_reduce_overlapped`): over MPI the reduction
+    /// then overlaps the rest of the backward pass. On by default; the averaged gradients are then
+    /// not differentiable.
+    pub overlap: bool,
 }
 
 impl DistributedOptimizer {
@@ -29,6 +34,7 @@ impl DistributedOptimizer {
         DistributedOptimizer {
             optimizer,
             fusion_threshold: DEFAULT_FUSION_THRESHOLD,
+            overlap: true,
         }
     }
 
@@ -40,6 +46,11 @@ impl DistributedOptimizer {
         }
     }
 
+    /// This optimizer with the all-reduces overlapped with computation or not.
+    pub fn overlap(self, overlap: bool) -> Self {
+        DistributedOptimizer { overlap, ..self }
+    }
+
     /// The inner optimizer's `compute_gradients`, each gradient then averaged over the ranks.
     pub fn compute_gradients(
         &self,
@@ -49,7 +60,7 @@ impl DistributedOptimizer {
     ) -> Result<Vec<(Option<Tensor>, Variable)>> {
         let gv = self.optimizer.compute_gradients(g, loss, var_list)?;
         let _s = g.name_scope(&format!("Distributed{}_Allreduce", self.optimizer.name))?;
-        average_gradients(g, &gv, self.fusion_threshold)
+        average_gradients(g, &gv, self.fusion_threshold, self.overlap)
     }
 
     /// The inner optimizer's `apply_gradients` (the gradients are averaged already).
@@ -79,12 +90,21 @@ impl DistributedOptimizer {
 /// Each gradient averaged over the ranks (`None` stays `None`). Gradients of one dtype are packed,
 /// last variable first (the order back-propagation produces them), into buffers of up to
 /// `fusion_threshold` bytes: one all-reduce per buffer, its result cut back into the gradients. A
-/// gradient larger than the threshold is reduced on its own.
+/// gradient larger than the threshold is reduced on its own. With `overlap`, each all-reduce is
+/// started as soon as its buffer is full and waited for as late as possible.
 pub fn average_gradients(
     g: &Graph,
     grads_and_vars: &[(Option<Tensor>, Variable)],
     fusion_threshold: usize,
+    overlap: bool,
 ) -> Result<Vec<(Option<Tensor>, Variable)>> {
+    let mean = |t: Tensor| {
+        if overlap {
+            g.all_reduce_overlapped(t, Reduction::Mean)
+        } else {
+            g.all_reduce(t, Reduction::Mean)
+        }
+    };
     let mut out: Vec<(Option<Tensor>, Variable)> = grads_and_vars.to_vec();
     // (position in `out`, gradient, its static element count when known)
     let mut bucket: Vec<(usize, Tensor, usize)> = Vec::new();
@@ -94,7 +114,7 @@ pub fn average_gradients(
         let info = g.info(grad)?;
         let Some(dims) = info.shape.to_known() else {
             // An unknown shape cannot be cut back out of a buffer: reduce it alone.
-            out[i].0 = Some(g.all_reduce(grad, Reduction::Mean)?);
+            out[i].0 = Some(mean(grad)?);
             continue;
         };
         let n: usize = dims.iter().product();
@@ -103,7 +123,7 @@ pub fn average_gradients(
             .first()
             .is_none_or(|&(_, t, _)| g.dtype(t).is_ok_and(|d| d == info.dtype));
         if !bucket.is_empty() && (!same_dtype || bucket_bytes + bytes > fusion_threshold) {
-            reduce_bucket(g, &bucket, &mut out)?;
+            reduce_bucket(g, &bucket, &mut out, &mean)?;
             bucket.clear();
             bucket_bytes = 0;
         }
@@ -111,26 +131,27 @@ pub fn average_gradients(
         bucket_bytes += bytes;
     }
     if !bucket.is_empty() {
-        reduce_bucket(g, &bucket, &mut out)?;
+        reduce_bucket(g, &bucket, &mut out, &mean)?;
     }
     Ok(out)
 }
 
-/// One all-reduce (mean) over the gradients of `bucket`, packed end to end.
+/// One all-reduce (`mean`) over the gradients of `bucket`, packed end to end.
 fn reduce_bucket(
     g: &Graph,
     bucket: &[(usize, Tensor, usize)],
     out: &mut [(Option<Tensor>, Variable)],
+    mean: &dyn Fn(Tensor) -> Result<Tensor>,
 ) -> Result<()> {
     if let [(i, grad, _)] = bucket {
-        out[*i].0 = Some(g.all_reduce(*grad, Reduction::Mean)?);
+        out[*i].0 = Some(mean(*grad)?);
         return Ok(());
     }
     let flat: Vec<Tensor> = bucket
         .iter()
         .map(|&(_, t, _)| g.reshape(t, &[-1]))
         .collect::<Result<_>>()?;
-    let fused = g.all_reduce(g.concat(&flat, 0)?, Reduction::Mean)?;
+    let fused = mean(g.concat(&flat, 0)?)?;
     let mut offset = 0;
     for &(i, grad, n) in bucket {
         let dims: Vec<i64> = g

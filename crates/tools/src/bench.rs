@@ -57,6 +57,8 @@ pub struct Distribution {
     /// Batch normalization with the statistics of the global batch (synchronized over the ranks:
     /// two more all-reduces per layer) rather than of each rank's shard.
     pub sync_batch_norm: bool,
+    /// The gradients' all-reduces overlap the backward pass (`DistributedOptimizer::overlap`).
+    pub overlap: bool,
 }
 
 impl Default for Distribution {
@@ -64,6 +66,7 @@ impl Default for Distribution {
         Distribution {
             fusion_threshold: ferroflow::nn::DEFAULT_FUSION_THRESHOLD,
             sync_batch_norm: false,
+            overlap: true,
         }
     }
 }
@@ -212,7 +215,11 @@ pub fn build_with(model: &str, distribution: Option<&Distribution>) -> Result<Be
     )?;
     let _ = losses::accuracy;
     let distributed = |opt: Optimizer| {
-        distribution.map(|d| DistributedOptimizer::new(opt).fusion_threshold(d.fusion_threshold))
+        distribution.map(|d| {
+            DistributedOptimizer::new(opt)
+                .fusion_threshold(d.fusion_threshold)
+                .overlap(d.overlap)
+        })
     };
     let train = if model == "book" {
         let opt = Optimizer::adam(0.001);

@@ -61,6 +61,18 @@ pub enum OpKind {
     Collective,
 }
 
+/// Where the plan places an op among the ops ready at the same time (after the variable reads,
+/// before the writes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Schedule {
+    /// As soon as its inputs exist (the start of a communication that overlaps what follows).
+    Early,
+    /// In creation order among the others.
+    Normal,
+    /// Only when nothing else is ready (waiting for that communication).
+    Late,
+}
+
 /// What a gradient rule sees of the node it differentiates.
 pub struct GradContext<'a> {
     /// The graph to add gradient ops to (under `gradients/<op>_grad/`).
@@ -102,6 +114,10 @@ pub trait OpDef {
     /// Pure or stateful.
     fn kind(&self) -> OpKind {
         OpKind::Pure
+    }
+    /// Where the plan places it among the ops ready at the same time.
+    fn schedule(&self) -> Schedule {
+        Schedule::Normal
     }
     /// When the output is exactly input `i` for these run-time inputs (e.g. summing a gradient to the
     /// shape it already has), the session shares that input instead of running the kernel.
@@ -236,6 +252,8 @@ op_list! {
     BiasAdd(bias::BiasAdd),
     BiasAddGrad(bias::BiasAddGrad),
     Collective(collective::Collective),
+    AllReduceStart(collective::AllReduceStart),
+    AllReduceFinish(collective::AllReduceFinish),
 }
 
 impl Op {

@@ -134,11 +134,13 @@ fn on_ranks(size: usize, frozen: bool, seed: u64) -> Vec<Vec<Vec<f64>>> {
     })
 }
 
-/// The names of the graph's all-reduce nodes.
+/// The names of the graph's all-reduce nodes (the starts of the overlapped ones).
 fn all_reduces(g: &Graph) -> Vec<String> {
     g.operations()
         .into_iter()
-        .filter(|&op| g.op_type(op) == "HorovodAllreduce")
+        .filter(|&op| {
+            ["HorovodAllreduce", "HorovodAllreduceStart"].contains(&g.op_type(op).as_str())
+        })
         .map(|op| g.op_name(op))
         .collect()
 }

@@ -100,6 +100,13 @@ struct BenchArgs {
     /// With --mpi: synchronize batch normalization's statistics over the ranks.
     #[arg(long, requires = "mpi")]
     sync_batch_norm: bool,
+    /// With --mpi: the most bytes of gradients fused into one all-reduce.
+    #[arg(long, requires = "mpi", default_value_t = ferroflow::nn::DEFAULT_FUSION_THRESHOLD)]
+    fusion_threshold: usize,
+    /// With --mpi: wait for each all-reduce where it starts instead of overlapping it with the
+    /// rest of the backward pass.
+    #[arg(long, requires = "mpi")]
+    no_overlap: bool,
 }
 
 /// Large buffers on transparent huge pages (`bench --no-huge-pages` turns that off).
@@ -384,7 +391,8 @@ fn bench_mpi(args: &BenchArgs) -> Result<(), Failure> {
         comm: comm.clone(),
         distribution: Distribution {
             sync_batch_norm: args.sync_batch_norm,
-            ..Distribution::default()
+            fusion_threshold: args.fusion_threshold,
+            overlap: !args.no_overlap,
         },
     };
     for model in &args.models {

@@ -144,3 +144,77 @@ fn shape_rules_refuse_bool_int_means_and_gathering_scalars() {
         .to_string();
     assert!(e.contains("scalar"), "{e}");
 }
+
+/// A one-rank communicator that records the keys of the collectives it starts and finishes.
+#[derive(Debug, Default)]
+struct Recorder {
+    log: std::sync::Mutex<Vec<String>>,
+    tickets: ferroflow_cpu::comm::Tickets,
+}
+
+impl ferroflow_cpu::Communicator for Recorder {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn size(&self) -> usize {
+        1
+    }
+    fn collective(
+        &self,
+        call: &ferroflow_cpu::CallInfo,
+        _data: ferroflow_cpu::CommBuf<'_>,
+    ) -> ferroflow_cpu::Result<()> {
+        self.log.lock().unwrap().push(format!("run {}", call.key));
+        Ok(())
+    }
+    fn start(
+        &self,
+        call: ferroflow_cpu::CallInfo,
+        data: ferroflow_cpu::CommVec,
+    ) -> ferroflow_cpu::Result<ferroflow_cpu::Ticket> {
+        self.log.lock().unwrap().push(format!("start {}", call.key));
+        let t = self.tickets.issue();
+        self.tickets.complete(t, Ok(data));
+        Ok(t)
+    }
+    fn finish(
+        &self,
+        ticket: ferroflow_cpu::Ticket,
+    ) -> ferroflow_cpu::Result<ferroflow_cpu::CommVec> {
+        self.log.lock().unwrap().push(format!("finish {ticket}"));
+        self.tickets.wait(ticket).unwrap()
+    }
+}
+
+#[test]
+fn overlapped_all_reduces_start_early_finish_late_and_reduce() {
+    // a = mean-reduce(x) starts at once; b = (x·2 + 1)·3 is computed meanwhile and its reduction
+    // started too; only then are both waited for. On one rank the mean is the value itself.
+    let g = Graph::new();
+    let x = g
+        .named("x")
+        .constant(Value::from_f64(&[2], vec![1.0, 2.0]).unwrap())
+        .unwrap();
+    let a = g.all_reduce_overlapped(x, Reduction::Mean).unwrap();
+    let two = g.scalar(DType::F64, 2.0).unwrap();
+    let one = g.scalar(DType::F64, 1.0).unwrap();
+    let three = g.scalar(DType::F64, 3.0).unwrap();
+    let inner = g.add(g.mul(x, two).unwrap(), one).unwrap();
+    let b = g.named("b").mul(inner, three).unwrap();
+    let rb = g.all_reduce_overlapped(b, Reduction::Sum).unwrap();
+    let total = g.add(a, rb).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let options = SessionOptions {
+        communicator: Some(recorder.clone()),
+        optimize: false,
+        ..SessionOptions::with_threads(1)
+    };
+    let out = Session::with_options(&g, options)
+        .run_one(total, &[])
+        .unwrap();
+    assert_eq!(out.to_f64_vec(), vec![1.0 + 9.0, 2.0 + 15.0]);
+    assert_eq!(
+        *recorder.log.lock().unwrap(),
+        ["start x:0", "start b:0", "finish 0", "finish 1"]
+    );
+}

@@ -323,6 +323,9 @@ impl Graph {
     }
 }
 
+mod split;
+
+pub use split::{AllReduceFinish, AllReduceStart};
+
 #[cfg(test)]
-#[path = "collective_tests.rs"]
 mod tests;
