@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The scaling model of docs/distributed.md: the efficiency of synchronous data-parallel training
 on p workers when each step computes for t_compute seconds and then all-reduces the gradients with
-a ring: 2(p-1)/p * bytes / bandwidth + 2(p-1) * latency. ferroflow does not yet overlap the
-all-reduce with the backward pass, so the step is their sum; the overlapped bound is also printed.
+a ring: 2(p-1)/p * bytes / bandwidth + 2(p-1) * latency. The first figure adds the two (the
+all-reduce does not hide behind the backward pass); in parentheses, the bound with full overlap.
 
 usage: scaling_model.py T_COMPUTE_S GRADIENT_BYTES [LATENCY_S]
 """
