@@ -102,7 +102,7 @@ fn batch_norm(
             g.get_variable_with(
                 n2,
                 &[n],
-                DType::F32,
+                g.dtype(z)?,
                 VarOptions {
                     initializer: Some(init),
                     trainable,
@@ -122,7 +122,7 @@ fn batch_norm(
     } else {
         g.moments(z, &[0], false)?
     };
-    let decay = g.scalar(DType::F32, 1.0 - momentum)?;
+    let decay = g.scalar_like(z, 1.0 - momentum)?;
     let u1 = g.assign_sub(mm, g.mul(decay, g.sub(mm.value(), mean)?)?)?;
     let u2 = g.assign_sub(mv, g.mul(decay, g.sub(mv.value(), var)?)?)?;
     g.add_to_collection(keys::UPDATE_OPS, u1.op());
@@ -153,20 +153,25 @@ fn cnn(g: &Graph, x: Tensor, y: Tensor) -> Result<(Tensor, Operation, f64)> {
 
 /// Builds a benchmark model by name.
 pub fn build(model: &str) -> Result<BenchModel> {
-    build_with(model, None)
+    build_with(model, None, DType::F32)
 }
 
 /// Builds a benchmark model by name, as one rank of a data-parallel job with `distribution` (the
-/// `cnn` model trains on one process only).
-pub fn build_with(model: &str, distribution: Option<&Distribution>) -> Result<BenchModel> {
+/// `cnn` model trains on one process only), in float32 as the reference scripts or in float64 (the
+/// same computation with a rounding error small enough to compare runs that sum in other orders).
+pub fn build_with(
+    model: &str,
+    distribution: Option<&Distribution>,
+    dtype: DType,
+) -> Result<BenchModel> {
     let g = Graph::new();
     g.set_random_seed(42);
-    let x = g.named("X").placeholder(DType::F32, [None, Some(784)])?;
+    let x = g.named("X").placeholder(dtype, [None, Some(784)])?;
     let y = g.named("y").placeholder(DType::I64, [None])?;
     if model == "cnn" {
-        if distribution.is_some() {
+        if distribution.is_some() || dtype != DType::F32 {
             return Err(ToolError::Usage(
-                "the cnn benchmark trains on one process only".into(),
+                "the cnn benchmark trains on one process only, in float32".into(),
             ));
         }
         let (loss, train, flop_per_example) = cnn(&g, x, y)?;

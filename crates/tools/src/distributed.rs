@@ -38,8 +38,17 @@ pub fn shard_feeds(
     let (lo, hi) = (rank * batch / size, (rank + 1) * batch / size);
     let x = xs.get(lo * 784..hi * 784).unwrap_or_default().to_vec();
     let y = ys.get(lo..hi).unwrap_or_default().to_vec();
+    let x = Value::from_f32(&[hi - lo, 784], x)?;
+    let dtype = m.graph.dtype(m.x)?;
     Ok([
-        feed(m.x, Value::from_f32(&[hi - lo, 784], x)?),
+        feed(
+            m.x,
+            if dtype == DType::F32 {
+                x
+            } else {
+                x.cast(dtype)
+            },
+        ),
         feed(m.y, Value::from_i64(&[hi - lo], y)?),
     ])
 }
@@ -48,8 +57,8 @@ pub fn shard_feeds(
 /// graph has more nodes (synchronized batch norm's all-reduces among the layers), and an
 /// initializer's seed depends on its place in the graph, as in TF: starting every variant from these
 /// values makes their runs comparable.
-fn initial_values(model: &str) -> Result<Vec<(String, Value)>> {
-    let m = build_with(model, None)?;
+fn initial_values(model: &str, dtype: DType) -> Result<Vec<(String, Value)>> {
+    let m = build_with(model, None, dtype)?;
     let sess = Session::with_options(&m.graph, SessionOptions::with_threads(1));
     sess.run_targets(&[m.graph.global_variables_initializer()?], &[])?;
     let vars: Vec<Variable> = m.graph.get_collection(keys::GLOBAL_VARIABLES, None)?;
@@ -62,10 +71,11 @@ fn initial_values(model: &str) -> Result<Vec<(String, Value)>> {
 /// (to [`initial_values`]), then set to rank 0's values.
 fn start(
     model: &str,
+    dtype: DType,
     threads: usize,
     rank: Option<&Rank>,
 ) -> Result<(crate::bench::BenchModel, Session)> {
-    let m = build_with(model, rank.map(|r| &r.distribution))?;
+    let m = build_with(model, rank.map(|r| &r.distribution), dtype)?;
     let broadcast = match rank {
         Some(_) => Some(broadcast_global_variables(&m.graph, 0)?),
         None => None,
@@ -77,7 +87,7 @@ fn start(
     let sess = Session::with_options(&m.graph, options);
     sess.run_targets(&[m.graph.global_variables_initializer()?], &[])?;
     let initial: std::collections::HashMap<String, Value> =
-        initial_values(model)?.into_iter().collect();
+        initial_values(model, dtype)?.into_iter().collect();
     for v in m
         .graph
         .get_collection::<Variable>(keys::GLOBAL_VARIABLES, None)?
@@ -92,16 +102,17 @@ fn start(
     Ok((m, sess))
 }
 
-/// Trains `model` one step per global batch of `batches` (images of 784 values and their labels),
-/// as `rank` on its shard of each, or on the whole batch without one; returns every global
-/// variable's name and values after the last step.
+/// Trains `model` built in `dtype` one step per global batch of `batches` (images of 784 values
+/// and their labels), as `rank` on its shard of each, or on the whole batch without one; returns
+/// every global variable's name and values after the last step.
 pub fn train(
     model: &str,
+    dtype: DType,
     batches: &[(Vec<f32>, Vec<i64>)],
     threads: usize,
     rank: Option<&Rank>,
 ) -> Result<Vec<(String, Vec<f64>)>> {
-    let (m, sess) = start(model, threads, rank)?;
+    let (m, sess) = start(model, dtype, threads, rank)?;
     let (r, size) = rank.map_or((0, 1), |r| (r.comm.rank(), r.comm.size()));
     for batch in batches {
         let feeds = shard_feeds(&m, batch, r, size)?;
@@ -133,7 +144,7 @@ pub fn run_ranks(
     rank: &Rank,
     time_in_collectives: &dyn Fn() -> f64,
 ) -> Result<Vec<RankSpeed>> {
-    let (m, sess) = start(model, threads, Some(rank))?;
+    let (m, sess) = start(model, DType::F32, threads, Some(rank))?;
     let (r, size) = (rank.comm.rank(), rank.comm.size());
     let feeds = shard_feeds(&m, &global_batch(batch, 0), r, size)?;
     let warm = Instant::now();
