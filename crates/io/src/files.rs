@@ -163,22 +163,25 @@ pub(crate) struct SaveLock {
 }
 
 impl SaveLock {
-    /// Takes the lock of the directory holding `file`.
+    /// Takes the lock of the directory holding `file`. The lock appears with its content at
+    /// once (a temporary file linked to the lock's name, which fails if the name exists), so a
+    /// writer killed at any moment leaves either no lock or one that names it.
     pub(crate) fn take(file: &Path) -> Result<SaveLock> {
         let path = dir_of(file).join(LOCK_NAME);
-        let me = format!("{} {}", this_host(), std::process::id());
+        let tmp = temp_path(&path);
+        std::fs::write(&tmp, format!("{} {}", this_host(), std::process::id()))
+            .map_err(io_err(&tmp))?;
+        let taken = Self::link(&path, &tmp);
+        let _ = std::fs::remove_file(&tmp);
+        taken
+    }
+
+    fn link(path: &Path, tmp: &Path) -> Result<SaveLock> {
         for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    f.write_all(me.as_bytes()).map_err(io_err(&path))?;
-                    return Ok(SaveLock { path });
-                }
+            match std::fs::hard_link(tmp, path) {
+                Ok(()) => return Ok(SaveLock { path: path.into() }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = lock_holder(&path);
+                    let holder = lock_holder(path);
                     let stale = holder.as_ref().is_some_and(|(host, pid)| {
                         *host == this_host()
                             && *pid != std::process::id()
@@ -188,17 +191,20 @@ impl SaveLock {
                     if !stale {
                         let holder = match holder {
                             Some((host, pid)) => format!("held by process {pid} on host '{host}'"),
-                            None => "its lock is being written".into(),
+                            None => "a lock that does not say whose it is".into(),
                         };
-                        return Err(IoError::Busy { path, holder });
+                        return Err(IoError::Busy {
+                            path: path.into(),
+                            holder,
+                        });
                     }
-                    let _ = std::fs::remove_file(&path);
+                    let _ = std::fs::remove_file(path);
                 }
-                Err(e) => return Err(io_err(&path)(e)),
+                Err(e) => return Err(io_err(path)(e)),
             }
         }
         Err(IoError::Busy {
-            path,
+            path: path.into(),
             holder: "another process took it first".into(),
         })
     }
