@@ -116,12 +116,21 @@ impl Mpi {
             .name(format!("ferroflow-mpi-{}", self.rank))
             .spawn(move || {
                 for job in queue {
-                    let Job { ticket, call, mut data } = job;
+                    let Job {
+                        ticket,
+                        call,
+                        mut data,
+                    } = job;
                     let result = transport.run(&call, data.as_buf()).map(|()| data);
                     done.complete(ticket, result);
                 }
             })
-            .map_err(|e| mpi_error(self.rank, format!("cannot start the communication thread: {e}")))?;
+            .map_err(|e| {
+                mpi_error(
+                    self.rank,
+                    format!("cannot start the communication thread: {e}"),
+                )
+            })?;
         Ok(Arc::new(MpiCommunicator {
             rank: self.rank,
             size: self.size,
@@ -191,13 +200,23 @@ impl Communicator for MpiCommunicator {
         }
         let ticket = self.tickets.issue();
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        let sent = jobs.as_ref().map(|j| j.send(Job { ticket, call: call.clone(), data }));
+        let sent = jobs.as_ref().map(|j| {
+            j.send(Job {
+                ticket,
+                call: call.clone(),
+                data,
+            })
+        });
         match sent {
             Some(Ok(())) => {
                 self.calls.fetch_add(1, Ordering::Relaxed);
                 Ok(ticket)
             }
-            _ => Err(collective_error(self.rank, &call, "the communication thread has stopped")),
+            _ => Err(collective_error(
+                self.rank,
+                &call,
+                "the communication thread has stopped",
+            )),
         }
     }
     fn finish(&self, ticket: Ticket) -> Result<CommVec> {

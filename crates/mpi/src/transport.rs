@@ -38,7 +38,16 @@ fn describe(call: &CallInfo) -> Description {
         *word = u64::from_le_bytes(bytes);
     }
     let [k0, k1, k2] = key;
-    [kind, root, dtype, call.len as u64, key_hash(&call.key), k0, k1, k2]
+    [
+        kind,
+        root,
+        dtype,
+        call.len as u64,
+        key_hash(&call.key),
+        k0,
+        k1,
+        k2,
+    ]
 }
 
 /// What a description says, for an error message (the key cut to 24 bytes).
@@ -149,7 +158,11 @@ impl Transport {
 }
 
 /// An all-reduce (sum) of `data` in place, through `send`.
-fn sum_in_place<T: Equivalence + Copy>(world: &SimpleCommunicator, send: &mut Vec<T>, data: &mut [T]) {
+fn sum_in_place<T: Equivalence + Copy>(
+    world: &SimpleCommunicator,
+    send: &mut Vec<T>,
+    data: &mut [T],
+) {
     send.clear();
     send.extend_from_slice(data);
     world.all_reduce_into(&send[..], data, SystemOperation::sum());
@@ -187,7 +200,11 @@ impl Transport {
             return Err(collective_error(
                 self.rank,
                 call,
-                format!("{} elements are not {} equal segments", data.len(), self.size),
+                format!(
+                    "{} elements are not {} equal segments",
+                    data.len(),
+                    self.size
+                ),
             ));
         }
         let world = SimpleCommunicator::world();
@@ -195,9 +212,15 @@ impl Transport {
         self.agree(&world, call)?;
         let (rank, size) = (self.rank, self.size);
         match (call.kind, data) {
-            (CollectiveKind::AllReduceSum, CommBuf::F32(d)) => sum_in_place(&world, &mut self.f32, d),
-            (CollectiveKind::AllReduceSum, CommBuf::F64(d)) => sum_in_place(&world, &mut self.f64, d),
-            (CollectiveKind::AllReduceSum, CommBuf::I64(d)) => sum_in_place(&world, &mut self.i64, d),
+            (CollectiveKind::AllReduceSum, CommBuf::F32(d)) => {
+                sum_in_place(&world, &mut self.f32, d)
+            }
+            (CollectiveKind::AllReduceSum, CommBuf::F64(d)) => {
+                sum_in_place(&world, &mut self.f64, d)
+            }
+            (CollectiveKind::AllReduceSum, CommBuf::I64(d)) => {
+                sum_in_place(&world, &mut self.i64, d)
+            }
             (CollectiveKind::Broadcast { root }, data) => {
                 let root = world.process_at_rank(i32::try_from(root).unwrap_or(i32::MAX));
                 match data {
@@ -206,9 +229,15 @@ impl Transport {
                     CommBuf::I64(d) => root.broadcast_into(d),
                 }
             }
-            (CollectiveKind::AllGather, CommBuf::F32(d)) => gather_in_place(&world, &mut self.f32, d, rank, size),
-            (CollectiveKind::AllGather, CommBuf::F64(d)) => gather_in_place(&world, &mut self.f64, d, rank, size),
-            (CollectiveKind::AllGather, CommBuf::I64(d)) => gather_in_place(&world, &mut self.i64, d, rank, size),
+            (CollectiveKind::AllGather, CommBuf::F32(d)) => {
+                gather_in_place(&world, &mut self.f32, d, rank, size)
+            }
+            (CollectiveKind::AllGather, CommBuf::F64(d)) => {
+                gather_in_place(&world, &mut self.f64, d, rank, size)
+            }
+            (CollectiveKind::AllGather, CommBuf::I64(d)) => {
+                gather_in_place(&world, &mut self.i64, d, rank, size)
+            }
         }
         Ok(())
     }
