@@ -40,19 +40,28 @@ struct Model {
     broadcast: Option<Operation>,
 }
 
-/// An MLP (8 → 16 → 16 → 3, ReLU) trained by Adam with the gradients clipped to a global norm of
-/// 1; with `ranks`, its gradients are averaged over them; with `frozen`, hidden1 is not trained.
-fn model(ranks: bool, frozen: bool, seed: u64) -> Model {
-    let g = Graph::new();
-    g.set_random_seed(seed);
+/// An MLP (8 → 16 → 16 → 3, ReLU): its inputs, labels and loss.
+fn mlp(g: &Graph) -> (Tensor, Tensor, Tensor) {
     let x = g
         .placeholder(DType::F32, vec![None, Some(FEATURES)])
         .unwrap();
     let y = g.placeholder(DType::I64, vec![None]).unwrap();
-    let h1 = dense(&g, x, 16, Some(Activation::Relu), "hidden1").unwrap();
-    let h2 = dense(&g, h1, 16, Some(Activation::Relu), "hidden2").unwrap();
-    let logits = dense(&g, h2, 3, None, "logits").unwrap();
-    let loss = losses::sparse_softmax_cross_entropy(&g, y, logits).unwrap();
+    let h1 = dense(g, x, 16, Some(Activation::Relu), "hidden1").unwrap();
+    let h2 = dense(g, h1, 16, Some(Activation::Relu), "hidden2").unwrap();
+    let logits = dense(g, h2, 3, None, "logits").unwrap();
+    (
+        x,
+        y,
+        losses::sparse_softmax_cross_entropy(g, y, logits).unwrap(),
+    )
+}
+
+/// [`mlp`] trained by Adam with the gradients clipped to a global norm of 1; with `ranks`, its
+/// gradients are averaged over them; with `frozen`, hidden1 is not trained.
+fn model(ranks: bool, frozen: bool, seed: u64) -> Model {
+    let g = Graph::new();
+    g.set_random_seed(seed);
+    let (x, y, loss) = mlp(&g);
     let opt = Optimizer::adam(0.01);
     let var_list: Option<Vec<Variable>> = frozen.then(|| {
         g.get_collection(keys::TRAINABLE_VARIABLES, Some("hidden[2]|logits"))
@@ -221,14 +230,7 @@ fn fusion_packs_gradients_up_to_the_threshold_and_reduces_larger_ones_alone() {
         (ferroflow_nn::DEFAULT_FUSION_THRESHOLD, 1),
     ] {
         let g = Graph::new();
-        let x = g
-            .placeholder(DType::F32, vec![None, Some(FEATURES)])
-            .unwrap();
-        let y = g.placeholder(DType::I64, vec![None]).unwrap();
-        let h1 = dense(&g, x, 16, Some(Activation::Relu), "hidden1").unwrap();
-        let h2 = dense(&g, h1, 16, Some(Activation::Relu), "hidden2").unwrap();
-        let logits = dense(&g, h2, 3, None, "logits").unwrap();
-        let loss = losses::sparse_softmax_cross_entropy(&g, y, logits).unwrap();
+        let (_, _, loss) = mlp(&g);
         DistributedOptimizer::new(Optimizer::gradient_descent(0.1))
             .fusion_threshold(threshold)
             .compute_gradients(&g, loss, None)
