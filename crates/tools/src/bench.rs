@@ -7,7 +7,6 @@ use ferroflow::nn::health::{Monitor, MonitorOptions};
 use ferroflow::nn::layers::{dense_with, Activation, DenseOptions};
 use ferroflow::nn::{clip_by_global_norm, losses, DistributedOptimizer, Optimizer};
 use ferroflow::prelude::*;
-use ferroflow::Reduction;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use std::time::Instant;
@@ -71,17 +70,6 @@ impl Default for Distribution {
     }
 }
 
-/// The moments over axis 0 of the global batch, from each rank's shard of equal size: the mean of
-/// the shards' means, and the mean of the shards' variances plus their means' squared distances
-/// from the global mean. Differentiable, as the all-reduces are.
-fn global_moments(g: &Graph, z: Tensor) -> Result<(Tensor, Tensor)> {
-    let _s = g.name_scope("sync_moments")?;
-    let (mean, var) = g.moments(z, &[0], false)?;
-    let global_mean = g.all_reduce(mean, Reduction::Mean)?;
-    let spread = g.add(var, g.square(g.sub(mean, global_mean)?)?)?;
-    Ok((global_mean, g.all_reduce(spread, Reduction::Mean)?))
-}
-
 /// TF's `tf.nn.moments` + `tf.nn.batch_normalization` with the two moving-average updates in UPDATE_OPS,
 /// exactly as the reference script writes it; with `sync`, the moments of the global batch.
 fn batch_norm(
@@ -118,7 +106,7 @@ fn batch_norm(
         )
     };
     let (mean, var) = if sync {
-        global_moments(g, z)?
+        g.global_moments(z)?
     } else {
         g.moments(z, &[0], false)?
     };

@@ -469,6 +469,9 @@ impl OpDef for BatchNorm {
         let rank = ctx.input_infos[0].shape.rank().unwrap_or(0);
         let total =
             rank >= 1 && is_leading_mean(g, mean, x, rank) && is_moments_variance(g, var, x, mean);
+        // Statistics of a data-parallel job's global batch: the same total derivative, with the
+        // batch sums averaged over the ranks (the kernel divides by this rank's rows).
+        let global = !total && rank >= 1 && is_global_moments(g, mean, var, x, rank);
         let eps = self.epsilon;
         let stats = g.add_node(
             BatchNormGradStats.into(),
@@ -476,6 +479,12 @@ impl OpDef for BatchNorm {
             None,
             "BatchNormGradStats",
         )?;
+        let input_stats = if global {
+            g.all_reduce(stats, super::collective::Reduction::Mean)?
+        } else {
+            stats
+        };
+        let total = total || global;
         let param = |which: BnParam| {
             let op = BatchNormParamGrad {
                 epsilon: eps,
@@ -490,7 +499,7 @@ impl OpDef for BatchNorm {
                 total,
             }
             .into(),
-            &[grad, x, mean, var, scale, stats],
+            &[grad, x, mean, var, scale, input_stats],
             None,
             "BatchNormGradInput",
         )?;

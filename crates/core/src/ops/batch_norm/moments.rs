@@ -4,7 +4,9 @@ use super::*;
 use crate::dtype::{Shape, TensorInfo};
 use crate::error::{KernelError, OpResult, Result};
 use crate::graph::Tensor;
+use crate::ops::collective::{CollectiveOp, Reduction};
 use crate::ops::kernels::{by_float, fold_columns, FloatArray};
+use crate::ops::Op;
 use crate::ops::{GradContext, InferResult, OpDef};
 use crate::value::Value;
 use ferroflow_cpu::Context;
@@ -94,4 +96,62 @@ impl crate::graph::Graph {
         let squeeze = |t: Tensor| self.squeeze(t, axes);
         Ok((squeeze(mean)?, squeeze(var)?))
     }
+
+    /// The moments over the leading axes of a data-parallel job's global batch, from each rank's
+    /// shard of equal size (Horovod's synchronized batch norm; needs `SessionOptions::communicator`):
+    /// the mean of the shards' means, and the mean of the shards' variances plus their means' squared
+    /// distances from it. `batch_normalization` over them differentiates as over [`Graph::moments`]
+    /// (one fused total derivative), its batch sums averaged over the ranks.
+    pub fn global_moments(&self, x: Tensor) -> Result<(Tensor, Tensor)> {
+        let _s = self.name_scope("global_moments")?;
+        let rank = self.shape(x)?.rank().filter(|&r| r >= 1).ok_or_else(|| {
+            crate::Error::InvalidArgument {
+                node: self.tensor_name(x),
+                op: "global_moments".into(),
+                message: "the input needs a known rank of at least 1".into(),
+            }
+        })?;
+        let axes: Vec<i64> = (0..rank as i64 - 1).collect();
+        let mean = self.named("mean").reduce_mean(x, Some(&axes), false)?;
+        let var = self.add_node(MomentsVariance.into(), &[x, mean], Some("variance"), "")?;
+        let global_mean = self.all_reduce(mean, Reduction::Mean)?;
+        let spread = self.add(var, self.square(self.sub(mean, global_mean)?)?)?;
+        Ok((global_mean, self.all_reduce(spread, Reduction::Mean)?))
+    }
+}
+
+/// True when `mean` and `var` are [`Graph::global_moments`] of `x`.
+pub(super) fn is_global_moments(
+    g: &Graph,
+    mean: Tensor,
+    var: Tensor,
+    x: Tensor,
+    rank: usize,
+) -> bool {
+    let node = |t: usize| g.node(t).ok();
+    let mean_of = |t: Tensor| -> Option<usize> {
+        let n = node(t.index())?;
+        let Op::Collective(c) = n.op.as_ref() else {
+            return None;
+        };
+        (c.op == CollectiveOp::AllReduce(Reduction::Mean)).then_some(*n.inputs.first()?)
+    };
+    let typed = |t: usize, ty: &str| node(t).filter(|n| n.op.type_name() == ty).map(|n| n.inputs);
+    (|| {
+        let local_mean = mean_of(mean)?;
+        let spread = mean_of(var)?;
+        let [local_var, square] = typed(spread, "AddV2")?[..] else {
+            return None;
+        };
+        let [diff] = typed(square, "Square")?[..] else {
+            return None;
+        };
+        let is_diff = typed(diff, "Sub")? == [local_mean, mean.index()];
+        let local_mean_t = Tensor::from_index(local_mean);
+        (is_diff
+            && super::is_leading_mean(g, local_mean_t, x, rank)
+            && super::is_moments_variance(g, Tensor::from_index(local_var), x, local_mean_t))
+        .then_some(())
+    })()
+    .is_some()
 }

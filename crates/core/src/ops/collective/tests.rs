@@ -218,3 +218,54 @@ fn overlapped_all_reduces_start_early_finish_late_and_reduce() {
         ["start x:0", "start b:0", "finish 0", "finish 1"]
     );
 }
+
+#[test]
+fn batch_norm_over_global_moments_differentiates_as_one_process_over_the_whole_batch() {
+    // Two ranks hold rows 0..2 and 2..4 of x (4×2); each normalizes by the global moments and
+    // weights its output by its rows of w. The gradient by each rank's x equals those rows of one
+    // process's gradient of Σ w·batch_normalization(x) over all 4 rows, through the fused total
+    // derivative (no separate mean and variance gradients).
+    let x = [1.0, 10.0, 3.0, 20.0, 5.0, 60.0, 2.0, -4.0];
+    let w = [1.0, -2.0, 0.5, 3.0, 2.0, 1.0, -1.0, 0.25];
+    let whole = {
+        let g = Graph::new();
+        let xs = g
+            .constant(Value::from_f64(&[4, 2], x.to_vec()).unwrap())
+            .unwrap();
+        let ws = g
+            .constant(Value::from_f64(&[4, 2], w.to_vec()).unwrap())
+            .unwrap();
+        let (mean, var) = g.moments(xs, &[0], false).unwrap();
+        let y = g
+            .batch_normalization(xs, mean, var, None, None, 1e-3)
+            .unwrap();
+        let loss = g.reduce_sum(g.mul(ws, y).unwrap(), None, false).unwrap();
+        let dx = g.gradients(&[loss], &[xs]).unwrap()[0].unwrap();
+        Session::new(&g).run_one(dx, &[]).unwrap().to_f64_vec()
+    };
+    let out = on_ranks(2, |r, g| {
+        let part = |v: &[f64]| Value::from_f64(&[2, 2], v[4 * r..4 * r + 4].to_vec()).unwrap();
+        let xs = g.constant(part(&x)).unwrap();
+        let ws = g.constant(part(&w)).unwrap();
+        let (mean, var) = g.global_moments(xs).unwrap();
+        let y = g
+            .batch_normalization(xs, mean, var, None, None, 1e-3)
+            .unwrap();
+        let loss = g.reduce_sum(g.mul(ws, y).unwrap(), None, false).unwrap();
+        let dx = g.gradients(&[loss], &[xs]).unwrap()[0].unwrap();
+        let types: Vec<String> = g.operations().iter().map(|&o| g.op_type(o)).collect();
+        assert!(types.contains(&"BatchNormGradInput".to_string()));
+        // The offset's and scale's gradients only: none for the mean and the variance.
+        let params = types.iter().filter(|t| *t == "BatchNormParamGrad").count();
+        assert_eq!(params, 2, "{types:?}");
+        vec![dx]
+    });
+    for (r, rank) in out.iter().enumerate() {
+        for (got, want) in rank[0].iter().zip(&whole[4 * r..4 * r + 4]) {
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "rank {r}: {got} against {want}"
+            );
+        }
+    }
+}
