@@ -56,13 +56,12 @@ fn mlp(g: &Graph) -> (Tensor, Tensor, Tensor) {
     )
 }
 
-/// [`mlp`] trained by Adam with the gradients clipped to a global norm of 1; with `ranks`, its
+/// [`mlp`] trained by `opt` with the gradients clipped to a global norm of 1; with `ranks`, its
 /// gradients are averaged over them; with `frozen`, hidden1 is not trained.
-fn model(ranks: bool, frozen: bool, seed: u64) -> Model {
+fn model(ranks: bool, frozen: bool, seed: u64, opt: &Optimizer) -> Model {
     let g = Graph::new();
     g.set_random_seed(seed);
     let (x, y, loss) = mlp(&g);
-    let opt = Optimizer::adam(0.01);
     let var_list: Option<Vec<Variable>> = frozen.then(|| {
         g.get_collection(keys::TRAINABLE_VARIABLES, Some("hidden[2]|logits"))
             .unwrap()
@@ -120,7 +119,7 @@ fn train(m: &Model, sess: &Session, lo: usize, hi: usize) -> Vec<Vec<f64>> {
 
 /// Each rank's weights after each step; rank r builds its graph with seed `seed + r` (the
 /// broadcast must make them start equal) and trains on its shard of every batch.
-fn on_ranks(size: usize, frozen: bool, seed: u64) -> Vec<Vec<Vec<f64>>> {
+fn on_ranks(size: usize, frozen: bool, seed: u64, opt: &Optimizer) -> Vec<Vec<Vec<f64>>> {
     let ranks = LocalGroup::ranks(size, Duration::from_secs(120));
     std::thread::scope(|s| {
         let handles: Vec<_> = ranks
@@ -128,7 +127,7 @@ fn on_ranks(size: usize, frozen: bool, seed: u64) -> Vec<Vec<Vec<f64>>> {
             .enumerate()
             .map(|(r, comm)| {
                 s.spawn(move || {
-                    let m = model(true, frozen, seed + r as u64);
+                    let m = model(true, frozen, seed + r as u64, opt);
                     let options = SessionOptions {
                         communicator: Some(Arc::new(comm)),
                         ..SessionOptions::with_threads(1)
@@ -173,7 +172,7 @@ fn assert_close(what: &str, got: &[Vec<f64>], want: &[Vec<f64>], tol: f64) {
 #[test]
 fn ranks_on_shards_of_each_batch_end_with_the_weights_of_one_process_on_the_whole_batch() {
     let single = {
-        let m = model(false, false, 7);
+        let m = model(false, false, 7, &Optimizer::adam(0.01));
         train(
             &m,
             &Session::with_options(&m.g, SessionOptions::with_threads(1)),
@@ -182,7 +181,7 @@ fn ranks_on_shards_of_each_batch_end_with_the_weights_of_one_process_on_the_whol
         )
     };
     for size in [2, 4] {
-        let ranks = on_ranks(size, false, 7);
+        let ranks = on_ranks(size, false, 7, &Optimizer::adam(0.01));
         for (r, weights) in ranks.iter().enumerate() {
             // Every rank holds the same bits after every step.
             assert_eq!(
@@ -198,14 +197,14 @@ fn ranks_on_shards_of_each_batch_end_with_the_weights_of_one_process_on_the_whol
 
 #[test]
 fn frozen_layers_are_neither_trained_nor_communicated() {
-    let m = model(true, true, 1);
+    let m = model(true, true, 1, &Optimizer::adam(0.01));
     let all_reduced = all_reduces(&m.g);
     // One fused buffer: hidden2's and logits' kernels and biases, not hidden1's.
     assert_eq!(all_reduced.len(), 1, "{all_reduced:?}");
-    let ranks = on_ranks(2, true, 1);
+    let ranks = on_ranks(2, true, 1, &Optimizer::adam(0.01));
     assert_eq!(ranks[0], ranks[1]);
     let single = {
-        let m = model(false, true, 1);
+        let m = model(false, true, 1, &Optimizer::adam(0.01));
         train(
             &m,
             &Session::with_options(&m.g, SessionOptions::with_threads(1)),
@@ -236,5 +235,30 @@ fn fusion_packs_gradients_up_to_the_threshold_and_reduces_larger_ones_alone() {
             .compute_gradients(&g, loss, None)
             .unwrap();
         assert_eq!(all_reduces(&g).len(), count, "threshold {threshold}");
+    }
+}
+
+#[test]
+fn every_update_rule_trains_the_same_on_two_ranks_as_on_one_process() {
+    let rules = [
+        ("gradient descent", Optimizer::gradient_descent(0.1)),
+        ("momentum", Optimizer::momentum(0.05, 0.9, true)),
+        ("adagrad", Optimizer::adagrad(0.1)),
+        ("rmsprop", Optimizer::rmsprop(0.01)),
+        ("adam", Optimizer::adam(0.01)),
+    ];
+    for (name, opt) in rules {
+        let single = {
+            let m = model(false, false, 5, &opt);
+            train(
+                &m,
+                &Session::with_options(&m.g, SessionOptions::with_threads(1)),
+                0,
+                BATCH,
+            )
+        };
+        let ranks = on_ranks(2, false, 5, &opt);
+        assert_eq!(ranks[0], ranks[1], "{name}: the ranks differ");
+        assert_close(name, &ranks[0], &single, 1e-5);
     }
 }
