@@ -112,6 +112,7 @@ impl Mpi {
         let tickets = Arc::new(Tickets::default());
         let done = tickets.clone();
         let mut transport = Transport::new(self.rank, self.size, options.timeout);
+        let rank = self.rank;
         let thread = std::thread::Builder::new()
             .name(format!("ferroflow-mpi-{}", self.rank))
             .spawn(move || {
@@ -121,7 +122,13 @@ impl Mpi {
                         call,
                         mut data,
                     } = job;
-                    let result = transport.run(&call, data.as_buf()).map(|()| data);
+                    // A panic in the bindings must not leave the session waiting for a result that
+                    // never comes: it becomes this call's error.
+                    let run = std::panic::AssertUnwindSafe(|| transport.run(&call, data.as_buf()));
+                    let result = match std::panic::catch_unwind(run) {
+                        Ok(r) => r.map(|()| data),
+                        Err(_) => Err(collective_error(rank, &call, "the MPI bindings panicked")),
+                    };
                     done.complete(ticket, result);
                 }
             })
