@@ -19,7 +19,7 @@ struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     seeds: u32,
     /// Epochs per run.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..))]
     epochs: u32,
     /// Adam's learning rate at the start.
     #[arg(long)]
@@ -28,7 +28,7 @@ struct Args {
     #[arg(long)]
     decay_per_epoch: Option<f64>,
     /// Mini-batch size.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
     /// Where the checkpoints and the chart go.
     #[arg(long, default_value = "target/mnist_cnn")]

@@ -1,8 +1,8 @@
 """The MNIST CNN of `cargo run --release --example mnist_cnn`, trained by TensorFlow 1.x graph mode
 with the same settings, for comparing the accuracy the network reaches:
 
-    python scripts/tf_mnist_cnn.py [--seeds 3] [--epochs 8] [--learning-rate 0.002]
-        [--decay-per-epoch 0.7] [--batch-size 128] [--data crates/data/data/mnist]
+    python scripts/tf_mnist_cnn.py [--seeds 3] [--epochs 14] [--learning-rate 0.001]
+        [--decay-per-epoch 0.8] [--batch-size 32] [--data crates/data/data/mnist]
 
 conv 32 3x3 ReLU SAME -> conv 64 3x3 stride 2 ReLU SAME -> max pool 2 -> flatten -> dense 64 ReLU ->
 dropout 0.5 -> 10; Adam with tf.train.exponential_decay over the global step (one decay per epoch);
@@ -80,10 +80,10 @@ def run(seed, data, a):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--learning-rate", type=float, default=0.002)
-    p.add_argument("--decay-per-epoch", type=float, default=0.7)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=14)
+    p.add_argument("--learning-rate", type=float, default=0.001)
+    p.add_argument("--decay-per-epoch", type=float, default=0.8)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "crates", "data", "data", "mnist"))
     a = p.parse_args()
     load = lambda n: idx(os.path.join(a.data, n))  # noqa: E731

@@ -270,6 +270,8 @@ fn the_cnn_learns_digits_from_a_small_subset_and_saves_a_restorable_checkpoint()
     let cfg = cnn::Config {
         epochs: 4,
         batch_size: 50,
+        learning_rate: 2e-3,
+        decay_per_epoch: 0.7,
         out_dir: out.clone(),
         quiet: true,
         ..Default::default()

@@ -41,10 +41,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: ferroflow::data::bundled_mnist_dir(),
-            epochs: 8,
-            batch_size: 128,
-            learning_rate: 2e-3,
-            decay_per_epoch: 0.7,
+            epochs: 14,
+            batch_size: 32,
+            learning_rate: 1e-3,
+            decay_per_epoch: 0.8,
             validation: 5000,
             train_limit: None,
             out_dir: PathBuf::from("target/mnist_cnn"),
