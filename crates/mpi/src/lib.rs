@@ -124,7 +124,7 @@ impl Mpi {
                     } = job;
                     // A panic in the bindings must not leave the session waiting for a result that
                     // never comes: it becomes this call's error.
-                    let run = std::panic::AssertUnwindSafe(|| transport.run(&call, data.as_buf()));
+                    let run = std::panic::AssertUnwindSafe(|| transport.run(&call, &mut data));
                     let result = match std::panic::catch_unwind(run) {
                         Ok(r) => r.map(|()| data),
                         Err(_) => Err(collective_error(rank, &call, "the MPI bindings panicked")),

@@ -2,7 +2,7 @@
 //! until every rank has arrived or the timeout has passed, an all-gather of each rank's
 //! description of its call, then the call.
 
-use ferroflow_cpu::comm::{collective_error, mismatch, CallInfo, CollectiveKind, CommBuf};
+use ferroflow_cpu::comm::{collective_error, mismatch, CallInfo, CollectiveKind, CommBuf, CommVec};
 use ferroflow_cpu::Result;
 use mpi::collective::SystemOperation;
 use mpi::topology::{Communicator as _, SimpleCommunicator};
@@ -82,8 +82,8 @@ pub(crate) struct Transport {
     pub(crate) rank: usize,
     pub(crate) size: usize,
     pub(crate) timeout: Duration,
-    /// The send buffers of the reductions (MPI's all-reduce does not work in place through rsmpi),
-    /// kept between calls.
+    /// Spare storage kept between calls: the receive side of the reductions (MPI's all-reduce does
+    /// not work in place through rsmpi), the send side of the all-gathers.
     f32: Vec<f32>,
     f64: Vec<f64>,
     i64: Vec<i64>,
@@ -157,18 +157,20 @@ impl Transport {
     }
 }
 
-/// An all-reduce (sum) of `data` in place, through `send`.
-fn sum_in_place<T: Equivalence + Copy>(
+/// An all-reduce (sum) of `data`: `data` is sent as it is, the sum is received into `spare`, and the
+/// two swap, so the data is never copied and `spare` keeps the old storage for the next call.
+fn sum_swapped<T: Equivalence + Copy + Default>(
     world: &SimpleCommunicator,
-    send: &mut Vec<T>,
-    data: &mut [T],
+    spare: &mut Vec<T>,
+    data: &mut Vec<T>,
 ) {
-    send.clear();
-    send.extend_from_slice(data);
-    world.all_reduce_into(&send[..], data, SystemOperation::sum());
+    spare.resize(data.len(), T::default());
+    world.all_reduce_into(&data[..], &mut spare[..], SystemOperation::sum());
+    std::mem::swap(spare, data);
 }
 
-/// The all-gather of segment `rank` of `data` into all of `data`, through `send`.
+/// The all-gather of segment `rank` of `data` into all of `data`, through `send` (MPI's all-gather
+/// does not work in place through rsmpi).
 fn gather_in_place<T: Equivalence + Copy>(
     world: &SimpleCommunicator,
     send: &mut Vec<T>,
@@ -183,28 +185,25 @@ fn gather_in_place<T: Equivalence + Copy>(
 }
 
 impl Transport {
-    /// Runs the collective `call` describes over `data` in place: the barrier (with the timeout),
-    /// the check that every rank makes the same call, then the call.
-    pub(crate) fn run(&mut self, call: &CallInfo, data: CommBuf<'_>) -> Result<()> {
+    /// Runs the collective `call` describes over `data`, which then holds the result: the barrier
+    /// (with the timeout), the check that every rank makes the same call, then the call.
+    pub(crate) fn run(&mut self, call: &CallInfo, data: &mut CommVec) -> Result<()> {
         if mpi::environment::is_finalized() {
             return Err(collective_error(self.rank, call, "MPI has been finalized"));
         }
-        if i32::try_from(data.len()).is_err() {
+        let len = data.as_buf().len();
+        if i32::try_from(len).is_err() {
             return Err(collective_error(
                 self.rank,
                 call,
                 "MPI counts elements in 32 bits: split the tensor",
             ));
         }
-        if call.kind == CollectiveKind::AllGather && !data.len().is_multiple_of(self.size) {
+        if call.kind == CollectiveKind::AllGather && !len.is_multiple_of(self.size) {
             return Err(collective_error(
                 self.rank,
                 call,
-                format!(
-                    "{} elements are not {} equal segments",
-                    data.len(),
-                    self.size
-                ),
+                format!("{} elements are not {} equal segments", len, self.size),
             ));
         }
         let world = SimpleCommunicator::world();
@@ -212,30 +211,30 @@ impl Transport {
         self.agree(&world, call)?;
         let (rank, size) = (self.rank, self.size);
         match (call.kind, data) {
-            (CollectiveKind::AllReduceSum, CommBuf::F32(d)) => {
-                sum_in_place(&world, &mut self.f32, d)
+            (CollectiveKind::AllReduceSum, CommVec::F32(d)) => {
+                sum_swapped(&world, &mut self.f32, d)
             }
-            (CollectiveKind::AllReduceSum, CommBuf::F64(d)) => {
-                sum_in_place(&world, &mut self.f64, d)
+            (CollectiveKind::AllReduceSum, CommVec::F64(d)) => {
+                sum_swapped(&world, &mut self.f64, d)
             }
-            (CollectiveKind::AllReduceSum, CommBuf::I64(d)) => {
-                sum_in_place(&world, &mut self.i64, d)
+            (CollectiveKind::AllReduceSum, CommVec::I64(d)) => {
+                sum_swapped(&world, &mut self.i64, d)
             }
             (CollectiveKind::Broadcast { root }, data) => {
                 let root = world.process_at_rank(i32::try_from(root).unwrap_or(i32::MAX));
-                match data {
+                match data.as_buf() {
                     CommBuf::F32(d) => root.broadcast_into(d),
                     CommBuf::F64(d) => root.broadcast_into(d),
                     CommBuf::I64(d) => root.broadcast_into(d),
                 }
             }
-            (CollectiveKind::AllGather, CommBuf::F32(d)) => {
+            (CollectiveKind::AllGather, CommVec::F32(d)) => {
                 gather_in_place(&world, &mut self.f32, d, rank, size)
             }
-            (CollectiveKind::AllGather, CommBuf::F64(d)) => {
+            (CollectiveKind::AllGather, CommVec::F64(d)) => {
                 gather_in_place(&world, &mut self.f64, d, rank, size)
             }
-            (CollectiveKind::AllGather, CommBuf::I64(d)) => {
+            (CollectiveKind::AllGather, CommVec::I64(d)) => {
                 gather_in_place(&world, &mut self.i64, d, rank, size)
             }
         }

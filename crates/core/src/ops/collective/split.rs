@@ -8,7 +8,7 @@
 //! pair has no gradient (TF's Horovod ops do not either for their fused, asynchronous form); use
 //! [`Graph::all_reduce`] where a gradient must flow through the reduction.
 
-use super::{communicator, Reduction};
+use super::{communicator, divide, Reduction};
 use crate::dtype::{DType, Shape, TensorInfo};
 use crate::error::{KernelError, OpResult, Result};
 use crate::graph::{Graph, Tensor};
@@ -136,20 +136,17 @@ impl OpDef for AllReduceFinish {
         let shape: Vec<usize> = parts
             .map(|d| usize::try_from(d).map_err(|_| bad()))
             .collect::<OpResult<_>>()?;
-        let mut data = comm.finish(number)?;
-        let size = comm.size();
         let dims = IxDyn(&shape);
         let wrong = KernelError::from;
-        match (&mut data, self.reduction) {
-            (CommVec::F32(v), Reduction::Mean) => v.iter_mut().for_each(|x| *x /= size as f32),
-            (CommVec::F64(v), Reduction::Mean) => v.iter_mut().for_each(|x| *x /= size as f64),
-            _ => {}
-        }
-        Ok(match data {
+        let mut value = match comm.finish(number)? {
             CommVec::F32(v) => Value::F32(ArrayD::from_shape_vec(dims, v).map_err(wrong)?),
             CommVec::F64(v) => Value::F64(ArrayD::from_shape_vec(dims, v).map_err(wrong)?),
             CommVec::I64(v) => Value::I64(ArrayD::from_shape_vec(dims, v).map_err(wrong)?),
-        })
+        };
+        if self.reduction == Reduction::Mean {
+            divide(&mut value, comm.size());
+        }
+        Ok(value)
     }
 }
 
